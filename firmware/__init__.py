@@ -1,0 +1,1 @@
+"""Zynq ARM-side driver: load a bitstream, map registers, run a network."""

@@ -1,0 +1,1 @@
+"""Quantization: the integer contract, the model format, the golden model and QAT."""

@@ -1,0 +1,1 @@
+"""Amaranth hardware: the accelerator and its one configuration (rtl.config)."""

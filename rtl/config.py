@@ -1,0 +1,321 @@
+"""The one hardware configuration: every parameter of the accelerator, validated, with JSON I/O."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+__all__ = ["HwConfig", "PRESETS", "WEIGHT_FORMATS", "preset", "preset_names"]
+
+#: Weight formats the hardware can be built to support, and their weight bit widths.
+WEIGHT_FORMATS: dict[str, int] = {"pot4": 4, "fixed4": 4, "fixed8": 8}
+
+#: Parts we know, with their resources (LUT, FF, DSP48E1, RAMB36E1) from the 7-series data sheets.
+PARTS: dict[str, dict[str, int]] = {
+    "xc7z020clg400-1": {"lut": 53_200, "ff": 106_400, "dsp": 220, "bram36": 140},
+    "xc7z045ffg900-2": {"lut": 218_600, "ff": 437_200, "dsp": 900, "bram36": 545},
+}
+
+_AXI_DATA_WIDTHS = (32, 64)
+_ACT_BITS = (4, 5)
+
+
+@dataclass(frozen=True, kw_only=True)
+class HwConfig:
+    """Hardware parameters of one accelerator build.
+
+    Every field is checked when the object is made; derived values are properties, so nothing
+    is stored twice. Both arrays receive the same activation vector each cycle, so their
+    column counts (the vector length) must agree.
+    """
+
+    #: Short name of the configuration, used in build directory names. Example: ``"zc706"``.
+    name: str
+    #: Xilinx part, as Vivado spells it. Example: ``"xc7z045ffg900-2"``.
+    part: str
+    #: Target fabric clock in MHz. Example: ``150.0``.
+    clock_mhz: float
+    #: Width of unsigned activations in bits (4 or 5). Example: ``4``.
+    act_bits: int = 4
+    #: Width of the unsigned first-layer input (image pixels) in bits. Example: ``8``.
+    input_bits: int = 8
+    #: Weight formats the arrays implement. Example: ``("pot4", "fixed4", "fixed8")``.
+    weight_formats: tuple[str, ...] = ("pot4", "fixed4", "fixed8")
+    #: PoT filters computed in parallel by the LUT shift-add array (output channels). Example: ``24``.
+    pot_rows: int
+    #: Activations per cycle into the PoT array (dot-product slice length). Example: ``16``.
+    pot_cols: int
+    #: Fixed-point 4-bit lanes (filters) of the DSP array. Example: ``18``.
+    dsp_rows: int
+    #: Activations per cycle into the DSP array; equals ``pot_cols``. Example: ``16``.
+    dsp_cols: int
+    #: 4-bit products computed by one DSP48E1 (1 or 2). Example: ``2``.
+    dsp_pack: int = 2
+    #: 4-bit DSP lanes one Fixed-8 filter occupies (1 or 2). Example: ``2``.
+    fixed8_lanes: int = 2
+    #: Longest dot product (input channels x kernel taps) a layer may have. Example: ``4608``.
+    max_reduction: int = 4608
+    #: Largest channel count of any layer. Example: ``2048``.
+    max_channels: int = 2048
+    #: Largest feature-map height or width. Example: ``1024``.
+    max_spatial: int = 1024
+    #: Depth of the on-chip activation (input tile) buffer, in activation vectors. Example: ``4096``.
+    act_buf_depth: int = 4096
+    #: Depth of each of the two weight buffers (double-buffered), in array weight rows. Example: ``1024``.
+    weight_buf_depth: int = 1024
+    #: Depth of the output buffer, in output vectors. Example: ``2048``.
+    out_buf_depth: int = 2048
+    #: Data width of the AXI4 master to DDR (a Zynq HP port) in bits (32 or 64). Example: ``64``.
+    axi_data_width: int = 64
+    #: Address width of the AXI4 master in bits. Example: ``32``.
+    axi_addr_width: int = 32
+
+    def __post_init__(self) -> None:
+        _check_type("name", self.name, str)
+        if not self.name or not all(c.isalnum() or c in "-_" for c in self.name):
+            raise ValueError(
+                f"HwConfig.name must be a non-empty string of letters, digits, '-' and '_', "
+                f"not {self.name!r}")
+        _check_type("part", self.part, str)
+        if self.part not in PARTS:
+            raise ValueError(
+                f"HwConfig.part must be one of {', '.join(sorted(PARTS))}, not {self.part!r}")
+        if isinstance(self.clock_mhz, bool) or not isinstance(self.clock_mhz, (int, float)):
+            raise TypeError(f"HwConfig.clock_mhz must be a number, not {self.clock_mhz!r}")
+        if not 10.0 <= self.clock_mhz <= 500.0:
+            raise ValueError(
+                f"HwConfig.clock_mhz must be between 10 and 500 MHz, not {self.clock_mhz!r}")
+        _check_int("act_bits", self.act_bits, choices=_ACT_BITS)
+        _check_int("input_bits", self.input_bits, lo=self.act_bits, hi=8)
+        if not isinstance(self.weight_formats, (tuple, list)):
+            raise TypeError(
+                f"HwConfig.weight_formats must be a tuple of format names, not "
+                f"{self.weight_formats!r}")
+        for fmt in self.weight_formats:
+            if fmt not in WEIGHT_FORMATS:
+                raise ValueError(
+                    f"HwConfig.weight_formats holds unknown format {fmt!r}; allowed: "
+                    f"{', '.join(WEIGHT_FORMATS)}")
+        if len(set(self.weight_formats)) != len(self.weight_formats) or not self.weight_formats:
+            raise ValueError(
+                f"HwConfig.weight_formats must list each format at most once and not be empty, "
+                f"not {tuple(self.weight_formats)!r}")
+        # A list from JSON becomes the canonical tuple, in the canonical order.
+        object.__setattr__(self, "weight_formats",
+                           tuple(f for f in WEIGHT_FORMATS if f in self.weight_formats))
+        _check_int("pot_rows", self.pot_rows, lo=0, hi=1024)
+        _check_int("pot_cols", self.pot_cols, lo=1, hi=256)
+        _check_int("dsp_rows", self.dsp_rows, lo=0, hi=1024)
+        _check_int("dsp_cols", self.dsp_cols, lo=1, hi=256)
+        _check_int("dsp_pack", self.dsp_pack, choices=(1, 2))
+        _check_int("fixed8_lanes", self.fixed8_lanes, choices=(1, 2))
+        _check_int("max_reduction", self.max_reduction, lo=1, hi=1 << 20)
+        _check_int("max_channels", self.max_channels, lo=1, hi=1 << 16)
+        _check_int("max_spatial", self.max_spatial, lo=1, hi=1 << 14)
+        for name in ("act_buf_depth", "weight_buf_depth", "out_buf_depth"):
+            _check_int(name, getattr(self, name), lo=16, hi=1 << 20)
+            if getattr(self, name) & (getattr(self, name) - 1):
+                raise ValueError(
+                    f"HwConfig.{name} must be a power of two (BRAM depth), not "
+                    f"{getattr(self, name)!r}")
+        _check_int("axi_data_width", self.axi_data_width, choices=_AXI_DATA_WIDTHS)
+        _check_int("axi_addr_width", self.axi_addr_width, lo=16, hi=32)
+
+        # Parts that must agree with each other.
+        if self.pot_cols != self.dsp_cols:
+            raise ValueError(
+                f"HwConfig.pot_cols ({self.pot_cols}) and HwConfig.dsp_cols ({self.dsp_cols}) "
+                f"must be equal: both arrays take the same activation vector each cycle")
+        if "pot4" in self.weight_formats and self.pot_rows == 0:
+            raise ValueError("HwConfig.pot_rows is 0 but weight_formats includes 'pot4'; "
+                             "give the PoT array rows or drop 'pot4'")
+        fixed = {"fixed4", "fixed8"} & set(self.weight_formats)
+        if fixed and self.dsp_rows == 0:
+            raise ValueError(
+                f"HwConfig.dsp_rows is 0 but weight_formats includes "
+                f"{', '.join(repr(f) for f in sorted(fixed))}; give the DSP array rows or drop them")
+        if self.dsp_pack == 2 and self.dsp_rows % 2:
+            raise ValueError(
+                f"HwConfig.dsp_rows must be even when dsp_pack is 2 (two filters share a DSP48E1), "
+                f"not {self.dsp_rows}")
+        if "fixed8" in self.weight_formats and self.dsp_rows < self.fixed8_lanes:
+            raise ValueError(
+                f"HwConfig.dsp_rows ({self.dsp_rows}) is smaller than fixed8_lanes "
+                f"({self.fixed8_lanes}): a Fixed-8 filter would not fit the DSP array")
+        if self.acc_bits > 46:
+            raise ValueError(
+                f"HwConfig.max_reduction {self.max_reduction} needs a {self.acc_bits}-bit "
+                f"accumulator; at most 46 bits are supported (requantization product must fit "
+                f"a DSP48E1 post-adder cascade); lower max_reduction")
+
+    # ---- derived values -----------------------------------------------------------------------
+
+    @property
+    def vec_len(self) -> int:
+        """Activations per cycle, shared by both arrays."""
+        return self.pot_cols
+
+    @property
+    def pot_macs(self) -> int:
+        """PoT multiply-accumulates per cycle (shift-add units in LUT fabric)."""
+        return self.pot_rows * self.pot_cols
+
+    @property
+    def dsp_lanes(self) -> int:
+        """Fixed-4 multiply-accumulate lanes per cycle on the DSP array."""
+        return self.dsp_rows * self.dsp_cols
+
+    @property
+    def dsp_count(self) -> int:
+        """DSP48E1 slices used for the array's multiplications."""
+        return math.ceil(self.dsp_lanes / self.dsp_pack)
+
+    @property
+    def weight_bits_max(self) -> int:
+        """Widest weight the hardware supports, in bits."""
+        return max(WEIGHT_FORMATS[f] for f in self.weight_formats)
+
+    @property
+    def max_abs_weight(self) -> int:
+        """Largest weight magnitude of any supported format (|-128| for Fixed-8)."""
+        from quant.contract import max_abs_weight
+        return max(max_abs_weight(f) for f in self.weight_formats)
+
+    @property
+    def max_activation(self) -> int:
+        """Largest unsigned value on any array input (first-layer pixels included)."""
+        return (1 << max(self.act_bits, self.input_bits)) - 1
+
+    @property
+    def max_abs_dot(self) -> int:
+        """Largest |dot product| any legal layer can produce: every product at its extreme."""
+        return self.max_reduction * self.max_abs_weight * self.max_activation
+
+    @property
+    def acc_bits(self) -> int:
+        """Signed accumulator width that holds ``bias + dot`` for any legal layer.
+
+        The bias is limited to ``|bias| <= max_abs_dot`` (checked when a model is matched to
+        the hardware), so ``|bias + dot| <= 2 * max_abs_dot`` and one more bit holds the sign.
+        """
+        return (2 * self.max_abs_dot).bit_length() + 1
+
+    @property
+    def clock_period_ns(self) -> float:
+        return 1000.0 / self.clock_mhz
+
+    @property
+    def resources(self) -> dict[str, int]:
+        """Resources of the configured part (LUT, FF, DSP48E1, RAMB36E1)."""
+        return dict(PARTS[self.part])
+
+    @property
+    def config_hash(self) -> int:
+        """A stable 32-bit identity of this configuration (for the hardware identity register)."""
+        digest = hashlib.sha256(self.to_json(indent=None).encode()).digest()
+        return int.from_bytes(digest[:4], "big")
+
+    @property
+    def config_hash_hex(self) -> str:
+        return f"{self.config_hash:08x}"
+
+    # ---- JSON -------------------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["weight_formats"] = list(self.weight_formats)
+        return d
+
+    def to_json(self, indent: int | None = 2) -> str:
+        if indent is None:
+            return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return json.dumps(self.to_dict(), sort_keys=True, indent=indent) + "\n"
+
+    @classmethod
+    def from_dict(cls, data: Any) -> HwConfig:
+        if not isinstance(data, dict):
+            raise TypeError(f"HwConfig JSON must be an object, not {type(data).__name__}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(
+                f"HwConfig has no field {unknown[0]!r}; known fields: {', '.join(sorted(known))}")
+        missing = sorted(f.name for f in fields(cls)
+                         if f.name not in data and f.default is dataclasses.MISSING
+                         and f.default_factory is dataclasses.MISSING)
+        if missing:
+            raise ValueError(f"HwConfig is missing required field {missing[0]!r}")
+        return cls(**data)
+
+    @classmethod
+    def from_json(cls, text: str) -> HwConfig:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"HwConfig JSON is malformed: {exc}") from None
+        return cls.from_dict(data)
+
+    @classmethod
+    def load(cls, path: str | Path) -> HwConfig:
+        """Read a HwConfig JSON file; errors name the file."""
+        path = Path(path)
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise ValueError(f"cannot read HwConfig file {str(path)!r}: {exc.strerror}") from None
+        try:
+            return cls.from_json(text)
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"{path}: {exc}") from None
+
+    def replace(self, **changes: Any) -> HwConfig:
+        return dataclasses.replace(self, **changes)
+
+
+def _check_type(name: str, value: Any, typ: type) -> None:
+    if not isinstance(value, typ):
+        raise TypeError(f"HwConfig.{name} must be a {typ.__name__}, not {value!r}")
+
+
+def _check_int(name: str, value: Any, *, lo: int | None = None, hi: int | None = None,
+               choices: tuple[int, ...] | None = None) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"HwConfig.{name} must be an integer, not {value!r}")
+    if choices is not None and value not in choices:
+        raise ValueError(
+            f"HwConfig.{name} must be one of {', '.join(map(str, choices))}, not {value!r}")
+    if lo is not None and hi is not None and not lo <= value <= hi:
+        raise ValueError(f"HwConfig.{name} must be between {lo} and {hi}, not {value!r}")
+
+
+# The PoT:fixed row split follows the per-device filter ratio: with one Fixed-8 filter taking
+# ``fixed8_lanes`` DSP lanes, a 60:35:5 layer needs 60 PoT rows per 35 + 2*5 = 45 DSP lanes.
+PRESETS: dict[str, HwConfig] = {
+    cfg.name: cfg for cfg in (
+        HwConfig(name="pynq-z2", part="xc7z020clg400-1", clock_mhz=100.0,
+                 pot_rows=24, pot_cols=16, dsp_rows=18, dsp_cols=16,
+                 act_buf_depth=4096, weight_buf_depth=512, out_buf_depth=1024),
+        HwConfig(name="zc706", part="xc7z045ffg900-2", clock_mhz=150.0,
+                 pot_rows=52, pot_cols=32, dsp_rows=32, dsp_cols=32,
+                 act_buf_depth=8192, weight_buf_depth=1024, out_buf_depth=2048),
+    )
+}
+
+
+def preset_names() -> list[str]:
+    return sorted(PRESETS)
+
+
+def preset(name: str) -> HwConfig:
+    """Return a board preset; an unknown name lists the valid ones."""
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown board {name!r}; valid boards: {', '.join(preset_names())}") from None
+

@@ -1,0 +1,1 @@
+"""cocotb testbenches on the generated Verilog, compared with the golden model."""
