@@ -13,11 +13,31 @@ from typing import Any
 import numpy as np
 
 __all__ = [
-    "SCHEMES", "SCHEME_CODE", "POT4", "FIXED4", "FIXED8",
-    "MULT_BITS", "MULT_MAX", "SHIFT_MAX", "LOGIT_BITS", "POT_EXP_MAX", "POT_VALUES",
-    "TensorType", "weight_range", "max_abs_weight", "weights_legal",
-    "pot_decode", "pot_encode",
-    "requantize", "clamp", "conv_out_type", "quantize_multiplier", "activation", "residual_add", "avgpool_requant", "logits",
+    "FIXED4",
+    "FIXED8",
+    "LOGIT_BITS",
+    "MULT_BITS",
+    "MULT_MAX",
+    "POT4",
+    "POT_EXP_MAX",
+    "POT_VALUES",
+    "SCHEMES",
+    "SCHEME_CODE",
+    "SHIFT_MAX",
+    "TensorType",
+    "activation",
+    "avgpool_requant",
+    "clamp",
+    "conv_out_type",
+    "logits",
+    "max_abs_weight",
+    "pot_decode",
+    "pot_encode",
+    "quantize_multiplier",
+    "requantize",
+    "residual_add",
+    "weight_range",
+    "weights_legal",
 ]
 
 #: Per-filter weight schemes; a scheme's code is its index (stored in model files).

@@ -15,8 +15,18 @@ from numpy.lib.stride_tricks import sliding_window_view
 from . import contract as C
 from .model_format import ModelFormatError, QModel
 
-__all__ = ["dot_products", "conv2d_acc", "conv", "fc", "maxpool", "avgpool", "add", "run",
-           "run_all", "predict"]
+__all__ = [
+    "add",
+    "avgpool",
+    "conv",
+    "conv2d_acc",
+    "dot_products",
+    "fc",
+    "maxpool",
+    "predict",
+    "run",
+    "run_all",
+]
 
 _I64 = np.int64
 

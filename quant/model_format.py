@@ -5,7 +5,9 @@ A file holds one network as a graph of nodes in execution order. Each node names
 and ``load`` checks version, checksums, dtypes, shapes, value ranges and graph consistency, so
 any model that loads is one the golden model and the hardware can run.
 
-Node kinds and their fields (docs/model-format.md has the full table):
+Every node may also carry ``out_shape`` [C, H, W] for the model's own input size; ``save``
+writes it and the loader checks it. Node kinds and their fields (docs/model-format.md has the
+full table):
 
 ``conv``     in_channels, out_channels, kernel, stride, padding, relu;
              arrays weight (O, I, k, k) int8, scheme (O,) uint8, bias (O,) int32,
@@ -21,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ import numpy as np
 
 from . import contract as C
 
-__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "ModelFormatError", "QModel", "NodeInfo"]
+__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "ModelFormatError", "NodeInfo", "QModel"]
 
 FORMAT_NAME = "ilmpq-int-model"
 FORMAT_VERSION = 1
@@ -125,6 +126,8 @@ class QModel:
         if path.suffix != ".npz":
             path = path.with_name(path.name + ".npz")
         manifest = dict(self.manifest)
+        shapes = self.infer()
+        manifest["nodes"] = [{**n, "out_shape": list(shapes[n["name"]].shape)} for n in self.nodes]
         manifest["arrays"] = {k: _describe(v) for k, v in sorted(self.arrays.items())}
         payload = {_MANIFEST_KEY: np.frombuffer(
             json.dumps(manifest, indent=1, sort_keys=True).encode(), dtype=np.uint8)}
@@ -146,7 +149,10 @@ class QModel:
         try:
             with np.load(io.BytesIO(raw), allow_pickle=False) as npz:
                 contents = {k: npz[k] for k in npz.files}
-        except (zipfile.BadZipFile, OSError, ValueError, EOFError, KeyError) as exc:
+        # A damaged container can fail inside zipfile/zlib/numpy in many ways (BadZipFile,
+        # zlib.error, NotImplementedError for a garbled version field, struct.error, ...): any
+        # failure to decode it means the same thing to the user.
+        except Exception as exc:
             raise ModelFormatError(
                 f"{where} is truncated or corrupt ({type(exc).__name__}: {exc}); "
                 f"export or copy it again") from None
@@ -254,7 +260,7 @@ def _check_node_fields(node: Any, index: int, seen: set[str]) -> None:
     if op not in _NODE_FIELDS:
         raise _fail(name, f"unknown op {op!r}; allowed: {', '.join(_NODE_FIELDS)}")
     expected = {"name", "op", "inputs", *_NODE_FIELDS[op]}
-    extra = sorted(set(node) - expected)
+    extra = sorted(set(node) - expected - {"out_shape"})
     missing = sorted(expected - set(node))
     if extra or missing:
         raise _fail(name, f"{op} fields wrong (missing {missing}, unknown {extra})")
@@ -325,9 +331,9 @@ def _infer(m: dict[str, Any], input_shape: tuple[int, ...]) -> dict[str, NodeInf
                 raise _fail(name, f"adds shapes {ins[0].shape} and {ins[1].shape}; they must match")
             if (len(node["mult"]) != 2 or len(node["shift"]) != 2):
                 raise _fail(name, "add needs two multipliers and two shifts (one per input)")
-            for mult, shift in zip(node["mult"], node["shift"]):
+            for mult, shift in zip(node["mult"], node["shift"], strict=True):
                 _check_requant(name, mult, shift)
-            for i, t in zip(node["inputs"], ins):
+            for i, t in zip(node["inputs"], ins, strict=True):
                 if t.ttype.bits > m["act_bits"] + 1:
                     raise _fail(name, f"add input {i!r} is {t.ttype}; only activations "
                                       f"(u{m['act_bits']}, s{m['act_bits'] + 1}) can be added")
@@ -343,6 +349,11 @@ def _infer(m: dict[str, Any], input_shape: tuple[int, ...]) -> dict[str, NodeInf
         elif op == "avgpool":
             _check_requant(name, node["mult"], node["shift"])
             info[name] = NodeInfo((c, 1, 1), act)
+        stored = node.get("out_shape")
+        if stored is not None and tuple(input_shape) == tuple(m["input_shape"]) \
+                and stored != list(info[name].shape):
+            raise _fail(name, f"stored out_shape {stored} but the graph gives "
+                              f"{list(info[name].shape)} for input {m['input_shape']}")
         seen.add(name)
     if m["output"] not in seen:
         raise ModelFormatError(f"output {m['output']!r} is not a node of the model")

@@ -17,7 +17,7 @@ from .model_format import FORMAT_NAME, FORMAT_VERSION, QModel
 from .resnet_graph import resnet18_nodes
 from .schemes import parse_ratio, scheme_counts
 
-__all__ = ["random_schemes", "random_weights", "random_resnet18", "random_images"]
+__all__ = ["random_images", "random_resnet18", "random_schemes", "random_weights"]
 
 
 def random_schemes(rng: np.random.Generator, rows: int, ratio: tuple[int, int, int]
@@ -83,7 +83,7 @@ def random_resnet18(seed: int = 0, *, input_shape: tuple[int, int, int] = (3, 32
     model = QModel(manifest, {})
     act_max = (1 << act_bits) - 1
     values = {"input": random_images(rng, calib_images, input_shape)}
-    last_conv = [n["name"] for n in nodes if n["op"] == "conv"][0]
+    first_conv = next(n["name"] for n in nodes if n["op"] == "conv")
     for node in nodes:
         name, op = node["name"], node["op"]
         ins = [values[i] for i in node["inputs"]]
@@ -91,7 +91,7 @@ def random_resnet18(seed: int = 0, *, input_shape: tuple[int, int, int] = (3, 32
             rows = node["out_channels"] if op == "conv" else node["out_features"]
             cols = (node["in_channels"] * node["kernel"] ** 2 if op == "conv"
                     else node["in_features"])
-            eight = first_last_8bit and (name == last_conv or op == "fc")
+            eight = first_last_8bit and (name == first_conv or op == "fc")
             schemes = (np.full(rows, C.FIXED8, np.uint8) if eight
                        else random_schemes(rng, rows, ratio))
             weight = random_weights(rng, schemes, cols)

@@ -6,7 +6,7 @@ import re
 
 from . import contract as C
 
-__all__ = ["parse_ratio", "scheme_counts", "RATIO_PRESETS"]
+__all__ = ["RATIO_PRESETS", "parse_ratio", "scheme_counts"]
 
 #: Named ratios from the ILMPQ paper's Table I and the board defaults.
 RATIO_PRESETS: dict[str, tuple[int, int, int]] = {
@@ -44,4 +44,4 @@ def scheme_counts(rows: int, ratio: tuple[int, int, int]) -> dict[int, int]:
     order = sorted(range(3), key=lambda i: (-(exact[i] - counts[i]), i))
     for i in order[: rows - sum(counts)]:
         counts[i] += 1
-    return {C.SCHEME_CODE[name]: n for name, n in zip(C.SCHEMES, counts)}
+    return {C.SCHEME_CODE[name]: n for name, n in zip(C.SCHEMES, counts, strict=True)}

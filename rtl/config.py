@@ -10,7 +10,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-__all__ = ["HwConfig", "PRESETS", "WEIGHT_FORMATS", "preset", "preset_names"]
+__all__ = ["PRESETS", "WEIGHT_FORMATS", "HwConfig", "preset", "preset_names"]
 
 #: Weight formats the hardware can be built to support, and their weight bit widths.
 WEIGHT_FORMATS: dict[str, int] = {"pot4": 4, "fixed4": 4, "fixed8": 8}
@@ -46,9 +46,9 @@ class HwConfig:
     input_bits: int = 8
     #: Weight formats the arrays implement. Example: ``("pot4", "fixed4", "fixed8")``.
     weight_formats: tuple[str, ...] = ("pot4", "fixed4", "fixed8")
-    #: PoT filters computed in parallel by the LUT shift-add array (output channels). Example: ``24``.
+    #: PoT filters computed in parallel by the LUT shift-add array. Example: ``24``.
     pot_rows: int
-    #: Activations per cycle into the PoT array (dot-product slice length). Example: ``16``.
+    #: Activations per cycle into the PoT array (a dot-product slice). Example: ``16``.
     pot_cols: int
     #: Fixed-point 4-bit lanes (filters) of the DSP array. Example: ``18``.
     dsp_rows: int
@@ -64,9 +64,9 @@ class HwConfig:
     max_channels: int = 2048
     #: Largest feature-map height or width. Example: ``1024``.
     max_spatial: int = 1024
-    #: Depth of the on-chip activation (input tile) buffer, in activation vectors. Example: ``4096``.
+    #: Depth of the activation (input tile) buffer, in activation vectors. Example: ``4096``.
     act_buf_depth: int = 4096
-    #: Depth of each of the two weight buffers (double-buffered), in array weight rows. Example: ``1024``.
+    #: Depth of each of the two (double-buffered) weight buffers, in weight rows. Example: ``1024``.
     weight_buf_depth: int = 1024
     #: Depth of the output buffer, in output vectors. Example: ``2048``.
     out_buf_depth: int = 2048
@@ -138,7 +138,8 @@ class HwConfig:
         if fixed and self.dsp_rows == 0:
             raise ValueError(
                 f"HwConfig.dsp_rows is 0 but weight_formats includes "
-                f"{', '.join(repr(f) for f in sorted(fixed))}; give the DSP array rows or drop them")
+                f"{', '.join(repr(f) for f in sorted(fixed))}; give the DSP array rows or "
+                f"drop them")
         if self.dsp_pack == 2 and self.dsp_rows % 2:
             raise ValueError(
                 f"HwConfig.dsp_rows must be even when dsp_pack is 2 (two filters share a DSP48E1), "
@@ -147,11 +148,11 @@ class HwConfig:
             raise ValueError(
                 f"HwConfig.dsp_rows ({self.dsp_rows}) is smaller than fixed8_lanes "
                 f"({self.fixed8_lanes}): a Fixed-8 filter would not fit the DSP array")
-        if self.acc_bits > 46:
+        if self.acc_bits > 32:
             raise ValueError(
                 f"HwConfig.max_reduction {self.max_reduction} needs a {self.acc_bits}-bit "
-                f"accumulator; at most 46 bits are supported (requantization product must fit "
-                f"a DSP48E1 post-adder cascade); lower max_reduction")
+                f"accumulator; at most 32 bits are supported (accumulators and biases are 32-bit "
+                f"words in memory); lower max_reduction")
 
     # ---- derived values -----------------------------------------------------------------------
 
