@@ -1,0 +1,83 @@
+"""Pieces shared by the compute arrays: payload layouts, config checks, pipelined adder trees."""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Signal, Value, signed, unsigned
+from amaranth.lib import data
+
+from .config import HwConfig
+
+__all__ = [
+    "act_layout",
+    "act_width",
+    "check_config",
+    "delay",
+    "register",
+    "result_layout",
+    "tree_depth",
+    "tree_level",
+]
+
+
+def check_config(cfg: object, who: str) -> HwConfig:
+    """Return ``cfg`` if it is a :class:`HwConfig`, else raise a TypeError naming ``who``."""
+    if not isinstance(cfg, HwConfig):
+        raise TypeError(f"{who} configuration must be a HwConfig, not {cfg!r}")
+    return cfg
+
+
+def act_width(cfg: HwConfig) -> int:
+    """Width of one activation on the array inputs: wide enough for first-layer pixels too."""
+    return max(cfg.act_bits, cfg.input_bits)
+
+
+def act_layout(cfg: HwConfig) -> data.ArrayLayout:
+    """The activation vector both arrays take in the same cycle: ``vec_len`` unsigned values."""
+    return data.ArrayLayout(unsigned(act_width(cfg)), cfg.vec_len)
+
+
+def result_layout(cfg: HwConfig, rows: int) -> data.ArrayLayout:
+    """One signed ``acc_bits`` dot product per row (filter)."""
+    return data.ArrayLayout(signed(cfg.acc_bits), rows)
+
+
+def tree_depth(n: int) -> int:
+    """Adder levels that reduce ``n`` terms to one: ``ceil(log2(n))``."""
+    return max(n - 1, 0).bit_length()
+
+
+def tree_level(terms: list[Value], carries: list[Value]) -> tuple[list[Value], list[Value]]:
+    """One level of a binary adder tree over signed terms.
+
+    Adjacent terms are summed in pairs (an odd last term passes through). Each pair adder also
+    takes one pending 1-bit carry-in from ``carries`` while any is left; the rest are returned
+    so the next level (or the accumulator) adds them. Returns ``(sums, carries_left)``.
+    """
+    out: list[Value] = []
+    carries = list(carries)
+    for j in range(0, len(terms) - 1, 2):
+        a, b = terms[j], terms[j + 1]
+        width = max(a.shape().width, b.shape().width) + 1
+        total = a + b
+        if carries:
+            # Two w-bit signed terms plus a 0/1 carry still fit w + 1 signed bits.
+            total = total + carries.pop(0)
+        out.append(total[:width].as_signed())
+    if len(terms) % 2:
+        out.append(terms[-1])
+    return out, carries
+
+
+def register(m: Module, en: Value, value: Value, name: str) -> Signal:
+    """A register loaded with ``value`` in cycles where ``en`` is high."""
+    reg = Signal(value.shape(), name=name)
+    with m.If(en):
+        m.d.sync += reg.eq(value)
+    return reg
+
+
+def delay(m: Module, en: Value, value: Value, stages: int, name: str) -> Value:
+    """``value`` delayed by ``stages`` enabled registers (the pipeline's side-band bits)."""
+    for k in range(stages):
+        value = register(m, en, value, f"{name}_d{k + 1}")
+    return value
