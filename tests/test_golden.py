@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from quant import contract as C
 from quant import golden
@@ -268,3 +270,50 @@ def test_any_fitting_layer_stays_inside_the_accumulator():
         model = _single_conv_model(cin, weight, bias)
         check_fits(model, cfg)
         assert layer_acc_bound(model, "c") < 1 << (cfg.acc_bits - 1)
+
+
+# ---- property-based: random small layers against the loop reference ---------------------------
+
+@st.composite
+def _layers(draw):
+    k = draw(st.sampled_from([1, 3, 5, 7]))
+    stride = draw(st.sampled_from([1, 2]))
+    padding = draw(st.integers(0, k // 2))
+    size = draw(st.integers(k - 2 * padding if k > 2 * padding else 1, 9))
+    cin, cout = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, 256, (1, cin, size, size))
+    scheme = draw(st.sampled_from(C.SCHEMES))
+    if scheme == "pot4":
+        w = rng.choice(np.array(C.POT_VALUES), (cout, cin, k, k)).astype(np.int8)
+    else:
+        lo, hi = C.weight_range(scheme)
+        w = rng.integers(lo, hi + 1, (cout, cin, k, k)).astype(np.int8)
+    return x, w, stride, padding
+
+
+@settings(max_examples=60, deadline=None)
+@given(_layers())
+def test_conv_property_matches_loops(layer):
+    x, w, stride, padding = layer
+    np.testing.assert_array_equal(golden.conv2d_acc(x, w, stride, padding),
+                                  _loop_conv(x, w, stride, padding).astype(np.int64))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 9), st.integers(1, 9), st.sampled_from([(2, 2, 0), (3, 2, 1), (3, 1, 1)]),
+       st.integers(0, 2**32 - 1))
+def test_maxpool_property_matches_python_max(h, w, kernel_stride_pad, seed):
+    k, s, p = kernel_stride_pad
+    if h + 2 * p < k or w + 2 * p < k:
+        return
+    x = np.random.default_rng(seed).integers(0, 16, (1, 2, h, w))
+    out = golden.maxpool(x, k, s, p)
+    for c in range(2):
+        for i in range(out.shape[2]):
+            for j in range(out.shape[3]):
+                window = [int(x[0, c, y, xx]) if 0 <= y < h and 0 <= xx < w else 0
+                          for y in range(i * s - p, i * s - p + k)
+                          for xx in range(j * s - p, j * s - p + k)]
+                assert out[0, c, i, j] == max(window)
