@@ -6,11 +6,19 @@ from amaranth.hdl import Cat, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .common import (act_layout, act_width, check_config, delay, register, result_layout,
-                     tree_depth, tree_level)
+from .common import (
+    act_layout,
+    act_width,
+    check_config,
+    delay,
+    register,
+    result_layout,
+    tree_depth,
+    tree_level,
+)
 from .config import HwConfig
 
-__all__ = ["DspArray", "dsp_input_layout", "pack_shift", "DSP_A_BITS", "DSP_B_BITS"]
+__all__ = ["DSP_A_BITS", "DSP_B_BITS", "DspArray", "dsp_input_layout", "pack_shift"]
 
 #: Signed widths of the DSP48E1 multiplier ports (A: 25 bits, B: 18 bits).
 DSP_A_BITS = 25

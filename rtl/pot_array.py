@@ -6,8 +6,16 @@ from amaranth.hdl import Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .common import (act_layout, act_width, check_config, delay, register, result_layout,
-                     tree_depth, tree_level)
+from .common import (
+    act_layout,
+    act_width,
+    check_config,
+    delay,
+    register,
+    result_layout,
+    tree_depth,
+    tree_level,
+)
 from .config import HwConfig
 
 __all__ = ["PotArray", "pot_input_layout"]

@@ -21,7 +21,7 @@ from typing import Any
 from amaranth.back import verilog
 from amaranth.hdl import Elaboratable
 
-__all__ = ["SynthError", "SynthResult", "synthesize", "parse_stat_json", "FAMILIES", "main"]
+__all__ = ["FAMILIES", "SynthError", "SynthResult", "main", "parse_stat_json", "synthesize"]
 
 #: Device families ``synth_xilinx -family`` accepts here (Zynq-7000 is 7-series).
 FAMILIES = ("xc7",)

@@ -11,8 +11,15 @@ from quant import contract as C
 from quant.golden import dot_products
 from rtl.config import HwConfig
 
-__all__ = ["Job", "pot_jobs", "dsp_jobs", "expected", "vector_fields", "pack_payloads",
-           "unpack_results"]
+__all__ = [
+    "Job",
+    "dsp_jobs",
+    "expected",
+    "pack_payloads",
+    "pot_jobs",
+    "unpack_results",
+    "vector_fields",
+]
 
 ARRAYS = ("pot", "dsp")
 

@@ -1,0 +1,61 @@
+"""Build Amaranth components to Verilog and run cocotb benches on them with Icarus Verilog."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from amaranth.back import verilog
+from amaranth.lib import wiring
+from cocotb_tools.runner import get_runner
+
+__all__ = ["PARAMS_ENV", "REPO_ROOT", "SIM_BUILD", "bench_params", "build_dir", "run_bench"]
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+#: Build outputs (git-ignored), one stable directory per bench case.
+SIM_BUILD = REPO_ROOT / "sim_build"
+#: Environment variable that points the cocotb module at its case's parameter file.
+PARAMS_ENV = "BENCH_PARAMS"
+
+
+def build_dir(case: str) -> Path:
+    """The stable build directory of one bench case, e.g. ``sim_build/pot-pynq-z2``."""
+    if not case or not all(c.isalnum() or c in "-_." for c in case):
+        raise ValueError(f"bench case names are letters, digits, '-', '_' and '.', not {case!r}")
+    return SIM_BUILD / case
+
+
+def run_bench(component: wiring.Component, *, toplevel: str, test_module: str, case: str,
+              params: dict[str, Any], simulator: str = "icarus") -> Path:
+    """Write ``component`` as Verilog module ``toplevel``, build it, run cocotb ``test_module``.
+
+    ``params`` is written as JSON beside the build; the bench reads it through
+    :func:`bench_params`. A failing cocotb test makes this raise, so pytest sees it. Returns
+    the results XML path.
+    """
+    out = build_dir(case)
+    out.mkdir(parents=True, exist_ok=True)
+    source = out / f"{toplevel}.v"
+    text = verilog.convert(component, name=toplevel)
+    if not source.exists() or source.read_text() != text:
+        source.write_text(text)  # unchanged Verilog keeps its timestamp: no rebuild
+    params_file = out / "params.json"
+    params_file.write_text(json.dumps(params, indent=1, sort_keys=True))
+    runner = get_runner(simulator)
+    runner.build(sources=[source], hdl_toplevel=toplevel, build_dir=out,
+                 timescale=("1ns", "1ps"))
+    return runner.test(hdl_toplevel=toplevel, test_module=test_module, build_dir=out,
+                       test_dir=out, timescale=("1ns", "1ps"),
+                       extra_env={PARAMS_ENV: str(params_file),
+                                  "PYTHONPATH": str(REPO_ROOT)})
+
+
+def bench_params() -> dict[str, Any]:
+    """Inside a cocotb bench: the parameters its pytest function passed to :func:`run_bench`."""
+    import os
+
+    path = os.environ.get(PARAMS_ENV)
+    if not path:
+        raise RuntimeError(f"{PARAMS_ENV} is not set: run the bench through sim.runner.run_bench")
+    return json.loads(Path(path).read_text())
