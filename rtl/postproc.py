@@ -1,0 +1,138 @@
+"""Post-processing of dot products: bias, per-channel requantization, ReLU and clamp."""
+
+from __future__ import annotations
+
+import enum
+
+from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from quant import contract as C
+
+from .config import HwConfig
+
+__all__ = ["OUT_BITS", "SHIFT_BITS", "PostMode", "PostProc", "postproc_input_layout"]
+
+#: Width of a requantization shift field (shifts 0..SHIFT_MAX).
+SHIFT_BITS = C.SHIFT_MAX.bit_length()
+#: Width of one post-processed value: wide enough for the signed 32-bit logits.
+OUT_BITS = C.LOGIT_BITS
+
+
+class PostMode(enum.IntEnum):
+    """How a layer's requantized values are clamped (docs/arithmetic.md)."""
+
+    RELU = 0     #: ReLU, clamp to u{act_bits}
+    SIGNED = 1   #: no ReLU, clamp to s{act_bits+1} (branch into a residual add)
+    LOGITS = 2   #: last layer, saturate to s32
+
+
+def postproc_input_layout(cfg: HwConfig, lanes: int) -> data.StructLayout:
+    """Input payload of :class:`PostProc`: per lane the accumulator and its channel's
+    ``bias`` (limited to ``|bias| <= cfg.max_abs_dot``, so it fits ``acc_bits``), ``mult``
+    and ``shift``; one ``mode`` for the whole vector."""
+    return data.StructLayout({
+        "acc": data.ArrayLayout(signed(cfg.acc_bits), lanes),
+        "bias": data.ArrayLayout(signed(cfg.acc_bits), lanes),
+        "mult": data.ArrayLayout(unsigned(C.MULT_BITS), lanes),
+        "shift": data.ArrayLayout(unsigned(SHIFT_BITS), lanes),
+        "mode": unsigned(2),
+    })
+
+
+class PostProc(wiring.Component):
+    """``lanes`` channels per cycle of ``clamp(requantize(acc + bias, mult, shift))``.
+
+    A four-stage pipeline: add the bias; multiply by the unsigned multiplier (inferred
+    multipliers: DSP48E1s after synthesis); add ``2**(shift-1)`` and shift right
+    arithmetically (round half up); clamp by ``mode``. Results equal
+    ``quant.contract.activation`` / ``quant.contract.logits`` bit for bit.
+
+    Timing: a vector accepted in cycle ``t`` leaves on ``o`` in cycle ``t + 4`` when ``o`` is
+    not stalled; backpressure stalls the whole pipeline (``i.ready = ~o.valid | o.ready``), so
+    one vector per cycle is taken otherwise. ``o`` holds still while stalled.
+
+    Parameters
+    ----------
+    cfg : HwConfig
+        ``acc_bits`` and ``act_bits``.
+    lanes : int
+        Channels processed per cycle.
+
+    Members
+    -------
+    i : In(stream.Signature(postproc_input_layout(cfg, lanes)))
+    o : Out(stream.Signature(ArrayLayout(signed(32), lanes)))
+
+    Raises
+    ------
+    TypeError
+        If ``cfg`` is not a HwConfig or ``lanes`` is not a positive integer.
+    """
+
+    LATENCY = 4
+
+    def __init__(self, *, cfg: HwConfig, lanes: int) -> None:
+        self._MustUse__silence = True  # a rejected object is never elaborated; don't warn
+        if not isinstance(cfg, HwConfig):
+            raise TypeError(f"PostProc configuration must be a HwConfig, not {cfg!r}")
+        if isinstance(lanes, bool) or not isinstance(lanes, int) or lanes < 1:
+            raise TypeError(f"PostProc lanes must be a positive integer, not {lanes!r}")
+        self._cfg, self._lanes = cfg, lanes
+        self._MustUse__silence = False
+        super().__init__({
+            "i": In(stream.Signature(postproc_input_layout(cfg, lanes))),
+            "o": Out(stream.Signature(data.ArrayLayout(signed(OUT_BITS), lanes))),
+        })
+
+    @property
+    def lanes(self) -> int:
+        return self._lanes
+
+    def elaborate(self, platform: object) -> Module:
+        m = Module()
+        cfg, lanes = self._cfg, self._lanes
+        en = Signal()
+        m.d.comb += [en.eq(~self.o.valid | self.o.ready), self.i.ready.eq(en)]
+        p = self.i.payload
+
+        valid = [Signal(name=f"valid_s{k}") for k in range(self.LATENCY)]
+        mode = [Signal(2, name=f"mode_s{k}") for k in range(self.LATENCY)]
+        with m.If(en):
+            m.d.sync += [valid[0].eq(self.i.valid), mode[0].eq(p.mode)]
+            m.d.sync += [valid[k].eq(valid[k - 1]) for k in range(1, self.LATENCY)]
+            m.d.sync += [mode[k].eq(mode[k - 1]) for k in range(1, self.LATENCY)]
+
+        sum_bits = cfg.acc_bits + 1
+        # |acc + bias| <= 2 * max_abs_dot < 2**(acc_bits - 1), times mult < 2**16.
+        prod_bits = sum_bits + C.MULT_BITS
+        act_hi = (1 << cfg.act_bits) - 1
+        # The clamp happens on stage 3's input, so it uses the mode travelling with stage 2.
+        clamp_lo = Mux(mode[2] == PostMode.RELU, 0,
+                       Mux(mode[2] == PostMode.SIGNED, -(act_hi + 1), -(1 << (OUT_BITS - 1))))
+        clamp_hi = Mux(mode[2] == PostMode.LOGITS, (1 << (OUT_BITS - 1)) - 1, act_hi)
+        for lane in range(lanes):
+            total = Signal(signed(sum_bits), name=f"sum_{lane}")
+            mult = Signal(C.MULT_BITS, name=f"mult_{lane}")
+            shift1 = Signal(SHIFT_BITS, name=f"shift1_{lane}")
+            prod = Signal(signed(prod_bits), name=f"prod_{lane}")
+            shift2 = Signal(SHIFT_BITS, name=f"shift2_{lane}")
+            rounded = Signal(signed(prod_bits + 1), name=f"rounded_{lane}")
+            out = Signal(signed(OUT_BITS), name=f"out_{lane}")
+            rounding = Signal(prod_bits + 1, name=f"rounding_{lane}")
+            m.d.comb += rounding.eq((Const(1, prod_bits + 1) << shift2) >> 1)
+            with m.If(en):
+                m.d.sync += [
+                    total.eq(p.acc[lane] + p.bias[lane]),
+                    mult.eq(p.mult[lane]),
+                    shift1.eq(p.shift[lane]),
+                    prod.eq(total * mult),
+                    shift2.eq(shift1),
+                    rounded.eq((prod + rounding) >> shift2),
+                    out.eq(Mux(rounded < clamp_lo, clamp_lo,
+                               Mux(rounded > clamp_hi, clamp_hi, rounded))),
+                ]
+            m.d.comb += self.o.payload[lane].eq(out)
+        m.d.comb += self.o.valid.eq(valid[3])
+        return m

@@ -1,0 +1,66 @@
+"""Post-processing unit against the contract's activation/logits, with gaps and stalls."""
+
+import numpy as np
+import pytest
+
+from quant import contract as C
+from rtl.config import preset
+from rtl.postproc import PostMode, PostProc
+from tests.stream_tb import run_stream
+
+CFG = preset("pynq-z2")
+LANES = 3
+
+
+def _vectors(rng, n):
+    d = CFG.max_abs_dot
+    extremes_acc = [-d, d, 0, -1, 1]
+    extremes_bias = [-d, d, 0]
+    out = []
+    for v in range(n):
+        if v < 20:   # extremes first: largest sums, largest multiplier, every shift end
+            acc = [extremes_acc[(v + k) % 5] for k in range(LANES)]
+            bias = [extremes_bias[(v + k) % 3] for k in range(LANES)]
+            mult = [[0, 1, C.MULT_MAX][(v + k) % 3] for k in range(LANES)]
+            shift = [[0, 1, C.SHIFT_MAX, 20][(v + k) % 4] for k in range(LANES)]
+        else:
+            acc = rng.integers(-d, d + 1, LANES).tolist()
+            bias = rng.integers(-d // 4, d // 4 + 1, LANES).tolist()
+            mult = rng.integers(0, C.MULT_MAX + 1, LANES).tolist()
+            shift = rng.integers(0, C.SHIFT_MAX + 1, LANES).tolist()
+        out.append({"acc": acc, "bias": bias, "mult": mult, "shift": shift,
+                    "mode": int(rng.integers(0, 3))})
+    return out
+
+
+def _expected(p):
+    acc = np.array(p["acc"], np.int64) + np.array(p["bias"], np.int64)
+    mult, shift = np.array(p["mult"], np.int64), np.array(p["shift"], np.int64)
+    if p["mode"] == PostMode.LOGITS:
+        return C.logits(acc, mult, shift).tolist()
+    return C.activation(acc, mult, shift, p["mode"] == PostMode.RELU, CFG.act_bits).tolist()
+
+
+@pytest.mark.parametrize(("gap", "stall"), [(0.0, 0.0), (0.3, 0.4)])
+def test_postproc_matches_contract(gap, stall):
+    rng = np.random.default_rng(42)
+    vectors = _vectors(rng, 400)
+    got = run_stream(PostProc(cfg=CFG, lanes=LANES), vectors, len(vectors), seed=1, gap=gap,
+                     stall=stall)
+    assert got == [_expected(p) for p in vectors]
+
+
+def test_postproc_latency_and_throughput():
+    rng = np.random.default_rng(0)
+    vectors = _vectors(rng, 50)
+    dut = PostProc(cfg=CFG, lanes=LANES)
+    assert dut.LATENCY == 4
+    got = run_stream(dut, vectors, len(vectors), max_cycles=len(vectors) + dut.LATENCY + 2)
+    assert got == [_expected(p) for p in vectors]
+
+
+def test_postproc_rejects_bad_arguments():
+    with pytest.raises(TypeError, match=r"^PostProc lanes must be a positive integer, not 0$"):
+        PostProc(cfg=CFG, lanes=0)
+    with pytest.raises(TypeError, match=r"^PostProc configuration must be a HwConfig, not 3$"):
+        PostProc(cfg=3, lanes=1)
