@@ -9,8 +9,8 @@ from amaranth.lib.wiring import In, Out
 
 from .regmap import Access, Register, RegisterMap
 
-__all__ = ["RESP_OKAY", "RESP_SLVERR", "AxiLiteSignature", "AxiLiteSlave", "register_signature",
-           "to_verilog"]
+__all__ = ["RESP_OKAY", "RESP_SLVERR", "AxiLiteSignature", "AxiLiteSlave", "AxiLiteSlaveTop",
+           "register_signature", "to_verilog"]
 
 #: AXI response codes used here (AXI4 specification, BRESP/RRESP).
 RESP_OKAY = 0b00
@@ -262,17 +262,64 @@ class AxiLiteSlave(wiring.Component):
         return m
 
 
-def to_verilog(slave: AxiLiteSlave, *, name: str = "axil_regs", prefix: str = "s_axil") -> str:
-    """Verilog of ``slave`` with the bus ports named ``<prefix>_awaddr`` and so on.
+class AxiLiteSlaveTop(wiring.Component):
+    """:class:`AxiLiteSlave` with its bus as flat members ``<prefix>_awaddr`` and so on.
 
-    That is the convention of Vivado and of cocotbext-axi's ``AxiLiteBus.from_prefix(dut,
-    prefix)``. Core-side ports keep Amaranth's names (``regs__ctrl__strobe``); the clock and
-    reset are ``clk`` and ``rst``.
+    As a Verilog top level (``verilog.convert(top)``) the ports are then named
+    ``s_axil_awaddr``, ..., ``s_axil_rready``: the Vivado convention, and what cocotbext-axi's
+    ``AxiLiteBus.from_prefix(dut, "s_axil")`` looks for. The core-side ports keep Amaranth's
+    names (``regs__ctrl__strobe``); the clock and reset are ``clk`` and ``rst``. Behaviour and
+    latency are those of the wrapped slave (the wrapper adds only wires).
+
+    Parameters
+    ----------
+    slave : AxiLiteSlave
+        The slave to wrap.
+    prefix : str
+        Prefix of the bus port names.
+
+    Members
+    -------
+    <prefix>_<signal> : the AXI4-Lite signals, slave side
+    regs : Out(register_signature(slave.regmap))
     """
-    if not isinstance(slave, AxiLiteSlave):
-        raise TypeError(f"to_verilog needs an AxiLiteSlave, not {slave!r}")
-    ports: dict[str, tuple[Signal, None]] = {}
-    for path, _member, value in slave.signature.flatten(slave):
-        key = f"{prefix}_{path[1]}" if path[0] == "axil" else "__".join(map(str, path))
-        ports[key] = (Value.cast(value), None)
-    return verilog.convert(slave, name=name, ports=ports)
+
+    def __init__(self, *, slave: AxiLiteSlave, prefix: str = "s_axil") -> None:
+        if not isinstance(slave, AxiLiteSlave):
+            raise TypeError(f"AxiLiteSlaveTop needs an AxiLiteSlave, not {slave!r}")
+        if not isinstance(prefix, str) or not prefix.isidentifier():
+            raise ValueError(f"AxiLiteSlaveTop prefix must be an identifier, not {prefix!r}")
+        self._slave = slave
+        self._prefix = prefix
+        bus = slave.signature.members["axil"].signature  # flipped: the slave side
+        members = {f"{prefix}_{name}": member for name, member in bus.members.items()}
+        members["regs"] = Out(slave.signature.members["regs"].signature)
+        super().__init__(members)
+
+    @property
+    def slave(self) -> AxiLiteSlave:
+        return self._slave
+
+    def elaborate(self, platform: object) -> Module:
+        m = Module()
+        m.submodules.slave = slave = self._slave
+        pairs = [(getattr(self, f"{self._prefix}_{name}"), getattr(slave.axil, name), member)
+                 for name, member in slave.axil.signature.members.items()]
+        pairs += [(outer, inner, member) for (_, member, outer), (_, _, inner) in zip(
+            self.signature.members["regs"].signature.flatten(self.regs),
+            slave.signature.members["regs"].signature.flatten(slave.regs), strict=True)]
+        for outer, inner, member in pairs:
+            outer, inner = Value.cast(outer), Value.cast(inner)
+            if member.flow == In:
+                m.d.comb += inner.eq(outer)
+            else:
+                m.d.comb += outer.eq(inner)
+        return m
+
+
+def to_verilog(slave: AxiLiteSlave, *, name: str = "axil_regs", prefix: str = "s_axil") -> str:
+    """Verilog of ``slave`` as module ``name``, bus ports named ``<prefix>_awaddr`` and so on.
+
+    See :class:`AxiLiteSlaveTop` for the port names.
+    """
+    return verilog.convert(AxiLiteSlaveTop(slave=slave, prefix=prefix), name=name)
