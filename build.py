@@ -1,0 +1,72 @@
+"""Build the accelerator for a board: ``python build.py --board zc706`` (see docs/build.md)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+
+from rtl import top as T
+from rtl.boards import BOARDS
+from rtl.flow import STEP_NAMES, VIVADO_ENV, FlowError, make_context, run_flow, summary_lines
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python build.py",
+        description="Build the accelerator for a board: Verilog, register map, performance "
+                    "estimate, utilization estimate (Yosys) or bitstream (Vivado), package.",
+        epilog=f"steps in order: {', '.join(STEP_NAMES)}. Outputs go to "
+               f"<out>/<board>-<config hash>/.")
+    p.add_argument("--board", default="zc706", metavar="NAME",
+                   help=f"board: {', '.join(sorted(BOARDS))} (default: zc706)")
+    p.add_argument("--config", metavar="FILE",
+                   help="HwConfig JSON that replaces the board's preset (same part)")
+    p.add_argument("--ratio", metavar="R",
+                   help="PoT-4:Fixed-4:Fixed-8 ratio for the estimate, e.g. 60:35:5 "
+                        "(default: pynq-z2 60:35:5, zc706 65:30:5)")
+    p.add_argument("--from", dest="start", metavar="STEP",
+                   help="start at this step, reusing the outputs of the earlier ones")
+    p.add_argument("--to", dest="stop", metavar="STEP", help="stop after this step")
+    p.add_argument("--out", default="build", metavar="DIR",
+                   help="parent of the build directory (default: build)")
+    p.add_argument("--jobs", type=int, metavar="N",
+                   help="parallel Yosys runs and Vivado jobs (default: CPU count)")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        ctx = make_context(args.board, config=args.config, ratio=args.ratio, out=args.out,
+                           jobs=args.jobs)
+    except (TypeError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    cfg = ctx.cfg
+    print(f"build {ctx.board}: config {cfg.name} ({cfg.config_hash_hex}), part {cfg.part}, "
+          f"{cfg.clock_mhz:g} MHz -> {ctx.out}")
+    if ctx.vivado is None:
+        print(f"Vivado not found (no 'vivado' on PATH and {VIVADO_ENV} not set): the Vivado "
+              f"project is generated for another machine; utilization comes from Yosys")
+    if not T.CORE_INTEGRATED:
+        print(f"note: {T.NOT_INTEGRATED}")
+    started = time.monotonic()
+    try:
+        state = run_flow(ctx, start=args.start, stop=args.stop)
+    except FlowError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted; resume with --from <step>", file=sys.stderr)
+        return 130
+    print(f"finished in {time.monotonic() - started:.1f} s:")
+    print("\n".join(summary_lines(state)))
+    if "package" in state["steps"]:
+        print(f"package: {ctx.out} (report: {ctx.out / 'build-report.md'})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

