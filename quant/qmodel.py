@@ -15,7 +15,7 @@ from .model_format import QModel
 from .quantizers import PACT, fake_quant_weight, ste_round
 from .resnet import ResNet18
 
-__all__ = ["INPUT_SCALE", "QuantResNet", "emulate", "layer_names"]
+__all__ = ["INPUT_SCALE", "QuantResNet", "emulate", "fold_layer", "layer_names"]
 
 #: The network reads u8 pixels; the float model sees ``pixel * INPUT_SCALE`` in [0, 1].
 INPUT_SCALE = 1.0 / 255.0
@@ -38,6 +38,26 @@ def _bn_of(net: ResNet18, name: str) -> nn.BatchNorm2d | None:
         return net.get_submodule(name[:-1] + "1")
     parent, _, leaf = name.rpartition(".")
     return net.get_submodule((parent + "." if parent else "") + "bn" + leaf[-1])
+
+
+def fold_layer(net: ResNet18, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Float weight and bias of a layer with BatchNorm (running statistics) folded in;
+    for ``conv1`` also the input normalization, so it takes ``pixel * INPUT_SCALE``."""
+    mod = net.get_submodule(name)
+    w = mod.weight
+    bn = _bn_of(net, name)
+    if bn is None:
+        b = mod.bias if mod.bias is not None else torch.zeros_like(w[:, 0])
+    else:
+        g = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+        w = w * g.view(-1, 1, 1, 1)
+        b = bn.bias - bn.running_mean * g
+    if name == "conv1":
+        mean = net.input_mean.view(1, -1, 1, 1)
+        std = net.input_std.view(1, -1, 1, 1)
+        b = b - (w * mean / std).sum(dim=(1, 2, 3))
+        w = w / std
+    return w, b
 
 
 class QuantResNet(nn.Module):
@@ -104,23 +124,8 @@ class QuantResNet(nn.Module):
         return layer_names(self.net)
 
     def folded(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """Float weight and bias of a layer with BatchNorm (running statistics) folded in;
-        for ``conv1`` also the input normalization, so it takes ``pixel * INPUT_SCALE``."""
-        mod = self._module(name)
-        w = mod.weight
-        bn = _bn_of(self.net, name)
-        if bn is None:
-            b = mod.bias if mod.bias is not None else torch.zeros_like(w[:, 0])
-        else:
-            g = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-            w = w * g.view(-1, 1, 1, 1)
-            b = bn.bias - bn.running_mean * g
-        if name == "conv1":
-            mean = self.net.input_mean.view(1, -1, 1, 1)
-            std = self.net.input_std.view(1, -1, 1, 1)
-            b = b - (w * mean / std).sum(dim=(1, 2, 3))
-            w = w / std
-        return w, b
+        """``fold_layer(self.net, name)``."""
+        return fold_layer(self.net, name)
 
     def quantized_layer(self, name: str, s_in: torch.Tensor
                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -1,0 +1,389 @@
+"""Training CLI: float model -> per-filter scheme assignment -> QAT -> export to the integer
+model, checked with the golden model (``python -m quant.train --help``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+from torch.utils.data.distributed import DistributedSampler
+from tqdm import tqdm
+
+from . import golden
+from .assign import Assignment, assign_schemes, filter_hessian_eigenvalues
+from .data import DataBundle, DataError, load_data
+from .export import export_qmodel
+from .model_format import ModelFormatError, QModel
+from .qmodel import QuantResNet
+from .resnet import CheckpointError, ResNet18, load_checkpoint_state
+from .schemes import parse_ratio
+
+__all__ = ["TrainError", "build_parser", "main", "run"]
+
+
+class TrainError(ValueError):
+    """A training run that cannot go on, naming the problem and the fix."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m quant.train",
+        description="Quantization-aware training of ResNet-18 with per-filter PoT-4 / Fixed-4 / "
+                    "Fixed-8 weights, exported to the integer model format.")
+    p.add_argument("--data", default="digits",
+                   help="'digits' (scikit-learn's 8x8 digits, offline; default) or an "
+                        "ImageFolder-layout directory (root/train/<class>/, root/val/<class>/ "
+                        "or root/<class>/)")
+    p.add_argument("--image-size", type=int, default=None,
+                   help="side of the square input for ImageFolder data (default 224)")
+    p.add_argument("--channels", type=int, choices=(1, 3), default=3,
+                   help="image channels for ImageFolder data (digits are 1 channel)")
+    p.add_argument("--ratio", default="60:35:5",
+                   help="PoT-4:Fixed-4:Fixed-8 filter ratio per layer, e.g. 60:35:5, 65:30:5, "
+                        "0:100:0, or a preset (ilmpq-1, ilmpq-2, fixed, pot, pot-fixed)")
+    p.add_argument("--first-last-8bit", action="store_true",
+                   help="make every filter of conv1 and fc Fixed-8 (the papers' baseline)")
+    p.add_argument("--act-bits", type=int, choices=(4, 5), default=4)
+    p.add_argument("--width", type=float, default=None,
+                   help="channel multiplier (default 0.25 for digits, 1.0 otherwise)")
+    p.add_argument("--small-stem", choices=("auto", "yes", "no"), default="auto",
+                   help="3x3/1 stem without max-pool (auto: for inputs under 64 pixels)")
+    p.add_argument("--pretrained", default=None,
+                   help="torchvision-format ResNet-18 state_dict to start from instead of "
+                        "training the float model here")
+    p.add_argument("--float-epochs", type=int, default=20,
+                   help="epochs of float training when no --pretrained model (cached in runs/)")
+    p.add_argument("--epochs", type=int, default=8, help="QAT epochs")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=2e-3, help="float training learning rate (AdamW)")
+    p.add_argument("--qat-lr", type=float, default=5e-4, help="QAT learning rate (AdamW)")
+    p.add_argument("--hessian-iters", type=int, default=5, help="power-iteration steps")
+    p.add_argument("--hessian-probes", type=int, default=4,
+                   help="random-sign probes per power step (see quant.assign)")
+    p.add_argument("--hessian-exact", action="store_true",
+                   help="one Hessian-vector product per filter (exact blocks; slow)")
+    p.add_argument("--calib-images", type=int, default=128,
+                   help="training images for the Hessian and the activation clip calibration")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=None,
+                   help="run directory (default runs/<data>-<ratio>[-fl8]-s<seed>)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from the run directory's checkpoint.pt")
+    p.add_argument("--device", default="auto", help="auto (GPU when present), cpu or cuda[:N]")
+    p.add_argument("--workers", type=int, default=0, help="data loader worker processes")
+    p.add_argument("--max-steps", type=int, default=None,
+                   help="stop each training phase after this many steps per epoch (for quick "
+                        "tests)")
+    p.add_argument("--eval-limit", type=int, default=None,
+                   help="evaluate the integer model on at most this many test images")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return p
+
+
+# ---- helpers -----------------------------------------------------------------------------------
+
+def _seed_all(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _dist() -> tuple[int, int]:
+    """(rank, world size); starts the process group under torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return (dist.get_rank(), world) if world > 1 else (0, 1)
+
+
+def _device(spec: str) -> torch.device:
+    if spec == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        return torch.device("cpu")
+    try:
+        dev = torch.device(spec)
+    except RuntimeError:
+        raise TrainError(f"unknown --device {spec!r}; use auto, cpu or cuda[:N]") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise TrainError(f"--device {spec} asked for a GPU but torch sees none; use --device cpu")
+    return dev
+
+
+def _augment(x: torch.Tensor, flip: bool, gen: torch.Generator) -> torch.Tensor:
+    """Random shift by up to 1/8 of the side (zero fill) and, for photos, horizontal flip."""
+    _n, _, h, w = x.shape
+    pad = max(1, h // 8)
+    padded = F.pad(x, [pad] * 4)
+    dy, dx = torch.randint(0, 2 * pad + 1, (2,), generator=gen).tolist()
+    x = padded[:, :, dy:dy + h, dx:dx + w]
+    if flip and torch.rand((), generator=gen) < 0.5:
+        x = x.flip(3)
+    return x
+
+
+def _loader(ds: Dataset, batch: int, shuffle: bool, seed: int, workers: int,
+            world: int) -> DataLoader:
+    sampler = DistributedSampler(ds, shuffle=shuffle, seed=seed) if world > 1 else None
+    gen = torch.Generator().manual_seed(seed)
+    return DataLoader(ds, batch_size=batch, shuffle=shuffle and sampler is None,
+                      sampler=sampler, num_workers=workers, generator=gen, drop_last=False)
+
+
+def _images(x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    return x.to(device, non_blocking=True).float() / 255.0
+
+
+@torch.no_grad()
+def evaluate_float(model: nn.Module, loader: DataLoader, device: torch.device) -> float:
+    """Top-1 accuracy (%) of a float or fake-quant model."""
+    model.eval()
+    correct = total = 0
+    for x, y in loader:
+        pred = model(_images(x, device)).argmax(1).cpu()
+        correct += int((pred == y).sum())
+        total += len(y)
+    return 100.0 * correct / max(total, 1)
+
+
+def evaluate_integer(qm: QModel, data: DataBundle, limit: int | None = None,
+                     batch: int = 128) -> tuple[float, int]:
+    """Top-1 accuracy (%) of an exported integer model, run by the golden model."""
+    n = len(data.test) if limit is None else min(limit, len(data.test))
+    correct = 0
+    for start in range(0, n, batch):
+        items = [data.test[i] for i in range(start, min(n, start + batch))]
+        x = np.stack([np.asarray(a) for a, _ in items]).astype(np.int64)
+        y = np.array([int(b) for _, b in items])
+        correct += int((golden.predict(qm, x) == y).sum())
+    return 100.0 * correct / max(n, 1), n
+
+
+def _fit(model: nn.Module, params: list[nn.Parameter], data: DataBundle, args: argparse.Namespace,
+         epochs: int, lr: float, device: torch.device, world: int, rank: int, label: str,
+         ckpt: Path | None = None, state: dict[str, Any] | None = None,
+         save_extra: dict[str, Any] | None = None) -> list[dict[str, float]]:
+    """AdamW + cosine schedule; checkpoints after every epoch when ``ckpt`` is given."""
+    loader = _loader(data.train, args.batch_size, True, args.seed, args.workers, world)
+    test_loader = _loader(data.test, 256, False, args.seed, args.workers, 1)
+    steps = len(loader) if args.max_steps is None else min(len(loader), args.max_steps)
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4 if label == "float" else 0.0)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, epochs * steps))
+    gen = torch.Generator().manual_seed(args.seed + 1)
+    start, history = 0, []
+    if state is not None:
+        opt.load_state_dict(state["optim"])
+        sched.load_state_dict(state["sched"])
+        gen.set_state(state["aug_rng"])
+        start, history = state["epoch"], state["history"]
+    flip = data.name != "digits"
+    for epoch in range(start, epochs):
+        if isinstance(loader.sampler, DistributedSampler):
+            loader.sampler.set_epoch(epoch)
+        model.train()
+        seen = correct = 0
+        loss_sum = 0.0
+        bar = tqdm(total=steps, desc=f"{label} {epoch + 1}/{epochs}", leave=False,
+                   disable=args.no_progress or rank != 0, file=sys.stderr)
+        for i, (x, y) in enumerate(loader):
+            if i >= steps:
+                break
+            x = _augment(_images(x, device), flip, gen)
+            y = y.to(device)
+            out = model(x)
+            loss = F.cross_entropy(out, y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            seen += len(y)
+            correct += int((out.argmax(1) == y).sum())
+            loss_sum += float(loss.detach()) * len(y)
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{100 * correct / seen:.1f}")
+        bar.close()
+        inner = model.module if hasattr(model, "module") else model
+        test_acc = evaluate_float(inner, test_loader, device)
+        history.append({"epoch": epoch + 1, "loss": loss_sum / max(seen, 1),
+                        "train_acc": 100 * correct / max(seen, 1), "test_acc": test_acc})
+        if rank == 0:
+            if not args.no_progress:
+                tqdm.write(f"{label} epoch {epoch + 1}/{epochs}: loss {loss_sum / max(seen, 1):.4f}"
+                           f" train {100 * correct / max(seen, 1):.1f}% test {test_acc:.2f}%",
+                           file=sys.stderr)
+            if ckpt is not None:
+                torch.save({**(save_extra or {}), "model": inner.state_dict(),
+                            "optim": opt.state_dict(), "sched": sched.state_dict(),
+                            "aug_rng": gen.get_state(), "epoch": epoch + 1,
+                            "history": history}, ckpt.with_suffix(".tmp"))
+                ckpt.with_suffix(".tmp").replace(ckpt)
+    return history
+
+
+def _wrap(model: nn.Module, device: torch.device, world: int) -> nn.Module:
+    if world > 1:
+        return nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+    return model
+
+
+# ---- the pipeline ------------------------------------------------------------------------------
+
+def _arch(args: argparse.Namespace, data: DataBundle) -> dict[str, Any]:
+    width = args.width if args.width is not None else (0.25 if data.name == "digits" else 1.0)
+    small = {"auto": data.size < 64, "yes": True, "no": False}[args.small_stem]
+    return {"num_classes": len(data.classes), "in_channels": data.channels, "width": width,
+            "small_stem": small, "input_size": data.size, "mean": list(data.mean),
+            "std": list(data.std)}
+
+
+def _float_model(args: argparse.Namespace, data: DataBundle, arch: dict[str, Any],
+                 device: torch.device, world: int, rank: int) -> tuple[ResNet18, float | None]:
+    net = ResNet18(**arch)
+    if args.pretrained:
+        load_checkpoint_state(net, args.pretrained)
+        return net.to(device), None
+    tag = (f"{Path(data.name).name}-c{arch['num_classes']}-w{arch['width']}-"
+           f"{'small' if arch['small_stem'] else 'std'}-e{args.float_epochs}-s{args.seed}"
+           f"{'' if args.max_steps is None else f'-m{args.max_steps}'}")
+    cache = Path("runs") / "float" / f"{tag}.pt"
+    if cache.is_file():
+        saved = torch.load(cache, map_location="cpu", weights_only=False)
+        if saved.get("arch") == arch:
+            net.load_state_dict(saved["model"])
+            return net.to(device), saved.get("test_acc")
+    _seed_all(args.seed)
+    net = ResNet18(**arch).to(device)
+    _fit(_wrap(net, device, world), list(net.parameters()), data, args, args.float_epochs,
+         args.lr, device, world, rank, "float")
+    acc = evaluate_float(net, _loader(data.test, 256, False, 0, args.workers, 1), device)
+    if rank == 0:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        torch.save({"arch": arch, "model": net.state_dict(), "test_acc": acc}, cache)
+    return net, acc
+
+
+def _assignment(args: argparse.Namespace, net: ResNet18, data: DataBundle,
+                ratio: tuple[int, int, int], device: torch.device) -> Assignment:
+    eig = None
+    if ratio[2]:  # only Fixed-8 needs the Hessian
+        gen = torch.Generator().manual_seed(args.seed)
+        idx = torch.randperm(len(data.train), generator=gen)[:args.calib_images].tolist()
+        items = [data.train[i] for i in idx]
+        x = _images(torch.stack([a for a, _ in items]), device)
+        y = torch.tensor([int(b) for _, b in items], device=device)
+        eig = filter_hessian_eigenvalues(net, [(x, y)], iters=args.hessian_iters,
+                                         probes=args.hessian_probes, exact=args.hessian_exact,
+                                         seed=args.seed)
+    return assign_schemes(net, ratio, eigenvalues=eig, first_last_8bit=args.first_last_8bit,
+                          seed=args.seed)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """The whole pipeline; returns the metrics it also writes to ``<out>/metrics.json``."""
+    t0 = time.time()
+    rank, world = _dist()
+    device = _device(args.device)
+    ratio = parse_ratio(args.ratio)
+    for key in ("epochs", "float_epochs", "batch_size", "calib_images", "hessian_iters",
+                "hessian_probes"):
+        if getattr(args, key) < (0 if "epochs" in key else 1):
+            raise TrainError(f"--{key.replace('_', '-')} must be positive, not "
+                             f"{getattr(args, key)}")
+    data = load_data(args.data, size=args.image_size, channels=args.channels, seed=args.seed)
+    arch = _arch(args, data)
+    name = (f"{Path(data.name).name}-{'-'.join(map(str, ratio))}"
+            f"{'-fl8' if args.first_last_8bit else ''}-s{args.seed}")
+    out = Path(args.out or Path("runs") / name)
+    ckpt = out / "checkpoint.pt"
+    state = None
+    if args.resume:
+        if not ckpt.is_file():
+            raise TrainError(f"--resume: no checkpoint at {str(ckpt)!r}; run without --resume "
+                             f"first or give the run's --out")
+        state = torch.load(ckpt, map_location="cpu", weights_only=False)
+        if state.get("arch") != arch:
+            raise TrainError(
+                f"checkpoint {str(ckpt)!r} is from another architecture ({state.get('arch')}) "
+                f"than this run ({arch}); use the same --data/--width/--small-stem options or "
+                f"another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    net, float_acc = _float_model(args, data, arch, device, world, rank)
+    if state is not None:
+        assignment = Assignment.from_dict(state["assignment"])
+    else:
+        t = time.time()
+        assignment = _assignment(args, net, data, ratio, device)
+        if world > 1:
+            box = [assignment.to_dict()]
+            dist.broadcast_object_list(box, src=0)
+            assignment = Assignment.from_dict(box[0])
+        assign_s = time.time() - t
+    q = QuantResNet(net, assignment.torch_schemes(), args.act_bits).to(device)
+    if state is not None:
+        q.load_state_dict(state["model"])
+        assign_s = state.get("assign_s", 0.0)
+    else:
+        gen = torch.Generator().manual_seed(args.seed)
+        idx = torch.randperm(len(data.train), generator=gen)[:args.calib_images].tolist()
+        q.calibrate(_images(torch.stack([data.train[i][0] for i in idx]), device))
+    if rank == 0:
+        (out / "assignment.json").write_text(json.dumps(assignment.to_dict()))
+    _seed_all(args.seed)
+    history = _fit(_wrap(q, device, world), list(q.parameters()), data, args, args.epochs,
+                   args.qat_lr, device, world, rank, "qat", ckpt=ckpt, state=state,
+                   save_extra={"arch": arch, "assignment": assignment.to_dict(),
+                               "args": vars(args), "assign_s": assign_s})
+    if rank != 0:
+        return {}
+    q = q.cpu().eval()
+    meta = {"ratio": list(ratio), "first_last_8bit": args.first_last_8bit, "seed": args.seed,
+            "epochs": args.epochs, "float_epochs": args.float_epochs, "data": data.name,
+            "classes": data.classes}
+    qm = export_qmodel(q, meta=meta)
+    path = qm.save(out / "model.npz")
+    int_acc, n = evaluate_integer(QModel.load(path), data, args.eval_limit)
+    metrics = {"model": str(path), "data": data.name, "ratio": list(ratio),
+               "first_last_8bit": args.first_last_8bit, "act_bits": args.act_bits,
+               "seed": args.seed, "epochs": args.epochs, "float_epochs": args.float_epochs,
+               "width": arch["width"], "float_test_acc": float_acc,
+               "fake_quant_test_acc": history[-1]["test_acc"] if history else None,
+               "integer_test_acc": int_acc, "integer_test_images": n,
+               "filters": assignment.totals(), "assign_seconds": round(assign_s, 2),
+               "seconds": round(time.time() - t0, 1), "history": history}
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    if not args.no_progress:
+        print(f"float {float_acc if float_acc is None else f'{float_acc:.2f}%'}; integer model "
+              f"{int_acc:.2f}% on {n} test images (golden model); wrote {path}")
+    return metrics
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = build_parser().parse_args(argv)
+    try:
+        return run(args)
+    except (DataError, CheckpointError, TrainError, ModelFormatError) as exc:
+        raise SystemExit(f"error: {exc}") from None
+    except ValueError as exc:
+        if "ratio" in str(exc):
+            raise SystemExit(f"error: --ratio: {exc}") from None
+        raise
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()
