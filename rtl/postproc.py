@@ -12,7 +12,8 @@ from quant import contract as C
 
 from .config import HwConfig
 
-__all__ = ["OUT_BITS", "SHIFT_BITS", "PostMode", "PostProc", "postproc_input_layout"]
+__all__ = ["OUT_BITS", "SHIFT_BITS", "PostMode", "PostProc", "postproc_input_layout",
+           "postproc_output_layout"]
 
 #: Width of a requantization shift field (shifts 0..SHIFT_MAX).
 SHIFT_BITS = C.SHIFT_MAX.bit_length()
@@ -28,17 +29,24 @@ class PostMode(enum.IntEnum):
     LOGITS = 2   #: last layer, saturate to s32
 
 
-def postproc_input_layout(cfg: HwConfig, lanes: int) -> data.StructLayout:
+def postproc_input_layout(cfg: HwConfig, lanes: int, tag_bits: int = 0) -> data.StructLayout:
     """Input payload of :class:`PostProc`: per lane the accumulator and its channel's
     ``bias`` (limited to ``|bias| <= cfg.max_abs_dot``, so it fits ``acc_bits``), ``mult``
-    and ``shift``; one ``mode`` for the whole vector."""
+    and ``shift``; one ``mode`` for the whole vector; a ``tag`` passed through unchanged."""
     return data.StructLayout({
         "acc": data.ArrayLayout(signed(cfg.acc_bits), lanes),
         "bias": data.ArrayLayout(signed(cfg.acc_bits), lanes),
         "mult": data.ArrayLayout(unsigned(C.MULT_BITS), lanes),
         "shift": data.ArrayLayout(unsigned(SHIFT_BITS), lanes),
         "mode": unsigned(2),
+        "tag": unsigned(tag_bits),
     })
+
+
+def postproc_output_layout(lanes: int, tag_bits: int = 0) -> data.StructLayout:
+    """Output payload of :class:`PostProc`: the values and the input's tag."""
+    return data.StructLayout({"value": data.ArrayLayout(signed(OUT_BITS), lanes),
+                              "tag": unsigned(tag_bits)})
 
 
 class PostProc(wiring.Component):
@@ -59,11 +67,13 @@ class PostProc(wiring.Component):
         ``acc_bits`` and ``act_bits``.
     lanes : int
         Channels processed per cycle.
+    tag_bits : int
+        Width of a side-band tag that travels with each vector (0: none).
 
     Members
     -------
     i : In(stream.Signature(postproc_input_layout(cfg, lanes)))
-    o : Out(stream.Signature(ArrayLayout(signed(32), lanes)))
+    o : Out(stream.Signature(postproc_output_layout(lanes, tag_bits)))
 
     Raises
     ------
@@ -73,17 +83,19 @@ class PostProc(wiring.Component):
 
     LATENCY = 4
 
-    def __init__(self, *, cfg: HwConfig, lanes: int) -> None:
+    def __init__(self, *, cfg: HwConfig, lanes: int, tag_bits: int = 0) -> None:
         self._MustUse__silence = True  # a rejected object is never elaborated; don't warn
         if not isinstance(cfg, HwConfig):
             raise TypeError(f"PostProc configuration must be a HwConfig, not {cfg!r}")
         if isinstance(lanes, bool) or not isinstance(lanes, int) or lanes < 1:
             raise TypeError(f"PostProc lanes must be a positive integer, not {lanes!r}")
-        self._cfg, self._lanes = cfg, lanes
+        if isinstance(tag_bits, bool) or not isinstance(tag_bits, int) or tag_bits < 0:
+            raise TypeError(f"PostProc tag_bits must be a non-negative integer, not {tag_bits!r}")
+        self._cfg, self._lanes, self._tag_bits = cfg, lanes, tag_bits
         self._MustUse__silence = False
         super().__init__({
-            "i": In(stream.Signature(postproc_input_layout(cfg, lanes))),
-            "o": Out(stream.Signature(data.ArrayLayout(signed(OUT_BITS), lanes))),
+            "i": In(stream.Signature(postproc_input_layout(cfg, lanes, tag_bits))),
+            "o": Out(stream.Signature(postproc_output_layout(lanes, tag_bits))),
         })
 
     @property
@@ -99,10 +111,12 @@ class PostProc(wiring.Component):
 
         valid = [Signal(name=f"valid_s{k}") for k in range(self.LATENCY)]
         mode = [Signal(2, name=f"mode_s{k}") for k in range(self.LATENCY)]
+        tag = [Signal(self._tag_bits, name=f"tag_s{k}") for k in range(self.LATENCY)]
         with m.If(en):
-            m.d.sync += [valid[0].eq(self.i.valid), mode[0].eq(p.mode)]
-            m.d.sync += [valid[k].eq(valid[k - 1]) for k in range(1, self.LATENCY)]
-            m.d.sync += [mode[k].eq(mode[k - 1]) for k in range(1, self.LATENCY)]
+            m.d.sync += [valid[0].eq(self.i.valid), mode[0].eq(p.mode), tag[0].eq(p.tag)]
+            for k in range(1, self.LATENCY):
+                m.d.sync += [valid[k].eq(valid[k - 1]), mode[k].eq(mode[k - 1]),
+                             tag[k].eq(tag[k - 1])]
 
         sum_bits = cfg.acc_bits + 1
         # |acc + bias| <= 2 * max_abs_dot < 2**(acc_bits - 1), times mult < 2**16.
@@ -133,6 +147,6 @@ class PostProc(wiring.Component):
                     out.eq(Mux(rounded < clamp_lo, clamp_lo,
                                Mux(rounded > clamp_hi, clamp_hi, rounded))),
                 ]
-            m.d.comb += self.o.payload[lane].eq(out)
-        m.d.comb += self.o.valid.eq(valid[3])
+            m.d.comb += self.o.payload.value[lane].eq(out)
+        m.d.comb += [self.o.valid.eq(valid[3]), self.o.payload.tag.eq(tag[3])]
         return m

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from amaranth.lib import wiring
+from amaranth.lib import data, wiring
 from amaranth.sim import Simulator
 
 
@@ -55,8 +55,10 @@ def run_stream(dut: wiring.Component, payloads: list[Any], n_out: int, *, seed: 
 
 
 def _plain(payload: Any) -> Any:
-    """A sampled payload as plain Python values (lists for arrays, ints otherwise)."""
-    try:
-        return [_plain(v) for v in payload]
-    except TypeError:
-        return int(payload) if not hasattr(payload, "as_value") else payload
+    """A sampled payload as plain Python values: dicts for structs, lists for arrays, ints."""
+    layout = getattr(payload, "shape", lambda: None)()
+    if isinstance(layout, data.StructLayout):
+        return {name: _plain(getattr(payload, name)) for name, _ in layout}
+    if isinstance(layout, data.ArrayLayout):
+        return [_plain(payload[i]) for i in range(layout.length)]
+    return int(payload)

@@ -29,11 +29,15 @@ def _vectors(rng, n):
             mult = rng.integers(0, C.MULT_MAX + 1, LANES).tolist()
             shift = rng.integers(0, C.SHIFT_MAX + 1, LANES).tolist()
         out.append({"acc": acc, "bias": bias, "mult": mult, "shift": shift,
-                    "mode": int(rng.integers(0, 3))})
+                    "mode": int(rng.integers(0, 3)), "tag": v % 64})
     return out
 
 
 def _expected(p):
+    return {"value": _values(p), "tag": p["tag"]}
+
+
+def _values(p):
     acc = np.array(p["acc"], np.int64) + np.array(p["bias"], np.int64)
     mult, shift = np.array(p["mult"], np.int64), np.array(p["shift"], np.int64)
     if p["mode"] == PostMode.LOGITS:
@@ -45,15 +49,15 @@ def _expected(p):
 def test_postproc_matches_contract(gap, stall):
     rng = np.random.default_rng(42)
     vectors = _vectors(rng, 400)
-    got = run_stream(PostProc(cfg=CFG, lanes=LANES), vectors, len(vectors), seed=1, gap=gap,
-                     stall=stall)
+    got = run_stream(PostProc(cfg=CFG, lanes=LANES, tag_bits=6), vectors, len(vectors), seed=1,
+                     gap=gap, stall=stall)
     assert got == [_expected(p) for p in vectors]
 
 
 def test_postproc_latency_and_throughput():
     rng = np.random.default_rng(0)
     vectors = _vectors(rng, 50)
-    dut = PostProc(cfg=CFG, lanes=LANES)
+    dut = PostProc(cfg=CFG, lanes=LANES, tag_bits=6)
     assert dut.LATENCY == 4
     got = run_stream(dut, vectors, len(vectors), max_cycles=len(vectors) + dut.LATENCY + 2)
     assert got == [_expected(p) for p in vectors]

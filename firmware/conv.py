@@ -1,0 +1,135 @@
+"""Host-side preparation of a conv/fc layer for the engine: passes, weight rows and slots.
+
+A pass runs up to ``pot_rows`` PoT-4 filters on the PoT array and, at the same time, fixed-
+point filters filling the ``dsp_rows`` DSP lanes (Fixed-4: one lane; Fixed-8: an aligned lane
+pair) on the DSP array (docs/engine.md). Every filter keeps its original output channel, so
+results land in the original order. Only numpy and the hardware config are needed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from quant import contract as C
+from rtl.config import HwConfig
+
+__all__ = ["ConvPass", "Slot", "plan_passes", "weight_row_bits", "weight_rows"]
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One result position of a pass: which original channel it is, and its requant."""
+
+    channel: int
+    bias: int
+    mult: int
+    shift: int
+
+
+@dataclass
+class ConvPass:
+    """Filters of one pass: ``pot[r]`` / ``dsp[l]`` hold the original filter index or -1,
+    ``fixed8[k]`` whether DSP lanes 2k, 2k+1 run one Fixed-8 filter."""
+
+    pot: list[int]
+    dsp: list[int]
+    fixed8: list[bool]
+
+    def slots(self, bias: np.ndarray, mult: np.ndarray, shift: np.ndarray
+              ) -> list[Slot | None]:
+        """``pot_rows + dsp_rows`` result slots (PoT rows first); None where nothing lands
+        (an empty row, or the upper lane of a Fixed-8 pair)."""
+        out: list[Slot | None] = []
+        for lane, f in enumerate(self.pot + self.dsp):
+            upper8 = lane >= len(self.pot) and (lane - len(self.pot)) % 2 == 1 and \
+                self.fixed8[(lane - len(self.pot)) // 2]
+            out.append(None if f < 0 or upper8 else
+                       Slot(int(f), int(bias[f]), int(mult[f]), int(shift[f])))
+        return out
+
+
+def plan_passes(scheme: np.ndarray, cfg: HwConfig) -> list[ConvPass]:
+    """Split a layer's filters (by their scheme codes) into passes over both arrays."""
+    scheme = np.asarray(scheme)
+    pot = [int(f) for f in np.flatnonzero(scheme == C.POT4)]
+    fixed = [int(f) for f in np.flatnonzero(scheme == C.FIXED4)] + \
+            [int(f) for f in np.flatnonzero(scheme == C.FIXED8)]
+    if (pot and cfg.pot_rows == 0) or (fixed and cfg.dsp_rows == 0):
+        raise ValueError("layer uses a scheme whose array the hardware config does not have")
+    pot_groups = [pot[i:i + cfg.pot_rows] for i in range(0, len(pot), cfg.pot_rows)]
+    dsp_groups: list[tuple[list[int], list[bool]]] = []
+    lanes, flags = [-1] * cfg.dsp_rows, [False] * (cfg.dsp_rows // 2)
+    used = 0
+    for f in fixed:
+        wide = scheme[f] == C.FIXED8
+        start = used + (used % 2 if wide else 0)
+        need = 2 if wide else 1
+        if start + need > cfg.dsp_rows:
+            dsp_groups.append((lanes, flags))
+            lanes, flags = [-1] * cfg.dsp_rows, [False] * (cfg.dsp_rows // 2)
+            start = 0
+        lanes[start] = f
+        if wide:
+            lanes[start + 1] = f
+            flags[start // 2] = True
+        used = start + need
+    if used:
+        dsp_groups.append((lanes, flags))
+    passes = []
+    for p in range(max(len(pot_groups), len(dsp_groups), 1)):
+        prow = pot_groups[p] if p < len(pot_groups) else []
+        dl, df = dsp_groups[p] if p < len(dsp_groups) else ([-1] * cfg.dsp_rows,
+                                                            [False] * (cfg.dsp_rows // 2))
+        passes.append(ConvPass(prow + [-1] * (cfg.pot_rows - len(prow)), list(dl), list(df)))
+    return passes
+
+
+def weight_row_bits(cfg: HwConfig) -> int:
+    """Width of one weight-buffer row: every PoT code, then every DSP lane nibble."""
+    return 4 * cfg.vec_len * (cfg.pot_rows + cfg.dsp_rows)
+
+
+def weight_rows(weight: np.ndarray, scheme: np.ndarray, plan: ConvPass, cfg: HwConfig
+                ) -> list[int]:
+    """The ``K / V`` weight-buffer rows of one pass, as integers.
+
+    ``weight`` is the layer's (O, I, k, k) (or (O, I)) int8 array. Steps run over
+    ``(ky, kx, chunk)`` with the chunk innermost; input channel ``chunk * V + col`` is column
+    ``col`` (zero beyond I). In a row, PoT row ``r``'s code for column ``c`` sits at bit
+    ``4 * (r * V + c)``; DSP lane ``l``'s nibble at ``4 * ((pot_rows + l) * V + c)``. A Fixed-8
+    weight ``w`` on lanes ``2k, 2k+1`` is split as ``w & 15`` (low lane) and ``w >> 4``.
+    """
+    v = cfg.vec_len
+    w = np.asarray(weight)
+    if w.ndim == 2:
+        w = w[:, :, None, None]
+    out_ch, in_ch, k, _ = w.shape
+    chunks = -(-in_ch // v)
+    padded = np.zeros((out_ch, chunks * v, k, k), np.int64)
+    padded[:, :in_ch] = w
+    # (O, ky, kx, chunk, col)
+    steps = padded.reshape(out_ch, chunks, v, k, k).transpose(0, 3, 4, 1, 2)
+    steps = steps.reshape(out_ch, k * k * chunks, v)
+    nsteps = steps.shape[1]
+    nibbles = np.zeros((cfg.pot_rows + cfg.dsp_rows, nsteps, v), np.int64)
+    for r, f in enumerate(plan.pot):
+        if f >= 0:
+            nibbles[r] = C.pot_encode(steps[f])
+    for lane, f in enumerate(plan.dsp):
+        if f < 0:
+            continue
+        row = cfg.pot_rows + lane
+        if scheme[f] == C.FIXED8:
+            nibbles[row] = (steps[f] & 15) if lane % 2 == 0 else (steps[f] >> 4) & 15
+        else:
+            nibbles[row] = steps[f] & 15
+    rows = []
+    flat = nibbles.transpose(1, 0, 2).reshape(nsteps, -1)   # (step, row * V + col)
+    for t in range(nsteps):
+        value = 0
+        for i in np.flatnonzero(flat[t]):
+            value |= int(flat[t, i]) << (4 * int(i))
+        rows.append(value)
+    return rows
