@@ -58,9 +58,9 @@ _HINTS = {
     "BRAM36": "reduce act_buf_depth, weight_buf_depth or out_buf_depth in the config",
 }
 
-#: LUTs taken by Yosys's LUT-as-memory cells (shift registers and distributed RAM), which
-#: Vivado counts under "Slice LUTs" too.
-_MEMORY_LUTS = {"SRL16E": 1, "SRLC16E": 1, "SRLC32E": 1, "RAM32X1S": 1, "RAM64X1S": 1,
+#: LUTs taken by cells other than LUT1..LUT6 that Vivado places in LUTs and counts under
+#: "Slice LUTs": inverters (a LUT1), shift registers and distributed RAM.
+_EXTRA_LUTS = {"INV": 1, "SRL16E": 1, "SRLC16E": 1, "SRLC32E": 1, "RAM32X1S": 1, "RAM64X1S": 1,
                 "RAM32X1D": 2, "RAM64X1D": 2, "RAM128X1S": 2, "RAM128X1D": 4, "RAM256X1S": 4,
                 "RAM32M": 4, "RAM64M": 4}
 
@@ -181,9 +181,9 @@ def synth_result_from_stat(stat_json: str, top: str, *, report: str = "") -> Syn
 
 
 def resource_usage(result: SynthResult) -> dict[str, float]:
-    """LUT (logic plus LUT-as-memory), FF, DSP48E1 and BRAM36 (a RAMB18 is half) of a result."""
-    memory_luts = sum(result.count(kind) * n for kind, n in _MEMORY_LUTS.items())
-    return {"LUT": result.lut + memory_luts, "FF": result.ff, "DSP48E1": result.dsp,
+    """LUT (LUT1..6, inverters and LUT-as-memory), FF, DSP48E1 and BRAM36 (a RAMB18 is half)."""
+    extra_luts = sum(result.count(kind) * n for kind, n in _EXTRA_LUTS.items())
+    return {"LUT": result.lut + extra_luts, "FF": result.ff, "DSP48E1": result.dsp,
             "BRAM36": result.ramb36 + result.ramb18 / 2}
 
 
@@ -229,18 +229,40 @@ class Step:
     outputs: Callable[[BuildContext], list[Path]]
 
 
-def _part_names(cfg: HwConfig) -> list[str]:
-    return [p.name for p in T.accelerator_parts(cfg)]
+def _parts_path(ctx: BuildContext) -> Path:
+    return ctx.work / "parts.json"
+
+
+def _part_names(ctx: BuildContext) -> list[str]:
+    """The parts ``elaborate`` wrote (recorded in ``work/parts.json``)."""
+    try:
+        return [p["name"] for p in json.loads(_parts_path(ctx).read_text())]
+    except FileNotFoundError:
+        raise FlowError(f"{_parts_path(ctx)} is missing; run with --from elaborate",
+                        exit_code=2) from None
+
+
+def _elaborate_outputs(ctx: BuildContext) -> list[Path]:
+    if not _parts_path(ctx).is_file():
+        return [_parts_path(ctx)]
+    return [_parts_path(ctx), *(ctx.rtl_dir / f"{n}.v" for n in _part_names(ctx)),
+            ctx.project_dir / "build.tcl", ctx.project_dir / "build_vivado.sh"]
 
 
 def step_elaborate(ctx: BuildContext, cfg: HwConfig) -> None:
     """Verilog of every accelerator part (and of the top, once it exists); the Vivado project."""
-    ctx.rtl_dir.mkdir(parents=True, exist_ok=True)
-    for part in T.accelerator_parts(cfg):
+    if ctx.rtl_dir.exists():
+        shutil.rmtree(ctx.rtl_dir)
+    ctx.rtl_dir.mkdir(parents=True)
+    parts = T.accelerator_parts(cfg)
+    for part in parts:
         start = time.monotonic()
         path = ctx.rtl_dir / f"{part.name}.v"
         path.write_text(part.to_verilog())
         ctx.log(f"  {part.name}.v: {part.description} ({time.monotonic() - start:.1f} s)")
+    _parts_path(ctx).write_text(json.dumps(
+        [{"name": p.name, "description": p.description, "file": f"rtl/{p.name}.v"}
+         for p in parts], indent=2) + "\n")
     top = T.top_verilog(cfg)
     ctx.project_dir.mkdir(parents=True, exist_ok=True)
     stale = ctx.project_dir / T.TOP_FILE
@@ -278,7 +300,7 @@ def step_estimate(ctx: BuildContext, cfg: HwConfig) -> None:
 
 def step_synthesize(ctx: BuildContext, cfg: HwConfig) -> None:
     """Yosys ``synth_xilinx`` on each part, summed, checked against the part's resources."""
-    names = _part_names(cfg)
+    names = _part_names(ctx)
     for name in names:
         if not (ctx.rtl_dir / f"{name}.v").is_file():
             raise FlowError(f"{ctx.rtl_dir / f'{name}.v'} is missing; run from elaborate")
@@ -426,7 +448,8 @@ def step_package(ctx: BuildContext, cfg: HwConfig) -> None:
     out = ctx.out
     (out / "hwconfig.json").write_text(cfg.to_json())
     (out / "config_hash.txt").write_text(cfg.config_hash_hex + "\n")
-    for name in ("regmap.json", "regmap.md"):
+    for name in ("regmap.json", "regmap.md", "estimate.json", "estimate.md",
+                 "utilization.json"):
         shutil.copyfile(ctx.work / name, out / name)
     rtl = out / "rtl"
     if rtl.exists():
@@ -442,7 +465,7 @@ def step_package(ctx: BuildContext, cfg: HwConfig) -> None:
     (out / "build-report.md").write_text(build_report(ctx, cfg))
     files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()
                    and p.parts[len(out.parts)] not in ("work", "logs")
-                   and p.name != "package.json")
+                   and p.name not in ("package.json", "build-state.json"))
     manifest = {"board": ctx.board, "config_name": cfg.name, "part": cfg.part,
                 "config_hash": cfg.config_hash_hex, "clock_mhz": cfg.clock_mhz,
                 "ratio": ctx.ratio_text, "core_integrated": T.CORE_INTEGRATED,
@@ -455,8 +478,7 @@ def step_package(ctx: BuildContext, cfg: HwConfig) -> None:
 
 STEPS: tuple[Step, ...] = (
     Step("elaborate", "Verilog of the accelerator and the Vivado project", step_elaborate,
-         lambda ctx: [*(ctx.rtl_dir / f"{n}.v" for n in _part_names(ctx.cfg)),
-                      ctx.project_dir / "build.tcl", ctx.project_dir / "build_vivado.sh"]),
+         _elaborate_outputs),
     Step("regmap", "register map JSON for firmware", step_regmap,
          lambda ctx: [ctx.work / "regmap.json", ctx.work / "regmap.md"]),
     Step("estimate", "cycles and latency of ResNet-18 (analytical model)", step_estimate,
@@ -547,6 +569,7 @@ def run_flow(ctx: BuildContext, *, start: str | None = None, stop: str | None = 
         raise FlowError(f"--from {STEP_NAMES[first]} comes after --to {STEP_NAMES[last]}; "
                         f"steps in order: {', '.join(STEP_NAMES)}", exit_code=2)
     state = _resume_state(ctx, first)
+    state["last_run"] = list(STEP_NAMES[first:last + 1])
     ctx.logs.mkdir(parents=True, exist_ok=True)
     for n, step in enumerate(STEPS[first:last + 1], start=first + 1):
         # A step invalidates itself and everything after it until it finishes again.
@@ -585,10 +608,11 @@ def run_flow(ctx: BuildContext, *, start: str | None = None, stop: str | None = 
 
 
 def summary_lines(state: dict[str, Any]) -> list[str]:
-    """Per-step timings of a finished run, for the terminal."""
+    """Per-step timings of the steps the last run ran, for the terminal."""
     steps = state["steps"]
-    total = sum(s["seconds"] for s in steps.values())
+    ran = [name for name in state.get("last_run", STEP_NAMES) if name in steps]
+    total = sum(steps[name]["seconds"] for name in ran)
     width = max(map(len, STEP_NAMES))
-    return [f"  {name:<{width}} {steps[name]['seconds']:7.1f} s" for name in STEP_NAMES
-            if name in steps] + [f"  {'total':<{width}} {total:7.1f} s"]
+    return [f"  {name:<{width}} {steps[name]['seconds']:7.1f} s" for name in ran] + [
+        f"  {'total':<{width}} {total:7.1f} s"]
 
