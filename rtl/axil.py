@@ -34,10 +34,11 @@ class AxiLiteSignature(wiring.Signature):
     """
 
     def __init__(self, *, addr_width: int, data_width: int = 32) -> None:
-        if isinstance(addr_width, bool) or not isinstance(addr_width, int) \
-                or not 2 <= addr_width <= 32:
-            raise TypeError(
-                f"AXI4-Lite address width must be an integer from 2 to 32, not {addr_width!r}")
+        if isinstance(addr_width, bool) or not isinstance(addr_width, int):
+            raise TypeError(f"AXI4-Lite address width must be an integer, not {addr_width!r}")
+        if not 2 <= addr_width <= 32:
+            raise ValueError(
+                f"AXI4-Lite address width must be from 2 to 32 bits, not {addr_width!r}")
         if data_width not in (32, 64) or isinstance(data_width, bool):
             raise ValueError(f"AXI4-Lite data width must be 32 or 64, not {data_width!r}")
         self._addr_width = addr_width

@@ -415,6 +415,27 @@ class RegisterMap:
         index = offset // STRIDE
         return self._registers[index] if 0 <= index < len(self._registers) else None
 
+    def check_identity(self, magic: int, version: int, ident: int) -> None:
+        """Raise ValueError unless MAGIC, VERSION and ID read from hardware match this map.
+
+        Firmware calls this before touching any other register, so a bitstream built from
+        another configuration is refused with a message saying how to fix it.
+        """
+        if magic != MAGIC:
+            raise ValueError(
+                f"no accelerator at this address: MAGIC reads {magic:#010x}, expected "
+                f"{MAGIC:#010x}; check the bitstream is loaded and the base address")
+        if version != self._version:
+            raise ValueError(
+                f"the hardware has register map version {version}, this map is version "
+                f"{self._version}; use the register map JSON from the same build as the "
+                f"bitstream")
+        if ident != self._config_hash:
+            raise ValueError(
+                f"the bitstream was built from configuration {ident:08x}, but this register map "
+                f"is for {self._config_name!r} ({self._config_hash:08x}); rebuild with "
+                f"'python build.py --board {self._config_name}' or load the matching build")
+
     def _lookup(self, name: str) -> int:
         try:
             return self._index[name]

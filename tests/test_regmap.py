@@ -194,7 +194,9 @@ def test_cli(capsys: pytest.CaptureFixture[str]) -> None:
 def test_docs_table_is_current() -> None:
     """docs/registers.md holds the zc706 table exactly as `python -m rtl.regmap` prints it."""
     doc = (ROOT / "docs" / "registers.md").read_text()
-    assert build_regmap(preset("zc706")).markdown() in doc
+    assert build_regmap(preset("zc706")).markdown() in doc, (
+        "docs/registers.md is stale: paste the output of "
+        "'./run python -m rtl.regmap --board zc706 --markdown' into it")
 
 
 # ---- validation messages ---------------------------------------------------------------------
@@ -235,6 +237,24 @@ def test_validation_messages(make, exc: type[Exception], message: str) -> None:
         make()
 
 
+def test_check_identity() -> None:
+    regmap = build_regmap(preset("zc706"))
+    other = preset("pynq-z2").config_hash
+    own = preset("zc706").config_hash
+    regmap.check_identity(0x494C4D50, 1, preset("zc706").config_hash)
+    with pytest.raises(ValueError, match=r"^no accelerator at this address: MAGIC reads "
+                                         r"0xffffffff, expected 0x494c4d50; "):
+        regmap.check_identity(0xFFFF_FFFF, 1, other)
+    with pytest.raises(ValueError, match=r"^the hardware has register map version 2, this map "
+                                         r"is version 1; "):
+        regmap.check_identity(0x494C4D50, 2, other)
+    with pytest.raises(ValueError, match=rf"^the bitstream was built from configuration "
+                                         rf"{other:08x}, but this register map is for 'zc706' "
+                                         rf"\({own:08x}\); rebuild with 'python build.py --board "
+                                         rf"zc706' or load the matching build$"):
+        regmap.check_identity(0x494C4D50, 1, other)
+
+
 def test_lookup_messages() -> None:
     regmap = small_map()
     with pytest.raises(ValueError, match=r"^register map has no register 'C'; registers: A, B$"):
@@ -258,6 +278,11 @@ def test_slave_arguments() -> None:
     assert slaves[0].addr_width == 3
     assert slaves[1].axil.signature.flip() == AxiLiteSignature(addr_width=12)
     assert slaves[1].axil.signature.flip() != AxiLiteSignature(addr_width=11)
+    with pytest.raises(ValueError, match=r"^AXI4-Lite address width must be from 2 to 32 bits, "
+                                         r"not 33$"):
+        AxiLiteSignature(addr_width=33)
+    with pytest.raises(ValueError, match=r"^AXI4-Lite data width must be 32 or 64, not 16$"):
+        AxiLiteSignature(addr_width=8, data_width=16)
     with warnings.catch_warnings():
         # A component whose constructor raised is never elaborated; that is the point here.
         warnings.simplefilter("ignore")
