@@ -1,0 +1,75 @@
+"""PoT array in Amaranth's simulator: bit-exact against the golden dot products."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from amaranth.hdl import signed, unsigned
+
+from quant import contract as C
+from rtl.config import preset
+from rtl.pot_array import PotArray, pot_input_layout
+from sim.array_jobs import Job, expected, pot_jobs
+from tests.arrays_tb import run_jobs
+
+BASE = preset("pynq-z2")
+pytestmark = pytest.mark.filterwarnings("ignore:.*created but never used")
+
+
+def _check(cfg, jobs, **kw) -> int:
+    results, cycles = run_jobs(PotArray(cfg=cfg), jobs, **kw)
+    assert len(results) == len(jobs)
+    for job, got in zip(jobs, results, strict=True):
+        np.testing.assert_array_equal(got, expected(job))
+    return cycles
+
+
+@pytest.mark.parametrize("cols", [1, 3, 4, 16])
+def test_random_and_extremes_with_gaps_and_stalls(cols: int) -> None:
+    cfg = BASE.replace(pot_rows=3, pot_cols=cols, dsp_cols=cols, max_reduction=8 * cols)
+    _check(cfg, pot_jobs(cfg, 300, seed=cols), seed=cols, gap=0.3, stall=0.4)
+
+
+def test_every_code_on_every_lane() -> None:
+    cfg = BASE.replace(pot_rows=16, pot_cols=4, dsp_cols=4)
+    codes = (np.arange(16)[:, None, None] + np.arange(4)[None, None, :]) % 16  # (16, 1, 4)
+    jobs = [Job(acts=np.full((1, 4), a), lanes=codes,
+                weights=C.pot_decode(codes).reshape(16, -1))
+            for a in (255, 15, 1, 0, 128)]
+    assert sorted(set(codes.ravel())) == list(range(16))
+    # +64 and -64 of 255 are the largest products; code 8 (reserved) must read as zero.
+    _check(cfg, jobs)
+
+
+def test_full_rate_without_backpressure() -> None:
+    cfg = BASE.replace(pot_rows=2, pot_cols=4, dsp_cols=4)
+    jobs = pot_jobs(cfg, 200, seed=5)
+    vectors = sum(job.vectors for job in jobs)
+    cycles = _check(cfg, jobs)
+    # One vector per cycle, plus reset, the pipeline latency and the last result.
+    assert cycles <= vectors + PotArray(cfg=cfg).latency + 2
+
+
+def test_latency_formula() -> None:
+    assert PotArray(cfg=preset("pynq-z2")).latency == 5  # 4 tree levels for 16 columns + acc
+    assert PotArray(cfg=preset("zc706")).latency == 6
+    assert PotArray(cfg=BASE.replace(pot_cols=1, dsp_cols=1)).latency == 2
+
+
+def test_ports() -> None:
+    cfg = preset("zc706")
+    dut = PotArray(cfg=cfg)
+    layout = pot_input_layout(cfg)
+    assert layout["act"].shape.elem_shape == unsigned(8)  # first-layer pixels fit
+    assert layout["act"].shape.length == 32
+    assert layout["weight"].shape.length == 52
+    assert dut.o.payload.shape().elem_shape == signed(cfg.acc_bits)
+    assert dut.o.payload.shape().length == 52
+
+
+def test_bad_config() -> None:
+    with pytest.raises(TypeError, match=r"^PotArray configuration must be a HwConfig, not 'x'$"):
+        PotArray(cfg="x")
+    cfg = BASE.replace(pot_rows=0, weight_formats=("fixed4", "fixed8"))
+    with pytest.raises(ValueError, match=r"^PotArray needs HwConfig.pot_rows > 0, not 0$"):
+        PotArray(cfg=cfg)
