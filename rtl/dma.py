@@ -1,0 +1,267 @@
+"""AXI4 master DMA: burst reads of DDR into a word stream, and a word stream into DDR bursts,
+every access checked against the window the host allows."""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Mux, Signal, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .config import HwConfig
+
+__all__ = ["MAX_BURST", "AxiSignature", "Dma", "DmaCommand", "DmaReader", "DmaWriter"]
+
+#: Beats per burst at most (AXI3-compatible length, what the Zynq HP ports take).
+MAX_BURST = 16
+_BOUNDARY = 4096  # AXI bursts must not cross a 4 KiB address boundary
+
+
+class AxiSignature(wiring.Signature):
+    """An AXI4 master port (flip it for a slave): the five channels, INCR bursts only.
+
+    Member names are the AXI signal names in lower case (``awaddr``, ``awlen``, ``wdata``,
+    ``rlast``, ...), so a flattened top level names them ``m_axi_awaddr`` and so on.
+    """
+
+    def __init__(self, *, addr_width: int, data_width: int, id_width: int = 1) -> None:
+        if data_width not in (32, 64, 128):
+            raise ValueError(f"AXI data width must be 32, 64 or 128, not {data_width!r}")
+        self.addr_width, self.data_width, self.id_width = addr_width, data_width, id_width
+        super().__init__({
+            "awid": Out(id_width), "awaddr": Out(addr_width), "awlen": Out(8),
+            "awsize": Out(3), "awburst": Out(2), "awcache": Out(4), "awprot": Out(3),
+            "awvalid": Out(1), "awready": In(1),
+            "wdata": Out(data_width), "wstrb": Out(data_width // 8), "wlast": Out(1),
+            "wvalid": Out(1), "wready": In(1),
+            "bid": In(id_width), "bresp": In(2), "bvalid": In(1), "bready": Out(1),
+            "arid": Out(id_width), "araddr": Out(addr_width), "arlen": Out(8),
+            "arsize": Out(3), "arburst": Out(2), "arcache": Out(4), "arprot": Out(3),
+            "arvalid": Out(1), "arready": In(1),
+            "rid": In(id_width), "rdata": In(data_width), "rresp": In(2), "rlast": In(1),
+            "rvalid": In(1), "rready": Out(1),
+        })
+
+
+def DmaCommand(cfg: HwConfig) -> data.StructLayout:
+    """A transfer: byte address (word aligned) and length in bus words (at least 1)."""
+    return data.StructLayout({"addr": unsigned(cfg.axi_addr_width),
+                              "words": unsigned(cfg.axi_addr_width)})
+
+
+def _window_ok(m: Module, cfg: HwConfig, addr, words, base, size) -> Signal:
+    """Whether ``[addr, addr + 8 * words)`` is aligned, non-empty and inside the window."""
+    wb = cfg.axi_data_width // 8
+    ok = Signal(name="window_ok")
+    end = Signal(cfg.axi_addr_width + 2)
+    m.d.comb += end.eq(addr + words * wb)
+    m.d.comb += ok.eq((addr[: (wb - 1).bit_length()] == 0) & (words != 0) & (addr >= base)
+                      & (end <= base + size))
+    return ok
+
+
+def _burst_len(m: Module, cfg: HwConfig, addr, remaining) -> Signal:
+    """Beats of the next burst: at most MAX_BURST, the rest, and up to the 4 KiB boundary."""
+    wb = cfg.axi_data_width // 8
+    shift = (wb - 1).bit_length()
+    to_boundary = Signal(range(_BOUNDARY // wb + 1), name="to_boundary")
+    m.d.comb += to_boundary.eq((_BOUNDARY - addr[:12]) >> shift)
+    beats = Signal(range(MAX_BURST + 1), name="beats")
+    limit = Mux(remaining < MAX_BURST, remaining, MAX_BURST)
+    m.d.comb += beats.eq(Mux(to_boundary < limit, to_boundary, limit))
+    return beats
+
+
+class DmaReader(wiring.Component):
+    """Reads ``words`` bus words from ``addr`` and streams them out in order.
+
+    A command is checked against ``[window_base, window_base + window_size)`` (and word
+    alignment) before any bus traffic; a failing one sets ``error`` (held until the next
+    command) and finishes without reading. Bursts are INCR, at most 16 beats, never crossing
+    a 4 KiB boundary, one burst outstanding; ``rready`` follows ``o.ready``, so the stream's
+    backpressure reaches the bus. ``done`` pulses when the last word has left on ``o`` (or at
+    once after an error). A read response other than OKAY also sets ``error``.
+
+    Members
+    -------
+    cmd : In(stream.Signature(DmaCommand(cfg)))
+    o : Out(stream.Signature(axi_data_width))
+    bus : Out(AxiSignature(...))
+    window_base, window_size : In(axi_addr_width)
+    busy, done, error : Out(1)
+    """
+
+    def __init__(self, *, cfg: HwConfig) -> None:
+        self._cfg = cfg
+        super().__init__({
+            "cmd": In(stream.Signature(DmaCommand(cfg))),
+            "o": Out(stream.Signature(cfg.axi_data_width)),
+            "bus": Out(AxiSignature(addr_width=cfg.axi_addr_width,
+                                    data_width=cfg.axi_data_width)),
+            "window_base": In(cfg.axi_addr_width), "window_size": In(cfg.axi_addr_width + 1),
+            "busy": Out(1), "done": Out(1), "error": Out(1),
+        })
+
+    def elaborate(self, platform: object) -> Module:
+        m = Module()
+        cfg, bus = self._cfg, self.bus
+        wb = cfg.axi_data_width // 8
+        addr = Signal(cfg.axi_addr_width)
+        remaining = Signal(cfg.axi_addr_width)
+        beats = _burst_len(m, cfg, addr, remaining)
+        ok = _window_ok(m, cfg, self.cmd.payload.addr, self.cmd.payload.words,
+                        self.window_base, self.window_size)
+        m.d.comb += [bus.arburst.eq(1), bus.arsize.eq((wb - 1).bit_length()),
+                     bus.arcache.eq(0b0011), bus.arid.eq(0)]
+        m.d.comb += [self.o.payload.eq(bus.rdata)]
+        # Valid/ready toward the bus come straight from registers: no combinational path, and
+        # a defined value from time zero in any simulator.
+        arvalid = Signal()
+        m.d.comb += [bus.arvalid.eq(arvalid), bus.araddr.eq(addr), bus.arlen.eq(beats - 1)]
+        with m.FSM(name="dma_rd") as fsm:
+            with m.State("IDLE"):
+                with m.If(self.cmd.valid):
+                    m.d.sync += [addr.eq(self.cmd.payload.addr),
+                                 remaining.eq(self.cmd.payload.words), self.error.eq(~ok),
+                                 arvalid.eq(ok)]
+                    m.next = "ADDR"
+                    with m.If(~ok):
+                        m.next = "DONE"
+            with m.State("ADDR"):
+                with m.If(bus.arready):
+                    m.d.sync += [addr.eq(addr + beats * wb), remaining.eq(remaining - beats),
+                                 arvalid.eq(0)]
+                    m.next = "DATA"
+            with m.State("DATA"):
+                m.d.comb += [self.o.valid.eq(bus.rvalid),
+                             bus.rready.eq(self.o.ready)]
+                with m.If(bus.rvalid & self.o.ready):
+                    with m.If(bus.rresp != 0):
+                        m.d.sync += self.error.eq(1)
+                    with m.If(bus.rlast):
+                        m.next = "DONE"
+                        with m.If(remaining != 0):
+                            m.d.sync += arvalid.eq(1)
+                            m.next = "ADDR"
+            with m.State("DONE"):
+                m.next = "IDLE"
+        # Status from the state as plain assignments (defined from time zero in simulation).
+        m.d.comb += [self.cmd.ready.eq(fsm.ongoing("IDLE")), self.done.eq(fsm.ongoing("DONE")),
+                     self.busy.eq(~fsm.ongoing("IDLE") & ~fsm.ongoing("DONE"))]
+        return m
+
+
+class DmaWriter(wiring.Component):
+    """Writes the words of ``i`` to ``words`` bus words from ``addr``.
+
+    Same command, window check, burst rules and ``busy``/``done``/``error`` as
+    :class:`DmaReader`: a command outside the window writes nothing. Each burst's address
+    is issued first, then its beats (full strobes), then its response is awaited; a response
+    other than OKAY sets ``error``. ``done`` pulses after the last response.
+    """
+
+    def __init__(self, *, cfg: HwConfig) -> None:
+        self._cfg = cfg
+        super().__init__({
+            "cmd": In(stream.Signature(DmaCommand(cfg))),
+            "i": In(stream.Signature(cfg.axi_data_width)),
+            "bus": Out(AxiSignature(addr_width=cfg.axi_addr_width,
+                                    data_width=cfg.axi_data_width)),
+            "window_base": In(cfg.axi_addr_width), "window_size": In(cfg.axi_addr_width + 1),
+            "busy": Out(1), "done": Out(1), "error": Out(1),
+        })
+
+    def elaborate(self, platform: object) -> Module:
+        m = Module()
+        cfg, bus = self._cfg, self.bus
+        wb = cfg.axi_data_width // 8
+        addr = Signal(cfg.axi_addr_width)
+        remaining = Signal(cfg.axi_addr_width)
+        beats = _burst_len(m, cfg, addr, remaining)
+        left = Signal(range(MAX_BURST + 1))
+        ok = _window_ok(m, cfg, self.cmd.payload.addr, self.cmd.payload.words,
+                        self.window_base, self.window_size)
+        m.d.comb += [bus.awburst.eq(1), bus.awsize.eq((wb - 1).bit_length()),
+                     bus.awcache.eq(0b0011), bus.awid.eq(0),
+                     bus.wdata.eq(self.i.payload), bus.wstrb.eq((1 << wb) - 1)]
+        awvalid, bready = Signal(), Signal()
+        m.d.comb += [bus.awvalid.eq(awvalid), bus.bready.eq(bready), bus.awaddr.eq(addr),
+                     bus.awlen.eq(beats - 1)]
+        with m.FSM(name="dma_wr") as fsm:
+            with m.State("IDLE"):
+                with m.If(self.cmd.valid):
+                    m.d.sync += [addr.eq(self.cmd.payload.addr),
+                                 remaining.eq(self.cmd.payload.words), self.error.eq(~ok),
+                                 awvalid.eq(ok)]
+                    m.next = "ADDR"
+                    with m.If(~ok):
+                        m.next = "DONE"
+            with m.State("ADDR"):
+                with m.If(bus.awready):
+                    m.d.sync += [addr.eq(addr + beats * wb), remaining.eq(remaining - beats),
+                                 left.eq(beats), awvalid.eq(0)]
+                    m.next = "DATA"
+            with m.State("DATA"):
+                m.d.comb += [bus.wvalid.eq(self.i.valid),
+                             self.i.ready.eq(bus.wready), bus.wlast.eq(left == 1)]
+                with m.If(self.i.valid & bus.wready):
+                    m.d.sync += left.eq(left - 1)
+                    with m.If(left == 1):
+                        m.d.sync += bready.eq(1)
+                        m.next = "RESP"
+            with m.State("RESP"):
+                with m.If(bus.bvalid):
+                    m.d.sync += bready.eq(0)
+                    with m.If(bus.bresp != 0):
+                        m.d.sync += self.error.eq(1)
+                    m.next = "DONE"
+                    with m.If(remaining != 0):
+                        m.d.sync += awvalid.eq(1)
+                        m.next = "ADDR"
+            with m.State("DONE"):
+                m.next = "IDLE"
+        # Status from the state as plain assignments (defined from time zero in simulation).
+        m.d.comb += [self.cmd.ready.eq(fsm.ongoing("IDLE")), self.done.eq(fsm.ongoing("DONE")),
+                     self.busy.eq(~fsm.ongoing("IDLE") & ~fsm.ongoing("DONE"))]
+        return m
+
+
+class Dma(wiring.Component):
+    """A reader and a writer on one AXI4 master port: the reader owns the read channels, the
+    writer the write channels, so a load and a store can run at the same time."""
+
+    def __init__(self, *, cfg: HwConfig) -> None:
+        self._cfg = cfg
+        super().__init__({
+            "rd_cmd": In(stream.Signature(DmaCommand(cfg))),
+            "rd_data": Out(stream.Signature(cfg.axi_data_width)),
+            "wr_cmd": In(stream.Signature(DmaCommand(cfg))),
+            "wr_data": In(stream.Signature(cfg.axi_data_width)),
+            "bus": Out(AxiSignature(addr_width=cfg.axi_addr_width,
+                                    data_width=cfg.axi_data_width)),
+            "window_base": In(cfg.axi_addr_width), "window_size": In(cfg.axi_addr_width + 1),
+            "rd_busy": Out(1), "rd_done": Out(1), "rd_error": Out(1),
+            "wr_busy": Out(1), "wr_done": Out(1), "wr_error": Out(1),
+        })
+
+    def elaborate(self, platform: object) -> Module:
+        m = Module()
+        m.submodules.reader = rd = DmaReader(cfg=self._cfg)
+        m.submodules.writer = wr = DmaWriter(cfg=self._cfg)
+        wiring.connect(m, wiring.flipped(self.rd_cmd), rd.cmd)
+        wiring.connect(m, rd.o, wiring.flipped(self.rd_data))
+        wiring.connect(m, wiring.flipped(self.wr_cmd), wr.cmd)
+        wiring.connect(m, wiring.flipped(self.wr_data), wr.i)
+        for unit in (rd, wr):
+            m.d.comb += [unit.window_base.eq(self.window_base),
+                         unit.window_size.eq(self.window_size)]
+        for name in self.bus.signature.members:
+            src = rd if name.startswith(("ar", "r")) else wr
+            member = self.bus.signature.members[name]
+            if member.flow == Out:
+                m.d.comb += getattr(self.bus, name).eq(getattr(src.bus, name))
+            else:
+                m.d.comb += getattr(src.bus, name).eq(getattr(self.bus, name))
+        m.d.comb += [self.rd_busy.eq(rd.busy), self.rd_done.eq(rd.done),
+                     self.rd_error.eq(rd.error), self.wr_busy.eq(wr.busy),
+                     self.wr_done.eq(wr.done), self.wr_error.eq(wr.error)]
+        return m
