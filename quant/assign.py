@@ -82,7 +82,8 @@ def _hvp_fn(net: ResNet18, names: list[str],
 def filter_hessian_eigenvalues(net: ResNet18, batches: Iterable[tuple[torch.Tensor,
                                                                        torch.Tensor]],
                                *, iters: int = 10, probes: int = 8, exact: bool = False,
-                               seed: int = 0) -> dict[str, np.ndarray]:
+                               seed: int = 0, layers: list[str] | None = None
+                               ) -> dict[str, np.ndarray]:
     """Top eigenvalue of each filter's diagonal Hessian block ``H_ff``, by power iteration.
 
     ``H`` is the Hessian of the mean cross-entropy over ``batches`` (images as floats in
@@ -101,10 +102,11 @@ def filter_hessian_eigenvalues(net: ResNet18, batches: Iterable[tuple[torch.Tens
 
     Returns the Rayleigh quotient ``v_f^T H_ff v_f`` (estimated the same way) of the last
     iterate: the eigenvalue of largest magnitude, signed. Start vectors and signs come from
-    ``seed``, so the result is reproducible.
+    ``seed``, so the result is reproducible. ``layers`` restricts the work (and the probes'
+    cross terms) to some layers; ``H_ff`` itself does not depend on it.
     """
     net.eval()
-    names = layer_names(net)
+    names = layers or layer_names(net)
     hvp, params = _hvp_fn(net, names, batches)
     gen = torch.Generator().manual_seed(seed)
     v = [torch.randn(p.shape, generator=gen, dtype=p.dtype) for p in params]

@@ -63,7 +63,7 @@ def digits(*, seed: int = 0, test_fraction: float = 0.2) -> DataBundle:
     """scikit-learn's ``load_digits()``: 1797 real 8x8 grayscale images, 10 classes.
 
     Pixels 0..16 are scaled to 0..255 (``round(v * 255 / 16)``); one input channel. The
-    stratified train/test split is fixed by ``seed`` (360 test images for 0.2).
+    stratified train/test split is fixed by ``seed`` (359 test images for 0.2).
     """
     from sklearn.datasets import load_digits
 

@@ -131,4 +131,4 @@ class PACT(nn.Module):
         return ste_round(torch.minimum(torch.relu(x), self.alpha.clamp_min(1e-3)) / s) * s
 
     def extra_repr(self) -> str:
-        return f"bits={self.bits}, alpha={float(self.alpha):.4g}"
+        return f"bits={self.bits}, alpha={float(self.alpha.detach()):.4g}"

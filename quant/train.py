@@ -63,9 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pretrained", default=None,
                    help="torchvision-format ResNet-18 state_dict to start from instead of "
                         "training the float model here")
-    p.add_argument("--float-epochs", type=int, default=20,
+    p.add_argument("--float-epochs", type=int, default=15,
                    help="epochs of float training when no --pretrained model (cached in runs/)")
-    p.add_argument("--epochs", type=int, default=8, help="QAT epochs")
+    p.add_argument("--epochs", type=int, default=6, help="QAT epochs")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=2e-3, help="float training learning rate (AdamW)")
     p.add_argument("--qat-lr", type=float, default=5e-4, help="QAT learning rate (AdamW)")
