@@ -1,0 +1,541 @@
+"""Vector units of the layer engine: residual add, max-pool and global average pool."""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import ReadPort
+from amaranth.lib.wiring import In, Out
+
+from quant import contract as C
+
+from .common import act_width, check_config
+from .config import HwConfig
+from .postproc import SHIFT_BITS, PostMode, PostProc
+
+__all__ = [
+    "AddUnit",
+    "AvgPool",
+    "MaxPool",
+    "add_input_layout",
+    "add_layer_layout",
+    "add_output_layout",
+    "avgpool_layer_layout",
+    "avgpool_output_layout",
+    "buffer_read_signature",
+    "lane_bits",
+    "maxpool_layer_layout",
+    "maxpool_output_layout",
+]
+
+
+def _bits(n: int) -> int:
+    return max(1, (n - 1).bit_length())
+
+
+def lane_bits(cfg: HwConfig) -> int:
+    """Width of one element in an act-buffer word: two's complement, wide enough for the
+    first layer's pixels and for signed ``s{act_bits+1}`` pre-add values (8 for the presets).
+
+    Unsigned elements are zero-extended to this width, signed ones sign-extended.
+    """
+    return max(act_width(cfg), cfg.act_bits + 1)
+
+
+def buffer_read_signature(cfg: HwConfig) -> ReadPort.Signature:
+    """A synchronous act-buffer read port (``amaranth.lib.memory.ReadPort.Signature``): word
+    ``addr`` appears on ``data`` the cycle after ``en`` is high and holds while ``en`` is low.
+    A word holds ``cfg.vec_len`` elements of :func:`lane_bits` bits, element ``i`` at bits
+    ``[i * lane_bits, (i + 1) * lane_bits)``; word ``(y * width + x) * chunks + chunk``."""
+    return ReadPort.Signature(addr_width=_bits(cfg.act_buf_depth),
+                              shape=cfg.vec_len * lane_bits(cfg))
+
+
+def _check_tag_bits(tag_bits: object, who: str) -> int:
+    if isinstance(tag_bits, bool) or not isinstance(tag_bits, int) or tag_bits < 0:
+        raise TypeError(f"{who} tag_bits must be a non-negative integer, not {tag_bits!r}")
+    return tag_bits
+
+
+def _lanes(word: Value, cfg: HwConfig) -> list[Value]:
+    w = lane_bits(cfg)
+    return [word[i * w:(i + 1) * w] for i in range(cfg.vec_len)]
+
+
+# ---- residual add ---------------------------------------------------------------------------
+
+
+def add_layer_layout(cfg: HwConfig) -> data.StructLayout:
+    """Residual-add parameters, stable while the layer's vectors are in the unit: per input
+    the multiplier, shift and element type (``signed_*`` = 1: ``s{act_bits+1}``, 0:
+    ``u{act_bits}``); ``relu`` picks the output clamp (u{act_bits}, else s{act_bits+1})."""
+    return data.StructLayout({
+        "mult_a": unsigned(C.MULT_BITS), "shift_a": unsigned(SHIFT_BITS), "signed_a": unsigned(1),
+        "mult_b": unsigned(C.MULT_BITS), "shift_b": unsigned(SHIFT_BITS), "signed_b": unsigned(1),
+        "relu": unsigned(1),
+    })
+
+
+def add_input_layout(cfg: HwConfig, tag_bits: int = 0) -> data.StructLayout:
+    """Input of :class:`AddUnit`: the two vectors as raw act-buffer lanes, and a tag."""
+    lanes = data.ArrayLayout(unsigned(lane_bits(cfg)), cfg.vec_len)
+    return data.StructLayout({"a": lanes, "b": lanes, "tag": unsigned(tag_bits)})
+
+
+def add_output_layout(cfg: HwConfig, tag_bits: int = 0) -> data.StructLayout:
+    """Output of :class:`AddUnit`: ``vec_len`` sums as sign-extended act-buffer lanes (so
+    ``value.as_value()`` is the buffer word), and the input's tag."""
+    return data.StructLayout({"value": data.ArrayLayout(signed(lane_bits(cfg)), cfg.vec_len),
+                              "tag": unsigned(tag_bits)})
+
+
+class AddUnit(wiring.Component):
+    """Residual add of two vectors, ``vec_len`` lanes per cycle, equal to
+    ``quant.contract.residual_add`` (and ``quant.golden.add``) bit for bit.
+
+    Each lane of ``a`` and ``b`` is read as its input's element type (``layer.signed_a`` /
+    ``layer.signed_b``: the low ``act_bits + 1`` bits as signed, else the low ``act_bits`` bits
+    as unsigned), requantized with its own ``(mult, shift)`` (round half up), the two are
+    added and clamped to ``u{act_bits}`` (``layer.relu``) or ``s{act_bits+1}``.
+
+    A three-stage pipeline: multiply (a ``(act_bits+2)``-bit signed lane by the 16-bit
+    multiplier, ``2 * vec_len`` small multipliers; Yosys ``synth_xilinx`` maps them to LUTs
+    and carry chains, no DSP48E1, see docs/engine.md for the counts); round and shift (a
+    shift beyond the product's ``act_bits + 17`` bits gives 0 either way, so the shifter is
+    only that wide); add and clamp.
+
+    Timing: a vector accepted in cycle ``t`` leaves on ``o`` in cycle ``t + 3`` when ``o`` is
+    not stalled; one vector per cycle. Backpressure stalls the whole pipeline
+    (``i.ready = ~o.valid | o.ready``); ``o`` holds still while stalled.
+
+    Parameters
+    ----------
+    cfg : HwConfig
+        ``vec_len`` and ``act_bits``.
+    tag_bits : int
+        Width of a side-band tag that travels with each vector (0: none).
+
+    Members
+    -------
+    layer : In(add_layer_layout(cfg))
+    i : In(stream.Signature(add_input_layout(cfg, tag_bits)))
+    o : Out(stream.Signature(add_output_layout(cfg, tag_bits)))
+
+    Raises
+    ------
+    TypeError
+        If ``cfg`` is not a HwConfig or ``tag_bits`` not a non-negative integer.
+    """
+
+    LATENCY = 3
+
+    def __init__(self, *, cfg: HwConfig, tag_bits: int = 0) -> None:
+        self._MustUse__silence = True  # a rejected object is never elaborated; don't warn
+        self._cfg = check_config(cfg, "AddUnit")
+        self._tag_bits = _check_tag_bits(tag_bits, "AddUnit")
+        self._MustUse__silence = False
+        super().__init__({
+            "layer": In(add_layer_layout(cfg)),
+            "i": In(stream.Signature(add_input_layout(cfg, tag_bits))),
+            "o": Out(stream.Signature(add_output_layout(cfg, tag_bits))),
+        })
+
+    def elaborate(self, platform: object) -> Module:
+        m = Module()
+        cfg, L, p = self._cfg, self.layer, self.i.payload
+        a_bits = cfg.act_bits
+        prod_bits = a_bits + 17     # s{a_bits+1} times u16: |product| <= 2**a_bits * 65535
+        en = Signal()
+        m.d.comb += [en.eq(~self.o.valid | self.o.ready), self.i.ready.eq(en)]
+
+        valid = [Signal(name=f"valid_s{k}") for k in range(self.LATENCY)]
+        tag = [Signal(self._tag_bits, name=f"tag_s{k}") for k in range(self.LATENCY)]
+        with m.If(en):
+            m.d.sync += [valid[0].eq(self.i.valid), tag[0].eq(p.tag)]
+            for k in range(1, self.LATENCY):
+                m.d.sync += [valid[k].eq(valid[k - 1]), tag[k].eq(tag[k - 1])]
+
+        # Per-layer constants. For shift >= prod_bits, |prod| <= 2**(prod_bits-1) gives
+        # 0 <= prod + 2**(shift-1) < 2**shift, so the result is 0, as it is at prod_bits.
+        def shift_eff(shift: Value, name: str) -> tuple[Signal, Signal]:
+            s = Signal(range(prod_bits + 1), name=f"shift_eff_{name}")
+            rnd = Signal(prod_bits, name=f"rounding_{name}")
+            m.d.comb += [s.eq(Mux(shift > prod_bits, prod_bits, shift)),
+                         rnd.eq((Const(1, prod_bits + 1) << s) >> 1)]
+            return s, rnd
+
+        sa, rnd_a = shift_eff(L.shift_a, "a")
+        sb, rnd_b = shift_eff(L.shift_b, "b")
+        hi = (1 << a_bits) - 1
+        lo = Mux(L.relu, 0, -(hi + 1))
+
+        def requant(lane: Value, is_signed: Value, mult: Value, s: Value, rnd: Value,
+                    name: str) -> Signal:
+            x = Signal(signed(a_bits + 2), name=f"x_{name}")
+            m.d.comb += x.eq(Mux(is_signed, lane[:a_bits + 1].as_signed(), lane[:a_bits]))
+            prod = Signal(signed(prod_bits), name=f"prod_{name}")
+            r = Signal(signed(prod_bits), name=f"r_{name}")
+            with m.If(en):
+                m.d.sync += [prod.eq(x * mult), r.eq((prod + rnd) >> s)]
+            return r
+
+        for lane in range(cfg.vec_len):
+            ra = requant(p.a[lane], L.signed_a, L.mult_a, sa, rnd_a, f"a{lane}")
+            rb = requant(p.b[lane], L.signed_b, L.mult_b, sb, rnd_b, f"b{lane}")
+            total = Signal(signed(prod_bits + 1), name=f"sum_{lane}")
+            m.d.comb += total.eq(ra + rb)
+            out = Signal(signed(lane_bits(cfg)), name=f"out_{lane}")
+            with m.If(en):
+                m.d.sync += out.eq(Mux(total < lo, lo, Mux(total > hi, hi, total)))
+            m.d.comb += self.o.payload.value[lane].eq(out)
+        m.d.comb += [self.o.valid.eq(valid[-1]), self.o.payload.tag.eq(tag[-1])]
+        return m
+
+
+# ---- scans over the act buffer (max-pool, average pool) ------------------------------------
+
+
+class _Scan:
+    """Read stage shared by the pool units: the sequencer presents one element per cycle
+    (``issuing``, ``addr``, ``inside``, ``first``, ``last``, ``tag``); the word read arrives a
+    cycle later as stage 1, with padding masked to 0. Stage 1 is consumed (``fire``) unless it
+    is a window's last element and the result slot is not free (``slot_free``); the sequencer
+    advances (``adv``) whenever stage 1 is empty or consumed."""
+
+    def __init__(self, m: Module, rd: wiring.PureInterface, *, issuing: Value, addr: Value,
+                 inside: Value, first: Value, last: Value, tag: Value,
+                 slot_free: Value) -> None:
+        self.valid, pad = Signal(name="valid1"), Signal(name="pad1")
+        self.first, self.last = Signal(name="first1"), Signal(name="last1")
+        self.tag = Signal(len(tag), name="tag1")
+        self.fire = Signal(name="fire1")
+        self.adv = Signal(name="adv")
+        m.d.comb += [
+            self.fire.eq(self.valid & (~self.last | slot_free)),
+            self.adv.eq(~self.valid | self.fire),
+            rd.en.eq(self.adv),
+            rd.addr.eq(addr[:len(rd.addr)]),
+        ]
+        with m.If(self.adv):
+            m.d.sync += [self.valid.eq(issuing), pad.eq(~Value.cast(inside)), self.first.eq(first),
+                         self.last.eq(last), self.tag.eq(tag)]
+        self.data = Signal(len(rd.data), name="data1")
+        m.d.comb += self.data.eq(Mux(pad, 0, rd.data))
+
+
+def _run_control(m: Module, start: Value, issue_done: Value, idle: Value,
+                 busy_out: Value, done_out: Value) -> None:
+    """``busy`` from ``start`` until every result has been taken; ``done`` pulses then."""
+    busy = Signal(name="busy_r")
+    finished = issue_done & idle
+    with m.If(start):
+        m.d.sync += busy.eq(1)
+    with m.Elif(busy & finished):
+        m.d.sync += busy.eq(0)
+    m.d.comb += [busy_out.eq(busy), done_out.eq(busy & finished & ~start)]
+
+
+def maxpool_layer_layout(cfg: HwConfig) -> data.StructLayout:
+    """Max-pool parameters, stable from ``start`` until ``done``; the same fields and meaning
+    as ``rtl.conv_core.conv_layer_layout``: input ``height``/``width``, ``chunks`` =
+    ``ceil(C / V)``, ``row_stride`` = ``width * chunks``, output ``out_h``/``out_w``,
+    ``kernel`` 1..3, ``stride`` 1..2, ``pad`` 0..1."""
+    sp = _bits(cfg.max_spatial + 1)
+    return data.StructLayout({
+        "height": unsigned(sp), "width": unsigned(sp),
+        "chunks": unsigned(_bits(cfg.max_channels // cfg.vec_len + 2)),
+        "row_stride": unsigned(_bits(cfg.act_buf_depth + 1)),
+        "out_h": unsigned(sp), "out_w": unsigned(sp),
+        "kernel": unsigned(2), "stride": unsigned(2), "pad": unsigned(1),
+    })
+
+
+def maxpool_output_layout(cfg: HwConfig) -> data.StructLayout:
+    """One max-pool result: output ``pixel`` (``oy * out_w + ox``), ``chunk``, and the
+    ``vec_len`` maxima as act-buffer lanes."""
+    return data.StructLayout({
+        "pixel": unsigned(2 * _bits(cfg.max_spatial + 1)),
+        "chunk": unsigned(_bits(cfg.max_channels // cfg.vec_len + 2)),
+        "value": data.ArrayLayout(unsigned(lane_bits(cfg)), cfg.vec_len),
+    })
+
+
+class MaxPool(wiring.Component):
+    """Max-pool of a feature map in the act buffer, equal to ``quant.golden.maxpool``.
+
+    After ``start`` the unit reads one window element per cycle through ``rd`` in the order
+    output pixel ``(oy, ox)``, chunk, ``ky``, ``kx`` (padding positions are not read and
+    count as 0, which never wins over unsigned elements), keeps the lane-wise running
+    maximum, and puts each window's result on ``o`` tagged with its output pixel and chunk,
+    in pixel-major, chunk-minor order (the act buffer's word order). ``done`` pulses when the
+    last result has been taken; ``busy`` is high from ``start`` until then. ``start`` is
+    ignored while busy. Elements are compared as unsigned lanes (``u{act_bits}`` maps).
+
+    Cycles: ``out_h * out_w * chunks * kernel**2`` read cycles when ``o`` does not stall; a
+    window's result is on ``o`` 2 cycles after its last element was read; ``done`` is high 3
+    cycles after the last read (see docs/engine.md). ``o`` holding a result stalls the reads
+    only when the next window's last element needs the result slot.
+
+    Parameters
+    ----------
+    cfg : HwConfig
+        ``vec_len``, buffer depth and size limits.
+
+    Members
+    -------
+    layer : In(maxpool_layer_layout(cfg))
+    start : In(1)
+    busy, done : Out(1)
+    rd : In(buffer_read_signature(cfg))
+        Read port of the act buffer (this unit drives ``en`` and ``addr``).
+    o : Out(stream.Signature(maxpool_output_layout(cfg)))
+
+    Raises
+    ------
+    TypeError
+        If ``cfg`` is not a HwConfig.
+    """
+
+    def __init__(self, *, cfg: HwConfig) -> None:
+        self._MustUse__silence = True  # a rejected object is never elaborated; don't warn
+        self._cfg = check_config(cfg, "MaxPool")
+        self._MustUse__silence = False
+        super().__init__({
+            "layer": In(maxpool_layer_layout(cfg)),
+            "start": In(1), "busy": Out(1), "done": Out(1),
+            "rd": In(buffer_read_signature(cfg)),
+            "o": Out(stream.Signature(maxpool_output_layout(cfg))),
+        })
+
+    def elaborate(self, platform: object) -> Module:
+        m = Module()
+        cfg, L = self._cfg, self.layer
+        sp = _bits(cfg.max_spatial + 1) + 2
+        ab = _bits(cfg.act_buf_depth) + sp + 2       # signed address (negative in padding)
+        oy, ox = Signal(sp, name="oy"), Signal(sp, name="ox")
+        ky, kx = Signal(2, name="ky"), Signal(2, name="kx")
+        ch = Signal(len(L.chunks), name="ch")
+        pix = Signal(len(self.o.payload.pixel), name="pix")
+        iy0, ix0 = Signal(signed(sp + 1), name="iy0"), Signal(signed(sp + 1), name="ix0")
+        row_oy = Signal(signed(ab), name="row_oy")    # (oy*s - pad) * row_stride
+        row_k = Signal(signed(ab), name="row_k")      # row_oy + ky * row_stride
+        col_ox = Signal(signed(ab), name="col_ox")    # (ox*s - pad) * chunks
+        col_k = Signal(signed(ab), name="col_k")      # col_ox + kx * chunks
+        col_init = Signal(signed(ab), name="col_init")
+        issuing, issue_done = Signal(), Signal()
+
+        iy, ix = iy0 + ky, ix0 + kx
+        inside = (iy >= 0) & (iy < L.height) & (ix >= 0) & (ix < L.width)
+        last_kx, last_ky = kx == L.kernel - 1, ky == L.kernel - 1
+        last_ch, last_ox, last_oy = ch == L.chunks - 1, ox == L.out_w - 1, oy == L.out_h - 1
+        last = last_kx & last_ky
+
+        slot_free = ~self.o.valid | self.o.ready
+        scan = _Scan(m, self.rd, issuing=issuing, addr=row_k + col_k + ch, inside=inside,
+                     first=(kx == 0) & (ky == 0), last=last, tag=Cat(ch, pix),
+                     slot_free=slot_free)
+
+        # Stage 2: running maximum; a window's last element goes to the result slot.
+        run_max = [Signal(lane_bits(cfg), name=f"max_{i}") for i in range(cfg.vec_len)]
+        with m.If(scan.fire):
+            for i, (acc, elem) in enumerate(zip(run_max, _lanes(scan.data, cfg), strict=True)):
+                new = Mux(scan.first | (elem > acc), elem, acc)
+                m.d.sync += acc.eq(new)
+                with m.If(scan.last):
+                    m.d.sync += self.o.payload.value[i].eq(new)
+        ch_bits = len(L.chunks)
+        with m.If(scan.fire & scan.last):
+            m.d.sync += [self.o.valid.eq(1), self.o.payload.chunk.eq(scan.tag[:ch_bits]),
+                         self.o.payload.pixel.eq(scan.tag[ch_bits:])]
+        with m.Elif(self.o.ready):
+            m.d.sync += self.o.valid.eq(0)
+
+        stride_rows = Mux(L.stride == 2, L.row_stride << 1, L.row_stride)
+        stride_cols = Mux(L.stride == 2, L.chunks << 1, L.chunks)
+        init_row = Mux(L.pad, -L.row_stride, 0)
+        init_col = Mux(L.pad, -L.chunks, 0)
+        with m.FSM(name="issue"):
+            with m.State("IDLE"):
+                with m.If(self.start):
+                    m.d.sync += [oy.eq(0), ox.eq(0), ky.eq(0), kx.eq(0), ch.eq(0), pix.eq(0),
+                                 iy0.eq(-L.pad), ix0.eq(-L.pad), row_oy.eq(init_row),
+                                 row_k.eq(init_row), col_init.eq(init_col),
+                                 col_ox.eq(init_col), col_k.eq(init_col), issue_done.eq(0)]
+                    m.next = "RUN"
+            with m.State("RUN"):
+                m.d.comb += issuing.eq(1)
+                with m.If(scan.adv):
+                    m.d.sync += [kx.eq(kx + 1), col_k.eq(col_k + L.chunks)]
+                    with m.If(last_kx):
+                        m.d.sync += [kx.eq(0), ky.eq(ky + 1), col_k.eq(col_ox),
+                                     row_k.eq(row_k + L.row_stride)]
+                        with m.If(last_ky):
+                            m.d.sync += [ky.eq(0), ch.eq(ch + 1), row_k.eq(row_oy)]
+                            with m.If(last_ch):
+                                m.d.sync += [ch.eq(0), ox.eq(ox + 1), pix.eq(pix + 1),
+                                             ix0.eq(ix0 + L.stride),
+                                             col_ox.eq(col_ox + stride_cols),
+                                             col_k.eq(col_ox + stride_cols)]
+                                with m.If(last_ox):
+                                    m.d.sync += [ox.eq(0), oy.eq(oy + 1),
+                                                 iy0.eq(iy0 + L.stride), ix0.eq(-L.pad),
+                                                 row_oy.eq(row_oy + stride_rows),
+                                                 row_k.eq(row_oy + stride_rows),
+                                                 col_ox.eq(col_init), col_k.eq(col_init)]
+                                    with m.If(last_oy):
+                                        m.d.sync += issue_done.eq(1)
+                                        m.next = "IDLE"
+
+        _run_control(m, self.start, issue_done, ~scan.valid & ~self.o.valid, self.busy,
+                     self.done)
+        return m
+
+
+# ---- global average pool --------------------------------------------------------------------
+
+
+def avgpool_layer_layout(cfg: HwConfig) -> data.StructLayout:
+    """Global average pool parameters, stable from ``start`` until ``done``: ``pixels`` =
+    ``H * W`` of the input map in the act buffer, ``chunks`` = ``ceil(C / V)``, and the
+    pool's requantization ``mult``/``shift``."""
+    return data.StructLayout({
+        "pixels": unsigned(_bits(cfg.act_buf_depth + 1)),
+        "chunks": unsigned(_bits(cfg.max_channels // cfg.vec_len + 2)),
+        "mult": unsigned(C.MULT_BITS), "shift": unsigned(SHIFT_BITS),
+    })
+
+
+def avgpool_output_layout(cfg: HwConfig) -> data.StructLayout:
+    """One average-pool result: ``chunk`` and its ``vec_len`` pooled values as act-buffer
+    lanes (``u{act_bits}``, zero-extended)."""
+    return data.StructLayout({
+        "chunk": unsigned(_bits(cfg.max_channels // cfg.vec_len + 2)),
+        "value": data.ArrayLayout(unsigned(lane_bits(cfg)), cfg.vec_len),
+    })
+
+
+class AvgPool(wiring.Component):
+    """Global average pool of a feature map in the act buffer, equal to
+    ``quant.golden.avgpool`` (``quant.contract.avgpool_requant`` of the channel sums).
+
+    After ``start`` the unit reads, chunk by chunk, every pixel's vector of that chunk
+    through ``rd`` (one per cycle), sums the unsigned lanes exactly, and sends each chunk's
+    sums through a :class:`PostProc` (``lanes = vec_len``, bias 0, mode RELU, the layer's
+    ``mult``/``shift``), which gives ``clamp(requantize(sum, mult, shift), 0,
+    2**act_bits - 1)``. Each chunk's result leaves on ``o`` tagged with its chunk. ``done``
+    pulses when the last result has been taken; ``busy`` is high from ``start`` until then;
+    ``start`` is ignored while busy.
+
+    Cycles: ``chunks * pixels`` read cycles when ``o`` does not stall; a chunk's result is on
+    ``o`` 6 cycles after its last read (slot register, PostProc's 4 stages), ``done`` 7 cycles
+    after the last read. The sums need ``bit_length((2**lane_bits - 1) * act_buf_depth)``
+    bits (20 for pynq-z2), since a map in the buffer has at most ``act_buf_depth`` vectors.
+
+    Parameters
+    ----------
+    cfg : HwConfig
+        ``vec_len``, ``act_bits``, buffer depth.
+
+    Members
+    -------
+    layer : In(avgpool_layer_layout(cfg))
+    start : In(1)
+    busy, done : Out(1)
+    rd : In(buffer_read_signature(cfg))
+        Read port of the act buffer (this unit drives ``en`` and ``addr``).
+    o : Out(stream.Signature(avgpool_output_layout(cfg)))
+
+    Raises
+    ------
+    TypeError
+        If ``cfg`` is not a HwConfig.
+    ValueError
+        If a full buffer's sum would not fit the configuration's accumulator width.
+    """
+
+    def __init__(self, *, cfg: HwConfig) -> None:
+        self._MustUse__silence = True  # a rejected object is never elaborated; don't warn
+        self._cfg = check_config(cfg, "AvgPool")
+        self._sum_bits = (((1 << lane_bits(cfg)) - 1) * cfg.act_buf_depth).bit_length()
+        if self._sum_bits >= cfg.acc_bits:
+            raise ValueError(
+                f"AvgPool sums of up to {cfg.act_buf_depth} vectors need {self._sum_bits} "
+                f"bits, more than the {cfg.acc_bits - 1} that PostProc's signed "
+                f"{cfg.acc_bits}-bit accumulator holds; lower act_buf_depth or raise "
+                f"max_reduction")
+        self._MustUse__silence = False
+        super().__init__({
+            "layer": In(avgpool_layer_layout(cfg)),
+            "start": In(1), "busy": Out(1), "done": Out(1),
+            "rd": In(buffer_read_signature(cfg)),
+            "o": Out(stream.Signature(avgpool_output_layout(cfg))),
+        })
+
+    @property
+    def sum_bits(self) -> int:
+        return self._sum_bits
+
+    def elaborate(self, platform: object) -> Module:
+        m = Module()
+        cfg, L, v = self._cfg, self.layer, self._cfg.vec_len
+        ch_bits = len(L.chunks)
+        m.submodules.post = post = PostProc(cfg=cfg, lanes=v, tag_bits=ch_bits)
+
+        ch = Signal(ch_bits, name="ch")
+        px = Signal(len(L.pixels), name="px")
+        addr = Signal(_bits(cfg.act_buf_depth) + 1, name="addr")
+        issuing, issue_done = Signal(), Signal()
+        last_px, last_ch = px == L.pixels - 1, ch == L.chunks - 1
+
+        slot_valid = Signal(name="slot_valid")
+        slot_free = ~slot_valid | post.i.ready
+        scan = _Scan(m, self.rd, issuing=issuing, addr=addr, inside=1, first=px == 0,
+                     last=last_px, tag=ch, slot_free=slot_free)
+
+        # Stage 2: running sums; a chunk's last pixel goes to the slot feeding PostProc.
+        sums = [Signal(self._sum_bits, name=f"sum_{i}") for i in range(v)]
+        slot = [Signal(self._sum_bits, name=f"slot_{i}") for i in range(v)]
+        slot_tag = Signal(ch_bits, name="slot_tag")
+        with m.If(scan.fire):
+            for acc, s, elem in zip(sums, slot, _lanes(scan.data, cfg), strict=True):
+                new = Mux(scan.first, elem, acc + elem)
+                m.d.sync += acc.eq(new)
+                with m.If(scan.last):
+                    m.d.sync += s.eq(new)
+        with m.If(scan.fire & scan.last):
+            m.d.sync += [slot_valid.eq(1), slot_tag.eq(scan.tag)]
+        with m.Elif(post.i.ready):
+            m.d.sync += slot_valid.eq(0)
+
+        m.d.comb += [post.i.valid.eq(slot_valid), post.i.payload.mode.eq(PostMode.RELU),
+                     post.i.payload.tag.eq(slot_tag)]
+        for i in range(v):
+            m.d.comb += [post.i.payload.acc[i].eq(slot[i]), post.i.payload.bias[i].eq(0),
+                         post.i.payload.mult[i].eq(L.mult),
+                         post.i.payload.shift[i].eq(L.shift),
+                         self.o.payload.value[i].eq(post.o.payload.value[i])]
+        m.d.comb += [self.o.valid.eq(post.o.valid), post.o.ready.eq(self.o.ready),
+                     self.o.payload.chunk.eq(post.o.payload.tag)]
+
+        with m.FSM(name="issue"):
+            with m.State("IDLE"):
+                with m.If(self.start):
+                    m.d.sync += [ch.eq(0), px.eq(0), addr.eq(0), issue_done.eq(0)]
+                    m.next = "RUN"
+            with m.State("RUN"):
+                m.d.comb += issuing.eq(1)
+                with m.If(scan.adv):
+                    m.d.sync += [px.eq(px + 1), addr.eq(addr + L.chunks)]
+                    with m.If(last_px):
+                        m.d.sync += [px.eq(0), ch.eq(ch + 1), addr.eq(ch + 1)]
+                        with m.If(last_ch):
+                            m.d.sync += issue_done.eq(1)
+                            m.next = "IDLE"
+
+        # Results inside PostProc: counted in and out, so done waits for the last one.
+        inflight = Signal(range(PostProc.LATENCY + 2), name="inflight")
+        m.d.sync += inflight.eq(inflight + (post.i.valid & post.i.ready)
+                                - (post.o.valid & post.o.ready))
+        _run_control(m, self.start, issue_done,
+                     ~scan.valid & ~slot_valid & (inflight == 0), self.busy, self.done)
+        return m

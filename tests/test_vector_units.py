@@ -1,0 +1,317 @@
+"""Vector units (residual add, max-pool, global average pool) against the golden model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from amaranth.hdl import Module
+from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
+from amaranth.sim import Simulator
+
+from quant import contract as C
+from quant import golden
+from rtl.config import HwConfig, preset
+from rtl.vector_units import (
+    AddUnit,
+    AvgPool,
+    MaxPool,
+    add_layer_layout,
+    lane_bits,
+)
+from tests.stream_tb import run_stream
+
+CFG = HwConfig(name="vec-test", part="xc7z020clg400-1", clock_mhz=100.0, pot_rows=4,
+               pot_cols=4, dsp_rows=4, dsp_cols=4, max_channels=64, max_spatial=32,
+               act_buf_depth=1024, weight_buf_depth=128, out_buf_depth=256)
+A = CFG.act_bits
+
+
+# ---- residual add ---------------------------------------------------------------------------
+
+
+class _AddTop(wiring.Component):
+    """An AddUnit whose layer parameters are constants, so the generic stream bench drives it."""
+
+    def __init__(self, cfg: HwConfig, layer: dict, tag_bits: int) -> None:
+        self.unit = AddUnit(cfg=cfg, tag_bits=tag_bits)
+        self._layer = add_layer_layout(cfg).const(layer)
+        members = self.unit.signature.members
+        super().__init__({"i": members["i"], "o": members["o"]})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.unit = unit = self.unit
+        wiring.connect(m, wiring.flipped(self.i), unit.i)
+        wiring.connect(m, unit.o, wiring.flipped(self.o))
+        m.d.comb += unit.layer.eq(self._layer)
+        return m
+
+
+def _elements(rng, n, v, is_signed, extremes):
+    """(n, v) elements of type s{A+1} or u{A}; the first rows hold the type's extremes."""
+    tt = C.TensorType(True, A + 1) if is_signed else C.TensorType(False, A)
+    x = rng.integers(tt.lo, tt.hi + 1, (n, v))
+    if extremes:
+        for r in range(min(4, n)):
+            x[r] = [(tt.lo, tt.hi, 0, 1)[(r + i) % 4] for i in range(v)]
+    return x
+
+
+def _raw(x, cfg):
+    """Elements as act-buffer lanes: two's complement in lane_bits bits."""
+    return (np.asarray(x, np.int64) & ((1 << lane_bits(cfg)) - 1)).tolist()
+
+
+def run_add(cfg, a, b, layer, *, seed=0, gap=0.3, stall=0.3, max_cycles=None):
+    tag_bits = 7
+    payloads = [{"a": _raw(ra, cfg), "b": _raw(rb, cfg), "tag": n % 128}
+                for n, (ra, rb) in enumerate(zip(a, b, strict=True))]
+    got = run_stream(_AddTop(cfg, layer, tag_bits), payloads, len(payloads), seed=seed,
+                     gap=gap, stall=stall, max_cycles=max_cycles)
+    assert [g["tag"] for g in got] == [p["tag"] for p in payloads]
+    return np.array([g["value"] for g in got], np.int64).reshape(a.shape)
+
+
+def _expected_add(a, b, layer):
+    node = {"mult": (layer["mult_a"], layer["mult_b"]),
+            "shift": (layer["shift_a"], layer["shift_b"]), "relu": bool(layer["relu"])}
+    return golden.add(a, b, node, A)
+
+
+ADD_CASES = {
+    # ResNet block: signed branch + unsigned identity, typical scales, ReLU
+    "block": dict(mult_a=C.quantize_multiplier(0.8)[0], shift_a=C.quantize_multiplier(0.8)[1],
+                  signed_a=1, mult_b=C.quantize_multiplier(1.3)[0],
+                  shift_b=C.quantize_multiplier(1.3)[1], signed_b=0, relu=1),
+    # largest multiplier without shift on one side, zero multiplier on the other, no ReLU
+    "saturate": dict(mult_a=C.MULT_MAX, shift_a=0, signed_a=1, mult_b=0, shift_b=0,
+                     signed_b=1, relu=0),
+    # the largest shift: both terms round to 0 (or stay 0)
+    "shift47": dict(mult_a=C.MULT_MAX, shift_a=C.SHIFT_MAX, signed_a=1, mult_b=C.MULT_MAX,
+                    shift_b=C.SHIFT_MAX, signed_b=0, relu=0),
+    # shifts around the product width (act_bits + 17), where the shifter is cut short
+    "wide_shift": dict(mult_a=C.MULT_MAX, shift_a=A + 16, signed_a=1, mult_b=40000,
+                       shift_b=A + 18, signed_b=1, relu=0),
+    # both unsigned (a downsample-free block whose branch had ReLU), half steps to round
+    "halves": dict(mult_a=1, shift_a=1, signed_a=0, mult_b=3, shift_b=2, signed_b=0, relu=1),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ADD_CASES))
+def test_add_unit_matches_golden(case):
+    layer = ADD_CASES[case]
+    rng = np.random.default_rng(len(case))
+    n = 120
+    a = _elements(rng, n, CFG.vec_len, layer["signed_a"], True)
+    b = _elements(rng, n, CFG.vec_len, layer["signed_b"], True)
+    got = run_add(CFG, a, b, layer, seed=len(case))
+    np.testing.assert_array_equal(got, _expected_add(a, b, layer))
+
+
+def test_add_unit_random_scales():
+    """Several random (mult, shift) pairs with shifts where results are neither 0 nor
+    saturated, on the pynq-z2 preset's 16 lanes."""
+    cfg = preset("pynq-z2")
+    rng = np.random.default_rng(7)
+    for trial in range(3):
+        layer = dict(mult_a=int(rng.integers(0, C.MULT_MAX + 1)),
+                     shift_a=int(rng.integers(14, 19)), signed_a=int(rng.integers(0, 2)),
+                     mult_b=int(rng.integers(0, C.MULT_MAX + 1)),
+                     shift_b=int(rng.integers(14, 19)), signed_b=int(rng.integers(0, 2)),
+                     relu=trial % 2)
+        a = _elements(rng, 40, cfg.vec_len, layer["signed_a"], trial == 0)
+        b = _elements(rng, 40, cfg.vec_len, layer["signed_b"], trial == 0)
+        got = run_add(cfg, a, b, layer, seed=trial, gap=0.2, stall=0.2)
+        np.testing.assert_array_equal(got, _expected_add(a, b, layer))
+
+
+def test_add_unit_latency_and_throughput():
+    layer = ADD_CASES["block"]
+    rng = np.random.default_rng(3)
+    a = _elements(rng, 50, CFG.vec_len, 1, True)
+    b = _elements(rng, 50, CFG.vec_len, 0, True)
+    assert AddUnit.LATENCY == 3
+    # One vector per cycle: the whole stream drains in n + latency cycles (+1 to sample).
+    got = run_add(CFG, a, b, layer, gap=0.0, stall=0.0, max_cycles=50 + AddUnit.LATENCY + 2)
+    np.testing.assert_array_equal(got, _expected_add(a, b, layer))
+
+
+# ---- pools ----------------------------------------------------------------------------------
+
+
+def _words(x, cfg):
+    """Act-buffer words of a (C, H, W) map: word (y * W + x) * chunks + chunk."""
+    c, h, w = x.shape
+    v, lb = cfg.vec_len, lane_bits(cfg)
+    chunks = -(-c // v)
+    words = []
+    for y in range(h):
+        for xx in range(w):
+            for ch in range(chunks):
+                lanes = [int(x[ch * v + i, y, xx]) if ch * v + i < c else 0 for i in range(v)]
+                words.append(sum(e << (lb * i) for i, e in enumerate(lanes)))
+    return words
+
+
+def run_pool(unit, x, layers, *, seed=0, stall=0.3):
+    """Load ``x`` into a buffer read by ``unit``, run each layer in turn with random output
+    backpressure; per run return the results in arrival order and the cycles to ``done``."""
+    words = _words(x, unit._cfg)
+    m = Module()
+    m.submodules.unit = unit
+    m.submodules.mem = mem = Memory(shape=len(unit.rd.data), depth=unit._cfg.act_buf_depth,
+                                    init=words)
+    wiring.connect(m, unit.rd, mem.read_port())
+    rng = np.random.default_rng(seed)
+    runs = []
+
+    async def bench(ctx):
+        for layer in layers:
+            ctx.set(unit.layer, layer)
+            ctx.set(unit.start, 1)
+            await ctx.tick()
+            ctx.set(unit.start, 0)
+            out, cycles = [], 0
+            while True:
+                ready = bool(rng.random() >= stall)
+                ctx.set(unit.o.ready, ready)
+                _, _, valid, payload, done, busy = await ctx.tick().sample(
+                    unit.o.valid, unit.o.payload, unit.done, unit.busy)
+                cycles += 1
+                assert busy, "busy dropped before done"
+                if valid and ready:
+                    out.append(payload)
+                if done:
+                    break
+                assert cycles < 100_000, "the pool never finished"
+            assert not ctx.get(unit.busy)
+            assert not ctx.get(unit.o.valid)
+            runs.append((out, cycles))
+
+    sim = Simulator(m)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    return runs
+
+
+def _lanes(payload, v):
+    return [int(payload.value[i]) for i in range(v)]
+
+
+def _maxpool_layer(x, k, s, p, chunks):
+    _, h, w = x.shape
+    return {"height": h, "width": w, "chunks": chunks, "row_stride": w * chunks,
+            "out_h": (h + 2 * p - k) // s + 1, "out_w": (w + 2 * p - k) // s + 1,
+            "kernel": k, "stride": s, "pad": p}
+
+
+def _check_maxpool(x, k, s, p, out):
+    c = x.shape[0]
+    v = CFG.vec_len
+    chunks = -(-c // v)
+    layer = _maxpool_layer(x, k, s, p, chunks)
+    ho, wo = layer["out_h"], layer["out_w"]
+    # Pixel-major, chunk-minor order, every (pixel, chunk) once.
+    assert [(int(q.pixel), int(q.chunk)) for q in out] == \
+        [(pix, ch) for pix in range(ho * wo) for ch in range(chunks)]
+    got = np.zeros((chunks * v, ho, wo), np.int64)
+    for q in out:
+        pix, ch = int(q.pixel), int(q.chunk)
+        got[ch * v:(ch + 1) * v, pix // wo, pix % wo] = _lanes(q, v)
+    np.testing.assert_array_equal(got[c:], 0)    # lanes beyond C hold 0 in, 0 out
+    np.testing.assert_array_equal(got[None, :c], golden.maxpool(x[None], k, s, p))
+
+
+@pytest.mark.parametrize(("c", "h", "w", "pools", "hi"), [
+    (6, 9, 7, [(3, 2, 1), (2, 1, 0)], (1 << A) - 1),   # ResNet 3x3/2/1, odd sizes; then 2x2/1
+    (5, 4, 5, [(3, 1, 1), (1, 2, 0)], 255),             # full 8-bit lanes, 1x1 stride 2
+    (4, 1, 3, [(3, 2, 1), (2, 2, 1)], (1 << A) - 1),    # one row: padding above and below
+])
+def test_maxpool_matches_golden(c, h, w, pools, hi):
+    rng = np.random.default_rng(c * 100 + h * 10 + w)
+    x = rng.integers(0, hi + 1, (c, h, w))
+    x[:, 0, 0] = hi              # extremes: the largest value and all-zero windows
+    x[:, -1, :] = 0
+    chunks = -(-c // CFG.vec_len)
+    layers = [_maxpool_layer(x, k, s, p, chunks) for k, s, p in pools]
+    runs = run_pool(MaxPool(cfg=CFG), x, layers, seed=c)
+    for (k, s, p), (out, _) in zip(pools, runs, strict=True):
+        _check_maxpool(x, k, s, p, out)
+
+
+def test_maxpool_cycles():
+    """One window element per cycle without backpressure; done a fixed few cycles after."""
+    rng = np.random.default_rng(1)
+    x = rng.integers(0, 1 << A, (6, 7, 6))
+    layer = _maxpool_layer(x, 3, 2, 1, 2)
+    (out, cycles), = run_pool(MaxPool(cfg=CFG), x, [layer], stall=0.0)
+    _check_maxpool(x, 3, 2, 1, out)
+    reads = layer["out_h"] * layer["out_w"] * 2 * 9
+    assert cycles == reads + 3
+
+
+def _avg_layer(x, mult, shift):
+    c, h, w = x.shape
+    return {"pixels": h * w, "chunks": -(-c // CFG.vec_len), "mult": mult, "shift": shift}
+
+
+def _check_avgpool(x, layer, out):
+    c = x.shape[0]
+    v, chunks = CFG.vec_len, layer["chunks"]
+    assert [int(q.chunk) for q in out] == list(range(chunks))
+    got = np.array([_lanes(q, v) for q in out], np.int64).reshape(-1)
+    np.testing.assert_array_equal(got[c:], 0)
+    expected = golden.avgpool(x[None], layer["mult"], layer["shift"], A)
+    np.testing.assert_array_equal(got[:c], expected.reshape(-1))
+
+
+@pytest.mark.parametrize(("c", "h", "w"), [(7, 5, 3), (4, 1, 1), (9, 7, 7)])
+def test_avgpool_matches_golden(c, h, w):
+    rng = np.random.default_rng(c * 100 + h * 10 + w)
+    x = rng.integers(0, 1 << A, (c, h, w))
+    x[0] = (1 << A) - 1          # a channel at the largest sum
+    x[1 % c] = 0
+    typical = C.quantize_multiplier(1.0 / (h * w))
+    scales = [typical, (C.MULT_MAX, 0), (0, 5), (C.MULT_MAX, C.SHIFT_MAX), (1, 1),
+              (C.quantize_multiplier(2.7 / (h * w)))]
+    layers = [_avg_layer(x, mult, shift) for mult, shift in scales]
+    runs = run_pool(AvgPool(cfg=CFG), x, layers, seed=c)
+    for layer, (out, _) in zip(layers, runs, strict=True):
+        _check_avgpool(x, layer, out)
+
+
+def test_avgpool_cycles():
+    rng = np.random.default_rng(2)
+    x = rng.integers(0, 1 << A, (10, 3, 5))
+    layer = _avg_layer(x, *C.quantize_multiplier(1 / 15))
+    (out, cycles), = run_pool(AvgPool(cfg=CFG), x, [layer], stall=0.0)
+    _check_avgpool(x, layer, out)
+    assert cycles == layer["chunks"] * layer["pixels"] + 7
+
+
+# ---- arguments ------------------------------------------------------------------------------
+
+
+def test_units_reject_bad_arguments():
+    with pytest.raises(TypeError, match=r"^AddUnit configuration must be a HwConfig, not 3$"):
+        AddUnit(cfg=3)
+    with pytest.raises(TypeError, match=r"^AddUnit tag_bits must be a non-negative integer, "
+                                        r"not -1$"):
+        AddUnit(cfg=CFG, tag_bits=-1)
+    with pytest.raises(TypeError, match=r"^MaxPool configuration must be a HwConfig, not None$"):
+        MaxPool(cfg=None)
+    with pytest.raises(TypeError, match=r"^AvgPool configuration must be a HwConfig, not 'x'$"):
+        AvgPool(cfg="x")
+    tiny = CFG.replace(max_reduction=1, act_buf_depth=1 << 20)
+    with pytest.raises(ValueError, match=r"^AvgPool sums of up to 1048576 vectors need 28 bits, "
+                                         r"more than the \d+ that PostProc's signed \d+-bit "
+                                         r"accumulator holds; lower act_buf_depth or raise "
+                                         r"max_reduction$"):
+        AvgPool(cfg=tiny)
+
+
+def test_lane_bits():
+    assert lane_bits(preset("pynq-z2")) == 8
+    assert lane_bits(CFG.replace(input_bits=4)) == 5   # room for s5 pre-add values
