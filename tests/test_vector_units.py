@@ -154,14 +154,13 @@ def _words(x, cfg):
     return words
 
 
-def run_pool(unit, x, layers, *, seed=0, stall=0.3):
+def run_pool(unit, cfg, x, layers, *, seed=0, stall=0.3):
     """Load ``x`` into a buffer read by ``unit``, run each layer in turn with random output
     backpressure; per run return the results in arrival order and the cycles to ``done``."""
-    words = _words(x, unit._cfg)
     m = Module()
     m.submodules.unit = unit
-    m.submodules.mem = mem = Memory(shape=len(unit.rd.data), depth=unit._cfg.act_buf_depth,
-                                    init=words)
+    m.submodules.mem = mem = Memory(shape=len(unit.rd.data), depth=cfg.act_buf_depth,
+                                    init=_words(x, cfg))
     wiring.connect(m, unit.rd, mem.read_port())
     rng = np.random.default_rng(seed)
     runs = []
@@ -207,9 +206,9 @@ def _maxpool_layer(x, k, s, p, chunks):
             "kernel": k, "stride": s, "pad": p}
 
 
-def _check_maxpool(x, k, s, p, out):
+def _check_maxpool(x, k, s, p, out, cfg=CFG):
     c = x.shape[0]
-    v = CFG.vec_len
+    v = cfg.vec_len
     chunks = -(-c // v)
     layer = _maxpool_layer(x, k, s, p, chunks)
     ho, wo = layer["out_h"], layer["out_w"]
@@ -236,7 +235,7 @@ def test_maxpool_matches_golden(c, h, w, pools, hi):
     x[:, -1, :] = 0
     chunks = -(-c // CFG.vec_len)
     layers = [_maxpool_layer(x, k, s, p, chunks) for k, s, p in pools]
-    runs = run_pool(MaxPool(cfg=CFG), x, layers, seed=c)
+    runs = run_pool(MaxPool(cfg=CFG), CFG, x, layers, seed=c)
     for (k, s, p), (out, _) in zip(pools, runs, strict=True):
         _check_maxpool(x, k, s, p, out)
 
@@ -246,20 +245,20 @@ def test_maxpool_cycles():
     rng = np.random.default_rng(1)
     x = rng.integers(0, 1 << A, (6, 7, 6))
     layer = _maxpool_layer(x, 3, 2, 1, 2)
-    (out, cycles), = run_pool(MaxPool(cfg=CFG), x, [layer], stall=0.0)
+    (out, cycles), = run_pool(MaxPool(cfg=CFG), CFG, x, [layer], stall=0.0)
     _check_maxpool(x, 3, 2, 1, out)
     reads = layer["out_h"] * layer["out_w"] * 2 * 9
     assert cycles == reads + 3
 
 
-def _avg_layer(x, mult, shift):
+def _avg_layer(x, mult, shift, cfg=CFG):
     c, h, w = x.shape
-    return {"pixels": h * w, "chunks": -(-c // CFG.vec_len), "mult": mult, "shift": shift}
+    return {"pixels": h * w, "chunks": -(-c // cfg.vec_len), "mult": mult, "shift": shift}
 
 
-def _check_avgpool(x, layer, out):
+def _check_avgpool(x, layer, out, cfg=CFG):
     c = x.shape[0]
-    v, chunks = CFG.vec_len, layer["chunks"]
+    v, chunks = cfg.vec_len, layer["chunks"]
     assert [int(q.chunk) for q in out] == list(range(chunks))
     got = np.array([_lanes(q, v) for q in out], np.int64).reshape(-1)
     np.testing.assert_array_equal(got[c:], 0)
@@ -277,7 +276,7 @@ def test_avgpool_matches_golden(c, h, w):
     scales = [typical, (C.MULT_MAX, 0), (0, 5), (C.MULT_MAX, C.SHIFT_MAX), (1, 1),
               (C.quantize_multiplier(2.7 / (h * w)))]
     layers = [_avg_layer(x, mult, shift) for mult, shift in scales]
-    runs = run_pool(AvgPool(cfg=CFG), x, layers, seed=c)
+    runs = run_pool(AvgPool(cfg=CFG), CFG, x, layers, seed=c)
     for layer, (out, _) in zip(layers, runs, strict=True):
         _check_avgpool(x, layer, out)
 
@@ -286,9 +285,54 @@ def test_avgpool_cycles():
     rng = np.random.default_rng(2)
     x = rng.integers(0, 1 << A, (10, 3, 5))
     layer = _avg_layer(x, *C.quantize_multiplier(1 / 15))
-    (out, cycles), = run_pool(AvgPool(cfg=CFG), x, [layer], stall=0.0)
+    (out, cycles), = run_pool(AvgPool(cfg=CFG), CFG, x, [layer], stall=0.0)
     _check_avgpool(x, layer, out)
     assert cycles == layer["chunks"] * layer["pixels"] + 7
+
+
+def test_pools_on_preset():
+    """The pynq-z2 preset (16 lanes, 4096-word buffer): ResNet-18's 3x3/2/1 max-pool and a
+    global average pool over a 7x7 map."""
+    cfg = preset("pynq-z2")
+    rng = np.random.default_rng(5)
+    x = rng.integers(0, 1 << cfg.act_bits, (20, 7, 7))
+    chunks = -(-20 // cfg.vec_len)
+    (out, _), = run_pool(MaxPool(cfg=cfg), cfg, x, [_maxpool_layer(x, 3, 2, 1, chunks)])
+    _check_maxpool(x, 3, 2, 1, out, cfg)
+    layer = _avg_layer(x, *C.quantize_multiplier(1 / 49), cfg)
+    (out, _), = run_pool(AvgPool(cfg=cfg), cfg, x, [layer])
+    _check_avgpool(x, layer, out, cfg)
+
+
+@pytest.mark.slow
+def test_vector_units_long_random():
+    """Many random layers: shapes, pool parameters, scales and element types."""
+    rng = np.random.default_rng(11)
+    for trial in range(40):
+        c, h, w = (int(n) for n in rng.integers(1, [3 * CFG.vec_len, 12, 12]))
+        k, s = int(rng.integers(1, 4)), int(rng.integers(1, 3))
+        p = int(rng.integers(0, 2)) if k > 1 else 0
+        if (h + 2 * p - k) < 0 or (w + 2 * p - k) < 0:
+            continue
+        x = rng.integers(0, 1 << A, (c, h, w))
+        chunks = -(-c // CFG.vec_len)
+        (out, _), = run_pool(MaxPool(cfg=CFG), CFG, x, [_maxpool_layer(x, k, s, p, chunks)],
+                             seed=trial)
+        _check_maxpool(x, k, s, p, out)
+        layer = _avg_layer(x, int(rng.integers(0, C.MULT_MAX + 1)), int(rng.integers(0, 24)))
+        (out, _), = run_pool(AvgPool(cfg=CFG), CFG, x, [layer], seed=trial)
+        _check_avgpool(x, layer, out)
+        def shift():   # mostly where results are neither 0 nor saturated
+            return int(rng.integers(12, 20) if rng.random() < 0.7 else rng.integers(0, 48))
+
+        add = dict(mult_a=int(rng.integers(0, C.MULT_MAX + 1)), shift_a=shift(),
+                   signed_a=int(rng.integers(0, 2)), mult_b=int(rng.integers(0, C.MULT_MAX + 1)),
+                   shift_b=shift(), signed_b=int(rng.integers(0, 2)), relu=int(rng.integers(0, 2)))
+        a = _elements(rng, 200, CFG.vec_len, add["signed_a"], trial < 3)
+        b = _elements(rng, 200, CFG.vec_len, add["signed_b"], trial < 3)
+        got = run_add(CFG, a, b, add, seed=trial, gap=float(rng.random() * 0.5),
+                      stall=float(rng.random() * 0.5))
+        np.testing.assert_array_equal(got, _expected_add(a, b, add))
 
 
 # ---- arguments ------------------------------------------------------------------------------
