@@ -121,3 +121,26 @@ def random_resnet18(seed: int = 0, *, input_shape: tuple[int, int, int] = (3, 32
         values[name] = golden.run_node(model, node, ins)
     model.validate()
     return model
+
+
+def random_conv_layer(rng: np.random.Generator, *, cin: int, cout: int, kernel: int,
+                      stride: int, pad: int, size: int, ratio: tuple[int, int, int],
+                      relu: bool, in_bits: int, act_bits: int = 4
+                      ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray], dict[str, Any]]:
+    """One random conv layer with calibrated requantization, for RTL tests.
+
+    Returns ``(x, schemes, params, node)``: a (1, cin, size, size) input of ``in_bits``-bit
+    values, per-filter scheme codes, the arrays ``weight/bias/mult/shift``, and the node
+    fields ``kernel/stride/padding/relu`` that ``golden.conv`` reads.
+    """
+    schemes = random_schemes(rng, cout, ratio)
+    w = random_weights(rng, schemes, cin * kernel * kernel).reshape(cout, cin, kernel, kernel)
+    x = rng.integers(0, 1 << in_bits, (1, cin, size, size))
+    acc = golden.conv2d_acc(x, w, stride, pad)
+    spread = np.maximum(acc.std(axis=(0, 2, 3)), 1.0)
+    bias = np.round(rng.normal(0.0, 0.5, cout) * spread).astype(np.int32)
+    hi = (1 << act_bits) - 1
+    mult, shift = _requant_arrays(hi / (2.5 * spread))
+    node = {"kernel": kernel, "stride": stride, "padding": pad, "relu": relu}
+    return x, schemes, {"weight": w, "scheme": schemes, "bias": bias, "mult": mult,
+                        "shift": shift}, node

@@ -5,9 +5,8 @@ import pytest
 from amaranth.sim import Simulator
 
 from firmware.conv import plan_passes, weight_rows
-from quant import contract as C
 from quant import golden
-from quant.random_model import random_schemes, random_weights
+from quant.random_model import random_conv_layer
 from rtl.config import HwConfig
 from rtl.conv_core import ConvCore
 from rtl.postproc import PostMode
@@ -15,21 +14,6 @@ from rtl.postproc import PostMode
 CFG = HwConfig(name="conv-test", part="xc7z020clg400-1", clock_mhz=100.0, pot_rows=4,
                pot_cols=4, dsp_rows=4, dsp_cols=4, max_reduction=7 * 7 * 8, max_channels=64,
                max_spatial=32, act_buf_depth=1024, weight_buf_depth=128, out_buf_depth=256)
-
-
-def _layer(rng, cin, cout, k, s, p, size, ratio, relu, in_bits):
-    schemes = random_schemes(rng, cout, ratio)
-    w = random_weights(rng, schemes, cin * k * k).reshape(cout, cin, k, k)
-    x = rng.integers(0, 1 << in_bits, (1, cin, size, size))
-    acc = golden.conv2d_acc(x, w, s, p)
-    spread = np.maximum(acc.std(axis=(0, 2, 3)), 1)
-    bias = np.round(rng.normal(0, 0.5, cout) * spread).astype(np.int32)
-    pairs = [C.quantize_multiplier(float(15 / max(1.0, 2.5 * sd))) for sd in spread]
-    mult = np.array([m for m, _ in pairs], np.uint16)
-    shift = np.array([sh for _, sh in pairs], np.uint8)
-    node = {"stride": s, "padding": p, "relu": relu}
-    params = {"weight": w, "bias": bias, "mult": mult, "shift": shift}
-    return x, schemes, params, node
 
 
 def run_core(x, schemes, params, node, *, seed=0, stall=0.0):
@@ -116,7 +100,9 @@ def run_core(x, schemes, params, node, *, seed=0, stall=0.0):
 ])
 def test_conv_core_matches_golden(cin, cout, k, s, p, size, ratio, relu, bits):
     rng = np.random.default_rng(cin * 100 + cout)
-    x, schemes, params, node = _layer(rng, cin, cout, k, s, p, size, ratio, relu, bits)
-    expected = golden.conv(x, {**node, "kernel": k}, params, CFG.act_bits)
+    x, schemes, params, node = random_conv_layer(
+        rng, cin=cin, cout=cout, kernel=k, stride=s, pad=p, size=size, ratio=ratio, relu=relu,
+        in_bits=bits, act_bits=CFG.act_bits)
+    expected = golden.conv(x, node, params, CFG.act_bits)
     got = run_core(x, schemes, params, node, seed=cout, stall=0.3)
     np.testing.assert_array_equal(got, expected)
