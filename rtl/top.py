@@ -50,12 +50,19 @@ class AcceleratorPart:
         The Amaranth component.
     to_verilog : callable
         Returns the Verilog text of ``design`` as module ``name``.
+    rows : int
+        For an array of identical, independent rows: its row count, else 0.
+    row_slice : callable or None
+        For such an array: the Verilog of the same array with the given (smaller) number of
+        rows, so that a resource estimate can be taken from small slices and extrapolated.
     """
 
     name: str
     description: str
     design: Elaboratable
     to_verilog: Callable[[], str]
+    rows: int = 0
+    row_slice: Callable[[int], str] | None = None
 
 
 def accelerator_parts(cfg: HwConfig) -> list[AcceleratorPart]:
@@ -81,14 +88,20 @@ def accelerator_parts(cfg: HwConfig) -> list[AcceleratorPart]:
             name="pot_array",
             description=f"PoT-4 shift-add array, {cfg.pot_rows} x {cfg.pot_cols} "
                         f"({cfg.pot_macs} MACs/cycle, LUTs)",
-            design=pot, to_verilog=lambda: verilog.convert(pot, name="pot_array")))
+            design=pot, to_verilog=lambda: verilog.convert(pot, name="pot_array"),
+            rows=cfg.pot_rows,
+            row_slice=lambda rows: verilog.convert(PotArray(cfg=cfg.replace(pot_rows=rows)),
+                                                   name="pot_array")))
     if cfg.dsp_rows:
         dsp = DspArray(cfg=cfg)
         parts.append(AcceleratorPart(
             name="dsp_array",
             description=f"packed DSP48E1 array, {cfg.dsp_rows} lanes x {cfg.dsp_cols} "
                         f"({cfg.dsp_count} DSP48E1, {cfg.dsp_pack} products each)",
-            design=dsp, to_verilog=lambda: verilog.convert(dsp, name="dsp_array")))
+            design=dsp, to_verilog=lambda: verilog.convert(dsp, name="dsp_array"),
+            rows=cfg.dsp_rows,
+            row_slice=lambda rows: verilog.convert(DspArray(cfg=cfg.replace(dsp_rows=rows)),
+                                                   name="dsp_array")))
     return parts
 
 

@@ -17,8 +17,9 @@ from rtl.vivado import build_tcl
 
 DATA = Path(__file__).parent / "data"
 
-#: A config with tiny arrays, so that real Yosys runs take seconds.
-TINY = preset("pynq-z2").replace(name="tiny", pot_rows=2, pot_cols=4, dsp_rows=2, dsp_cols=4)
+#: A config with tiny arrays, so that real Yosys runs take seconds; 6 rows, so that the
+#: arrays are estimated from slices of 2 and 4 rows.
+TINY = preset("pynq-z2").replace(name="tiny", pot_rows=6, pot_cols=4, dsp_rows=6, dsp_cols=4)
 
 
 def _write(path: Path, cfg: HwConfig) -> str:
@@ -91,7 +92,7 @@ def test_bad_ratio_and_steps(capsys, tmp_path):
 
 
 def test_recorded_yosys_report_dsp_array():
-    """A real report: the tiny config's DSP array (4 DSP48E1), see tests/data/README.md."""
+    """A real report: a DSP array of 2 lanes x 4 (4 DSP48E1), see tests/data/README.md."""
     res = flow.synth_result_from_stat((DATA / "yosys_stat_dsp_array_tiny.json").read_text(),
                                       "dsp_array")
     # Numbers as printed in the text report beside it.
@@ -135,6 +136,19 @@ def test_fit_check():
         "hint: reduce dsp_rows or dsp_cols in the config (dsp_rows x dsp_cols / dsp_pack "
         "DSP48E1 slices)\n"
         "hint: reduce act_buf_depth, weight_buf_depth or out_buf_depth in the config")
+
+
+def test_extrapolate():
+    assert flow.SLICE_ROWS == (2, 4)
+    small = {"LUT": 2560, "FF": 1242, "DSP48E1": 0, "BRAM36": 0.5}
+    large = {"LUT": 5108, "FF": 2468, "DSP48E1": 0, "BRAM36": 1.0}
+    # per row: 1274 LUT, 613 FF, 0.25 BRAM36; at 52 rows: 2560 + 50 * 1274 = 66260
+    assert flow.extrapolate(small, large, 52) == {"LUT": 66_260, "FF": 1242 + 50 * 613,
+                                                  "DSP48E1": 0, "BRAM36": 13.0}
+    assert flow.extrapolate(small, large, 2) == small
+    assert flow.extrapolate({"LUT": 10, "FF": 3, "DSP48E1": 8, "BRAM36": 0},
+                            {"LUT": 21, "FF": 4, "DSP48E1": 16, "BRAM36": 0}, 5) == {
+        "LUT": 26, "FF": 4, "DSP48E1": 20, "BRAM36": 0}  # 26.5 -> 26, 4.5 -> 4 (half to even)
 
 
 # ---- the flow with stand-in parts and synthesis (fast) -------------------------------------------
@@ -342,8 +356,12 @@ def _check_package(outdir: Path, cfg: HwConfig, board: str) -> dict:
     assert (manifest["board"], manifest["config_hash"], manifest["bitstream"]) == (
         board, cfg.config_hash_hex, None)
     util = json.loads((outdir / "utilization.json").read_text())
-    # The DSP array maps one DSP48E1 per lane pair and column, nothing else uses DSPs.
+    # The DSP array maps one DSP48E1 per lane pair and column (also when extrapolated from
+    # slices), nothing else uses DSPs.
     assert util["total"]["DSP48E1"] == cfg.dsp_count
+    for name, rows in (("pot_array", cfg.pot_rows), ("dsp_array", cfg.dsp_rows)):
+        assert util["parts"][name]["method"] == (
+            f"extrapolated to {rows} rows from slices of 2 and 4 rows")
     assert util["parts"]["pot_array"]["DSP48E1"] == 0
     assert all(util["parts"][p]["LUT"] > 0 and util["parts"][p]["FF"] > 0 for p in util["parts"])
     report = (outdir / "build-report.md").read_text()
@@ -365,7 +383,9 @@ def test_end_to_end_tiny(capsys, tmp_path, monkeypatch):
     outdir = tmp_path / "b" / f"pynq-z2-{TINY.config_hash_hex}"
     assert "Vivado not found" in out and f"note: {T.NOT_INTEGRATED}" in out
     assert "[6/6] package done in" in out
-    _check_package(outdir, TINY, "pynq-z2")
+    util = _check_package(outdir, TINY, "pynq-z2")
+    assert sorted(util["parts"]["pot_array"]["slices"]) == ["2", "4"]
+    assert util["parts"]["axil_regs"]["method"] == "whole"
 
 
 @pytest.mark.slow
@@ -377,3 +397,22 @@ def test_end_to_end_preset(capsys, tmp_path, monkeypatch, board):
     cfg = preset(board)
     util = _check_package(tmp_path / f"{board}-{cfg.config_hash_hex}", cfg, board)
     assert all(r["fits"] for r in util["fit"])
+
+
+@pytest.mark.slow
+def test_sliced_matches_full(tmp_path):
+    """The slice extrapolation against synthesizing the arrays whole."""
+    cfg = preset("pynq-z2").replace(name="mid", pot_rows=10, dsp_rows=10)
+    path = _write(tmp_path / "mid.json", cfg)
+    got = {}
+    for mode in flow.SYNTH_MODES:
+        ctx = flow.make_context("pynq-z2", config=path, out=tmp_path / mode, synth_mode=mode,
+                                echo=lambda s: None, env={"PATH": ""})
+        flow.run_flow(ctx, stop="synthesize")
+        got[mode] = json.loads((ctx.work / "utilization.json").read_text())["parts"]
+    for name in ("pot_array", "dsp_array"):
+        full, sliced = got["full"][name], got["sliced"][name]
+        assert full["method"] == "whole"
+        assert sliced["DSP48E1"] == full["DSP48E1"]
+        for key in ("LUT", "FF"):
+            assert abs(sliced[key] - full[key]) <= 0.03 * full[key], (name, key, sliced, full)
