@@ -21,8 +21,6 @@ __all__ = [
     "vector_fields",
 ]
 
-ARRAYS = ("pot", "dsp")
-
 
 @dataclass
 class Job:
