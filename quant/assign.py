@@ -109,7 +109,7 @@ def filter_hessian_eigenvalues(net: ResNet18, batches: Iterable[tuple[torch.Tens
     names = layers or layer_names(net)
     hvp, params = _hvp_fn(net, names, batches)
     gen = torch.Generator().manual_seed(seed)
-    v = [torch.randn(p.shape, generator=gen, dtype=p.dtype) for p in params]
+    v = [torch.randn(p.shape, generator=gen, dtype=p.dtype).to(p.device) for p in params]
 
     def unit(t: list[torch.Tensor]) -> list[torch.Tensor]:
         out = []
@@ -129,7 +129,7 @@ def filter_hessian_eigenvalues(net: ResNet18, batches: Iterable[tuple[torch.Tens
             return out
         acc = [torch.zeros_like(x) for x in v]
         for _ in range(probes):
-            signs = [torch.randint(0, 2, (x.shape[0],), generator=gen).to(x.dtype) * 2 - 1
+            signs = [torch.randint(0, 2, (x.shape[0],), generator=gen).to(x) * 2 - 1
                      for x in v]
             shaped = [s.view(-1, *([1] * (x.dim() - 1))) for s, x in zip(signs, v, strict=True)]
             hz = hvp([s * x for s, x in zip(shaped, v, strict=True)])
@@ -138,19 +138,19 @@ def filter_hessian_eigenvalues(net: ResNet18, batches: Iterable[tuple[torch.Tens
         return [a / probes for a in acc]
 
     v = unit(v)
-    lam = [torch.zeros(x.shape[0]) for x in v]
+    lam = [torch.zeros(x.shape[0], device=x.device) for x in v]
     for _ in range(iters):
         hv = block_hvp(v)
         lam = [(h * x).reshape(x.shape[0], -1).sum(dim=1) for h, x in zip(hv, v, strict=True)]
         v = unit(hv)
-    return {n: val.numpy().astype(np.float64) for n, val in zip(names, lam, strict=True)}
+    return {n: val.cpu().numpy().astype(np.float64) for n, val in zip(names, lam, strict=True)}
 
 
 @torch.no_grad()
 def filter_variances(net: ResNet18) -> dict[str, np.ndarray]:
     """Variance of each filter's weights after BatchNorm folding (the weights quantized)."""
     return {n: fold_layer(net, n)[0].reshape(net.get_submodule(n).weight.shape[0], -1)
-            .double().var(dim=1, unbiased=False).numpy() for n in layer_names(net)}
+            .double().var(dim=1, unbiased=False).cpu().numpy() for n in layer_names(net)}
 
 
 def assign_schemes(net: ResNet18, ratio: tuple[int, int, int], *,
