@@ -419,17 +419,22 @@ class AvgPool(wiring.Component):
     ``quant.golden.avgpool`` (``quant.contract.avgpool_requant`` of the channel sums).
 
     After ``start`` the unit reads, chunk by chunk, every pixel's vector of that chunk
-    through ``rd`` (one per cycle), sums the unsigned lanes exactly, and sends each chunk's
-    sums through a :class:`PostProc` (``lanes = vec_len``, bias 0, mode RELU, the layer's
-    ``mult``/``shift``), which gives ``clamp(requantize(sum, mult, shift), 0,
-    2**act_bits - 1)``. Each chunk's result leaves on ``o`` tagged with its chunk. ``done``
-    pulses when the last result has been taken; ``busy`` is high from ``start`` until then;
-    ``start`` is ignored while busy.
+    through ``rd`` (one per cycle) and sums the unsigned lanes exactly. A finished chunk's
+    sums move to a slot, from which one lane per cycle goes through a single
+    :class:`PostProc` (``lanes = 1``, bias 0, mode RELU, the layer's ``mult``/``shift``: that
+    is ``clamp(requantize(sum, mult, shift), 0, 2**act_bits - 1)``) while the next chunk is
+    being summed; the results are gathered into one vector per chunk, which leaves on ``o``
+    tagged with its chunk. One multiplier instead of ``vec_len``: the pool needs only
+    ``chunks * vec_len`` requantizations, against ``chunks * pixels`` reads. ``done`` pulses
+    when the last result has been taken; ``busy`` is high from ``start`` until then; ``start``
+    is ignored while busy.
 
-    Cycles: ``chunks * pixels`` read cycles when ``o`` does not stall; a chunk's result is on
-    ``o`` 6 cycles after its last read (slot register, PostProc's 4 stages), ``done`` 7 cycles
-    after the last read. The sums need ``bit_length((2**lane_bits - 1) * act_buf_depth)``
-    bits (20 for pynq-z2), since a map in the buffer has at most ``act_buf_depth`` vectors.
+    Cycles: ``chunks * pixels`` read cycles when ``pixels > vec_len`` and ``o`` does not stall
+    (ResNet-18: 7 x 7 = 49 pixels); smaller maps wait for the requantization, about
+    ``vec_len + 1`` cycles per chunk. The last chunk's result is on ``o`` ``vec_len + 6``
+    cycles after the last read, ``done`` one cycle after it is taken. The sums need
+    ``bit_length((2**lane_bits - 1) * act_buf_depth)`` bits (20 for pynq-z2), since a map in
+    the buffer has at most ``act_buf_depth`` vectors.
 
     Parameters
     ----------
@@ -479,7 +484,7 @@ class AvgPool(wiring.Component):
         m = Module()
         cfg, L, v = self._cfg, self.layer, self._cfg.vec_len
         ch_bits = len(L.chunks)
-        m.submodules.post = post = PostProc(cfg=cfg, lanes=v, tag_bits=ch_bits)
+        m.submodules.post = post = PostProc(cfg=cfg, lanes=1, tag_bits=ch_bits)
 
         ch = Signal(ch_bits, name="ch")
         px = Signal(len(L.pixels), name="px")
@@ -487,35 +492,49 @@ class AvgPool(wiring.Component):
         issuing, issue_done = Signal(), Signal()
         last_px, last_ch = px == L.pixels - 1, ch == L.chunks - 1
 
+        # The slot is freed as its last lane enters PostProc.
         slot_valid = Signal(name="slot_valid")
-        slot_free = ~slot_valid | post.i.ready
+        lane = Signal(range(v), name="lane")
+        slot_free = ~slot_valid | (post.i.ready & (lane == v - 1))
         scan = _Scan(m, self.rd, issuing=issuing, addr=addr, inside=1, first=px == 0,
                      last=last_px, tag=ch, slot_free=slot_free)
 
-        # Stage 2: running sums; a chunk's last pixel goes to the slot feeding PostProc.
+        # Stage 2: running sums; a chunk's last pixel moves them to the slot.
         sums = [Signal(self._sum_bits, name=f"sum_{i}") for i in range(v)]
-        slot = [Signal(self._sum_bits, name=f"slot_{i}") for i in range(v)]
+        slot = Signal(data.ArrayLayout(self._sum_bits, v), name="slot")
         slot_tag = Signal(ch_bits, name="slot_tag")
         with m.If(scan.fire):
-            for acc, s, elem in zip(sums, slot, _lanes(scan.data, cfg), strict=True):
+            for i, (acc, elem) in enumerate(zip(sums, _lanes(scan.data, cfg), strict=True)):
                 new = Mux(scan.first, elem, acc + elem)
                 m.d.sync += acc.eq(new)
                 with m.If(scan.last):
-                    m.d.sync += s.eq(new)
+                    m.d.sync += slot[i].eq(new)
+
+        # Serializer: one lane per cycle into PostProc.
+        with m.If(slot_valid & post.i.ready):
+            m.d.sync += lane.eq(lane + 1)
+            with m.If(lane == v - 1):
+                m.d.sync += [lane.eq(0), slot_valid.eq(0)]
         with m.If(scan.fire & scan.last):
             m.d.sync += [slot_valid.eq(1), slot_tag.eq(scan.tag)]
-        with m.Elif(post.i.ready):
-            m.d.sync += slot_valid.eq(0)
+        m.d.comb += [post.i.valid.eq(slot_valid), post.i.payload.acc[0].eq(slot[lane]),
+                     post.i.payload.bias[0].eq(0), post.i.payload.mult[0].eq(L.mult),
+                     post.i.payload.shift[0].eq(L.shift),
+                     post.i.payload.mode.eq(PostMode.RELU), post.i.payload.tag.eq(slot_tag)]
 
-        m.d.comb += [post.i.valid.eq(slot_valid), post.i.payload.mode.eq(PostMode.RELU),
-                     post.i.payload.tag.eq(slot_tag)]
-        for i in range(v):
-            m.d.comb += [post.i.payload.acc[i].eq(slot[i]), post.i.payload.bias[i].eq(0),
-                         post.i.payload.mult[i].eq(L.mult),
-                         post.i.payload.shift[i].eq(L.shift),
-                         self.o.payload.value[i].eq(post.o.payload.value[i])]
-        m.d.comb += [self.o.valid.eq(post.o.valid), post.o.ready.eq(self.o.ready),
-                     self.o.payload.chunk.eq(post.o.payload.tag)]
+        # Collector: lanes arrive in order; a full vector waits on o, holding PostProc.
+        got = Signal(range(v), name="got")
+        m.d.comb += post.o.ready.eq(~self.o.valid)
+        with m.If(post.o.valid & ~self.o.valid):
+            for i in range(v):
+                with m.If(got == i):
+                    m.d.sync += self.o.payload.value[i].eq(post.o.payload.value[0])
+            m.d.sync += got.eq(got + 1)
+            with m.If(got == v - 1):
+                m.d.sync += [got.eq(0), self.o.valid.eq(1),
+                             self.o.payload.chunk.eq(post.o.payload.tag)]
+        with m.Elif(self.o.ready):
+            m.d.sync += self.o.valid.eq(0)
 
         with m.FSM(name="issue"):
             with m.State("IDLE"):
@@ -532,10 +551,10 @@ class AvgPool(wiring.Component):
                             m.d.sync += issue_done.eq(1)
                             m.next = "IDLE"
 
-        # Results inside PostProc: counted in and out, so done waits for the last one.
-        inflight = Signal(range(PostProc.LATENCY + 2), name="inflight")
+        # Lanes inside PostProc or the collector: counted, so done waits for the last one.
+        inflight = Signal(range(v + PostProc.LATENCY + 2), name="inflight")
         m.d.sync += inflight.eq(inflight + (post.i.valid & post.i.ready)
-                                - (post.o.valid & post.o.ready))
+                                - (self.o.valid & self.o.ready) * v)
         _run_control(m, self.start, issue_done,
                      ~scan.valid & ~slot_valid & (inflight == 0), self.busy, self.done)
         return m

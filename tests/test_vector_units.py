@@ -266,8 +266,11 @@ def _check_avgpool(x, layer, out, cfg=CFG):
     np.testing.assert_array_equal(got[:c], expected.reshape(-1))
 
 
-@pytest.mark.parametrize(("c", "h", "w"), [(7, 5, 3), (4, 1, 1), (9, 7, 7)])
-def test_avgpool_matches_golden(c, h, w):
+@pytest.mark.parametrize(("c", "h", "w", "stall"), [
+    (7, 5, 3, 0.3), (9, 7, 7, 0.3),
+    (4, 1, 1, 0.3), (23, 1, 2, 0.6),   # maps smaller than a vector: requantization sets the pace
+])
+def test_avgpool_matches_golden(c, h, w, stall):
     rng = np.random.default_rng(c * 100 + h * 10 + w)
     x = rng.integers(0, 1 << A, (c, h, w))
     x[0] = (1 << A) - 1          # a channel at the largest sum
@@ -276,7 +279,7 @@ def test_avgpool_matches_golden(c, h, w):
     scales = [typical, (C.MULT_MAX, 0), (0, 5), (C.MULT_MAX, C.SHIFT_MAX), (1, 1),
               (C.quantize_multiplier(2.7 / (h * w)))]
     layers = [_avg_layer(x, mult, shift) for mult, shift in scales]
-    runs = run_pool(AvgPool(cfg=CFG), CFG, x, layers, seed=c)
+    runs = run_pool(AvgPool(cfg=CFG), CFG, x, layers, seed=c, stall=stall)
     for layer, (out, _) in zip(layers, runs, strict=True):
         _check_avgpool(x, layer, out)
 
@@ -287,7 +290,7 @@ def test_avgpool_cycles():
     layer = _avg_layer(x, *C.quantize_multiplier(1 / 15))
     (out, cycles), = run_pool(AvgPool(cfg=CFG), CFG, x, [layer], stall=0.0)
     _check_avgpool(x, layer, out)
-    assert cycles == layer["chunks"] * layer["pixels"] + 7
+    assert cycles == layer["chunks"] * layer["pixels"] + CFG.vec_len + 7
 
 
 def test_pools_on_preset():
