@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,7 @@ def run_bench(component: wiring.Component, *, toplevel: str, test_module: str, c
     out = build_dir(case)
     out.mkdir(parents=True, exist_ok=True)
     source = out / f"{toplevel}.v"
-    text = verilog.convert(component, name=toplevel)
+    text = icarus_time_zero(verilog.convert(component, name=toplevel))
     if not source.exists() or source.read_text() != text:
         source.write_text(text)  # unchanged Verilog keeps its timestamp: no rebuild
     params_file = out / "params.json"
@@ -49,6 +50,23 @@ def run_bench(component: wiring.Component, *, toplevel: str, test_module: str, c
                        test_dir=out, timescale=("1ns", "1ps"),
                        extra_env={PARAMS_ENV: str(params_file),
                                   "PYTHONPATH": str(REPO_ROOT)})
+
+
+_TRIGGER = re.compile(r"^(\s*)reg (\\\$auto\$verilog_backend\S+)\s*= 0;$", re.M)
+
+
+def icarus_time_zero(text: str) -> str:
+    """Make every ``always @*`` block run once at time zero under Icarus Verilog.
+
+    Yosys's Verilog gives each module a dummy register, initialised to 0, that every
+    combinational block reads, so that simulators evaluate those blocks at time zero. Icarus
+    applies declaration initialisers without an event, so a block whose inputs are all
+    registers with initial values (an output set only in one FSM state, say) stays X until a
+    register changes. Toggling the dummy register once at time zero fixes that; the design is
+    unchanged.
+    """
+    return _TRIGGER.sub(lambda mt: f"{mt.group(0)}\n{mt.group(1)}initial #0 {mt.group(2)} = 1;",
+                        text)
 
 
 def bench_params() -> dict[str, Any]:

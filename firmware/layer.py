@@ -1,0 +1,103 @@
+"""Host-side layer preparation: feature maps and conv weights packed into DDR words, and the
+descriptor that points the engine at them. Shared by the firmware and the RTL benches."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from rtl.config import HwConfig
+from rtl.descriptor import Op, pack_descriptor
+
+from .conv import plan_passes, weight_row_bits, weight_rows
+from .pack import pack_values, unpack_values, values_per_word
+
+__all__ = ["ConvLayer", "pack_feature_map", "prepare_conv", "unpack_feature_map"]
+
+_WORD = 64
+
+
+def _chunks(channels: int, v: int) -> int:
+    return -(-channels // v)
+
+
+def pack_feature_map(x: np.ndarray, bits: int, *, signed: bool, cfg: HwConfig) -> np.ndarray:
+    """(C, H, W) integers to DDR words: ``[h][w][chunk]`` vectors of ``V`` elements, each
+    vector in its own ``ceil(V / (64 // bits))`` words (docs/engine.md)."""
+    c, h, w = x.shape
+    v = cfg.vec_len
+    padded = np.zeros((_chunks(c, v) * v, h, w), np.int64)
+    padded[:c] = x
+    vectors = padded.reshape(-1, v, h, w).transpose(2, 3, 0, 1).reshape(-1, v)
+    per_vec = -(-v // values_per_word(bits))
+    out = np.zeros((len(vectors), per_vec), np.uint64)
+    for i, vec in enumerate(vectors):
+        out[i] = pack_values(vec, bits, signed=signed)
+    return out.reshape(-1)
+
+
+def unpack_feature_map(words: np.ndarray, shape: tuple[int, int, int], bits: int, *,
+                       signed: bool, cfg: HwConfig) -> np.ndarray:
+    """Inverse of :func:`pack_feature_map`: (C, H, W) int64."""
+    c, h, w = shape
+    v = cfg.vec_len
+    chunks = _chunks(c, v)
+    per_vec = -(-v // values_per_word(bits))
+    words = np.asarray(words, np.uint64).reshape(-1, per_vec)
+    if len(words) != h * w * chunks:
+        raise ValueError(f"{len(words)} vectors of words do not hold a {c}x{h}x{w} map")
+    vectors = np.stack([unpack_values(wv, bits, v, signed=signed) for wv in words])
+    fm = vectors.reshape(h, w, chunks * v).transpose(2, 0, 1)
+    return fm[:c]
+
+
+@dataclass
+class ConvLayer:
+    """Everything the engine needs for one conv layer, ready to copy into DDR."""
+
+    weights: np.ndarray     # uint64 words: the pass blocks
+    passes: int
+    steps: int
+
+    def descriptor(self, *, in_addr: int, out_addr: int, weight_addr: int,
+                   in_shape: tuple[int, int, int], out_shape: tuple[int, int, int],
+                   kernel: int, stride: int, pad: int, mode: int, in_bits: int,
+                   out_bits: int) -> bytes:
+        return pack_descriptor(op=Op.CONV, in_addr=in_addr, out_addr=out_addr,
+                               weight_addr=weight_addr, in_c=in_shape[0], in_h=in_shape[1],
+                               in_w=in_shape[2], out_c=out_shape[0], out_h=out_shape[1],
+                               out_w=out_shape[2], kernel=kernel, stride=stride, pad=pad,
+                               mode=int(mode), in_bits=in_bits, out_bits=out_bits,
+                               passes=self.passes, steps=self.steps)
+
+
+def prepare_conv(weight: np.ndarray, scheme: np.ndarray, bias: np.ndarray, mult: np.ndarray,
+                 shift: np.ndarray, cfg: HwConfig) -> ConvLayer:
+    """Pass blocks of a conv (O, I, k, k) or fc (O, I) layer.
+
+    Block of one pass: a word of Fixed-8 pair flags; per result slot two words (``bias``
+    bits 0-31, ``mult`` 32-47, ``shift`` 48-53, ``valid`` 63; then the original channel);
+    then the weight rows, each ``ceil(row_bits / 64)`` words, low word first.
+    """
+    w = np.asarray(weight)
+    if w.ndim == 2:
+        w = w[:, :, None, None]
+    plans = plan_passes(scheme, cfg)
+    wpr = -(-weight_row_bits(cfg) // _WORD)
+    words: list[int] = []
+    steps = 0
+    for plan in plans:
+        words.append(sum(1 << k for k, f in enumerate(plan.fixed8) if f))
+        for slot in plan.slots(bias, mult, shift):
+            if slot is None:
+                words += [0, 0]
+            else:
+                words.append((slot.bias & 0xFFFF_FFFF) | slot.mult << 32 | slot.shift << 48
+                             | 1 << 63)
+                words.append(slot.channel)
+        rows = weight_rows(w, scheme, plan, cfg)
+        steps = len(rows)
+        for row in rows:
+            words += [(row >> (_WORD * i)) & ((1 << _WORD) - 1) for i in range(wpr)]
+    return ConvLayer(np.array(words, np.uint64), len(plans), steps)

@@ -1,0 +1,423 @@
+"""The layer engine and the accelerator top: control registers, descriptor checks, DDR loads
+through the AXI4 master, the conv datapath, and the write-back of results (docs/engine.md).
+
+This version runs conv and fc layers whose whole input map, weights of one pass and output
+map fit the on-chip buffers; other operations and larger layers finish with an error code
+(tiling and the vector units come next).
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from .axil import AxiLiteSignature, AxiLiteSlave, register_signature
+from .config import HwConfig
+from .conv_core import ConvCore
+from .descriptor import DESC_MAGIC, Op, descriptor_bytes, descriptor_layout
+from .dma import AxiSignature, Dma
+from .postproc import PostMode
+from .regmap import ErrorCode, RegisterMap, build_regmap
+
+__all__ = ["IN_BITS", "OUT_BITS_CHOICES", "Accelerator", "Engine", "pass_block_words",
+           "words_per_vector"]
+
+#: Storage widths of input elements the engine unpacks, and of output elements it packs.
+IN_BITS = (4, 5, 8)
+OUT_BITS_CHOICES = (4, 5, 6, 8, 32)
+_WORD = 64
+
+
+def words_per_vector(cfg: HwConfig, bits: int) -> int:
+    """64-bit words holding one ``V``-element vector of ``bits``-bit elements."""
+    per = _WORD // bits
+    return -(-cfg.vec_len // per)
+
+
+def pass_block_words(cfg: HwConfig, steps: int) -> int:
+    """Words of one conv pass block: fixed-8 flags, two words per slot, the weight rows."""
+    from firmware.conv import weight_row_bits
+    return 1 + 2 * (cfg.pot_rows + cfg.dsp_rows) + steps * -(-weight_row_bits(cfg) // _WORD)
+
+
+def _bits(n: int) -> int:
+    return max(1, (n - 1).bit_length())
+
+
+class Engine(wiring.Component):
+    """Runs one layer per START from a descriptor in DDR.
+
+    Members
+    -------
+    regs : In(register_signature(regmap))
+        The core side of the AXI4-Lite register slave.
+    bus : Out(AxiSignature)
+        The AXI4 master to DDR.
+    irq : Out(1)
+        ``IRQ_STATUS & IRQ_ENABLE`` is not zero.
+    """
+
+    def __init__(self, *, cfg: HwConfig, regmap: RegisterMap) -> None:
+        if cfg.axi_data_width != _WORD:
+            raise ValueError(f"the engine needs a 64-bit AXI master, not "
+                             f"{cfg.axi_data_width}-bit (HwConfig.axi_data_width)")
+        if cfg.vec_len & (cfg.vec_len - 1):
+            raise ValueError(f"the engine needs a power-of-two vector length, not "
+                             f"{cfg.vec_len} (HwConfig.pot_cols)")
+        self._cfg, self._regmap = cfg, regmap
+        super().__init__({
+            "regs": In(register_signature(regmap)),
+            "bus": Out(AxiSignature(addr_width=cfg.axi_addr_width, data_width=_WORD)),
+            "irq": Out(1),
+        })
+
+    def elaborate(self, platform: object) -> Module:
+        m = Module()
+        cfg, regs, v = self._cfg, self.regs, self._cfg.vec_len
+        logv = _bits(v) if v > 1 else 0
+        from firmware.conv import weight_row_bits
+        wrow_bits = weight_row_bits(cfg)
+        wpr = -(-wrow_bits // _WORD)
+        n_slots = cfg.pot_rows + cfg.dsp_rows
+        ch_bits = _bits(cfg.max_channels)
+
+        m.submodules.dma = dma = Dma(cfg=cfg)
+        m.submodules.core = core = ConvCore(cfg=cfg)
+        wiring.connect(m, dma.bus, wiring.flipped(self.bus))
+        m.d.comb += [dma.window_base.eq(regs.window_base.value),
+                     dma.window_size.eq(regs.window_size.value)]
+
+        # ---- descriptor ------------------------------------------------------------------
+        desc = Signal(descriptor_layout())
+        desc_words = descriptor_bytes() * 8 // _WORD
+        d = desc
+        chunks_in = Signal(16)
+        chunks_out = Signal(16)
+        m.d.comb += [chunks_in.eq((d.in_c + v - 1) >> logv),
+                     chunks_out.eq((d.out_c + v - 1) >> logv)]
+        in_vecs = Signal(40)
+        out_vecs = Signal(40)
+        steps_calc = Signal(24)
+        m.d.comb += [in_vecs.eq(d.in_h * d.in_w * chunks_in),
+                     out_vecs.eq(d.out_h * d.out_w * chunks_out),
+                     steps_calc.eq(d.kernel * d.kernel * chunks_in)]
+
+        def wpv(bits_sig, choices):
+            return Mux(bits_sig == choices[0], words_per_vector(cfg, choices[0]),
+                       wpv(bits_sig, choices[1:]) if len(choices) > 1 else 0)
+
+        wpv_in, wpv_out = Signal(8), Signal(8)
+        m.d.comb += [wpv_in.eq(wpv(d.in_bits, IN_BITS)), wpv_out.eq(wpv(d.out_bits,
+                                                                        OUT_BITS_CHOICES))]
+        in_words, out_words, pass_words = Signal(48), Signal(48), Signal(32)
+        m.d.comb += [in_words.eq(in_vecs * wpv_in), out_words.eq(out_vecs * wpv_out),
+                     pass_words.eq(1 + 2 * n_slots + d.steps * wpr)]
+        weight_words = Signal(48)
+        m.d.comb += weight_words.eq(d.passes * pass_words)
+
+        # Expected output size from the input size (stride 1 or 2).
+        span_h = d.in_h + 2 * d.pad - d.kernel
+        span_w = d.in_w + 2 * d.pad - d.kernel
+        exp_h = Mux(d.stride == 2, span_h >> 1, span_h) + 1
+        exp_w = Mux(d.stride == 2, span_w >> 1, span_w) + 1
+        expected_bits = Mux(d.mode == PostMode.RELU, cfg.act_bits,
+                            Mux(d.mode == PostMode.SIGNED, cfg.act_bits + 1, 32))
+
+        base, size = regs.window_base.value, regs.window_size.value
+        limit = Signal(cfg.axi_addr_width + 2)
+        m.d.comb += limit.eq(base + size)
+
+        def inside(addr, words):
+            return (addr >= base) & (addr + words * 8 <= limit) & (words != 0)
+
+        kernel_ok = (d.kernel == 1) | (d.kernel == 3) | (d.kernel == 5) | (d.kernel == 7)
+        shape_ok = ((d.magic == DESC_MAGIC) & (d.op == Op.CONV) & kernel_ok
+                    & ((d.stride == 1) | (d.stride == 2)) & (d.pad <= (d.kernel >> 1))
+                    & (d.in_h != 0) & (d.in_w != 0) & (d.in_c != 0) & (d.out_c != 0)
+                    & (d.in_h + 2 * d.pad >= d.kernel) & (d.in_w + 2 * d.pad >= d.kernel)
+                    & (d.out_h == exp_h) & (d.out_w == exp_w) & (d.mode <= PostMode.LOGITS)
+                    & (wpv_in != 0) & (d.in_bits != 32) & (d.out_bits == expected_bits)
+                    & (d.steps == steps_calc) & (d.passes != 0) & (d.passes <= 4096))
+        size_ok = ((d.in_h <= cfg.max_spatial) & (d.in_w <= cfg.max_spatial)
+                   & (d.in_c <= cfg.max_channels) & (d.out_c <= cfg.max_channels)
+                   & (in_vecs <= cfg.act_buf_depth) & (out_vecs <= cfg.out_buf_depth)
+                   & (d.steps <= cfg.weight_buf_depth)
+                   & (d.steps * v <= cfg.max_reduction + v - 1))
+        aligned = ((d.in_addr[:3] == 0) & (d.out_addr[:3] == 0) & (d.weight_addr[:3] == 0))
+        window_ok = (inside(d.in_addr, in_words) & inside(d.out_addr, out_words)
+                     & inside(d.weight_addr, weight_words))
+
+        # ---- buffers: outputs are scattered by channel, then packed and written back ------
+        m.submodules.out_mem = out_mem = Memory(shape=v * 32, depth=cfg.out_buf_depth, init=[])
+        out_wr = out_mem.write_port(granularity=32)
+        out_rd = out_mem.read_port()
+        m.d.comb += [
+            out_wr.addr.eq(core.o.payload.pixel * chunks_out + (core.o.payload.channel >> logv)),
+            out_wr.data.eq(Cat(*[core.o.payload.value for _ in range(v)])),
+            out_wr.en.eq(Mux(core.o.valid, Const(1, v) << (core.o.payload.channel & (v - 1)),
+                             0)),
+            core.o.ready.eq(1),
+        ]
+
+        # ---- control state ----------------------------------------------------------------
+        start = regs.ctrl.strobe & regs.ctrl.value.start
+        busy = Signal()
+        done_flag = Signal()
+        code = Signal(8)
+        cycles = Signal(64)
+        stalls = Signal(32)
+        word_count = Signal(48)       # words taken from the read stream in this load
+        k = Signal(8)                  # word within a vector / row
+        vec = Signal(data.ArrayLayout(unsigned(8), v))
+        act_addr = Signal(_bits(cfg.act_buf_depth) + 1)
+        pass_idx = Signal(16)
+        pass_base = Signal(cfg.axi_addr_width)
+        slot_lo = Signal(_WORD)
+        row = Signal(wpr * _WORD)
+        row_idx = Signal(_bits(cfg.weight_buf_depth) + 1)
+        fixed8 = Signal(max(1, cfg.dsp_rows // 2))
+        bias_bad = Signal()
+        out_idx = Signal(40)
+        out_k = Signal(8)
+        out_vec_valid = Signal()
+
+        m.d.comb += [
+            regs.status.value.busy.eq(busy), regs.status.value.done.eq(done_flag),
+            regs.status.value.error.eq(code != ErrorCode.NONE),
+            regs.error_code.value.eq(code),
+            regs.cycles_lo.value.eq(cycles[:32]), regs.cycles_hi.value.eq(cycles[32:]),
+            regs.stall_cycles.value.eq(stalls),
+            self.irq.eq((regs.irq_status.value.as_value() & regs.irq_enable.value.as_value())
+                        != 0),
+        ]
+        with m.If(busy):
+            m.d.sync += cycles.eq(cycles + 1)
+
+        # Conv core layer parameters come from the descriptor.
+        lp = core.layer
+        m.d.comb += [lp.height.eq(d.in_h), lp.width.eq(d.in_w), lp.chunks.eq(chunks_in),
+                     lp.row_stride.eq(d.in_w * chunks_in), lp.out_h.eq(d.out_h),
+                     lp.out_w.eq(d.out_w), lp.kernel.eq(d.kernel), lp.stride.eq(d.stride),
+                     lp.pad.eq(d.pad), lp.mode.eq(d.mode)]
+        if "fixed8" in cfg.weight_formats:
+            m.d.comb += lp.fixed8.eq(fixed8)
+
+        rd_word = dma.rd_data.payload
+        rd_take = dma.rd_data.valid & dma.rd_data.ready
+
+        # Unpacking one input word into the vector's lanes.
+        next_vec = Signal.like(vec)
+        m.d.comb += next_vec.eq(vec)
+        for bits in IN_BITS:
+            per = _WORD // bits
+            with m.If(d.in_bits == bits):
+                for lane in range(v):
+                    with m.If(k == lane // per):
+                        off = (lane % per) * bits
+                        m.d.comb += next_vec[lane].eq(rd_word[off:off + bits])
+        m.d.comb += [core.act_waddr.eq(act_addr), core.act_wdata.eq(next_vec)]
+
+        # Assembling weight rows and slots from a pass block.
+        next_row = Signal.like(row)
+        m.d.comb += next_row.eq(row)
+        for r in range(wpr):
+            with m.If(k == r):
+                m.d.comb += next_row.word_select(r, _WORD).eq(rd_word)
+        m.d.comb += [core.w_waddr.eq(row_idx), core.w_wdata.eq(next_row[:wrow_bits])]
+        slot_bias = slot_lo[:32].as_signed()
+        m.d.comb += [
+            core.slot_waddr.eq((word_count - 1) >> 1),
+            core.slot_wdata.valid.eq(slot_lo[63]),
+            core.slot_wdata.bias.eq(slot_bias),
+            core.slot_wdata.mult.eq(slot_lo[32:48]),
+            core.slot_wdata.shift.eq(slot_lo[48:54]),
+            core.slot_wdata.channel.eq(rd_word[:ch_bits]),
+        ]
+        bias_fits = (slot_bias >= -(1 << (cfg.acc_bits - 1))) & \
+            (slot_bias < (1 << (cfg.acc_bits - 1)))
+
+        # Packing one output word from the vector read back from the out buffer.
+        out_lanes = Signal(data.ArrayLayout(signed(32), v))
+        m.d.comb += out_lanes.eq(out_rd.data)
+        packed = Signal(_WORD)
+        for bits in OUT_BITS_CHOICES:
+            per = _WORD // bits
+            words = [Cat(*[out_lanes[i][:bits] for i in range(w * per, min(v, (w + 1) * per))])
+                     for w in range(words_per_vector(cfg, bits))]
+            with m.If(d.out_bits == bits):
+                m.d.comb += packed.eq(Array(words)[out_k])
+        m.d.comb += dma.wr_data.payload.eq(packed)
+
+        def fail(error: ErrorCode) -> None:
+            m.d.sync += code.eq(error)
+            m.next = "FINISH"
+
+        with m.FSM(name="engine"):
+            with m.State("IDLE"):
+                with m.If(start):
+                    m.d.sync += [busy.eq(1), done_flag.eq(0), code.eq(ErrorCode.NONE),
+                                 cycles.eq(0), stalls.eq(0)]
+                    m.next = "DESC_CMD"
+            with m.State("DESC_CMD"):
+                a = regs.desc_addr.value
+                with m.If(a[:3] != 0):
+                    fail(ErrorCode.MISALIGNED_ADDR)
+                with m.Elif(~inside(a, desc_words)):
+                    fail(ErrorCode.ADDR_OUT_OF_WINDOW)
+                with m.Else():
+                    m.d.comb += [dma.rd_cmd.valid.eq(1), dma.rd_cmd.payload.addr.eq(a),
+                                 dma.rd_cmd.payload.words.eq(desc_words)]
+                    with m.If(dma.rd_cmd.ready):
+                        m.d.sync += word_count.eq(0)
+                        m.next = "DESC_DATA"
+            with m.State("DESC_DATA"):
+                m.d.comb += dma.rd_data.ready.eq(1)
+                m.d.sync += stalls.eq(stalls + 1)
+                with m.If(rd_take):
+                    m.d.sync += [desc.as_value().word_select(word_count[:4], _WORD).eq(rd_word),
+                                 word_count.eq(word_count + 1)]
+                with m.If(dma.rd_done):
+                    m.next = "CHECK"
+                    with m.If(dma.rd_error):
+                        fail(ErrorCode.AXI_RESPONSE)
+            with m.State("CHECK"):
+                with m.If(~shape_ok):
+                    fail(ErrorCode.BAD_DESCRIPTOR)
+                with m.Elif(~size_ok):
+                    fail(ErrorCode.LAYER_TOO_LARGE)
+                with m.Elif(~aligned):
+                    fail(ErrorCode.MISALIGNED_ADDR)
+                with m.Elif(~window_ok):
+                    fail(ErrorCode.ADDR_OUT_OF_WINDOW)
+                with m.Else():
+                    m.next = "ACT_CMD"
+            with m.State("ACT_CMD"):
+                m.d.comb += [dma.rd_cmd.valid.eq(1), dma.rd_cmd.payload.addr.eq(d.in_addr),
+                             dma.rd_cmd.payload.words.eq(in_words)]
+                with m.If(dma.rd_cmd.ready):
+                    m.d.sync += [k.eq(0), act_addr.eq(0), vec.eq(0)]
+                    m.next = "ACT_DATA"
+            with m.State("ACT_DATA"):
+                m.d.comb += dma.rd_data.ready.eq(1)
+                m.d.sync += stalls.eq(stalls + 1)
+                with m.If(rd_take):
+                    m.d.sync += [vec.eq(next_vec), k.eq(k + 1)]
+                    with m.If(k == wpv_in - 1):
+                        m.d.comb += core.act_we.eq(1)
+                        m.d.sync += [k.eq(0), act_addr.eq(act_addr + 1), vec.eq(0)]
+                with m.If(dma.rd_done):
+                    m.d.sync += [pass_idx.eq(0), pass_base.eq(d.weight_addr)]
+                    m.next = "PASS_CMD"
+                    with m.If(dma.rd_error):
+                        fail(ErrorCode.AXI_RESPONSE)
+            with m.State("PASS_CMD"):
+                m.d.comb += [dma.rd_cmd.valid.eq(1), dma.rd_cmd.payload.addr.eq(pass_base),
+                             dma.rd_cmd.payload.words.eq(pass_words)]
+                with m.If(dma.rd_cmd.ready):
+                    m.d.sync += [word_count.eq(0), k.eq(0), row_idx.eq(0), bias_bad.eq(0),
+                                 pass_base.eq(pass_base + pass_words * 8)]
+                    m.next = "PASS_DATA"
+            with m.State("PASS_DATA"):
+                m.d.comb += dma.rd_data.ready.eq(1)
+                m.d.sync += stalls.eq(stalls + 1)
+                with m.If(rd_take):
+                    m.d.sync += word_count.eq(word_count + 1)
+                    with m.If(word_count == 0):
+                        m.d.sync += fixed8.eq(rd_word)
+                    with m.Elif(word_count <= 2 * n_slots):
+                        with m.If(word_count[0]):
+                            m.d.sync += slot_lo.eq(rd_word)
+                        with m.Else():
+                            m.d.comb += core.slot_we.eq(1)
+                            with m.If(slot_lo[63] & ~bias_fits):
+                                m.d.sync += bias_bad.eq(1)
+                    with m.Else():
+                        m.d.sync += [row.eq(next_row), k.eq(k + 1)]
+                        with m.If(k == wpr - 1):
+                            m.d.comb += core.w_we.eq(1)
+                            m.d.sync += [k.eq(0), row_idx.eq(row_idx + 1)]
+                with m.If(dma.rd_done):
+                    m.next = "RUN"
+                    with m.If(dma.rd_error):
+                        fail(ErrorCode.AXI_RESPONSE)
+                    with m.Elif(bias_bad):
+                        fail(ErrorCode.BAD_DESCRIPTOR)
+            with m.State("RUN"):
+                m.d.comb += core.start.eq(1)
+                m.next = "WAIT"
+            with m.State("WAIT"):
+                with m.If(core.done):
+                    m.d.sync += pass_idx.eq(pass_idx + 1)
+                    m.next = "PASS_CMD"
+                    with m.If(pass_idx + 1 == d.passes):
+                        m.next = "OUT_CMD"
+            with m.State("OUT_CMD"):
+                m.d.comb += [dma.wr_cmd.valid.eq(1), dma.wr_cmd.payload.addr.eq(d.out_addr),
+                             dma.wr_cmd.payload.words.eq(out_words)]
+                with m.If(dma.wr_cmd.ready):
+                    m.d.sync += [out_idx.eq(0), out_k.eq(0), out_vec_valid.eq(0)]
+                    m.next = "OUT_READ"
+            with m.State("OUT_READ"):
+                m.d.comb += [out_rd.addr.eq(out_idx), out_rd.en.eq(1)]
+                m.next = "OUT_DATA"
+            with m.State("OUT_DATA"):
+                # out_rd.data holds the vector (read enable is low here).
+                m.d.comb += [out_rd.en.eq(0), dma.wr_data.valid.eq(1)]
+                m.d.sync += stalls.eq(stalls + 1)
+                with m.If(dma.wr_data.ready):
+                    m.d.sync += out_k.eq(out_k + 1)
+                    with m.If(out_k == wpv_out - 1):
+                        m.d.sync += [out_k.eq(0), out_idx.eq(out_idx + 1)]
+                        m.next = "OUT_READ"
+                        with m.If(out_idx + 1 == out_vecs):
+                            m.next = "OUT_WAIT"
+            with m.State("OUT_WAIT"):
+                with m.If(dma.wr_done):
+                    m.next = "FINISH"
+                    with m.If(dma.wr_error):
+                        m.d.sync += code.eq(ErrorCode.AXI_RESPONSE)
+            with m.State("FINISH"):
+                m.d.sync += [busy.eq(0), done_flag.eq(1)]
+                m.d.comb += [regs.irq_status.set.done.eq(1),
+                             regs.irq_status.set.error.eq(code != ErrorCode.NONE)]
+                m.next = "IDLE"
+        return m
+
+
+class Accelerator(wiring.Component):
+    """The accelerator top: AXI4-Lite register slave, the engine and its AXI4 master.
+
+    Members
+    -------
+    axil : In(AxiLiteSignature)
+        Control port (to the PS's general-purpose master).
+    bus : Out(AxiSignature)
+        DDR port (to a PS high-performance port).
+    irq : Out(1)
+    """
+
+    def __init__(self, *, cfg: HwConfig) -> None:
+        self._cfg = cfg
+        self._regmap = build_regmap(cfg)
+        self._slave = AxiLiteSlave(regmap=self._regmap)
+        super().__init__({
+            "axil": In(AxiLiteSignature(addr_width=self._slave.addr_width)),
+            "bus": Out(AxiSignature(addr_width=cfg.axi_addr_width, data_width=_WORD)),
+            "irq": Out(1),
+        })
+
+    @property
+    def regmap(self) -> RegisterMap:
+        return self._regmap
+
+    def elaborate(self, platform: object) -> Module:
+        m = Module()
+        m.submodules.regs = slave = self._slave
+        m.submodules.engine = engine = Engine(cfg=self._cfg, regmap=self._regmap)
+        wiring.connect(m, wiring.flipped(self.axil), slave.axil)
+        wiring.connect(m, slave.regs, engine.regs)
+        wiring.connect(m, engine.bus, wiring.flipped(self.bus))
+        m.d.comb += self.irq.eq(engine.irq)
+        return m

@@ -1,0 +1,29 @@
+"""pytest entry for the accelerator bench: conv/fc layers through AXI, error codes, reset."""
+
+from __future__ import annotations
+
+from rtl.config import HwConfig
+from rtl.engine import Accelerator
+from rtl.flatten import FlatTop
+from sim.runner import run_bench
+
+#: A small engine (8-lane vectors) so Icarus runs the layers in seconds.
+CFG = HwConfig(name="engine-sim", part="xc7z020clg400-1", clock_mhz=100.0, pot_rows=4,
+               pot_cols=8, dsp_rows=4, dsp_cols=8, max_reduction=7 * 7 * 8, max_channels=64,
+               max_spatial=64, act_buf_depth=512, weight_buf_depth=64, out_buf_depth=256)
+
+CASES = [
+    dict(cin=10, cout=13, k=3, s=1, p=1, size=6, ratio=[60, 35, 5], relu=True, in_bits=4),
+    dict(cin=6, cout=9, k=3, s=2, p=1, size=7, ratio=[50, 30, 20], relu=False, in_bits=4),
+    dict(cin=3, cout=8, k=7, s=2, p=3, size=9, ratio=[60, 35, 5], relu=True, in_bits=8),
+    dict(cin=16, cout=10, k=1, s=1, p=0, size=1, ratio=[65, 30, 5], relu=False, in_bits=4,
+         fc=True),
+]
+
+
+def test_engine_bench() -> None:
+    acc = Accelerator(cfg=CFG)
+    run_bench(FlatTop(acc, {"axil": "s_axil", "bus": "m_axi"}), toplevel="accel_top",
+              test_module="sim.engine_bench", case="engine-small",
+              params={"config": CFG.to_json(), "regmap": acc.regmap.to_json(), "seed": 3,
+                      "cases": CASES})
