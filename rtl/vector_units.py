@@ -99,8 +99,8 @@ class AddUnit(wiring.Component):
     added and clamped to ``u{act_bits}`` (``layer.relu``) or ``s{act_bits+1}``.
 
     A three-stage pipeline: multiply (a ``(act_bits+2)``-bit signed lane by the 16-bit
-    multiplier, ``2 * vec_len`` small multipliers; Yosys ``synth_xilinx`` maps them to LUTs
-    and carry chains, no DSP48E1, see docs/engine.md for the counts); round and shift (a
+    multiplier: ``2 * vec_len`` small multipliers, which Yosys ``synth_xilinx`` infers as one
+    DSP48E1 each, 32 for pynq-z2; docs/engine.md lists the counts); round and shift (a
     shift beyond the product's ``act_bits + 17`` bits gives 0 either way, so the shifter is
     only that wide); add and clamp.
 
