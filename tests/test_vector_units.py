@@ -171,7 +171,7 @@ def run_pool(unit, cfg, x, layers, *, seed=0, stall=0.3):
             ctx.set(unit.start, 1)
             await ctx.tick()
             ctx.set(unit.start, 0)
-            out, cycles = [], 0
+            out, cycles, held = [], 0, None
             while True:
                 ready = bool(rng.random() >= stall)
                 ctx.set(unit.o.ready, ready)
@@ -179,6 +179,9 @@ def run_pool(unit, cfg, x, layers, *, seed=0, stall=0.3):
                     unit.o.valid, unit.o.payload, unit.done, unit.busy)
                 cycles += 1
                 assert busy, "busy dropped before done"
+                if held is not None:
+                    assert valid and payload.as_value().value == held, "o changed while stalled"
+                held = payload.as_value().value if valid and not ready else None
                 if valid and ready:
                     out.append(payload)
                 if done:
