@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import datetime
 import json
+import multiprocessing
 import os
 import shutil
 import subprocess
 import time
 import traceback
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -280,29 +281,67 @@ def _elaborate_outputs(ctx: BuildContext) -> list[Path]:
             ctx.project_dir / "build_vivado.sh"]
 
 
+def _convert(cfg_json: str, name: str, rows: int) -> tuple[str, float]:
+    """Verilog of one part (of its slice of ``rows`` rows if ``rows``) and the seconds taken.
+
+    Runs in a worker process: the parts are made again there and only one is converted.
+    """
+    started = time.monotonic()
+    cfg = HwConfig.from_json(cfg_json)
+    part = next(p for p in T.accelerator_parts(cfg) if p.name == name)
+    if rows:
+        if part.row_slice is None:
+            raise ValueError(f"part {name!r} cannot be sliced")
+        text = part.row_slice(rows)
+    else:
+        text = part.to_verilog()
+    return text, time.monotonic() - started
+
+
 def step_elaborate(ctx: BuildContext, cfg: HwConfig) -> None:
-    """Verilog of every accelerator part (and of the top, once it exists); the Vivado project."""
+    """Verilog of every accelerator part (and of the top, once it exists); the Vivado project.
+
+    Arrays with more than ``SLICE_ROWS[1]`` rows also get Verilog of their row slices for the
+    "sliced" utilization estimate. Conversions run in ``ctx.jobs`` processes.
+    """
     if ctx.rtl_dir.exists():
         shutil.rmtree(ctx.rtl_dir)
     ctx.rtl_dir.mkdir(parents=True)
     slices = ctx.work / "slices"
     if slices.exists():
         shutil.rmtree(slices)
+    slices.mkdir()
     parts = T.accelerator_parts(cfg)
     records = []
+    tasks: list[tuple[str, int, Path]] = []
     for part in parts:
-        start = time.monotonic()
-        path = ctx.rtl_dir / f"{part.name}.v"
-        path.write_text(part.to_verilog())
         record: dict[str, Any] = {"name": part.name, "description": part.description,
                                   "file": f"rtl/{part.name}.v", "rows": part.rows, "slices": {}}
+        tasks.append((part.name, 0, ctx.rtl_dir / f"{part.name}.v"))
         if part.row_slice is not None and part.rows > SLICE_ROWS[1]:
-            slices.mkdir(parents=True, exist_ok=True)
             for rows in SLICE_ROWS:
-                (slices / f"{part.name}_r{rows}.v").write_text(part.row_slice(rows))
                 record["slices"][str(rows)] = f"slices/{part.name}_r{rows}.v"
+                tasks.append((part.name, rows, slices / f"{part.name}_r{rows}.v"))
         records.append(record)
-        ctx.log(f"  {part.name}.v: {part.description} ({time.monotonic() - start:.1f} s)")
+    descriptions = {p.name: p.description for p in parts}
+    cfg_json = cfg.to_json()
+
+    def done(name: str, rows: int, path: Path, text: str, seconds: float) -> None:
+        path.write_text(text)
+        what = f"{rows}-row slice" if rows else descriptions[name]
+        ctx.log(f"  {path.relative_to(ctx.work)}: {what} ({seconds:.1f} s)")
+
+    workers = min(ctx.jobs, len(tasks))
+    if workers == 1:
+        for name, rows, path in tasks:
+            done(name, rows, path, *_convert(cfg_json, name, rows))
+    else:
+        context = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            futures = {pool.submit(_convert, cfg_json, name, rows): (name, rows, path)
+                       for name, rows, path in tasks}
+            for future in as_completed(futures):
+                done(*futures[future], *future.result())
     _parts_path(ctx).write_text(json.dumps(records, indent=2) + "\n")
     top = T.top_verilog(cfg)
     ctx.project_dir.mkdir(parents=True, exist_ok=True)

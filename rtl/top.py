@@ -1,5 +1,8 @@
+# amaranth: UnusedElaboratable=no
 """What the build builds: the accelerator's parts as of now, and its top module once it exists.
 
+The first line tells Amaranth not to warn about parts that a caller only describes (names,
+row counts) without converting them.
 ``build.py`` asks only this module what the design is. Until the accelerator core (layer
 engine with its AXI master, scheduler and buffers) lands, there is no complete top: the parts
 are the AXI4-Lite control block and the two compute arrays, which the build synthesizes one
