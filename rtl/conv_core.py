@@ -15,6 +15,7 @@ from .config import HwConfig
 from .dsp_array import DspArray
 from .postproc import OUT_BITS, SHIFT_BITS, PostProc
 from .pot_array import PotArray
+from .vector_units import buffer_read_signature, lane_bits
 
 __all__ = ["ConvCore", "conv_layer_layout", "result_layout", "slot_layout"]
 
@@ -68,8 +69,9 @@ def result_layout(cfg: HwConfig) -> data.StructLayout:
 class ConvCore(wiring.Component):
     """Runs one pass of a convolution (or fc, as 1x1) over the act buffer's input map.
 
-    Before ``start``: load the act buffer (``act_*``: one ``V``-activation vector per word,
-    activation ``i`` at bits ``[8i, 8i + 8)``, word ``(y * width + x) * chunks + chunk``), the
+    The act buffer is outside, shared with the vector units: ``rd`` is its read port (word
+    ``(y * width + x) * chunks + chunk``, lane ``i`` at bits ``[i * lane_bits, ...)``, see
+    ``rtl.vector_units.buffer_read_signature``). Before ``start``: load it, the
     weight buffer (``w_*``: one row per step, see ``firmware.conv.weight_rows``) and the
     result slots (``slot_*``). After ``start`` the core issues one activation vector per cycle
     to both arrays (zeros in the padding), and every output pixel's ``pot_rows + dsp_rows``
@@ -92,8 +94,7 @@ class ConvCore(wiring.Component):
             "start": In(1),
             "busy": Out(1),
             "done": Out(1),
-            "act_we": In(1), "act_waddr": In(_bits(cfg.act_buf_depth)),
-            "act_wdata": In(cfg.vec_len * act_width(cfg)),
+            "rd": In(buffer_read_signature(cfg)),
             "w_we": In(1), "w_waddr": In(_bits(cfg.weight_buf_depth)),
             "w_wdata": In(self._wbits),
             "slot_we": In(1), "slot_waddr": In(_bits(self._slots)),
@@ -113,14 +114,11 @@ class ConvCore(wiring.Component):
         m.submodules.post = post = PostProc(cfg=cfg, lanes=1, tag_bits=ch_bits + pix_bits)
 
         # ---- buffers ----------------------------------------------------------------------
-        m.submodules.act_mem = act_mem = Memory(shape=v * aw, depth=cfg.act_buf_depth, init=[])
         m.submodules.w_mem = w_mem = Memory(shape=self._wbits, depth=cfg.weight_buf_depth,
                                             init=[])
-        act_wr, w_wr = act_mem.write_port(), w_mem.write_port()
-        act_rd, w_rd = act_mem.read_port(), w_mem.read_port()
-        m.d.comb += [act_wr.en.eq(self.act_we), act_wr.addr.eq(self.act_waddr),
-                     act_wr.data.eq(self.act_wdata),
-                     w_wr.en.eq(self.w_we), w_wr.addr.eq(self.w_waddr),
+        w_wr, w_rd = w_mem.write_port(), w_mem.read_port()
+        act_rd = self.rd
+        m.d.comb += [w_wr.en.eq(self.w_we), w_wr.addr.eq(self.w_waddr),
                      w_wr.data.eq(self.w_wdata)]
         slots = Signal(data.ArrayLayout(slot_layout(cfg), self._slots))
         with m.If(self.slot_we):
@@ -160,8 +158,11 @@ class ConvCore(wiring.Component):
             m.d.sync += [valid1.eq(issuing), pad1.eq(~inside), first1.eq(first),
                          last1.eq(last)]
 
+        # Buffer lanes are lane_bits wide; activations into a conv are unsigned act_width.
+        lb = lane_bits(cfg)
         act_vec = Signal(v * aw)
-        m.d.comb += act_vec.eq(Mux(pad1, 0, act_rd.data))
+        m.d.comb += act_vec.eq(Mux(pad1, 0, Cat(*[act_rd.data[i * lb:i * lb + aw]
+                                                  for i in range(v)])))
         pot_bits = 4 * v * cfg.pot_rows
         m.d.comb += [
             pot.i.valid.eq(valid1 & both_ready), dsp.i.valid.eq(valid1 & both_ready),

@@ -1,7 +1,8 @@
 """The layer descriptor: the one definition of its fields, for the engine and the firmware.
 
 A descriptor is ``len(FIELDS)`` little-endian 32-bit words in DDR, field ``i`` at byte
-``4 * i``; the engine reads it with one burst. Field order and meaning live only here.
+``4 * i``, padded with a zero word to a whole number of 64-bit bus words; the engine reads
+it with one burst. Field order and meaning live only here.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ FIELDS: tuple[tuple[str, str], ...] = (
     ("pad", "zero padding (<= kernel // 2)"),
     ("mode", "PostMode of the output (RELU, SIGNED, LOGITS)"),
     ("in_bits", "storage bits of one input element (4, 5, 6, 8)"),
+    ("in2_bits", "storage bits of one element of the add's second input"),
     ("out_bits", "storage bits of one output element (4, 5, 6, 8, 32)"),
     ("passes", "conv passes (pass blocks at weight_addr)"),
     ("steps", "weight rows per pass: kernel * kernel * ceil(in_c / V)"),
@@ -52,13 +54,21 @@ FIELDS: tuple[tuple[str, str], ...] = (
 )
 
 
+def _words32() -> int:
+    return len(FIELDS) + len(FIELDS) % 2
+
+
 def descriptor_layout() -> data.StructLayout:
-    """The descriptor as the engine holds it: one 32-bit field per word."""
-    return data.StructLayout({name: unsigned(32) for name, _ in FIELDS})
+    """The descriptor as the engine holds it: one 32-bit field per word (and the padding)."""
+    fields = {name: unsigned(32) for name, _ in FIELDS}
+    if len(FIELDS) % 2:
+        fields["_pad"] = unsigned(32)
+    return data.StructLayout(fields)
 
 
 def descriptor_bytes() -> int:
-    return 4 * len(FIELDS)
+    """Bytes of a descriptor in DDR: the fields, padded to whole 64-bit words."""
+    return 4 * _words32()
 
 
 def pack_descriptor(**values: int) -> bytes:
@@ -74,11 +84,12 @@ def pack_descriptor(**values: int) -> bytes:
         if not 0 <= value < 1 << 32:
             raise ValueError(f"descriptor field {name} must fit 32 bits unsigned, not {value}")
         words.append(value)
+    words += [0] * (_words32() - len(words))
     return struct.pack(f"<{len(words)}I", *words)
 
 
 def unpack_descriptor(raw: bytes) -> dict[str, int]:
     if len(raw) != descriptor_bytes():
         raise ValueError(f"a descriptor is {descriptor_bytes()} bytes, not {len(raw)}")
-    return dict(zip((n for n, _ in FIELDS), struct.unpack(f"<{len(FIELDS)}I", raw),
-                    strict=True))
+    values = struct.unpack(f"<{_words32()}I", raw)
+    return dict(zip((n for n, _ in FIELDS), values[:len(FIELDS)], strict=True))

@@ -1,9 +1,9 @@
 """The layer engine and the accelerator top: control registers, descriptor checks, DDR loads
 through the AXI4 master, the conv datapath, and the write-back of results (docs/engine.md).
 
-This version runs conv and fc layers whose whole input map, weights of one pass and output
-map fit the on-chip buffers; other operations and larger layers finish with an error code
-(tiling and the vector units come next).
+This version runs every layer kind of ResNet-18 (conv, fc, residual add, max-pool, global
+average pool) whose whole input map, the weights of one pass and the output map fit the
+on-chip buffers; a larger layer finishes with LAYER_TOO_LARGE (row tiling comes next).
 """
 
 from __future__ import annotations
@@ -20,12 +20,13 @@ from .descriptor import DESC_MAGIC, Op, descriptor_bytes, descriptor_layout
 from .dma import AxiSignature, Dma
 from .postproc import PostMode
 from .regmap import ErrorCode, RegisterMap, build_regmap
+from .vector_units import AddUnit, AvgPool, MaxPool, lane_bits
 
 __all__ = ["IN_BITS", "OUT_BITS_CHOICES", "Accelerator", "Engine", "pass_block_words",
            "words_per_vector"]
 
 #: Storage widths of input elements the engine unpacks, and of output elements it packs.
-IN_BITS = (4, 5, 8)
+IN_BITS = (4, 5, 6, 8)
 OUT_BITS_CHOICES = (4, 5, 6, 8, 32)
 _WORD = 64
 
@@ -77,6 +78,7 @@ class Engine(wiring.Component):
         m = Module()
         cfg, regs, v = self._cfg, self.regs, self._cfg.vec_len
         logv = _bits(v) if v > 1 else 0
+        lb = lane_bits(cfg)
         from firmware.conv import weight_row_bits
         wrow_bits = weight_row_bits(cfg)
         wpr = -(-wrow_bits // _WORD)
@@ -85,6 +87,9 @@ class Engine(wiring.Component):
 
         m.submodules.dma = dma = Dma(cfg=cfg)
         m.submodules.core = core = ConvCore(cfg=cfg)
+        m.submodules.maxpool = maxpool = MaxPool(cfg=cfg)
+        m.submodules.avgpool = avgpool = AvgPool(cfg=cfg)
+        m.submodules.adder = adder = AddUnit(cfg=cfg, tag_bits=_bits(cfg.act_buf_depth + 1))
         wiring.connect(m, dma.bus, wiring.flipped(self.bus))
         m.d.comb += [dma.window_base.eq(regs.window_base.value),
                      dma.window_size.eq(regs.window_size.value)]
@@ -93,14 +98,17 @@ class Engine(wiring.Component):
         desc = Signal(descriptor_layout())
         desc_words = descriptor_bytes() * 8 // _WORD
         d = desc
+        is_conv, is_add = d.op == Op.CONV, d.op == Op.ADD
+        is_max, is_avg = d.op == Op.MAXPOOL, d.op == Op.AVGPOOL
         chunks_in = Signal(16)
         chunks_out = Signal(16)
         m.d.comb += [chunks_in.eq((d.in_c + v - 1) >> logv),
                      chunks_out.eq((d.out_c + v - 1) >> logv)]
+        in_pixels = Signal(32)
         in_vecs = Signal(40)
         out_vecs = Signal(40)
         steps_calc = Signal(24)
-        m.d.comb += [in_vecs.eq(d.in_h * d.in_w * chunks_in),
+        m.d.comb += [in_pixels.eq(d.in_h * d.in_w), in_vecs.eq(in_pixels * chunks_in),
                      out_vecs.eq(d.out_h * d.out_w * chunks_out),
                      steps_calc.eq(d.kernel * d.kernel * chunks_in)]
 
@@ -108,11 +116,13 @@ class Engine(wiring.Component):
             return Mux(bits_sig == choices[0], words_per_vector(cfg, choices[0]),
                        wpv(bits_sig, choices[1:]) if len(choices) > 1 else 0)
 
-        wpv_in, wpv_out = Signal(8), Signal(8)
-        m.d.comb += [wpv_in.eq(wpv(d.in_bits, IN_BITS)), wpv_out.eq(wpv(d.out_bits,
-                                                                        OUT_BITS_CHOICES))]
-        in_words, out_words, pass_words = Signal(48), Signal(48), Signal(32)
-        m.d.comb += [in_words.eq(in_vecs * wpv_in), out_words.eq(out_vecs * wpv_out),
+        wpv_in, wpv_in2, wpv_out = Signal(8), Signal(8), Signal(8)
+        m.d.comb += [wpv_in.eq(wpv(d.in_bits, IN_BITS)), wpv_in2.eq(wpv(d.in2_bits, IN_BITS)),
+                     wpv_out.eq(wpv(d.out_bits, OUT_BITS_CHOICES))]
+        in_words, in2_words, out_words = Signal(48), Signal(48), Signal(48)
+        pass_words = Signal(32)
+        m.d.comb += [in_words.eq(in_vecs * wpv_in), in2_words.eq(in_vecs * wpv_in2),
+                     out_words.eq(out_vecs * wpv_out),
                      pass_words.eq(1 + 2 * n_slots + d.steps * wpr)]
         weight_words = Signal(48)
         m.d.comb += weight_words.eq(d.passes * pass_words)
@@ -122,8 +132,8 @@ class Engine(wiring.Component):
         span_w = d.in_w + 2 * d.pad - d.kernel
         exp_h = Mux(d.stride == 2, span_h >> 1, span_h) + 1
         exp_w = Mux(d.stride == 2, span_w >> 1, span_w) + 1
-        expected_bits = Mux(d.mode == PostMode.RELU, cfg.act_bits,
-                            Mux(d.mode == PostMode.SIGNED, cfg.act_bits + 1, 32))
+        act, sgn = cfg.act_bits, cfg.act_bits + 1
+        mode_bits = Mux(d.mode == PostMode.RELU, act, Mux(d.mode == PostMode.SIGNED, sgn, 32))
 
         base, size = regs.window_base.value, regs.window_size.value
         limit = Signal(cfg.axi_addr_width + 2)
@@ -132,35 +142,83 @@ class Engine(wiring.Component):
         def inside(addr, words):
             return (addr >= base) & (addr + words * 8 <= limit) & (words != 0)
 
+        nonzero = (d.in_h != 0) & (d.in_w != 0) & (d.in_c != 0) & (d.out_c != 0)
+        window_geom = ((d.stride == 1) | (d.stride == 2)) & (d.pad <= (d.kernel >> 1)) & \
+            (d.in_h + 2 * d.pad >= d.kernel) & (d.in_w + 2 * d.pad >= d.kernel) & \
+            (d.out_h == exp_h) & (d.out_w == exp_w)
         kernel_ok = (d.kernel == 1) | (d.kernel == 3) | (d.kernel == 5) | (d.kernel == 7)
-        shape_ok = ((d.magic == DESC_MAGIC) & (d.op == Op.CONV) & kernel_ok
-                    & ((d.stride == 1) | (d.stride == 2)) & (d.pad <= (d.kernel >> 1))
-                    & (d.in_h != 0) & (d.in_w != 0) & (d.in_c != 0) & (d.out_c != 0)
-                    & (d.in_h + 2 * d.pad >= d.kernel) & (d.in_w + 2 * d.pad >= d.kernel)
-                    & (d.out_h == exp_h) & (d.out_w == exp_w) & (d.mode <= PostMode.LOGITS)
-                    & (wpv_in != 0) & (d.in_bits != 32) & (d.out_bits == expected_bits)
-                    & (d.steps == steps_calc) & (d.passes != 0) & (d.passes <= 4096))
+        conv_ok = (kernel_ok & window_geom & (d.mode <= PostMode.LOGITS)
+                   & ((d.in_bits == act) | (d.in_bits == 8)) & (d.out_bits == mode_bits)
+                   & (d.steps == steps_calc) & (d.passes != 0) & (d.passes <= 4096))
+        same_map = (d.in_c == d.out_c) & (d.in_h == d.out_h) & (d.in_w == d.out_w)
+        add_ok = (same_map & (d.mode <= PostMode.SIGNED) & (d.out_bits == mode_bits)
+                  & ((d.in_bits == act) | (d.in_bits == sgn))
+                  & ((d.in2_bits == act) | (d.in2_bits == sgn)))
+        max_ok = ((d.kernel >= 1) & (d.kernel <= 3) & (d.pad <= 1) & window_geom
+                  & (d.in_c == d.out_c) & (d.in_bits == act) & (d.out_bits == act))
+        avg_ok = ((d.in_c == d.out_c) & (d.out_h == 1) & (d.out_w == 1) & (d.in_bits == act)
+                  & (d.out_bits == act))
+        shape_ok = (d.magic == DESC_MAGIC) & nonzero & Mux(
+            is_conv, conv_ok, Mux(is_add, add_ok, Mux(is_max, max_ok, Mux(is_avg, avg_ok, 0))))
         size_ok = ((d.in_h <= cfg.max_spatial) & (d.in_w <= cfg.max_spatial)
                    & (d.in_c <= cfg.max_channels) & (d.out_c <= cfg.max_channels)
                    & (in_vecs <= cfg.act_buf_depth) & (out_vecs <= cfg.out_buf_depth)
-                   & (d.steps <= cfg.weight_buf_depth)
-                   & (d.steps * v <= cfg.max_reduction + v - 1))
-        aligned = ((d.in_addr[:3] == 0) & (d.out_addr[:3] == 0) & (d.weight_addr[:3] == 0))
+                   & (~is_conv | ((d.steps <= cfg.weight_buf_depth)
+                                  & (d.steps * v <= cfg.max_reduction + v - 1))))
+        aligned = ((d.in_addr[:3] == 0) & (d.out_addr[:3] == 0)
+                   & (~is_conv | (d.weight_addr[:3] == 0)) & (~is_add | (d.in2_addr[:3] == 0)))
         window_ok = (inside(d.in_addr, in_words) & inside(d.out_addr, out_words)
-                     & inside(d.weight_addr, weight_words))
+                     & (~is_conv | inside(d.weight_addr, weight_words))
+                     & (~is_add | inside(d.in2_addr, in2_words)))
 
-        # ---- buffers: outputs are scattered by channel, then packed and written back ------
+        # ---- the act buffer, shared by the conv core, the pools and the adder --------------
+        m.submodules.act_mem = act_mem = Memory(shape=v * lb, depth=cfg.act_buf_depth, init=[])
+        act_wr, act_rd = act_mem.write_port(), act_mem.read_port()
+        own_addr, own_en = Signal.like(act_rd.addr), Signal()
+        for unit in (core, maxpool, avgpool):
+            m.d.comb += unit.rd.data.eq(act_rd.data)
+        m.d.comb += [
+            act_rd.addr.eq(Mux(is_conv, core.rd.addr, Mux(is_max, maxpool.rd.addr,
+                                                          Mux(is_avg, avgpool.rd.addr,
+                                                              own_addr)))),
+            act_rd.en.eq(Mux(is_conv, core.rd.en, Mux(is_max, maxpool.rd.en,
+                                                      Mux(is_avg, avgpool.rd.en, own_en)))),
+        ]
+
+        # ---- the out buffer: results by vector (and conv results by channel) --------------
         m.submodules.out_mem = out_mem = Memory(shape=v * 32, depth=cfg.out_buf_depth, init=[])
         out_wr = out_mem.write_port(granularity=32)
         out_rd = out_mem.read_port()
-        m.d.comb += [
-            out_wr.addr.eq(core.o.payload.pixel * chunks_out + (core.o.payload.channel >> logv)),
-            out_wr.data.eq(Cat(*[core.o.payload.value for _ in range(v)])),
-            out_wr.en.eq(Mux(core.o.valid, Const(1, v) << (core.o.payload.channel & (v - 1)),
-                             0)),
-            core.o.ready.eq(1),
-        ]
+        all_lanes = (1 << v) - 1
 
+        m.d.comb += [core.o.ready.eq(1), maxpool.o.ready.eq(1), avgpool.o.ready.eq(1),
+                     adder.o.ready.eq(1)]
+        conv_addr = core.o.payload.pixel * chunks_out + (core.o.payload.channel >> logv)
+        with m.If(is_conv):
+            m.d.comb += [
+                out_wr.addr.eq(conv_addr),
+                out_wr.data.eq(Cat(*[core.o.payload.value for _ in range(v)])),
+                out_wr.en.eq(Mux(core.o.valid,
+                                 Const(1, v) << (core.o.payload.channel & (v - 1)), 0)),
+            ]
+        with m.Elif(is_max):
+            p = maxpool.o.payload
+            m.d.comb += [out_wr.addr.eq(p.pixel * chunks_out + p.chunk),
+                         out_wr.data.eq(Cat(*[Cat(p.value[i], Const(0, 32 - lb))
+                                              for i in range(v)])),
+                         out_wr.en.eq(Mux(maxpool.o.valid, all_lanes, 0))]
+        with m.Elif(is_avg):
+            p = avgpool.o.payload
+            m.d.comb += [out_wr.addr.eq(p.chunk),
+                         out_wr.data.eq(Cat(*[Cat(p.value[i], Const(0, 32 - lb))
+                                              for i in range(v)])),
+                         out_wr.en.eq(Mux(avgpool.o.valid, all_lanes, 0))]
+        with m.Else():
+            p = adder.o.payload
+            m.d.comb += [out_wr.addr.eq(p.tag),
+                         out_wr.data.eq(Cat(*[Cat(p.value[i], p.value[i][-1].replicate(32 - lb))
+                                              for i in range(v)])),
+                         out_wr.en.eq(Mux(adder.o.valid, all_lanes, 0))]
         # ---- control state ----------------------------------------------------------------
         start = regs.ctrl.strobe & regs.ctrl.value.start
         busy = Signal()
@@ -170,8 +228,12 @@ class Engine(wiring.Component):
         stalls = Signal(32)
         word_count = Signal(48)       # words taken from the read stream in this load
         k = Signal(8)                  # word within a vector / row
-        vec = Signal(data.ArrayLayout(unsigned(8), v))
+        vec = Signal(data.ArrayLayout(unsigned(lb), v))
         act_addr = Signal(_bits(cfg.act_buf_depth) + 1)
+        loading_b = Signal()           # unpacking the add's second input
+        b_pending = Signal()           # a full second-input vector waits for the adder
+        b_vec = Signal.like(vec)
+        adds_in_flight = Signal(4)
         pass_idx = Signal(16)
         pass_base = Signal(cfg.axi_addr_width)
         slot_lo = Signal(_WORD)
@@ -181,7 +243,6 @@ class Engine(wiring.Component):
         bias_bad = Signal()
         out_idx = Signal(40)
         out_k = Signal(8)
-        out_vec_valid = Signal()
 
         m.d.comb += [
             regs.status.value.busy.eq(busy), regs.status.value.done.eq(done_flag),
@@ -195,29 +256,45 @@ class Engine(wiring.Component):
         with m.If(busy):
             m.d.sync += cycles.eq(cycles + 1)
 
-        # Conv core layer parameters come from the descriptor.
+        # Layer parameters of the units come from the descriptor.
         lp = core.layer
+        row_stride = d.in_w * chunks_in
         m.d.comb += [lp.height.eq(d.in_h), lp.width.eq(d.in_w), lp.chunks.eq(chunks_in),
-                     lp.row_stride.eq(d.in_w * chunks_in), lp.out_h.eq(d.out_h),
+                     lp.row_stride.eq(row_stride), lp.out_h.eq(d.out_h),
                      lp.out_w.eq(d.out_w), lp.kernel.eq(d.kernel), lp.stride.eq(d.stride),
                      lp.pad.eq(d.pad), lp.mode.eq(d.mode)]
         if "fixed8" in cfg.weight_formats:
             m.d.comb += lp.fixed8.eq(fixed8)
+        mp = maxpool.layer
+        m.d.comb += [mp.height.eq(d.in_h), mp.width.eq(d.in_w), mp.chunks.eq(chunks_in),
+                     mp.row_stride.eq(row_stride), mp.out_h.eq(d.out_h), mp.out_w.eq(d.out_w),
+                     mp.kernel.eq(d.kernel), mp.stride.eq(d.stride), mp.pad.eq(d.pad)]
+        ap = avgpool.layer
+        m.d.comb += [ap.pixels.eq(in_pixels), ap.chunks.eq(chunks_in), ap.mult.eq(d.mult_a),
+                     ap.shift.eq(d.shift_a)]
+        ad = adder.layer
+        m.d.comb += [ad.mult_a.eq(d.mult_a), ad.shift_a.eq(d.shift_a),
+                     ad.signed_a.eq(d.in_bits == sgn), ad.mult_b.eq(d.mult_b),
+                     ad.shift_b.eq(d.shift_b), ad.signed_b.eq(d.in2_bits == sgn),
+                     ad.relu.eq(d.mode == PostMode.RELU)]
 
         rd_word = dma.rd_data.payload
         rd_take = dma.rd_data.valid & dma.rd_data.ready
 
-        # Unpacking one input word into the vector's lanes.
+        # Unpacking one input word into the vector's lanes (sign-extending s{act_bits+1}).
+        cur_bits = Mux(loading_b, d.in2_bits, d.in_bits)
+        cur_wpv = Mux(loading_b, wpv_in2, wpv_in)
         next_vec = Signal.like(vec)
         m.d.comb += next_vec.eq(vec)
         for bits in IN_BITS:
             per = _WORD // bits
-            with m.If(d.in_bits == bits):
+            with m.If(cur_bits == bits):
                 for lane in range(v):
                     with m.If(k == lane // per):
-                        off = (lane % per) * bits
-                        m.d.comb += next_vec[lane].eq(rd_word[off:off + bits])
-        m.d.comb += [core.act_waddr.eq(act_addr), core.act_wdata.eq(next_vec)]
+                        field = rd_word[(lane % per) * bits:(lane % per + 1) * bits]
+                        ext = field.as_signed() if bits == sgn else field
+                        m.d.comb += next_vec[lane].eq(ext)
+        m.d.comb += [act_wr.addr.eq(act_addr), act_wr.data.eq(next_vec)]
 
         # Assembling weight rows and slots from a pass block.
         next_row = Signal.like(row)
@@ -237,6 +314,13 @@ class Engine(wiring.Component):
         ]
         bias_fits = (slot_bias >= -(1 << (cfg.acc_bits - 1))) & \
             (slot_bias < (1 << (cfg.acc_bits - 1)))
+
+        # The adder takes a second-input vector with its partner read from the act buffer.
+        m.d.comb += [adder.i.payload.a.eq(act_rd.data), adder.i.payload.b.eq(b_vec),
+                     adder.i.payload.tag.eq(act_addr)]
+        add_in = adder.i.valid & adder.i.ready
+        add_out = adder.o.valid & adder.o.ready
+        m.d.sync += adds_in_flight.eq(adds_in_flight + add_in - add_out)
 
         # Packing one output word from the vector read back from the out buffer.
         out_lanes = Signal(data.ArrayLayout(signed(32), v))
@@ -297,21 +381,66 @@ class Engine(wiring.Component):
                 m.d.comb += [dma.rd_cmd.valid.eq(1), dma.rd_cmd.payload.addr.eq(d.in_addr),
                              dma.rd_cmd.payload.words.eq(in_words)]
                 with m.If(dma.rd_cmd.ready):
-                    m.d.sync += [k.eq(0), act_addr.eq(0), vec.eq(0)]
+                    m.d.sync += [k.eq(0), act_addr.eq(0), vec.eq(0), loading_b.eq(0)]
                     m.next = "ACT_DATA"
             with m.State("ACT_DATA"):
                 m.d.comb += dma.rd_data.ready.eq(1)
                 m.d.sync += stalls.eq(stalls + 1)
                 with m.If(rd_take):
                     m.d.sync += [vec.eq(next_vec), k.eq(k + 1)]
-                    with m.If(k == wpv_in - 1):
-                        m.d.comb += core.act_we.eq(1)
+                    with m.If(k == cur_wpv - 1):
+                        m.d.comb += act_wr.en.eq(1)
                         m.d.sync += [k.eq(0), act_addr.eq(act_addr + 1), vec.eq(0)]
                 with m.If(dma.rd_done):
                     m.d.sync += [pass_idx.eq(0), pass_base.eq(d.weight_addr)]
-                    m.next = "PASS_CMD"
+                    with m.If(is_conv):
+                        m.next = "PASS_CMD"
+                    with m.Elif(is_add):
+                        m.next = "B_CMD"
+                    with m.Else():
+                        m.next = "POOL"
                     with m.If(dma.rd_error):
                         fail(ErrorCode.AXI_RESPONSE)
+            # -- residual add: stream the second input against the buffered first one --
+            with m.State("B_CMD"):
+                m.d.comb += [dma.rd_cmd.valid.eq(1), dma.rd_cmd.payload.addr.eq(d.in2_addr),
+                             dma.rd_cmd.payload.words.eq(in2_words)]
+                with m.If(dma.rd_cmd.ready):
+                    m.d.sync += [k.eq(0), act_addr.eq(0), vec.eq(0), loading_b.eq(1),
+                                 b_pending.eq(0)]
+                    m.next = "B_DATA"
+            with m.State("B_DATA"):
+                m.d.comb += dma.rd_data.ready.eq(~b_pending)
+                m.d.sync += stalls.eq(stalls + 1)
+                with m.If(b_pending):
+                    # The partner vector was read last cycle; the adder is never stalled.
+                    m.d.comb += adder.i.valid.eq(1)
+                    with m.If(adder.i.ready):
+                        m.d.sync += [b_pending.eq(0), act_addr.eq(act_addr + 1)]
+                with m.Elif(rd_take):
+                    m.d.sync += [vec.eq(next_vec), k.eq(k + 1)]
+                    with m.If(k == cur_wpv - 1):
+                        m.d.comb += [own_addr.eq(act_addr), own_en.eq(1)]
+                        m.d.sync += [k.eq(0), vec.eq(0), b_vec.eq(next_vec), b_pending.eq(1)]
+                with m.If(dma.rd_done):
+                    m.next = "B_DRAIN"
+                    with m.If(dma.rd_error):
+                        fail(ErrorCode.AXI_RESPONSE)
+            with m.State("B_DRAIN"):
+                with m.If(b_pending):
+                    m.d.comb += adder.i.valid.eq(1)
+                    with m.If(adder.i.ready):
+                        m.d.sync += [b_pending.eq(0), act_addr.eq(act_addr + 1)]
+                with m.Elif((adds_in_flight == 0) & ~adder.o.valid):
+                    m.next = "OUT_CMD"
+            # -- pools --
+            with m.State("POOL"):
+                m.d.comb += [maxpool.start.eq(is_max), avgpool.start.eq(is_avg)]
+                m.next = "POOL_WAIT"
+            with m.State("POOL_WAIT"):
+                with m.If((is_max & maxpool.done) | (is_avg & avgpool.done)):
+                    m.next = "OUT_CMD"
+            # -- convolution passes --
             with m.State("PASS_CMD"):
                 m.d.comb += [dma.rd_cmd.valid.eq(1), dma.rd_cmd.payload.addr.eq(pass_base),
                              dma.rd_cmd.payload.words.eq(pass_words)]
@@ -353,11 +482,12 @@ class Engine(wiring.Component):
                     m.next = "PASS_CMD"
                     with m.If(pass_idx + 1 == d.passes):
                         m.next = "OUT_CMD"
+            # -- write-back of the out buffer --
             with m.State("OUT_CMD"):
                 m.d.comb += [dma.wr_cmd.valid.eq(1), dma.wr_cmd.payload.addr.eq(d.out_addr),
                              dma.wr_cmd.payload.words.eq(out_words)]
                 with m.If(dma.wr_cmd.ready):
-                    m.d.sync += [out_idx.eq(0), out_k.eq(0), out_vec_valid.eq(0)]
+                    m.d.sync += [out_idx.eq(0), out_k.eq(0)]
                     m.next = "OUT_READ"
             with m.State("OUT_READ"):
                 m.d.comb += [out_rd.addr.eq(out_idx), out_rd.en.eq(1)]

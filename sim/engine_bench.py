@@ -15,10 +15,11 @@ from cocotb.triggers import ClockCycles, RisingEdge
 from cocotbext.axi import AxiBus, AxiLiteBus, AxiLiteMaster, AxiRam
 
 from firmware.layer import pack_feature_map, prepare_conv, unpack_feature_map
+from quant import contract as C
 from quant import golden
 from quant.random_model import random_conv_layer
 from rtl.config import HwConfig
-from rtl.descriptor import pack_descriptor
+from rtl.descriptor import Op, descriptor_bytes, pack_descriptor
 from rtl.postproc import PostMode
 from sim.runner import bench_params
 
@@ -37,6 +38,7 @@ class TB:
         self.cfg = HwConfig.from_json(p["config"])
         self.regs = {r["name"]: r for r in json.loads(p["regmap"])["registers"]}
         self.cases = p["cases"]
+        self.vector_cases = p["vector_cases"]
         self.rng = random.Random(p["seed"])
         dut.rst.value = 1
         cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
@@ -169,7 +171,7 @@ async def malformed_descriptors_set_error_codes(dut):
     assert got == 2
     got, _ = await tb.run_layer(desc_addr + 4, timeout=5000)
     assert got == 3
-    tb.ram.write(desc_addr, bytes([FILL]) * 96)
+    tb.ram.write(desc_addr, bytes([FILL]) * descriptor_bytes())
     assert tb.ram.read(0, RAM) == snapshot, "a refused layer wrote to memory"
 
 
@@ -211,3 +213,64 @@ async def reset_mid_layer_then_rerun(dut):
     np.testing.assert_array_equal(
         unpack_feature_map(raw, expected.shape, out_bits, signed=not case["relu"], cfg=cfg),
         expected)
+
+
+@cocotb.test()
+async def vector_layers_match_golden(dut):
+    """Residual adds (signed and unsigned inputs), max-pool and global average pool."""
+    tb = TB(dut)
+    await tb.reset()
+    cfg = tb.cfg
+    act, sgn = cfg.act_bits, cfg.act_bits + 1
+    rng = np.random.default_rng(11)
+    in_addr, in2_addr, desc_addr = BASE + 0x400, BASE + 0x8000, BASE + 0x100
+    out_addr = BASE + 0x10000
+    for case in tb.vector_cases:
+        op, c, h = case["op"], case["c"], case["h"]
+        fields = dict(in_addr=in_addr, out_addr=out_addr, in_c=c, in_h=h, in_w=h, out_c=c,
+                      in_bits=act, out_bits=act, mode=int(PostMode.RELU))
+        a = rng.integers(0, 1 << act, (1, c, h, h))
+        if op == "add":
+            signed_a, signed_b, relu = case["signed_a"], case["signed_b"], case["relu"]
+            a = rng.integers(-(1 << act), 1 << act, (1, c, h, h)) if signed_a else a
+            b = rng.integers(-(1 << act), 1 << act, (1, c, h, h)) if signed_b else \
+                rng.integers(0, 1 << act, (1, c, h, h))
+            ma, mb = (int(x) for x in rng.integers(1, 1 << 16, 2))
+            sa, sb = (int(x) for x in rng.integers(14, 18, 2))
+            node = {"mult": [ma, mb], "shift": [sa, sb], "relu": relu}
+            expected = golden.add(a, b, node, act)[0]
+            out_bits = act if relu else sgn
+            fields.update(op=Op.ADD, in2_addr=in2_addr, in_bits=sgn if signed_a else act,
+                          in2_bits=sgn if signed_b else act, out_h=h, out_w=h,
+                          out_bits=out_bits, mode=int(PostMode.RELU if relu else PostMode.SIGNED),
+                          mult_a=ma, shift_a=sa, mult_b=mb, shift_b=sb)
+        elif op == "maxpool":
+            expected = golden.maxpool(a, 3, 2, 1)[0]
+            fields.update(op=Op.MAXPOOL, kernel=3, stride=2, pad=1, out_h=expected.shape[1],
+                          out_w=expected.shape[2])
+            out_bits = act
+        else:
+            mult, shift = C.quantize_multiplier(1.5 / (h * h))
+            expected = golden.avgpool(a, mult, shift, act)[0]
+            fields.update(op=Op.AVGPOOL, out_h=1, out_w=1, mult_a=mult, shift_a=shift)
+            out_bits = act
+        tb.ram.write(0, bytes([FILL]) * RAM)
+        tb.ram.write(in_addr, pack_feature_map(a[0], fields["in_bits"],
+                                               signed=fields["in_bits"] == sgn,
+                                               cfg=cfg).astype("<u8").tobytes())
+        if op == "add":
+            tb.ram.write(in2_addr, pack_feature_map(b[0], fields["in2_bits"],
+                                                    signed=fields["in2_bits"] == sgn,
+                                                    cfg=cfg).astype("<u8").tobytes())
+        tb.ram.write(desc_addr, pack_descriptor(**fields))
+        code, cycles = await tb.run_layer(desc_addr, timeout=200_000)
+        assert code == 0, f"{case}: error code {code}"
+        out_words = len(pack_feature_map(np.zeros(expected.shape, np.int64), out_bits,
+                                         signed=True, cfg=cfg))
+        raw = np.frombuffer(tb.ram.read(out_addr, 8 * out_words), "<u8")
+        got = unpack_feature_map(raw, expected.shape, out_bits, signed=out_bits == sgn,
+                                 cfg=cfg)
+        np.testing.assert_array_equal(got, expected, f"{case}")
+        assert tb.ram.read(out_addr - GUARD, GUARD) == bytes([FILL]) * GUARD
+        assert tb.ram.read(out_addr + 8 * out_words, GUARD) == bytes([FILL]) * GUARD
+        dut._log.info(f"{case}: {cycles} cycles")

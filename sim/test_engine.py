@@ -21,9 +21,18 @@ CASES = [
 ]
 
 
+VECTOR_CASES = [
+    dict(op="add", c=10, h=5, signed_a=True, signed_b=False, relu=True),
+    dict(op="add", c=7, h=4, signed_a=True, signed_b=True, relu=False),
+    dict(op="maxpool", c=10, h=9),
+    dict(op="maxpool", c=3, h=4),
+    dict(op="avgpool", c=20, h=5),
+]
+
+
 def test_engine_bench() -> None:
     acc = Accelerator(cfg=CFG)
     run_bench(FlatTop(acc, {"axil": "s_axil", "bus": "m_axi"}), toplevel="accel_top",
               test_module="sim.engine_bench", case="engine-small",
               params={"config": CFG.to_json(), "regmap": acc.regmap.to_json(), "seed": 3,
-                      "cases": CASES})
+                      "cases": CASES, "vector_cases": VECTOR_CASES})

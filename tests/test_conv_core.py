@@ -2,6 +2,9 @@
 
 import numpy as np
 import pytest
+from amaranth.hdl import Elaboratable, Module, Signal
+from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
 from amaranth.sim import Simulator
 
 from firmware.conv import plan_passes, weight_rows
@@ -10,10 +13,32 @@ from quant.random_model import random_conv_layer
 from rtl.config import HwConfig
 from rtl.conv_core import ConvCore
 from rtl.postproc import PostMode
+from rtl.vector_units import lane_bits
 
 CFG = HwConfig(name="conv-test", part="xc7z020clg400-1", clock_mhz=100.0, pot_rows=4,
                pot_cols=4, dsp_rows=4, dsp_cols=4, max_reduction=7 * 7 * 8, max_channels=64,
                max_spatial=32, act_buf_depth=1024, weight_buf_depth=128, out_buf_depth=256)
+
+
+class Harness(Elaboratable):
+    """ConvCore with an act buffer in front, loaded through a plain write port."""
+
+    def __init__(self) -> None:
+        self.core = ConvCore(cfg=CFG)
+        self.act_we = Signal()
+        self.act_waddr = Signal(range(CFG.act_buf_depth))
+        self.act_wdata = Signal(CFG.vec_len * lane_bits(CFG))
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.core = self.core
+        m.submodules.act = mem = Memory(shape=len(self.act_wdata), depth=CFG.act_buf_depth,
+                                        init=[])
+        wr = mem.write_port()
+        m.d.comb += [wr.en.eq(self.act_we), wr.addr.eq(self.act_waddr),
+                     wr.data.eq(self.act_wdata)]
+        wiring.connect(m, self.core.rd, mem.read_port())
+        return m
 
 
 def run_core(x, schemes, params, node, *, seed=0, stall=0.0):
@@ -30,20 +55,22 @@ def run_core(x, schemes, params, node, *, seed=0, stall=0.0):
         for xx in range(wd):
             for c in range(chunks):
                 vec = [int(x[0, c * v + i, y, xx]) if c * v + i < cin else 0 for i in range(v)]
-                act_words.append(sum(a << (8 * i) for i, a in enumerate(vec)))
+                lb = lane_bits(CFG)
+                act_words.append(sum(a << (lb * i) for i, a in enumerate(vec)))
     passes = plan_passes(schemes, CFG)
     out = np.full((cout, ho, wo), -999, np.int64)
-    dut = ConvCore(cfg=CFG)
+    harness = Harness()
+    dut = harness.core
     rng = np.random.default_rng(seed)
     mode = PostMode.RELU if node["relu"] else PostMode.SIGNED
 
     async def bench(ctx):
         for a, word in enumerate(act_words):
-            ctx.set(dut.act_we, 1)
-            ctx.set(dut.act_waddr, a)
-            ctx.set(dut.act_wdata, word)
+            ctx.set(harness.act_we, 1)
+            ctx.set(harness.act_waddr, a)
+            ctx.set(harness.act_wdata, word)
             await ctx.tick()
-        ctx.set(dut.act_we, 0)
+        ctx.set(harness.act_we, 0)
         ctx.set(dut.layer, {"height": h, "width": wd, "chunks": chunks,
                             "row_stride": wd * chunks, "out_h": ho, "out_w": wo, "kernel": k,
                             "stride": node["stride"], "pad": node["padding"], "mode": mode,
@@ -84,7 +111,7 @@ def run_core(x, schemes, params, node, *, seed=0, stall=0.0):
                 assert cycles < 200 * ho * wo * k * k * chunks + 1000, "pass never finished"
             assert not ctx.get(dut.busy)
 
-    sim = Simulator(dut)
+    sim = Simulator(harness)
     sim.add_clock(1e-8)
     sim.add_testbench(bench)
     sim.run()
