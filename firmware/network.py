@@ -1,0 +1,149 @@
+"""Plan a whole quantized network for the accelerator: DDR layout, one descriptor per layer.
+
+The plan is what the firmware (on the board) and the RTL benches (in simulation) both run:
+copy ``plan.memory`` into DDR, write the input image, then for each layer write its
+descriptor address to ``DESC_ADDR``, start it and wait for done; the logits are then at
+``plan.output``. Only numpy, the hardware config and the model file are needed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from quant import contract as C
+from quant.fit import check_fits
+from quant.model_format import QModel
+from rtl.config import HwConfig
+from rtl.descriptor import Op, pack_descriptor
+from rtl.postproc import PostMode
+
+from .layer import pack_feature_map, prepare_conv, unpack_feature_map
+
+__all__ = ["Buffer", "LayerJob", "NetworkPlan", "plan_network"]
+
+_ALIGN = 64
+
+
+@dataclass(frozen=True)
+class Buffer:
+    """A feature map in DDR: where, its (C, H, W) shape and element type."""
+
+    addr: int
+    shape: tuple[int, int, int]
+    ttype: C.TensorType
+
+    def words(self, cfg: HwConfig) -> int:
+        zeros = np.zeros(self.shape, np.int64)
+        return len(pack_feature_map(zeros, self.ttype.bits, signed=self.ttype.signed, cfg=cfg))
+
+
+@dataclass(frozen=True)
+class LayerJob:
+    name: str
+    op: str
+    desc_addr: int
+    out: Buffer
+
+
+@dataclass
+class NetworkPlan:
+    """DDR contents and the layer sequence of one network on one hardware config."""
+
+    cfg: HwConfig
+    window: tuple[int, int]
+    input: Buffer
+    output: Buffer
+    jobs: list[LayerJob] = field(default_factory=list)
+    memory: list[tuple[int, bytes]] = field(default_factory=list)
+
+    def input_bytes(self, image: np.ndarray) -> bytes:
+        """The packed input image (C, H, W) of unsigned pixels."""
+        words = pack_feature_map(np.asarray(image, np.int64), self.input.ttype.bits,
+                                 signed=False, cfg=self.cfg)
+        return words.astype("<u8").tobytes()
+
+    def logits(self, raw: bytes) -> np.ndarray:
+        """Integer logits from the bytes of the output buffer."""
+        words = np.frombuffer(raw, "<u8")
+        fm = unpack_feature_map(words, self.output.shape, self.output.ttype.bits,
+                                signed=self.output.ttype.signed, cfg=self.cfg)
+        return fm.reshape(-1)
+
+
+class _Allocator:
+    def __init__(self, base: int) -> None:
+        self.next = base
+
+    def take(self, nbytes: int) -> int:
+        addr = self.next
+        self.next += -(-nbytes // _ALIGN) * _ALIGN + _ALIGN
+        return addr
+
+
+def plan_network(model: QModel, cfg: HwConfig, *, base: int, size: int) -> NetworkPlan:
+    """Lay out ``model`` in DDR from ``base`` (a window of ``size`` bytes) for ``cfg``.
+
+    Raises ``quant.fit.ModelMismatchError`` if the model does not fit the hardware, and
+    ValueError if the plan does not fit the window.
+    """
+    check_fits(model, cfg)
+    info = model.infer()
+    alloc = _Allocator(base)
+    act, sgn = cfg.act_bits, cfg.act_bits + 1
+
+    def buffer(name: str) -> Buffer:
+        meta = info[name]
+        buf = Buffer(0, meta.shape, meta.ttype)
+        return Buffer(alloc.take(8 * buf.words(cfg)), meta.shape, meta.ttype)
+
+    buffers = {"input": buffer("input")}
+    plan = NetworkPlan(cfg, (base, size), buffers["input"], buffers["input"])
+    for node in model.nodes:
+        name, op = node["name"], node["op"]
+        src = buffers[node["inputs"][0]]
+        out = buffer(name)
+        if op == "fc":
+            out = Buffer(out.addr, out.shape, C.TensorType(True, 32))
+        buffers[name] = out
+        fields = dict(in_addr=src.addr, out_addr=out.addr, in_c=src.shape[0],
+                      in_h=src.shape[1], in_w=src.shape[2], out_c=out.shape[0],
+                      out_h=out.shape[1], out_w=out.shape[2], in_bits=src.ttype.bits,
+                      out_bits=out.ttype.bits)
+        if op in ("conv", "fc"):
+            p = model.params(name)
+            layer = prepare_conv(p["weight"], p["scheme"], p["bias"], p["mult"], p["shift"],
+                                 cfg)
+            w_addr = alloc.take(8 * len(layer.weights))
+            plan.memory.append((w_addr, layer.weights.astype("<u8").tobytes()))
+            conv = node if op == "conv" else {"kernel": 1, "stride": 1, "padding": 0}
+            mode = (PostMode.LOGITS if op == "fc" else
+                    PostMode.RELU if node["relu"] else PostMode.SIGNED)
+            fields.update(op=Op.CONV, weight_addr=w_addr, kernel=conv["kernel"],
+                          stride=conv["stride"], pad=conv["padding"], mode=int(mode),
+                          passes=layer.passes, steps=layer.steps)
+        elif op == "add":
+            src2 = buffers[node["inputs"][1]]
+            (ma, mb), (sa, sb) = node["mult"], node["shift"]
+            fields.update(op=Op.ADD, in2_addr=src2.addr, in2_bits=src2.ttype.bits,
+                          mode=int(PostMode.RELU if node["relu"] else PostMode.SIGNED),
+                          mult_a=ma, shift_a=sa, mult_b=mb, shift_b=sb)
+        elif op == "maxpool":
+            fields.update(op=Op.MAXPOOL, kernel=node["kernel"], stride=node["stride"],
+                          pad=node["padding"], mode=int(PostMode.RELU))
+        else:
+            fields.update(op=Op.AVGPOOL, mult_a=node["mult"], shift_a=node["shift"],
+                          mode=int(PostMode.RELU))
+        for bits in (fields["in_bits"], fields.get("in2_bits", act)):
+            if bits not in (act, sgn, 8):
+                raise ValueError(f"{name}: {bits}-bit inputs are not supported by the engine")
+        desc = pack_descriptor(**fields)
+        desc_addr = alloc.take(len(desc))
+        plan.memory.append((desc_addr, desc))
+        plan.jobs.append(LayerJob(name, op, desc_addr, out))
+    plan.output = buffers[model.output]
+    if alloc.next > base + size:
+        raise ValueError(f"the network needs {alloc.next - base} bytes of DDR from "
+                         f"{base:#x}, more than the {size} bytes of the window")
+    return plan

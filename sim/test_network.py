@@ -1,0 +1,43 @@
+"""pytest entry for the whole-network bench: a reduced ResNet-18 through the accelerator."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from quant.random_model import random_images, random_resnet18
+from rtl.config import HwConfig
+from rtl.engine import Accelerator
+from rtl.flatten import FlatTop
+from sim.runner import build_dir, run_bench
+
+#: A small engine (8-lane vectors, 4 + 4 filters per pass) that holds a digits-sized
+#: ResNet-18 (width 0.25: up to 128 channels, 8x8 maps) without tiling.
+CFG = HwConfig(name="network-sim", part="xc7z020clg400-1", clock_mhz=100.0, pot_rows=4,
+               pot_cols=8, dsp_rows=4, dsp_cols=8, max_channels=128, max_spatial=64,
+               act_buf_depth=512, weight_buf_depth=256, out_buf_depth=256)
+
+
+def _run(model, images, case: str) -> None:
+    acc = Accelerator(cfg=CFG)
+    out = build_dir(case)
+    out.mkdir(parents=True, exist_ok=True)
+    path = model.save(out / "model.npz")
+    run_bench(FlatTop(acc, {"axil": "s_axil", "bus": "m_axi"}), toplevel="accel_top",
+              test_module="sim.network_bench", case=case,
+              params={"config": CFG.to_json(), "regmap": acc.regmap.to_json(),
+                      "model": str(path), "images": np.asarray(images).tolist()})
+
+
+def test_random_resnet18_digits_size() -> None:
+    """Every layer kind of ResNet-18 (small stem, 8x8 input, width 0.125) in sequence."""
+    model = random_resnet18(3, input_shape=(3, 8, 8), width=0.125, ratio="60:35:5")
+    _run(model, random_images(np.random.default_rng(4), 1, (3, 8, 8)), "network-random")
+
+
+@pytest.mark.slow
+def test_random_resnet18_standard_stem() -> None:
+    """The 7x7/2 stem and max-pool too: 32x32 input, width 0.25, two images."""
+    model = random_resnet18(5, input_shape=(3, 32, 32), width=0.25, ratio="65:30:5",
+                            small_stem=False)
+    _run(model, random_images(np.random.default_rng(6), 2, (3, 32, 32)), "network-stem")
