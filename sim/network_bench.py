@@ -5,6 +5,8 @@ logits), compared bit for bit with the golden model."""
 from __future__ import annotations
 
 import itertools
+import json
+from pathlib import Path
 
 import cocotb
 import numpy as np
@@ -60,6 +62,7 @@ async def network_matches_golden(dut):
         ram.write(addr, blob)
     expected = golden.run(model, images)
     total = 0
+    per_layer: list[dict] = []
     for n, image in enumerate(images):
         ram.write(plan.input.addr, plan.input_bytes(image))
         for job in plan.jobs:
@@ -78,7 +81,10 @@ async def network_matches_golden(dut):
             await write_reg("IRQ_STATUS", 0b11)
             if n == 0:
                 dut._log.info(f"{job.name:24s} {job.op:8s} {cycles:8d} cycles")
+                per_layer.append({"name": job.name, "op": job.op, "cycles": cycles})
         raw = ram.read(plan.output.addr, 8 * plan.output.words(cfg))
         logits = plan.logits(raw)
         np.testing.assert_array_equal(logits, expected[n], f"image {n}")
     dut._log.info(f"{len(images)} images, {len(plan.jobs)} layers each, {total} cycles in all")
+    if p.get("cycles_out"):
+        Path(p["cycles_out"]).write_text(json.dumps(per_layer, indent=1))

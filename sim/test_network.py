@@ -26,7 +26,8 @@ def _run(model, images, case: str) -> None:
     run_bench(FlatTop(acc, {"axil": "s_axil", "bus": "m_axi"}), toplevel="accel_top",
               test_module="sim.network_bench", case=case,
               params={"config": CFG.to_json(), "regmap": acc.regmap.to_json(),
-                      "model": str(path), "images": np.asarray(images).tolist()})
+                      "model": str(path), "images": np.asarray(images).tolist(),
+                      "cycles_out": str(out / "cycles.json")})
 
 
 def test_random_resnet18_digits_size() -> None:
