@@ -30,9 +30,13 @@ VECTOR_CASES = [
 ]
 
 
+#: Constrained-random layers per run (conv, fc, add, pools; shapes and scheme mixes).
+N_RANDOM = 50
+
+
 def test_engine_bench() -> None:
     acc = Accelerator(cfg=CFG)
     run_bench(FlatTop(acc, {"axil": "s_axil", "bus": "m_axi"}), toplevel="accel_top",
               test_module="sim.engine_bench", case="engine-small",
               params={"config": CFG.to_json(), "regmap": acc.regmap.to_json(), "seed": 3,
-                      "cases": CASES, "vector_cases": VECTOR_CASES})
+                      "cases": CASES, "vector_cases": VECTOR_CASES, "n_random": N_RANDOM})
