@@ -107,5 +107,8 @@ def test_docs_figures_reproduce(array: str, board: str) -> None:
     """Full presets (minutes each): the script gives exactly the figures docs/arrays.md shows."""
     want = _docs_figures()[board, array]
     got = array_figures(preset(board), array)
-    assert {k: got[k] for k in ("units", "LUT", "FF", "DSP48E1", "CARRY4")} == \
-        {k: want[k] for k in ("units", "LUT", "FF", "DSP48E1", "CARRY4")}
+    exact = ("units", "FF", "DSP48E1", "CARRY4")
+    assert {k: got[k] for k in exact} == {k: want[k] for k in exact}
+    # ABC's LUT mapping of the largest array varies by a few LUTs between runs (66310 and
+    # 66323 seen for zc706's PoT array); the smaller ones reproduce exactly.
+    assert abs(got["LUT"] - want["LUT"]) <= want["LUT"] // 1000
