@@ -531,9 +531,8 @@ class Accelerator(wiring.Component):
     def __init__(self, *, cfg: HwConfig) -> None:
         self._cfg = cfg
         self._regmap = build_regmap(cfg)
-        self._slave = AxiLiteSlave(regmap=self._regmap)
         super().__init__({
-            "axil": In(AxiLiteSignature(addr_width=self._slave.addr_width)),
+            "axil": In(AxiLiteSignature(addr_width=self._regmap.addr_width)),
             "bus": Out(AxiSignature(addr_width=cfg.axi_addr_width, data_width=_WORD)),
             "irq": Out(1),
         })
@@ -544,7 +543,8 @@ class Accelerator(wiring.Component):
 
     def elaborate(self, platform: object) -> Module:
         m = Module()
-        m.submodules.regs = slave = self._slave
+        m.submodules.regs = slave = AxiLiteSlave(regmap=self._regmap,
+                                                 addr_width=self._regmap.addr_width)
         m.submodules.engine = engine = Engine(cfg=self._cfg, regmap=self._regmap)
         wiring.connect(m, wiring.flipped(self.axil), slave.axil)
         wiring.connect(m, slave.regs, engine.regs)

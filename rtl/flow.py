@@ -316,9 +316,10 @@ def step_elaborate(ctx: BuildContext, cfg: HwConfig) -> None:
     tasks: list[tuple[str, int, Path]] = []
     for part in parts:
         record: dict[str, Any] = {"name": part.name, "description": part.description,
-                                  "file": f"rtl/{part.name}.v", "rows": part.rows, "slices": {}}
+                                  "file": f"rtl/{part.name}.v", "rows": part.rows, "slices": {},
+                                  "counted_from": part.counted_from}
         tasks.append((part.name, 0, ctx.rtl_dir / f"{part.name}.v"))
-        if part.row_slice is not None and part.rows > SLICE_ROWS[1]:
+        if part.row_slice is not None and (part.rows > SLICE_ROWS[1] or part.counted_from):
             for rows in SLICE_ROWS:
                 record["slices"][str(rows)] = f"slices/{part.name}_r{rows}.v"
                 tasks.append((part.name, rows, slices / f"{part.name}_r{rows}.v"))
@@ -388,7 +389,7 @@ def step_synthesize(ctx: BuildContext, cfg: HwConfig) -> None:
     parts = _parts(ctx)
     jobs: list[tuple[str, int, Path]] = []   # (part, rows or 0 for whole, Verilog file)
     for part in parts:
-        if ctx.synth_mode == "sliced" and part["slices"]:
+        if part["slices"] and (ctx.synth_mode == "sliced" or part.get("counted_from")):
             jobs += [(part["name"], int(r), ctx.work / f) for r, f in part["slices"].items()]
         else:
             jobs.append((part["name"], 0, ctx.work / part["file"]))
@@ -426,9 +427,17 @@ def step_synthesize(ctx: BuildContext, cfg: HwConfig) -> None:
         else:
             a, b = SLICE_ROWS
             small, large = resource_usage(results[name, a]), resource_usage(results[name, b])
+            counts = extrapolate(small, large, part["rows"])
+            method = f"extrapolated to {part['rows']} rows from slices of {a} and {b} rows"
+            start = part.get("counted_from", 0)
+            if start:
+                below = extrapolate(small, large, start)
+                counts = {k: max(0, counts[k] - below[k]) for k in RESOURCES}
+                method = (f"rows {start + 1} to {part['rows']} (the core part holds the first "
+                          f"{start}), extrapolated from slices of {a} and {b} rows")
             record_parts[name] = {
-                **extrapolate(small, large, part["rows"]),
-                "method": f"extrapolated to {part['rows']} rows from slices of {a} and {b} rows",
+                **counts,
+                "method": method,
                 "slices": {str(a): small, str(b): large},
                 "seconds": round(results[name, a].seconds + results[name, b].seconds, 1)}
             ctx.log(f"  {name}: {part['rows']} rows extrapolated: " + "  ".join(

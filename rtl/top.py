@@ -1,13 +1,13 @@
 # amaranth: UnusedElaboratable=no
-"""What the build builds: the accelerator's parts as of now, and its top module once it exists.
+"""What the build builds: the accelerator's top module, and its parts for the estimate.
 
 The first line tells Amaranth not to warn about parts that a caller only describes (names,
 row counts) without converting them.
-``build.py`` asks only this module what the design is. Until the accelerator core (layer
-engine with its AXI master, scheduler and buffers) lands, there is no complete top: the parts
-are the AXI4-Lite control block and the two compute arrays, which the build synthesizes one
-by one for a utilization estimate. When the core lands, :func:`top_module` returns it and
-:data:`CORE_INTEGRATED` becomes true; nothing else in the build changes.
+``build.py`` asks only this module what the design is. The top is ``rtl.engine.Accelerator``
+with flat ``s_axil_*``/``m_axi_*`` ports. Yosys on the whole top takes long (the zc706 PoT
+array alone takes minutes), so the utilization estimate synthesizes three parts: the core
+(engine, DMA, buffers, vector units, control) built with two-row arrays, and each compute
+array's remaining rows, extrapolated from two- and four-row slices of the array alone.
 """
 
 from __future__ import annotations
@@ -18,22 +18,25 @@ from dataclasses import dataclass
 from amaranth.back import verilog
 from amaranth.hdl import Elaboratable
 
-from .axil import AxiLiteSlave, to_verilog
 from .config import HwConfig
 from .dsp_array import DspArray
+from .engine import Accelerator
+from .flatten import FlatTop
 from .pot_array import PotArray
 from .regmap import build_regmap
 from .vivado import VivadoDesign
 
-__all__ = ["CORE_INTEGRATED", "NOT_INTEGRATED", "TOP_FILE", "TOP_NAME", "AcceleratorPart",
-           "accelerator_parts", "top_module", "top_verilog", "vivado_design"]
+__all__ = ["CORE_INTEGRATED", "CORE_ROWS", "NOT_INTEGRATED", "TOP_FILE", "TOP_NAME",
+           "AcceleratorPart", "accelerator_parts", "top_module", "top_verilog", "vivado_design"]
 
 #: Verilog module name of the complete accelerator (the block design's RTL module reference).
 TOP_NAME = "accel_top"
 #: Verilog file of the complete accelerator, beside the Vivado Tcl script.
 TOP_FILE = f"{TOP_NAME}.v"
 #: Whether :func:`top_module` returns the complete accelerator.
-CORE_INTEGRATED = False
+CORE_INTEGRATED = True
+#: Array rows inside the ``accel_core`` part; the arrays' parts count the rows beyond these.
+CORE_ROWS = 2
 #: What the build says while the core is missing.
 NOT_INTEGRATED = ("accelerator core (layer engine) not yet integrated: utilization covers the "
                   "compute arrays and the control block only")
@@ -55,6 +58,9 @@ class AcceleratorPart:
         Returns the Verilog text of ``design`` as module ``name``.
     rows : int
         For an array of identical, independent rows: its row count, else 0.
+    counted_from : int
+        For such an array: rows already counted in another part; only the rows beyond are
+        counted here (always estimated from row slices).
     row_slice : callable or None
         For such an array: the Verilog of the same array with the given (smaller) number of
         rows, so that a resource estimate can be taken from small slices and extrapolated.
@@ -66,6 +72,7 @@ class AcceleratorPart:
     to_verilog: Callable[[], str]
     rows: int = 0
     row_slice: Callable[[int], str] | None = None
+    counted_from: int = 0
 
 
 def accelerator_parts(cfg: HwConfig) -> list[AcceleratorPart]:
@@ -79,12 +86,14 @@ def accelerator_parts(cfg: HwConfig) -> list[AcceleratorPart]:
     if not isinstance(cfg, HwConfig):
         raise TypeError(f"accelerator_parts needs a HwConfig, not {cfg!r}")
     regmap = build_regmap(cfg)
-    control = AxiLiteSlave(regmap=regmap)
+    core_cfg = cfg.replace(pot_rows=min(cfg.pot_rows, CORE_ROWS),
+                           dsp_rows=min(cfg.dsp_rows, CORE_ROWS))
+    core = _flat(core_cfg)
     parts = [AcceleratorPart(
-        name="axil_regs",
-        description=f"AXI4-Lite control block ({len(regmap)} registers)",
-        design=control,
-        to_verilog=lambda: to_verilog(control, name="axil_regs", prefix="s_axil"))]
+        name="accel_core",
+        description=f"accelerator core: AXI4-Lite control ({len(regmap)} registers), engine, "
+                    f"DMA, buffers, vector units, with {CORE_ROWS}-row arrays",
+        design=core, to_verilog=lambda: verilog.convert(core, name="accel_core"))]
     if cfg.pot_rows:
         pot = PotArray(cfg=cfg)
         parts.append(AcceleratorPart(
@@ -92,7 +101,7 @@ def accelerator_parts(cfg: HwConfig) -> list[AcceleratorPart]:
             description=f"PoT-4 shift-add array, {cfg.pot_rows} x {cfg.pot_cols} "
                         f"({cfg.pot_macs} MACs/cycle, LUTs)",
             design=pot, to_verilog=lambda: verilog.convert(pot, name="pot_array"),
-            rows=cfg.pot_rows,
+            rows=cfg.pot_rows, counted_from=core_cfg.pot_rows,
             row_slice=lambda rows: verilog.convert(PotArray(cfg=cfg.replace(pot_rows=rows)),
                                                    name="pot_array")))
     if cfg.dsp_rows:
@@ -102,17 +111,22 @@ def accelerator_parts(cfg: HwConfig) -> list[AcceleratorPart]:
             description=f"packed DSP48E1 array, {cfg.dsp_rows} lanes x {cfg.dsp_cols} "
                         f"({cfg.dsp_count} DSP48E1, {cfg.dsp_pack} products each)",
             design=dsp, to_verilog=lambda: verilog.convert(dsp, name="dsp_array"),
-            rows=cfg.dsp_rows,
+            rows=cfg.dsp_rows, counted_from=core_cfg.dsp_rows,
             row_slice=lambda rows: verilog.convert(DspArray(cfg=cfg.replace(dsp_rows=rows)),
                                                    name="dsp_array")))
     return parts
 
 
+def _flat(cfg: HwConfig) -> Elaboratable:
+    return FlatTop(Accelerator(cfg=cfg), {"axil": "s_axil", "bus": "m_axi"})
+
+
 def top_module(cfg: HwConfig) -> Elaboratable | None:
-    """The complete accelerator (``accel_top``), or None while the core is not integrated."""
+    """The complete accelerator (``accel_top``): ports ``s_axil_*``, ``m_axi_*``, ``irq``,
+    ``clk``, ``rst``."""
     if not isinstance(cfg, HwConfig):
         raise TypeError(f"top_module needs a HwConfig, not {cfg!r}")
-    return None
+    return _flat(cfg)
 
 
 def top_verilog(cfg: HwConfig) -> str | None:

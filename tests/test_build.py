@@ -174,11 +174,11 @@ def fake_tools(monkeypatch):
     def parts(cfg):
         return [T.AcceleratorPart(name=name, description=f"stand-in {name}", design=_Dummy(),
                                   to_verilog=lambda name=name: f"module {name}; endmodule\n")
-                for name in ("axil_regs", "pot_array", "dsp_array")]
+                for name in ("accel_core", "pot_array", "dsp_array")]
 
     def synthesize(path, *, top, work_dir):
         tools.calls.append(top)
-        cells = {"axil_regs": {"LUT6": 300, "FDRE": 200},
+        cells = {"accel_core": {"LUT6": 300, "FDRE": 200},
                  "pot_array": {"LUT6": 40 * tools.pot_macs, "FDRE": 100},
                  "dsp_array": {"LUT3": 50, "FDRE": 50, "DSP48E1": 8}}[top]
         return SynthResult(top=top, family="xc7", cells=cells, report="", log="", seconds=0.1)
@@ -200,7 +200,7 @@ def test_non_fitting_config(capsys, tmp_path, fake_tools):
     rc, out, err = _main(capsys, "--board", "pynq-z2", "--config",
                          _write(tmp_path / "big.json", big), "--out", str(tmp_path))
     assert rc == 1
-    needed = 300 + 40 * 200 * 16 + 50  # control block, PoT array, DSP array
+    needed = 300 + 40 * 200 * 16 + 50  # core, PoT array, DSP array
     assert err == (
         f"error: config 'big' does not fit xc7z020clg400-1:\n"
         f"  LUT      needed   {needed:,}  available    53,200  ({100 * needed / 53200:.0f}%)\n"
@@ -226,7 +226,7 @@ def test_resume(tmp_path, fake_tools):
     state = flow.run_flow(ctx, start="synthesize", stop="synthesize")
     assert list(state["steps"]) == ["elaborate", "regmap", "estimate", "synthesize"]
     assert state["last_run"] == ["synthesize"]
-    assert sorted(fake_tools.calls) == ["axil_regs", "dsp_array", "pot_array"]
+    assert sorted(fake_tools.calls) == ["accel_core", "dsp_array", "pot_array"]
     assert all(isinstance(s["seconds"], float) for s in state["steps"].values())
     # Re-running an early step forgets the later ones until they run again.
     flow.run_flow(ctx, start="regmap", stop="regmap")
@@ -263,9 +263,12 @@ def test_generated_project(tmp_path, fake_tools):
     assert "connect_bd_net [get_bd_pins accel/irq] [get_bd_pins ps7/IRQ_F2P]" in lines
     sh = ctx.project_dir / "build_vivado.sh"
     assert sh.stat().st_mode & stat.S_IXUSR
-    # No complete top yet: no accel_top.v, and elaborate says why.
-    assert not (ctx.project_dir / "accel_top.v").exists()
-    assert T.NOT_INTEGRATED in (ctx.logs / "elaborate.log").read_text()
+    # The complete top, with the port names the block design connects.
+    top = (ctx.project_dir / "accel_top.v").read_text()
+    assert "module accel_top(" in top
+    for port in ("s_axil_awaddr", "s_axil_rdata", "m_axi_araddr", "m_axi_wdata", "irq"):
+        assert re.search(rf"\b(input|output) (\[[^]]*\] )?{port};", top), port
+    assert T.NOT_INTEGRATED not in (ctx.logs / "elaborate.log").read_text()
 
 
 def test_find_vivado(tmp_path):
@@ -278,19 +281,15 @@ def test_find_vivado(tmp_path):
     assert cmd == ["sh", "-c", '. "$AMARANTH_ENV_VIVADO" && exec vivado "$@"', "vivado"]
 
 
-def test_vivado_without_top_stops_plainly(tmp_path, fake_tools):
+def test_failing_vivado_is_reported_plainly(tmp_path, fake_tools):
     exe = tmp_path / "bin" / "vivado"
     exe.parent.mkdir()
     exe.write_text("#!/bin/sh\nexit 3\n")
     exe.chmod(0o755)
     ctx = _ctx(tmp_path, env={"PATH": str(exe.parent)})
-    flow.run_flow(ctx)
-    status = json.loads((ctx.work / "bitstream.json").read_text())
-    assert status["built"] is False and status["vivado"] is True
-    assert status["reason"].startswith("Vivado was found, but there is no accel_top.v to "
-                                       "implement (accelerator core (layer engine) not yet "
-                                       "integrated")
-    assert json.loads((ctx.out / "package.json").read_text())["bitstream"] is None
+    with pytest.raises(flow.FlowError, match=r"^Vivado failed \(exit 3\); see .*vivado\.log$"):
+        flow.run_flow(ctx)
+    assert (ctx.project_dir / "accel_top.v").is_file()
 
 
 _FAKE_VIVADO = """#!/bin/sh
@@ -342,8 +341,9 @@ def test_vivado_flow_with_a_top(tmp_path, fake_tools, monkeypatch):
 def _check_package(outdir: Path, cfg: HwConfig, board: str) -> dict:
     for name in ("build-report.md", "hwconfig.json", "config_hash.txt", "regmap.json",
                  "regmap.md", "estimate.json", "estimate.md", "utilization.json",
-                 "package.json", "rtl/axil_regs.v", "rtl/pot_array.v", "rtl/dsp_array.v",
-                 "project/build.tcl", "project/build_vivado.sh", "build-state.json"):
+                 "package.json", "rtl/accel_core.v", "rtl/pot_array.v", "rtl/dsp_array.v",
+                 "project/build.tcl", "project/accel_top.v", "project/build_vivado.sh",
+                 "build-state.json"):
         assert (outdir / name).is_file(), name
     for step in flow.STEP_NAMES:
         assert (outdir / "logs" / f"{step}.log").is_file()
@@ -357,17 +357,18 @@ def _check_package(outdir: Path, cfg: HwConfig, board: str) -> dict:
         board, cfg.config_hash_hex, None)
     util = json.loads((outdir / "utilization.json").read_text())
     # The DSP array maps one DSP48E1 per lane pair and column (also when extrapolated from
-    # slices), nothing else uses DSPs.
-    assert util["total"]["DSP48E1"] == cfg.dsp_count
+    # slices); the core holds its first two lanes, plus the engine's own multipliers.
+    assert util["parts"]["dsp_array"]["DSP48E1"] == (cfg.dsp_rows - 2) * cfg.dsp_cols // 2
+    assert util["total"]["DSP48E1"] > cfg.dsp_count
     for name, rows in (("pot_array", cfg.pot_rows), ("dsp_array", cfg.dsp_rows)):
         assert util["parts"][name]["method"] == (
-            f"extrapolated to {rows} rows from slices of 2 and 4 rows")
+            f"rows 3 to {rows} (the core part holds the first 2), extrapolated from slices "
+            f"of 2 and 4 rows")
     assert util["parts"]["pot_array"]["DSP48E1"] == 0
     assert all(util["parts"][p]["LUT"] > 0 and util["parts"][p]["FF"] > 0 for p in util["parts"])
     report = (outdir / "build-report.md").read_text()
-    assert f"**Note: {T.NOT_INTEGRATED}.**" in report
+    assert T.NOT_INTEGRATED not in report
     assert "Not built: Vivado not found" in report
-    assert f"| DSP48E1 | 0 | 0 | {cfg.dsp_count} | {cfg.dsp_count} |" in report
     assert "Analytical model of the planned engine schedule" in report
     return util
 
@@ -381,11 +382,11 @@ def test_end_to_end_tiny(capsys, tmp_path, monkeypatch):
                          "--jobs", "2")
     assert (rc, err) == (0, "")
     outdir = tmp_path / "b" / f"pynq-z2-{TINY.config_hash_hex}"
-    assert "Vivado not found" in out and f"note: {T.NOT_INTEGRATED}" in out
+    assert "Vivado not found" in out and T.NOT_INTEGRATED not in out
     assert "[6/6] package done in" in out
     util = _check_package(outdir, TINY, "pynq-z2")
     assert sorted(util["parts"]["pot_array"]["slices"]) == ["2", "4"]
-    assert util["parts"]["axil_regs"]["method"] == "whole"
+    assert util["parts"]["accel_core"]["method"] == "whole"
 
 
 @pytest.mark.slow
