@@ -42,3 +42,22 @@ def test_random_resnet18_standard_stem() -> None:
     model = random_resnet18(5, input_shape=(3, 32, 32), width=0.25, ratio="65:30:5",
                             small_stem=False)
     _run(model, random_images(np.random.default_rng(6), 2, (3, 32, 32)), "network-stem")
+
+
+@pytest.mark.slow
+def test_trained_digits_model(tmp_path) -> None:
+    """A model trained and exported by ``python -m quant.train`` (a short run on the shipped
+    digits), on digits test images: the accelerator's logits equal the golden model's."""
+    import subprocess
+    import sys
+
+    from quant.data import load_data
+    from quant.model_format import QModel
+
+    out = tmp_path / "run"
+    subprocess.run([sys.executable, "-m", "quant.train", "--out", str(out), "--float-epochs",
+                    "2", "--epochs", "1", "--max-steps", "10", "--eval-limit", "50",
+                    "--no-progress"], check=True)
+    model = QModel.load(out / "model.npz")
+    images, _ = load_data("digits", channels=model.input_shape[0]).test_arrays(2)
+    _run(model, images, "network-trained")
