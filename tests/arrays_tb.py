@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 from amaranth.lib import wiring
-from amaranth.sim import Simulator
 
 from sim.array_jobs import Job, vector_fields
+from tests.stream_tb import run_stream
 
 
 def _payloads(job: Job) -> list[dict]:
@@ -38,42 +38,6 @@ def run_jobs(dut: wiring.Component, jobs: list[Job], *, seed: int = 0, gap: floa
     if not has_fixed8:
         for p in payloads:
             p.pop("fixed8", None)
-    rng_in = np.random.default_rng(seed)
-    rng_out = np.random.default_rng(seed + 1)
-    results: list[np.ndarray] = []
-    cycles = [0]
-
-    async def producer(ctx):
-        for p in payloads:
-            while rng_in.random() < gap:
-                ctx.set(dut.i.valid, 0)
-                await ctx.tick()
-            ctx.set(dut.i.payload, p)
-            ctx.set(dut.i.valid, 1)
-            await ctx.tick().until(dut.i.ready)
-        ctx.set(dut.i.valid, 0)
-
-    async def consumer(ctx):
-        held = None
-        while len(results) < len(jobs):
-            ready = bool(rng_out.random() >= stall)
-            ctx.set(dut.o.ready, ready)
-            _, _, valid, payload = await ctx.tick().sample(dut.o.valid, dut.o.payload)
-            cycles[0] += 1
-            value = np.array(list(payload), dtype=np.int64)
-            if held is not None:
-                assert valid, "o.valid dropped before o.ready took the result"
-                np.testing.assert_array_equal(value, held, "o.payload changed while stalled")
-            held = None
-            if valid and ready:
-                results.append(value)
-            elif valid:
-                held = value
-            assert cycles[0] < 100 * (len(payloads) + 10), "array stopped producing results"
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(producer, background=True)
-    sim.add_testbench(consumer)
-    sim.run()
-    return results, cycles[0]
+    results, cycles = run_stream(dut, payloads, len(jobs), seed=seed, gap=gap, stall=stall,
+                                 max_cycles=100 * (len(payloads) + 10))
+    return [np.array(r, dtype=np.int64) for r in results], cycles

@@ -12,10 +12,15 @@ from amaranth.sim import Simulator
 
 def run_stream(dut: wiring.Component, payloads: list[Any], n_out: int, *, seed: int = 0,
                gap: float = 0.0, stall: float = 0.0, max_cycles: int | None = None
-               ) -> list[Any]:
-    """Drive ``dut.i`` with ``payloads`` and collect ``n_out`` payloads from ``dut.o``."""
+               ) -> tuple[list[Any], int]:
+    """Drive ``dut.i`` with ``payloads`` and collect ``n_out`` payloads from ``dut.o``.
+
+    ``gap``: chance of an idle cycle before each input; ``stall``: chance that the consumer
+    is not ready in a cycle. Returns the outputs in order and the clock cycles taken.
+    """
     rng_in, rng_out = np.random.default_rng(seed), np.random.default_rng(seed + 1)
     results: list[Any] = []
+    count = [0]
     limit = max_cycles or 50 * (len(payloads) + n_out + 20)
 
     async def producer(ctx):
@@ -35,6 +40,7 @@ def run_stream(dut: wiring.Component, payloads: list[Any], n_out: int, *, seed: 
             ctx.set(dut.o.ready, ready)
             _, _, valid, payload = await ctx.tick().sample(dut.o.valid, dut.o.payload)
             cycles += 1
+            count[0] = cycles
             value = _plain(payload)
             if held is not None:
                 assert valid, "o.valid dropped before o.ready took the result"
@@ -51,7 +57,7 @@ def run_stream(dut: wiring.Component, payloads: list[Any], n_out: int, *, seed: 
     sim.add_testbench(producer, background=True)
     sim.add_testbench(consumer)
     sim.run()
-    return results
+    return results, count[0]
 
 
 def _plain(payload: Any) -> Any:

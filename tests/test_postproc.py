@@ -49,8 +49,8 @@ def _values(p):
 def test_postproc_matches_contract(gap, stall):
     rng = np.random.default_rng(42)
     vectors = _vectors(rng, 400)
-    got = run_stream(PostProc(cfg=CFG, lanes=LANES, tag_bits=6), vectors, len(vectors), seed=1,
-                     gap=gap, stall=stall)
+    got, _ = run_stream(PostProc(cfg=CFG, lanes=LANES, tag_bits=6), vectors, len(vectors),
+                        seed=1, gap=gap, stall=stall)
     assert got == [_expected(p) for p in vectors]
 
 
@@ -59,7 +59,9 @@ def test_postproc_latency_and_throughput():
     vectors = _vectors(rng, 50)
     dut = PostProc(cfg=CFG, lanes=LANES, tag_bits=6)
     assert dut.LATENCY == 4
-    got = run_stream(dut, vectors, len(vectors), max_cycles=len(vectors) + dut.LATENCY + 2)
+    got, cycles = run_stream(dut, vectors, len(vectors),
+                             max_cycles=len(vectors) + dut.LATENCY + 2)
+    assert cycles == len(vectors) + dut.LATENCY
     assert got == [_expected(p) for p in vectors]
 
 
