@@ -67,8 +67,8 @@ def run_add(cfg, a, b, layer, *, seed=0, gap=0.3, stall=0.3, max_cycles=None):
     tag_bits = 7
     payloads = [{"a": _raw(ra, cfg), "b": _raw(rb, cfg), "tag": n % 128}
                 for n, (ra, rb) in enumerate(zip(a, b, strict=True))]
-    got = run_stream(_AddTop(cfg, layer, tag_bits), payloads, len(payloads), seed=seed,
-                     gap=gap, stall=stall, max_cycles=max_cycles)
+    got, _ = run_stream(_AddTop(cfg, layer, tag_bits), payloads, len(payloads), seed=seed,
+                        gap=gap, stall=stall, max_cycles=max_cycles)
     assert [g["tag"] for g in got] == [p["tag"] for p in payloads]
     return np.array([g["value"] for g in got], np.int64).reshape(a.shape)
 
