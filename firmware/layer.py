@@ -15,7 +15,14 @@ from .pack import pack_values, unpack_values, values_per_word
 
 __all__ = ["ConvLayer", "pack_feature_map", "prepare_conv", "unpack_feature_map"]
 
-_WORD = 64
+
+
+def _word_bits(cfg: HwConfig) -> int:
+    """DDR words are the AXI master's data width; the engine's layouts need 64 bits."""
+    if cfg.axi_data_width != 64:
+        raise ValueError(f"the engine's DDR layouts need a 64-bit AXI master, not "
+                         f"{cfg.axi_data_width}-bit (HwConfig.axi_data_width)")
+    return cfg.axi_data_width
 
 
 def _chunks(channels: int, v: int) -> int:
@@ -30,10 +37,11 @@ def pack_feature_map(x: np.ndarray, bits: int, *, signed: bool, cfg: HwConfig) -
     padded = np.zeros((_chunks(c, v) * v, h, w), np.int64)
     padded[:c] = x
     vectors = padded.reshape(-1, v, h, w).transpose(2, 3, 0, 1).reshape(-1, v)
-    per_vec = -(-v // values_per_word(bits))
+    word = _word_bits(cfg)
+    per_vec = -(-v // values_per_word(bits, word))
     out = np.zeros((len(vectors), per_vec), np.uint64)
     for i, vec in enumerate(vectors):
-        out[i] = pack_values(vec, bits, signed=signed)
+        out[i] = pack_values(vec, bits, signed=signed, word_bits=word)
     return out.reshape(-1)
 
 
@@ -43,11 +51,13 @@ def unpack_feature_map(words: np.ndarray, shape: tuple[int, int, int], bits: int
     c, h, w = shape
     v = cfg.vec_len
     chunks = _chunks(c, v)
-    per_vec = -(-v // values_per_word(bits))
+    word = _word_bits(cfg)
+    per_vec = -(-v // values_per_word(bits, word))
     words = np.asarray(words, np.uint64).reshape(-1, per_vec)
     if len(words) != h * w * chunks:
         raise ValueError(f"{len(words)} vectors of words do not hold a {c}x{h}x{w} map")
-    vectors = np.stack([unpack_values(wv, bits, v, signed=signed) for wv in words])
+    vectors = np.stack([unpack_values(wv, bits, v, signed=signed, word_bits=word)
+                        for wv in words])
     fm = vectors.reshape(h, w, chunks * v).transpose(2, 0, 1)
     return fm[:c]
 
@@ -84,7 +94,8 @@ def prepare_conv(weight: np.ndarray, scheme: np.ndarray, bias: np.ndarray, mult:
     if w.ndim == 2:
         w = w[:, :, None, None]
     plans = plan_passes(scheme, cfg)
-    wpr = -(-weight_row_bits(cfg) // _WORD)
+    word = _word_bits(cfg)
+    wpr = -(-weight_row_bits(cfg) // word)
     words: list[int] = []
     steps = 0
     for plan in plans:
@@ -99,5 +110,5 @@ def prepare_conv(weight: np.ndarray, scheme: np.ndarray, bias: np.ndarray, mult:
         rows = weight_rows(w, scheme, plan, cfg)
         steps = len(rows)
         for row in rows:
-            words += [(row >> (_WORD * i)) & ((1 << _WORD) - 1) for i in range(wpr)]
+            words += [(row >> (word * i)) & ((1 << word) - 1) for i in range(wpr)]
     return ConvLayer(np.array(words, np.uint64), len(plans), steps)
