@@ -71,6 +71,30 @@ def _burst_len(m: Module, cfg: HwConfig, addr, remaining) -> Signal:
     return beats
 
 
+def _dma_members(cfg: HwConfig, data: str, flow) -> dict[str, wiring.Member]:
+    """Members shared by the reader and the writer; ``data`` names their word stream."""
+    return {
+        "cmd": In(stream.Signature(DmaCommand(cfg))),
+        data: flow(stream.Signature(cfg.axi_data_width)),
+        "bus": Out(AxiSignature(addr_width=cfg.axi_addr_width, data_width=cfg.axi_data_width)),
+        "window_base": In(cfg.axi_addr_width), "window_size": In(cfg.axi_addr_width + 1),
+        "busy": Out(1), "done": Out(1), "error": Out(1),
+    }
+
+
+class _Transfer:
+    """Per-command state both directions use: address, words left, this burst's length and
+    the window check of the command on offer."""
+
+    def __init__(self, m: Module, unit: wiring.Component, cfg: HwConfig) -> None:
+        self.wb = cfg.axi_data_width // 8
+        self.addr = Signal(cfg.axi_addr_width)
+        self.remaining = Signal(cfg.axi_addr_width)
+        self.beats = _burst_len(m, cfg, self.addr, self.remaining)
+        self.ok = _window_ok(m, cfg, unit.cmd.payload.addr, unit.cmd.payload.words,
+                             unit.window_base, unit.window_size)
+
+
 class DmaReader(wiring.Component):
     """Reads ``words`` bus words from ``addr`` and streams them out in order.
 
@@ -92,24 +116,13 @@ class DmaReader(wiring.Component):
 
     def __init__(self, *, cfg: HwConfig) -> None:
         self._cfg = cfg
-        super().__init__({
-            "cmd": In(stream.Signature(DmaCommand(cfg))),
-            "o": Out(stream.Signature(cfg.axi_data_width)),
-            "bus": Out(AxiSignature(addr_width=cfg.axi_addr_width,
-                                    data_width=cfg.axi_data_width)),
-            "window_base": In(cfg.axi_addr_width), "window_size": In(cfg.axi_addr_width + 1),
-            "busy": Out(1), "done": Out(1), "error": Out(1),
-        })
+        super().__init__(_dma_members(cfg, "o", Out))
 
     def elaborate(self, platform: object) -> Module:
         m = Module()
         cfg, bus = self._cfg, self.bus
-        wb = cfg.axi_data_width // 8
-        addr = Signal(cfg.axi_addr_width)
-        remaining = Signal(cfg.axi_addr_width)
-        beats = _burst_len(m, cfg, addr, remaining)
-        ok = _window_ok(m, cfg, self.cmd.payload.addr, self.cmd.payload.words,
-                        self.window_base, self.window_size)
+        t = _Transfer(m, self, cfg)
+        wb, addr, remaining, beats, ok = t.wb, t.addr, t.remaining, t.beats, t.ok
         m.d.comb += [bus.arburst.eq(1), bus.arsize.eq((wb - 1).bit_length()),
                      bus.arcache.eq(0b0011), bus.arid.eq(0)]
         m.d.comb += [self.o.payload.eq(bus.rdata)]
@@ -161,25 +174,14 @@ class DmaWriter(wiring.Component):
 
     def __init__(self, *, cfg: HwConfig) -> None:
         self._cfg = cfg
-        super().__init__({
-            "cmd": In(stream.Signature(DmaCommand(cfg))),
-            "i": In(stream.Signature(cfg.axi_data_width)),
-            "bus": Out(AxiSignature(addr_width=cfg.axi_addr_width,
-                                    data_width=cfg.axi_data_width)),
-            "window_base": In(cfg.axi_addr_width), "window_size": In(cfg.axi_addr_width + 1),
-            "busy": Out(1), "done": Out(1), "error": Out(1),
-        })
+        super().__init__(_dma_members(cfg, "i", In))
 
     def elaborate(self, platform: object) -> Module:
         m = Module()
         cfg, bus = self._cfg, self.bus
-        wb = cfg.axi_data_width // 8
-        addr = Signal(cfg.axi_addr_width)
-        remaining = Signal(cfg.axi_addr_width)
-        beats = _burst_len(m, cfg, addr, remaining)
+        t = _Transfer(m, self, cfg)
+        wb, addr, remaining, beats, ok = t.wb, t.addr, t.remaining, t.beats, t.ok
         left = Signal(range(MAX_BURST + 1))
-        ok = _window_ok(m, cfg, self.cmd.payload.addr, self.cmd.payload.words,
-                        self.window_base, self.window_size)
         m.d.comb += [bus.awburst.eq(1), bus.awsize.eq((wb - 1).bit_length()),
                      bus.awcache.eq(0b0011), bus.awid.eq(0),
                      bus.wdata.eq(self.i.payload), bus.wstrb.eq((1 << wb) - 1)]
