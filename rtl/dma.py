@@ -95,6 +95,12 @@ class _Transfer:
                              unit.window_base, unit.window_size)
 
 
+def _status(m: Module, fsm, unit: wiring.Component) -> None:
+    """Command ready in IDLE, ``done`` for the DONE cycle, ``busy`` in between."""
+    m.d.comb += [unit.cmd.ready.eq(fsm.ongoing("IDLE")), unit.done.eq(fsm.ongoing("DONE")),
+                 unit.busy.eq(~fsm.ongoing("IDLE") & ~fsm.ongoing("DONE"))]
+
+
 class DmaReader(wiring.Component):
     """Reads ``words`` bus words from ``addr`` and streams them out in order.
 
@@ -157,9 +163,7 @@ class DmaReader(wiring.Component):
                             m.next = "ADDR"
             with m.State("DONE"):
                 m.next = "IDLE"
-        # Status from the state as plain assignments (defined from time zero in simulation).
-        m.d.comb += [self.cmd.ready.eq(fsm.ongoing("IDLE")), self.done.eq(fsm.ongoing("DONE")),
-                     self.busy.eq(~fsm.ongoing("IDLE") & ~fsm.ongoing("DONE"))]
+        _status(m, fsm, self)
         return m
 
 
@@ -221,9 +225,7 @@ class DmaWriter(wiring.Component):
                         m.next = "ADDR"
             with m.State("DONE"):
                 m.next = "IDLE"
-        # Status from the state as plain assignments (defined from time zero in simulation).
-        m.d.comb += [self.cmd.ready.eq(fsm.ongoing("IDLE")), self.done.eq(fsm.ongoing("DONE")),
-                     self.busy.eq(~fsm.ongoing("IDLE") & ~fsm.ongoing("DONE"))]
+        _status(m, fsm, self)
         return m
 
 
