@@ -13,11 +13,21 @@ from rtl.descriptor import Op, pack_descriptor
 from .conv import plan_passes, weight_row_bits, weight_rows
 from .pack import pack_values, unpack_values, values_per_word
 
-__all__ = ["ConvLayer", "pack_feature_map", "prepare_conv", "unpack_feature_map"]
+__all__ = ["PASS_HEADER_WORDS", "SLOT_FIELDS", "SLOT_WORDS", "ConvLayer", "pack_feature_map",
+           "pass_block_words", "prepare_conv", "row_words", "unpack_feature_map", "word_bits",
+           "words_per_vector"]
+
+#: Words before the slots of a pass block: the Fixed-8 pair flags.
+PASS_HEADER_WORDS = 1
+#: Words per result slot: the requantization word (``SLOT_FIELDS``), then the channel.
+SLOT_WORDS = 2
+#: (bit offset, width) of the fields of a slot's first word.
+SLOT_FIELDS: dict[str, tuple[int, int]] = {"bias": (0, 32), "mult": (32, 16),
+                                           "shift": (48, 6), "valid": (63, 1)}
 
 
 
-def _word_bits(cfg: HwConfig) -> int:
+def word_bits(cfg: HwConfig) -> int:
     """DDR words are the AXI master's data width; the engine's layouts need 64 bits."""
     if cfg.axi_data_width != 64:
         raise ValueError(f"the engine's DDR layouts need a 64-bit AXI master, not "
@@ -29,6 +39,22 @@ def _chunks(channels: int, v: int) -> int:
     return -(-channels // v)
 
 
+def words_per_vector(cfg: HwConfig, bits: int) -> int:
+    """DDR words holding one ``V``-element feature-map vector of ``bits``-bit elements."""
+    return -(-cfg.vec_len // values_per_word(bits, word_bits(cfg)))
+
+
+def row_words(cfg: HwConfig) -> int:
+    """DDR words of one weight-buffer row."""
+    return -(-weight_row_bits(cfg) // word_bits(cfg))
+
+
+def pass_block_words(cfg: HwConfig, steps: int) -> int:
+    """DDR words of one conv pass block (header, slots, ``steps`` weight rows)."""
+    return (PASS_HEADER_WORDS + SLOT_WORDS * (cfg.pot_rows + cfg.dsp_rows)
+            + steps * row_words(cfg))
+
+
 def pack_feature_map(x: np.ndarray, bits: int, *, signed: bool, cfg: HwConfig) -> np.ndarray:
     """(C, H, W) integers to DDR words: ``[h][w][chunk]`` vectors of ``V`` elements, each
     vector in its own ``ceil(V / (64 // bits))`` words (docs/engine.md)."""
@@ -37,8 +63,8 @@ def pack_feature_map(x: np.ndarray, bits: int, *, signed: bool, cfg: HwConfig) -
     padded = np.zeros((_chunks(c, v) * v, h, w), np.int64)
     padded[:c] = x
     vectors = padded.reshape(-1, v, h, w).transpose(2, 3, 0, 1).reshape(-1, v)
-    word = _word_bits(cfg)
-    per_vec = -(-v // values_per_word(bits, word))
+    word = word_bits(cfg)
+    per_vec = words_per_vector(cfg, bits)
     out = np.zeros((len(vectors), per_vec), np.uint64)
     for i, vec in enumerate(vectors):
         out[i] = pack_values(vec, bits, signed=signed, word_bits=word)
@@ -51,8 +77,8 @@ def unpack_feature_map(words: np.ndarray, shape: tuple[int, int, int], bits: int
     c, h, w = shape
     v = cfg.vec_len
     chunks = _chunks(c, v)
-    word = _word_bits(cfg)
-    per_vec = -(-v // values_per_word(bits, word))
+    word = word_bits(cfg)
+    per_vec = words_per_vector(cfg, bits)
     words = np.asarray(words, np.uint64).reshape(-1, per_vec)
     if len(words) != h * w * chunks:
         raise ValueError(f"{len(words)} vectors of words do not hold a {c}x{h}x{w} map")
@@ -86,26 +112,26 @@ def prepare_conv(weight: np.ndarray, scheme: np.ndarray, bias: np.ndarray, mult:
                  shift: np.ndarray, cfg: HwConfig) -> ConvLayer:
     """Pass blocks of a conv (O, I, k, k) or fc (O, I) layer.
 
-    Block of one pass: a word of Fixed-8 pair flags; per result slot two words (``bias``
-    bits 0-31, ``mult`` 32-47, ``shift`` 48-53, ``valid`` 63; then the original channel);
-    then the weight rows, each ``ceil(row_bits / 64)`` words, low word first.
+    Block of one pass (:func:`pass_block_words` words): a word of Fixed-8 pair flags; per
+    result slot two words (the fields of ``SLOT_FIELDS``, then the original channel); then
+    the weight rows, each :func:`row_words` words, low word first.
     """
     w = np.asarray(weight)
     if w.ndim == 2:
         w = w[:, :, None, None]
     plans = plan_passes(scheme, cfg)
-    word = _word_bits(cfg)
-    wpr = -(-weight_row_bits(cfg) // word)
+    word, wpr = word_bits(cfg), row_words(cfg)
     words: list[int] = []
     steps = 0
     for plan in plans:
         words.append(sum(1 << k for k, f in enumerate(plan.fixed8) if f))
         for slot in plan.slots(bias, mult, shift):
             if slot is None:
-                words += [0, 0]
+                words += [0] * SLOT_WORDS
             else:
-                words.append((slot.bias & 0xFFFF_FFFF) | slot.mult << 32 | slot.shift << 48
-                             | 1 << 63)
+                fields = {"bias": slot.bias, "mult": slot.mult, "shift": slot.shift, "valid": 1}
+                words.append(sum((fields[name] & ((1 << width) - 1)) << offset
+                                 for name, (offset, width) in SLOT_FIELDS.items()))
                 words.append(slot.channel)
         rows = weight_rows(w, scheme, plan, cfg)
         steps = len(rows)

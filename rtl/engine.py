@@ -13,6 +13,17 @@ from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from firmware.conv import weight_row_bits
+from firmware.layer import (
+    PASS_HEADER_WORDS,
+    SLOT_FIELDS,
+    SLOT_WORDS,
+    pass_block_words,
+    row_words,
+    word_bits,
+    words_per_vector,
+)
+
 from .axil import AxiLiteSignature, AxiLiteSlave, register_signature
 from .config import HwConfig
 from .conv_core import ConvCore
@@ -22,25 +33,11 @@ from .postproc import PostMode
 from .regmap import ErrorCode, RegisterMap, build_regmap
 from .vector_units import AddUnit, AvgPool, MaxPool, lane_bits
 
-__all__ = ["IN_BITS", "OUT_BITS_CHOICES", "Accelerator", "Engine", "pass_block_words",
-           "words_per_vector"]
+__all__ = ["IN_BITS", "OUT_BITS_CHOICES", "Accelerator", "Engine"]
 
 #: Storage widths of input elements the engine unpacks, and of output elements it packs.
 IN_BITS = (4, 5, 6, 8)
 OUT_BITS_CHOICES = (4, 5, 6, 8, 32)
-_WORD = 64
-
-
-def words_per_vector(cfg: HwConfig, bits: int) -> int:
-    """64-bit words holding one ``V``-element vector of ``bits``-bit elements."""
-    per = _WORD // bits
-    return -(-cfg.vec_len // per)
-
-
-def pass_block_words(cfg: HwConfig, steps: int) -> int:
-    """Words of one conv pass block: fixed-8 flags, two words per slot, the weight rows."""
-    from firmware.conv import weight_row_bits
-    return 1 + 2 * (cfg.pot_rows + cfg.dsp_rows) + steps * -(-weight_row_bits(cfg) // _WORD)
 
 
 def _bits(n: int) -> int:
@@ -61,16 +58,15 @@ class Engine(wiring.Component):
     """
 
     def __init__(self, *, cfg: HwConfig, regmap: RegisterMap) -> None:
-        if cfg.axi_data_width != _WORD:
-            raise ValueError(f"the engine needs a 64-bit AXI master, not "
-                             f"{cfg.axi_data_width}-bit (HwConfig.axi_data_width)")
+        word_bits(cfg)  # raises for a bus width the DDR layouts do not support
         if cfg.vec_len & (cfg.vec_len - 1):
             raise ValueError(f"the engine needs a power-of-two vector length, not "
                              f"{cfg.vec_len} (HwConfig.pot_cols)")
         self._cfg, self._regmap = cfg, regmap
         super().__init__({
             "regs": In(register_signature(regmap)),
-            "bus": Out(AxiSignature(addr_width=cfg.axi_addr_width, data_width=_WORD)),
+            "bus": Out(AxiSignature(addr_width=cfg.axi_addr_width,
+                                    data_width=cfg.axi_data_width)),
             "irq": Out(1),
         })
 
@@ -79,9 +75,8 @@ class Engine(wiring.Component):
         cfg, regs, v = self._cfg, self.regs, self._cfg.vec_len
         logv = _bits(v) if v > 1 else 0
         lb = lane_bits(cfg)
-        from firmware.conv import weight_row_bits
         wrow_bits = weight_row_bits(cfg)
-        wpr = -(-wrow_bits // _WORD)
+        word, wpr = word_bits(cfg), row_words(cfg)
         n_slots = cfg.pot_rows + cfg.dsp_rows
         ch_bits = _bits(cfg.max_channels)
 
@@ -96,7 +91,7 @@ class Engine(wiring.Component):
 
         # ---- descriptor ------------------------------------------------------------------
         desc = Signal(descriptor_layout())
-        desc_words = descriptor_bytes() * 8 // _WORD
+        desc_words = descriptor_bytes() * 8 // word
         d = desc
         is_conv, is_add = d.op == Op.CONV, d.op == Op.ADD
         is_max, is_avg = d.op == Op.MAXPOOL, d.op == Op.AVGPOOL
@@ -123,7 +118,7 @@ class Engine(wiring.Component):
         pass_words = Signal(32)
         m.d.comb += [in_words.eq(in_vecs * wpv_in), in2_words.eq(in_vecs * wpv_in2),
                      out_words.eq(out_vecs * wpv_out),
-                     pass_words.eq(1 + 2 * n_slots + d.steps * wpr)]
+                     pass_words.eq(pass_block_words(cfg, 0) + d.steps * wpr)]
         weight_words = Signal(48)
         m.d.comb += weight_words.eq(d.passes * pass_words)
 
@@ -236,8 +231,8 @@ class Engine(wiring.Component):
         adds_in_flight = Signal(4)
         pass_idx = Signal(16)
         pass_base = Signal(cfg.axi_addr_width)
-        slot_lo = Signal(_WORD)
-        row = Signal(wpr * _WORD)
+        slot_lo = Signal(word)
+        row = Signal(wpr * word)
         row_idx = Signal(_bits(cfg.weight_buf_depth) + 1)
         fixed8 = Signal(max(1, cfg.dsp_rows // 2))
         bias_bad = Signal()
@@ -287,7 +282,7 @@ class Engine(wiring.Component):
         next_vec = Signal.like(vec)
         m.d.comb += next_vec.eq(vec)
         for bits in IN_BITS:
-            per = _WORD // bits
+            per = word // bits
             with m.If(cur_bits == bits):
                 for lane in range(v):
                     with m.If(k == lane // per):
@@ -301,15 +296,19 @@ class Engine(wiring.Component):
         m.d.comb += next_row.eq(row)
         for r in range(wpr):
             with m.If(k == r):
-                m.d.comb += next_row.word_select(r, _WORD).eq(rd_word)
+                m.d.comb += next_row.word_select(r, word).eq(rd_word)
         m.d.comb += [core.w_waddr.eq(row_idx), core.w_wdata.eq(next_row[:wrow_bits])]
-        slot_bias = slot_lo[:32].as_signed()
+        def slot_field(name: str):
+            offset, width = SLOT_FIELDS[name]
+            return slot_lo[offset:offset + width]
+
+        slot_bias = slot_field("bias").as_signed()
         m.d.comb += [
-            core.slot_waddr.eq((word_count - 1) >> 1),
-            core.slot_wdata.valid.eq(slot_lo[63]),
+            core.slot_waddr.eq((word_count - PASS_HEADER_WORDS) // SLOT_WORDS),
+            core.slot_wdata.valid.eq(slot_field("valid")),
             core.slot_wdata.bias.eq(slot_bias),
-            core.slot_wdata.mult.eq(slot_lo[32:48]),
-            core.slot_wdata.shift.eq(slot_lo[48:54]),
+            core.slot_wdata.mult.eq(slot_field("mult")),
+            core.slot_wdata.shift.eq(slot_field("shift")),
             core.slot_wdata.channel.eq(rd_word[:ch_bits]),
         ]
         bias_fits = (slot_bias >= -(1 << (cfg.acc_bits - 1))) & \
@@ -325,9 +324,9 @@ class Engine(wiring.Component):
         # Packing one output word from the vector read back from the out buffer.
         out_lanes = Signal(data.ArrayLayout(signed(32), v))
         m.d.comb += out_lanes.eq(out_rd.data)
-        packed = Signal(_WORD)
+        packed = Signal(word)
         for bits in OUT_BITS_CHOICES:
-            per = _WORD // bits
+            per = word // bits
             words = [Cat(*[out_lanes[i][:bits] for i in range(w * per, min(v, (w + 1) * per))])
                      for w in range(words_per_vector(cfg, bits))]
             with m.If(d.out_bits == bits):
@@ -360,7 +359,7 @@ class Engine(wiring.Component):
                 m.d.comb += dma.rd_data.ready.eq(1)
                 m.d.sync += stalls.eq(stalls + 1)
                 with m.If(rd_take):
-                    m.d.sync += [desc.as_value().word_select(word_count[:4], _WORD).eq(rd_word),
+                    m.d.sync += [desc.as_value().word_select(word_count[:4], word).eq(rd_word),
                                  word_count.eq(word_count + 1)]
                 with m.If(dma.rd_done):
                     m.next = "CHECK"
@@ -453,14 +452,14 @@ class Engine(wiring.Component):
                 m.d.sync += stalls.eq(stalls + 1)
                 with m.If(rd_take):
                     m.d.sync += word_count.eq(word_count + 1)
-                    with m.If(word_count == 0):
+                    with m.If(word_count < PASS_HEADER_WORDS):
                         m.d.sync += fixed8.eq(rd_word)
-                    with m.Elif(word_count <= 2 * n_slots):
-                        with m.If(word_count[0]):
+                    with m.Elif(word_count < PASS_HEADER_WORDS + SLOT_WORDS * n_slots):
+                        with m.If((word_count - PASS_HEADER_WORDS) % SLOT_WORDS == 0):
                             m.d.sync += slot_lo.eq(rd_word)
                         with m.Else():
                             m.d.comb += core.slot_we.eq(1)
-                            with m.If(slot_lo[63] & ~bias_fits):
+                            with m.If(slot_field("valid") & ~bias_fits):
                                 m.d.sync += bias_bad.eq(1)
                     with m.Else():
                         m.d.sync += [row.eq(next_row), k.eq(k + 1)]
@@ -533,7 +532,8 @@ class Accelerator(wiring.Component):
         self._regmap = build_regmap(cfg)
         super().__init__({
             "axil": In(AxiLiteSignature(addr_width=self._regmap.addr_width)),
-            "bus": Out(AxiSignature(addr_width=cfg.axi_addr_width, data_width=_WORD)),
+            "bus": Out(AxiSignature(addr_width=cfg.axi_addr_width,
+                                    data_width=cfg.axi_data_width)),
             "irq": Out(1),
         })
 
