@@ -96,7 +96,8 @@ def weight_rows(weight: np.ndarray, scheme: np.ndarray, plan: ConvPass, cfg: HwC
     """The ``K / V`` weight-buffer rows of one pass, as integers.
 
     ``weight`` is the layer's (O, I, k, k) (or (O, I)) int8 array. Steps run over
-    ``(ky, kx, chunk)`` with the chunk innermost; input channel ``chunk * V + col`` is column
+    ``(chunk, ky, kx)`` with ``kx`` innermost, the walk of ``rtl.window.WindowGen``; input
+    channel ``chunk * V + col`` is column
     ``col`` (zero beyond I). In a row, PoT row ``r``'s code for column ``c`` sits at bit
     ``4 * (r * V + c)``; DSP lane ``l``'s nibble at ``4 * ((pot_rows + l) * V + c)``. A Fixed-8
     weight ``w`` on lanes ``2k, 2k+1`` is split as ``w & 15`` (low lane) and ``w >> 4``.
@@ -109,8 +110,8 @@ def weight_rows(weight: np.ndarray, scheme: np.ndarray, plan: ConvPass, cfg: HwC
     chunks = -(-in_ch // v)
     padded = np.zeros((out_ch, chunks * v, k, k), np.int64)
     padded[:, :in_ch] = w
-    # (O, ky, kx, chunk, col)
-    steps = padded.reshape(out_ch, chunks, v, k, k).transpose(0, 3, 4, 1, 2)
+    # (O, chunk, ky, kx, col)
+    steps = padded.reshape(out_ch, chunks, v, k, k).transpose(0, 1, 3, 4, 2)
     steps = steps.reshape(out_ch, k * k * chunks, v)
     nsteps = steps.shape[1]
     nibbles = np.zeros((cfg.pot_rows + cfg.dsp_rows, nsteps, v), np.int64)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rtl.config import HwConfig
-from rtl.descriptor import Op, pack_descriptor
+from rtl.descriptor import Op
 
 from .conv import plan_passes, weight_row_bits, weight_rows
 from .pack import pack_values, unpack_values, values_per_word
@@ -95,17 +95,21 @@ class ConvLayer:
     weights: np.ndarray     # uint64 words: the pass blocks
     passes: int
     steps: int
+    cfg: HwConfig
 
-    def descriptor(self, *, in_addr: int, out_addr: int, weight_addr: int,
-                   in_shape: tuple[int, int, int], out_shape: tuple[int, int, int],
-                   kernel: int, stride: int, pad: int, mode: int, in_bits: int,
-                   out_bits: int) -> bytes:
-        return pack_descriptor(op=Op.CONV, in_addr=in_addr, out_addr=out_addr,
-                               weight_addr=weight_addr, in_c=in_shape[0], in_h=in_shape[1],
-                               in_w=in_shape[2], out_c=out_shape[0], out_h=out_shape[1],
-                               out_w=out_shape[2], kernel=kernel, stride=stride, pad=pad,
-                               mode=int(mode), in_bits=in_bits, out_bits=out_bits,
-                               passes=self.passes, steps=self.steps)
+    def descriptors(self, *, in_addr: int, out_addr: int, weight_addr: int,
+                    in_shape: tuple[int, int, int], out_shape: tuple[int, int, int],
+                    kernel: int, stride: int, pad: int, mode: int, in_bits: int,
+                    out_bits: int, name: str = "conv") -> list[bytes]:
+        """The layer's descriptors, one per row tile (``firmware.tiling``), to run as one
+        chain (``DESC_COUNT``)."""
+        from .tiling import layer_descriptors
+        return layer_descriptors(
+            self.cfg, pad=pad, name=name, op=Op.CONV, in_addr=in_addr, out_addr=out_addr,
+            weight_addr=weight_addr, in_c=in_shape[0], in_h=in_shape[1], in_w=in_shape[2],
+            out_c=out_shape[0], out_h=out_shape[1], out_w=out_shape[2], kernel=kernel,
+            stride=stride, mode=int(mode), in_bits=in_bits, out_bits=out_bits,
+            passes=self.passes, steps=self.steps)
 
 
 def prepare_conv(weight: np.ndarray, scheme: np.ndarray, bias: np.ndarray, mult: np.ndarray,
@@ -137,4 +141,4 @@ def prepare_conv(weight: np.ndarray, scheme: np.ndarray, bias: np.ndarray, mult:
         steps = len(rows)
         for row in rows:
             words += [(row >> (word * i)) & ((1 << word) - 1) for i in range(wpr)]
-    return ConvLayer(np.array(words, np.uint64), len(plans), steps)
+    return ConvLayer(np.array(words, np.uint64), len(plans), steps, cfg)

@@ -1,8 +1,11 @@
-"""Plan a whole quantized network for the accelerator: DDR layout, one descriptor per layer.
+"""Plan a whole quantized network for the accelerator: DDR layout and one descriptor table
+(each layer's row tiles in order).
 
 The plan is what the firmware (on the board) and the RTL benches (in simulation) both run:
-copy ``plan.memory`` into DDR, write the input image, then for each layer write its
-descriptor address to ``DESC_ADDR``, start it and wait for done; the logits are then at
+copy ``plan.memory`` into DDR and write the input image; then either run the whole network
+as one chain (``DESC_ADDR = plan.chain_addr``, ``DESC_COUNT = plan.chain_count``, one
+START, one interrupt) or each layer as its own chain (``job.desc_addr``,
+``job.desc_count``: its row tiles) to read per-layer cycle counts; the logits are then at
 ``plan.output``. Only numpy, the hardware config and the model file are needed.
 """
 
@@ -16,10 +19,11 @@ from quant import contract as C
 from quant.fit import check_fits
 from quant.model_format import QModel
 from rtl.config import HwConfig
-from rtl.descriptor import Op, pack_descriptor
+from rtl.descriptor import Op, descriptor_bytes
 from rtl.postproc import PostMode
 
 from .layer import pack_feature_map, prepare_conv, unpack_feature_map
+from .tiling import layer_descriptors
 
 __all__ = ["Buffer", "LayerJob", "NetworkPlan", "plan_network"]
 
@@ -41,9 +45,12 @@ class Buffer:
 
 @dataclass(frozen=True)
 class LayerJob:
+    """One layer: its chain of ``desc_count`` descriptors (row tiles) from ``desc_addr``."""
+
     name: str
     op: str
     desc_addr: int
+    desc_count: int
     out: Buffer
 
 
@@ -57,6 +64,8 @@ class NetworkPlan:
     output: Buffer
     jobs: list[LayerJob] = field(default_factory=list)
     memory: list[tuple[int, bytes]] = field(default_factory=list)
+    chain_addr: int = 0
+    chain_count: int = 0
 
     def input_bytes(self, image: np.ndarray) -> bytes:
         """The packed input image (C, H, W) of unsigned pixels."""
@@ -100,6 +109,7 @@ def plan_network(model: QModel, cfg: HwConfig, *, base: int, size: int) -> Netwo
 
     buffers = {"input": buffer("input")}
     plan = NetworkPlan(cfg, (base, size), buffers["input"], buffers["input"])
+    layers: list[tuple[str, str, list[bytes], Buffer]] = []
     for node in model.nodes:
         name, op = node["name"], node["op"]
         src = buffers[node["inputs"][0]]
@@ -138,10 +148,15 @@ def plan_network(model: QModel, cfg: HwConfig, *, base: int, size: int) -> Netwo
         for bits in (fields["in_bits"], fields.get("in2_bits", act)):
             if bits not in (act, sgn, 8):
                 raise ValueError(f"{name}: {bits}-bit inputs are not supported by the engine")
-        desc = pack_descriptor(**fields)
-        desc_addr = alloc.take(len(desc))
-        plan.memory.append((desc_addr, desc))
-        plan.jobs.append(LayerJob(name, op, desc_addr, out))
+        layers.append((name, op, layer_descriptors(cfg, name=name, **fields), out))
+    # One table: every layer's tiles in order, so the network is also one chain.
+    table = b"".join(d for _, _, descs, _ in layers for d in descs)
+    plan.chain_addr = addr = alloc.take(len(table))
+    plan.chain_count = len(table) // descriptor_bytes()
+    plan.memory.append((addr, table))
+    for name, op, descs, out in layers:
+        plan.jobs.append(LayerJob(name, op, addr, len(descs), out))
+        addr += len(descs) * descriptor_bytes()
     plan.output = buffers[model.output]
     if alloc.next > base + size:
         raise ValueError(f"the network needs {alloc.next - base} bytes of DDR from "

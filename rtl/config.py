@@ -303,7 +303,7 @@ PRESETS: dict[str, HwConfig] = {
                  act_buf_depth=4096, weight_buf_depth=512, out_buf_depth=1024),
         HwConfig(name="zc706", part="xc7z045ffg900-2", clock_mhz=150.0,
                  pot_rows=52, pot_cols=32, dsp_rows=32, dsp_cols=32,
-                 act_buf_depth=8192, weight_buf_depth=1024, out_buf_depth=2048),
+                 act_buf_depth=8192, weight_buf_depth=256, out_buf_depth=2048),
     )
 }
 

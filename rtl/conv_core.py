@@ -16,8 +16,9 @@ from .dsp_array import DspArray
 from .postproc import OUT_BITS, SHIFT_BITS, PostProc
 from .pot_array import PotArray
 from .vector_units import buffer_read_signature, lane_bits
+from .window import WindowGen, window_layout
 
-__all__ = ["ConvCore", "conv_layer_layout", "result_layout", "slot_layout"]
+__all__ = ["ConvCore", "WeightBanks", "conv_layer_layout", "result_layout", "slot_layout"]
 
 
 def _bits(n: int) -> int:
@@ -25,25 +26,10 @@ def _bits(n: int) -> int:
 
 
 def conv_layer_layout(cfg: HwConfig) -> data.StructLayout:
-    """Layer parameters of one pass; stable from ``start`` until ``done``.
-
-    ``height``/``width``: input map held in the act buffer; ``chunks``: ``ceil(C_in / V)``;
-    ``row_stride``: ``width * chunks`` (act-buffer words per input row); ``out_h``/``out_w``:
-    output size; ``kernel``/``stride``/``pad``; ``mode``: a :class:`PostMode`; ``fixed8``:
-    which DSP lane pairs run a Fixed-8 filter in this pass.
-    """
-    sp = _bits(cfg.max_spatial + 1)
-    fields = {
-        "height": unsigned(sp), "width": unsigned(sp),
-        "chunks": unsigned(_bits(cfg.max_channels // cfg.vec_len + 2)),
-        "row_stride": unsigned(_bits(cfg.act_buf_depth + 1)),
-        "out_h": unsigned(sp), "out_w": unsigned(sp),
-        "kernel": unsigned(3), "stride": unsigned(2), "pad": unsigned(2),
-        "mode": unsigned(2),
-    }
-    if "fixed8" in cfg.weight_formats:
-        fields["fixed8"] = data.ArrayLayout(unsigned(1), cfg.dsp_rows // 2)
-    return data.StructLayout(fields)
+    """Layer parameters of one pass; stable from ``start`` until ``done``: the window of
+    ``rtl.window.window_layout`` (map, output size, kernel, stride, padding at the top and
+    the left) and ``mode``, a :class:`PostMode`."""
+    return data.StructLayout({**dict(window_layout(cfg).members), "mode": unsigned(2)})
 
 
 def slot_layout(cfg: HwConfig) -> data.StructLayout:
@@ -66,17 +52,69 @@ def result_layout(cfg: HwConfig) -> data.StructLayout:
     })
 
 
+class WeightBanks(wiring.Component):
+    """Two banks, each holding one conv pass for ``rows`` filter rows: the weight rows (one
+    per step, ``4 * vec_len * rows`` bits), the result slots and the Fixed-8 pair flags.
+
+    Writes (``w_*``, ``slot_*``, ``fixed8_*``) go to bank ``w_bank``; reads come from bank
+    ``rd_bank``: weight row ``rd_addr`` on ``rd_data`` a cycle after ``rd_en`` (held while
+    ``rd_en`` is low), slot ``slot_idx`` on ``slot`` at once, the flags on ``fixed8``. Its
+    own component so that the build's estimate can scale it with the array rows.
+    """
+
+    def __init__(self, *, cfg: HwConfig, rows: int, fixed8_pairs: int) -> None:
+        self._cfg, self._rows, self._pairs = cfg, rows, fixed8_pairs
+        self._wbits = 4 * cfg.vec_len * rows
+        addr = _bits(cfg.weight_buf_depth)
+        members = {
+            "w_bank": In(1),
+            "w_we": In(1), "w_waddr": In(addr), "w_wdata": In(self._wbits),
+            "slot_we": In(1), "slot_waddr": In(_bits(rows)), "slot_wdata": In(slot_layout(cfg)),
+            "rd_bank": In(1), "rd_en": In(1), "rd_addr": In(addr), "rd_data": Out(self._wbits),
+            "slot_idx": In(_bits(rows + 1)), "slot": Out(slot_layout(cfg)),
+        }
+        if fixed8_pairs:
+            members["fixed8_we"] = In(1)
+            members["fixed8_wdata"] = In(data.ArrayLayout(unsigned(1), fixed8_pairs))
+            members["fixed8"] = Out(data.ArrayLayout(unsigned(1), fixed8_pairs))
+        super().__init__(members)
+
+    def elaborate(self, platform: object) -> Module:
+        m = Module()
+        depth = self._cfg.weight_buf_depth
+        m.submodules.w_mem = w_mem = Memory(shape=self._wbits, depth=2 * depth, init=[])
+        wr, rd = w_mem.write_port(), w_mem.read_port()
+        m.d.comb += [wr.en.eq(self.w_we), wr.addr.eq(Cat(self.w_waddr, self.w_bank)),
+                     wr.data.eq(self.w_wdata), rd.en.eq(self.rd_en),
+                     rd.addr.eq(Cat(self.rd_addr, self.rd_bank)), self.rd_data.eq(rd.data)]
+        slots = Signal(data.ArrayLayout(data.ArrayLayout(slot_layout(self._cfg), self._rows),
+                                        2))
+        with m.If(self.slot_we):
+            m.d.sync += slots[self.w_bank][self.slot_waddr].eq(self.slot_wdata)
+        m.d.comb += self.slot.eq(slots[self.rd_bank][self.slot_idx])
+        if self._pairs:
+            flags = Signal(data.ArrayLayout(data.ArrayLayout(unsigned(1), self._pairs), 2))
+            with m.If(self.fixed8_we):
+                m.d.sync += flags[self.w_bank].eq(self.fixed8_wdata)
+            m.d.comb += self.fixed8.eq(flags[self.rd_bank])
+        return m
+
+
 class ConvCore(wiring.Component):
-    """Runs one pass of a convolution (or fc, as 1x1) over the act buffer's input map.
+    """Runs passes of a convolution (or fc, as 1x1) over the act buffer's input map.
 
     The act buffer is outside, shared with the vector units: ``rd`` is its read port (word
     ``(y * width + x) * chunks + chunk``, lane ``i`` at bits ``[i * lane_bits, ...)``, see
-    ``rtl.vector_units.buffer_read_signature``). Before ``start``: load it, the
-    weight buffer (``w_*``: one row per step, see ``firmware.conv.weight_rows``) and the
-    result slots (``slot_*``). After ``start`` the core issues one activation vector per cycle
-    to both arrays (zeros in the padding), and every output pixel's ``pot_rows + dsp_rows``
-    dot products leave requantized on ``o``, one valid slot per cycle, tagged with pixel and
-    original channel. ``done`` pulses when the last result has been taken.
+    ``rtl.vector_units.buffer_read_signature``).
+
+    Weights are double-buffered: two banks, each holding one pass (weight rows ``w_*``, one
+    per step, see ``firmware.conv.weight_rows``; result slots ``slot_*``; Fixed-8 pair flags
+    ``fixed8_*``), written into bank ``w_bank``. ``start`` runs the pass in bank ``bank``;
+    the other bank may be written meanwhile (writing the running bank is not allowed). The
+    core issues one activation vector per cycle to both arrays (zeros in the padding), and
+    every output pixel's ``pot_rows + dsp_rows`` dot products leave requantized on ``o``,
+    one valid slot per cycle, tagged with pixel and original channel. ``done`` pulses when
+    the last result has been taken; the bank is free from then on.
 
     The pass takes ``out_h * out_w * kernel**2 * chunks`` issue cycles when neither the
     arrays nor ``o`` stall; the element-serial result path stalls the arrays on layers with
@@ -89,18 +127,23 @@ class ConvCore(wiring.Component):
         self._slots = cfg.pot_rows + cfg.dsp_rows
         from firmware.conv import weight_row_bits
         self._wbits = weight_row_bits(cfg)
-        super().__init__({
+        members = {
             "layer": In(conv_layer_layout(cfg)),
-            "start": In(1),
+            "start": In(1), "bank": In(1),
             "busy": Out(1),
             "done": Out(1),
             "rd": In(buffer_read_signature(cfg)),
+            "w_bank": In(1),
             "w_we": In(1), "w_waddr": In(_bits(cfg.weight_buf_depth)),
             "w_wdata": In(self._wbits),
             "slot_we": In(1), "slot_waddr": In(_bits(self._slots)),
             "slot_wdata": In(slot_layout(cfg)),
             "o": Out(stream.Signature(result_layout(cfg))),
-        })
+        }
+        if "fixed8" in cfg.weight_formats:
+            members["fixed8_we"] = In(1)
+            members["fixed8_wdata"] = In(data.ArrayLayout(unsigned(1), cfg.dsp_rows // 2))
+        super().__init__(members)
 
     def elaborate(self, platform: object) -> Module:
         m = Module()
@@ -112,51 +155,45 @@ class ConvCore(wiring.Component):
         m.submodules.dsp = dsp = DspArray(cfg=cfg)
         ch_bits, pix_bits = _bits(cfg.max_channels), 2 * _bits(cfg.max_spatial + 1)
         m.submodules.post = post = PostProc(cfg=cfg, lanes=1, tag_bits=ch_bits + pix_bits)
+        m.submodules.window = gen = WindowGen(cfg=cfg)
+        for name in window_layout(cfg).members:
+            m.d.comb += getattr(gen.layer, name).eq(getattr(L, name))
 
-        # ---- buffers ----------------------------------------------------------------------
-        m.submodules.w_mem = w_mem = Memory(shape=self._wbits, depth=cfg.weight_buf_depth,
-                                            init=[])
-        w_wr, w_rd = w_mem.write_port(), w_mem.read_port()
+        # ---- buffers: two banks of weight rows, slots and Fixed-8 flags --------------------
+        depth = cfg.weight_buf_depth
+        pairs = cfg.dsp_rows // 2 if "fixed8" in cfg.weight_formats else 0
+        m.submodules.banks = banks = WeightBanks(cfg=cfg, rows=self._slots, fixed8_pairs=pairs)
+        names = ["w_bank", "w_we", "w_waddr", "w_wdata", "slot_we", "slot_waddr", "slot_wdata"]
+        if pairs:
+            names += ["fixed8_we", "fixed8_wdata"]
+        for name in names:
+            m.d.comb += getattr(banks, name).eq(getattr(self, name))
         act_rd = self.rd
-        m.d.comb += [w_wr.en.eq(self.w_we), w_wr.addr.eq(self.w_waddr),
-                     w_wr.data.eq(self.w_wdata)]
-        slots = Signal(data.ArrayLayout(slot_layout(cfg), self._slots))
-        with m.If(self.slot_we):
-            m.d.sync += slots[self.slot_waddr].eq(self.slot_wdata)
+        run_bank = Signal()
+        busy = Signal()
+        with m.If(self.start & ~busy):
+            m.d.sync += run_bank.eq(self.bank)
+        m.d.comb += banks.rd_bank.eq(run_bank)
 
-        # ---- issue sequencer ----------------------------------------------------------------
-        sp = _bits(cfg.max_spatial + 1) + 2
-        ab = _bits(cfg.act_buf_depth) + sp + 2       # signed act address (negative in padding)
-        oy, ox = Signal(sp, name="oy"), Signal(sp, name="ox")
-        ky, kx = Signal(3, name="ky"), Signal(3, name="kx")
-        ch = Signal(len(L.chunks), name="ch")
-        step = Signal(_bits(cfg.weight_buf_depth + 1), name="step")
-        iy0, ix0 = Signal(signed(sp + 1), name="iy0"), Signal(signed(sp + 1), name="ix0")
-        row_oy = Signal(signed(ab), name="row_oy")    # (oy*s - pad) * row_stride
-        row_k = Signal(signed(ab), name="row_k")      # row_oy + ky * row_stride
-        col_ox = Signal(signed(ab), name="col_ox")    # (ox*s - pad) * chunks
-        col_k = Signal(signed(ab), name="col_k")      # col_ox + kx * chunks
-        col_init = Signal(signed(ab), name="col_init")
-        init_count = Signal(2)
-        issuing = Signal()
-
-        iy, ix = iy0 + ky, ix0 + kx
-        inside = (iy >= 0) & (iy < L.height) & (ix >= 0) & (ix < L.width)
-        addr = row_k + col_k + ch
-        first = (ky == 0) & (kx == 0) & (ch == 0)
-        last_ch, last_kx, last_ky = ch == L.chunks - 1, kx == L.kernel - 1, ky == L.kernel - 1
-        last_ox, last_oy = ox == L.out_w - 1, oy == L.out_h - 1
-        last = last_ch & last_kx & last_ky
+        # ---- issue: the window generator walks (oy, ox, chunk, ky, kx) --------------------
+        step = Signal(_bits(depth + 1), name="step")
+        first = gen.chunk_first & gen.win_first
+        last = gen.chunk_last & gen.win_last
 
         # Stage 1: memory data for the vector issued the cycle before.
         valid1, pad1, first1, last1 = Signal(), Signal(), Signal(), Signal()
         both_ready = pot.i.ready & dsp.i.ready
         adv = ~valid1 | both_ready
-        m.d.comb += [act_rd.en.eq(adv), w_rd.en.eq(adv),
-                     act_rd.addr.eq(addr[:len(act_rd.addr)]), w_rd.addr.eq(step)]
+        m.d.comb += [gen.start.eq(self.start & ~busy), gen.adv.eq(adv),
+                     act_rd.en.eq(adv), banks.rd_en.eq(adv),
+                     act_rd.addr.eq(gen.addr), banks.rd_addr.eq(step[:_bits(depth)])]
         with m.If(adv):
-            m.d.sync += [valid1.eq(issuing), pad1.eq(~inside), first1.eq(first),
+            m.d.sync += [valid1.eq(gen.valid), pad1.eq(~gen.inside), first1.eq(first),
                          last1.eq(last)]
+        with m.If(self.start & ~busy):
+            m.d.sync += step.eq(0)
+        with m.Elif(gen.valid & adv):
+            m.d.sync += step.eq(Mux(last, 0, step + 1))
 
         # Buffer lanes are lane_bits wide; activations into a conv are unsigned act_width.
         lb = lane_bits(cfg)
@@ -167,56 +204,13 @@ class ConvCore(wiring.Component):
         m.d.comb += [
             pot.i.valid.eq(valid1 & both_ready), dsp.i.valid.eq(valid1 & both_ready),
             pot.i.payload.act.eq(act_vec), dsp.i.payload.act.eq(act_vec),
-            pot.i.payload.weight.eq(w_rd.data[:pot_bits]),
-            dsp.i.payload.weight.eq(w_rd.data[pot_bits:]),
+            pot.i.payload.weight.eq(banks.rd_data[:pot_bits]),
+            dsp.i.payload.weight.eq(banks.rd_data[pot_bits:]),
             pot.i.payload.first.eq(first1), pot.i.payload.last.eq(last1),
             dsp.i.payload.first.eq(first1), dsp.i.payload.last.eq(last1),
         ]
-        if "fixed8" in cfg.weight_formats:
-            m.d.comb += dsp.i.payload.fixed8.eq(L.fixed8)
-
-        stride_rows = Mux(L.stride == 2, L.row_stride << 1, L.row_stride)
-        stride_cols = Mux(L.stride == 2, L.chunks << 1, L.chunks)
-        issue_done = Signal()
-        with m.FSM(name="issue"):
-            with m.State("IDLE"):
-                with m.If(self.start):
-                    m.d.sync += [oy.eq(0), ox.eq(0), ky.eq(0), kx.eq(0), ch.eq(0), step.eq(0),
-                                 iy0.eq(-L.pad), ix0.eq(-L.pad), row_oy.eq(0), col_init.eq(0),
-                                 init_count.eq(L.pad), issue_done.eq(0)]
-                    m.next = "INIT"
-            with m.State("INIT"):
-                # -pad * row_stride and -pad * chunks by repeated subtraction (pad <= 3).
-                with m.If(init_count != 0):
-                    m.d.sync += [row_oy.eq(row_oy - L.row_stride),
-                                 col_init.eq(col_init - L.chunks),
-                                 init_count.eq(init_count - 1)]
-                with m.Else():
-                    m.d.sync += [row_k.eq(row_oy), col_ox.eq(col_init), col_k.eq(col_init)]
-                    m.next = "RUN"
-            with m.State("RUN"):
-                m.d.comb += issuing.eq(1)
-                with m.If(adv):
-                    m.d.sync += [ch.eq(ch + 1), step.eq(step + 1)]
-                    with m.If(last_ch):
-                        m.d.sync += [ch.eq(0), kx.eq(kx + 1), col_k.eq(col_k + L.chunks)]
-                        with m.If(last_kx):
-                            m.d.sync += [kx.eq(0), ky.eq(ky + 1), col_k.eq(col_ox),
-                                         row_k.eq(row_k + L.row_stride)]
-                            with m.If(last_ky):
-                                m.d.sync += [ky.eq(0), step.eq(0), ox.eq(ox + 1),
-                                             ix0.eq(ix0 + L.stride),
-                                             col_ox.eq(col_ox + stride_cols),
-                                             col_k.eq(col_ox + stride_cols), row_k.eq(row_oy)]
-                                with m.If(last_ox):
-                                    m.d.sync += [ox.eq(0), oy.eq(oy + 1),
-                                                 iy0.eq(iy0 + L.stride), ix0.eq(-L.pad),
-                                                 row_oy.eq(row_oy + stride_rows),
-                                                 row_k.eq(row_oy + stride_rows),
-                                                 col_ox.eq(col_init), col_k.eq(col_init)]
-                                    with m.If(last_oy):
-                                        m.d.sync += issue_done.eq(1)
-                                        m.next = "IDLE"
+        if pairs:
+            m.d.comb += dsp.i.payload.fixed8.eq(banks.fixed8)
 
         # ---- results: join both arrays, then one slot per cycle into PostProc --------------
         res = Signal(data.ArrayLayout(signed(cfg.acc_bits), self._slots))
@@ -230,7 +224,8 @@ class ConvCore(wiring.Component):
             m.d.sync += [res.eq(Cat(pot.o.payload.as_value(), dsp.o.payload.as_value())),
                          ser_busy.eq(1), j.eq(0)]
 
-        slot = slots[j]
+        m.d.comb += banks.slot_idx.eq(j)
+        slot = banks.slot
         m.d.comb += [
             post.i.valid.eq(ser_busy & slot.valid),
             post.i.payload.acc[0].eq(res[j]),
@@ -258,20 +253,17 @@ class ConvCore(wiring.Component):
         fire_in = post.i.valid & post.i.ready
         fire_out = post.o.valid & post.o.ready
         m.d.sync += inflight.eq(inflight + fire_in - fire_out)
+        # Output pixels of the pass, counted as the generator finishes each one.
         total = Signal(len(pixels_done))
-        with m.If(self.start):
-            m.d.sync += [pixel.eq(0), pixels_done.eq(0)]
-        # Output pixels of the pass, counted as the sequencer finishes each one.
-        with m.If(self.start):
-            m.d.sync += total.eq(0)
-        with m.Elif(issuing & adv & last):
+        with m.If(self.start & ~busy):
+            m.d.sync += [pixel.eq(0), pixels_done.eq(0), total.eq(0)]
+        with m.Elif(gen.valid & adv & last):
             m.d.sync += total.eq(total + 1)
-        busy = Signal()
-        finished = issue_done & (pixels_done == total) & ~ser_busy & (inflight == 0) & \
-            ~pot.o.valid & ~dsp.o.valid
-        with m.If(self.start):
+        finished = gen.done & (pixels_done == total) & ~ser_busy & (inflight == 0) & \
+            ~valid1 & ~pot.o.valid & ~dsp.o.valid
+        with m.If(self.start & ~busy):
             m.d.sync += busy.eq(1)
-        with m.Elif(busy & finished & ~self.start):
+        with m.Elif(busy & finished):
             m.d.sync += busy.eq(0)
         m.d.comb += [self.busy.eq(busy), self.done.eq(busy & finished)]
         return m

@@ -16,8 +16,8 @@ from amaranth.lib import data
 __all__ = ["DESC_MAGIC", "FIELDS", "Op", "descriptor_bytes", "descriptor_layout",
            "pack_descriptor", "unpack_descriptor"]
 
-#: First word of every descriptor: ASCII "DSC1" (layout version 1).
-DESC_MAGIC = 0x31435344
+#: First word of every descriptor: ASCII "DSC2" (layout version 2: padding per side).
+DESC_MAGIC = 0x32435344
 
 
 class Op(enum.IntEnum):
@@ -40,7 +40,11 @@ FIELDS: tuple[tuple[str, str], ...] = (
     ("in_h", "input height"), ("in_w", "input width"), ("in_c", "input channels"),
     ("out_h", "output height"), ("out_w", "output width"), ("out_c", "output channels"),
     ("kernel", "kernel size (1, 3, 5, 7)"), ("stride", "stride (1, 2)"),
-    ("pad", "zero padding (<= kernel // 2)"),
+    ("pad_top", "zero rows above the input (<= kernel // 2; a row tile pads only at the "
+                "map's own top)"),
+    ("pad_bottom", "zero rows below the input (<= kernel // 2)"),
+    ("pad_left", "zero columns left of the input (<= kernel // 2)"),
+    ("pad_right", "zero columns right of the input (<= kernel // 2)"),
     ("mode", "PostMode of the output (RELU, SIGNED, LOGITS)"),
     ("in_bits", "storage bits of one input element (4, 5, 6, 8)"),
     ("in2_bits", "storage bits of one element of the add's second input"),

@@ -1,9 +1,10 @@
 """The layer engine and the accelerator top: control registers, descriptor checks, DDR loads
 through the AXI4 master, the conv datapath, and the write-back of results (docs/engine.md).
 
-This version runs every layer kind of ResNet-18 (conv, fc, residual add, max-pool, global
-average pool) whose whole input map, the weights of one pass and the output map fit the
-on-chip buffers; a larger layer finishes with LAYER_TOO_LARGE (row tiling comes next).
+One START runs ``DESC_COUNT`` consecutive descriptors: the row tiles of a layer
+(``firmware.tiling``) or a whole network. Each descriptor's input band and output band must
+fit the on-chip buffers (else LAYER_TOO_LARGE). Conv weights are double-buffered: pass
+``p + 1`` streams into one bank while pass ``p`` computes from the other.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from .dma import AxiSignature, Dma
 from .postproc import PostMode
 from .regmap import ErrorCode, RegisterMap, build_regmap
 from .vector_units import AddUnit, AvgPool, MaxPool, lane_bits
+from .window import MAX_KERNEL, window_layout
 
 __all__ = ["IN_BITS", "OUT_BITS_CHOICES", "Accelerator", "Engine"]
 
@@ -123,8 +125,8 @@ class Engine(wiring.Component):
         m.d.comb += weight_words.eq(d.passes * pass_words)
 
         # Expected output size from the input size (stride 1 or 2).
-        span_h = d.in_h + 2 * d.pad - d.kernel
-        span_w = d.in_w + 2 * d.pad - d.kernel
+        span_h = d.in_h + d.pad_top + d.pad_bottom - d.kernel
+        span_w = d.in_w + d.pad_left + d.pad_right - d.kernel
         exp_h = Mux(d.stride == 2, span_h >> 1, span_h) + 1
         exp_w = Mux(d.stride == 2, span_w >> 1, span_w) + 1
         act, sgn = cfg.act_bits, cfg.act_bits + 1
@@ -138,8 +140,12 @@ class Engine(wiring.Component):
             return (addr >= base) & (addr + words * 8 <= limit) & (words != 0)
 
         nonzero = (d.in_h != 0) & (d.in_w != 0) & (d.in_c != 0) & (d.out_c != 0)
-        window_geom = ((d.stride == 1) | (d.stride == 2)) & (d.pad <= (d.kernel >> 1)) & \
-            (d.in_h + 2 * d.pad >= d.kernel) & (d.in_w + 2 * d.pad >= d.kernel) & \
+        half = d.kernel >> 1
+        pads_ok = ((d.pad_top <= half) & (d.pad_bottom <= half) & (d.pad_left <= half)
+                   & (d.pad_right <= half))
+        window_geom = ((d.stride == 1) | (d.stride == 2)) & pads_ok & \
+            (d.in_h + d.pad_top + d.pad_bottom >= d.kernel) & \
+            (d.in_w + d.pad_left + d.pad_right >= d.kernel) & \
             (d.out_h == exp_h) & (d.out_w == exp_w)
         kernel_ok = (d.kernel == 1) | (d.kernel == 3) | (d.kernel == 5) | (d.kernel == 7)
         conv_ok = (kernel_ok & window_geom & (d.mode <= PostMode.LOGITS)
@@ -149,7 +155,7 @@ class Engine(wiring.Component):
         add_ok = (same_map & (d.mode <= PostMode.SIGNED) & (d.out_bits == mode_bits)
                   & ((d.in_bits == act) | (d.in_bits == sgn))
                   & ((d.in2_bits == act) | (d.in2_bits == sgn)))
-        max_ok = ((d.kernel >= 1) & (d.kernel <= 3) & (d.pad <= 1) & window_geom
+        max_ok = ((d.kernel >= 1) & (d.kernel <= MAX_KERNEL) & window_geom
                   & (d.in_c == d.out_c) & (d.in_bits == act) & (d.out_bits == act))
         avg_ok = ((d.in_c == d.out_c) & (d.out_h == 1) & (d.out_w == 1) & (d.in_bits == act)
                   & (d.out_bits == act))
@@ -217,6 +223,9 @@ class Engine(wiring.Component):
         # ---- control state ----------------------------------------------------------------
         start = regs.ctrl.strobe & regs.ctrl.value.start
         busy = Signal()
+        abort = Signal()               # soft reset asked: stop at the next safe point
+        with m.If(regs.ctrl.strobe & regs.ctrl.value.soft_reset & busy):
+            m.d.sync += abort.eq(1)
         done_flag = Signal()
         code = Signal(8)
         cycles = Signal(64)
@@ -229,13 +238,21 @@ class Engine(wiring.Component):
         b_pending = Signal()           # a full second-input vector waits for the adder
         b_vec = Signal.like(vec)
         adds_in_flight = Signal(4)
-        pass_idx = Signal(16)
+        desc_ptr = Signal(cfg.axi_addr_width)   # the descriptor being run
+        desc_idx = Signal(16)                   # its index in the chain
+        load_idx = Signal(16)          # conv pass the loader fetches next
+        run_idx = Signal(16)           # conv pass the core runs next
+        full = Signal(2)               # weight bank holds a loaded, not yet run pass
+        running = Signal()             # the core runs pass run_idx
+        conv_go = Signal()             # starts the loader on this descriptor's passes
+        load_code = Signal(8)          # an error the loader met (the runner reports it)
+        loader_busy = Signal()         # the loader takes a burst
         pass_base = Signal(cfg.axi_addr_width)
         slot_lo = Signal(word)
         row = Signal(wpr * word)
         row_idx = Signal(_bits(cfg.weight_buf_depth) + 1)
-        fixed8 = Signal(max(1, cfg.dsp_rows // 2))
         bias_bad = Signal()
+        format_bad = Signal()
         out_idx = Signal(40)
         out_k = Signal(8)
 
@@ -245,6 +262,7 @@ class Engine(wiring.Component):
             regs.error_code.value.eq(code),
             regs.cycles_lo.value.eq(cycles[:32]), regs.cycles_hi.value.eq(cycles[32:]),
             regs.stall_cycles.value.eq(stalls),
+            regs.desc_done.value.eq(desc_idx),
             self.irq.eq((regs.irq_status.value.as_value() & regs.irq_enable.value.as_value())
                         != 0),
         ]
@@ -252,18 +270,15 @@ class Engine(wiring.Component):
             m.d.sync += cycles.eq(cycles + 1)
 
         # Layer parameters of the units come from the descriptor.
-        lp = core.layer
-        row_stride = d.in_w * chunks_in
-        m.d.comb += [lp.height.eq(d.in_h), lp.width.eq(d.in_w), lp.chunks.eq(chunks_in),
-                     lp.row_stride.eq(row_stride), lp.out_h.eq(d.out_h),
-                     lp.out_w.eq(d.out_w), lp.kernel.eq(d.kernel), lp.stride.eq(d.stride),
-                     lp.pad.eq(d.pad), lp.mode.eq(d.mode)]
-        if "fixed8" in cfg.weight_formats:
-            m.d.comb += lp.fixed8.eq(fixed8)
-        mp = maxpool.layer
-        m.d.comb += [mp.height.eq(d.in_h), mp.width.eq(d.in_w), mp.chunks.eq(chunks_in),
-                     mp.row_stride.eq(row_stride), mp.out_h.eq(d.out_h), mp.out_w.eq(d.out_w),
-                     mp.kernel.eq(d.kernel), mp.stride.eq(d.stride), mp.pad.eq(d.pad)]
+        window = Signal(window_layout(cfg))
+        m.d.comb += [window.height.eq(d.in_h), window.width.eq(d.in_w),
+                     window.chunks.eq(chunks_in), window.row_stride.eq(d.in_w * chunks_in),
+                     window.out_h.eq(d.out_h), window.out_w.eq(d.out_w),
+                     window.kernel.eq(d.kernel), window.stride.eq(d.stride),
+                     window.pad_top.eq(d.pad_top), window.pad_left.eq(d.pad_left)]
+        for name in window_layout(cfg).members:
+            m.d.comb += getattr(core.layer, name).eq(getattr(window, name))
+        m.d.comb += [core.layer.mode.eq(d.mode), maxpool.layer.eq(window)]
         ap = avgpool.layer
         m.d.comb += [ap.pixels.eq(in_pixels), ap.chunks.eq(chunks_in), ap.mult.eq(d.mult_a),
                      ap.shift.eq(d.shift_a)]
@@ -297,7 +312,10 @@ class Engine(wiring.Component):
         for r in range(wpr):
             with m.If(k == r):
                 m.d.comb += next_row.word_select(r, word).eq(rd_word)
-        m.d.comb += [core.w_waddr.eq(row_idx), core.w_wdata.eq(next_row[:wrow_bits])]
+        m.d.comb += [core.w_bank.eq(load_idx[0]), core.w_waddr.eq(row_idx),
+                     core.w_wdata.eq(next_row[:wrow_bits])]
+        if "fixed8" in cfg.weight_formats:
+            m.d.comb += core.fixed8_wdata.eq(rd_word[:cfg.dsp_rows // 2])
         def slot_field(name: str):
             offset, width = SLOT_FIELDS[name]
             return slot_lo[offset:offset + width]
@@ -337,15 +355,33 @@ class Engine(wiring.Component):
             m.d.sync += code.eq(error)
             m.next = "FINISH"
 
+        def map_read(addr, words, *, second: bool, then: str) -> None:
+            # Start reading a feature map (the add's second input if ``second``), unless a
+            # soft reset asks to stop.
+            with m.If(abort):
+                fail(ErrorCode.ABORTED)
+            with m.Else():
+                m.d.comb += [dma.rd_cmd.valid.eq(1), dma.rd_cmd.payload.addr.eq(addr),
+                             dma.rd_cmd.payload.words.eq(words)]
+                with m.If(dma.rd_cmd.ready):
+                    m.d.sync += [k.eq(0), act_addr.eq(0), vec.eq(0), loading_b.eq(second),
+                                 b_pending.eq(0)]
+                    m.next = then
+
         with m.FSM(name="engine"):
             with m.State("IDLE"):
                 with m.If(start):
                     m.d.sync += [busy.eq(1), done_flag.eq(0), code.eq(ErrorCode.NONE),
-                                 cycles.eq(0), stalls.eq(0)]
+                                 cycles.eq(0), stalls.eq(0), desc_idx.eq(0), abort.eq(0),
+                                 desc_ptr.eq(regs.desc_addr.value)]
                     m.next = "DESC_CMD"
+                    with m.If(regs.desc_count.value == 0):
+                        fail(ErrorCode.BAD_DESCRIPTOR)
             with m.State("DESC_CMD"):
-                a = regs.desc_addr.value
-                with m.If(a[:3] != 0):
+                a = desc_ptr
+                with m.If(abort):
+                    fail(ErrorCode.ABORTED)
+                with m.Elif(a[:3] != 0):
                     fail(ErrorCode.MISALIGNED_ADDR)
                 with m.Elif(~inside(a, desc_words)):
                     fail(ErrorCode.ADDR_OUT_OF_WINDOW)
@@ -377,11 +413,7 @@ class Engine(wiring.Component):
                 with m.Else():
                     m.next = "ACT_CMD"
             with m.State("ACT_CMD"):
-                m.d.comb += [dma.rd_cmd.valid.eq(1), dma.rd_cmd.payload.addr.eq(d.in_addr),
-                             dma.rd_cmd.payload.words.eq(in_words)]
-                with m.If(dma.rd_cmd.ready):
-                    m.d.sync += [k.eq(0), act_addr.eq(0), vec.eq(0), loading_b.eq(0)]
-                    m.next = "ACT_DATA"
+                map_read(d.in_addr, in_words, second=False, then="ACT_DATA")
             with m.State("ACT_DATA"):
                 m.d.comb += dma.rd_data.ready.eq(1)
                 m.d.sync += stalls.eq(stalls + 1)
@@ -391,9 +423,10 @@ class Engine(wiring.Component):
                         m.d.comb += act_wr.en.eq(1)
                         m.d.sync += [k.eq(0), act_addr.eq(act_addr + 1), vec.eq(0)]
                 with m.If(dma.rd_done):
-                    m.d.sync += [pass_idx.eq(0), pass_base.eq(d.weight_addr)]
+                    m.d.sync += [run_idx.eq(0), running.eq(0)]
                     with m.If(is_conv):
-                        m.next = "PASS_CMD"
+                        m.d.comb += conv_go.eq(~dma.rd_error)
+                        m.next = "CONV"
                     with m.Elif(is_add):
                         m.next = "B_CMD"
                     with m.Else():
@@ -402,12 +435,7 @@ class Engine(wiring.Component):
                         fail(ErrorCode.AXI_RESPONSE)
             # -- residual add: stream the second input against the buffered first one --
             with m.State("B_CMD"):
-                m.d.comb += [dma.rd_cmd.valid.eq(1), dma.rd_cmd.payload.addr.eq(d.in2_addr),
-                             dma.rd_cmd.payload.words.eq(in2_words)]
-                with m.If(dma.rd_cmd.ready):
-                    m.d.sync += [k.eq(0), act_addr.eq(0), vec.eq(0), loading_b.eq(1),
-                                 b_pending.eq(0)]
-                    m.next = "B_DATA"
+                map_read(d.in2_addr, in2_words, second=True, then="B_DATA")
             with m.State("B_DATA"):
                 m.d.comb += dma.rd_data.ready.eq(~b_pending)
                 m.d.sync += stalls.eq(stalls + 1)
@@ -439,55 +467,34 @@ class Engine(wiring.Component):
             with m.State("POOL_WAIT"):
                 with m.If((is_max & maxpool.done) | (is_avg & avgpool.done)):
                     m.next = "OUT_CMD"
-            # -- convolution passes --
-            with m.State("PASS_CMD"):
-                m.d.comb += [dma.rd_cmd.valid.eq(1), dma.rd_cmd.payload.addr.eq(pass_base),
-                             dma.rd_cmd.payload.words.eq(pass_words)]
-                with m.If(dma.rd_cmd.ready):
-                    m.d.sync += [word_count.eq(0), k.eq(0), row_idx.eq(0), bias_bad.eq(0),
-                                 pass_base.eq(pass_base + pass_words * 8)]
-                    m.next = "PASS_DATA"
-            with m.State("PASS_DATA"):
-                m.d.comb += dma.rd_data.ready.eq(1)
-                m.d.sync += stalls.eq(stalls + 1)
-                with m.If(rd_take):
-                    m.d.sync += word_count.eq(word_count + 1)
-                    with m.If(word_count < PASS_HEADER_WORDS):
-                        m.d.sync += fixed8.eq(rd_word)
-                    with m.Elif(word_count < PASS_HEADER_WORDS + SLOT_WORDS * n_slots):
-                        with m.If((word_count - PASS_HEADER_WORDS) % SLOT_WORDS == 0):
-                            m.d.sync += slot_lo.eq(rd_word)
-                        with m.Else():
-                            m.d.comb += core.slot_we.eq(1)
-                            with m.If(slot_field("valid") & ~bias_fits):
-                                m.d.sync += bias_bad.eq(1)
-                    with m.Else():
-                        m.d.sync += [row.eq(next_row), k.eq(k + 1)]
-                        with m.If(k == wpr - 1):
-                            m.d.comb += core.w_we.eq(1)
-                            m.d.sync += [k.eq(0), row_idx.eq(row_idx + 1)]
-                with m.If(dma.rd_done):
-                    m.next = "RUN"
-                    with m.If(dma.rd_error):
-                        fail(ErrorCode.AXI_RESPONSE)
-                    with m.Elif(bias_bad):
-                        fail(ErrorCode.BAD_DESCRIPTOR)
-            with m.State("RUN"):
-                m.d.comb += core.start.eq(1)
-                m.next = "WAIT"
-            with m.State("WAIT"):
-                with m.If(core.done):
-                    m.d.sync += pass_idx.eq(pass_idx + 1)
-                    m.next = "PASS_CMD"
-                    with m.If(pass_idx + 1 == d.passes):
+            # -- convolution: the core runs the passes the loader has put in the banks --
+            with m.State("CONV"):
+                bank = run_idx[0]
+                m.d.comb += core.bank.eq(bank)
+                with m.If(~core.busy):
+                    m.d.sync += stalls.eq(stalls + 1)
+                with m.If((load_code != ErrorCode.NONE) | abort):
+                    # Finish what runs, let the loader end its burst, then report.
+                    with m.If(~running & ~core.busy & ~loader_busy):
+                        fail(Mux(abort, ErrorCode.ABORTED, load_code))
+                with m.Elif(~running & ~core.busy & full.bit_select(bank, 1)):
+                    m.d.comb += core.start.eq(1)
+                    m.d.sync += running.eq(1)
+                with m.If(running & core.done):
+                    m.d.sync += [running.eq(0), run_idx.eq(run_idx + 1),
+                                 full.bit_select(bank, 1).eq(0)]
+                    with m.If(run_idx + 1 == d.passes):
                         m.next = "OUT_CMD"
             # -- write-back of the out buffer --
             with m.State("OUT_CMD"):
-                m.d.comb += [dma.wr_cmd.valid.eq(1), dma.wr_cmd.payload.addr.eq(d.out_addr),
-                             dma.wr_cmd.payload.words.eq(out_words)]
-                with m.If(dma.wr_cmd.ready):
-                    m.d.sync += [out_idx.eq(0), out_k.eq(0)]
-                    m.next = "OUT_READ"
+                with m.If(abort):
+                    fail(ErrorCode.ABORTED)
+                with m.Else():
+                    m.d.comb += [dma.wr_cmd.valid.eq(1), dma.wr_cmd.payload.addr.eq(d.out_addr),
+                                 dma.wr_cmd.payload.words.eq(out_words)]
+                    with m.If(dma.wr_cmd.ready):
+                        m.d.sync += [out_idx.eq(0), out_k.eq(0)]
+                        m.next = "OUT_READ"
             with m.State("OUT_READ"):
                 m.d.comb += [out_rd.addr.eq(out_idx), out_rd.en.eq(1)]
                 m.next = "OUT_DATA"
@@ -507,11 +514,70 @@ class Engine(wiring.Component):
                     m.next = "FINISH"
                     with m.If(dma.wr_error):
                         m.d.sync += code.eq(ErrorCode.AXI_RESPONSE)
+                    with m.Elif(desc_idx + 1 != regs.desc_count.value):
+                        # The next descriptor of the chain.
+                        m.d.sync += [desc_idx.eq(desc_idx + 1),
+                                     desc_ptr.eq(desc_ptr + descriptor_bytes())]
+                        m.next = "DESC_CMD"
+                    with m.Else():
+                        m.d.sync += desc_idx.eq(desc_idx + 1)
             with m.State("FINISH"):
                 m.d.sync += [busy.eq(0), done_flag.eq(1)]
                 m.d.comb += [regs.irq_status.set.done.eq(1),
                              regs.irq_status.set.error.eq(code != ErrorCode.NONE)]
                 m.next = "IDLE"
+
+        # ---- the weight loader: pass blocks into the free bank, while the core computes ----
+        with m.FSM(name="loader"):
+            with m.State("IDLE"):
+                with m.If(conv_go):
+                    m.d.sync += [load_idx.eq(0), full.eq(0), load_code.eq(ErrorCode.NONE),
+                                 pass_base.eq(d.weight_addr)]
+                    m.next = "CMD"
+            with m.State("CMD"):
+                with m.If((load_idx == d.passes) | (load_code != ErrorCode.NONE) | abort):
+                    m.next = "IDLE"
+                with m.Elif(~full.bit_select(load_idx[0], 1)):
+                    m.d.comb += [dma.rd_cmd.valid.eq(1), dma.rd_cmd.payload.addr.eq(pass_base),
+                                 dma.rd_cmd.payload.words.eq(pass_words)]
+                    with m.If(dma.rd_cmd.ready):
+                        m.d.sync += [word_count.eq(0), k.eq(0), row_idx.eq(0), bias_bad.eq(0),
+                                     format_bad.eq(0),
+                                     pass_base.eq(pass_base + pass_words * 8)]
+                        m.next = "DATA"
+            with m.State("DATA"):
+                m.d.comb += [loader_busy.eq(1), dma.rd_data.ready.eq(1)]
+                with m.If(rd_take):
+                    m.d.sync += word_count.eq(word_count + 1)
+                    with m.If(word_count < PASS_HEADER_WORDS):
+                        if "fixed8" in cfg.weight_formats:
+                            m.d.comb += core.fixed8_we.eq(1)
+                        else:
+                            with m.If(rd_word != 0):     # Fixed-8 pairs the build lacks
+                                m.d.sync += format_bad.eq(1)
+                    with m.Elif(word_count < PASS_HEADER_WORDS + SLOT_WORDS * n_slots):
+                        with m.If((word_count - PASS_HEADER_WORDS) % SLOT_WORDS == 0):
+                            m.d.sync += slot_lo.eq(rd_word)
+                        with m.Else():
+                            m.d.comb += core.slot_we.eq(1)
+                            with m.If(slot_field("valid") & ~bias_fits):
+                                m.d.sync += bias_bad.eq(1)
+                    with m.Else():
+                        m.d.sync += [row.eq(next_row), k.eq(k + 1)]
+                        with m.If(k == wpr - 1):
+                            m.d.comb += core.w_we.eq(1)
+                            m.d.sync += [k.eq(0), row_idx.eq(row_idx + 1)]
+                with m.If(dma.rd_done):
+                    m.next = "CMD"
+                    with m.If(dma.rd_error):
+                        m.d.sync += load_code.eq(ErrorCode.AXI_RESPONSE)
+                    with m.Elif(format_bad):
+                        m.d.sync += load_code.eq(ErrorCode.UNSUPPORTED_FORMAT)
+                    with m.Elif(bias_bad):
+                        m.d.sync += load_code.eq(ErrorCode.BAD_DESCRIPTOR)
+                    with m.Else():
+                        m.d.sync += [full.bit_select(load_idx[0], 1).eq(1),
+                                     load_idx.eq(load_idx + 1)]
         return m
 
 

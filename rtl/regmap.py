@@ -25,7 +25,7 @@ __all__ = [
 ]
 
 #: Version of the register map layout; bump it whenever a register is added, moved or changed.
-REGMAP_VERSION = 1
+REGMAP_VERSION = 2
 #: Value of the MAGIC register (ASCII ``"ILMP"``): tells firmware it found this accelerator.
 MAGIC = 0x494C4D50
 #: Width of one register (and of the AXI4-Lite data bus) in bits.
@@ -75,6 +75,9 @@ class ErrorCode(enum.IntEnum):
     UNSUPPORTED_FORMAT = 5
     #: The DDR side answered a burst with SLVERR or DECERR.
     AXI_RESPONSE = 6
+    #: ``CTRL.soft_reset`` abandoned the run at its next safe point (the end of the DDR
+    #: burst or conv pass under way); no later transfer of the run was started.
+    ABORTED = 7
 
 
 def _error_values() -> tuple[tuple[str, int], ...]:
@@ -613,8 +616,9 @@ def build_regmap(cfg: HwConfig) -> RegisterMap:
     b.const("HW_CLOCK", "Target fabric clock in kHz.", value=round(cfg.clock_mhz * 1000))
     b.add("CTRL", "wo", "Commands; each written 1 bit is a one-cycle pulse to the engine.",
           width=2, fields=[
-              Field("start", 0, 1, "Run the layer whose descriptor is at DESC_ADDR."),
-              Field("soft_reset", 1, 1, "Abandon the current layer and return to idle."),
+              Field("start", 0, 1, "Run the DESC_COUNT descriptors from DESC_ADDR."),
+              Field("soft_reset", 1, 1, "Abandon the run at its next safe point (the end of "
+                    "the DDR burst or conv pass under way): ERROR_CODE ABORTED, then idle."),
           ])
     b.add("STATUS", "ro", "Engine state.", width=3, fields=[
         Field("busy", 0, 1, "A layer is running."),
@@ -630,13 +634,19 @@ def build_regmap(cfg: HwConfig) -> RegisterMap:
     b.add("IRQ_STATUS", "w1c", "Pending interrupt events; write 1 to clear.", width=2,
           fields=irq_fields)
     aw = cfg.axi_addr_width
-    b.add("DESC_ADDR", "rw", "DDR byte address of the layer descriptor.", width=aw)
+    b.add("DESC_ADDR", "rw", "DDR byte address of the first layer descriptor.", width=aw)
+    b.add("DESC_COUNT", "rw", "Descriptors to run, one after another, from DESC_ADDR "
+          "(consecutive in DDR): the row tiles of a layer, or a whole network. 0 is refused "
+          "with BAD_DESCRIPTOR.", width=16, reset=1)
+    b.add("DESC_DONE", "ro", "Descriptors of the last run that finished without error (on "
+          "an error, the index of the failing one).", width=16)
     b.add("WINDOW_BASE", "rw", "First DDR byte address the engine may read or write.", width=aw)
     b.add("WINDOW_SIZE", "rw", "Bytes of the DDR window from WINDOW_BASE; 0 forbids all access.",
           width=aw)
-    b.add("CYCLES_LO", "ro", "Clock cycles of the last layer, bits 31:0 (stable while idle).")
-    b.add("CYCLES_HI", "ro", "Clock cycles of the last layer, bits 63:32.")
-    b.add("STALL_CYCLES", "ro", "Cycles of the last layer spent waiting for DDR (saturates).")
+    b.add("CYCLES_LO", "ro", "Clock cycles of the last run, bits 31:0 (stable while idle).")
+    b.add("CYCLES_HI", "ro", "Clock cycles of the last run, bits 63:32.")
+    b.add("STALL_CYCLES", "ro", "Cycles of the last run in which the compute waited for DDR "
+          "(saturates).")
     b.add("SCRATCH", "rw", "Free for software (bus checks); no effect on the engine.")
     return RegisterMap(b.registers, config_name=cfg.name, config_hash=cfg.config_hash)
 

@@ -6,8 +6,10 @@ row counts) without converting them.
 ``build.py`` asks only this module what the design is. The top is ``rtl.engine.Accelerator``
 with flat ``s_axil_*``/``m_axi_*`` ports. Yosys on the whole top takes long (the zc706 PoT
 array alone takes minutes), so the utilization estimate synthesizes three parts: the core
-(engine, DMA, buffers, vector units, control) built with two-row arrays, and each compute
-array's remaining rows, extrapolated from two- and four-row slices of the array alone.
+(engine, DMA, buffers, vector units, control) built with two-row arrays; each compute
+array's remaining rows, extrapolated from two- and four-row slices of the array alone; and
+the double-buffered weight banks' remaining rows (their width grows with the filter rows),
+extrapolated the same way.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from amaranth.back import verilog
 from amaranth.hdl import Elaboratable
 
 from .config import HwConfig
+from .conv_core import WeightBanks
 from .dsp_array import DspArray
 from .engine import Accelerator
 from .flatten import FlatTop
@@ -114,6 +117,16 @@ def accelerator_parts(cfg: HwConfig) -> list[AcceleratorPart]:
             rows=cfg.dsp_rows, counted_from=core_cfg.dsp_rows,
             row_slice=lambda rows: verilog.convert(DspArray(cfg=cfg.replace(dsp_rows=rows)),
                                                    name="dsp_array")))
+    rows = cfg.pot_rows + cfg.dsp_rows
+    banks = WeightBanks(cfg=cfg, rows=rows, fixed8_pairs=0)
+    parts.append(AcceleratorPart(
+        name="weight_banks",
+        description=f"double-buffered weight banks: 2 x {cfg.weight_buf_depth} rows of "
+                    f"{4 * cfg.vec_len * rows} bits, 2 x {rows} result slots",
+        design=banks, to_verilog=lambda: verilog.convert(banks, name="weight_banks"),
+        rows=rows, counted_from=core_cfg.pot_rows + core_cfg.dsp_rows,
+        row_slice=lambda r: verilog.convert(WeightBanks(cfg=cfg, rows=r, fixed8_pairs=0),
+                                            name="weight_banks")))
     return parts
 
 

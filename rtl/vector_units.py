@@ -12,6 +12,7 @@ from quant import contract as C
 from .common import act_width, check_config
 from .config import HwConfig
 from .postproc import SHIFT_BITS, PostMode, PostProc
+from .window import WindowGen, window_layout
 
 __all__ = [
     "AddUnit",
@@ -236,18 +237,9 @@ def _run_control(m: Module, start: Value, issue_done: Value, idle: Value,
 
 
 def maxpool_layer_layout(cfg: HwConfig) -> data.StructLayout:
-    """Max-pool parameters, stable from ``start`` until ``done``; the same fields and meaning
-    as ``rtl.conv_core.conv_layer_layout``: input ``height``/``width``, ``chunks`` =
-    ``ceil(C / V)``, ``row_stride`` = ``width * chunks``, output ``out_h``/``out_w``,
-    ``kernel`` 1..3, ``stride`` 1..2, ``pad`` 0..1."""
-    sp = _bits(cfg.max_spatial + 1)
-    return data.StructLayout({
-        "height": unsigned(sp), "width": unsigned(sp),
-        "chunks": unsigned(_bits(cfg.max_channels // cfg.vec_len + 2)),
-        "row_stride": unsigned(_bits(cfg.act_buf_depth + 1)),
-        "out_h": unsigned(sp), "out_w": unsigned(sp),
-        "kernel": unsigned(2), "stride": unsigned(2), "pad": unsigned(1),
-    })
+    """Max-pool parameters, stable from ``start`` until ``done``: the window of
+    ``rtl.window.window_layout`` (the same fields and meaning as for a convolution)."""
+    return window_layout(cfg)
 
 
 def maxpool_output_layout(cfg: HwConfig) -> data.StructLayout:
@@ -310,30 +302,23 @@ class MaxPool(wiring.Component):
     def elaborate(self, platform: object) -> Module:
         m = Module()
         cfg, L = self._cfg, self.layer
-        sp = _bits(cfg.max_spatial + 1) + 2
-        ab = _bits(cfg.act_buf_depth) + sp + 2       # signed address (negative in padding)
-        oy, ox = Signal(sp, name="oy"), Signal(sp, name="ox")
-        ky, kx = Signal(2, name="ky"), Signal(2, name="kx")
-        ch = Signal(len(L.chunks), name="ch")
+        m.submodules.window = gen = WindowGen(cfg=cfg)
+        m.d.comb += gen.layer.eq(L)
         pix = Signal(len(self.o.payload.pixel), name="pix")
-        iy0, ix0 = Signal(signed(sp + 1), name="iy0"), Signal(signed(sp + 1), name="ix0")
-        row_oy = Signal(signed(ab), name="row_oy")    # (oy*s - pad) * row_stride
-        row_k = Signal(signed(ab), name="row_k")      # row_oy + ky * row_stride
-        col_ox = Signal(signed(ab), name="col_ox")    # (ox*s - pad) * chunks
-        col_k = Signal(signed(ab), name="col_k")      # col_ox + kx * chunks
-        col_init = Signal(signed(ab), name="col_init")
-        issuing, issue_done = Signal(), Signal()
-
-        iy, ix = iy0 + ky, ix0 + kx
-        inside = (iy >= 0) & (iy < L.height) & (ix >= 0) & (ix < L.width)
-        last_kx, last_ky = kx == L.kernel - 1, ky == L.kernel - 1
-        last_ch, last_ox, last_oy = ch == L.chunks - 1, ox == L.out_w - 1, oy == L.out_h - 1
-        last = last_kx & last_ky
+        ch = Signal(len(L.chunks), name="ch")
 
         slot_free = ~self.o.valid | self.o.ready
-        scan = _Scan(m, self.rd, issuing=issuing, addr=row_k + col_k + ch, inside=inside,
-                     first=(kx == 0) & (ky == 0), last=last, tag=Cat(ch, pix),
+        scan = _Scan(m, self.rd, issuing=gen.valid, addr=gen.addr, inside=gen.inside,
+                     first=gen.win_first, last=gen.win_last, tag=Cat(ch, pix),
                      slot_free=slot_free)
+        m.d.comb += [gen.start.eq(self.start & ~self.busy), gen.adv.eq(scan.adv)]
+        # The tag's pixel and chunk follow the generator's walk.
+        with m.If(self.start & ~self.busy):
+            m.d.sync += [pix.eq(0), ch.eq(0)]
+        with m.Elif(gen.valid & scan.adv & gen.win_last):
+            m.d.sync += ch.eq(ch + 1)
+            with m.If(gen.chunk_last):
+                m.d.sync += [ch.eq(0), pix.eq(pix + 1)]
 
         # Stage 2: running maximum; a window's last element goes to the result slot.
         run_max = [Signal(lane_bits(cfg), name=f"max_{i}") for i in range(cfg.vec_len)]
@@ -350,43 +335,7 @@ class MaxPool(wiring.Component):
         with m.Elif(self.o.ready):
             m.d.sync += self.o.valid.eq(0)
 
-        stride_rows = Mux(L.stride == 2, L.row_stride << 1, L.row_stride)
-        stride_cols = Mux(L.stride == 2, L.chunks << 1, L.chunks)
-        init_row = Mux(L.pad, -L.row_stride, 0)
-        init_col = Mux(L.pad, -L.chunks, 0)
-        with m.FSM(name="issue"):
-            with m.State("IDLE"):
-                with m.If(self.start):
-                    m.d.sync += [oy.eq(0), ox.eq(0), ky.eq(0), kx.eq(0), ch.eq(0), pix.eq(0),
-                                 iy0.eq(-L.pad), ix0.eq(-L.pad), row_oy.eq(init_row),
-                                 row_k.eq(init_row), col_init.eq(init_col),
-                                 col_ox.eq(init_col), col_k.eq(init_col), issue_done.eq(0)]
-                    m.next = "RUN"
-            with m.State("RUN"):
-                m.d.comb += issuing.eq(1)
-                with m.If(scan.adv):
-                    m.d.sync += [kx.eq(kx + 1), col_k.eq(col_k + L.chunks)]
-                    with m.If(last_kx):
-                        m.d.sync += [kx.eq(0), ky.eq(ky + 1), col_k.eq(col_ox),
-                                     row_k.eq(row_k + L.row_stride)]
-                        with m.If(last_ky):
-                            m.d.sync += [ky.eq(0), ch.eq(ch + 1), row_k.eq(row_oy)]
-                            with m.If(last_ch):
-                                m.d.sync += [ch.eq(0), ox.eq(ox + 1), pix.eq(pix + 1),
-                                             ix0.eq(ix0 + L.stride),
-                                             col_ox.eq(col_ox + stride_cols),
-                                             col_k.eq(col_ox + stride_cols)]
-                                with m.If(last_ox):
-                                    m.d.sync += [ox.eq(0), oy.eq(oy + 1),
-                                                 iy0.eq(iy0 + L.stride), ix0.eq(-L.pad),
-                                                 row_oy.eq(row_oy + stride_rows),
-                                                 row_k.eq(row_oy + stride_rows),
-                                                 col_ox.eq(col_init), col_k.eq(col_init)]
-                                    with m.If(last_oy):
-                                        m.d.sync += issue_done.eq(1)
-                                        m.next = "IDLE"
-
-        _run_control(m, self.start, issue_done, ~scan.valid & ~self.o.valid, self.busy,
+        _run_control(m, self.start, gen.done, ~scan.valid & ~self.o.valid, self.busy,
                      self.done)
         return m
 

@@ -15,12 +15,14 @@ from cocotb.triggers import ClockCycles, RisingEdge
 from cocotbext.axi import AxiBus, AxiLiteBus, AxiLiteMaster, AxiRam
 
 from firmware.layer import pack_feature_map, prepare_conv, unpack_feature_map
+from firmware.tiling import layer_descriptors
 from quant import contract as C
 from quant import golden
 from quant.random_model import random_conv_layer
 from rtl.config import HwConfig
 from rtl.descriptor import Op, descriptor_bytes, pack_descriptor
 from rtl.postproc import PostMode
+from rtl.regmap import ErrorCode
 from sim.runner import bench_params
 
 PAUSES = {"aw": [1, 0, 0], "w": [0, 1], "b": [1, 0], "ar": [0, 0, 1], "r": [1, 0, 0, 1]}
@@ -69,11 +71,19 @@ class TB:
     async def read_reg(self, name: str) -> int:
         return await self.lite.read_dword(self.regs[name]["offset"])
 
-    async def run_layer(self, desc_addr: int, timeout: int) -> tuple[int, int]:
-        """Start the layer at ``desc_addr``; wait for done; return (error code, cycles)."""
+    async def run_layer(self, desc_addr: int, timeout: int, count: int = 1,
+                        abort_after: int | None = None) -> tuple[int, int]:
+        """Start the ``count`` descriptors from ``desc_addr`` (and soft-reset the run
+        ``abort_after`` cycles later if given); wait for done; return (error code, cycles)."""
         await self.write_reg("IRQ_ENABLE", 0b11)
         await self.write_reg("DESC_ADDR", desc_addr)
+        await self.write_reg("DESC_COUNT", count)
         await self.write_reg("CTRL", 1)
+        if abort_after is not None:
+            await ClockCycles(self.dut.clk, abort_after)
+            assert (await self.read_reg("STATUS")) & 1, "the run should still be busy"
+            soft = next(f for f in self.regs["CTRL"]["fields"] if f["name"] == "soft_reset")
+            await self.write_reg("CTRL", 1 << soft["bit_offset"])
         for _ in range(timeout):
             await RisingEdge(self.dut.clk)
             if self.dut.irq.value:
@@ -97,8 +107,9 @@ def _layout(cfg, case, rng):
 class Staged:
     """A layer written into DDR: where its descriptor is and what it must produce."""
 
-    def __init__(self, desc_addr, out_addr, expected, out_bits, signed):
+    def __init__(self, desc_addr, desc_count, out_addr, expected, out_bits, signed):
         self.desc_addr, self.out_addr, self.expected = desc_addr, out_addr, expected
+        self.desc_count = desc_count
         self.out_bits, self.signed = out_bits, signed
 
     def check(self, tb, label: str) -> None:
@@ -128,24 +139,26 @@ def stage_conv(tb, case, rng) -> Staged:
     layer = prepare_conv(params["weight"], schemes, params["bias"], params["mult"],
                          params["shift"], cfg)
     act = pack_feature_map(x[0], case["in_bits"], signed=False, cfg=cfg)
-    desc_addr, in_addr = BASE + 0x100, BASE + 0x400
+    desc_addr, in_addr = BASE + 0x100, BASE + 0x1000
     w_addr = in_addr + 8 * len(act) + 0x40
     out_addr = w_addr + 8 * len(layer.weights) + GUARD
     tb.ram.write(0, bytes([FILL]) * RAM)
     tb.ram.write(in_addr, act.astype("<u8").tobytes())
     tb.ram.write(w_addr, layer.weights.astype("<u8").tobytes())
-    tb.ram.write(desc_addr, layer.descriptor(
+    descs = layer.descriptors(
         in_addr=in_addr, out_addr=out_addr, weight_addr=w_addr, in_shape=x.shape[1:],
         out_shape=expected.shape, kernel=case["k"], stride=case["s"], pad=case["p"],
-        mode=mode, in_bits=case["in_bits"], out_bits=out_bits))
-    return Staged(desc_addr, out_addr, expected, out_bits, mode != PostMode.RELU)
+        mode=mode, in_bits=case["in_bits"], out_bits=out_bits)
+    assert in_addr - desc_addr >= len(descs) * descriptor_bytes()
+    tb.ram.write(desc_addr, b"".join(descs))
+    return Staged(desc_addr, len(descs), out_addr, expected, out_bits, mode != PostMode.RELU)
 
 
 def stage_vector(tb, case, rng) -> Staged:
     """Write a random residual add, max-pool or average pool into a filled RAM."""
     cfg = tb.cfg
     act, sgn = cfg.act_bits, cfg.act_bits + 1
-    in_addr, in2_addr, desc_addr = BASE + 0x400, BASE + 0x8000, BASE + 0x100
+    in_addr, in2_addr, desc_addr = BASE + 0x1000, BASE + 0x8000, BASE + 0x100
     out_addr = BASE + 0x10000
     op, c, h = case["op"], case["c"], case["h"]
     fields = dict(in_addr=in_addr, out_addr=out_addr, in_c=c, in_h=h, in_w=h, out_c=c,
@@ -185,13 +198,17 @@ def stage_vector(tb, case, rng) -> Staged:
         tb.ram.write(in2_addr, pack_feature_map(b[0], fields["in2_bits"],
                                                 signed=fields["in2_bits"] == sgn,
                                                 cfg=cfg).astype("<u8").tobytes())
-    tb.ram.write(desc_addr, pack_descriptor(**fields))
-    return Staged(desc_addr, out_addr, expected, out_bits, out_bits == sgn)
+    descs = layer_descriptors(cfg, **fields)
+    assert in_addr - desc_addr >= len(descs) * descriptor_bytes()
+    tb.ram.write(desc_addr, b"".join(descs))
+    return Staged(desc_addr, len(descs), out_addr, expected, out_bits, out_bits == sgn)
 
 
 async def run_staged(tb, staged: Staged, label: str) -> int:
-    code, cycles = await tb.run_layer(staged.desc_addr, timeout=400_000)
+    code, cycles = await tb.run_layer(staged.desc_addr, timeout=400_000,
+                                      count=staged.desc_count)
     assert code == 0, f"{label}: error code {code}"
+    assert await tb.read_reg("DESC_DONE") == staged.desc_count, label
     staged.check(tb, label)
     return cycles
 
@@ -202,9 +219,9 @@ async def layers_match_golden(dut):
     await tb.reset()
     for i, case in enumerate(tb.cases):
         case = {"k": 1, "s": 1, "p": 0, **case}
-        cycles = await run_staged(tb, stage_conv(tb, case, np.random.default_rng(100 + i)),
-                                  f"case {i}: {case}")
-        dut._log.info(f"case {i} {case}: {cycles} cycles")
+        staged = stage_conv(tb, case, np.random.default_rng(100 + i))
+        cycles = await run_staged(tb, staged, f"case {i}: {case}")
+        dut._log.info(f"case {i} {case}: {staged.desc_count} tile(s), {cycles} cycles")
 
 
 @cocotb.test()
@@ -213,12 +230,14 @@ async def malformed_descriptors_set_error_codes(dut):
     await tb.reset()
     cfg = tb.cfg
     good = dict(op=1, in_addr=BASE + 0x400, out_addr=BASE + 0x8000, weight_addr=BASE + 0x4000,
-                in_c=4, in_h=5, in_w=5, out_c=4, out_h=5, out_w=5, kernel=3, stride=1, pad=1,
+                in_c=4, in_h=5, in_w=5, out_c=4, out_h=5, out_w=5, kernel=3, stride=1,
+                pad_top=1, pad_bottom=1, pad_left=1, pad_right=1,
                 mode=0, in_bits=4, out_bits=cfg.act_bits, passes=1,
                 steps=9 * -(-4 // cfg.vec_len))
     cases = [
         (dict(magic=0x1234), 1), (dict(op=9), 1), (dict(kernel=4), 1), (dict(out_h=4), 1),
         (dict(in_c=0), 1), (dict(stride=3), 1), (dict(steps=5), 1), (dict(out_bits=8), 1),
+        (dict(pad_bottom=2), 1), (dict(pad_left=0), 1), (dict(pad_top=0), 1),
         (dict(in_c=cfg.max_channels + 1, steps=9 * -(-(cfg.max_channels + 1) // cfg.vec_len)),
          4), (dict(in_h=200, in_w=200, out_h=200,
                                                    out_w=200), 4),
@@ -237,8 +256,18 @@ async def malformed_descriptors_set_error_codes(dut):
     assert got == 2
     got, _ = await tb.run_layer(desc_addr + 4, timeout=5000)
     assert got == 3
+    got, _ = await tb.run_layer(desc_addr, timeout=5000, count=0)
+    assert got == 1, "an empty chain must be refused"
     tb.ram.write(desc_addr, bytes([FILL]) * descriptor_bytes())
     assert tb.ram.read(0, RAM) == snapshot, "a refused layer wrote to memory"
+    # A chain stops at its first bad descriptor; DESC_DONE counts the ones before it.
+    act = cfg.act_bits
+    avg = dict(op=Op.AVGPOOL, in_addr=BASE + 0x400, out_addr=BASE + 0x8000, in_c=4, in_h=2,
+               in_w=2, out_c=4, out_h=1, out_w=1, in_bits=act, out_bits=act, mult_a=1,
+               shift_a=2)
+    tb.ram.write(desc_addr, pack_descriptor(**avg) * 2 + pack_descriptor(**good, magic=0))
+    got, _ = await tb.run_layer(desc_addr, timeout=20000, count=5)
+    assert got == 1 and await tb.read_reg("DESC_DONE") == 2
 
 
 @cocotb.test()
@@ -253,6 +282,15 @@ async def reset_mid_layer_then_rerun(dut):
     await tb.reset()
     assert (await tb.read_reg("STATUS")) == 0
     await run_staged(tb, staged, "rerun after reset")
+    # Soft reset of a chain of row tiles: the run stops at its next safe point with ABORTED
+    # before the last tile, writes nothing outside the layer's output, and the layer reruns.
+    staged = stage_conv(tb, tb.cases[3], np.random.default_rng(8))
+    assert staged.desc_count > 4
+    code, _ = await tb.run_layer(staged.desc_addr, timeout=50_000, count=staged.desc_count,
+                                 abort_after=2000)
+    assert code == ErrorCode.ABORTED, f"error code {code} after a soft reset"
+    assert 0 < await tb.read_reg("DESC_DONE") < staged.desc_count
+    await run_staged(tb, staged, "rerun after soft reset")
 
 
 @cocotb.test()
@@ -262,8 +300,9 @@ async def vector_layers_match_golden(dut):
     await tb.reset()
     rng = np.random.default_rng(11)
     for case in tb.vector_cases:
-        cycles = await run_staged(tb, stage_vector(tb, case, rng), f"{case}")
-        dut._log.info(f"{case}: {cycles} cycles")
+        staged = stage_vector(tb, case, rng)
+        cycles = await run_staged(tb, staged, f"{case}")
+        dut._log.info(f"{case}: {staged.desc_count} tile(s), {cycles} cycles")
 
 
 def random_case(rng: random.Random, cfg: HwConfig) -> tuple[str, dict]:
@@ -279,9 +318,11 @@ def random_case(rng: random.Random, cfg: HwConfig) -> tuple[str, dict]:
             cin, cout = rng.randint(1, 2 * v + 3), rng.randint(1, 3 * (v + 1))
             chunks = -(-cin // v)
             out = (size + 2 * p - k) // s + 1
+            # Larger maps are cut into row tiles; one output row must fit the buffers.
             if (k * k * chunks <= cfg.weight_buf_depth
-                    and k * k * chunks * v < cfg.max_reduction + v and size * size * chunks <=
-                    cfg.act_buf_depth and out * out * -(-cout // v) <= cfg.out_buf_depth):
+                    and k * k * chunks * v < cfg.max_reduction + v
+                    and min(k, size) * size * chunks <= cfg.act_buf_depth
+                    and out * -(-cout // v) <= cfg.out_buf_depth):
                 break
         ratio = [rng.randint(0, 10) for _ in range(3)]
         ratio[rng.randrange(3)] += 1

@@ -7,15 +7,19 @@ from rtl.engine import Accelerator
 from rtl.flatten import FlatTop
 from sim.runner import run_bench
 
-#: A small engine (8-lane vectors) so Icarus runs the layers in seconds.
+#: A small engine (8-lane vectors) so Icarus runs the layers in seconds; its small buffers
+#: make many layers run as several row tiles.
 CFG = HwConfig(name="engine-sim", part="xc7z020clg400-1", clock_mhz=100.0, pot_rows=4,
                pot_cols=8, dsp_rows=4, dsp_cols=8, max_reduction=7 * 7 * 8, max_channels=64,
-               max_spatial=64, act_buf_depth=512, weight_buf_depth=64, out_buf_depth=256)
+               max_spatial=64, act_buf_depth=256, weight_buf_depth=64, out_buf_depth=64)
 
 CASES = [
     dict(cin=10, cout=13, k=3, s=1, p=1, size=6, ratio=[60, 35, 5], relu=True, in_bits=4),
     dict(cin=6, cout=9, k=3, s=2, p=1, size=7, ratio=[50, 30, 20], relu=False, in_bits=4),
     dict(cin=3, cout=8, k=7, s=2, p=3, size=9, ratio=[60, 35, 5], relu=True, in_bits=8),
+    # Row tiles: 12 one-row tiles; the stem on a 21x21 image in bands padded at the ends.
+    dict(cin=10, cout=20, k=3, s=1, p=1, size=12, ratio=[60, 35, 5], relu=True, in_bits=4),
+    dict(cin=3, cout=8, k=7, s=2, p=3, size=21, ratio=[60, 35, 5], relu=True, in_bits=8),
     dict(cin=16, cout=10, k=1, s=1, p=0, size=1, ratio=[65, 30, 5], relu=False, in_bits=4,
          fc=True),
 ]
@@ -24,8 +28,10 @@ CASES = [
 VECTOR_CASES = [
     dict(op="add", c=10, h=5, signed_a=True, signed_b=False, relu=True),
     dict(op="add", c=7, h=4, signed_a=True, signed_b=True, relu=False),
+    dict(op="add", c=20, h=8, signed_a=False, signed_b=True, relu=True),     # row tiles
     dict(op="maxpool", c=10, h=9),
     dict(op="maxpool", c=3, h=4),
+    dict(op="maxpool", c=20, h=12),                                          # row tiles
     dict(op="avgpool", c=20, h=5),
 ]
 

@@ -11,21 +11,25 @@ from rtl.engine import Accelerator
 from rtl.flatten import FlatTop
 from sim.runner import build_dir, run_bench
 
-#: A small engine (8-lane vectors, 4 + 4 filters per pass) that holds a digits-sized
-#: ResNet-18 (width 0.25: up to 128 channels, 8x8 maps) without tiling.
+#: A small engine (8-lane vectors, 4 + 4 filters per pass) with buffers small enough that
+#: the early layers of a digits-sized ResNet-18 run as several row tiles.
 CFG = HwConfig(name="network-sim", part="xc7z020clg400-1", clock_mhz=100.0, pot_rows=4,
-               pot_cols=8, dsp_rows=4, dsp_cols=8, max_channels=128, max_spatial=64,
-               act_buf_depth=512, weight_buf_depth=256, out_buf_depth=256)
+               pot_cols=8, dsp_rows=4, dsp_cols=8, max_reduction=3 * 3 * 64,
+               max_channels=128, max_spatial=64, act_buf_depth=32, weight_buf_depth=128,
+               out_buf_depth=16)
+#: The same engine with buffers for the 32x32 stem (which still runs in row tiles).
+CFG_STEM = HwConfig.from_dict({**CFG.to_dict(), "name": "network-sim-stem",
+                               "act_buf_depth": 256, "out_buf_depth": 64})
 
 
-def _run(model, images, case: str) -> None:
-    acc = Accelerator(cfg=CFG)
+def _run(model, images, case: str, cfg: HwConfig = CFG) -> None:
+    acc = Accelerator(cfg=cfg)
     out = build_dir(case)
     out.mkdir(parents=True, exist_ok=True)
     path = model.save(out / "model.npz")
     run_bench(FlatTop(acc, {"axil": "s_axil", "bus": "m_axi"}), toplevel="accel_top",
               test_module="sim.network_bench", case=case,
-              params={"config": CFG.to_json(), "regmap": acc.regmap.to_json(),
+              params={"config": cfg.to_json(), "regmap": acc.regmap.to_json(),
                       "model": str(path), "images": np.asarray(images).tolist(),
                       "cycles_out": str(out / "cycles.json")})
 
@@ -41,7 +45,8 @@ def test_random_resnet18_standard_stem() -> None:
     """The 7x7/2 stem and max-pool too: 32x32 input, width 0.25, two images."""
     model = random_resnet18(5, input_shape=(3, 32, 32), width=0.25, ratio="65:30:5",
                             small_stem=False)
-    _run(model, random_images(np.random.default_rng(6), 2, (3, 32, 32)), "network-stem")
+    _run(model, random_images(np.random.default_rng(6), 2, (3, 32, 32)), "network-stem",
+         CFG_STEM)
 
 
 @pytest.mark.slow

@@ -364,6 +364,10 @@ def _check_package(outdir: Path, cfg: HwConfig, board: str) -> dict:
         assert util["parts"][name]["method"] == (
             f"rows 3 to {rows} (the core part holds the first 2), extrapolated from slices "
             f"of 2 and 4 rows")
+    rows = cfg.pot_rows + cfg.dsp_rows
+    assert util["parts"]["weight_banks"]["method"] == (
+        f"rows 5 to {rows} (the core part holds the first 4), extrapolated from slices "
+        f"of 2 and 4 rows")
     assert util["parts"]["pot_array"]["DSP48E1"] == 0
     assert all(util["parts"][p]["LUT"] > 0 and util["parts"][p]["FF"] > 0 for p in util["parts"])
     report = (outdir / "build-report.md").read_text()

@@ -8,6 +8,7 @@ from amaranth.lib.memory import Memory
 from amaranth.sim import Simulator
 
 from firmware.conv import plan_passes, weight_rows
+from firmware.tiling import row_tile
 from quant import golden
 from quant.random_model import random_conv_layer
 from rtl.config import HwConfig
@@ -41,28 +42,62 @@ class Harness(Elaboratable):
         return m
 
 
-def run_core(x, schemes, params, node, *, seed=0, stall=0.0):
-    """Load buffers the way the firmware will, run every pass, gather the outputs."""
+def _act_words(x, rows):
+    """Act-buffer words of input rows ``rows`` of x (1, C, H, W)."""
+    _, cin, _, wd = x.shape
+    v, lb = CFG.vec_len, lane_bits(CFG)
+    words = []
+    for y in rows:
+        for xx in range(wd):
+            for c in range(-(-cin // v)):
+                vec = [int(x[0, c * v + i, y, xx]) if c * v + i < cin else 0 for i in range(v)]
+                words.append(sum(a << (lb * i) for i, a in enumerate(vec)))
+    return words
+
+
+def run_core(x, schemes, params, node, *, seed=0, stall=0.0, tile=None):
+    """Load buffers the way the engine does, run every pass, gather the outputs.
+
+    Passes alternate between the two weight banks, and pass ``p + 1`` is written into the
+    idle bank while pass ``p`` runs. ``tile`` (a ``firmware.tiling.RowTile``) runs only that
+    band of output rows from its input rows; the result then holds the band.
+    """
     w, bias, mult, shift = params["weight"], params["bias"], params["mult"], params["shift"]
     cout, cin, k, _ = w.shape
     _, _, h, wd = x.shape
-    v = CFG.vec_len
-    chunks = -(-cin // v)
-    ho = (h + 2 * node["padding"] - k) // node["stride"] + 1
-    wo = (wd + 2 * node["padding"] - k) // node["stride"] + 1
-    act_words = []
-    for y in range(h):
-        for xx in range(wd):
-            for c in range(chunks):
-                vec = [int(x[0, c * v + i, y, xx]) if c * v + i < cin else 0 for i in range(v)]
-                lb = lane_bits(CFG)
-                act_words.append(sum(a << (lb * i) for i, a in enumerate(vec)))
+    pad, stride = node["padding"], node["stride"]
+    chunks = -(-cin // CFG.vec_len)
+    if tile is None:
+        tile = row_tile(0, (h + 2 * pad - k) // stride + 1, in_h=h, kernel=k, stride=stride,
+                        pad=pad)
+    ho, wo = tile.out_rows, (wd + 2 * pad - k) // stride + 1
+    act_words = _act_words(x, range(tile.in_row0, tile.in_row0 + tile.in_rows))
     passes = plan_passes(schemes, CFG)
     out = np.full((cout, ho, wo), -999, np.int64)
     harness = Harness()
     dut = harness.core
     rng = np.random.default_rng(seed)
     mode = PostMode.RELU if node["relu"] else PostMode.SIGNED
+
+    def pass_writes(plan, bank):
+        """(signal, value) groups, one group per cycle, that load ``plan`` into ``bank``."""
+        groups = [[(dut.w_bank, bank), (dut.w_we, 1), (dut.w_waddr, t), (dut.w_wdata, row)]
+                  for t, row in enumerate(weight_rows(w, schemes, plan, CFG))]
+        for j, slot in enumerate(plan.slots(bias, mult, shift)):
+            groups.append([(dut.w_bank, bank), (dut.slot_we, 1), (dut.slot_waddr, j),
+                           (dut.slot_wdata, {"valid": 0, "channel": 0, "bias": 0, "mult": 0,
+                                             "shift": 0} if slot is None else
+                            {"valid": 1, "channel": slot.channel, "bias": slot.bias,
+                             "mult": slot.mult, "shift": slot.shift})])
+        groups.append([(dut.w_bank, bank), (dut.fixed8_we, 1),
+                       (dut.fixed8_wdata, [int(f) for f in plan.fixed8])])
+        return groups
+
+    def apply(ctx, group):
+        for sig in (dut.w_we, dut.slot_we, dut.fixed8_we):
+            ctx.set(sig, 0)
+        for sig, value in group:
+            ctx.set(sig, value)
 
     async def bench(ctx):
         for a, word in enumerate(act_words):
@@ -71,32 +106,23 @@ def run_core(x, schemes, params, node, *, seed=0, stall=0.0):
             ctx.set(harness.act_wdata, word)
             await ctx.tick()
         ctx.set(harness.act_we, 0)
-        ctx.set(dut.layer, {"height": h, "width": wd, "chunks": chunks,
+        ctx.set(dut.layer, {"height": tile.in_rows, "width": wd, "chunks": chunks,
                             "row_stride": wd * chunks, "out_h": ho, "out_w": wo, "kernel": k,
-                            "stride": node["stride"], "pad": node["padding"], "mode": mode,
-                            "fixed8": [0] * (CFG.dsp_rows // 2)})
-        for plan in passes:
-            for t, row in enumerate(weight_rows(w, schemes, plan, CFG)):
-                ctx.set(dut.w_we, 1)
-                ctx.set(dut.w_waddr, t)
-                ctx.set(dut.w_wdata, row)
-                await ctx.tick()
-            ctx.set(dut.w_we, 0)
-            for j, slot in enumerate(plan.slots(bias, mult, shift)):
-                ctx.set(dut.slot_we, 1)
-                ctx.set(dut.slot_waddr, j)
-                ctx.set(dut.slot_wdata, {"valid": 0, "channel": 0, "bias": 0, "mult": 0,
-                                         "shift": 0} if slot is None else
-                        {"valid": 1, "channel": slot.channel, "bias": slot.bias,
-                         "mult": slot.mult, "shift": slot.shift})
-                await ctx.tick()
-            ctx.set(dut.slot_we, 0)
-            ctx.set(dut.layer.fixed8, [int(f) for f in plan.fixed8])
+                            "stride": stride, "pad_top": tile.pad_top, "pad_left": pad,
+                            "mode": mode})
+        for group in pass_writes(passes[0], 0):
+            apply(ctx, group)
+            await ctx.tick()
+        apply(ctx, [])
+        for p in range(len(passes)):
+            ctx.set(dut.bank, p % 2)
             ctx.set(dut.start, 1)
             await ctx.tick()
             ctx.set(dut.start, 0)
+            pending = pass_writes(passes[p + 1], (p + 1) % 2) if p + 1 < len(passes) else []
             cycles = 0
             while True:
+                apply(ctx, pending.pop(0) if pending else [])
                 ready = bool(rng.random() >= stall)
                 ctx.set(dut.o.ready, ready)
                 _, _, valid, payload, done = await ctx.tick().sample(dut.o.valid, dut.o.payload,
@@ -109,6 +135,10 @@ def run_core(x, schemes, params, node, *, seed=0, stall=0.0):
                     break
                 cycles += 1
                 assert cycles < 200 * ho * wo * k * k * chunks + 1000, "pass never finished"
+            while pending:                       # a pass shorter than the next one's load
+                apply(ctx, pending.pop(0))
+                await ctx.tick()
+            apply(ctx, [])
             assert not ctx.get(dut.busy)
 
     sim = Simulator(harness)
@@ -133,3 +163,23 @@ def test_conv_core_matches_golden(cin, cout, k, s, p, size, ratio, relu, bits):
     expected = golden.conv(x, node, params, CFG.act_bits)
     got = run_core(x, schemes, params, node, seed=cout, stall=0.3)
     np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize(("k", "s", "p", "size", "rows"), [
+    (3, 1, 1, 7, 2),      # top tile pads above, middle tiles none, bottom tile below
+    (7, 2, 3, 11, 2),     # the stem: 7x7/2 with padding 3, partly padded middle tiles
+    (3, 2, 1, 8, 3),      # stride 2 on an even map: the last input row is never needed
+])
+def test_conv_core_row_tiles_match_golden(k, s, p, size, rows):
+    """Bands of output rows from the input rows they need give the whole layer's rows."""
+    rng = np.random.default_rng(size * 10 + k)
+    x, schemes, params, node = random_conv_layer(
+        rng, cin=6, cout=10, kernel=k, stride=s, pad=p, size=size, ratio=(60, 35, 5),
+        relu=True, in_bits=4, act_bits=CFG.act_bits)
+    expected = golden.conv(x, node, params, CFG.act_bits)
+    ho = expected.shape[2]
+    for row0 in range(0, ho, rows):
+        tile = row_tile(row0, min(rows, ho - row0), in_h=size, kernel=k, stride=s, pad=p)
+        got = run_core(x, schemes, params, node, seed=row0, stall=0.2, tile=tile)
+        np.testing.assert_array_equal(got, expected[:, :, row0:row0 + tile.out_rows],
+                                      f"tile {tile}")

@@ -33,7 +33,8 @@ ROOT = Path(__file__).resolve().parent.parent
 # The order software relies on; appending is allowed, reordering needs a REGMAP_VERSION bump.
 EXPECTED_NAMES = [
     "MAGIC", "VERSION", "ID", "HW_ARRAY", "HW_DATA", "HW_BUS", "HW_CLOCK", "CTRL", "STATUS",
-    "ERROR_CODE", "IRQ_ENABLE", "IRQ_STATUS", "DESC_ADDR", "WINDOW_BASE", "WINDOW_SIZE",
+    "ERROR_CODE", "IRQ_ENABLE", "IRQ_STATUS", "DESC_ADDR", "DESC_COUNT", "DESC_DONE",
+    "WINDOW_BASE", "WINDOW_SIZE",
     "CYCLES_LO", "CYCLES_HI", "STALL_CYCLES", "SCRATCH",
 ]
 
@@ -52,11 +53,11 @@ def test_offsets_follow_declaration_order(board: str) -> None:
     regmap = build_regmap(preset(board))
     assert [reg.name for reg in regmap] == EXPECTED_NAMES
     assert [offset for offset, _ in regmap.items()] == list(range(0, 4 * len(EXPECTED_NAMES), 4))
-    assert regmap.offset("SCRATCH") == 4 * 18
-    assert regmap.size == 76
+    assert regmap.offset("SCRATCH") == 4 * 20
+    assert regmap.size == 84
     assert regmap.addr_width == 7
-    assert regmap.at(0x49) is regmap["SCRATCH"]
-    assert regmap.at(76) is None
+    assert regmap.at(0x51) is regmap["SCRATCH"]
+    assert regmap.at(84) is None
 
 
 @pytest.mark.parametrize("board", BOARDS)
@@ -64,7 +65,7 @@ def test_constants_describe_the_config(board: str) -> None:
     cfg = preset(board)
     regmap = build_regmap(cfg)
     assert regmap["MAGIC"].reset == 0x494C4D50
-    assert regmap["VERSION"].reset == REGMAP_VERSION == 1
+    assert regmap["VERSION"].reset == REGMAP_VERSION == 2
     assert regmap["ID"].reset == cfg.config_hash == regmap.config_hash
     assert regmap["HW_ARRAY"].reset == cfg.pot_rows | cfg.dsp_rows << 16
     assert regmap["HW_DATA"].reset == (cfg.pot_cols | cfg.act_bits << 16 | cfg.input_bits << 20
@@ -95,7 +96,8 @@ def test_access_kinds() -> None:
     kinds = {reg.name: reg.access.value for reg in regmap if not reg.constant}
     assert kinds == {
         "CTRL": "wo", "STATUS": "ro", "ERROR_CODE": "ro", "IRQ_ENABLE": "rw",
-        "IRQ_STATUS": "w1c", "DESC_ADDR": "rw", "WINDOW_BASE": "rw", "WINDOW_SIZE": "rw",
+        "IRQ_STATUS": "w1c", "DESC_ADDR": "rw", "DESC_COUNT": "rw", "DESC_DONE": "ro",
+        "WINDOW_BASE": "rw", "WINDOW_SIZE": "rw",
         "CYCLES_LO": "ro", "CYCLES_HI": "ro", "STALL_CYCLES": "ro", "SCRATCH": "rw"}
     assert regmap["CTRL"].pack({"start": 1}) == 1
     assert regmap["CTRL"].pack({"soft_reset": 1}) == 2
@@ -106,7 +108,7 @@ def test_error_codes_in_the_map() -> None:
     field = build_regmap(preset("zc706"))["ERROR_CODE"].field("code")
     assert dict(field.values) == {
         "NONE": 0, "BAD_DESCRIPTOR": 1, "ADDR_OUT_OF_WINDOW": 2, "MISALIGNED_ADDR": 3,
-        "LAYER_TOO_LARGE": 4, "UNSUPPORTED_FORMAT": 5, "AXI_RESPONSE": 6}
+        "LAYER_TOO_LARGE": 4, "UNSUPPORTED_FORMAT": 5, "AXI_RESPONSE": 6, "ABORTED": 7}
     assert dict(field.values) == {code.name: int(code) for code in ErrorCode}
 
 
@@ -125,10 +127,10 @@ def test_json_round_trip(board: str) -> None:
     assert back == regmap
     assert back.to_json() == text
     data = json.loads(text)
-    assert data["version"] == 1
+    assert data["version"] == 2
     assert data["config"] == board
     assert data["config_hash"] == preset(board).config_hash
-    assert [r["offset"] for r in data["registers"]] == [4 * i for i in range(19)]
+    assert [r["offset"] for r in data["registers"]] == [4 * i for i in range(21)]
     ctrl = data["registers"][7]
     assert ctrl == {
         "name": "CTRL", "offset": 28, "width": 2, "access": "wo", "constant": False, "reset": 0,
@@ -151,11 +153,11 @@ def _edited(change) -> str:
     (lambda d: d["registers"][3].update(offset=16),
      r"^register map JSON puts 'HW_ARRAY' at offset 16, but its place in the list gives 0xc; "
      r"regenerate the JSON rather than editing offsets$"),
-    (lambda d: d.update(version=2),
-     r"^register map JSON has version 2, but this code reads version 1; regenerate it with "
+    (lambda d: d.update(version=3),
+     r"^register map JSON has version 3, but this code reads version 2; regenerate it with "
      r"'python -m rtl.regmap --json'$"),
     (lambda d: d.update(size=80),
-     r"^register map JSON gives size 80, but its 19 registers take 76 bytes$"),
+     r"^register map JSON gives size 80, but its 21 registers take 84 bytes$"),
     (lambda d: d.pop("registers"), r"^register map JSON lacks the key 'registers'$"),
     (lambda d: d.update(extra=1),
      r"^register map JSON has unknown key 'extra'; known keys: version, config, config_hash, "
@@ -241,18 +243,18 @@ def test_check_identity() -> None:
     regmap = build_regmap(preset("zc706"))
     other = preset("pynq-z2").config_hash
     own = preset("zc706").config_hash
-    regmap.check_identity(0x494C4D50, 1, preset("zc706").config_hash)
+    regmap.check_identity(0x494C4D50, 2, preset("zc706").config_hash)
     with pytest.raises(ValueError, match=r"^no accelerator at this address: MAGIC reads "
                                          r"0xffffffff, expected 0x494c4d50; "):
         regmap.check_identity(0xFFFF_FFFF, 1, other)
-    with pytest.raises(ValueError, match=r"^the hardware has register map version 2, this map "
-                                         r"is version 1; "):
-        regmap.check_identity(0x494C4D50, 2, other)
+    with pytest.raises(ValueError, match=r"^the hardware has register map version 1, this map "
+                                         r"is version 2; "):
+        regmap.check_identity(0x494C4D50, 1, other)
     with pytest.raises(ValueError, match=rf"^the bitstream was built from configuration "
                                          rf"{other:08x}, but this register map is for 'zc706' "
                                          rf"\({own:08x}\); rebuild with 'python build.py --board "
                                          rf"zc706' or load the matching build$"):
-        regmap.check_identity(0x494C4D50, 1, other)
+        regmap.check_identity(0x494C4D50, 2, other)
 
 
 def test_lookup_messages() -> None:

@@ -9,6 +9,7 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.sim import Simulator
 
+from firmware.tiling import row_tile
 from quant import contract as C
 from quant import golden
 from rtl.config import HwConfig, preset
@@ -206,7 +207,7 @@ def _maxpool_layer(x, k, s, p, chunks):
     _, h, w = x.shape
     return {"height": h, "width": w, "chunks": chunks, "row_stride": w * chunks,
             "out_h": (h + 2 * p - k) // s + 1, "out_w": (w + 2 * p - k) // s + 1,
-            "kernel": k, "stride": s, "pad": p}
+            "kernel": k, "stride": s, "pad_top": p, "pad_left": p}
 
 
 def _check_maxpool(x, k, s, p, out, cfg=CFG):
@@ -241,6 +242,29 @@ def test_maxpool_matches_golden(c, h, w, pools, hi):
     runs = run_pool(MaxPool(cfg=CFG), CFG, x, layers, seed=c)
     for (k, s, p), (out, _) in zip(pools, runs, strict=True):
         _check_maxpool(x, k, s, p, out)
+
+
+def test_maxpool_row_tiles_match_golden():
+    """Bands of output rows from the input rows they need (padding only at the map's own
+    top and bottom) give the whole pool's rows."""
+    rng = np.random.default_rng(5)
+    c, h, w, k, s, p = 5, 9, 7, 3, 2, 1
+    x = rng.integers(0, 1 << A, (c, h, w))
+    expected = golden.maxpool(x[None], k, s, p)[0]
+    ho, wo = expected.shape[1:]
+    chunks = -(-c // CFG.vec_len)
+    for row0 in range(0, ho, 2):
+        tile = row_tile(row0, min(2, ho - row0), in_h=h, kernel=k, stride=s, pad=p)
+        band = x[:, tile.in_row0:tile.in_row0 + tile.in_rows]
+        layer = {**_maxpool_layer(band, k, s, p, chunks), "out_h": tile.out_rows,
+                 "pad_top": tile.pad_top}
+        (out, _), = run_pool(MaxPool(cfg=CFG), CFG, band, [layer], seed=row0)
+        got = np.zeros((chunks * CFG.vec_len, tile.out_rows, wo), np.int64)
+        for q in out:
+            pix, ch = int(q.pixel), int(q.chunk)
+            got[ch * CFG.vec_len:(ch + 1) * CFG.vec_len, pix // wo, pix % wo] = \
+                _lanes(q, CFG.vec_len)
+        np.testing.assert_array_equal(got[:c], expected[:, row0:row0 + tile.out_rows])
 
 
 def test_maxpool_cycles():
