@@ -23,6 +23,7 @@ from rtl.descriptor import Op, descriptor_bytes
 from rtl.postproc import PostMode
 
 from .layer import pack_feature_map, prepare_conv, unpack_feature_map
+from .stem import Fold, fold_input, fold_plan, fold_weight
 from .tiling import layer_descriptors
 
 __all__ = ["Buffer", "LayerJob", "NetworkPlan", "plan_network"]
@@ -66,11 +67,16 @@ class NetworkPlan:
     memory: list[tuple[int, bytes]] = field(default_factory=list)
     chain_addr: int = 0
     chain_count: int = 0
+    #: The first layer runs folded (space-to-depth, ``firmware.stem``), or None.
+    fold: Fold | None = None
 
     def input_bytes(self, image: np.ndarray) -> bytes:
-        """The packed input image (C, H, W) of unsigned pixels."""
-        words = pack_feature_map(np.asarray(image, np.int64), self.input.ttype.bits,
-                                 signed=False, cfg=self.cfg)
+        """The packed input image (C, H, W) of unsigned pixels (folded if the first layer
+        runs folded)."""
+        image = np.asarray(image, np.int64)
+        if self.fold:
+            image = fold_input(image, self.fold)
+        words = pack_feature_map(image, self.input.ttype.bits, signed=False, cfg=self.cfg)
         return words.astype("<u8").tobytes()
 
     def logits(self, raw: bytes) -> np.ndarray:
@@ -102,13 +108,17 @@ def plan_network(model: QModel, cfg: HwConfig, *, base: int, size: int) -> Netwo
     alloc = _Allocator(base)
     act, sgn = cfg.act_bits, cfg.act_bits + 1
 
-    def buffer(name: str) -> Buffer:
+    def buffer(name: str, shape: tuple[int, int, int] | None = None) -> Buffer:
         meta = info[name]
-        buf = Buffer(0, meta.shape, meta.ttype)
-        return Buffer(alloc.take(8 * buf.words(cfg)), meta.shape, meta.ttype)
+        buf = Buffer(0, shape or meta.shape, meta.ttype)
+        return Buffer(alloc.take(8 * buf.words(cfg)), buf.shape, meta.ttype)
 
-    buffers = {"input": buffer("input")}
-    plan = NetworkPlan(cfg, (base, size), buffers["input"], buffers["input"])
+    # A stride-2 first layer on few channels runs folded (firmware.stem): the host writes
+    # the folded image, and the layer's weights are folded to match.
+    readers = [n for n in model.nodes if "input" in n["inputs"]]
+    fold = (fold_plan(readers[0], info["input"].shape, cfg) if len(readers) == 1 else None)
+    buffers = {"input": buffer("input", fold.folded_shape if fold else None)}
+    plan = NetworkPlan(cfg, (base, size), buffers["input"], buffers["input"], fold=fold)
     layers: list[tuple[str, str, list[bytes], Buffer]] = []
     for node in model.nodes:
         name, op = node["name"], node["op"]
@@ -123,11 +133,14 @@ def plan_network(model: QModel, cfg: HwConfig, *, base: int, size: int) -> Netwo
                       out_bits=out.ttype.bits)
         if op in ("conv", "fc"):
             p = model.params(name)
-            layer = prepare_conv(p["weight"], p["scheme"], p["bias"], p["mult"], p["shift"],
-                                 cfg)
+            weight = p["weight"]
+            conv = node if op == "conv" else {"kernel": 1, "stride": 1, "padding": 0}
+            if fold and node is readers[0]:
+                weight = fold_weight(weight, fold)
+                conv = {"kernel": fold.folded_kernel, "stride": 1, "padding": 0}
+            layer = prepare_conv(weight, p["scheme"], p["bias"], p["mult"], p["shift"], cfg)
             w_addr = alloc.take(8 * len(layer.weights))
             plan.memory.append((w_addr, layer.weights.astype("<u8").tobytes()))
-            conv = node if op == "conv" else {"kernel": 1, "stride": 1, "padding": 0}
             mode = (PostMode.LOGITS if op == "fc" else
                     PostMode.RELU if node["relu"] else PostMode.SIGNED)
             fields.update(op=Op.CONV, weight_addr=w_addr, kernel=conv["kernel"],

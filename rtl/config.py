@@ -70,6 +70,10 @@ class HwConfig:
     weight_buf_depth: int = 1024
     #: Depth of the output buffer, in output vectors. Example: ``2048``.
     out_buf_depth: int = 2048
+    #: Conv results requantized and written to the output buffer per cycle (a power of two;
+    #: each lane costs one requantization multiplier; beyond ``vec_len`` it gains nothing, as
+    #: one beat writes distinct output-buffer lanes). Example: ``4``.
+    result_lanes: int = 1
     #: Data width of the AXI4 master to DDR (a Zynq HP port) in bits (32 or 64). Example: ``64``.
     axi_data_width: int = 64
     #: Address width of the AXI4 master in bits. Example: ``32``.
@@ -123,6 +127,7 @@ class HwConfig:
                 raise ValueError(
                     f"HwConfig.{name} must be a power of two (BRAM depth), not "
                     f"{getattr(self, name)!r}")
+        _check_int("result_lanes", self.result_lanes, choices=(1, 2, 4, 8, 16, 32, 64))
         _check_int("axi_data_width", self.axi_data_width, choices=_AXI_DATA_WIDTHS)
         _check_int("axi_addr_width", self.axi_addr_width, lo=16, hi=32)
 
@@ -300,10 +305,12 @@ PRESETS: dict[str, HwConfig] = {
     cfg.name: cfg for cfg in (
         HwConfig(name="pynq-z2", part="xc7z020clg400-1", clock_mhz=100.0,
                  pot_rows=24, pot_cols=16, dsp_rows=18, dsp_cols=16,
-                 act_buf_depth=4096, weight_buf_depth=512, out_buf_depth=1024),
+                 act_buf_depth=4096, weight_buf_depth=512, out_buf_depth=1024,
+                 result_lanes=4),
         HwConfig(name="zc706", part="xc7z045ffg900-2", clock_mhz=150.0,
                  pot_rows=52, pot_cols=32, dsp_rows=32, dsp_cols=32,
-                 act_buf_depth=8192, weight_buf_depth=256, out_buf_depth=2048),
+                 act_buf_depth=8192, weight_buf_depth=256, out_buf_depth=2048,
+                 result_lanes=8),
     )
 }
 

@@ -44,11 +44,15 @@ def slot_layout(cfg: HwConfig) -> data.StructLayout:
 
 
 def result_layout(cfg: HwConfig) -> data.StructLayout:
-    """One output element: pixel index ``oy * out_w + ox``, original channel, value."""
+    """Up to ``result_lanes`` output elements of one pixel (index ``oy * out_w + ox``): per
+    lane whether it holds a result, its original channel and its value. The valid lanes of
+    one beat never share ``channel % vec_len``."""
+    lanes = cfg.result_lanes
     return data.StructLayout({
         "pixel": unsigned(2 * _bits(cfg.max_spatial + 1)),
-        "channel": unsigned(_bits(cfg.max_channels)),
-        "value": signed(OUT_BITS),
+        "valid": data.ArrayLayout(unsigned(1), lanes),
+        "channel": data.ArrayLayout(unsigned(_bits(cfg.max_channels)), lanes),
+        "value": data.ArrayLayout(signed(OUT_BITS), lanes),
     })
 
 
@@ -58,20 +62,23 @@ class WeightBanks(wiring.Component):
 
     Writes (``w_*``, ``slot_*``, ``fixed8_*``) go to bank ``w_bank``; reads come from bank
     ``rd_bank``: weight row ``rd_addr`` on ``rd_data`` a cycle after ``rd_en`` (held while
-    ``rd_en`` is low), slot ``slot_idx`` on ``slot`` at once, the flags on ``fixed8``. Its
-    own component so that the build's estimate can scale it with the array rows.
+    ``rd_en`` is low), the ``result_lanes`` slots of group ``group`` (slots
+    ``group * result_lanes + i``) on ``slots`` at once, the flags on ``fixed8``. Its own
+    component so that the build's estimate can scale it with the array rows.
     """
 
     def __init__(self, *, cfg: HwConfig, rows: int, fixed8_pairs: int) -> None:
         self._cfg, self._rows, self._pairs = cfg, rows, fixed8_pairs
         self._wbits = 4 * cfg.vec_len * rows
+        self._groups = -(-rows // cfg.result_lanes)
         addr = _bits(cfg.weight_buf_depth)
         members = {
             "w_bank": In(1),
             "w_we": In(1), "w_waddr": In(addr), "w_wdata": In(self._wbits),
             "slot_we": In(1), "slot_waddr": In(_bits(rows)), "slot_wdata": In(slot_layout(cfg)),
             "rd_bank": In(1), "rd_en": In(1), "rd_addr": In(addr), "rd_data": Out(self._wbits),
-            "slot_idx": In(_bits(rows + 1)), "slot": Out(slot_layout(cfg)),
+            "group": In(_bits(self._groups + 1)),
+            "slots": Out(data.ArrayLayout(slot_layout(cfg), cfg.result_lanes)),
         }
         if fixed8_pairs:
             members["fixed8_we"] = In(1)
@@ -87,11 +94,14 @@ class WeightBanks(wiring.Component):
         m.d.comb += [wr.en.eq(self.w_we), wr.addr.eq(Cat(self.w_waddr, self.w_bank)),
                      wr.data.eq(self.w_wdata), rd.en.eq(self.rd_en),
                      rd.addr.eq(Cat(self.rd_addr, self.rd_bank)), self.rd_data.eq(rd.data)]
-        slots = Signal(data.ArrayLayout(data.ArrayLayout(slot_layout(self._cfg), self._rows),
-                                        2))
+        lanes = self._cfg.result_lanes
+        group = data.ArrayLayout(slot_layout(self._cfg), lanes)
+        slots = Signal(data.ArrayLayout(data.ArrayLayout(group, self._groups), 2))
+        lane_bits = (lanes - 1).bit_length()
         with m.If(self.slot_we):
-            m.d.sync += slots[self.w_bank][self.slot_waddr].eq(self.slot_wdata)
-        m.d.comb += self.slot.eq(slots[self.rd_bank][self.slot_idx])
+            m.d.sync += slots[self.w_bank][self.slot_waddr >> lane_bits][
+                self.slot_waddr[:lane_bits] if lane_bits else 0].eq(self.slot_wdata)
+        m.d.comb += self.slots.eq(slots[self.rd_bank][self.group])
         if self._pairs:
             flags = Signal(data.ArrayLayout(data.ArrayLayout(unsigned(1), self._pairs), 2))
             with m.If(self.fixed8_we):
@@ -113,12 +123,14 @@ class ConvCore(wiring.Component):
     the other bank may be written meanwhile (writing the running bank is not allowed). The
     core issues one activation vector per cycle to both arrays (zeros in the padding), and
     every output pixel's ``pot_rows + dsp_rows`` dot products leave requantized on ``o``,
-    one valid slot per cycle, tagged with pixel and original channel. ``done`` pulses when
-    the last result has been taken; the bank is free from then on.
+    ``result_lanes`` slots a beat (a group of slots whose channels share ``channel %
+    vec_len``, i.e. an output-buffer lane, goes one slot a beat), tagged with pixel and
+    original channels. ``done`` pulses when the last result has been taken; the bank is free
+    from then on.
 
     The pass takes ``out_h * out_w * kernel**2 * chunks`` issue cycles when neither the
-    arrays nor ``o`` stall; the element-serial result path stalls the arrays on layers with
-    fewer steps per pixel than valid slots.
+    arrays nor ``o`` stall; the result path stalls the arrays on layers with fewer steps per
+    pixel than ``ceil((pot_rows + dsp_rows) / result_lanes)``.
     """
 
     def __init__(self, *, cfg: HwConfig) -> None:
@@ -154,7 +166,9 @@ class ConvCore(wiring.Component):
         m.submodules.pot = pot = PotArray(cfg=cfg)
         m.submodules.dsp = dsp = DspArray(cfg=cfg)
         ch_bits, pix_bits = _bits(cfg.max_channels), 2 * _bits(cfg.max_spatial + 1)
-        m.submodules.post = post = PostProc(cfg=cfg, lanes=1, tag_bits=ch_bits + pix_bits)
+        m.submodules.post = post = PostProc(
+            cfg=cfg, lanes=cfg.result_lanes,
+            tag_bits=pix_bits + cfg.result_lanes * (ch_bits + 1))
         m.submodules.window = gen = WindowGen(cfg=cfg)
         for name in window_layout(cfg).members:
             m.d.comb += getattr(gen.layer, name).eq(getattr(L, name))
@@ -212,41 +226,70 @@ class ConvCore(wiring.Component):
         if pairs:
             m.d.comb += dsp.i.payload.fixed8.eq(banks.fixed8)
 
-        # ---- results: join both arrays, then one slot per cycle into PostProc --------------
-        res = Signal(data.ArrayLayout(signed(cfg.acc_bits), self._slots))
+        # ---- results: each array's output is taken as soon as it comes (the two latencies
+        # differ), a pixel's results are joined, then requantized ``result_lanes`` slots a
+        # beat; a group whose valid slots share an output-buffer lane goes one slot a beat.
+        lanes = cfg.result_lanes
+        groups = -(-self._slots // lanes)
+        acc = signed(cfg.acc_bits)
+        res_pot = Signal(data.ArrayLayout(acc, cfg.pot_rows))
+        res_dsp = Signal(data.ArrayLayout(acc, cfg.dsp_rows))
+        pot_full, dsp_full = Signal(), Signal()
+        m.d.comb += [pot.o.ready.eq(~pot_full), dsp.o.ready.eq(~dsp_full)]
+        res = Signal(data.ArrayLayout(data.ArrayLayout(acc, lanes), groups))
         ser_busy = Signal()
-        j = Signal(_bits(self._slots + 1))
+        g = Signal(_bits(groups + 1))
+        sub = Signal(_bits(lanes + 1))
         pixel = Signal(pix_bits)
         pixels_done = Signal(pix_bits + 1)
-        take = pot.o.valid & dsp.o.valid & ~ser_busy
-        m.d.comb += [pot.o.ready.eq(take), dsp.o.ready.eq(take)]
-        with m.If(take):
-            m.d.sync += [res.eq(Cat(pot.o.payload.as_value(), dsp.o.payload.as_value())),
-                         ser_busy.eq(1), j.eq(0)]
 
-        m.d.comb += banks.slot_idx.eq(j)
-        slot = banks.slot
-        m.d.comb += [
-            post.i.valid.eq(ser_busy & slot.valid),
-            post.i.payload.acc[0].eq(res[j]),
-            post.i.payload.bias[0].eq(slot.bias),
-            post.i.payload.mult[0].eq(slot.mult),
-            post.i.payload.shift[0].eq(slot.shift),
-            post.i.payload.mode.eq(L.mode),
-            post.i.payload.tag.eq(Cat(slot.channel, pixel)),
-        ]
-        with m.If(ser_busy & (~slot.valid | post.i.ready)):
-            m.d.sync += j.eq(j + 1)
-            with m.If(j == self._slots - 1):
-                m.d.sync += [ser_busy.eq(0), pixel.eq(pixel + 1),
-                             pixels_done.eq(pixels_done + 1)]
+        m.d.comb += banks.group.eq(g)
+        slot = banks.slots
+        lane_of = [slot[i].channel[:(v - 1).bit_length()] for i in range(lanes)]
+        conflict = Signal()
+        m.d.comb += conflict.eq(0)
+        for i in range(lanes):
+            for k in range(i + 1, lanes):
+                with m.If(slot[i].valid & slot[k].valid & (lane_of[i] == lane_of[k])):
+                    m.d.comb += conflict.eq(1)
+        enable = Signal(lanes)
+        for i in range(lanes):
+            m.d.comb += enable[i].eq(slot[i].valid & (~conflict | (sub == i)))
+        beat_done = ser_busy & ((enable == 0) | post.i.ready)
+        group_done = beat_done & (~conflict | (sub == lanes - 1))
+        pixel_done = group_done & (g == groups - 1)
+        load = pot_full & dsp_full & (~ser_busy | pixel_done)
 
-        m.d.comb += [
-            self.o.valid.eq(post.o.valid), post.o.ready.eq(self.o.ready),
-            self.o.payload.value.eq(post.o.payload.value[0]),
-            self.o.payload.channel.eq(post.o.payload.tag[:ch_bits]),
-            self.o.payload.pixel.eq(post.o.payload.tag[ch_bits:]),
-        ]
+        with m.If(pot.o.valid & ~pot_full):
+            m.d.sync += [res_pot.eq(pot.o.payload), pot_full.eq(1)]
+        with m.If(dsp.o.valid & ~dsp_full):
+            m.d.sync += [res_dsp.eq(dsp.o.payload), dsp_full.eq(1)]
+        with m.If(beat_done):
+            m.d.sync += sub.eq(Mux(group_done, 0, sub + 1))
+            with m.If(group_done):
+                m.d.sync += g.eq(g + 1)
+        with m.If(pixel_done):
+            m.d.sync += [ser_busy.eq(0), pixel.eq(pixel + 1), pixels_done.eq(pixels_done + 1)]
+        with m.If(load):
+            m.d.sync += [res.eq(Cat(res_pot, res_dsp)), ser_busy.eq(1), g.eq(0), sub.eq(0),
+                         pot_full.eq(0), dsp_full.eq(0)]
+
+        m.d.comb += [post.i.valid.eq(ser_busy & (enable != 0)), post.i.payload.mode.eq(L.mode),
+                     post.i.payload.tag.eq(Cat(pixel, enable,
+                                               *[slot[i].channel for i in range(lanes)]))]
+        for i in range(lanes):
+            m.d.comb += [post.i.payload.acc[i].eq(res[g][i]),
+                         post.i.payload.bias[i].eq(slot[i].bias),
+                         post.i.payload.mult[i].eq(slot[i].mult),
+                         post.i.payload.shift[i].eq(slot[i].shift)]
+        tag = post.o.payload.tag
+        m.d.comb += [self.o.valid.eq(post.o.valid), post.o.ready.eq(self.o.ready),
+                     self.o.payload.pixel.eq(tag[:pix_bits]),
+                     self.o.payload.valid.eq(tag[pix_bits:pix_bits + lanes])]
+        for i in range(lanes):
+            base = pix_bits + lanes + i * ch_bits
+            m.d.comb += [self.o.payload.value[i].eq(post.o.payload.value[i]),
+                         self.o.payload.channel[i].eq(tag[base:base + ch_bits])]
 
         # ---- completion ---------------------------------------------------------------------
         inflight = Signal(4)
@@ -260,7 +303,7 @@ class ConvCore(wiring.Component):
         with m.Elif(gen.valid & adv & last):
             m.d.sync += total.eq(total + 1)
         finished = gen.done & (pixels_done == total) & ~ser_busy & (inflight == 0) & \
-            ~valid1 & ~pot.o.valid & ~dsp.o.valid
+            ~valid1 & ~pot.o.valid & ~dsp.o.valid & ~pot_full & ~dsp_full
         with m.If(self.start & ~busy):
             m.d.sync += busy.eq(1)
         with m.Elif(busy & finished):

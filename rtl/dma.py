@@ -9,10 +9,16 @@ from amaranth.lib.wiring import In, Out
 
 from .config import HwConfig
 
-__all__ = ["MAX_BURST", "AxiSignature", "Dma", "DmaCommand", "DmaReader", "DmaWriter"]
+__all__ = ["MAX_BURST", "MAX_OUTSTANDING", "AxiSignature", "Dma", "DmaCommand", "DmaReader",
+           "DmaWriter"]
 
 #: Beats per burst at most (AXI3-compatible length, what the Zynq HP ports take).
 MAX_BURST = 16
+#: Bursts in flight at once in each direction: read addresses issued ahead of their data,
+#: write bursts sent ahead of their responses. It hides the DDR latency (tens of fabric
+#: cycles per burst through a Zynq HP port) behind the data of earlier bursts; the HP ports
+#: accept more than this.
+MAX_OUTSTANDING = 4
 _BOUNDARY = 4096  # AXI bursts must not cross a 4 KiB address boundary
 
 
@@ -107,7 +113,8 @@ class DmaReader(wiring.Component):
     A command is checked against ``[window_base, window_base + window_size)`` (and word
     alignment) before any bus traffic; a failing one sets ``error`` (held until the next
     command) and finishes without reading. Bursts are INCR, at most 16 beats, never crossing
-    a 4 KiB boundary, one burst outstanding; ``rready`` follows ``o.ready``, so the stream's
+    a 4 KiB boundary, up to ``MAX_OUTSTANDING`` in flight (same ID, so the data comes back
+    in order); ``rready`` follows ``o.ready``, so the stream's
     backpressure reaches the bus. ``done`` pulses when the last word has left on ``o`` (or at
     once after an error). A read response other than OKAY also sets ``error``.
 
@@ -136,31 +143,36 @@ class DmaReader(wiring.Component):
         # a defined value from time zero in any simulator.
         arvalid = Signal()
         m.d.comb += [bus.arvalid.eq(arvalid), bus.araddr.eq(addr), bus.arlen.eq(beats - 1)]
+        # Bursts whose address went out and whose last beat has not come back.
+        flying = Signal(range(MAX_OUTSTANDING + 1), name="flying")
+        ar_fire = arvalid & bus.arready
+        r_last = bus.rvalid & bus.rready & bus.rlast
+        rem_next = Signal.like(remaining)
+        fly_next = Signal.like(flying)
+        m.d.comb += [rem_next.eq(remaining - Mux(ar_fire, beats, 0)),
+                     fly_next.eq(flying + ar_fire - r_last)]
         with m.FSM(name="dma_rd") as fsm:
             with m.State("IDLE"):
                 with m.If(self.cmd.valid):
-                    m.d.sync += [addr.eq(self.cmd.payload.addr),
+                    m.d.sync += [addr.eq(self.cmd.payload.addr), flying.eq(0),
                                  remaining.eq(self.cmd.payload.words), self.error.eq(~ok),
                                  arvalid.eq(ok)]
-                    m.next = "ADDR"
+                    m.next = "RUN"
                     with m.If(~ok):
                         m.next = "DONE"
-            with m.State("ADDR"):
-                with m.If(bus.arready):
-                    m.d.sync += [addr.eq(addr + beats * wb), remaining.eq(remaining - beats),
-                                 arvalid.eq(0)]
-                    m.next = "DATA"
-            with m.State("DATA"):
-                m.d.comb += [self.o.valid.eq(bus.rvalid),
-                             bus.rready.eq(self.o.ready)]
-                with m.If(bus.rvalid & self.o.ready):
-                    with m.If(bus.rresp != 0):
-                        m.d.sync += self.error.eq(1)
-                    with m.If(bus.rlast):
-                        m.next = "DONE"
-                        with m.If(remaining != 0):
-                            m.d.sync += arvalid.eq(1)
-                            m.next = "ADDR"
+            with m.State("RUN"):
+                m.d.comb += [self.o.valid.eq(bus.rvalid), bus.rready.eq(self.o.ready)]
+                m.d.sync += [flying.eq(fly_next), remaining.eq(rem_next)]
+                with m.If(ar_fire):
+                    m.d.sync += addr.eq(addr + beats * wb)
+                # An address stays offered until taken; the next one goes out while fewer
+                # than MAX_OUTSTANDING bursts are in flight.
+                more = (rem_next != 0) & (fly_next < MAX_OUTSTANDING)
+                m.d.sync += arvalid.eq(Mux(arvalid & ~bus.arready, 1, more))
+                with m.If(bus.rvalid & self.o.ready & (bus.rresp != 0)):
+                    m.d.sync += self.error.eq(1)
+                with m.If((rem_next == 0) & (fly_next == 0)):
+                    m.next = "DONE"
             with m.State("DONE"):
                 m.next = "IDLE"
         _status(m, fsm, self)
@@ -172,7 +184,8 @@ class DmaWriter(wiring.Component):
 
     Same command, window check, burst rules and ``busy``/``done``/``error`` as
     :class:`DmaReader`: a command outside the window writes nothing. Each burst's address
-    is issued first, then its beats (full strobes), then its response is awaited; a response
+    is issued first, then its beats (full strobes); the next burst follows without waiting
+    for the response while fewer than ``MAX_OUTSTANDING`` responses are awaited. A response
     other than OKAY sets ``error``. ``done`` pulses after the last response.
     """
 
@@ -192,15 +205,28 @@ class DmaWriter(wiring.Component):
         awvalid, bready = Signal(), Signal()
         m.d.comb += [bus.awvalid.eq(awvalid), bus.bready.eq(bready), bus.awaddr.eq(addr),
                      bus.awlen.eq(beats - 1)]
+        # Bursts whose beats went out and whose response has not come back.
+        waiting = Signal(range(MAX_OUTSTANDING + 1), name="waiting")
+        w_last = bus.wvalid & bus.wready & bus.wlast
+        b_fire = bus.bvalid & bready
+        m.d.sync += waiting.eq(waiting + w_last - b_fire)
+        with m.If(b_fire & (bus.bresp != 0)):
+            m.d.sync += self.error.eq(1)
         with m.FSM(name="dma_wr") as fsm:
             with m.State("IDLE"):
                 with m.If(self.cmd.valid):
                     m.d.sync += [addr.eq(self.cmd.payload.addr),
-                                 remaining.eq(self.cmd.payload.words), self.error.eq(~ok),
-                                 awvalid.eq(ok)]
-                    m.next = "ADDR"
+                                 remaining.eq(self.cmd.payload.words), self.error.eq(~ok)]
+                    m.next = "NEXT"
                     with m.If(~ok):
                         m.next = "DONE"
+            with m.State("NEXT"):
+                m.d.sync += bready.eq(1)
+                with m.If(remaining == 0):
+                    m.next = "RESP"
+                with m.Elif(waiting < MAX_OUTSTANDING):
+                    m.d.sync += awvalid.eq(1)
+                    m.next = "ADDR"
             with m.State("ADDR"):
                 with m.If(bus.awready):
                     m.d.sync += [addr.eq(addr + beats * wb), remaining.eq(remaining - beats),
@@ -212,17 +238,11 @@ class DmaWriter(wiring.Component):
                 with m.If(self.i.valid & bus.wready):
                     m.d.sync += left.eq(left - 1)
                     with m.If(left == 1):
-                        m.d.sync += bready.eq(1)
-                        m.next = "RESP"
+                        m.next = "NEXT"
             with m.State("RESP"):
-                with m.If(bus.bvalid):
+                with m.If((waiting == 0) | ((waiting == 1) & b_fire)):
                     m.d.sync += bready.eq(0)
-                    with m.If(bus.bresp != 0):
-                        m.d.sync += self.error.eq(1)
                     m.next = "DONE"
-                    with m.If(remaining != 0):
-                        m.d.sync += awvalid.eq(1)
-                        m.next = "ADDR"
             with m.State("DONE"):
                 m.next = "IDLE"
         _status(m, fsm, self)

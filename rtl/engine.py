@@ -9,7 +9,7 @@ fit the on-chip buffers (else LAYER_TOO_LARGE). Conv weights are double-buffered
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -186,40 +186,47 @@ class Engine(wiring.Component):
                                                       Mux(is_avg, avgpool.rd.en, own_en)))),
         ]
 
-        # ---- the out buffer: results by vector (and conv results by channel) --------------
-        m.submodules.out_mem = out_mem = Memory(shape=v * 32, depth=cfg.out_buf_depth, init=[])
-        out_wr = out_mem.write_port(granularity=32)
-        out_rd = out_mem.read_port()
-        all_lanes = (1 << v) - 1
+        # ---- the out buffer: one memory per lane, so conv results land in several lanes at
+        # their own addresses in one cycle; the vector units write all lanes of one word ------
+        out_mems = [Memory(shape=32, depth=cfg.out_buf_depth, init=[]) for _ in range(v)]
+        out_wrs, out_rds = [], []
+        for lane, mem in enumerate(out_mems):
+            m.submodules[f"out_mem_{lane}"] = mem
+            out_wrs.append(mem.write_port())
+            out_rds.append(mem.read_port())
+        out_rd_addr, out_rd_en = Signal.like(out_rds[0].addr), Signal()
+        for rd in out_rds:
+            m.d.comb += [rd.addr.eq(out_rd_addr), rd.en.eq(out_rd_en)]
 
         m.d.comb += [core.o.ready.eq(1), maxpool.o.ready.eq(1), avgpool.o.ready.eq(1),
                      adder.o.ready.eq(1)]
-        conv_addr = core.o.payload.pixel * chunks_out + (core.o.payload.channel >> logv)
-        with m.If(is_conv):
-            m.d.comb += [
-                out_wr.addr.eq(conv_addr),
-                out_wr.data.eq(Cat(*[core.o.payload.value for _ in range(v)])),
-                out_wr.en.eq(Mux(core.o.valid,
-                                 Const(1, v) << (core.o.payload.channel & (v - 1)), 0)),
-            ]
-        with m.Elif(is_max):
+        vec_addr, vec_en = Signal.like(out_wrs[0].addr), Signal()
+        vec_data = Signal(data.ArrayLayout(signed(32), v))
+        with m.If(is_max):
             p = maxpool.o.payload
-            m.d.comb += [out_wr.addr.eq(p.pixel * chunks_out + p.chunk),
-                         out_wr.data.eq(Cat(*[Cat(p.value[i], Const(0, 32 - lb))
-                                              for i in range(v)])),
-                         out_wr.en.eq(Mux(maxpool.o.valid, all_lanes, 0))]
+            m.d.comb += [vec_addr.eq(p.pixel * chunks_out + p.chunk), vec_en.eq(maxpool.o.valid)]
+            m.d.comb += [vec_data[i].eq(p.value[i]) for i in range(v)]
         with m.Elif(is_avg):
             p = avgpool.o.payload
-            m.d.comb += [out_wr.addr.eq(p.chunk),
-                         out_wr.data.eq(Cat(*[Cat(p.value[i], Const(0, 32 - lb))
-                                              for i in range(v)])),
-                         out_wr.en.eq(Mux(avgpool.o.valid, all_lanes, 0))]
+            m.d.comb += [vec_addr.eq(p.chunk), vec_en.eq(avgpool.o.valid)]
+            m.d.comb += [vec_data[i].eq(p.value[i]) for i in range(v)]
         with m.Else():
             p = adder.o.payload
-            m.d.comb += [out_wr.addr.eq(p.tag),
-                         out_wr.data.eq(Cat(*[Cat(p.value[i], p.value[i][-1].replicate(32 - lb))
-                                              for i in range(v)])),
-                         out_wr.en.eq(Mux(adder.o.valid, all_lanes, 0))]
+            m.d.comb += [vec_addr.eq(p.tag), vec_en.eq(adder.o.valid)]
+            m.d.comb += [vec_data[i].eq(p.value[i].as_signed()) for i in range(v)]
+        r = core.o.payload
+        conv_base = Signal.like(vec_addr)
+        m.d.comb += conv_base.eq(r.pixel * chunks_out)
+        for lane, wr in enumerate(out_wrs):
+            with m.If(is_conv):
+                # The core never puts two valid results for one lane in a beat.
+                for i in range(cfg.result_lanes):
+                    with m.If(r.valid[i] & ((r.channel[i] & (v - 1)) == lane)):
+                        m.d.comb += [wr.en.eq(core.o.valid),
+                                     wr.addr.eq(conv_base + (r.channel[i] >> logv)),
+                                     wr.data.eq(r.value[i])]
+            with m.Else():
+                m.d.comb += [wr.en.eq(vec_en), wr.addr.eq(vec_addr), wr.data.eq(vec_data[lane])]
         # ---- control state ----------------------------------------------------------------
         start = regs.ctrl.strobe & regs.ctrl.value.start
         busy = Signal()
@@ -341,7 +348,7 @@ class Engine(wiring.Component):
 
         # Packing one output word from the vector read back from the out buffer.
         out_lanes = Signal(data.ArrayLayout(signed(32), v))
-        m.d.comb += out_lanes.eq(out_rd.data)
+        m.d.comb += out_lanes.eq(Cat(*[rd.data for rd in out_rds]))
         packed = Signal(word)
         for bits in OUT_BITS_CHOICES:
             per = word // bits
@@ -496,11 +503,11 @@ class Engine(wiring.Component):
                         m.d.sync += [out_idx.eq(0), out_k.eq(0)]
                         m.next = "OUT_READ"
             with m.State("OUT_READ"):
-                m.d.comb += [out_rd.addr.eq(out_idx), out_rd.en.eq(1)]
+                m.d.comb += [out_rd_addr.eq(out_idx), out_rd_en.eq(1)]
                 m.next = "OUT_DATA"
             with m.State("OUT_DATA"):
-                # out_rd.data holds the vector (read enable is low here).
-                m.d.comb += [out_rd.en.eq(0), dma.wr_data.valid.eq(1)]
+                # The lanes' read data hold the vector (read enable is low here).
+                m.d.comb += [out_rd_en.eq(0), dma.wr_data.valid.eq(1)]
                 m.d.sync += stalls.eq(stalls + 1)
                 with m.If(dma.wr_data.ready):
                     m.d.sync += out_k.eq(out_k + 1)

@@ -24,12 +24,13 @@ import time
 import traceback
 from collections.abc import Callable, Mapping
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
 from quant.schemes import parse_ratio
 
+from . import cycle_model
 from . import top as T
 from .boards import board_platform, part_of
 from .config import HwConfig, preset
@@ -368,15 +369,31 @@ def step_regmap(ctx: BuildContext, cfg: HwConfig) -> None:
 
 
 def step_estimate(ctx: BuildContext, cfg: HwConfig) -> None:
-    """Analytical cycles of ResNet-18 224x224 per layer and in total, for the ratio."""
+    """Cycles of ResNet-18 224x224 per layer and in total, for the ratio: the cycle model of
+    the engine as built, and the MAC-bound schedule beside it."""
     report = estimate(cfg, ctx.ratio)
+    timing = cycle_model.DdrTiming.zynq_hp()
     ctx.work.mkdir(parents=True, exist_ok=True)
     (ctx.work / "estimate.json").write_text(json.dumps(report.to_dict(), indent=2) + "\n")
-    (ctx.work / "estimate.md").write_text(report.markdown())
-    ctx.log(report.markdown(), terminal=False)
-    ctx.log(f"  ResNet-18 224x224, ratio {ctx.ratio_text}: {report.total_cycles:,} cycles = "
-            f"{report.latency_ms:.2f} ms at {cfg.clock_mhz:g} MHz, {report.gops:.1f} GOP/s "
-            f"(analytical model of the planned schedule)")
+    try:
+        layers = cycle_model.resnet18_cycles(cfg, ctx.ratio, timing=timing)
+    except ValueError as exc:      # a layer of which not even one row fits the buffers
+        layers = []
+        engine_md = (f"Cycle model: ResNet-18 224x224 cannot run on this configuration "
+                     f"({exc}).\n")
+        summary = f"does not fit the buffers ({exc})"
+    else:
+        engine_md = cycle_model.markdown(cfg, ctx.ratio, layers, timing)
+        total = sum(layer.cycles for layer in layers)
+        summary = (f"{total:,} cycles = {total / (cfg.clock_mhz * 1e3):.2f} ms at "
+                   f"{cfg.clock_mhz:g} MHz (cycle model of the engine as built)")
+    (ctx.work / "engine-model.json").write_text(json.dumps(
+        {"timing": asdict(timing), "layers": [asdict(layer) for layer in layers]},
+        indent=2) + "\n")
+    (ctx.work / "estimate.md").write_text(engine_md + "\n" + report.markdown())
+    ctx.log(engine_md + "\n" + report.markdown(), terminal=False)
+    ctx.log(f"  ResNet-18 224x224, ratio {ctx.ratio_text}: {summary}; MAC-bound schedule "
+            f"{report.latency_ms:.2f} ms")
 
 
 def step_synthesize(ctx: BuildContext, cfg: HwConfig) -> None:
@@ -569,7 +586,7 @@ def step_package(ctx: BuildContext, cfg: HwConfig) -> None:
     out = ctx.out
     (out / "hwconfig.json").write_text(cfg.to_json())
     (out / "config_hash.txt").write_text(cfg.config_hash_hex + "\n")
-    for name in ("regmap.json", "regmap.md", "estimate.json", "estimate.md",
+    for name in ("regmap.json", "regmap.md", "estimate.json", "engine-model.json", "estimate.md",
                  "utilization.json"):
         shutil.copyfile(ctx.work / name, out / name)
     rtl = out / "rtl"
@@ -602,8 +619,9 @@ STEPS: tuple[Step, ...] = (
          _elaborate_outputs),
     Step("regmap", "register map JSON for firmware", step_regmap,
          lambda ctx: [ctx.work / "regmap.json", ctx.work / "regmap.md"]),
-    Step("estimate", "cycles and latency of ResNet-18 (analytical model)", step_estimate,
-         lambda ctx: [ctx.work / "estimate.json", ctx.work / "estimate.md"]),
+    Step("estimate", "cycles and latency of ResNet-18 (cycle model)", step_estimate,
+         lambda ctx: [ctx.work / "estimate.json", ctx.work / "engine-model.json",
+                      ctx.work / "estimate.md"]),
     Step("synthesize", "Yosys utilization estimate and fit check", step_synthesize,
          lambda ctx: [ctx.work / "utilization.json"]),
     Step("bitstream", "Vivado bitstream and hardware handoff", step_bitstream,

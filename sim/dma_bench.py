@@ -11,6 +11,7 @@ from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge
 from cocotbext.axi import AxiBus, AxiRam
 
+from rtl.dma import MAX_OUTSTANDING
 from sim.runner import bench_params
 
 PAUSES = {"aw": [1, 1, 0], "w": [0, 1, 1], "b": [1, 0], "ar": [0, 1], "r": [1, 1, 0, 0, 1]}
@@ -40,16 +41,30 @@ class TB:
         for name, chan in chans.items():
             chan.set_pause_generator(itertools.cycle(PAUSES[name]))
         self.ar_count = self.aw_count = 0
+        # Bursts in flight: reads from address to last beat, writes from address to response.
+        self.reads_flying = self.writes_flying = 0
+        self.max_reads_flying = self.max_writes_flying = 0
         cocotb.start_soon(self._count_addresses())
 
     async def _count_addresses(self) -> None:
+        def fired(valid, ready) -> bool:
+            return str(valid.value) == "1" and str(ready.value) == "1"
+
         while True:
             await RisingEdge(self.dut.clk)
             d = self.dut
-            if str(d.m_axi_arvalid.value) == "1" and str(d.m_axi_arready.value) == "1":
+            if fired(d.m_axi_arvalid, d.m_axi_arready):
                 self.ar_count += 1
-            if str(d.m_axi_awvalid.value) == "1" and str(d.m_axi_awready.value) == "1":
+                self.reads_flying += 1
+            if fired(d.m_axi_rvalid, d.m_axi_rready) and str(d.m_axi_rlast.value) == "1":
+                self.reads_flying -= 1
+            if fired(d.m_axi_awvalid, d.m_axi_awready):
                 self.aw_count += 1
+                self.writes_flying += 1
+            if fired(d.m_axi_bvalid, d.m_axi_bready):
+                self.writes_flying -= 1
+            self.max_reads_flying = max(self.max_reads_flying, self.reads_flying)
+            self.max_writes_flying = max(self.max_writes_flying, self.writes_flying)
 
     async def reset(self) -> None:
         d = self.dut
@@ -125,6 +140,8 @@ async def reads_match_memory(dut):
         want = [int.from_bytes(tb.ram.read(addr + k * tb.wb, tb.wb), "little")
                 for k in range(words)]
         assert got == want, f"read {words} words at {addr:#x}"
+    # Addresses run ahead of the data (DDR latency hidden), never beyond the limit.
+    assert 1 < tb.max_reads_flying <= MAX_OUTSTANDING, tb.max_reads_flying
 
 
 @cocotb.test()
@@ -143,6 +160,7 @@ async def writes_land_exactly_with_guards_untouched(dut):
         end = addr + words * tb.wb
         assert tb.ram.read(addr - GUARD, GUARD) == b"\xa5" * GUARD, "guard before touched"
         assert tb.ram.read(end, GUARD) == b"\xa5" * GUARD, "guard after touched"
+    assert 1 < tb.max_writes_flying <= MAX_OUTSTANDING, tb.max_writes_flying
 
 
 @cocotb.test()

@@ -11,7 +11,8 @@ from sim.runner import run_bench
 #: make many layers run as several row tiles.
 CFG = HwConfig(name="engine-sim", part="xc7z020clg400-1", clock_mhz=100.0, pot_rows=4,
                pot_cols=8, dsp_rows=4, dsp_cols=8, max_reduction=7 * 7 * 8, max_channels=64,
-               max_spatial=64, act_buf_depth=256, weight_buf_depth=64, out_buf_depth=64)
+               max_spatial=64, act_buf_depth=256, weight_buf_depth=64, out_buf_depth=64,
+               result_lanes=4)
 
 CASES = [
     dict(cin=10, cout=13, k=3, s=1, p=1, size=6, ratio=[60, 35, 5], relu=True, in_bits=4),

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -16,10 +19,41 @@ from sim.runner import build_dir, run_bench
 CFG = HwConfig(name="network-sim", part="xc7z020clg400-1", clock_mhz=100.0, pot_rows=4,
                pot_cols=8, dsp_rows=4, dsp_cols=8, max_reduction=3 * 3 * 64,
                max_channels=128, max_spatial=64, act_buf_depth=32, weight_buf_depth=128,
-               out_buf_depth=16)
+               out_buf_depth=16, result_lanes=4)
 #: The same engine with buffers for the 32x32 stem (which still runs in row tiles).
 CFG_STEM = HwConfig.from_dict({**CFG.to_dict(), "name": "network-sim-stem",
                                "act_buf_depth": 256, "out_buf_depth": 64})
+
+
+#: How far the cycle model (rtl/cycle_model.py) may be from the RTL's own count, per layer
+#: and for the whole network.
+MODEL_TOLERANCE_LAYER = 0.10
+MODEL_TOLERANCE_TOTAL = 0.05
+
+
+def check_cycle_model(model, cfg: HwConfig, cycles_json: Path) -> list[tuple[str, int, int]]:
+    """Every layer's measured cycles (``CYCLES_LO`` of its chain, DDR without pauses) against
+    the cycle model of the same descriptors; returns (layer, measured, modelled)."""
+    from firmware.network import plan_network
+    from rtl.cycle_model import chain_cycles
+    from rtl.descriptor import descriptor_bytes
+    from sim.network_bench import BASE, SIZE
+
+    plan = plan_network(model, cfg, base=BASE, size=SIZE)
+    table = dict(plan.memory)[plan.chain_addr]
+    measured = {row["name"]: row["cycles"] for row in json.loads(cycles_json.read_text())}
+    rows = []
+    for job in plan.jobs:
+        start = job.desc_addr - plan.chain_addr
+        descs = [table[start + i * descriptor_bytes():start + (i + 1) * descriptor_bytes()]
+                 for i in range(job.desc_count)]
+        rows.append((job.name, measured[job.name], chain_cycles(cfg, descs)))
+    for name, got, want in rows:
+        assert abs(want - got) <= MODEL_TOLERANCE_LAYER * got, (name, got, want)
+    total_got, total_want = sum(r[1] for r in rows), sum(r[2] for r in rows)
+    assert abs(total_want - total_got) <= MODEL_TOLERANCE_TOTAL * total_got, (
+        total_got, total_want)
+    return rows
 
 
 def _run(model, images, case: str, cfg: HwConfig = CFG) -> None:
@@ -32,6 +66,7 @@ def _run(model, images, case: str, cfg: HwConfig = CFG) -> None:
               params={"config": cfg.to_json(), "regmap": acc.regmap.to_json(),
                       "model": str(path), "images": np.asarray(images).tolist(),
                       "cycles_out": str(out / "cycles.json")})
+    check_cycle_model(model, cfg, out / "cycles.json")
 
 
 def test_random_resnet18_digits_size() -> None:

@@ -18,14 +18,16 @@ from rtl.vector_units import lane_bits
 
 CFG = HwConfig(name="conv-test", part="xc7z020clg400-1", clock_mhz=100.0, pot_rows=4,
                pot_cols=4, dsp_rows=4, dsp_cols=4, max_reduction=7 * 7 * 8, max_channels=64,
-               max_spatial=32, act_buf_depth=1024, weight_buf_depth=128, out_buf_depth=256)
+               max_spatial=32, act_buf_depth=1024, weight_buf_depth=128, out_buf_depth=256,
+               result_lanes=4)
 
 
 class Harness(Elaboratable):
     """ConvCore with an act buffer in front, loaded through a plain write port."""
 
-    def __init__(self) -> None:
-        self.core = ConvCore(cfg=CFG)
+    def __init__(self, cfg: HwConfig = CFG) -> None:
+        self.cfg = cfg
+        self.core = ConvCore(cfg=cfg)
         self.act_we = Signal()
         self.act_waddr = Signal(range(CFG.act_buf_depth))
         self.act_wdata = Signal(CFG.vec_len * lane_bits(CFG))
@@ -42,10 +44,10 @@ class Harness(Elaboratable):
         return m
 
 
-def _act_words(x, rows):
+def _act_words(x, rows, cfg):
     """Act-buffer words of input rows ``rows`` of x (1, C, H, W)."""
     _, cin, _, wd = x.shape
-    v, lb = CFG.vec_len, lane_bits(CFG)
+    v, lb = cfg.vec_len, lane_bits(cfg)
     words = []
     for y in rows:
         for xx in range(wd):
@@ -55,7 +57,7 @@ def _act_words(x, rows):
     return words
 
 
-def run_core(x, schemes, params, node, *, seed=0, stall=0.0, tile=None):
+def run_core(x, schemes, params, node, *, seed=0, stall=0.0, tile=None, cfg=CFG):
     """Load buffers the way the engine does, run every pass, gather the outputs.
 
     Passes alternate between the two weight banks, and pass ``p + 1`` is written into the
@@ -66,15 +68,15 @@ def run_core(x, schemes, params, node, *, seed=0, stall=0.0, tile=None):
     cout, cin, k, _ = w.shape
     _, _, h, wd = x.shape
     pad, stride = node["padding"], node["stride"]
-    chunks = -(-cin // CFG.vec_len)
+    chunks = -(-cin // cfg.vec_len)
     if tile is None:
         tile = row_tile(0, (h + 2 * pad - k) // stride + 1, in_h=h, kernel=k, stride=stride,
                         pad=pad)
     ho, wo = tile.out_rows, (wd + 2 * pad - k) // stride + 1
-    act_words = _act_words(x, range(tile.in_row0, tile.in_row0 + tile.in_rows))
-    passes = plan_passes(schemes, CFG)
+    act_words = _act_words(x, range(tile.in_row0, tile.in_row0 + tile.in_rows), cfg)
+    passes = plan_passes(schemes, cfg)
     out = np.full((cout, ho, wo), -999, np.int64)
-    harness = Harness()
+    harness = Harness(cfg)
     dut = harness.core
     rng = np.random.default_rng(seed)
     mode = PostMode.RELU if node["relu"] else PostMode.SIGNED
@@ -82,7 +84,7 @@ def run_core(x, schemes, params, node, *, seed=0, stall=0.0, tile=None):
     def pass_writes(plan, bank):
         """(signal, value) groups, one group per cycle, that load ``plan`` into ``bank``."""
         groups = [[(dut.w_bank, bank), (dut.w_we, 1), (dut.w_waddr, t), (dut.w_wdata, row)]
-                  for t, row in enumerate(weight_rows(w, schemes, plan, CFG))]
+                  for t, row in enumerate(weight_rows(w, schemes, plan, cfg))]
         for j, slot in enumerate(plan.slots(bias, mult, shift)):
             groups.append([(dut.w_bank, bank), (dut.slot_we, 1), (dut.slot_waddr, j),
                            (dut.slot_wdata, {"valid": 0, "channel": 0, "bias": 0, "mult": 0,
@@ -128,9 +130,15 @@ def run_core(x, schemes, params, node, *, seed=0, stall=0.0, tile=None):
                 _, _, valid, payload, done = await ctx.tick().sample(dut.o.valid, dut.o.payload,
                                                                      dut.done)
                 if valid and ready:
-                    pix, ch = int(payload.pixel), int(payload.channel)
-                    assert out[ch, pix // wo, pix % wo] == -999, "result written twice"
-                    out[ch, pix // wo, pix % wo] = int(payload.value)
+                    pix = int(payload.pixel)
+                    lanes = [int(payload.channel[i]) % cfg.vec_len
+                             for i in range(cfg.result_lanes) if payload.valid[i]]
+                    assert lanes and len(set(lanes)) == len(lanes), "lanes collide in a beat"
+                    for i in range(cfg.result_lanes):
+                        if payload.valid[i]:
+                            ch = int(payload.channel[i])
+                            assert out[ch, pix // wo, pix % wo] == -999, "written twice"
+                            out[ch, pix // wo, pix % wo] = int(payload.value[i])
                 if done:
                     break
                 cycles += 1
@@ -183,3 +191,17 @@ def test_conv_core_row_tiles_match_golden(k, s, p, size, rows):
         got = run_core(x, schemes, params, node, seed=row0, stall=0.2, tile=tile)
         np.testing.assert_array_equal(got, expected[:, :, row0:row0 + tile.out_rows],
                                       f"tile {tile}")
+
+
+@pytest.mark.parametrize("lanes", [1, 2])
+def test_result_lanes(lanes):
+    """Fewer requantization lanes; with 4-element vectors and 8 slots, groups whose slots
+    share an output-buffer lane (and so go one slot a beat) are frequent."""
+    cfg = CFG.replace(name=f"conv-lanes{lanes}", result_lanes=lanes)
+    rng = np.random.default_rng(lanes)
+    x, schemes, params, node = random_conv_layer(
+        rng, cin=6, cout=19, kernel=3, stride=1, pad=1, size=4, ratio=(60, 35, 5), relu=True,
+        in_bits=4, act_bits=cfg.act_bits)
+    expected = golden.conv(x, node, params, cfg.act_bits)
+    got = run_core(x, schemes, params, node, seed=lanes, stall=0.3, cfg=cfg)
+    np.testing.assert_array_equal(got, expected)

@@ -1,0 +1,211 @@
+"""Cycle model of the engine as built: what ``CYCLES_LO`` will read for a chain of
+descriptors, phase by phase (docs/engine.md), so that layers too large to simulate in RTL
+(ResNet-18 at 224 x 224) get a latency figure that follows the hardware rather than the
+MAC-bound ideal.
+
+Per descriptor: fetch it, load the input band, then for a conv the passes (the loader
+streams pass ``p + 1`` into the free weight bank while the core computes pass ``p``; a pass
+issues one activation vector per cycle, and each output pixel's ``pot_rows + dsp_rows``
+results leave ``result_lanes`` a cycle, so a pixel costs ``max(steps, slots / lanes)``
+cycles), for an add
+the second input, for a pool the scan; then write the output band back. DDR is a port that
+moves one bus word per cycle after ``read_latency`` / ``write_latency`` cycles, with up to
+``rtl.dma.MAX_OUTSTANDING`` bursts in flight.
+
+The model is checked against the cycles the RTL reports for every layer of the
+whole-network bench (``sim/test_network.py``); the tolerance there is what it is worth.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from firmware.layer import pass_block_words, words_per_vector
+from firmware.stem import fold_plan
+from firmware.tiling import layer_descriptors
+from quant import contract as C
+from quant.resnet_graph import resnet18_nodes
+from quant.schemes import parse_ratio, scheme_counts
+
+from .config import HwConfig
+from .descriptor import Op, descriptor_bytes, unpack_descriptor
+from .dma import MAX_BURST, MAX_OUTSTANDING
+from .postproc import PostProc
+
+__all__ = ["DdrTiming", "LayerCycles", "chain_cycles", "descriptor_cycles", "markdown",
+           "resnet18_cycles"]
+
+
+@dataclass(frozen=True)
+class DdrTiming:
+    """Latency of the DDR port in fabric cycles: from a burst's address to its first data
+    beat (reads) or from its last beat to its response (writes)."""
+
+    read_latency: int = 2
+    write_latency: int = 2
+
+    @classmethod
+    def zynq_hp(cls) -> DdrTiming:
+        """An assumed Zynq-7000 HP port to DDR3: about 40 fabric cycles per read burst
+        (a figure to replace by a board measurement)."""
+        return cls(read_latency=40, write_latency=20)
+
+
+def _read(words: int, t: DdrTiming) -> int:
+    """Cycles of a DMA read of ``words`` words: the command, the first latency, one word per
+    cycle, and the latency that the bursts in flight cannot cover."""
+    bursts = math.ceil(words / MAX_BURST)
+    per_burst = max(MAX_BURST, math.ceil((t.read_latency + MAX_BURST) / MAX_OUTSTANDING))
+    return 2 + t.read_latency + words + max(0, per_burst - MAX_BURST) * (bursts - 1)
+
+
+def _write(words: int, t: DdrTiming) -> int:
+    return 3 + words + t.write_latency
+
+
+def _pass_cycles(cfg: HwConfig, pixels: int, steps: int) -> int:
+    """One conv pass from start to done: one vector per cycle unless the result path
+    (``result_lanes`` slots a beat) is slower; then the array, requantization and completion
+    latency. Groups of slots that share an output-buffer lane (rare) are not counted."""
+    groups = -(-(cfg.pot_rows + cfg.dsp_rows) // cfg.result_lanes)
+    v = cfg.vec_len
+    array_latency = max(max(1, math.ceil(math.log2(v))) + 1, 3 + math.ceil(math.log2(v)))
+    return pixels * max(steps, groups) + array_latency + PostProc.LATENCY + 4
+
+
+def descriptor_cycles(cfg: HwConfig, d: dict[str, int], timing: DdrTiming | None = None
+                      ) -> int:
+    """Modelled cycles of one descriptor (fields as ``rtl.descriptor.unpack_descriptor``)."""
+    t = timing or DdrTiming()
+    v = cfg.vec_len
+    chunks_in, chunks_out = -(-d["in_c"] // v), -(-d["out_c"] // v)
+    in_vecs = d["in_h"] * d["in_w"] * chunks_in
+    out_pixels = d["out_h"] * d["out_w"]
+    out_vecs = out_pixels * chunks_out
+    cycles = 1 + _read(descriptor_bytes() * 8 // cfg.axi_data_width, t) + 1
+    cycles += 1 + _read(in_vecs * words_per_vector(cfg, d["in_bits"]), t)
+    op = d["op"]
+    if op == Op.CONV:
+        load = 1 + _read(pass_block_words(cfg, d["steps"]), t)
+        compute = 1 + _pass_cycles(cfg, out_pixels, d["steps"])
+        # Two banks: load p + 1 while p computes; load p + 2 waits for p's bank.
+        loaded = [0] * d["passes"]
+        done = [0] * d["passes"]
+        for p in range(d["passes"]):
+            start_load = max(loaded[p - 1] if p else 0, done[p - 2] if p >= 2 else 0)
+            loaded[p] = start_load + load
+            done[p] = max(loaded[p], done[p - 1] if p else 0) + compute
+        cycles += done[-1]
+    elif op == Op.ADD:
+        cycles += 1 + _read(0, t) + in_vecs * (words_per_vector(cfg, d["in2_bits"]) + 1) - 2
+    elif op == Op.MAXPOOL:
+        cycles += 2 + out_vecs * d["kernel"] ** 2 + 3
+    else:
+        pixels = d["in_h"] * d["in_w"]
+        cycles += 2 + chunks_in * max(pixels, v) + v + 3
+    cycles += 1 + out_vecs + _write(out_vecs * words_per_vector(cfg, d["out_bits"]), t) + 1
+    return cycles
+
+
+def chain_cycles(cfg: HwConfig, descriptors: Iterable[bytes],
+                 timing: DdrTiming | None = None) -> int:
+    """Modelled cycles of a chain (what ``CYCLES_LO`` reads after its run)."""
+    return sum(descriptor_cycles(cfg, unpack_descriptor(raw), timing) for raw in descriptors)
+
+
+@dataclass(frozen=True)
+class LayerCycles:
+    name: str
+    op: str
+    tiles: int
+    cycles: int
+    #: MACs over the MACs both arrays do per cycle (conv, fc); 0 for the vector layers.
+    mac_cycles: int
+
+
+def _passes(cfg: HwConfig, filters: int, ratio: tuple[int, int, int]) -> int:
+    counts = scheme_counts(filters, ratio)
+    n_pot, n_f4, n_f8 = (counts[C.SCHEME_CODE[s]] for s in C.SCHEMES)
+    pot = math.ceil(n_pot / cfg.pot_rows) if n_pot else 0
+    dsp = math.ceil((n_f4 + n_f8 * cfg.fixed8_lanes) / cfg.dsp_rows) if n_f4 + n_f8 else 0
+    return max(pot, dsp, 1)
+
+
+def resnet18_cycles(cfg: HwConfig, ratio: str | tuple[int, int, int], *, image: int = 224,
+                    timing: DdrTiming | None = None) -> list[LayerCycles]:
+    """Every layer of ResNet-18 (standard stem, 1000 classes) at ``image`` x ``image`` as the
+    firmware would run it on ``cfg``: row tiles, passes, DDR traffic. Raises
+    ``firmware.tiling.TilingError`` if a layer cannot be tiled into the buffers."""
+    from .perf import layer_shapes
+
+    ratio = parse_ratio(ratio)
+    nodes = resnet18_nodes(width=1.0, num_classes=1000, in_channels=3)
+    shapes = layer_shapes(nodes, image, 3)
+    v, act, sgn = cfg.vec_len, cfg.act_bits, cfg.act_bits + 1
+    out: list[LayerCycles] = []
+    bits = {"input": cfg.input_bits}        # storage bits of every tensor
+    for node in nodes:
+        name, op = node["name"], node["op"]
+        src = node["inputs"][0]
+        (ci, hi, wi), (co, ho, wo) = shapes[src], shapes[name]
+        bits[name] = (32 if op == "fc" else
+                      sgn if op in ("conv", "add") and not node["relu"] else act)
+        fields: dict[str, Any] = dict(in_addr=0, out_addr=0, in_c=ci, in_h=hi, in_w=wi,
+                                      out_c=co, out_h=ho, out_w=wo, in_bits=bits[src],
+                                      out_bits=bits[name])
+        pad, mac_cycles = 0, 0
+        if op in ("conv", "fc"):
+            k = node["kernel"] if op == "conv" else 1
+            mac_cycles = math.ceil(co * ci * k * k * ho * wo
+                                   / (v * (cfg.pot_rows + cfg.dsp_rows)))
+            stride, pad = node.get("stride", 1), node.get("padding", 0)
+            fold = fold_plan(node, (ci, hi, wi), cfg) if src == "input" else None
+            if fold:                     # as firmware.network runs it: space-to-depth
+                (ci, hi, wi), k, stride, pad = fold.folded_shape, fold.folded_kernel, 1, 0
+                fields.update(in_c=ci, in_h=hi, in_w=wi)
+            fields.update(op=Op.CONV, kernel=k, stride=stride, passes=_passes(cfg, co, ratio),
+                          steps=k * k * -(-ci // v))
+        elif op == "add":
+            fields.update(op=Op.ADD, in2_addr=0, in2_bits=bits[node["inputs"][1]])
+        elif op == "maxpool":
+            fields.update(op=Op.MAXPOOL, kernel=node["kernel"], stride=node["stride"])
+            pad = node["padding"]
+        else:
+            fields.update(op=Op.AVGPOOL)
+        descs = layer_descriptors(cfg, pad=pad, name=name, **fields)
+        out.append(LayerCycles(name, op, len(descs), chain_cycles(cfg, descs, timing),
+                               mac_cycles))
+    return out
+
+
+def markdown(cfg: HwConfig, ratio: str | tuple[int, int, int], layers: list[LayerCycles],
+             timing: DdrTiming, *, image: int = 224) -> str:
+    """The build report's section: latency of ResNet-18 on the engine as built."""
+    mhz = cfg.clock_mhz
+    total = sum(layer.cycles for layer in layers)
+    ideal = sum(layer.mac_cycles for layer in layers)
+    r = ":".join(map(str, parse_ratio(ratio)))
+    out = [
+        f"Cycle model of the engine as built (`rtl/cycle_model.py`): ResNet-18, {image}x{image}, "
+        f"ratio {r}, run as the firmware runs it (row tiles, passes, the stem folded by "
+        f"space-to-depth), {mhz:g} MHz, DDR read latency {timing.read_latency} and write "
+        f"latency {timing.write_latency} cycles (assumed for a Zynq HP port), one 64-bit word "
+        f"per cycle. The model is checked against the cycles the RTL counts for every layer "
+        f"of the whole-network bench (`sim/test_network.py`).",
+        "",
+        "| layer | op | tiles | cycles | MAC-bound cycles | cycles / MAC-bound | ms |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for layer in layers:
+        ratio_text = f"{layer.cycles / layer.mac_cycles:.1f}" if layer.mac_cycles else "-"
+        out.append(f"| {layer.name} | {layer.op} | {layer.tiles} | {layer.cycles:,} | "
+                   f"{layer.mac_cycles or '-'} | {ratio_text} | "
+                   f"{layer.cycles / (mhz * 1e3):.3f} |")
+    out += [f"| **total** | | | **{total:,}** | **{ideal:,}** | **{total / ideal:.1f}** | "
+            f"**{total / (mhz * 1e3):.2f}** |", "",
+            f"Modelled latency: **{total / (mhz * 1e3):.2f} ms** per image at {mhz:g} MHz "
+            f"(the MAC-bound schedule below: {ideal / (mhz * 1e3):.2f} ms)."]
+    return "\n".join(out) + "\n"

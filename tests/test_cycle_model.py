@@ -1,0 +1,53 @@
+"""The engine's cycle model on ResNet-18 at full size (its agreement with the RTL is checked
+by the whole-network bench, sim/test_network.py)."""
+
+import pytest
+
+from firmware.layer import pass_block_words
+from rtl.config import preset
+from rtl.cycle_model import DdrTiming, descriptor_cycles, markdown, resnet18_cycles
+from rtl.descriptor import Op
+
+
+@pytest.mark.parametrize(("board", "ratio"), [("pynq-z2", "60:35:5"), ("zc706", "65:30:5")])
+def test_resnet18_on_the_presets(board, ratio):
+    cfg = preset(board)
+    layers = resnet18_cycles(cfg, ratio, timing=DdrTiming.zynq_hp())
+    assert len(layers) == 31 and layers[0].name == "conv1" and layers[-1].op == "fc"
+    assert layers[0].tiles > 1                       # 112 x 112 x 64 does not fit at once
+    for layer in layers:
+        assert layer.cycles >= layer.mac_cycles > 0 or layer.mac_cycles == 0
+    text = markdown(cfg, ratio, layers, DdrTiming.zynq_hp())
+    total = sum(layer.cycles for layer in layers)
+    assert f"**{total:,}**" in text and "Modelled latency:" in text
+
+
+def _conv(cfg, *, passes, steps, pixels):
+    return dict(op=Op.CONV, in_c=cfg.vec_len, in_h=1, in_w=pixels, out_c=cfg.vec_len,
+                out_h=1, out_w=pixels, kernel=1, stride=1, in_bits=4, out_bits=4,
+                passes=passes, steps=steps)
+
+
+def test_weights_load_while_the_core_computes():
+    """Double-buffered weights: a pass's load hides behind the previous pass's compute,
+    so each extra pass costs the longer of the two, not their sum."""
+    cfg = preset("pynq-z2")
+    steps = 16                    # more than the 11 result beats of a pixel (42 slots / 4)
+    load = pass_block_words(cfg, steps)
+    compute_bound = _conv(cfg, passes=1, steps=steps, pixels=load)
+    one = descriptor_cycles(cfg, compute_bound)
+    three = descriptor_cycles(cfg, {**compute_bound, "passes": 3})
+    compute = load * steps
+    assert 2 * compute <= three - one < 2 * compute + 100
+    load_bound = _conv(cfg, passes=1, steps=steps, pixels=2)
+    one = descriptor_cycles(cfg, load_bound)
+    three = descriptor_cycles(cfg, {**load_bound, "passes": 3})
+    assert 2 * load <= three - one < 2 * load + 100
+
+
+def test_ddr_latency_is_hidden_by_bursts_in_flight():
+    cfg = preset("zc706")
+    layer = _conv(cfg, passes=4, steps=144, pixels=49)
+    fast = descriptor_cycles(cfg, layer, DdrTiming(read_latency=2, write_latency=2))
+    slow = descriptor_cycles(cfg, layer, DdrTiming(read_latency=40, write_latency=20))
+    assert fast < slow < fast * 1.05
