@@ -82,8 +82,45 @@ def plan_passes(scheme: np.ndarray, cfg: HwConfig) -> list[ConvPass]:
         prow = pot_groups[p] if p < len(pot_groups) else []
         dl, df = dsp_groups[p] if p < len(dsp_groups) else ([-1] * cfg.dsp_rows,
                                                             [False] * (cfg.dsp_rows // 2))
-        passes.append(ConvPass(prow + [-1] * (cfg.pot_rows - len(prow)), list(dl), list(df)))
+        passes.append(_spread_lanes(ConvPass(prow + [-1] * (cfg.pot_rows - len(prow)),
+                                             list(dl), list(df)), cfg))
     return passes
+
+
+def _spread_lanes(plan: ConvPass, cfg: HwConfig) -> ConvPass:
+    """Order the PoT filters of a pass, and each run of Fixed-4 lanes, so that the
+    ``result_lanes`` slots the engine requantizes together have distinct output-buffer lanes
+    (``channel % vec_len``) where the filters allow: such a group leaves in one beat, a group
+    with a shared lane one slot a beat. Which row a filter runs on changes nothing else."""
+    lanes, v = cfg.result_lanes, cfg.vec_len
+
+    def arrange(filters: list[int], first_slot: int, taken: dict[int, set[int]]) -> list[int]:
+        left, out = list(filters), []
+        for k in range(len(filters)):
+            used = taken.setdefault((first_slot + k) // lanes, set())
+            pick = next((f for f in left if f % v not in used), left[0])
+            left.remove(pick)
+            used.add(pick % v)
+            out.append(pick)
+        return out
+
+    taken: dict[int, set[int]] = {}
+    pot = [f for f in plan.pot if f >= 0]
+    pot = arrange(pot, 0, taken) + [-1] * (len(plan.pot) - len(pot))
+    dsp = list(plan.dsp)
+    lane = 0
+    while lane < len(dsp):
+        if dsp[lane] < 0 or (lane % 2 == 0 and plan.fixed8[lane // 2]):
+            if dsp[lane] >= 0:     # a Fixed-8 pair: its result slot is the lower lane
+                taken.setdefault((len(pot) + lane) // lanes, set()).add(dsp[lane] % v)
+            lane += 2 if dsp[lane] >= 0 else 1
+            continue
+        end = lane
+        while end < len(dsp) and dsp[end] >= 0 and not (end % 2 == 0 and plan.fixed8[end // 2]):
+            end += 1
+        dsp[lane:end] = arrange(dsp[lane:end], len(pot) + lane, taken)
+        lane = end
+    return ConvPass(pot, dsp, list(plan.fixed8))
 
 
 def weight_row_bits(cfg: HwConfig) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
@@ -232,10 +233,20 @@ class ConvCore(wiring.Component):
         lanes = cfg.result_lanes
         groups = -(-self._slots // lanes)
         acc = signed(cfg.acc_bits)
+        # The PoT array is faster: its results wait in a FIFO deep enough for the latency
+        # difference, so waiting for the DSP half of a pixel never stalls it.
+        skew = max(0, dsp.latency - pot.latency)
+        m.submodules.pot_fifo = pot_fifo = SyncFIFOBuffered(
+            width=len(pot.o.payload.as_value()), depth=skew + 2)
+        m.d.comb += [pot_fifo.w_stream.payload.eq(pot.o.payload),
+                     pot_fifo.w_stream.valid.eq(pot.o.valid),
+                     pot.o.ready.eq(pot_fifo.w_stream.ready)]
         res_pot = Signal(data.ArrayLayout(acc, cfg.pot_rows))
+        m.d.comb += res_pot.eq(pot_fifo.r_stream.payload)
+        pot_full = pot_fifo.r_stream.valid
         res_dsp = Signal(data.ArrayLayout(acc, cfg.dsp_rows))
-        pot_full, dsp_full = Signal(), Signal()
-        m.d.comb += [pot.o.ready.eq(~pot_full), dsp.o.ready.eq(~dsp_full)]
+        dsp_full = Signal()
+        m.d.comb += dsp.o.ready.eq(~dsp_full)
         res = Signal(data.ArrayLayout(data.ArrayLayout(acc, lanes), groups))
         ser_busy = Signal()
         g = Signal(_bits(groups + 1))
@@ -260,8 +271,7 @@ class ConvCore(wiring.Component):
         pixel_done = group_done & (g == groups - 1)
         load = pot_full & dsp_full & (~ser_busy | pixel_done)
 
-        with m.If(pot.o.valid & ~pot_full):
-            m.d.sync += [res_pot.eq(pot.o.payload), pot_full.eq(1)]
+        m.d.comb += pot_fifo.r_stream.ready.eq(load)
         with m.If(dsp.o.valid & ~dsp_full):
             m.d.sync += [res_dsp.eq(dsp.o.payload), dsp_full.eq(1)]
         with m.If(beat_done):
@@ -272,7 +282,7 @@ class ConvCore(wiring.Component):
             m.d.sync += [ser_busy.eq(0), pixel.eq(pixel + 1), pixels_done.eq(pixels_done + 1)]
         with m.If(load):
             m.d.sync += [res.eq(Cat(res_pot, res_dsp)), ser_busy.eq(1), g.eq(0), sub.eq(0),
-                         pot_full.eq(0), dsp_full.eq(0)]
+                         dsp_full.eq(0)]
 
         m.d.comb += [post.i.valid.eq(ser_busy & (enable != 0)), post.i.payload.mode.eq(L.mode),
                      post.i.payload.tag.eq(Cat(pixel, enable,

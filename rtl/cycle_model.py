@@ -69,7 +69,8 @@ def _write(words: int, t: DdrTiming) -> int:
 def _pass_cycles(cfg: HwConfig, pixels: int, steps: int) -> int:
     """One conv pass from start to done: one vector per cycle unless the result path
     (``result_lanes`` slots a beat) is slower; then the array, requantization and completion
-    latency. Groups of slots that share an output-buffer lane (rare) are not counted."""
+    latency. Groups of slots that share an output-buffer lane are not counted (the host
+    orders the filters of a pass to avoid them)."""
     groups = -(-(cfg.pot_rows + cfg.dsp_rows) // cfg.result_lanes)
     v = cfg.vec_len
     array_latency = max(max(1, math.ceil(math.log2(v))) + 1, 3 + math.ceil(math.log2(v)))

@@ -39,7 +39,7 @@ FIELDS: tuple[tuple[str, str], ...] = (
     ("weight_addr", "DDR byte address of the conv pass blocks (else 0)"),
     ("in_h", "input height"), ("in_w", "input width"), ("in_c", "input channels"),
     ("out_h", "output height"), ("out_w", "output width"), ("out_c", "output channels"),
-    ("kernel", "kernel size (1, 3, 5, 7)"), ("stride", "stride (1, 2)"),
+    ("kernel", "kernel size (1 to 7)"), ("stride", "stride (1, 2)"),
     ("pad_top", "zero rows above the input (<= kernel // 2; a row tile pads only at the "
                 "map's own top)"),
     ("pad_bottom", "zero rows below the input (<= kernel // 2)"),

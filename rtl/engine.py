@@ -147,7 +147,7 @@ class Engine(wiring.Component):
             (d.in_h + d.pad_top + d.pad_bottom >= d.kernel) & \
             (d.in_w + d.pad_left + d.pad_right >= d.kernel) & \
             (d.out_h == exp_h) & (d.out_w == exp_w)
-        kernel_ok = (d.kernel == 1) | (d.kernel == 3) | (d.kernel == 5) | (d.kernel == 7)
+        kernel_ok = (d.kernel >= 1) & (d.kernel <= MAX_KERNEL)
         conv_ok = (kernel_ok & window_geom & (d.mode <= PostMode.LOGITS)
                    & ((d.in_bits == act) | (d.in_bits == 8)) & (d.out_bits == mode_bits)
                    & (d.steps == steps_calc) & (d.passes != 0) & (d.passes <= 4096))

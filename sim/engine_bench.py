@@ -235,7 +235,8 @@ async def malformed_descriptors_set_error_codes(dut):
                 mode=0, in_bits=4, out_bits=cfg.act_bits, passes=1,
                 steps=9 * -(-4 // cfg.vec_len))
     cases = [
-        (dict(magic=0x1234), 1), (dict(op=9), 1), (dict(kernel=4), 1), (dict(out_h=4), 1),
+        (dict(magic=0x1234), 1), (dict(op=9), 1), (dict(kernel=8), 1), (dict(out_h=4), 1),
+        (dict(kernel=0), 1),
         (dict(in_c=0), 1), (dict(stride=3), 1), (dict(steps=5), 1), (dict(out_bits=8), 1),
         (dict(pad_bottom=2), 1), (dict(pad_left=0), 1), (dict(pad_top=0), 1),
         (dict(in_c=cfg.max_channels + 1, steps=9 * -(-(cfg.max_channels + 1) // cfg.vec_len)),
@@ -311,7 +312,7 @@ def random_case(rng: random.Random, cfg: HwConfig) -> tuple[str, dict]:
     kind = rng.choices(["conv", "fc", "add", "maxpool", "avgpool"], [60, 5, 15, 10, 10])[0]
     if kind in ("conv", "fc"):
         while True:
-            k = 1 if kind == "fc" else rng.choice([1, 3, 5, 7])
+            k = 1 if kind == "fc" else rng.choice([1, 2, 3, 4, 5, 7])
             s = 1 if kind == "fc" else rng.choice([1, 2])
             p = 0 if kind == "fc" else rng.randint(0, k // 2)
             size = 1 if kind == "fc" else rng.randint(max(1, k - 2 * p), 7)

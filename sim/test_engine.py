@@ -21,6 +21,9 @@ CASES = [
     # Row tiles: 12 one-row tiles; the stem on a 21x21 image in bands padded at the ends.
     dict(cin=10, cout=20, k=3, s=1, p=1, size=12, ratio=[60, 35, 5], relu=True, in_bits=4),
     dict(cin=3, cout=8, k=7, s=2, p=3, size=21, ratio=[60, 35, 5], relu=True, in_bits=8),
+    # Even kernels: the folded stem (4x4, stride 1, no padding, 12 channels) and a 2x2/2.
+    dict(cin=12, cout=10, k=4, s=1, p=0, size=11, ratio=[60, 35, 5], relu=True, in_bits=8),
+    dict(cin=5, cout=6, k=2, s=2, p=0, size=6, ratio=[60, 35, 5], relu=False, in_bits=4),
     dict(cin=16, cout=10, k=1, s=1, p=0, size=1, ratio=[65, 30, 5], relu=False, in_bits=4,
          fc=True),
 ]
