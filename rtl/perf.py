@@ -1,8 +1,8 @@
-"""Analytical cycle model of the planned engine schedule on ResNet-18 (per layer and in total).
+"""The MAC-bound schedule of ResNet-18 on a configuration (per layer and in total).
 
-This is a model of the schedule the layer engine will follow, not a measurement: it is to be
-replaced by the cycle counts the engine reports (``CYCLES_LO``/``CYCLES_HI``) once the core
-runs. Each conv/fc layer's filters are split by the configured ratio with
+What the arrays could do if nothing else took time: a bound, not a prediction. The engine as
+built is costed by ``rtl.cycle_model`` (checked against the RTL's own cycle counts), which the
+build report shows first. Each conv/fc layer's filters are split by the configured ratio with
 :func:`quant.schemes.scheme_counts`; the PoT-4 filters run on the PoT array, ``pot_rows`` at a
 time, and the Fixed-4/Fixed-8 filters on the DSP array, ``dsp_rows`` lanes at a time (a
 Fixed-8 filter takes ``fixed8_lanes`` lanes). Both arrays work on the same layer at once and
@@ -137,8 +137,9 @@ class PerfReport:
         r = ":".join(map(str, self.ratio))
         mhz = self.clock_mhz
         out = [
-            f"Analytical model of the planned engine schedule (not a measurement; to be "
-            f"replaced by the engine's measured cycles): ResNet-18, {self.image}x{self.image}, "
+            f"MAC-bound schedule (not a measurement; what the arrays could do if nothing "
+            f"else took time, beside the cycle model of the engine as built): ResNet-18, "
+            f"{self.image}x{self.image}, "
             f"ratio {r} (PoT-4:Fixed-4:Fixed-8), {mhz:g} MHz. Per pass "
             f"{PASS_OVERHEAD_CYCLES} cycles of pipeline overhead; weight loading assumed "
             f"hidden by double buffering.",
@@ -175,11 +176,10 @@ class PerfReport:
                 "",
                 f"Paper (ILMPQ, Table I, {paper['method']} on {self.part.split('-')[0][:7].upper()}"
                 f", {same}): {paper['gops']} GOP/s, {paper['latency_ms']} ms measured on their "
-                f"design. This model: {self.gops:.1f} GOP/s, {self.latency_ms:.2f} ms "
-                f"({self.latency_ms / paper['latency_ms']:.2f}x the paper's latency). The model "
-                f"counts MAC cycles of our arrays only; it ignores DDR stalls beyond the column "
-                f"above, control overhead between layers and the ARM side, so a measured figure "
-                f"will be higher.",
+                f"design. The MAC-bound schedule: {self.gops:.1f} GOP/s, {self.latency_ms:.2f} ms "
+                f"({self.latency_ms / paper['latency_ms']:.2f}x the paper's latency); it counts "
+                f"MAC cycles of our arrays only, so the engine as built (the cycle model above) "
+                f"and a board measurement are slower.",
             ]
         return "\n".join(out) + "\n"
 

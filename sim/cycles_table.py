@@ -77,7 +77,7 @@ def main() -> None:
               "passes, the stem folded by space-to-depth), with an assumed DDR latency of a",
               "Zynq HP port (`DdrTiming.zynq_hp()`). `python build.py` puts the per-layer table",
               "in its report.", "",
-              "| board | ratio | clock | cycles | latency | MAC-bound | paper (same part) |",
+              "| board | ratio | clock | cycles | latency | all MACs busy | paper (same part) |",
               "|---|---|---:|---:|---:|---:|---:|"]
     from rtl.perf import BOARD_RATIOS, PAPER_RESULTS
     for board, ratio in BOARD_RATIOS.items():

@@ -118,7 +118,7 @@ def test_bad_ratio_and_board():
 
 def test_markdown_is_honest():
     md = estimate(preset("zc706"), "65:30:5").markdown()
-    assert md.startswith("Analytical model of the planned engine schedule (not a measurement")
+    assert md.startswith("MAC-bound schedule (not a measurement")
     assert "ILMPQ-2 on XC7Z045, the same ratio): 421.1 GOP/s, 8.6 ms" in md
     md = estimate(preset("pynq-z2"), "50:50:0").markdown()
     assert "ILMPQ-1 on XC7Z020, ratio 60:35:5, not this build's 50:50:0" in md
