@@ -93,7 +93,8 @@ class TB:
         status = await self.read_reg("STATUS")
         assert status & 0b011 == 0b010, f"STATUS {status:#x}: done expected, not busy"
         await self.write_reg("IRQ_STATUS", 0b11)
-        assert not self.dut.irq.value or True
+        await RisingEdge(self.dut.clk)
+        assert not self.dut.irq.value, "writing 1s to IRQ_STATUS must clear the interrupt"
         return await self.read_reg("ERROR_CODE"), await self.read_reg("CYCLES_LO")
 
 
