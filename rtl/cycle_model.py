@@ -33,7 +33,9 @@ from quant.schemes import parse_ratio, scheme_counts
 from .config import HwConfig
 from .descriptor import Op, descriptor_bytes, unpack_descriptor
 from .dma import MAX_BURST, MAX_OUTSTANDING
+from .dsp_array import dsp_latency
 from .postproc import PostProc
+from .pot_array import pot_latency
 
 __all__ = ["DdrTiming", "LayerCycles", "chain_cycles", "descriptor_cycles", "markdown",
            "resnet18_cycles"]
@@ -72,8 +74,7 @@ def _pass_cycles(cfg: HwConfig, pixels: int, steps: int) -> int:
     latency. Groups of slots that share an output-buffer lane are not counted (the host
     orders the filters of a pass to avoid them)."""
     groups = -(-(cfg.pot_rows + cfg.dsp_rows) // cfg.result_lanes)
-    v = cfg.vec_len
-    array_latency = max(max(1, math.ceil(math.log2(v))) + 1, 3 + math.ceil(math.log2(v)))
+    array_latency = max(pot_latency(cfg), dsp_latency(cfg))
     return pixels * max(steps, groups) + array_latency + PostProc.LATENCY + 4
 
 

@@ -18,7 +18,8 @@ from .common import (
 )
 from .config import HwConfig
 
-__all__ = ["DSP_A_BITS", "DSP_B_BITS", "DspArray", "dsp_input_layout", "pack_shift"]
+__all__ = ["DSP_A_BITS", "DSP_B_BITS", "DspArray", "dsp_input_layout", "dsp_latency",
+           "pack_shift"]
 
 #: Signed widths of the DSP48E1 multiplier ports (A: 25 bits, B: 18 bits).
 DSP_A_BITS = 25
@@ -67,6 +68,11 @@ def dsp_input_layout(cfg: HwConfig) -> data.StructLayout:
     fields["first"] = unsigned(1)
     fields["last"] = unsigned(1)
     return data.StructLayout(fields)
+
+
+def dsp_latency(cfg: HwConfig) -> int:
+    """Cycles from accepting a ``last`` vector to its result on ``o`` (no stalls)."""
+    return 3 + tree_depth(cfg.dsp_cols)
 
 
 class DspArray(wiring.Component):
@@ -165,7 +171,7 @@ class DspArray(wiring.Component):
     @property
     def latency(self) -> int:
         """Cycles from accepting a ``last`` vector to its result on ``o`` (no stalls)."""
-        return 3 + tree_depth(self.cols)
+        return dsp_latency(self._cfg)
 
     def elaborate(self, platform: object) -> Module:
         m = Module()

@@ -18,7 +18,7 @@ from .common import (
 )
 from .config import HwConfig
 
-__all__ = ["PotArray", "pot_input_layout"]
+__all__ = ["PotArray", "pot_input_layout", "pot_latency"]
 
 #: Width of one PoT-4 weight code (bit 3 sign, bits 2..0 exponent code; see quant.contract).
 POT_CODE_BITS = 4
@@ -38,6 +38,11 @@ def pot_input_layout(cfg: HwConfig) -> data.StructLayout:
         "first": unsigned(1),
         "last": unsigned(1),
     })
+
+
+def pot_latency(cfg: HwConfig) -> int:
+    """Cycles from accepting a ``last`` vector to its result on ``o`` (no stalls)."""
+    return max(1, tree_depth(cfg.pot_cols)) + 1
 
 
 class PotArray(wiring.Component):
@@ -101,7 +106,7 @@ class PotArray(wiring.Component):
     @property
     def latency(self) -> int:
         """Cycles from accepting a ``last`` vector to its result on ``o`` (no stalls)."""
-        return max(1, tree_depth(self.cols)) + 1
+        return pot_latency(self._cfg)
 
     def elaborate(self, platform: object) -> Module:
         m = Module()
