@@ -373,7 +373,7 @@ def _check_package(outdir: Path, cfg: HwConfig, board: str) -> dict:
     report = (outdir / "build-report.md").read_text()
     assert T.NOT_INTEGRATED not in report
     assert "Not built: Vivado not found" in report
-    assert "Cycle model of the engine as built" in report
+    assert "Cycle model" in report      # the model, or why ResNet-18 does not fit
     assert "MAC-bound schedule (not a measurement" in report
     return util
 
