@@ -66,7 +66,8 @@ def conv(x: np.ndarray, node: dict[str, Any], p: dict[str, np.ndarray], act_bits
 
 def fc(x: np.ndarray, p: dict[str, np.ndarray]) -> np.ndarray:
     """Final fully connected layer: (N, F) integer logits."""
-    acc = dot_products(x.reshape(x.shape[0], -1), p["weight"]) + p["bias"].astype(_I64)
+    flat = x.reshape(x.shape[0], int(np.prod(x.shape[1:])))  # (N, C*H*W), C-order; N may be 0
+    acc = dot_products(flat, p["weight"]) + p["bias"].astype(_I64)
     return C.logits(acc, p["mult"].astype(_I64), p["shift"].astype(_I64))
 
 

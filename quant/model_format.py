@@ -31,7 +31,8 @@ import numpy as np
 
 from . import contract as C
 
-__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "ModelFormatError", "NodeInfo", "QModel"]
+__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "MAX_JSON_DEPTH", "MAX_JSON_DIGITS",
+           "ModelFormatError", "NodeInfo", "QModel"]
 
 FORMAT_NAME = "ilmpq-int-model"
 FORMAT_VERSION = 1
@@ -49,6 +50,10 @@ _NODE_FIELDS: dict[str, dict[str, type | tuple[type, ...]]] = {
 _TOP_KEYS = {"format", "version", "act_bits", "input_bits", "input_shape", "output", "nodes",
              "meta"}
 _N_INPUTS = {"conv": 1, "fc": 1, "add": 2, "maxpool": 1, "avgpool": 1}
+#: Deepest nesting of objects and arrays a manifest may have (the format itself needs 4; ``meta``
+#: gets room to spare), and the most digits of an integer in it (int64 needs 19).
+MAX_JSON_DEPTH = 32
+MAX_JSON_DIGITS = 20
 
 
 class ModelFormatError(ValueError):
@@ -158,13 +163,7 @@ class QModel:
                 f"export or copy it again") from None
         if _MANIFEST_KEY not in contents:
             raise ModelFormatError(f"{where} has no manifest; it is not a quantized model file")
-        try:
-            manifest = json.loads(contents.pop(_MANIFEST_KEY).tobytes().decode())
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ModelFormatError(f"{where} has a corrupt manifest ({exc}); "
-                                   f"export it again") from None
-        if not isinstance(manifest, dict):
-            raise ModelFormatError(f"{where} manifest must be a JSON object")
+        manifest = _parse_manifest(contents.pop(_MANIFEST_KEY), where)
         _check_header(manifest, where)
         described = manifest.pop("arrays", None)
         if not isinstance(described, dict):
@@ -182,10 +181,68 @@ class QModel:
                     f"checksum differs); the file is corrupt, export it again")
         model = cls(manifest, contents)
         try:
-            model.validate()
+            _validate(manifest, contents, require_out_shape=True)
         except ModelFormatError as exc:
             raise ModelFormatError(f"{where}: {exc}") from None
         return model
+
+
+class _JSONLimit(ValueError):
+    """A JSON value beyond what a model manifest may hold."""
+
+
+def _json_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_JSON_DIGITS:
+        raise _JSONLimit(f"an integer of {len(text.lstrip('-'))} digits (at most "
+                         f"{MAX_JSON_DIGITS})")
+    return int(text)
+
+
+def _json_float(text: str) -> float:
+    value = float(text)
+    if not np.isfinite(value):
+        raise _JSONLimit(f"the number {text[:40]} overflows a float")
+    return value
+
+
+def _json_constant(text: str) -> Any:
+    raise _JSONLimit(f"{text}, which is not a number JSON allows")
+
+
+def _json_depth(value: Any) -> int:
+    """Nesting depth of a parsed JSON value (a scalar is 0), without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, depth)
+            if depth <= MAX_JSON_DEPTH:
+                children = item.values() if isinstance(item, dict) else item
+                stack.extend((c, depth + 1) for c in children)
+    return deepest
+
+
+def _parse_manifest(raw: np.ndarray, where: str) -> dict[str, Any]:
+    """The manifest JSON object, refusing damaged text, NaN/Infinity, integers longer than
+    ``MAX_JSON_DIGITS`` digits and nesting deeper than ``MAX_JSON_DEPTH``."""
+    try:
+        manifest = json.loads(raw.tobytes().decode(), parse_int=_json_int,
+                              parse_float=_json_float, parse_constant=_json_constant)
+    except _JSONLimit as exc:
+        raise ModelFormatError(f"{where} has a manifest holding {exc}; export it "
+                               f"again") from None
+    except RecursionError:
+        raise ModelFormatError(f"{where} has a manifest nested deeper than "
+                               f"{MAX_JSON_DEPTH} levels; export it again") from None
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ModelFormatError(f"{where} has a corrupt manifest ({exc}); "
+                               f"export it again") from None
+    if not isinstance(manifest, dict):
+        raise ModelFormatError(f"{where} manifest must be a JSON object")
+    if _json_depth(manifest) > MAX_JSON_DEPTH:
+        raise ModelFormatError(f"{where} has a manifest nested deeper than "
+                               f"{MAX_JSON_DEPTH} levels; export it again")
+    return manifest
 
 
 def _describe(arr: np.ndarray) -> dict[str, Any]:
@@ -248,7 +305,7 @@ def _check_manifest_top(m: dict[str, Any]) -> None:
         raise ModelFormatError("manifest field 'output' must name the output node")
 
 
-def _check_node_fields(node: Any, index: int, seen: set[str]) -> None:
+def _check_node_fields(node: Any, index: int, seen: set[str], require_out_shape: bool) -> None:
     if not isinstance(node, dict):
         raise ModelFormatError(f"nodes[{index}] must be an object, not {node!r}")
     name = node.get("name")
@@ -257,13 +314,22 @@ def _check_node_fields(node: Any, index: int, seen: set[str]) -> None:
     if name in seen:
         raise _fail(name, "name used twice")
     op = node.get("op")
-    if op not in _NODE_FIELDS:
+    if not isinstance(op, str) or op not in _NODE_FIELDS:
         raise _fail(name, f"unknown op {op!r}; allowed: {', '.join(_NODE_FIELDS)}")
     expected = {"name", "op", "inputs", *_NODE_FIELDS[op]}
     extra = sorted(set(node) - expected - {"out_shape"})
     missing = sorted(expected - set(node))
     if extra or missing:
         raise _fail(name, f"{op} fields wrong (missing {missing}, unknown {extra})")
+    if "out_shape" in node:
+        shape = node["out_shape"]
+        if (not isinstance(shape, list) or len(shape) != 3
+                or not all(_int(v) and v > 0 for v in shape)):
+            raise _fail(name, f"field 'out_shape' must be [C, H, W] of positive integers, "
+                              f"not {shape!r}")
+    elif require_out_shape:
+        raise _fail(name, "field 'out_shape' is missing (a saved model has it on every node); "
+                          "export the model again")
     for key, typ in _NODE_FIELDS[op].items():
         value = node[key]
         ok = isinstance(value, typ) and (typ is not int or _int(value))
@@ -287,14 +353,15 @@ def _check_requant(name: str, mult: Any, shift: Any) -> None:
         raise _fail(name, f"requant shift must be an integer in [0, {C.SHIFT_MAX}], not {shift!r}")
 
 
-def _infer(m: dict[str, Any], input_shape: tuple[int, ...]) -> dict[str, NodeInfo]:
+def _infer(m: dict[str, Any], input_shape: tuple[int, ...], require_out_shape: bool = False
+           ) -> dict[str, NodeInfo]:
     """Shape/type inference and the graph checks that need them."""
     _check_manifest_top(m)
     act = C.TensorType(False, m["act_bits"])
     info = {"input": NodeInfo(tuple(input_shape), C.TensorType(False, m["input_bits"]))}
     seen: set[str] = set()
     for index, node in enumerate(m["nodes"]):
-        _check_node_fields(node, index, seen)
+        _check_node_fields(node, index, seen, require_out_shape)
         name, op = node["name"], node["op"]
         ins = [info[i] for i in node["inputs"]]
         c, h, w = ins[0].shape
@@ -350,7 +417,7 @@ def _infer(m: dict[str, Any], input_shape: tuple[int, ...]) -> dict[str, NodeInf
             _check_requant(name, node["mult"], node["shift"])
             info[name] = NodeInfo((c, 1, 1), act)
         stored = node.get("out_shape")
-        if stored is not None and tuple(input_shape) == tuple(m["input_shape"]) \
+        if "out_shape" in node and tuple(input_shape) == tuple(m["input_shape"]) \
                 and stored != list(info[name].shape):
             raise _fail(name, f"stored out_shape {stored} but the graph gives "
                               f"{list(info[name].shape)} for input {m['input_shape']}")
@@ -360,10 +427,11 @@ def _infer(m: dict[str, Any], input_shape: tuple[int, ...]) -> dict[str, NodeInf
     return info
 
 
-def _validate(m: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+def _validate(m: dict[str, Any], arrays: dict[str, np.ndarray],
+              require_out_shape: bool = False) -> None:
     if not isinstance(m, dict):
         raise ModelFormatError("manifest must be a dict")
-    info = _infer(m, tuple(m.get("input_shape") or ()))
+    info = _infer(m, tuple(m.get("input_shape") or ()), require_out_shape)
     expected: set[str] = set()
     for node in m["nodes"]:
         name, op = node["name"], node["op"]

@@ -230,7 +230,7 @@ def emulate(model: QModel, images: np.ndarray | torch.Tensor) -> torch.Tensor:
             out = C.activation(acc, _i64(p["mult"], (1, -1, 1, 1)),
                                _i64(p["shift"], (1, -1, 1, 1)), node["relu"], bits)
         elif op == "fc":
-            flat = ins[0].reshape(ins[0].shape[0], -1)
+            flat = ins[0].flatten(1)  # C-order (c, h, w), as the golden model; N may be 0
             acc = (flat.to(torch.float64) @ torch.from_numpy(
                 p["weight"].astype(np.float64)).T).round().to(torch.int64)
             out = C.logits(acc + _i64(p["bias"]), _i64(p["mult"]), _i64(p["shift"]))
@@ -247,5 +247,4 @@ def emulate(model: QModel, images: np.ndarray | torch.Tensor) -> torch.Tensor:
         else:
             raise ValueError(f"node {name!r}: unknown op {op!r}")
         values[name] = out
-    out = values[model.output]
-    return out.reshape(out.shape[0], -1)
+    return values[model.output].flatten(1)

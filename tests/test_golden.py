@@ -204,6 +204,30 @@ def test_bad_images_rejected():
         golden.run(model, np.zeros((1, 3, 8, 8)))
 
 
+def test_empty_batch_gives_empty_result():
+    from quant.qmodel import emulate
+
+    model = random_resnet18(0, input_shape=(3, 8, 8), width=0.125)
+    empty = np.zeros((0, 3, 8, 8), np.uint8)
+    logits = golden.run(model, empty)
+    assert logits.shape == (0, 10) and logits.dtype == np.int64
+    assert golden.predict(model, empty).shape == (0,)
+    assert golden.run_all(model, empty)["layer4.1.add"].shape == (0, 64, 1, 1)
+    assert tuple(emulate(model, empty).shape) == (0, 10)
+
+
+def test_fc_flattens_a_map_in_channel_row_column_order():
+    """fc reading a C x H x W map takes its values in C-order: index c*H*W + y*W + x."""
+    x = np.arange(2 * 2 * 3).reshape(1, 2, 2, 3)
+    weight = np.zeros((12, 12), np.int8)
+    weight[np.arange(12), np.arange(12)] = 1           # row i picks flat input i
+    p = {"weight": weight, "bias": np.zeros(12, np.int32), "mult": np.ones(12, np.uint16),
+         "shift": np.zeros(12, np.uint8)}
+    np.testing.assert_array_equal(golden.fc(x, p)[0], [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11])
+    np.testing.assert_array_equal(golden.fc(x[:, :, ::-1], p)[0],
+                                  [3, 4, 5, 0, 1, 2, 9, 10, 11, 6, 7, 8])
+
+
 # ---- the accumulator proof --------------------------------------------------------------------
 
 def _single_conv_model(cin, weight_value, bias, scheme=C.FIXED8, k=3):

@@ -236,9 +236,82 @@ def test_error_names_the_file(tmp_path, model):
     buf = io.BytesIO()
     from quant.model_format import _describe
     manifest = dict(bad.manifest)
+    shapes = bad.infer()
+    manifest["nodes"] = [{**n, "out_shape": list(shapes[n["name"]].shape)} for n in bad.nodes]
     manifest["arrays"] = {k: _describe(v) for k, v in bad.arrays.items()}
     np.savez(buf, manifest=np.frombuffer(json.dumps(manifest).encode(), np.uint8), **bad.arrays)
     path.write_bytes(buf.getvalue())
     with pytest.raises(ModelFormatError, match=r"^model file '.*bad\.npz': node 'conv1': filter "
                                                r"0 has scheme code"):
         QModel.load(path)
+
+
+def _rewrite_text(saved, tmp_path, text_fn):
+    """Rewrite a saved file with the manifest's JSON text changed by ``text_fn``."""
+    with np.load(saved) as npz:
+        contents = {k: npz[k] for k in npz.files}
+    text = text_fn(contents.pop("manifest").tobytes().decode())
+    out = tmp_path / "rewritten.npz"
+    np.savez(out, manifest=np.frombuffer(text.encode(), np.uint8), **contents)
+    return out
+
+
+def _node0(key, value):
+    def fn(m):
+        if value is _POP:
+            m["nodes"][0].pop(key)
+        else:
+            m["nodes"][0][key] = value
+    return fn
+
+
+_POP = object()
+_WHERE = r"^model file '.*rewritten\.npz'"
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (_node0("out_shape", _POP), r": node 'conv1': field 'out_shape' is missing \(a saved model "
+                                r"has it on every node\); export the model again$"),
+    (_node0("out_shape", None), r": node 'conv1': field 'out_shape' must be \[C, H, W\] of "
+                                r"positive integers, not None$"),
+    (_node0("out_shape", [8.0, 16.0, 16.0]), r": node 'conv1': field 'out_shape' must be "
+                                             r"\[C, H, W\] of positive integers, not "
+                                             r"\[8\.0, 16\.0, 16\.0\]$"),
+    (_node0("out_shape", [8, 16]), r": node 'conv1': field 'out_shape' must be \[C, H, W\]"),
+    (_node0("op", ["conv"]), r": node 'conv1': unknown op \['conv'\]; allowed: conv, fc, add, "
+                             r"maxpool, avgpool$"),
+    (_node0("op", 1), r": node 'conv1': unknown op 1; allowed: conv, fc, add, maxpool, "
+                      r"avgpool$"),
+])
+def test_loader_refuses_bad_nodes(tmp_path, saved, change, message):
+    with pytest.raises(ModelFormatError, match=_WHERE + message):
+        QModel.load(_rewrite(saved, tmp_path, manifest_fn=change))
+
+
+@pytest.mark.parametrize(("text_fn", "message"), [
+    (lambda t: '{"deep": ' + "[" * 40 + "]" * 40 + ", " + t[1:],
+     r" has a manifest nested deeper than 32 levels; export it again$"),
+    (lambda t: '{"deep": ' + "[" * 100_000 + "]" * 100_000 + ", " + t[1:],
+     r" has a manifest nested deeper than 32 levels; export it again$"),
+    (lambda t: '{"big": 1' + "0" * 5000 + ", " + t[1:],
+     r" has a manifest holding an integer of 5001 digits \(at most 20\); export it again$"),
+    (lambda t: '{"big": -1' + "0" * 30 + ", " + t[1:],
+     r" has a manifest holding an integer of 31 digits \(at most 20\); export it again$"),
+    (lambda t: '{"big": 1e999, ' + t[1:],
+     r" has a manifest holding the number 1e999 overflows a float; export it again$"),
+    (lambda t: '{"big": NaN, ' + t[1:],
+     r" has a manifest holding NaN, which is not a number JSON allows; export it again$"),
+    (lambda t: t[: len(t) // 2], r" has a corrupt manifest \(.*\); export it again$"),
+])
+def test_loader_refuses_absurd_json(tmp_path, saved, text_fn, message):
+    with pytest.raises(ModelFormatError, match=_WHERE + message):
+        QModel.load(_rewrite_text(saved, tmp_path, text_fn))
+
+
+def test_deep_meta_within_the_limit_loads(tmp_path, saved):
+    def deepen(m):
+        inner = m["meta"]["x"] = {}
+        for _ in range(28):  # manifest -> meta -> x -> 28 more levels = 31
+            inner["y"] = {}
+            inner = inner["y"]
+    assert QModel.load(_rewrite(saved, tmp_path, manifest_fn=deepen)).manifest["meta"]["x"]
