@@ -15,7 +15,7 @@ import numpy as np
 from quant import contract as C
 from rtl.config import HwConfig
 
-__all__ = ["ConvPass", "Slot", "plan_passes", "weight_row_bits", "weight_rows"]
+__all__ = ["ConvPass", "Slot", "plan_passes", "weight_rows"]
 
 
 @dataclass(frozen=True)
@@ -121,11 +121,6 @@ def _spread_lanes(plan: ConvPass, cfg: HwConfig) -> ConvPass:
         dsp[lane:end] = arrange(dsp[lane:end], len(pot) + lane, taken)
         lane = end
     return ConvPass(pot, dsp, list(plan.fixed8))
-
-
-def weight_row_bits(cfg: HwConfig) -> int:
-    """Width of one weight-buffer row: every PoT code, then every DSP lane nibble."""
-    return 4 * cfg.vec_len * (cfg.pot_rows + cfg.dsp_rows)
 
 
 def weight_rows(weight: np.ndarray, scheme: np.ndarray, plan: ConvPass, cfg: HwConfig

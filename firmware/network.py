@@ -19,12 +19,12 @@ from quant import contract as C
 from quant.fit import check_fits
 from quant.model_format import QModel
 from rtl.config import HwConfig
-from rtl.descriptor import Op, descriptor_bytes
-from rtl.postproc import PostMode
+from rtl.interface.ddr import feature_map_words, pack_feature_map, unpack_feature_map
+from rtl.interface.descriptor import Op, PostMode, descriptor_bytes
+from rtl.interface.stem import Fold, fold_input, fold_plan, fold_weight
+from rtl.interface.tiling import layer_descriptors
 
-from .layer import pack_feature_map, prepare_conv, unpack_feature_map
-from .stem import Fold, fold_input, fold_plan, fold_weight
-from .tiling import layer_descriptors
+from .layer import prepare_conv
 
 __all__ = ["Buffer", "LayerJob", "NetworkPlan", "plan_network"]
 
@@ -40,8 +40,7 @@ class Buffer:
     ttype: C.TensorType
 
     def words(self, cfg: HwConfig) -> int:
-        zeros = np.zeros(self.shape, np.int64)
-        return len(pack_feature_map(zeros, self.ttype.bits, signed=self.ttype.signed, cfg=cfg))
+        return feature_map_words(cfg, self.shape, self.ttype.bits)
 
 
 @dataclass(frozen=True)
@@ -67,7 +66,7 @@ class NetworkPlan:
     memory: list[tuple[int, bytes]] = field(default_factory=list)
     chain_addr: int = 0
     chain_count: int = 0
-    #: The first layer runs folded (space-to-depth, ``firmware.stem``), or None.
+    #: The first layer runs folded (space-to-depth, ``rtl.interface.stem``), or None.
     fold: Fold | None = None
 
     def input_bytes(self, image: np.ndarray) -> bytes:
@@ -113,7 +112,7 @@ def plan_network(model: QModel, cfg: HwConfig, *, base: int, size: int) -> Netwo
         buf = Buffer(0, shape or meta.shape, meta.ttype)
         return Buffer(alloc.take(8 * buf.words(cfg)), buf.shape, meta.ttype)
 
-    # A stride-2 first layer on few channels runs folded (firmware.stem): the host writes
+    # A stride-2 first layer on few channels runs folded (rtl.interface.stem): the host writes
     # the folded image, and the layer's weights are folded to match.
     readers = [n for n in model.nodes if "input" in n["inputs"]]
     fold = (fold_plan(readers[0], info["input"].shape, cfg) if len(readers) == 1 else None)

@@ -7,7 +7,7 @@ from amaranth.hdl import Cat, Const, Module, Shape, Signal, Value, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from .regmap import Access, Register, RegisterMap
+from .interface.regmap import Access, Register, RegisterMap
 
 __all__ = ["RESP_OKAY", "RESP_SLVERR", "AxiLiteSignature", "AxiLiteSlave", "AxiLiteSlaveTop",
            "register_signature", "to_verilog"]

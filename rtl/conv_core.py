@@ -14,6 +14,7 @@ from quant import contract as C
 from .common import act_width, check_config
 from .config import HwConfig
 from .dsp_array import DspArray
+from .interface.ddr import weight_row_bits
 from .postproc import OUT_BITS, SHIFT_BITS, PostProc
 from .pot_array import PotArray
 from .vector_units import buffer_read_signature, lane_bits
@@ -119,8 +120,8 @@ class ConvCore(wiring.Component):
     ``rtl.vector_units.buffer_read_signature``).
 
     Weights are double-buffered: two banks, each holding one pass (weight rows ``w_*``, one
-    per step, see ``firmware.conv.weight_rows``; result slots ``slot_*``; Fixed-8 pair flags
-    ``fixed8_*``), written into bank ``w_bank``. ``start`` runs the pass in bank ``bank``;
+    per step, laid out as ``rtl.interface.ddr`` says; result slots ``slot_*``; Fixed-8 pair
+    flags ``fixed8_*``), written into bank ``w_bank``. ``start`` runs the pass in bank ``bank``;
     the other bank may be written meanwhile (writing the running bank is not allowed). The
     core issues one activation vector per cycle to both arrays (zeros in the padding), and
     every output pixel's ``pot_rows + dsp_rows`` dot products leave requantized on ``o``,
@@ -138,7 +139,6 @@ class ConvCore(wiring.Component):
         cfg = check_config(cfg, "ConvCore")
         self._cfg = cfg
         self._slots = cfg.pot_rows + cfg.dsp_rows
-        from firmware.conv import weight_row_bits
         self._wbits = weight_row_bits(cfg)
         members = {
             "layer": In(conv_layer_layout(cfg)),

@@ -23,17 +23,17 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from firmware.layer import pass_block_words, words_per_vector
-from firmware.stem import fold_plan
-from firmware.tiling import layer_descriptors
 from quant import contract as C
 from quant.resnet_graph import resnet18_nodes
 from quant.schemes import parse_ratio, scheme_counts
 
 from .config import HwConfig
-from .descriptor import Op, descriptor_bytes, unpack_descriptor
 from .dma import MAX_BURST, MAX_OUTSTANDING
 from .dsp_array import dsp_latency
+from .interface.ddr import pass_block_words, words_per_vector
+from .interface.descriptor import Op, descriptor_bytes, unpack_descriptor
+from .interface.stem import fold_plan
+from .interface.tiling import layer_descriptors
 from .postproc import PostProc
 from .pot_array import pot_latency
 

@@ -14,24 +14,23 @@ from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from firmware.conv import weight_row_bits
-from firmware.layer import (
+from .axil import AxiLiteSignature, AxiLiteSlave, register_signature
+from .config import HwConfig
+from .conv_core import ConvCore
+from .descriptor import descriptor_layout
+from .dma import AxiSignature, Dma
+from .interface.ddr import (
     PASS_HEADER_WORDS,
     SLOT_FIELDS,
     SLOT_WORDS,
     pass_block_words,
     row_words,
+    weight_row_bits,
     word_bits,
     words_per_vector,
 )
-
-from .axil import AxiLiteSignature, AxiLiteSlave, register_signature
-from .config import HwConfig
-from .conv_core import ConvCore
-from .descriptor import DESC_MAGIC, Op, descriptor_bytes, descriptor_layout
-from .dma import AxiSignature, Dma
-from .postproc import PostMode
-from .regmap import ErrorCode, RegisterMap, build_regmap
+from .interface.descriptor import DESC_MAGIC, Op, PostMode, descriptor_bytes
+from .interface.regmap import ErrorCode, RegisterMap, build_regmap
 from .vector_units import AddUnit, AvgPool, MaxPool, lane_bits
 from .window import MAX_KERNEL, window_layout
 

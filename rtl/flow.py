@@ -34,8 +34,8 @@ from . import cycle_model
 from . import top as T
 from .boards import board_platform, part_of
 from .config import HwConfig, preset
+from .interface.regmap import build_regmap
 from .perf import default_ratio, estimate
-from .regmap import build_regmap
 from .synth import SynthError, SynthResult, parse_stat_json, synthesize
 from .vivado import parse_timing, parse_utilization, write_project
 

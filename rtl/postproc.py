@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import enum
-
 from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -11,22 +9,15 @@ from amaranth.lib.wiring import In, Out
 from quant import contract as C
 
 from .config import HwConfig
+from .interface.descriptor import PostMode
 
-__all__ = ["OUT_BITS", "SHIFT_BITS", "PostMode", "PostProc", "postproc_input_layout",
+__all__ = ["OUT_BITS", "SHIFT_BITS", "PostProc", "postproc_input_layout",
            "postproc_output_layout"]
 
 #: Width of a requantization shift field (shifts 0..SHIFT_MAX).
 SHIFT_BITS = C.SHIFT_MAX.bit_length()
 #: Width of one post-processed value: wide enough for the signed 32-bit logits.
 OUT_BITS = C.LOGIT_BITS
-
-
-class PostMode(enum.IntEnum):
-    """How a layer's requantized values are clamped (docs/arithmetic.md)."""
-
-    RELU = 0     #: ReLU, clamp to u{act_bits}
-    SIGNED = 1   #: no ReLU, clamp to s{act_bits+1} (branch into a residual add)
-    LOGITS = 2   #: last layer, saturate to s32
 
 
 def postproc_input_layout(cfg: HwConfig, lanes: int, tag_bits: int = 0) -> data.StructLayout:

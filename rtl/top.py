@@ -25,8 +25,8 @@ from .conv_core import WeightBanks
 from .dsp_array import DspArray
 from .engine import Accelerator
 from .flatten import FlatTop
+from .interface.regmap import build_regmap
 from .pot_array import PotArray
-from .regmap import build_regmap
 from .vivado import VivadoDesign
 
 __all__ = ["CORE_INTEGRATED", "CORE_ROWS", "NOT_INTEGRATED", "TOP_FILE", "TOP_NAME",

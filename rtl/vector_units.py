@@ -11,7 +11,8 @@ from quant import contract as C
 
 from .common import act_width, check_config
 from .config import HwConfig
-from .postproc import SHIFT_BITS, PostMode, PostProc
+from .interface.descriptor import PostMode
+from .postproc import SHIFT_BITS, PostProc
 from .window import WindowGen, window_layout
 
 __all__ = [

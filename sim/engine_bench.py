@@ -14,15 +14,15 @@ from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge
 from cocotbext.axi import AxiBus, AxiLiteBus, AxiLiteMaster, AxiRam
 
-from firmware.layer import pack_feature_map, prepare_conv, unpack_feature_map
-from firmware.tiling import layer_descriptors
+from firmware.layer import prepare_conv
 from quant import contract as C
 from quant import golden
 from quant.random_model import random_conv_layer
 from rtl.config import HwConfig
-from rtl.descriptor import Op, descriptor_bytes, pack_descriptor
-from rtl.postproc import PostMode
-from rtl.regmap import ErrorCode
+from rtl.interface.ddr import pack_feature_map, unpack_feature_map
+from rtl.interface.descriptor import Op, PostMode, descriptor_bytes, pack_descriptor
+from rtl.interface.regmap import ErrorCode
+from rtl.interface.tiling import layer_descriptors
 from sim.runner import bench_params
 
 PAUSES = {"aw": [1, 0, 0], "w": [0, 1], "b": [1, 0], "ar": [0, 0, 1], "r": [1, 0, 0, 1]}

@@ -19,7 +19,7 @@ from firmware.network import plan_network
 from quant import golden
 from quant.model_format import QModel
 from rtl.config import HwConfig
-from rtl.regmap import RegisterMap
+from rtl.interface.regmap import RegisterMap
 from sim.runner import bench_params
 
 RAM = 1 << 22

@@ -6,7 +6,7 @@ import pytest
 
 from rtl.axil import AxiLiteSlave, AxiLiteSlaveTop
 from rtl.config import preset
-from rtl.regmap import build_regmap
+from rtl.interface.regmap import build_regmap
 from sim.runner import run_bench
 
 #: Random transfers per phase of the bench (seconds in Icarus).

@@ -40,7 +40,7 @@ def check_cycle_model(model, cfg: HwConfig, cycles_json: Path) -> list[tuple[str
     the cycle model of the same descriptors; returns (layer, measured, modelled)."""
     from firmware.network import plan_network
     from rtl.cycle_model import chain_cycles
-    from rtl.descriptor import descriptor_bytes
+    from rtl.interface.descriptor import descriptor_bytes
     from sim.network_bench import BASE, SIZE
 
     plan = plan_network(model, cfg, base=BASE, size=SIZE)

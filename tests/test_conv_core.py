@@ -8,12 +8,12 @@ from amaranth.lib.memory import Memory
 from amaranth.sim import Simulator
 
 from firmware.conv import plan_passes, weight_rows
-from firmware.tiling import row_tile
 from quant import golden
 from quant.random_model import random_conv_layer
 from rtl.config import HwConfig
 from rtl.conv_core import ConvCore
-from rtl.postproc import PostMode
+from rtl.interface.descriptor import PostMode
+from rtl.interface.tiling import row_tile
 from rtl.vector_units import lane_bits
 
 CFG = HwConfig(name="conv-test", part="xc7z020clg400-1", clock_mhz=100.0, pot_rows=4,

@@ -3,10 +3,10 @@ by the whole-network bench, sim/test_network.py)."""
 
 import pytest
 
-from firmware.layer import pass_block_words
 from rtl.config import preset
 from rtl.cycle_model import DdrTiming, descriptor_cycles, markdown, resnet18_cycles
-from rtl.descriptor import Op
+from rtl.interface.ddr import pass_block_words
+from rtl.interface.descriptor import Op
 
 
 @pytest.mark.parametrize(("board", "ratio"), [("pynq-z2", "60:35:5"), ("zc706", "65:30:5")])

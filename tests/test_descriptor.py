@@ -4,12 +4,12 @@ import struct
 
 import pytest
 
-from rtl.descriptor import (
+from rtl.descriptor import descriptor_layout
+from rtl.interface.descriptor import (
     DESC_MAGIC,
     FIELDS,
     Op,
     descriptor_bytes,
-    descriptor_layout,
     pack_descriptor,
     unpack_descriptor,
 )

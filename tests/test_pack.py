@@ -1,11 +1,11 @@
-"""Host-side packing: bit positions by hand, round trips, range errors, scheme reordering."""
+"""Host-side packing: bit positions by hand, round trips, range errors."""
 
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from firmware.pack import inverse_order, pack_values, scheme_order, unpack_values, values_per_word
+from rtl.interface.ddr import pack_values, unpack_values, values_per_word
 
 
 def test_bit_positions_by_hand():
@@ -41,12 +41,3 @@ def test_out_of_range_values_are_refused():
         unpack_values(np.zeros(2, np.uint64), 4, 33, signed=False)
     with pytest.raises(ValueError, match=r"^bus word width must be 32 or 64 bits, not 48$"):
         values_per_word(4, 48)
-
-
-def test_scheme_order_groups_and_inverts():
-    schemes = np.array([1, 0, 2, 0, 1, 0])
-    order = scheme_order(schemes)
-    assert order.tolist() == [1, 3, 5, 0, 4, 2]
-    assert schemes[order].tolist() == [0, 0, 0, 1, 1, 2]
-    outputs_reordered = np.arange(6)[order] * 10       # each output labelled by original index
-    np.testing.assert_array_equal(outputs_reordered[inverse_order(order)], np.arange(6) * 10)

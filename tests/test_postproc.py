@@ -5,7 +5,8 @@ import pytest
 
 from quant import contract as C
 from rtl.config import preset
-from rtl.postproc import PostMode, PostProc
+from rtl.interface.descriptor import PostMode
+from rtl.postproc import PostProc
 from tests.stream_tb import run_stream
 
 CFG = preset("pynq-z2")

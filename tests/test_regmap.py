@@ -14,7 +14,7 @@ from amaranth.sim import Simulator
 
 from rtl.axil import AxiLiteSignature, AxiLiteSlave, register_signature, to_verilog
 from rtl.config import preset
-from rtl.regmap import (
+from rtl.interface.regmap import (
     MAGIC,
     REGMAP_VERSION,
     Access,
@@ -155,7 +155,7 @@ def _edited(change) -> str:
      r"regenerate the JSON rather than editing offsets$"),
     (lambda d: d.update(version=3),
      r"^register map JSON has version 3, but this code reads version 2; regenerate it with "
-     r"'python -m rtl.regmap --json'$"),
+     r"'python -m rtl.interface.regmap --json'$"),
     (lambda d: d.update(size=80),
      r"^register map JSON gives size 80, but its 21 registers take 84 bytes$"),
     (lambda d: d.pop("registers"), r"^register map JSON lacks the key 'registers'$"),
@@ -194,11 +194,11 @@ def test_cli(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_docs_table_is_current() -> None:
-    """docs/registers.md holds the zc706 table exactly as `python -m rtl.regmap` prints it."""
+    """docs/registers.md holds the zc706 table exactly as the regmap command prints it."""
     doc = (ROOT / "docs" / "registers.md").read_text()
     assert build_regmap(preset("zc706")).markdown() in doc, (
         "docs/registers.md is stale: paste the output of "
-        "'./run python -m rtl.regmap --board zc706 --markdown' into it")
+        "'./run python -m rtl.interface.regmap --board zc706 --markdown' into it")
 
 
 # ---- validation messages ---------------------------------------------------------------------

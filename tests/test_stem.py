@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from firmware.stem import Fold, fold_input, fold_plan, fold_weight
 from quant import golden
 from quant.random_model import random_conv_layer
 from rtl.config import preset
+from rtl.interface.stem import Fold, fold_input, fold_plan, fold_weight
 
 
 @pytest.mark.parametrize(("k", "p", "size", "cin"), [

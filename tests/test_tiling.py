@@ -6,12 +6,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from firmware.layer import words_per_vector
-from firmware.tiling import RowTile, TilingError, layer_descriptors, plan_row_tiles, row_tile
 from quant import golden
 from quant.random_model import random_conv_layer
 from rtl.config import HwConfig
-from rtl.descriptor import Op, unpack_descriptor
+from rtl.interface.ddr import words_per_vector
+from rtl.interface.descriptor import Op, unpack_descriptor
+from rtl.interface.tiling import RowTile, TilingError, layer_descriptors, plan_row_tiles, row_tile
 
 CFG = HwConfig(name="tile-test", part="xc7z020clg400-1", clock_mhz=100.0, pot_rows=4,
                pot_cols=8, dsp_rows=4, dsp_cols=8, max_reduction=7 * 7 * 8, max_channels=64,

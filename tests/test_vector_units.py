@@ -9,10 +9,10 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.sim import Simulator
 
-from firmware.tiling import row_tile
 from quant import contract as C
 from quant import golden
 from rtl.config import HwConfig, preset
+from rtl.interface.tiling import row_tile
 from rtl.vector_units import (
     AddUnit,
     AvgPool,

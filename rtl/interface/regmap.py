@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .config import WEIGHT_FORMATS, HwConfig, preset, preset_names
+from ..config import WEIGHT_FORMATS, HwConfig, preset, preset_names
 
 __all__ = [
     "MAGIC",
@@ -37,7 +37,7 @@ _NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
 _FIELD_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
-class Access(enum.StrEnum):
+class Access(str, enum.Enum):  # noqa: UP042 (StrEnum needs 3.11)
     """How software may access a register.
 
     ``ro``: read only (a constant or a value driven by the core); writes are ignored.
@@ -488,7 +488,8 @@ class RegisterMap:
         if data["version"] != REGMAP_VERSION:
             raise ValueError(
                 f"register map JSON has version {data['version']!r}, but this code reads "
-                f"version {REGMAP_VERSION}; regenerate it with 'python -m rtl.regmap --json'")
+                f"version {REGMAP_VERSION}; regenerate it with "
+                f"'python -m rtl.interface.regmap --json'")
         if data["data_width"] != DATA_WIDTH:
             raise ValueError(
                 f"register map JSON has data_width {data['data_width']!r}; only {DATA_WIDTH} "
@@ -652,8 +653,8 @@ def build_regmap(cfg: HwConfig) -> RegisterMap:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m rtl.regmap --board zc706 --markdown`` (or ``--json``)."""
-    parser = argparse.ArgumentParser(prog="python -m rtl.regmap", description=__doc__)
+    """``python -m rtl.interface.regmap --board zc706 --markdown`` (or ``--json``)."""
+    parser = argparse.ArgumentParser(prog="python -m rtl.interface.regmap", description=__doc__)
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--board", choices=preset_names(), default="zc706",
                         help="board preset (default: zc706)")

@@ -1,7 +1,7 @@
 """Row tiling: a layer whose maps do not fit the engine's on-chip buffers runs as several
 descriptors, each computing a band of output rows from the input rows it needs.
 
-Feature maps are stored ``[h][w][chunk]`` in DDR (``firmware.layer``), so a band of rows is
+Feature maps are stored ``[h][w][chunk]`` in DDR (:mod:`.ddr`), so a band of rows is
 one contiguous run of words: a tile's descriptor is the layer's with the input and output
 addresses moved to the band, the heights cut to it, and zero padding only at the sides where
 the whole map really ends (``pad_top``/``pad_bottom``). Only numpy-free integer arithmetic
@@ -12,10 +12,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rtl.config import HwConfig
-from rtl.descriptor import Op, pack_descriptor
-
-from .layer import words_per_vector
+from ..config import HwConfig
+from .ddr import chunks, words_per_vector
+from .descriptor import Op, pack_descriptor
 
 __all__ = ["RowTile", "TilingError", "layer_descriptors", "plan_row_tiles", "row_tile"]
 
@@ -78,15 +77,11 @@ def plan_row_tiles(*, in_h: int, in_row_vectors: int, out_h: int, out_row_vector
     return tiles
 
 
-def _chunks(channels: int, cfg: HwConfig) -> int:
-    return -(-channels // cfg.vec_len)
-
-
 def layer_descriptors(cfg: HwConfig, *, pad: int = 0, name: str = "layer",
                       **fields: int) -> list[bytes]:
     """The descriptors of one layer: one per row tile, to run as one chain.
 
-    ``fields`` are the whole layer's descriptor fields (``rtl.descriptor.FIELDS``) except
+    ``fields`` are the whole layer's descriptor fields (:data:`.descriptor.FIELDS`) except
     the per-side padding, which comes from the layer's symmetric ``pad``. A layer that fits
     the buffers gives one descriptor. A global average pool is never tiled; one that does not
     fit raises :class:`TilingError`, as does a layer whose single output row does not fit.
@@ -94,8 +89,8 @@ def layer_descriptors(cfg: HwConfig, *, pad: int = 0, name: str = "layer",
     op = fields["op"]
     in_h, in_w, out_h, out_w = fields["in_h"], fields["in_w"], fields["out_h"], fields["out_w"]
     in_c, out_c = fields["in_c"], fields["out_c"]
-    in_row = in_w * _chunks(in_c, cfg)
-    out_row = out_w * _chunks(out_c, cfg)
+    in_row = in_w * chunks(in_c, cfg)
+    out_row = out_w * chunks(out_c, cfg)
     base = {**fields, "pad_top": pad, "pad_bottom": pad, "pad_left": pad, "pad_right": pad}
     if op == Op.AVGPOOL:
         if in_h * in_row > cfg.act_buf_depth:
@@ -110,7 +105,7 @@ def layer_descriptors(cfg: HwConfig, *, pad: int = 0, name: str = "layer",
                            pad=window[2], cfg=cfg, name=name)
 
     def row_bytes(width: int, channels: int, bits: int) -> int:
-        return 8 * width * _chunks(channels, cfg) * words_per_vector(cfg, bits)
+        return 8 * width * chunks(channels, cfg) * words_per_vector(cfg, bits)
 
     in_step = row_bytes(in_w, in_c, fields["in_bits"])
     out_step = row_bytes(out_w, out_c, fields["out_bits"])

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rtl.config import HwConfig
+from ..config import HwConfig
 
 __all__ = ["Fold", "fold_input", "fold_plan", "fold_weight"]
 

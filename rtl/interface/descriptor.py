@@ -1,0 +1,99 @@
+"""The layer descriptor: the one definition of its fields, op codes and output modes, for the
+engine and the firmware.
+
+A descriptor is ``len(FIELDS)`` little-endian 32-bit words in DDR, field ``i`` at byte
+``4 * i``, padded with a zero word to a whole number of 64-bit bus words; the engine reads
+it with one burst. Field order and meaning live only here.
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+
+__all__ = ["DESC_MAGIC", "FIELDS", "Op", "PostMode", "descriptor_bytes", "descriptor_words32",
+           "pack_descriptor", "unpack_descriptor"]
+
+#: First word of every descriptor: ASCII "DSC2" (layout version 2: padding per side).
+DESC_MAGIC = 0x32435344
+
+
+class Op(enum.IntEnum):
+    """Layer operations (``op`` field)."""
+
+    CONV = 1      #: convolution; also the fully connected layer (1x1 kernel on a 1x1 map)
+    ADD = 2       #: residual add of ``in_addr`` and ``in2_addr``
+    MAXPOOL = 3
+    AVGPOOL = 4
+
+
+#: (name, meaning) of every 32-bit descriptor word, in order.
+FIELDS: tuple[tuple[str, str], ...] = (
+    ("magic", "DESC_MAGIC"),
+    ("op", "an Op"),
+    ("in_addr", "DDR byte address of the input feature map"),
+    ("in2_addr", "second input of an add (else 0)"),
+    ("out_addr", "DDR byte address of the output feature map"),
+    ("weight_addr", "DDR byte address of the conv pass blocks (else 0)"),
+    ("in_h", "input height"), ("in_w", "input width"), ("in_c", "input channels"),
+    ("out_h", "output height"), ("out_w", "output width"), ("out_c", "output channels"),
+    ("kernel", "kernel size (1 to 7)"), ("stride", "stride (1, 2)"),
+    ("pad_top", "zero rows above the input (<= kernel // 2; a row tile pads only at the "
+                "map's own top)"),
+    ("pad_bottom", "zero rows below the input (<= kernel // 2)"),
+    ("pad_left", "zero columns left of the input (<= kernel // 2)"),
+    ("pad_right", "zero columns right of the input (<= kernel // 2)"),
+    ("mode", "PostMode of the output (RELU, SIGNED, LOGITS)"),
+    ("in_bits", "storage bits of one input element (4, 5, 6, 8)"),
+    ("in2_bits", "storage bits of one element of the add's second input"),
+    ("out_bits", "storage bits of one output element (4, 5, 6, 8, 32)"),
+    ("passes", "conv passes (pass blocks at weight_addr)"),
+    ("steps", "weight rows per pass: kernel * kernel * ceil(in_c / V)"),
+    ("mult_a", "requant multiplier of input a (add, avgpool)"),
+    ("shift_a", "requant shift of input a"),
+    ("mult_b", "requant multiplier of input b (add)"),
+    ("shift_b", "requant shift of input b"),
+)
+
+
+class PostMode(enum.IntEnum):
+    """How a layer's requantized values are clamped (``mode`` field; docs/arithmetic.md)."""
+
+    RELU = 0     #: ReLU, clamp to u{act_bits}
+    SIGNED = 1   #: no ReLU, clamp to s{act_bits+1} (branch into a residual add)
+    LOGITS = 2   #: last layer, saturate to s32
+
+
+def descriptor_words32() -> int:
+    """32-bit words of a descriptor in DDR: the fields, padded to whole 64-bit words."""
+    return len(FIELDS) + len(FIELDS) % 2
+
+
+def descriptor_bytes() -> int:
+    """Bytes of a descriptor in DDR: the fields, padded to whole 64-bit words."""
+    return 4 * descriptor_words32()
+
+
+def pack_descriptor(**values: int) -> bytes:
+    """Bytes of a descriptor; unnamed fields are 0, ``magic`` is filled in. Unknown names and
+    values outside 32 bits raise ValueError."""
+    names = [name for name, _ in FIELDS]
+    unknown = sorted(set(values) - set(names))
+    if unknown:
+        raise ValueError(f"descriptor has no field {unknown[0]!r}; fields: {', '.join(names)}")
+    words = []
+    for name in names:
+        value = int(values.get(name, DESC_MAGIC if name == "magic" else 0))
+        if not 0 <= value < 1 << 32:
+            raise ValueError(f"descriptor field {name} must fit 32 bits unsigned, not {value}")
+        words.append(value)
+    words += [0] * (descriptor_words32() - len(words))
+    return struct.pack(f"<{len(words)}I", *words)
+
+
+def unpack_descriptor(raw: bytes) -> dict[str, int]:
+    """The fields of a descriptor's bytes, by name (the padding word dropped)."""
+    if len(raw) != descriptor_bytes():
+        raise ValueError(f"a descriptor is {descriptor_bytes()} bytes, not {len(raw)}")
+    values = struct.unpack(f"<{descriptor_words32()}I", raw)
+    return dict(zip((n for n, _ in FIELDS), values[:len(FIELDS)], strict=True))
