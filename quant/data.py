@@ -3,6 +3,7 @@ layouts read with Pillow."""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +32,9 @@ class DataBundle:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     name: str
+    #: SHA-256 (hex) identifying the images and the split: the digits arrays themselves, or
+    #: each file's path relative to the root and its size for a folder.
+    fingerprint: str = ""
 
     def test_arrays(self, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The test set as ``(N, C, H, W)`` uint8 images and ``(N,)`` int64 labels."""
@@ -72,11 +76,14 @@ def digits(*, seed: int = 0, test_fraction: float = 0.2) -> DataBundle:
     labels = d.target.astype(np.int64)
     tr, te = _split(labels, test_fraction, seed)
     mean, std = _stats(images[tr])
+    h = hashlib.sha256()
+    for arr in (images[tr], labels[tr], images[te], labels[te]):
+        h.update(np.ascontiguousarray(arr).tobytes())
     return DataBundle(
         train=TensorDataset(torch.from_numpy(images[tr]), torch.from_numpy(labels[tr])),
         test=TensorDataset(torch.from_numpy(images[te]), torch.from_numpy(labels[te])),
         classes=[str(c) for c in range(10)], channels=1, size=8, mean=mean, std=std,
-        name="digits")
+        name="digits", fingerprint=h.hexdigest())
 
 
 class ImageFolderDataset(Dataset):
@@ -159,9 +166,15 @@ def image_folder(root: str | Path, *, size: int = 224, channels: int = 3, seed: 
     else:
         probe = ImageFolderDataset(train[:: max(1, len(train) // 256)], size, channels)
         mean, std = _stats(np.stack([probe[i][0].numpy() for i in range(len(probe))]))
+    h = hashlib.sha256()
+    for split, samples in (("train", train), ("test", test)):
+        for path, label in samples:
+            h.update(f"{split}\0{path.relative_to(root)}\0{path.stat().st_size}\0{label}\n"
+                     .encode())
     return DataBundle(train=ImageFolderDataset(train, size, channels),
                       test=ImageFolderDataset(test, size, channels), classes=classes,
-                      channels=channels, size=size, mean=mean, std=std, name=str(root))
+                      channels=channels, size=size, mean=mean, std=std,
+                      name=str(root.resolve()), fingerprint=h.hexdigest())
 
 
 def load_data(spec: str, *, size: int | None = None, channels: int = 3, seed: int = 0

@@ -4,6 +4,8 @@ model, checked with the golden model (``python -m quant.train --help``)."""
 from __future__ import annotations
 
 import argparse
+import copy
+import hashlib
 import json
 import os
 import random
@@ -21,6 +23,7 @@ from torch.utils.data import DataLoader, Dataset
 from torch.utils.data.distributed import DistributedSampler
 from tqdm import tqdm
 
+from . import contract as C
 from . import golden
 from .assign import Assignment, assign_schemes, filter_hessian_eigenvalues
 from .data import DataBundle, DataError, load_data
@@ -30,7 +33,19 @@ from .qmodel import QuantResNet
 from .resnet import CheckpointError, ResNet18, load_checkpoint_state
 from .schemes import parse_ratio
 
-__all__ = ["TrainError", "build_parser", "main", "run"]
+__all__ = ["RUN_FILES", "TrainError", "build_parser", "float_cache_path", "main", "run",
+           "run_settings"]
+
+#: Files a run writes into its folder; ``--force`` removes exactly these, nothing else.
+RUN_FILES = ("run.json", "checkpoint.pt", "checkpoint.tmp", "assignment.json", "model.npz",
+             "metrics.json")
+#: Options that do not change what a run computes (where it writes, how it reports, which
+#: device, loader processes); every other option is part of the run's settings.
+_NOT_SETTINGS = {"out", "root", "resume", "force", "device", "workers", "no_progress"}
+#: Settings that change the float model (the key of its cache).
+_FLOAT_SETTINGS = ("data", "image_size", "channels", "width", "small_stem", "pretrained",
+                   "float_epochs", "batch_size", "lr", "weight_decay", "label_smoothing",
+                   "seed", "max_steps", "world_size")
 
 
 class TrainError(ValueError):
@@ -63,12 +78,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pretrained", default=None,
                    help="torchvision-format ResNet-18 state_dict to start from instead of "
                         "training the float model here")
-    p.add_argument("--float-epochs", type=int, default=15,
-                   help="epochs of float training when no --pretrained model (cached in runs/)")
-    p.add_argument("--epochs", type=int, default=6, help="QAT epochs")
+    p.add_argument("--float-epochs", type=int, default=40,
+                   help="epochs of float training when no --pretrained model (cached under "
+                        "<root>/float/)")
+    p.add_argument("--epochs", type=int, default=12, help="QAT epochs")
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=2e-3, help="float training learning rate (AdamW)")
-    p.add_argument("--qat-lr", type=float, default=5e-4, help="QAT learning rate (AdamW)")
+    p.add_argument("--lr", type=float, default=2e-3, help="float training learning rate (AdamW, "
+                                                         "cosine schedule)")
+    p.add_argument("--weight-decay", type=float, default=1e-4,
+                   help="float training weight decay (AdamW)")
+    p.add_argument("--label-smoothing", type=float, default=0.0,
+                   help="float training label smoothing")
+    p.add_argument("--qat-lr", type=float, default=5e-4, help="QAT learning rate (AdamW, "
+                                                              "cosine schedule)")
+    p.add_argument("--kd", type=float, default=0.0,
+                   help="QAT knowledge distillation weight in [0, 1]: the loss is "
+                        "(1 - kd) * cross-entropy + kd * T^2 * KL(float teacher || student) "
+                        "at temperature --kd-temp (0: no distillation)")
+    p.add_argument("--kd-temp", type=float, default=4.0, help="distillation temperature T")
     p.add_argument("--hessian-iters", type=int, default=5, help="power-iteration steps")
     p.add_argument("--hessian-probes", type=int, default=4,
                    help="random-sign probes per power step (see quant.assign)")
@@ -77,10 +104,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calib-images", type=int, default=128,
                    help="training images for the Hessian and the activation clip calibration")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--root", default=None,
+                   help="output root: default run folders and the float model cache "
+                        "(<root>/float/) live here (default: the parent of --out if given, "
+                        "else runs)")
     p.add_argument("--out", default=None,
-                   help="run directory (default runs/<data>-<ratio>[-fl8]-s<seed>)")
-    p.add_argument("--resume", action="store_true",
-                   help="continue from the run directory's checkpoint.pt")
+                   help="run folder (default <root>/<data>-<ratio>[-fl8]-a<bits>-w<width>-"
+                        "s<seed>-<hash of every setting>)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its checkpoint.pt; refused if any "
+                        "setting differs")
+    g.add_argument("--force", action="store_true",
+                   help="overwrite the run already in --out (its files only)")
     p.add_argument("--device", default="auto", help="auto (GPU when present), cpu or cuda[:N]")
     p.add_argument("--workers", type=int, default=0, help="data loader worker processes")
     p.add_argument("--max-steps", type=int, default=None,
@@ -106,6 +142,16 @@ def _dist() -> tuple[int, int]:
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     return (dist.get_rank(), world) if world > 1 else (0, 1)
+
+
+def _barrier(world: int) -> None:
+    if world > 1:
+        dist.barrier()
+
+
+def _warn(rank: int, text: str) -> None:
+    if rank == 0:
+        print(f"warning: {text}", file=sys.stderr, flush=True)
 
 
 def _device(spec: str) -> torch.device:
@@ -171,15 +217,50 @@ def evaluate_integer(qm: QModel, data: DataBundle, limit: int | None = None,
     return 100.0 * correct / max(n, 1), n
 
 
+def _save_checkpoint(content: dict[str, Any], ckpt: Path) -> None:
+    """Write ``ckpt`` through a temporary file, so an interruption never leaves half a file."""
+    torch.save(content, ckpt.with_suffix(".tmp"))
+    ckpt.with_suffix(".tmp").replace(ckpt)
+
+
+def _load_checkpoint(ckpt: Path) -> dict[str, Any]:
+    """A run checkpoint, read without unpickling arbitrary objects."""
+    try:
+        state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for damaged files
+        raise TrainError(f"checkpoint {str(ckpt)!r} is damaged or truncated "
+                         f"({type(exc).__name__}); delete it, or start the run again with "
+                         f"--force") from None
+    need = ("settings", "model", "optim", "sched", "aug_rng", "epoch", "history", "assignment")
+    lacks = [k for k in need if not isinstance(state, dict) or k not in state]
+    if lacks:
+        raise TrainError(f"checkpoint {str(ckpt)!r} is not a run checkpoint of this version "
+                         f"(it lacks {', '.join(lacks)}); start the run again with --force")
+    return state
+
+
+def _distill(out: torch.Tensor, teacher: torch.Tensor, y: torch.Tensor, weight: float,
+             temp: float) -> torch.Tensor:
+    """``(1 - weight) * CE + weight * T^2 * KL(teacher || student)`` at temperature ``temp``."""
+    ce = F.cross_entropy(out, y)
+    kl = F.kl_div(F.log_softmax(out / temp, 1), F.log_softmax(teacher / temp, 1),
+                  log_target=True, reduction="batchmean")
+    return (1 - weight) * ce + weight * temp * temp * kl
+
+
 def _fit(model: nn.Module, params: list[nn.Parameter], data: DataBundle, args: argparse.Namespace,
          epochs: int, lr: float, device: torch.device, world: int, rank: int, label: str,
          ckpt: Path | None = None, state: dict[str, Any] | None = None,
-         save_extra: dict[str, Any] | None = None) -> list[dict[str, float]]:
-    """AdamW + cosine schedule; checkpoints after every epoch when ``ckpt`` is given."""
+         save_extra: dict[str, Any] | None = None,
+         teacher: nn.Module | None = None) -> list[dict[str, float]]:
+    """AdamW + cosine schedule; checkpoints after every epoch when ``ckpt`` is given. Float
+    training uses ``--weight-decay`` and ``--label-smoothing``; QAT with a ``teacher`` (the
+    float model) distils from it with weight ``--kd``."""
     loader = _loader(data.train, args.batch_size, True, args.seed, args.workers, world)
     test_loader = _loader(data.test, 256, False, args.seed, args.workers, 1)
     steps = len(loader) if args.max_steps is None else min(len(loader), args.max_steps)
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4 if label == "float" else 0.0)
+    is_float = label == "float"
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=args.weight_decay if is_float else 0.0)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, epochs * steps))
     gen = torch.Generator().manual_seed(args.seed + 1)
     start, history = 0, []
@@ -203,7 +284,13 @@ def _fit(model: nn.Module, params: list[nn.Parameter], data: DataBundle, args: a
             x = _augment(_images(x, device), flip, gen)
             y = y.to(device)
             out = model(x)
-            loss = F.cross_entropy(out, y)
+            if teacher is not None and args.kd > 0:
+                with torch.no_grad():
+                    target = teacher(x)
+                loss = _distill(out, target, y, args.kd, args.kd_temp)
+            else:
+                loss = F.cross_entropy(out, y,
+                                       label_smoothing=args.label_smoothing if is_float else 0.0)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -224,11 +311,11 @@ def _fit(model: nn.Module, params: list[nn.Parameter], data: DataBundle, args: a
                            f" train {100 * correct / max(seen, 1):.1f}% test {test_acc:.2f}%",
                            file=sys.stderr)
             if ckpt is not None:
-                torch.save({**(save_extra or {}), "model": inner.state_dict(),
-                            "optim": opt.state_dict(), "sched": sched.state_dict(),
-                            "aug_rng": gen.get_state(), "epoch": epoch + 1,
-                            "history": history}, ckpt.with_suffix(".tmp"))
-                ckpt.with_suffix(".tmp").replace(ckpt)
+                _save_checkpoint({**(save_extra or {}), "model": inner.state_dict(),
+                                  "optim": opt.state_dict(), "sched": sched.state_dict(),
+                                  "aug_rng": gen.get_state(), "epoch": epoch + 1,
+                                  "history": history}, ckpt)
+        _barrier(world)
     return history
 
 
@@ -249,29 +336,84 @@ def _arch(args: argparse.Namespace, data: DataBundle) -> dict[str, Any]:
             "std": list(data.std)}
 
 
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def run_settings(args: argparse.Namespace, data: DataBundle, arch: dict[str, Any],
+                 ratio: tuple[int, int, int], world: int) -> dict[str, Any]:
+    """Every setting that changes what a run computes, resolved (defaults filled in, the data
+    and a ``--pretrained`` file identified by content): the run's identity."""
+    settings = {k: v for k, v in sorted(vars(args).items()) if k not in _NOT_SETTINGS}
+    settings.update(data={"name": data.name, "fingerprint": data.fingerprint},
+                    image_size=data.size, channels=data.channels, ratio=list(ratio),
+                    width=arch["width"], small_stem=arch["small_stem"], world_size=world)
+    if args.pretrained:
+        path = Path(args.pretrained)
+        settings["pretrained"] = {"file": path.name, "sha256": _sha256(path)}
+    return settings
+
+
+def _digest(settings: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def _short(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    return [f"{k}: {_short(old.get(k, '(unset)'))} in the run, {_short(new.get(k, '(unset)'))} "
+            f"now" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+
+
+def float_cache_path(root: Path, settings: dict[str, Any]) -> Path:
+    """Where the float model of these settings is cached: named by every setting that
+    changes the float model."""
+    key = {k: settings[k] for k in _FLOAT_SETTINGS}
+    return (Path(root) / "float" / f"{Path(settings['data']['name']).name}-w{settings['width']:g}"
+            f"-e{settings['float_epochs']}-s{settings['seed']}-{_digest(key)}.pt")
+
+
 def _float_model(args: argparse.Namespace, data: DataBundle, arch: dict[str, Any],
-                 device: torch.device, world: int, rank: int) -> tuple[ResNet18, float | None]:
+                 settings: dict[str, Any], root: Path, device: torch.device, world: int,
+                 rank: int) -> tuple[ResNet18, float | None]:
     net = ResNet18(**arch)
     if args.pretrained:
         load_checkpoint_state(net, args.pretrained)
         return net.to(device), None
-    tag = (f"{Path(data.name).name}-c{arch['num_classes']}-w{arch['width']}-"
-           f"{'small' if arch['small_stem'] else 'std'}-e{args.float_epochs}-s{args.seed}"
-           f"{'' if args.max_steps is None else f'-m{args.max_steps}'}")
-    cache = Path("runs") / "float" / f"{tag}.pt"
+    key = {k: settings[k] for k in _FLOAT_SETTINGS}
+    cache = float_cache_path(root, settings)
     if cache.is_file():
-        saved = torch.load(cache, map_location="cpu", weights_only=False)
-        if saved.get("arch") == arch:
+        try:
+            saved = torch.load(cache, map_location="cpu", weights_only=True)
+            if not isinstance(saved, dict) or saved.get("key") != key \
+                    or saved.get("arch") != arch:
+                raise ValueError("its settings differ")
             net.load_state_dict(saved["model"])
             return net.to(device), saved.get("test_acc")
+        except Exception as exc:  # damaged in any way: say so, then train again
+            _warn(rank, f"float model cache {str(cache)!r} is unusable "
+                        f"({type(exc).__name__}: {str(exc)[:80]}); training the float model again")
     _seed_all(args.seed)
     net = ResNet18(**arch).to(device)
     _fit(_wrap(net, device, world), list(net.parameters()), data, args, args.float_epochs,
          args.lr, device, world, rank, "float")
     acc = evaluate_float(net, _loader(data.test, 256, False, 0, args.workers, 1), device)
     if rank == 0:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        torch.save({"arch": arch, "model": net.state_dict(), "test_acc": acc}, cache)
+        try:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache.with_suffix(".tmp")
+            torch.save({"key": key, "arch": arch, "model": net.state_dict(), "test_acc": acc},
+                       tmp)
+            tmp.replace(cache)
+        except OSError as exc:  # a finished training is still used, only not cached
+            _warn(rank, f"cannot write the float model cache {str(cache)!r} ({exc.strerror}); "
+                        f"going on without caching it")
     return net, acc
 
 
@@ -291,38 +433,121 @@ def _assignment(args: argparse.Namespace, net: ResNet18, data: DataBundle,
                           seed=args.seed)
 
 
+#: (option, smallest allowed value, None allowed) for the numeric options.
+_LIMITS: tuple[tuple[str, float, bool], ...] = (
+    ("epochs", 0, False), ("float_epochs", 0, False), ("batch_size", 1, False),
+    ("calib_images", 1, False), ("hessian_iters", 1, False), ("hessian_probes", 1, False),
+    ("workers", 0, False), ("image_size", 1, True), ("eval_limit", 1, True),
+    ("max_steps", 1, True))
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    for key, low, optional in _LIMITS:
+        value = getattr(args, key)
+        if value is None and optional:
+            continue
+        if value is None or value < low:
+            kind = "a positive integer" if low == 1 else "an integer >= 0"
+            raise TrainError(f"--{key.replace('_', '-')} must be {kind}, not {value}")
+    for key in ("lr", "qat_lr", "kd_temp"):
+        value = getattr(args, key)
+        if not value > 0:
+            raise TrainError(f"--{key.replace('_', '-')} must be positive, not {value}")
+    if args.width is not None and not args.width > 0:
+        raise TrainError(f"--width must be positive, not {args.width}")
+    for key in ("kd", "label_smoothing"):
+        if not 0 <= getattr(args, key) <= 1:
+            raise TrainError(f"--{key.replace('_', '-')} must be between 0 and 1, not "
+                             f"{getattr(args, key)}")
+    if not args.weight_decay >= 0:
+        raise TrainError(f"--weight-decay must be >= 0, not {args.weight_decay}")
+
+
+def _run_folder(args: argparse.Namespace, data: DataBundle, settings: dict[str, Any]
+                ) -> tuple[Path, Path]:
+    """(output root, run folder)."""
+    if args.root is not None:
+        root = Path(args.root)
+    elif args.out is not None:
+        root = Path(args.out).parent
+    else:
+        root = Path("runs")
+    ratio = "-".join(map(str, settings["ratio"]))
+    name = (f"{Path(data.name).name}-{ratio}{'-fl8' if args.first_last_8bit else ''}"
+            f"-a{args.act_bits}-w{settings['width']:g}-s{args.seed}-{_digest(settings)}")
+    return root, Path(args.out) if args.out is not None else root / name
+
+
+def _claim_folder(args: argparse.Namespace, out: Path, settings: dict[str, Any]
+                  ) -> dict[str, Any] | None:
+    """Check the run folder against ``--resume``/``--force``; the checkpoint to resume from."""
+    present = [f for f in RUN_FILES if (out / f).exists()]
+    if args.resume:
+        if not present:
+            raise TrainError(f"--resume: run folder {str(out)!r} holds no run; start it without "
+                             f"--resume")
+        ckpt = out / "checkpoint.pt"
+        if ckpt.is_file():
+            state = _load_checkpoint(ckpt)
+            old, source = state["settings"], f"checkpoint {str(ckpt)!r}"
+        else:
+            state = None
+            try:
+                old = json.loads((out / "run.json").read_text())["settings"]
+            except (OSError, ValueError, KeyError, TypeError):
+                raise TrainError(f"--resume: run folder {str(out)!r} has neither a checkpoint "
+                                 f"nor a readable run.json; start again with --force") from None
+            source = f"run {str(out)!r}"
+        diff = _differences(old, settings)
+        if diff:
+            raise TrainError(f"--resume: {source} was made with other settings ("
+                             f"{'; '.join(diff)}); resume with the run's settings, or use "
+                             f"another --out")
+        return state
+    if present and not args.force:
+        raise TrainError(f"run folder {str(out)!r} already holds a run ({', '.join(present)}); "
+                         f"use --resume to continue it, --force to overwrite it, or another "
+                         f"--out")
+    return None
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """The whole pipeline; returns the metrics it also writes to ``<out>/metrics.json``."""
     t0 = time.time()
+    _check_args(args)
     rank, world = _dist()
     device = _device(args.device)
     ratio = parse_ratio(args.ratio)
-    for key in ("epochs", "float_epochs", "batch_size", "calib_images", "hessian_iters",
-                "hessian_probes"):
-        if getattr(args, key) < (0 if "epochs" in key else 1):
-            raise TrainError(f"--{key.replace('_', '-')} must be positive, not "
-                             f"{getattr(args, key)}")
     data = load_data(args.data, size=args.image_size, channels=args.channels, seed=args.seed)
     arch = _arch(args, data)
-    name = (f"{Path(data.name).name}-{'-'.join(map(str, ratio))}"
-            f"{'-fl8' if args.first_last_8bit else ''}-s{args.seed}")
-    out = Path(args.out or Path("runs") / name)
+    if args.pretrained:  # refuse a wrong file before anything is written
+        load_checkpoint_state(ResNet18(**arch), args.pretrained)
+    settings = run_settings(args, data, arch, ratio, world)
+    root, out = _run_folder(args, data, settings)
     ckpt = out / "checkpoint.pt"
-    state = None
-    if args.resume:
-        if not ckpt.is_file():
-            raise TrainError(f"--resume: no checkpoint at {str(ckpt)!r}; run without --resume "
-                             f"first or give the run's --out")
-        state = torch.load(ckpt, map_location="cpu", weights_only=False)
-        if state.get("arch") != arch:
-            raise TrainError(
-                f"checkpoint {str(ckpt)!r} is from another architecture ({state.get('arch')}) "
-                f"than this run ({arch}); use the same --data/--width/--small-stem options or "
-                f"another --out")
-    out.mkdir(parents=True, exist_ok=True)
-    net, float_acc = _float_model(args, data, arch, device, world, rank)
+    state = _claim_folder(args, out, settings)
+    _barrier(world)  # every rank has looked at the folder before rank 0 writes into it
+    if rank == 0:
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            if args.force:
+                for f in RUN_FILES:
+                    (out / f).unlink(missing_ok=True)
+            (out / "run.json").write_text(json.dumps(
+                {"settings": settings, "digest": _digest(settings), "argv": sys.argv[1:],
+                 "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}, indent=1))
+        except OSError as exc:
+            raise TrainError(f"cannot write the run folder {str(out)!r} ({exc.strerror}); give "
+                             f"a writable --out or --root") from None
+    net, float_acc = _float_model(args, data, arch, settings, root, device, world, rank)
+    teacher = None
+    if args.kd > 0:
+        teacher = copy.deepcopy(net).eval()
+        for prm in teacher.parameters():
+            prm.requires_grad_(False)
     if state is not None:
         assignment = Assignment.from_dict(state["assignment"])
+        assign_s = float(state.get("assign_s", 0.0))
     else:
         t = time.time()
         assignment = _assignment(args, net, data, ratio, device)
@@ -334,7 +559,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     q = QuantResNet(net, assignment.torch_schemes(), args.act_bits).to(device)
     if state is not None:
         q.load_state_dict(state["model"])
-        assign_s = state.get("assign_s", 0.0)
     else:
         gen = torch.Generator().manual_seed(args.seed)
         idx = torch.randperm(len(data.train), generator=gen)[:args.calib_images].tolist()
@@ -344,25 +568,30 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     _seed_all(args.seed)
     history = _fit(_wrap(q, device, world), list(q.parameters()), data, args, args.epochs,
                    args.qat_lr, device, world, rank, "qat", ckpt=ckpt, state=state,
-                   save_extra={"arch": arch, "assignment": assignment.to_dict(),
-                               "args": vars(args), "assign_s": assign_s})
+                   save_extra={"settings": settings, "assignment": assignment.to_dict(),
+                               "assign_s": assign_s}, teacher=teacher)
     if rank != 0:
         return {}
     q = q.cpu().eval()
-    meta = {"ratio": list(ratio), "first_last_8bit": args.first_last_8bit, "seed": args.seed,
-            "epochs": args.epochs, "float_epochs": args.float_epochs, "data": data.name,
-            "classes": data.classes}
+    meta = {"ratio": list(assignment.ratio), "first_last_8bit": assignment.first_last_8bit,
+            "seed": args.seed, "epochs": args.epochs, "float_epochs": args.float_epochs,
+            "data": data.name, "classes": data.classes, "settings": settings}
     qm = export_qmodel(q, meta=meta)
     path = qm.save(out / "model.npz")
     int_acc, n = evaluate_integer(QModel.load(path), data, args.eval_limit)
-    metrics = {"model": str(path), "data": data.name, "ratio": list(ratio),
-               "first_last_8bit": args.first_last_8bit, "act_bits": args.act_bits,
+    metrics = {"model": str(path), "data": data.name, "ratio": list(assignment.ratio),
+               "first_last_8bit": assignment.first_last_8bit, "act_bits": args.act_bits,
                "seed": args.seed, "epochs": args.epochs, "float_epochs": args.float_epochs,
                "width": arch["width"], "float_test_acc": float_acc,
                "fake_quant_test_acc": history[-1]["test_acc"] if history else None,
                "integer_test_acc": int_acc, "integer_test_images": n,
-               "filters": assignment.totals(), "assign_seconds": round(assign_s, 2),
-               "seconds": round(time.time() - t0, 1), "history": history}
+               "filters": assignment.totals(),
+               "filters_per_layer": {k: {name: int((v == code).sum())
+                                         for code, name in enumerate(C.SCHEMES)}
+                                     for k, v in assignment.schemes.items()},
+               "assign_seconds": round(assign_s, 2),
+               "seconds": round(time.time() - t0, 1), "history": history,
+               "settings": settings, "digest": _digest(settings)}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
     if not args.no_progress:
         print(f"float {float_acc if float_acc is None else f'{float_acc:.2f}%'}; integer model "
