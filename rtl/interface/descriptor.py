@@ -11,8 +11,8 @@ from __future__ import annotations
 import enum
 import struct
 
-__all__ = ["DESC_MAGIC", "FIELDS", "Op", "PostMode", "descriptor_bytes", "descriptor_words32",
-           "pack_descriptor", "unpack_descriptor"]
+__all__ = ["ADDRESS_FIELDS", "DESC_MAGIC", "FIELDS", "Op", "PostMode", "descriptor_bytes",
+           "descriptor_words32", "pack_descriptor", "unpack_descriptor"]
 
 #: First word of every descriptor: ASCII "DSC2" (layout version 2: padding per side).
 DESC_MAGIC = 0x32435344
@@ -54,6 +54,15 @@ FIELDS: tuple[tuple[str, str], ...] = (
     ("mult_b", "requant multiplier of input b (add)"),
     ("shift_b", "requant shift of input b"),
 )
+
+
+#: The DDR byte addresses each op reads or writes (the other address fields are unused, 0).
+ADDRESS_FIELDS: dict[Op, tuple[str, ...]] = {
+    Op.CONV: ("in_addr", "out_addr", "weight_addr"),
+    Op.ADD: ("in_addr", "in2_addr", "out_addr"),
+    Op.MAXPOOL: ("in_addr", "out_addr"),
+    Op.AVGPOOL: ("in_addr", "out_addr"),
+}
 
 
 class PostMode(enum.IntEnum):
