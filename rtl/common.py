@@ -68,16 +68,22 @@ def tree_level(terms: list[Value], carries: list[Value]) -> tuple[list[Value], l
     return out, carries
 
 
-def register(m: Module, en: Value, value: Value, name: str) -> Signal:
-    """A register loaded with ``value`` in cycles where ``en`` is high."""
-    reg = Signal(value.shape(), name=name)
+def register(m: Module, en: Value, value: Value, name: str, *, reset_less: bool = False
+             ) -> Signal:
+    """A register loaded with ``value`` in cycles where ``en`` is high.
+
+    ``reset_less`` for data-path registers whose contents the side-band ``valid`` bits
+    qualify: synthesis may then absorb them into DSP48E1 pipeline registers or SRL16s.
+    """
+    reg = Signal(value.shape(), name=name, reset_less=reset_less)
     with m.If(en):
         m.d.sync += reg.eq(value)
     return reg
 
 
-def delay(m: Module, en: Value, value: Value, stages: int, name: str) -> Value:
+def delay(m: Module, en: Value, value: Value, stages: int, name: str, *,
+          reset_less: bool = False) -> Value:
     """``value`` delayed by ``stages`` enabled registers (the pipeline's side-band bits)."""
     for k in range(stages):
-        value = register(m, en, value, f"{name}_d{k + 1}")
+        value = register(m, en, value, f"{name}_d{k + 1}", reset_less=reset_less)
     return value

@@ -54,7 +54,8 @@ class HwConfig:
     dsp_rows: int
     #: Activations per cycle into the DSP array; equals ``pot_cols``. Example: ``16``.
     dsp_cols: int
-    #: 4-bit products computed by one DSP48E1 (1 or 2). Example: ``2``.
+    #: 4-bit lanes (products) packed into one DSP48E1 per column, 1 to 4; at most 3 with 8-bit
+    #: activations (``rtl.dsp_array.max_pack`` checks the fit). Example: ``3``.
     dsp_pack: int = 2
     #: 4-bit DSP lanes one Fixed-8 filter occupies (1 or 2). Example: ``2``.
     fixed8_lanes: int = 2
@@ -116,7 +117,7 @@ class HwConfig:
         _check_int("pot_cols", self.pot_cols, lo=1, hi=256)
         _check_int("dsp_rows", self.dsp_rows, lo=0, hi=1024)
         _check_int("dsp_cols", self.dsp_cols, lo=1, hi=256)
-        _check_int("dsp_pack", self.dsp_pack, choices=(1, 2))
+        _check_int("dsp_pack", self.dsp_pack, choices=(1, 2, 3, 4))
         _check_int("fixed8_lanes", self.fixed8_lanes, choices=(1, 2))
         _check_int("max_reduction", self.max_reduction, lo=1, hi=1 << 20)
         _check_int("max_channels", self.max_channels, lo=1, hi=1 << 16)
@@ -178,8 +179,9 @@ class HwConfig:
 
     @property
     def dsp_count(self) -> int:
-        """DSP48E1 slices used for the array's multiplications."""
-        return math.ceil(self.dsp_lanes / self.dsp_pack)
+        """DSP48E1 slices used for the array's multiplications: one per ``dsp_pack`` lanes (the
+        last DSP row may hold fewer) and column."""
+        return math.ceil(self.dsp_rows / self.dsp_pack) * self.dsp_cols
 
     @property
     def weight_bits_max(self) -> int:
@@ -304,11 +306,11 @@ def _check_int(name: str, value: Any, *, lo: int | None = None, hi: int | None =
 PRESETS: dict[str, HwConfig] = {
     cfg.name: cfg for cfg in (
         HwConfig(name="pynq-z2", part="xc7z020clg400-1", clock_mhz=100.0,
-                 pot_rows=24, pot_cols=16, dsp_rows=18, dsp_cols=16,
+                 pot_rows=24, pot_cols=16, dsp_rows=18, dsp_cols=16, dsp_pack=3,
                  act_buf_depth=4096, weight_buf_depth=512, out_buf_depth=1024,
                  result_lanes=4),
         HwConfig(name="zc706", part="xc7z045ffg900-2", clock_mhz=150.0,
-                 pot_rows=52, pot_cols=32, dsp_rows=32, dsp_cols=32,
+                 pot_rows=52, pot_cols=32, dsp_rows=32, dsp_cols=32, dsp_pack=3,
                  act_buf_depth=8192, weight_buf_depth=256, out_buf_depth=2048,
                  result_lanes=8),
     )

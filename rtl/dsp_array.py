@@ -1,8 +1,8 @@
-"""The DSP array: Fixed-4 filters two to a DSP48E1 (packed products), Fixed-8 filters per pair."""
+"""The DSP array: Fixed-4 filters up to four to a DSP48E1 (packed lanes), Fixed-8 on lane pairs."""
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Mux, Signal, Value, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -18,30 +18,45 @@ from .common import (
 )
 from .config import HwConfig
 
-__all__ = ["DSP_A_BITS", "DSP_B_BITS", "DspArray", "dsp_input_layout", "dsp_latency",
-           "pack_shift"]
+__all__ = ["DSP_A_BITS", "DSP_B_BITS", "DSP_STAGES", "DspArray", "dsp_input_layout",
+           "dsp_latency", "lane_field", "lane_offsets", "max_pack"]
 
-#: Signed widths of the DSP48E1 multiplier ports (A: 25 bits, B: 18 bits).
+#: Signed widths of the DSP48E1 pre-adder/multiplier operand (A, D: 25 bits) and of port B.
 DSP_A_BITS = 25
 DSP_B_BITS = 18
+#: Pipeline registers of each DSP48E1: A/D/B1, AD/B2, M, P.
+DSP_STAGES = 4
 #: Width of one lane weight (a Fixed-4 value, or one nibble of a Fixed-8 weight).
 LANE_BITS = 4
-_LANE_MIN, _LANE_MAX = -(1 << (LANE_BITS - 1)), (1 << (LANE_BITS - 1)) - 1
+#: Largest |lane weight| the multiplier sees: a Fixed-8 pair's high lane carries
+#: ``hi + lo[3]`` in [-8, 8] (see :class:`DspArray`), so lanes are packed as 5-bit values.
+LANE_ABS_MAX = 8
+#: Low bits of every lane product recomputed in LUTs (the "canary") to recover the borrows.
+CANARY_BITS = 2
+#: Most lanes one DSP48E1 may carry (HwConfig.dsp_pack's largest value).
+PACK_MAX = 4
 
 
-def pack_shift(cfg: HwConfig) -> int:
-    """Bit position ``S`` of the high weight in the packed DSP operand ``w_hi * 2**S + w_lo``.
+def lane_field(cfg: HwConfig) -> int:
+    """Bits ``f`` between neighbouring lanes of a packed product.
 
-    Products are summed over the ``dsp_cols`` columns before the two fields are split, so the
-    low field's sum ``L = sum_c a_c * w_lo,c`` must fit ``S`` signed bits:
-    ``-2**(S-1) <= -8 * a_max * cols`` and ``7 * a_max * cols <= 2**(S-1) - 1``.
+    A lane's product ``p = a * w`` (``a <= a_max``, ``|w| <= 8``) plus the borrow ``q`` in
+    [-2, 1] it receives from the lane below must have ``floor((p + q) / 2**f)`` in [-2, 1]
+    (the four values a 2-bit canary tells apart): ``2**(f + 1) >= 8 * a_max + 2``.
     """
-    worst = -_LANE_MIN * cfg.max_activation * cfg.dsp_cols
-    return (worst - 1).bit_length() + 1
+    need = LANE_ABS_MAX * cfg.max_activation + 2
+    return (need - 1).bit_length() - 1
 
 
-def _pairs(cfg: HwConfig) -> int:
-    return cfg.dsp_rows // 2
+def max_pack(cfg: HwConfig) -> int:
+    """Most lanes per DSP48E1 for ``cfg``'s activation width: the top lane's 5-bit weight must
+    end within the 25-bit operand, so ``(n - 1) * f + 5 <= 25``."""
+    return min(PACK_MAX, 1 + (DSP_A_BITS - (LANE_BITS + 1)) // lane_field(cfg))
+
+
+def lane_offsets(cfg: HwConfig) -> tuple[int, ...]:
+    """Bit offsets of the ``dsp_pack`` lanes in a DSP48E1's packed operand: ``k * f``."""
+    return tuple(k * lane_field(cfg) for k in range(cfg.dsp_pack))
 
 
 def _has_fixed8(cfg: HwConfig) -> bool:
@@ -64,7 +79,7 @@ def dsp_input_layout(cfg: HwConfig) -> data.StructLayout:
                                    cfg.dsp_rows),
     }
     if _has_fixed8(cfg):
-        fields["fixed8"] = data.ArrayLayout(unsigned(1), _pairs(cfg))
+        fields["fixed8"] = data.ArrayLayout(unsigned(1), cfg.dsp_rows // 2)
     fields["first"] = unsigned(1)
     fields["last"] = unsigned(1)
     return data.StructLayout(fields)
@@ -72,35 +87,48 @@ def dsp_input_layout(cfg: HwConfig) -> data.StructLayout:
 
 def dsp_latency(cfg: HwConfig) -> int:
     """Cycles from accepting a ``last`` vector to its result on ``o`` (no stalls)."""
-    return 3 + tree_depth(cfg.dsp_cols)
+    return DSP_STAGES + tree_depth(cfg.dsp_cols) + 2
+
+
+def _groups(cfg: HwConfig) -> list[list[int]]:
+    """Lanes of each DSP48E1 row: ``dsp_pack`` consecutive lanes (the last row may hold fewer)."""
+    n = cfg.dsp_pack
+    return [list(range(g, min(g + n, cfg.dsp_rows))) for g in range(0, cfg.dsp_rows, n)]
 
 
 class DspArray(wiring.Component):
     """``dsp_rows`` fixed-point lanes times ``dsp_cols`` activations per cycle on DSP48E1s.
 
-    Lanes ``2k`` (low) and ``2k + 1`` (high) share one DSP48E1 per column: the multiplier
-    computes ``a * (w_hi * 2**S + w_lo)`` for the unsigned activation ``a`` (port B) and the
-    packed weight (port A, ``S + 5 <= 25`` bits, ``S = pack_shift(cfg)``). The packed products
-    of a DSP row are summed over the columns by a pipelined adder tree in fabric, then split:
-    the low field ``L`` is the sign-extended low ``S`` bits, the high field is the bits above
-    plus bit ``S - 1`` (the borrow the negative ``L`` took). Each lane accumulates its own field
-    from ``first`` to ``last`` in ``cfg.acc_bits`` bits. So ``dsp_rows * dsp_cols / 2`` DSP48E1
-    do all the multiplications; everything else is fabric.
+    Lanes are packed ``n = cfg.dsp_pack`` to a DSP48E1 per column (lanes ``g*n .. g*n+n-1``
+    form DSP row ``g``), lane ``i`` of a DSP at bit ``o_i = i * f`` (``f = lane_field(cfg)``).
+    Each DSP48E1 computes ``P = a * (D - S)`` with its pre-adder: ``D`` holds the lanes' low
+    four weight bits at ``o_i``, ``S`` their sign bits at ``o_i + 4``, so ``D - S = sum_i
+    w_i * 2**o_i`` with no fabric adder; the activation ``a`` is on port B. All four DSP48E1
+    pipeline registers are used (A/D/B, AD, M, P). The lanes are then split out of ``P`` in
+    fabric: field ``i`` holds ``p_i + q_{i-1}`` modulo ``2**f`` where ``q_{i-1}`` in [-2, 1] is
+    the borrow from the lanes below; ``q_i`` is recovered from the two lowest bits of field
+    ``i + 1`` and the same two bits of ``a * w_{i+1}`` computed in a LUT (the canary). Each lane
+    then sums ``Cat(field_i, q_i)`` over the columns in a pipelined adder tree, subtracts the
+    sum of ``q_{i-1}``, and accumulates from ``first`` to ``last`` in ``cfg.acc_bits`` bits.
+    ``docs/arrays.md`` gives the width argument. ``ceil(dsp_rows / n) * dsp_cols`` DSP48E1 do
+    all the multiplications.
 
-    Fixed-8 mode (``fixed8[k]`` set): the pair's DSPs multiply by the whole 8-bit weight and
-    lane ``2k`` accumulates the full product sum; lane ``2k + 1`` outputs 0. A Fixed-8 filter
-    thus runs at full rate but takes the two lanes (one DSP per column) that could hold two
-    Fixed-4 filters: half the filter throughput of Fixed-4.
+    Fixed-8 mode (``fixed8[k]`` set): with ``lo`` the low nibble read as signed and ``hi`` the
+    high nibble, ``w = lo + 16 * (hi + lo[3])``; lane ``2k`` multiplies by ``lo`` and lane
+    ``2k + 1`` by ``hi + lo[3]`` (in [-8, 8], hence 5-bit lanes), and lane ``2k`` accumulates
+    ``sum_lo + 16 * sum_hi`` while lane ``2k + 1`` outputs 0. A Fixed-8 filter thus runs at
+    full rate on the two lanes that could hold two Fixed-4 filters.
 
     Timing: the result of a dot product whose ``last`` vector is accepted in cycle ``t`` is
-    valid on ``o`` in cycle ``t + latency`` (``latency = 3 + ceil(log2(dsp_cols))``) when ``o``
+    valid on ``o`` in cycle ``t + latency`` (``latency = 6 + ceil(log2(dsp_cols))``) when ``o``
     is not stalled. Backpressure stalls the whole pipeline: ``i.ready`` is
     ``~o.valid | o.ready``, so without backpressure one vector is accepted every cycle.
 
     Parameters
     ----------
     cfg : HwConfig
-        Sizes (``dsp_rows``, ``dsp_cols``), activation widths, ``acc_bits``, weight formats.
+        Sizes (``dsp_rows``, ``dsp_cols``, ``dsp_pack``), activation widths, ``acc_bits``,
+        weight formats.
 
     Members
     -------
@@ -114,33 +142,28 @@ class DspArray(wiring.Component):
     TypeError
         If ``cfg`` is not a :class:`HwConfig`.
     ValueError
-        If the configuration has no DSP rows, is not packed two lanes per DSP48E1 (with a
-        Fixed-8 filter on two lanes), or its packed operands exceed the DSP48E1 ports.
+        If the configuration has no DSP rows, packs more lanes per DSP48E1 than its activation
+        width allows, or puts a Fixed-8 filter on other than two lanes.
     """
 
     def __init__(self, *, cfg: HwConfig) -> None:
         cfg = check_config(cfg, "DspArray")
         if cfg.dsp_rows == 0:
             raise ValueError(f"DspArray needs HwConfig.dsp_rows > 0, not {cfg.dsp_rows!r}")
-        if cfg.dsp_pack != 2:
+        if cfg.dsp_pack > max_pack(cfg):
             raise ValueError(
-                f"DspArray packs two 4-bit lanes per DSP48E1; HwConfig.dsp_pack must be 2, "
-                f"not {cfg.dsp_pack!r}")
+                f"DspArray packs at most {max_pack(cfg)} lanes per DSP48E1 with "
+                f"{act_width(cfg)}-bit activations, not HwConfig.dsp_pack={cfg.dsp_pack}; "
+                f"lower dsp_pack")
         if _has_fixed8(cfg) and cfg.fixed8_lanes != 2:
             raise ValueError(
-                f"DspArray runs a Fixed-8 filter on the two lanes of one DSP48E1; "
+                f"DspArray runs a Fixed-8 filter on two lanes; "
                 f"HwConfig.fixed8_lanes must be 2, not {cfg.fixed8_lanes!r}")
-        shift = pack_shift(cfg)
-        if shift + 5 > DSP_A_BITS:
-            raise ValueError(
-                f"DspArray packed weight needs {shift + 5} bits for dsp_cols={cfg.dsp_cols}, "
-                f"more than the DSP48E1's {DSP_A_BITS}-bit A port; lower dsp_cols")
         if act_width(cfg) + 1 > DSP_B_BITS:
             raise ValueError(
                 f"DspArray activations of {act_width(cfg)} bits do not fit the DSP48E1's "
                 f"{DSP_B_BITS}-bit signed B port")
         self._cfg = cfg
-        self._shift = shift
         super().__init__({
             "i": In(stream.Signature(dsp_input_layout(cfg))),
             "o": Out(stream.Signature(result_layout(cfg, cfg.dsp_rows))),
@@ -159,14 +182,14 @@ class DspArray(wiring.Component):
         return self._cfg.dsp_cols
 
     @property
-    def shift(self) -> int:
-        """``S``: the high lane's weight sits at bit ``S`` of the packed DSP operand."""
-        return self._shift
+    def offsets(self) -> tuple[int, ...]:
+        """Bit offsets of the lanes in each DSP48E1's packed operand."""
+        return lane_offsets(self._cfg)
 
     @property
     def dsp_count(self) -> int:
-        """Multipliers (DSP48E1) of the array: one per lane pair and column."""
-        return _pairs(self._cfg) * self.cols
+        """Multipliers (DSP48E1) of the array: one per DSP row (``dsp_pack`` lanes) and column."""
+        return len(_groups(self._cfg)) * self.cols
 
     @property
     def latency(self) -> int:
@@ -176,65 +199,122 @@ class DspArray(wiring.Component):
     def elaborate(self, platform: object) -> Module:
         m = Module()
         cfg = self._cfg
-        cols, acc_bits, shift = self.cols, cfg.acc_bits, self._shift
-        pairs = _pairs(cfg)
+        cols, acc_bits = self.cols, cfg.acc_bits
+        f, offs = lane_field(cfg), self.offsets
         has8 = _has_fixed8(cfg)
+        pairs = cfg.dsp_rows // 2 if has8 else 0
+        a_max = cfg.max_activation
         en = Signal()  # every pipeline register moves together unless the output is stalled
         m.d.comb += [en.eq(~self.o.valid | self.o.ready), self.i.ready.eq(en)]
         take = self.i.valid & en
+        pay = self.i.payload
 
-        stages = 2 + tree_depth(cols)  # operand registers, product registers, tree levels
+        depth = tree_depth(cols)
+        stages = DSP_STAGES + depth + 1  # DSP pipeline, tree levels, lane totals
         valid = delay(m, en, take, stages, "valid")
-        first = delay(m, en, self.i.payload.first, stages, "first")
-        last = delay(m, en, self.i.payload.last, stages, "last")
+        first = delay(m, en, pay.first, stages, "first")
+        last = delay(m, en, pay.last, stages, "last")
+        modes = [delay(m, en, pay.fixed8[k], stages, f"fixed8_p{k}") for k in range(pairs)]
 
-        # Operand registers (DSP48E1 A/B registers); activations are shared by every pair.
-        acts = [register(m, en, self.i.payload.act[c], f"act_c{c}") for c in range(cols)]
-        w_bits = shift + 5
-        # |a * W| <= a_max * 2**(shift + 4) < 2**(shift + 12)
-        p_bits = shift + 4 + act_width(cfg) + 1
-        lo_acc = [Signal(signed(acc_bits), name=f"acc_lo_p{k}") for k in range(pairs)]
-        hi_acc = [Signal(signed(acc_bits), name=f"acc_hi_p{k}") for k in range(pairs)]
-        for k in range(pairs):
-            mode = self.i.payload.fixed8[k] if has8 else Value.cast(0)
-            products: list[Value] = []
+        def data_reg(value: Value, name: str) -> Signal:
+            return register(m, en, value, name, reset_less=True)
+
+        def lane_weight(lane: int, c: int) -> Value:
+            """The 5-bit signed value lane ``lane`` multiplies activation ``c`` by."""
+            w = pay.weight[lane][c]
+            w5 = Signal(signed(LANE_BITS + 1), name=f"w_l{lane}_c{c}")
+            if has8 and lane % 2 == 1 and lane // 2 < pairs:
+                carry = pay.weight[lane - 1][c][LANE_BITS - 1] & pay.fixed8[lane // 2]
+                m.d.comb += w5.eq(w + carry)
+            else:
+                m.d.comb += w5.eq(w)
+            return w5
+
+        # The borrows need the two low bits of each activation at the P stage.
+        a_low = [delay(m, en, pay.act[c][:CANARY_BITS], DSP_STAGES, f"alow_c{c}",
+                       reset_less=True) for c in range(cols)]
+        # Lane values (p_i + q_{i-1}, at most 8 * a_max + 2 in magnitude) fit f + 2 signed bits.
+        lane_vals: dict[int, list[Value]] = {}
+        lane_borrows: dict[int, list[Value]] = {}
+        for g, lanes in enumerate(_groups(cfg)):
+            n = len(lanes)
+            w_max = LANE_ABS_MAX * sum(1 << o for o in offs[:n])
+            p_bits = (a_max * w_max).bit_length() + 1
+            for j in lanes:
+                lane_vals[j], lane_borrows[j] = [], []
             for c in range(cols):
-                lo = self.i.payload.weight[2 * k][c]
-                hi = self.i.payload.weight[2 * k + 1][c]
-                # w_hi * 2**S + w_lo without an adder: the low field's sign extension is the
-                # borrow n_lo, taken from the high field (w_hi - n_lo fits 5 bits: -9..7).
-                n_lo = lo[LANE_BITS - 1] & ~mode
-                packed4 = Cat(lo[:LANE_BITS], n_lo.replicate(shift - LANE_BITS),
-                              (hi - n_lo)[:5]).as_signed()
-                # Fixed-8 mode: the nibbles are the bits of one signed 8-bit weight.
-                packed8 = Cat(lo[:LANE_BITS], hi[:LANE_BITS]).as_signed()
-                operand = Signal(signed(w_bits), name=f"w_p{k}_c{c}")
-                with m.If(en):
-                    m.d.sync += operand.eq(Mux(mode, packed8, packed4))
-                product = Signal(signed(p_bits), name=f"prod_p{k}_c{c}")
-                with m.If(en):
-                    m.d.sync += product.eq(operand * acts[c])
-                products.append(product)
-            terms = products
+                d_bits: list[Value] = [Const(0, 1)] * DSP_A_BITS
+                s_bits: list[Value] = [Const(0, 1)] * DSP_A_BITS
+                w_low = []
+                for i, j in enumerate(lanes):
+                    w5 = lane_weight(j, c)
+                    for b in range(LANE_BITS):
+                        d_bits[offs[i] + b] = w5[b]
+                    s_bits[offs[i] + LANE_BITS] = w5[LANE_BITS]
+                    w_low.append(delay(m, en, w5[:CANARY_BITS], DSP_STAGES, f"wlow_l{j}_c{c}",
+                                       reset_less=True))
+                # DSP48E1 row g, column c: D, A (= S) and B registers, pre-adder (AD) and second
+                # B register, multiplier (M) and output (P) registers.
+                d_reg = data_reg(Cat(*d_bits), f"d_g{g}_c{c}")
+                s_reg = data_reg(Cat(*s_bits), f"s_g{g}_c{c}")
+                b_reg = data_reg(pay.act[c], f"b_g{g}_c{c}")
+                ad_reg = data_reg((d_reg - s_reg)[:DSP_A_BITS].as_signed(), f"ad_g{g}_c{c}")
+                b2_reg = data_reg(b_reg, f"b2_g{g}_c{c}")
+                m_reg = data_reg((ad_reg * b2_reg)[:p_bits].as_signed(), f"m_g{g}_c{c}")
+                p = data_reg(m_reg, f"p_g{g}_c{c}")
+                # Split: q[i] is the borrow lane i passes to lane i + 1.
+                q: list[Value] = []
+                for i in range(1, n):
+                    low = p[offs[i]:offs[i] + CANARY_BITS]
+                    a0, a1 = a_low[c][0], a_low[c][1]
+                    w0, w1 = w_low[i][0], w_low[i][1]
+                    c0 = a0 & w0
+                    c1 = (a1 & w0) ^ (a0 & w1)
+                    d0 = low[0] ^ c0
+                    d1 = low[1] ^ c1 ^ (~low[0] & c0)
+                    q.append(Cat(d0, d1).as_signed())
+                for i, j in enumerate(lanes):
+                    if i < n - 1:
+                        val = Cat(p[offs[i]:offs[i + 1]], q[i]).as_signed()
+                    else:
+                        top = min(p_bits, offs[i] + f + 2)
+                        val = p[offs[i]:top].as_signed()
+                    lane_vals[j].append(val)
+                    if i > 0:
+                        lane_borrows[j].append(q[i - 1])
+
+        def reduce(terms: list[Value], name: str) -> Value:
             level = 0
             while len(terms) > 1:
                 terms, _ = tree_level(terms, [])
-                terms = [register(m, en, t, f"sum_p{k}_l{level}_{j}")
-                         for j, t in enumerate(terms)]
+                terms = [data_reg(t, f"{name}_l{level}_{k}") for k, t in enumerate(terms)]
                 level += 1
-            total = terms[0]
-            mode_d = delay(m, en, mode, stages, f"fixed8_p{k}")
-            low = total[:shift].as_signed()
-            high = total[shift:].as_signed()
-            borrow = total[shift - 1]
-            with m.If(en & valid):
-                lo_next = (Mux(first, 0, lo_acc[k]) + Mux(mode_d, total, low))[:acc_bits]
-                hi_next = (Mux(first, 0, hi_acc[k]) + Mux(mode_d, 0, high)
-                           + (borrow & ~mode_d))[:acc_bits]
-                m.d.sync += [lo_acc[k].eq(lo_next), hi_acc[k].eq(hi_next)]
+            return terms[0]
+
+        totals: list[Signal] = []
+        for j in range(cfg.dsp_rows):
+            vsum = reduce([Value.cast(v).as_signed() for v in lane_vals[j]], f"vsum_l{j}")
+            if lane_borrows[j]:
+                total = vsum - reduce(lane_borrows[j], f"qsum_l{j}")
+            else:
+                total = vsum
+            bound = LANE_ABS_MAX * a_max * cols
+            totals.append(data_reg(total[:bound.bit_length() + 1].as_signed(), f"lane_l{j}"))
+
+        acc = [Signal(signed(acc_bits), name=f"acc_l{j}") for j in range(cfg.dsp_rows)]
+        with m.If(en & valid):
+            for j in range(cfg.dsp_rows):
+                base = Mux(first, 0, acc[j])
+                if j // 2 < pairs and j % 2 == 0:
+                    nxt = base + totals[j] + Mux(modes[j // 2], totals[j + 1] << LANE_BITS, 0)
+                elif j // 2 < pairs:
+                    nxt = base + Mux(modes[j // 2], 0, totals[j])
+                else:
+                    nxt = base + totals[j]
+                nxt = nxt[:acc_bits]
+                m.d.sync += acc[j].eq(nxt)
                 with m.If(last):
-                    m.d.sync += [self.o.payload[2 * k].eq(lo_next),
-                                 self.o.payload[2 * k + 1].eq(hi_next)]
+                    m.d.sync += self.o.payload[j].eq(nxt)
 
         with m.If(en):
             m.d.sync += self.o.valid.eq(valid & last)

@@ -13,6 +13,7 @@ from rtl.config import HwConfig
 
 __all__ = [
     "Job",
+    "dsp_job",
     "dsp_jobs",
     "expected",
     "pack_payloads",
@@ -89,7 +90,7 @@ def pot_jobs(cfg: HwConfig, n_random: int, seed: int) -> list[Job]:
     return jobs
 
 
-def _dsp_job(acts: np.ndarray, w: np.ndarray, fixed8: np.ndarray) -> Job:
+def dsp_job(acts: np.ndarray, w: np.ndarray, fixed8: np.ndarray) -> Job:
     """``w`` (rows, V, cols): Fixed-4 values, or in a Fixed-8 pair's low row the 8-bit weight."""
     lanes = w.copy()
     weights = w.copy()
@@ -125,13 +126,13 @@ def dsp_jobs(cfg: HwConfig, n_random: int, seed: int) -> list[Job]:
         for a, b in ((lo4, hi4), (hi4, lo4), (lo4, lo4), (hi4, hi4)):
             w = np.empty((rows, v, cols), dtype=np.int64)
             w[0::2], w[1::2] = a, b
-            jobs.append(_dsp_job(acts, w, none8))
+            jobs.append(dsp_job(acts, w, none8))
         if has8:
             for value in (lo8, hi8, -1, 15, 16, -16):
-                jobs.append(_dsp_job(acts, np.full((rows, v, cols), value), all8))
+                jobs.append(dsp_job(acts, np.full((rows, v, cols), value), all8))
             w = np.full((rows, v, cols), lo4)
             w[2::4] = lo8  # the low rows of the odd (Fixed-8) pairs
-            jobs.append(_dsp_job(acts, w, half8))
+            jobs.append(dsp_job(acts, w, half8))
     total = 0
     while total < n_random:
         v = int(rng.integers(1, 9)) if rng.random() < 0.9 else int(rng.integers(9, 41))
@@ -142,7 +143,7 @@ def dsp_jobs(cfg: HwConfig, n_random: int, seed: int) -> list[Job]:
         w8[rng.random(w8.shape) < 0.05] = hi8
         for k in np.flatnonzero(fixed8):
             w[2 * k] = w8[2 * k]
-        jobs.append(_dsp_job(_random_acts(rng, cfg, (v, cols)), w, fixed8))
+        jobs.append(dsp_job(_random_acts(rng, cfg, (v, cols)), w, fixed8))
         total += v
     return jobs
 

@@ -1,4 +1,4 @@
-"""DSP array in Amaranth's simulator: packed Fixed-4 lanes and Fixed-8 pairs, bit-exact."""
+"""DSP array in Amaranth's simulator: 1 to 4 packed lanes per DSP48E1, Fixed-8 pairs, bit-exact."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from rtl.config import preset
-from rtl.dsp_array import DspArray, dsp_input_layout, pack_shift
-from sim.array_jobs import Job, dsp_jobs, expected
+from rtl.dsp_array import DspArray, dsp_input_layout, lane_field, lane_offsets, max_pack
+from sim.array_jobs import Job, dsp_job, dsp_jobs, expected
 from tests.arrays_tb import run_jobs
 
 BASE = preset("pynq-z2")
@@ -35,42 +35,85 @@ def test_without_fixed8() -> None:
     _check(cfg, dsp_jobs(cfg, 100, seed=3), gap=0.2, stall=0.2)
 
 
-def test_borrow_cases() -> None:
-    """Low products summing to exactly -2**(S-1), and every high/low sign combination."""
-    cols = 4
-    cfg = BASE.replace(dsp_rows=2, pot_cols=cols, dsp_cols=cols)
-    assert pack_shift(cfg) == 14  # 8 * 255 * 4 = 8160 <= 2**13
+@pytest.mark.parametrize("pack", [1, 2, 3])
+def test_every_pack_exact(pack: int) -> None:
+    cfg = BASE.replace(dsp_rows=6, pot_cols=4, dsp_cols=4, dsp_pack=pack, max_reduction=32)
+    _check(cfg, dsp_jobs(cfg, 150, seed=pack), seed=pack, gap=0.2, stall=0.2)
+
+
+def test_four_lanes_with_4_bit_activations() -> None:
+    cfg = BASE.replace(dsp_rows=8, pot_cols=4, dsp_cols=4, dsp_pack=4, act_bits=4, input_bits=4,
+                       max_reduction=32)
+    assert lane_offsets(cfg) == (0, 6, 12, 18)
+    _check(cfg, dsp_jobs(cfg, 200, seed=5), seed=5, gap=0.2, stall=0.2)
+
+
+def _onedsp_jobs(rows: int, cols: int, weights: list[tuple[int, ...]], acts: list[int],
+                  fixed8: np.ndarray) -> list[Job]:
+    """One vector per job: each column gets its own (weights, activation) combination."""
+    combos = [(w, a) for w in weights for a in acts]
     jobs = []
-    for lo in (-8, -1, 0, 1, 7):
-        for hi in (-8, -1, 0, 1, 7):
-            w = np.array([[[lo] * cols], [[hi] * cols]])
-            jobs.append(Job(acts=np.full((1, cols), 255), lanes=w, weights=w.reshape(2, -1),
-                            fixed8=np.zeros(1, dtype=np.int64)))
+    for k in range(0, len(combos), cols):
+        chunk = combos[k:k + cols]
+        chunk += [chunk[-1]] * (cols - len(chunk))
+        lanes = np.array([[[w[r] for w, _ in chunk]] for r in range(rows)])
+        act = np.array([[a for _, a in chunk]])
+        jobs.append(Job(acts=act, lanes=lanes, weights=lanes.reshape(rows, -1), fixed8=fixed8))
+    return jobs
+
+
+def test_borrow_cases() -> None:
+    """Every sign and extreme combination of the three lanes of one DSP48E1 times the
+    activations where the lane borrows change (0, 1, 2, 3, 127, 128, 254, 255)."""
+    cols = 4
+    cfg = BASE.replace(dsp_rows=3, pot_cols=cols, dsp_cols=cols, dsp_pack=3,
+                       weight_formats=("pot4", "fixed4"), max_reduction=4 * cols)
+    values = (-8, -7, -1, 0, 1, 7)
+    weights = [(a, b, c) for a in values for b in values for c in values]
+    jobs = _onedsp_jobs(3, cols, weights, [0, 1, 2, 3, 127, 128, 254, 255], fixed8=None)
     _check(cfg, jobs)
 
 
-def test_pack_shift_of_presets() -> None:
-    # 2**(S-1) >= 8 * 255 * cols: 32640 <= 2**15 (16 columns), 65280 <= 2**16 (32 columns)
-    assert pack_shift(preset("pynq-z2")) == 16
-    assert pack_shift(preset("zc706")) == 17
-    assert pack_shift(BASE.replace(pot_cols=256, dsp_cols=256)) == 20  # 25-bit A port: fits
+def test_fixed8_high_lane_eight() -> None:
+    """Fixed-8 weights 120..127 put hi + lo[3] = 8 on the high lane; every pair position."""
+    cols = 4
+    cfg = BASE.replace(dsp_rows=6, pot_cols=cols, dsp_cols=cols, dsp_pack=3, max_reduction=8)
+    jobs = []
+    for w8 in (-128, -121, -120, -9, -8, -1, 0, 7, 8, 119, 120, 121, 127):
+        w = np.full((6, 2, cols), w8)
+        acts = np.array([[255, 254, 1, 128], [3, 255, 255, 2]])
+        jobs.append(dsp_job(acts, w, np.ones(3, dtype=bool)))
+    _check(cfg, jobs)
+
+
+def test_lane_field_and_offsets_of_presets() -> None:
+    # 2**(f + 1) >= 8 * a_max + 2: 2042 <= 2048 for 8-bit activations, 122 <= 128 for 4-bit.
+    assert lane_field(preset("pynq-z2")) == 10
+    assert lane_field(BASE.replace(act_bits=4, input_bits=4)) == 6
+    assert lane_field(BASE.replace(act_bits=5, input_bits=5)) == 7
+    assert max_pack(preset("pynq-z2")) == max_pack(preset("zc706")) == 3
+    assert max_pack(BASE.replace(act_bits=5, input_bits=5)) == 3
+    assert max_pack(BASE.replace(act_bits=4, input_bits=4)) == 4
+    assert lane_offsets(preset("zc706")) == (0, 10, 20)
 
 
 def test_dsp_count_and_latency() -> None:
-    assert DspArray(cfg=preset("pynq-z2")).dsp_count == 144 == preset("pynq-z2").dsp_count
-    assert DspArray(cfg=preset("zc706")).dsp_count == 512 == preset("zc706").dsp_count
-    assert DspArray(cfg=preset("pynq-z2")).latency == 7
-    assert DspArray(cfg=preset("zc706")).latency == 8
+    # ceil(18 / 3) * 16 and ceil(32 / 3) * 32 DSP48E1
+    assert DspArray(cfg=preset("pynq-z2")).dsp_count == 96 == preset("pynq-z2").dsp_count
+    assert DspArray(cfg=preset("zc706")).dsp_count == 352 == preset("zc706").dsp_count
+    assert DspArray(cfg=preset("pynq-z2")).latency == 10
+    assert DspArray(cfg=preset("zc706")).latency == 11
 
 
 def test_bad_config() -> None:
     with pytest.raises(TypeError, match=r"^DspArray configuration must be a HwConfig, not 3$"):
         DspArray(cfg=3)
-    with pytest.raises(ValueError, match=r"^DspArray packs two 4-bit lanes per DSP48E1; "
-                                         r"HwConfig.dsp_pack must be 2, not 1$"):
-        DspArray(cfg=BASE.replace(dsp_pack=1))
-    with pytest.raises(ValueError, match=r"^DspArray runs a Fixed-8 filter on the two lanes of "
-                                         r"one DSP48E1; HwConfig.fixed8_lanes must be 2, not 1$"):
+    with pytest.raises(ValueError, match=r"^DspArray packs at most 3 lanes per DSP48E1 with "
+                                         r"8-bit activations, not HwConfig.dsp_pack=4; "
+                                         r"lower dsp_pack$"):
+        DspArray(cfg=BASE.replace(dsp_pack=4))
+    with pytest.raises(ValueError, match=r"^DspArray runs a Fixed-8 filter on two lanes; "
+                                         r"HwConfig.fixed8_lanes must be 2, not 1$"):
         DspArray(cfg=BASE.replace(fixed8_lanes=1))
     with pytest.raises(ValueError, match=r"^DspArray needs HwConfig.dsp_rows > 0, not 0$"):
         DspArray(cfg=BASE.replace(dsp_rows=0, weight_formats=("pot4",)))
