@@ -62,9 +62,12 @@ _DATA_KEY = ord("e")
 _CONVERT_HINT = "python -m firmware.bitstream accel.bit accel.bin"
 
 
-class BoardError(RuntimeError):
+class BoardError(OSError):
     """The board lacks something the firmware needs (a driver, a device, permission), or a
-    device did not do what it was asked; the message names the problem and the fix."""
+    device did not do what it was asked; the message names the problem and the fix.
+
+    An :class:`OSError`, as the faults it reports are the operating system's.
+    """
 
 
 class FpgaManagerError(BoardError):
@@ -263,6 +266,8 @@ def load_fpga_manager(bin_path: str | os.PathLike[str], *, root: str | os.PathLi
                                f"({exc.strerror or exc})") from None
     try:
         tree.write(f"{mgr}/firmware", bin_path.name)
+    except BoardError:
+        raise
     except OSError as exc:
         raise FpgaManagerError(
             f"the FPGA manager refused {bin_path.name} ({exc.strerror or exc}); the kernel log "
