@@ -7,6 +7,7 @@ import sys
 import time
 from collections.abc import Sequence
 
+from firmware.deploy import write_deploy
 from rtl import top as T
 from rtl.boards import BOARDS
 from rtl.flow import (
@@ -76,7 +77,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"finished in {time.monotonic() - started:.1f} s:")
     print("\n".join(summary_lines(state)))
     if "package" in state["steps"]:
-        print(f"package: {ctx.out} (report: {ctx.out / 'build-report.md'})")
+        try:
+            deploy = write_deploy(ctx.out)
+        except OSError as exc:
+            print(f"error: cannot write {ctx.out / 'deploy'}: {exc.strerror or exc}",
+                  file=sys.stderr)
+            return 2
+        print(f"package: {ctx.out} (report: {ctx.out / 'build-report.md'}; for the board: "
+              f"{deploy})")
     return 0
 
 

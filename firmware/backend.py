@@ -54,6 +54,9 @@ class Backend(abc.ABC):
 
     #: Short name for messages: "board", "emu", "rtl".
     name: str = "backend"
+    #: The shortest timeout of a run, whatever the cycle model says: on a board the OS may
+    #: deschedule the driver; simulated and emulated time need no floor.
+    min_timeout_s: float = 1.0
 
     @property
     @abc.abstractmethod

@@ -55,8 +55,6 @@ FORMAT_NAME = "ilmpq-compiled-network"
 FORMAT_VERSION = 1
 #: Margin over the cycle model's estimate before a layer counts as hung.
 TIMEOUT_MARGIN = 20
-#: The shortest timeout of a layer, whatever the model says (OS scheduling, slow clocks).
-TIMEOUT_MIN_S = 1.0
 _FIELD_INDEX = {name: i for i, (name, _) in enumerate(FIELDS)}
 
 
@@ -162,10 +160,10 @@ class CompiledNetwork:
 
     def timeout_s(self, layer: dict[str, Any] | None, clock_mhz: float) -> float:
         """How long a layer (or, for None, the whole network) may take before it counts as
-        hung: the cycle model's estimate times a wide margin, at least a second."""
+        hung: the cycle model's estimate times a wide margin (the backend adds its floor)."""
         cycles = (layer["modelled_cycles"] if layer else
                   sum(lay["modelled_cycles"] for lay in self.manifest["layers"]))
-        return max(TIMEOUT_MIN_S, TIMEOUT_MARGIN * cycles / (clock_mhz * 1e6))
+        return TIMEOUT_MARGIN * cycles / (clock_mhz * 1e6)
 
     # ---- file ------------------------------------------------------------------------------
 

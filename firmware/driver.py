@@ -138,8 +138,7 @@ class Driver:
                              f"{built:g} MHz this bitstream was built and timed for; set FCLK0 "
                              f"to the package's fclk0_mhz (the board backend does this) or "
                              f"rebuild for the faster clock")
-        await self.write("WINDOW_SIZE", 0)                      # no DDR access until load()
-        await self.write("WINDOW_BASE", self.backend.memory.phys_addr)
+        await self.set_window(self.backend.memory.phys_addr, 0)   # no DDR access until load()
         await self.write("IRQ_ENABLE", done=int(self.backend.has_interrupt),
                          error=int(self.backend.has_interrupt))
         await self.write("IRQ_STATUS", done=1, error=1)
@@ -157,8 +156,7 @@ class Driver:
                 f"u-dma-buf.ko udmabuf0={mib << 20}'; PYNQ: the driver allocates it)")
         memory.write(0, network.relocated(memory.phys_addr, self.package.cfg.axi_addr_width))
         memory.sync_for_device()
-        await self.write("WINDOW_BASE", memory.phys_addr)
-        await self.write("WINDOW_SIZE", network.size)
+        await self.set_window(memory.phys_addr, network.size)
         self.network = network
 
     # ---- running --------------------------------------------------------------------------
@@ -178,9 +176,9 @@ class Driver:
         if per_layer:
             first = 0
             for layer in net.layers:
-                cycles = await self.run_chain(
-                    int(layer["desc_offset"]), int(layer["desc_count"]), first,
-                    net.timeout_s(layer, mhz))
+                cycles = await self.run_chain(int(layer["desc_offset"]),
+                                              int(layer["desc_count"]), first,
+                                              self.timeout_s(layer))
                 layers.append(LayerResult(layer["name"], layer["op"], layer["desc_count"],
                                           cycles, layer["modelled_cycles"],
                                           cycles / (mhz * 1e3)))
@@ -188,7 +186,7 @@ class Driver:
             total = sum(layer.cycles for layer in layers)
         else:
             offset, count = net.chain
-            total = await self.run_chain(offset, count, 0, net.timeout_s(None, mhz))
+            total = await self.run_chain(offset, count, 0, self.timeout_s(None))
         memory.sync_for_cpu()
         spec = net.manifest["output"]
         logits = net.logits(memory.read(int(spec["offset"]), net.output_nbytes()))
@@ -197,30 +195,39 @@ class Driver:
     async def run_chain(self, offset: int, count: int, first: int, timeout_s: float) -> int:
         """Run ``count`` descriptors from byte ``offset`` of the buffer (descriptor ``first``
         of the network's chain); return the cycles the accelerator counted."""
-        base = self.backend.memory.phys_addr
-        await self.write("IRQ_STATUS", done=1, error=1)
-        await self.write("DESC_ADDR", base + offset)
-        await self.write("DESC_COUNT", count)
-        await self.write("CTRL", start=1)
-        if not await self._wait_done(timeout_s):
-            await self._abort(first, count, timeout_s)
-        code = (await self.fields("ERROR_CODE"))["code"]
-        done = await self.read("DESC_DONE")
-        if code:
-            name = self._code_names.get(code, f"unknown code {code}")
+        await self.start(self.backend.memory.phys_addr + offset, count)
+        if not await self.wait(timeout_s):
+            await self._abort(first, timeout_s)
+        code, done, cycles = await self.outcome()
+        if code != "NONE":
             layer, tile, tiles = self._net().layer_of(first + done)
             raise AcceleratorError(
-                f"the accelerator stopped with {name} at descriptor {first + done} (layer "
+                f"the accelerator stopped with {code} at descriptor {first + done} (layer "
                 f"{layer}, tile {tile + 1} of {tiles}): "
-                f"{_ADVICE.get(name, 'see docs/registers.md')}",
-                code=name, layer=layer, tile=tile)
+                f"{_ADVICE.get(code, 'see docs/registers.md')}",
+                code=code, layer=layer, tile=tile)
         if done != count:
             raise AcceleratorError(f"the accelerator finished {done} of {count} descriptors "
                                    f"without an error code", code="NONE", layer=None, tile=None)
-        await self.write("IRQ_STATUS", done=1, error=1)
-        return await self.read("CYCLES_LO") | (await self.read("CYCLES_HI")) << 32
+        return cycles
 
-    async def _wait_done(self, timeout_s: float) -> bool:
+    # ---- the primitives every run is made of ------------------------------------------------
+
+    async def set_window(self, base: int, size: int) -> None:
+        """Let the engine reach DDR bytes ``[base, base + size)`` only."""
+        await self.write("WINDOW_SIZE", 0)
+        await self.write("WINDOW_BASE", base)
+        await self.write("WINDOW_SIZE", size)
+
+    async def start(self, desc_addr: int, count: int) -> None:
+        """Start ``count`` descriptors from bus address ``desc_addr``."""
+        await self.write("IRQ_STATUS", done=1, error=1)
+        await self.write("DESC_ADDR", desc_addr)
+        await self.write("DESC_COUNT", count)
+        await self.write("CTRL", start=1)
+
+    async def wait(self, timeout_s: float) -> bool:
+        """Wait until STATUS.done (by interrupt or polling); False after ``timeout_s``."""
         backend = self.backend
         if backend.has_interrupt:
             if not await backend.wait_interrupt(timeout_s):
@@ -235,18 +242,33 @@ class Driver:
                 return False
             await backend.sleep(poll)
 
-    async def _abort(self, first: int, count: int, timeout_s: float) -> None:
+    async def soft_reset(self) -> None:
+        """Ask the engine to abandon the run at its next safe point (ERROR_CODE ABORTED)."""
+        await self.write("CTRL", soft_reset=1)
+
+    async def outcome(self) -> tuple[str, int, int]:
+        """(ERROR_CODE by name, DESC_DONE, cycles) of the last run; acknowledges the IRQ."""
+        code = (await self.fields("ERROR_CODE"))["code"]
+        done = await self.read("DESC_DONE")
+        cycles = await self.read("CYCLES_LO") | (await self.read("CYCLES_HI")) << 32
+        await self.write("IRQ_STATUS", done=1, error=1)
+        return self._code_names.get(code, f"unknown code {code}"), done, cycles
+
+    def timeout_s(self, layer: dict[str, Any] | None) -> float:
+        """A layer's (or, for None, the network's) timeout on this backend."""
+        return max(self.backend.min_timeout_s,
+                   self._net().timeout_s(layer, self.backend.clock_mhz))
+
+    async def _abort(self, first: int, timeout_s: float) -> None:
         done = await self.read("DESC_DONE")
         layer, tile, tiles = self._net().layer_of(first + done)
-        await self.write("CTRL", soft_reset=1)
-        stopped = await self._wait_done(1.0)
+        await self.soft_reset()
+        stopped = await self.wait(max(timeout_s, self.backend.min_timeout_s))
         raise AcceleratorTimeout(
             f"layer {layer} (tile {tile + 1} of {tiles}) did not finish within "
             f"{timeout_s:.3g} s (many times the cycle model's estimate); the accelerator was "
-            f"soft-reset"
-            + ("" if stopped else " but did not stop: reload the bitstream"),
+            f"soft-reset" + ("" if stopped else " but did not stop: reload the bitstream"),
             code="TIMEOUT", layer=layer, tile=tile)
-
 
 
 class Accelerator:

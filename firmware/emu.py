@@ -280,6 +280,7 @@ class EmuBackend(Backend):
     """
 
     name = "emu"
+    min_timeout_s = 0.0
 
     def __init__(self, package: BuildPackage, *, memory_size: int = 1 << 26,
                  phys_addr: int = 0x1000_0000, clock_mhz: float | None = None,

@@ -56,6 +56,13 @@ class BuildPackage:
                 f"builds, rebuild the package with 'python build.py'")
         return cls(path, cfg, regmap, manifest)
 
+    @classmethod
+    def of(cls, cfg: HwConfig, regmap: RegisterMap, path: str | Path = ".",
+           **manifest: Any) -> BuildPackage:
+        """A package held in memory (the RTL benches build the hardware themselves)."""
+        return cls(Path(path), cfg, regmap, {"board": cfg.name, "clock_mhz": cfg.clock_mhz,
+                                             **manifest})
+
     @property
     def board(self) -> str:
         return str(self.manifest.get("board", self.cfg.name))

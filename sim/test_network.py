@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from firmware.compile import compile_network
+from firmware.package import BuildPackage
 from quant.random_model import random_images, random_resnet18
 from rtl.config import HwConfig
 from rtl.engine import Accelerator
@@ -65,10 +67,14 @@ def _run(model, images, case: str, cfg: HwConfig = CFG) -> None:
     out = build_dir(case)
     out.mkdir(parents=True, exist_ok=True)
     path = model.save(out / "model.npz")
+    # Compiled on the "PC" side, as a user would (python -m firmware.compile).
+    network = compile_network(model, BuildPackage.of(cfg, acc.regmap), model_path=path)
+    net_path = network.save(out / "model.ilmpq.npz")
     run_bench(FlatTop(acc, {"axil": "s_axil", "bus": "m_axi"}), toplevel="accel_top",
               test_module="sim.network_bench", case=case,
               params={"config": cfg.to_json(), "regmap": acc.regmap.to_json(),
-                      "model": str(path), "images": np.asarray(images).tolist(),
+                      "model": str(path), "network": str(net_path),
+                      "images": np.asarray(images).tolist(),
                       "cycles_out": str(out / "cycles.json")})
     check_cycle_model(model, cfg, out / "cycles.json")
 
