@@ -37,7 +37,16 @@ from .config import HwConfig, preset
 from .interface.regmap import build_regmap
 from .perf import default_ratio, estimate
 from .synth import SynthError, SynthResult, parse_stat_json, synthesize
-from .vivado import parse_timing, parse_utilization, write_project
+from .vivado import (
+    CLOCK_TOLERANCE,
+    fabric_clock,
+    package_facts,
+    parse_facts,
+    parse_timing,
+    parse_utilization,
+    timing_failure,
+    write_project,
+)
 
 __all__ = ["RESOURCES", "SLICE_ROWS", "STEPS", "SYNTH_MODES", "BuildContext", "FitError",
            "FlowError", "Step", "check_fit", "extrapolate", "find_vivado", "fit_rows",
@@ -165,7 +174,7 @@ def make_context(board: str, *, config: str | os.PathLike | None = None,
     ------
     ValueError
         For an unknown board, a config that cannot be read or is invalid, a config whose part
-        is not the board's, or a malformed ratio.
+        is not the board's, a clock the board cannot make, or a malformed ratio.
     TypeError
         For a config field of the wrong type.
     """
@@ -175,6 +184,7 @@ def make_context(board: str, *, config: str | os.PathLike | None = None,
     if cfg.part != board_part:
         raise ValueError(f"config part {cfg.part} does not match board {board} "
                          f"(part {board_part})")
+    fabric_clock(board, cfg)        # a clock that neither the PS nor an MMCM can make
     ratio_t = parse_ratio(ratio) if ratio is not None else default_ratio(board)
     if jobs is None:
         jobs = os.cpu_count() or 1
@@ -478,8 +488,37 @@ def _vivado_missing_message(ctx: BuildContext) -> str:
             f"project in {ctx.project_dir}; run build_vivado.sh on a machine with Vivado")
 
 
+#: Files ``build.tcl`` writes that the package needs; ``build_vivado.sh`` checks the same.
+VIVADO_OUTPUTS = ("accel.bit", "accel.bin", "accel.hwh")
+
+
+def _vivado_checks(ctx: BuildContext, cfg: HwConfig, status: dict[str, Any]) -> None:
+    """Read what the script recorded: the clocks it read back and the timing it checked."""
+    project = ctx.project_dir
+    clock_txt, check_txt = project / "clock.txt", project / "timing-check.txt"
+    if clock_txt.is_file():
+        got = {k: float(v) for k, v in parse_facts(clock_txt.read_text()).items()}
+        status["clock"] = got
+        planned = fabric_clock(ctx.board, cfg)
+        for key, want in (("fclk0_mhz", planned.fclk0_mhz), ("clock_mhz", planned.clock_mhz)):
+            if abs(got[key] - want) > want * CLOCK_TOLERANCE:
+                raise FlowError(f"Vivado made {key} {got[key]:g} MHz, not {want:g} MHz; see "
+                                f"{project / 'vivado.log'}")
+    if check_txt.is_file():
+        facts = parse_facts(check_txt.read_text())
+        status["timing_check"] = facts
+        failure = timing_failure(facts, cfg.clock_mhz)
+        if failure:
+            raise FlowError(f"{failure}; see {project / 'timing.rpt'}")
+
+
 def step_bitstream(ctx: BuildContext, cfg: HwConfig) -> None:
-    """Vivado: block design, synthesis, implementation, bitstream, handoff; reports parsed."""
+    """Vivado: block design, synthesis, implementation, timing check, bitstream, handoff.
+
+    Fails with one message when Vivado fails, when the clocks it read back are not the
+    configured ones, or when setup or hold slack is negative (slack, clock and the worst
+    path's endpoints); otherwise records utilization, WNS/TNS/WHS and the frequency reached.
+    """
     status: dict[str, Any] = {"built": False, "vivado": ctx.vivado is not None}
     if ctx.vivado is None:
         status["reason"] = _vivado_missing_message(ctx)
@@ -488,29 +527,41 @@ def step_bitstream(ctx: BuildContext, cfg: HwConfig) -> None:
             f"Vivado was found, but there is no {T.TOP_FILE} to implement ({T.NOT_INTEGRATED}); "
             f"no bitstream was built. The project in {ctx.project_dir} is ready for it.")
     if not status.get("reason"):
-        ctx.log(f"  running Vivado in {ctx.project_dir} (log: {ctx.project_dir / 'vivado.log'})")
+        log = ctx.project_dir / "vivado.log"
+        ctx.log(f"  running Vivado in {ctx.project_dir} (log: {log})")
+        for name in (*VIVADO_OUTPUTS, "clock.txt", "timing-check.txt"):
+            (ctx.project_dir / name).unlink(missing_ok=True)
         cmd = [*ctx.vivado, "-mode", "batch", "-nojournal", "-log", "vivado.log",
                "-source", "build.tcl"]
         proc = subprocess.Popen(cmd, cwd=ctx.project_dir, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True)
+        errors = []
         for line in proc.stdout or ():
+            if line.startswith("ERROR"):
+                errors.append(line.strip())
             ctx.log(line.rstrip("\n"), terminal=line.startswith(("ERROR", "CRITICAL WARNING")))
-        if proc.wait() != 0:
-            raise FlowError(f"Vivado failed (exit {proc.returncode}); see "
-                            f"{ctx.project_dir / 'vivado.log'}")
-        status["built"] = True
-        for name in ("accel.bit", "accel.hwh"):
+        rc = proc.wait()
+        _vivado_checks(ctx, cfg, status)          # a timing failure says more than the exit code
+        if rc != 0:
+            detail = f": {errors[0]}" if errors else ""
+            raise FlowError(f"Vivado failed (exit {rc}){detail}; see {log}")
+        for name in VIVADO_OUTPUTS:
             if not (ctx.project_dir / name).is_file():
                 raise FlowError(f"Vivado finished but {ctx.project_dir / name} is missing; see "
-                                f"{ctx.project_dir / 'vivado.log'}")
+                                f"{log}")
+        status["built"] = True
         status["utilization"] = parse_utilization(
             (ctx.project_dir / "utilization.rpt").read_text())
-        status["timing"] = parse_timing((ctx.project_dir / "timing.rpt").read_text())
-        wns = status["timing"]["wns_ns"]
+        timing = parse_timing((ctx.project_dir / "timing.rpt").read_text())
+        status["timing"] = timing
+        wns, whs = timing["wns_ns"], timing.get("whs_ns", 0.0)
+        if wns < 0 or whs < 0:          # the script's own check was bypassed or edited
+            raise FlowError(f"timing not met at {cfg.clock_mhz:g} MHz: WNS {wns:+.3f} ns, WHS "
+                            f"{whs:+.3f} ns; see {ctx.project_dir / 'timing.rpt'}")
         status["fmax_mhz"] = 1000.0 / (cfg.clock_period_ns - wns)
-        ctx.log(f"  bitstream built; WNS {wns:+.3f} ns (fmax about {status['fmax_mhz']:.0f} MHz)")
-        if wns < 0:
-            ctx.log(f"  warning: timing not met at {cfg.clock_mhz:g} MHz")
+        ctx.log(f"  bitstream built; WNS {wns:+.3f} ns"
+                + (f", WHS {timing['whs_ns']:+.3f} ns" if "whs_ns" in timing else "")
+                + f" at {cfg.clock_mhz:g} MHz (reaches about {status['fmax_mhz']:.0f} MHz)")
     else:
         ctx.log(f"  {status['reason']}")
     ctx.work.mkdir(parents=True, exist_ok=True)
@@ -526,6 +577,21 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
             *("| " + " | ".join(r) + " |" for r in rows)]
 
 
+def _clock_line(ctx: BuildContext, cfg: HwConfig) -> str:
+    clock = fabric_clock(ctx.board, cfg)
+    how = (f"an MMCM makes it from FCLK0 = {clock.fclk0_mhz:g} MHz, which the PS cannot set "
+           f"to {clock.clock_mhz:g} MHz" if clock.uses_mmcm
+           else "FCLK0 of the processing system (IO PLL / "
+                f"{clock.fclk0_divisors[0]} / {clock.fclk0_divisors[1]})")
+    return f"{clock.clock_mhz:g} MHz fabric clock ({how}); the estimate and timing use it"
+
+
+def _regs_line(ctx: BuildContext, cfg: HwConfig) -> str:
+    facts = package_facts(ctx.board, cfg, T.vivado_design())
+    return (f"AXI4-Lite at 0x{facts['regs_base']:08X} ({facts['regs_size']} bytes) on M_AXI_GP0; "
+            f"DDR through {', '.join(facts['hp_ports'])}")
+
+
 def build_report(ctx: BuildContext, cfg: HwConfig) -> str:
     """``build-report.md`` from the outputs of the earlier steps."""
     util = _read_json(ctx.work / "utilization.json")
@@ -535,7 +601,8 @@ def build_report(ctx: BuildContext, cfg: HwConfig) -> str:
         f"# Build report: {ctx.board}, config {cfg.name} ({cfg.config_hash_hex})",
         "",
         f"- board: {ctx.board}, part {cfg.part}",
-        f"- clock: {cfg.clock_mhz:g} MHz target (fabric clock FCLK0 of the processing system)",
+        f"- clock: {_clock_line(ctx, cfg)}",
+        f"- registers: {_regs_line(ctx, cfg)}",
         f"- config hash: {cfg.config_hash_hex} (register ID; firmware refuses another)",
         f"- arrays: PoT {cfg.pot_rows} x {cfg.pot_cols}, DSP {cfg.dsp_rows} lanes x "
         f"{cfg.dsp_cols} ({cfg.dsp_count} DSP48E1), accumulators {cfg.acc_bits} bits",
@@ -566,8 +633,14 @@ def build_report(ctx: BuildContext, cfg: HwConfig) -> str:
         out += _table(["resource", "used", "available"],
                       [[k, _num(v["used"]), _num(v["available"])] for k, v in vu.items()])
         t = bit["timing"]
-        out += ["", f"Timing: WNS {t['wns_ns']:+.3f} ns, TNS {t['tns_ns']:+.3f} ns at "
-                f"{cfg.clock_mhz:g} MHz (fmax about {bit['fmax_mhz']:.0f} MHz).", ""]
+        whs = f", WHS {t['whs_ns']:+.3f} ns" if "whs_ns" in t else ""
+        out += ["", f"Timing: WNS {t['wns_ns']:+.3f} ns, TNS {t['tns_ns']:+.3f} ns{whs} at "
+                f"{cfg.clock_mhz:g} MHz (fmax about {bit['fmax_mhz']:.0f} MHz)."]
+        if "clock" in bit:
+            out += [f"Clocks read back from the block design: FCLK0 "
+                    f"{bit['clock']['fclk0_mhz']:g} MHz, accelerator "
+                    f"{bit['clock']['clock_mhz']:g} MHz."]
+        out += [""]
     else:
         out += [f"Not built: {bit['reason']}.", ""]
     out += ["## Performance estimate", "", (ctx.work / "estimate.md").read_text().rstrip(), ""]
@@ -577,7 +650,8 @@ def build_report(ctx: BuildContext, cfg: HwConfig) -> str:
             "- `project/`: the Vivado project (`build.tcl`, `build_vivado.sh`)",
             "- `package.json`: what is in this package"]
     if bit["built"]:
-        out += ["- `accel.bit`, `accel.hwh`, `accel.xsa`: bitstream and hardware handoff"]
+        out += ["- `accel.bit`, `accel.hwh`, `accel.xsa`: bitstream and hardware handoff",
+                "- `accel.bin`: the bitstream for the Linux FPGA manager (byte-swapped)"]
     return "\n".join(out) + "\n"
 
 
@@ -595,7 +669,7 @@ def step_package(ctx: BuildContext, cfg: HwConfig) -> None:
     shutil.copytree(ctx.rtl_dir, rtl)
     bit = _read_json(ctx.work / "bitstream.json")
     hardware = []
-    for name in ("accel.bit", "accel.hwh", "accel.xsa"):
+    for name in ("accel.bit", "accel.bin", "accel.hwh", "accel.xsa"):
         (out / name).unlink(missing_ok=True)
         if bit["built"] and (ctx.project_dir / name).is_file():
             shutil.copyfile(ctx.project_dir / name, out / name)
@@ -605,9 +679,11 @@ def step_package(ctx: BuildContext, cfg: HwConfig) -> None:
                    and p.parts[len(out.parts)] not in ("work", "logs")
                    and p.name not in ("package.json", "build-state.json"))
     manifest = {"board": ctx.board, "config_name": cfg.name, "part": cfg.part,
-                "config_hash": cfg.config_hash_hex, "clock_mhz": cfg.clock_mhz,
+                "config_hash": cfg.config_hash_hex,
+                **package_facts(ctx.board, cfg, T.vivado_design()),
                 "ratio": ctx.ratio_text, "core_integrated": T.CORE_INTEGRATED,
                 "bitstream": "accel.bit" if "accel.bit" in hardware else None,
+                "bin": "accel.bin" if "accel.bin" in hardware else None,
                 "hwh": "accel.hwh" if "accel.hwh" in hardware else None, "files": files}
     (out / "package.json").write_text(json.dumps(manifest, indent=2) + "\n")
     ctx.log(f"  package in {out}: {len(files) + 1} files"
