@@ -13,6 +13,7 @@ from cocotb.triggers import ClockCycles, RisingEdge
 from rtl.config import HwConfig
 from sim.array_jobs import (
     Job,
+    dsp_every_product_jobs,
     dsp_jobs,
     expected,
     pack_payloads,
@@ -48,8 +49,8 @@ class TB:
             from rtl.dsp_array import dsp_input_layout
             self.layout = dsp_input_layout(self.cfg)
             self.rows = self.cfg.dsp_rows
-            # Documented latency: 3 + ceil(log2(cols))
-            self.latency = 3 + math.ceil(math.log2(self.cfg.vec_len))
+            # Documented latency: 6 + ceil(log2(cols)) (4 DSP48E1 stages, tree, lane total, acc)
+            self.latency = 6 + math.ceil(math.log2(self.cfg.vec_len))
         cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
         dut.i__valid.value = 0
         dut.o__ready.value = 0
@@ -163,3 +164,21 @@ async def full_rate_and_latency(dut) -> None:
     # A vector accepted at edge t has its result sampled at edge t + latency.
     want = [accepted[k] + tb.latency for k in last_index]
     assert arrived == want, f"latency differs from {tb.latency} cycles"
+
+
+@cocotb.test()
+async def every_product(dut) -> None:
+    """DSP array only: every activation times every weight combination of one DSP48E1's lanes
+    (Fixed-4) and every Fixed-8 weight, at full rate."""
+    tb = TB(dut)
+    if tb.array != "dsp" or not tb.params.get("every_product"):
+        return
+    await tb.reset()
+    jobs = dsp_every_product_jobs(tb.cfg, tb.params["seed"] + 2)
+    payloads = tb.payloads(jobs)
+    tb.log.info("every product: %d vectors", len(payloads))
+    never = _random_flags(np.random.default_rng(0), 0.0)
+    cocotb.start_soon(tb.drive(payloads, never))
+    results = await tb.collect(len(jobs), len(payloads),
+                               _random_flags(np.random.default_rng(0), 0.0))
+    tb.check(jobs, results)

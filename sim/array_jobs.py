@@ -13,6 +13,7 @@ from rtl.config import HwConfig
 
 __all__ = [
     "Job",
+    "dsp_every_product_jobs",
     "dsp_job",
     "dsp_jobs",
     "expected",
@@ -145,6 +146,41 @@ def dsp_jobs(cfg: HwConfig, n_random: int, seed: int) -> list[Job]:
             w[2 * k] = w8[2 * k]
         jobs.append(dsp_job(_random_acts(rng, cfg, (v, cols)), w, fixed8))
         total += v
+    return jobs
+
+
+def dsp_every_product_jobs(cfg: HwConfig, seed: int) -> list[Job]:
+    """Every activation times every Fixed-4 weight combination of the lanes of the first DSP48E1
+    row, then every activation times every Fixed-8 weight on every pair, one combination per
+    column, one vector per job; lanes outside the combination get random weights."""
+    rng = np.random.default_rng(seed)
+    rows, cols, amax = cfg.dsp_rows, cfg.dsp_cols, _act_max(cfg)
+    lo4, hi4 = C.weight_range("fixed4")
+    lo8, hi8 = C.weight_range("fixed8")
+    n = min(cfg.dsp_pack, rows)
+    acts = np.arange(amax + 1)
+    w4 = np.arange(lo4, hi4 + 1)
+    grids = np.meshgrid(*([w4] * n), acts, indexing="ij")
+    combos = [g.ravel() for g in grids]  # n weight columns, then the activation
+    jobs: list[Job] = []
+    none8 = np.zeros(rows // 2, dtype=bool)
+
+    def chunks(total: int):
+        for k in range(0, total, cols):
+            idx = np.arange(k, k + cols) % total
+            yield idx
+
+    for idx in chunks(combos[0].size):
+        w = rng.integers(lo4, hi4 + 1, size=(rows, 1, cols))
+        for i in range(n):
+            w[i, 0] = combos[i][idx]
+        jobs.append(dsp_job(combos[n][idx][None, :], w, none8))
+    if "fixed8" in cfg.weight_formats and rows >= 2:
+        w8, a8 = (g.ravel() for g in np.meshgrid(np.arange(lo8, hi8 + 1), acts, indexing="ij"))
+        all8 = np.ones(rows // 2, dtype=bool)
+        for idx in chunks(w8.size):
+            w = np.broadcast_to(w8[idx], (rows, 1, cols)).copy()  # high rows are ignored
+            jobs.append(dsp_job(a8[idx][None, :], w, all8))
     return jobs
 
 

@@ -21,18 +21,19 @@ SIM_CONFIGS: dict[str, HwConfig] = {
 N_RANDOM = 10_000
 
 
-def _run(array: str, name: str, cfg: HwConfig, n_random: int, seed: int) -> None:
+def _run(array: str, name: str, cfg: HwConfig, n_random: int, seed: int,
+         every_product: bool = False) -> None:
     component = PotArray(cfg=cfg) if array == "pot" else DspArray(cfg=cfg)
     run_bench(component, toplevel=f"{array}_array", test_module="sim.array_bench",
               case=f"{array}-{name}",
               params={"array": array, "config": cfg.to_json(), "n_random": n_random,
-                      "seed": seed, "gap": 0.25, "stall": 0.3})
+                      "seed": seed, "gap": 0.25, "stall": 0.3, "every_product": every_product})
 
 
 @pytest.mark.parametrize("name", list(SIM_CONFIGS))
 @pytest.mark.parametrize("array", ["pot", "dsp"])
 def test_array_bench(array: str, name: str) -> None:
-    _run(array, name, SIM_CONFIGS[name], N_RANDOM, seed=2024)
+    _run(array, name, SIM_CONFIGS[name], N_RANDOM, seed=2024, every_product=array == "dsp")
 
 
 @pytest.mark.slow
