@@ -298,6 +298,7 @@ _FAKE_VIVADO = """#!/bin/sh
 [ -f accel_top.v ] || exit 6
 echo "INFO: fake run"
 printf 'bit' > accel.bit
+printf 'bin' > accel.bin
 printf '<hwh/>' > accel.hwh
 cat > utilization.rpt <<'EOF'
 | Slice LUTs                 | 21345 |     0 |          0 |     53200 | 40.12 |

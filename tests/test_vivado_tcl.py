@@ -231,11 +231,18 @@ vivado open_run {-name 1 -pr_config 1 -disable_ila 0} 1 1 {
     if {[dict get $::runs [lindex $pos 0]] eq ""} { error "open_run: [lindex $pos 0] not run" }
 }
 vivado report_utilization {-file 1 -append 0 -return_string 0 -hierarchical 0} 0 0 {
-    touch [dict get $opts -file] "utilization"
+    touch [dict get $opts -file] [join [list \
+        "| Slice LUTs      | 21345 | 0 | 0 |  53200 | 40.12 |" \
+        "| Slice Registers | 30211 | 0 | 0 | 106400 | 28.39 |" \
+        "| Block RAM Tile  |  60.5 | 0 | 0 |    140 | 43.21 |" \
+        "| DSPs            |   150 | 0 | 0 |    220 | 68.18 |" ""] \n]
 }
 vivado report_timing_summary {-file 1 -max_paths 1 -delay_type 1 -no_detailed_paths 0 \
         -return_string 0 -warn_on_violation 0 -check_timing_verbose 0} 0 0 {
-    touch [dict get $opts -file] "timing"
+    touch [dict get $opts -file] [join [list "| Design Timing Summary" "" \
+        "    WNS(ns)      TNS(ns)  TNS Failing Endpoints      WHS(ns)" \
+        "    -------      -------  ---------------------      -------" \
+        "    $::cfg(setup_slack)        0.000                      0     $::cfg(hold_slack)" ""] \n]
 }
 vivado get_pins {-hierarchical 0 -filter 1 -of_objects 1 -regexp 0 -nocase 0} 0 1 {
     return [lindex $pos 0]
