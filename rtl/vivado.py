@@ -282,6 +282,13 @@ proc build_check_timing {pin want_mhz} {
     if {[llength $failed]} { error "timing not met: [join $failed {; }]; see timing.rpt" }
 }
 
+proc build_one_segment {what segments} {
+    if {[llength $segments] != 1} {
+        error "address: $what has [llength $segments] address segments ('$segments'), not one"
+    }
+    return $segments
+}
+
 proc build_find_hwh {project bd} {
     set found [get_files -quiet -all */hw_handoff/$bd.hwh]
     foreach layout {gen srcs} {
@@ -410,14 +417,15 @@ def build_tcl(board: str, cfg: HwConfig, design: VivadoDesign, *, jobs: int = 4,
         "",
         "# ---- addresses: registers at a fixed base (package.json regs_base), DDR for masters --",
         f"assign_bd_address -target_address_space [get_bd_addr_spaces ps7/Data] "
-        f"-offset 0x{regs_base:08X} -range 0x{regs_size:08X} "
-        f"[get_bd_addr_segs -of_objects [get_bd_intf_pins {accel}/{design.slave}]]",
+        f"-offset 0x{regs_base:08X} -range 0x{regs_size:08X} [build_one_segment "
+        f"{accel}/{design.slave} [get_bd_addr_segs -of_objects [get_bd_intf_pins "
+        f"{accel}/{design.slave}]]]",
     ]
     for master, port in zip(design.masters, hp_ports, strict=True):
         lines.append(
             f"assign_bd_address -target_address_space [get_bd_addr_spaces {accel}/{master}] "
-            f"-offset 0x00000000 -range 0x{ps.ddr_bytes:08X} "
-            f"[get_bd_addr_segs ps7/{port}/HP{port[-1]}_DDR_LOWOCM]")
+            f"-offset 0x00000000 -range 0x{ps.ddr_bytes:08X} [build_one_segment ps7/{port} "
+            f"[get_bd_addr_segs ps7/{port}/HP{port[-1]}_DDR_LOWOCM]]")
     lines += [
         "validate_bd_design",
         "",

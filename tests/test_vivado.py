@@ -68,12 +68,12 @@ def test_block_design_pieces(board):
     assert lines.index(f"build_check_timing system_i/accel/clk {cfg.clock_mhz:g}") < \
         lines.index("launch_runs impl_1 -to_step write_bitstream -jobs 4")
     assert ("assign_bd_address -target_address_space [get_bd_addr_spaces ps7/Data] -offset "
-            "0x43C00000 -range 0x00001000 [get_bd_addr_segs -of_objects [get_bd_intf_pins "
-            "accel/s_axil]]") in lines
+            "0x43C00000 -range 0x00001000 [build_one_segment accel/s_axil [get_bd_addr_segs "
+            "-of_objects [get_bd_intf_pins accel/s_axil]]]") in lines
     ddr = 0x40000000 if board == "zc706" else 0x20000000
     assert ("assign_bd_address -target_address_space [get_bd_addr_spaces accel/m_axi] -offset "
-            f"0x00000000 -range 0x{ddr:08X} [get_bd_addr_segs ps7/S_AXI_HP0/HP0_DDR_LOWOCM]") \
-        in lines
+            f"0x00000000 -range 0x{ddr:08X} [build_one_segment ps7/S_AXI_HP0 [get_bd_addr_segs "
+            "ps7/S_AXI_HP0/HP0_DDR_LOWOCM]]") in lines
     # Nothing left to version-dependent automation but the PS preset.
     assert [line.split()[2] for line in lines if line.startswith("apply_bd_automation")] == [
         "xilinx.com:bd_rule:processing_system7"]
@@ -183,7 +183,7 @@ def test_several_masters_get_their_own_hp_ports():
         assert (f"connect_bd_intf_net [get_bd_intf_pins hp{i}_sc/M00_AXI] "
                 f"[get_bd_intf_pins ps7/S_AXI_HP{i}]") in tcl
         assert f"CONFIG.PCW_USE_S_AXI_HP{i} {{1}}" in tcl
-        assert f"[get_bd_addr_segs ps7/S_AXI_HP{i}/HP{i}_DDR_LOWOCM]" in tcl
+        assert f"[get_bd_addr_segs ps7/S_AXI_HP{i}/HP{i}_DDR_LOWOCM]]" in tcl
     five = VivadoDesign(top="t", sources=(), masters=tuple(f"m{i}" for i in range(5)))
     with pytest.raises(ValueError, match=r"^design 't' has 5 AXI masters \(m0, m1, m2, m3, m4\) "
                                          r"but the PS has 4 HP ports$"):

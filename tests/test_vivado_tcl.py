@@ -41,7 +41,8 @@ set ::log [open $::env(STUB_LOG) w]
 fconfigure $::log -buffering line
 array set ::cfg [list version 2023.2 board_parts {xilinx.com:zc706:part0:1.4} \
     fclk0 100.000000 clock_hz 100000000 period 10.000 clock clk_fpga_0 \
-    setup_slack 0.512 hold_slack 0.031 synth_status {synth_design Complete!} skip {}]
+    setup_slack 0.512 hold_slack 0.031 synth_status {synth_design Complete!} skip {} \
+    missing_segments {}]
 array set ::cfg $::env(STUB_SCENARIO)
 set ::cells [dict create]
 set ::connected [dict create]
@@ -172,7 +173,7 @@ vivado get_bd_addr_segs {-filter 1 -of_objects 1 -regexp 0 -excluded 0 -addressa
         return [dict get $opts -of_objects]/reg0
     }
     set seg [lindex $pos 0]
-    if {[cell_of $seg] eq ""} { return "" }
+    if {[cell_of $seg] eq "" || $seg in $::cfg(missing_segments)} { return "" }
     return $seg
 }
 vivado connect_bd_net {-design 1 -net 1 -boundary_type 1} 2 -1 {
@@ -454,8 +455,10 @@ def test_zc706_board_version_found_at_run_time(tmp_path, top_verilog):
     ({"synth_status": "synth_design ERROR"}, "synth_1 stopped before synth_design finished "
                                              "(status 'synth_design ERROR')"),
     ({"skip": "hwh"}, "no hardware handoff system.hwh was generated; see vivado.log"),
+    ({"missing_segments": "ps7/S_AXI_HP0/HP0_DDR_LOWOCM"},
+     "address: ps7/S_AXI_HP0 has 0 address segments (''), not one"),
 ], ids=["clock", "fclk0", "no-freq", "period", "setup", "hold", "unconstrained", "old-vivado",
-        "synth-failed", "no-hwh"])
+        "synth-failed", "no-hwh", "no-segment"])
 def test_script_checks_stop_it(tmp_path, top_verilog, change, message):
     board, cfg = BOARD_CFGS[1]
     stubs = _project(tmp_path, board, cfg, top_verilog)
