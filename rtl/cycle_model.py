@@ -37,7 +37,7 @@ from .interface.tiling import layer_descriptors
 from .postproc import PostProc
 from .pot_array import pot_latency
 
-__all__ = ["DdrTiming", "LayerCycles", "chain_cycles", "descriptor_cycles", "markdown",
+__all__ = ["DdrTiming", "LayerCycles", "chain_cycles", "descriptor_cycles", "main", "markdown",
            "resnet18_cycles"]
 
 
@@ -80,7 +80,8 @@ def _pass_cycles(cfg: HwConfig, pixels: int, steps: int) -> int:
 
 def descriptor_cycles(cfg: HwConfig, d: dict[str, int], timing: DdrTiming | None = None
                       ) -> int:
-    """Modelled cycles of one descriptor (fields as ``rtl.descriptor.unpack_descriptor``)."""
+    """Modelled cycles of one descriptor (fields as
+    ``rtl.interface.descriptor.unpack_descriptor``)."""
     t = timing or DdrTiming()
     v = cfg.vec_len
     chunks_in, chunks_out = -(-d["in_c"] // v), -(-d["out_c"] // v)
@@ -140,7 +141,7 @@ def resnet18_cycles(cfg: HwConfig, ratio: str | tuple[int, int, int], *, image: 
                     timing: DdrTiming | None = None) -> list[LayerCycles]:
     """Every layer of ResNet-18 (standard stem, 1000 classes) at ``image`` x ``image`` as the
     firmware would run it on ``cfg``: row tiles, passes, DDR traffic. Raises
-    ``firmware.tiling.TilingError`` if a layer cannot be tiled into the buffers."""
+    ``rtl.interface.tiling.TilingError`` if a layer cannot be tiled into the buffers."""
     from .perf import layer_shapes
 
     ratio = parse_ratio(ratio)
@@ -211,3 +212,52 @@ def markdown(cfg: HwConfig, ratio: str | tuple[int, int, int], layers: list[Laye
             f"Modelled latency: **{total / (mhz * 1e3):.2f} ms** per image at {mhz:g} MHz "
             f"(the MAC-bound schedule below: {ideal / (mhz * 1e3):.2f} ms)."]
     return "\n".join(out) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m rtl.cycle_model --board NAME [--ratio R] [--json]``: the modelled ResNet-18
+    latency per layer and in total on a board preset."""
+    import argparse
+    import json
+    import sys
+
+    from .config import preset, preset_names
+    from .perf import default_ratio
+
+    parser = argparse.ArgumentParser(
+        prog="python -m rtl.cycle_model",
+        description="Modelled latency of ResNet-18 (224 x 224, standard stem, 1000 classes) "
+                    "on the engine as a board preset builds it, layer by layer.")
+    parser.add_argument("--board", required=True, choices=preset_names(),
+                        help="board preset (rtl/config.py)")
+    parser.add_argument("--ratio", help="PoT-4:Fixed-4:Fixed-8 filter ratio, e.g. 60:35:5 "
+                                        "(default: the board's)")
+    parser.add_argument("--image", type=int, default=224, help="input size (default 224)")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    args = parser.parse_args(argv)
+    cfg = preset(args.board)
+    try:
+        ratio = parse_ratio(args.ratio) if args.ratio else default_ratio(args.board)
+    except ValueError as exc:
+        parser.error(str(exc))
+    timing = DdrTiming.zynq_hp()
+    layers = resnet18_cycles(cfg, ratio, image=args.image, timing=timing)
+    mhz = cfg.clock_mhz
+    total = sum(layer.cycles for layer in layers)
+    if args.json:
+        json.dump({"board": args.board, "config": cfg.name, "clock_mhz": mhz,
+                   "ratio": list(ratio), "image": args.image,
+                   "read_latency": timing.read_latency, "write_latency": timing.write_latency,
+                   "layers": [{"name": layer.name, "op": layer.op, "tiles": layer.tiles,
+                               "cycles": layer.cycles, "mac_cycles": layer.mac_cycles,
+                               "ms": layer.cycles / (mhz * 1e3)} for layer in layers],
+                   "total_cycles": total, "total_ms": total / (mhz * 1e3)},
+                  sys.stdout, indent=1)
+        print()
+    else:
+        print(markdown(cfg, ratio, layers, timing, image=args.image), end="")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -2,7 +2,7 @@
 through the AXI4 master, the conv datapath, and the write-back of results (docs/engine.md).
 
 One START runs ``DESC_COUNT`` consecutive descriptors: the row tiles of a layer
-(``firmware.tiling``) or a whole network. Each descriptor's input band and output band must
+(``rtl.interface.tiling``) or a whole network. Each descriptor's input band and output band must
 fit the on-chip buffers (else LAYER_TOO_LARGE). Conv weights are double-buffered: pass
 ``p + 1`` streams into one bank while pass ``p`` computes from the other.
 """

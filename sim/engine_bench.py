@@ -1,11 +1,11 @@
 """cocotb bench for the accelerator: layers run through AXI4-Lite control and an AXI RAM as
 DDR, compared bit for bit with the golden model; guard bytes, malformed descriptors, reset
-in the middle of a layer. The host side uses only the register map JSON and firmware code."""
+in the middle of a layer. The host side is the firmware's driver over the RTL backend and the
+hardware/software interface modules; nothing of the protocol is written here again."""
 
 from __future__ import annotations
 
 import itertools
-import json
 import random
 
 import cocotb
@@ -14,38 +14,45 @@ from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge
 from cocotbext.axi import AxiBus, AxiLiteBus, AxiLiteMaster, AxiRam
 
+from firmware.driver import Driver
 from firmware.layer import prepare_conv
+from firmware.package import BuildPackage
 from quant import contract as C
 from quant import golden
 from quant.random_model import random_conv_layer
 from rtl.config import HwConfig
 from rtl.interface.ddr import pack_feature_map, unpack_feature_map
 from rtl.interface.descriptor import Op, PostMode, descriptor_bytes, pack_descriptor
-from rtl.interface.regmap import ErrorCode
+from rtl.interface.regmap import ErrorCode, RegisterMap
 from rtl.interface.tiling import layer_descriptors
+from sim.rtl_backend import RamBuffer, RtlBackend
 from sim.runner import bench_params
 
 PAUSES = {"aw": [1, 0, 0], "w": [0, 1], "b": [1, 0], "ar": [0, 0, 1], "r": [1, 0, 0, 1]}
 LITE_PAUSES = {"aw": [0, 1], "w": [1, 0, 0], "b": [0, 1], "ar": [1, 0], "r": [0, 0, 1]}
 RAM = 1 << 20
+CLOCK_MHZ = 100.0
 BASE, SIZE = 0x1000, RAM - 0x2000      # the window; everything outside must stay untouched
 GUARD = 256
 FILL = 0xC3
 
 
 class TB:
+    """Clock, reset, AXI RAM as DDR and the firmware's driver (``firmware.driver``) over the
+    RTL backend: every register access below goes through the driver, by name."""
+
     def __init__(self, dut) -> None:
         p = bench_params()
         self.dut = dut
         self.cfg = HwConfig.from_json(p["config"])
-        self.regs = {r["name"]: r for r in json.loads(p["regmap"])["registers"]}
+        regmap = RegisterMap.from_json(p["regmap"])
         self.cases = p["cases"]
         self.vector_cases = p["vector_cases"]
         self.n_random = p["n_random"]
         self.seed = p["seed"]
         self.rng = random.Random(p["seed"])
         dut.rst.value = 1
-        cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
+        cocotb.start_soon(Clock(dut.clk, 1e3 / CLOCK_MHZ, unit="ns").start())
         self.ram = AxiRam(AxiBus.from_prefix(dut, "m_axi"), dut.clk, dut.rst, size=RAM)
         self.lite = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axil"), dut.clk, dut.rst)
         for name, chan in {"aw": self.ram.write_if.aw_channel, "w": self.ram.write_if.w_channel,
@@ -56,46 +63,42 @@ class TB:
                            "b": self.lite.write_if.b_channel, "ar": self.lite.read_if.ar_channel,
                            "r": self.lite.read_if.r_channel}.items():
             chan.set_pause_generator(itertools.cycle(LITE_PAUSES[name]))
+        backend = RtlBackend(dut, self.lite, RamBuffer(self.ram, BASE, SIZE), CLOCK_MHZ)
+        self.driver = Driver(backend, BuildPackage.of(self.cfg, regmap))
 
     async def reset(self) -> None:
         self.dut.rst.value = 1
         await ClockCycles(self.dut.clk, 4)
         self.dut.rst.value = 0
         await ClockCycles(self.dut.clk, 4)
-        await self.write_reg("WINDOW_BASE", BASE)
-        await self.write_reg("WINDOW_SIZE", SIZE)
+        await self.driver.set_window(BASE, SIZE)
 
     async def write_reg(self, name: str, value: int) -> None:
-        await self.lite.write_dword(self.regs[name]["offset"], value)
+        await self.driver.write(name, value)
 
     async def read_reg(self, name: str) -> int:
-        return await self.lite.read_dword(self.regs[name]["offset"])
+        return await self.driver.read(name)
 
     async def run_layer(self, desc_addr: int, timeout: int, count: int = 1,
                         abort_after: int | None = None) -> tuple[int, int]:
         """Start the ``count`` descriptors from ``desc_addr`` (and soft-reset the run
-        ``abort_after`` cycles later if given); wait for done; return (error code, cycles)."""
-        await self.write_reg("IRQ_ENABLE", 0b11)
-        await self.write_reg("DESC_ADDR", desc_addr)
-        await self.write_reg("DESC_COUNT", count)
-        await self.write_reg("CTRL", 1)
+        ``abort_after`` cycles later if given); wait for the interrupt at most ``timeout``
+        cycles; return (error code, cycles)."""
+        driver = self.driver
+        await driver.write("IRQ_ENABLE", done=1, error=1)
+        await driver.start(desc_addr, count)
         if abort_after is not None:
             await ClockCycles(self.dut.clk, abort_after)
-            assert (await self.read_reg("STATUS")) & 1, "the run should still be busy"
-            soft = next(f for f in self.regs["CTRL"]["fields"] if f["name"] == "soft_reset")
-            await self.write_reg("CTRL", 1 << soft["bit_offset"])
-        for _ in range(timeout):
-            await RisingEdge(self.dut.clk)
-            if self.dut.irq.value:
-                break
-        else:
-            raise AssertionError("layer never finished (no interrupt)")
-        status = await self.read_reg("STATUS")
-        assert status & 0b011 == 0b010, f"STATUS {status:#x}: done expected, not busy"
-        await self.write_reg("IRQ_STATUS", 0b11)
+            assert (await driver.fields("STATUS"))["busy"], "the run should still be busy"
+            await driver.soft_reset()
+        assert await driver.wait(timeout / (CLOCK_MHZ * 1e6)), \
+            "layer never finished (no interrupt)"
+        status = await driver.fields("STATUS")
+        assert (status["busy"], status["done"]) == (0, 1), f"STATUS {status}: done expected"
+        code, _, cycles = await driver.outcome()       # also writes 1s to IRQ_STATUS
         await RisingEdge(self.dut.clk)
         assert not self.dut.irq.value, "writing 1s to IRQ_STATUS must clear the interrupt"
-        return await self.read_reg("ERROR_CODE"), await self.read_reg("CYCLES_LO")
+        return ErrorCode[code], cycles
 
 
 def _layout(cfg, case, rng):
@@ -277,12 +280,11 @@ async def reset_mid_layer_then_rerun(dut):
     tb = TB(dut)
     await tb.reset()
     staged = stage_conv(tb, tb.cases[0], np.random.default_rng(7))
-    await tb.write_reg("DESC_ADDR", staged.desc_addr)
-    await tb.write_reg("CTRL", 1)
+    await tb.driver.start(staged.desc_addr, staged.desc_count)
     await ClockCycles(dut.clk, 300)
-    assert (await tb.read_reg("STATUS")) & 1, "layer should still be running"
+    assert (await tb.driver.fields("STATUS"))["busy"], "layer should still be running"
     await tb.reset()
-    assert (await tb.read_reg("STATUS")) == 0
+    assert set((await tb.driver.fields("STATUS")).values()) == {0}
     await run_staged(tb, staged, "rerun after reset")
     # Soft reset of a chain of row tiles: the run stops at its next safe point with ABORTED
     # before the last tile, writes nothing outside the layer's output, and the layer reruns.

@@ -61,7 +61,7 @@ def run_core(x, schemes, params, node, *, seed=0, stall=0.0, tile=None, cfg=CFG)
     """Load buffers the way the engine does, run every pass, gather the outputs.
 
     Passes alternate between the two weight banks, and pass ``p + 1`` is written into the
-    idle bank while pass ``p`` runs. ``tile`` (a ``firmware.tiling.RowTile``) runs only that
+    idle bank while pass ``p`` runs. ``tile`` (a ``rtl.interface.tiling.RowTile``) runs only that
     band of output rows from its input rows; the result then holds the band.
     """
     w, bias, mult, shift = params["weight"], params["bias"], params["mult"], params["shift"]
