@@ -253,6 +253,12 @@ def load_fpga_manager(bin_path: str | os.PathLike[str], *, root: str | os.PathLi
         check_bin(data)
     except BitstreamError as exc:
         raise BitstreamError(f"{bin_path}: {exc}") from None
+    for attr in ("flags", "firmware", "state"):
+        if not tree.path(f"{mgr}/{attr}").exists():
+            raise FpgaManagerError(
+                f"/{mgr} has no '{attr}' file: loading by file name comes with Xilinx's kernel "
+                f"(linux-xlnx: PetaLinux, PYNQ images); on another kernel load through PYNQ "
+                f"(dma='pynq') or a device-tree overlay")
     tree.write(f"{mgr}/flags", "0")
     target = tree.path("lib/firmware") / bin_path.name
     try:
@@ -308,7 +314,8 @@ class Tree:
             raise self.error(f"cannot write /{rel}: permission denied; run as root "
                              f"(sudo)") from None
         except FileNotFoundError:
-            raise self.error(f"/{rel} is missing") from None
+            raise self.error(f"/{rel} is missing; the driver that provides it is not loaded or "
+                             f"is another version") from None
         try:
             os.write(fd, text.encode())
         except OSError as exc:
@@ -326,7 +333,8 @@ class Tree:
             raise self.error(f"cannot read /{rel}: permission denied; run as root "
                              f"(sudo)") from None
         except FileNotFoundError:
-            raise self.error(f"/{rel} is missing") from None
+            raise self.error(f"/{rel} is missing; the driver that provides it is not loaded or "
+                             f"is another version") from None
         except OSError as exc:
             raise self.error(f"cannot read /{rel} ({exc.strerror or exc})") from None
 

@@ -312,7 +312,7 @@ class _Uio:
     def wait(self, timeout_s: float) -> bool:
         if self._fd is None:
             raise BoardError("the board backend is closed; make a new one")
-        os.write(self._fd, struct.pack("=I", 1))
+        os.write(self._fd, struct.pack("=I", 1))      # unmask (the kernel masks on each event)
         ready, _, _ = select.select([self._fd], [], [], max(0.0, timeout_s))
         if not ready:
             return False
@@ -604,6 +604,7 @@ class BoardBackend(Backend):
         self._window().write(offset, value)
 
     async def wait_interrupt(self, timeout_s: float) -> bool:
+        self._window()                                  # refuses a closed backend
         if self._uio is None:
             return await super().wait_interrupt(timeout_s)
         return self._uio.wait(timeout_s)

@@ -307,6 +307,11 @@ def test_cli_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert B.main([str(tmp_path / "none.bit")]) == 1
     assert capsys.readouterr().err == (f"error: cannot read {tmp_path / 'none.bit'} (No such "
                                        f"file or directory)\n")
+    good = tmp_path / "good.bit"
+    good.write_bytes(make_bit())
+    assert B.main([str(good), str(tmp_path / "no/such/dir.bin")]) == 1
+    assert capsys.readouterr().err == (f"error: cannot write {tmp_path / 'no/such/dir.bin'} (No "
+                                       f"such file or directory)\n")
     assert B.main([str(bad), str(bad)]) == 1
     assert capsys.readouterr().err == (f"error: {bad}: the output would overwrite the input; "
                                        f"name another .bin\n")
@@ -402,6 +407,63 @@ def test_fpga_manager_cannot_copy(board: FakeBoard, pkg: BuildPackage,
     with pytest.raises(FpgaManagerError, match=exact(
             "cannot copy accel.bin into /lib/firmware: permission denied; run as root (sudo)")):
         load_fpga_manager(pkg.path / "accel.bin", root=board.root)
+
+
+def test_fpga_manager_without_load_by_name(board: FakeBoard, pkg: BuildPackage) -> None:
+    (board.root / "sys/class/fpga_manager/fpga0/firmware").unlink()
+    with pytest.raises(FpgaManagerError, match=exact(
+            "/sys/class/fpga_manager/fpga0 has no 'firmware' file: loading by file name comes "
+            "with Xilinx's kernel (linux-xlnx: PetaLinux, PYNQ images); on another kernel load "
+            "through PYNQ (dma='pynq') or a device-tree overlay")):
+        load_fpga_manager(pkg.path / "accel.bin", root=board.root)
+    assert board.writes == []
+
+
+def test_fpga_manager_copy_fails(board: FakeBoard, pkg: BuildPackage) -> None:
+    (board.root / "lib/firmware").rmdir()
+    (board.root / "lib/firmware").write_text("")          # a file where the folder should be
+    with pytest.raises(FpgaManagerError, match=r"^cannot copy accel\.bin into /lib/firmware "
+                                               r"\(File exists\)$"):
+        load_fpga_manager(pkg.path / "accel.bin", root=board.root)
+
+
+def test_tree_messages(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tree = Tree(tmp_path, BoardError)
+    missing = exact("/sys/x is missing; the driver that provides it is not loaded or is another "
+                    "version")
+    with pytest.raises(BoardError, match=missing):
+        tree.write("sys/x", "1")
+    with pytest.raises(BoardError, match=missing):
+        tree.read("sys/x")
+    (tmp_path / "sys").mkdir()
+    (tmp_path / "sys/x").write_text("old text\n")
+    tree.write("sys/x", "1")
+    assert tree.read("sys/x") == "1"                          # replaced, not overwritten
+    with pytest.raises(BoardError, match=exact("cannot read /sys (Is a directory)")):
+        tree.read("sys")
+    real_write = os.write
+
+    def refuse(fd: int, data: bytes) -> int:
+        raise OSError(refuse.errno, os.strerror(refuse.errno))
+
+    monkeypatch.setattr(os, "write", refuse)
+    refuse.errno = errno.EPERM
+    with pytest.raises(BoardError, match=exact("cannot write /sys/x: permission denied; run as "
+                                               "root (sudo)")):
+        tree.write("sys/x", "1")
+    refuse.errno = errno.EBUSY                                # the kernel's own refusal passes
+    with pytest.raises(OSError) as info:
+        tree.write("sys/x", "1")
+    assert not isinstance(info.value, BoardError) and info.value.errno == errno.EBUSY
+    monkeypatch.setattr(os, "write", real_write)
+
+    def deny(self: Path, *args: object, **kwargs: object) -> str:
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(Path, "read_text", deny)
+    with pytest.raises(BoardError, match=exact("cannot read /sys/x: permission denied; run as "
+                                               "root (sudo)")):
+        tree.read("sys/x")
 
 
 # ---- the backend on plain Linux ----------------------------------------------------------------
@@ -523,6 +585,8 @@ def test_closed_backend(board: FakeBoard, pkg: BuildPackage) -> None:
         _ = be.memory
     with pytest.raises(BoardError, match=closed):
         mem.read(0, 4)
+    with pytest.raises(BoardError, match=closed):
+        run_sync(be.wait_interrupt(0.01))
 
 
 # ---- the fabric clock --------------------------------------------------------------------------
@@ -706,6 +770,20 @@ def test_dev_mem_stand_in_too_short(board: FakeBoard, pkg: BuildPackage) -> None
         open_backend(pkg, board, load=False)
 
 
+def test_dev_mem_not_mappable(board: FakeBoard, pkg: BuildPackage) -> None:
+    (board.root / "dev/mem").unlink()
+    os.mkfifo(board.root / "dev/mem")                         # opens, but cannot be mapped
+    with pytest.raises(BoardError, match=exact(
+            "cannot map 0x1000 bytes at 0x43c00000 of /dev/mem (No such device); run as root, "
+            "on a kernel that lets /dev/mem reach the fabric (CONFIG_STRICT_DEVMEM allows "
+            "device ranges)")):
+        open_backend(pkg, board, load=False)
+    (board.root / "dev/mem").unlink()
+    (board.root / "dev/mem").mkdir()
+    with pytest.raises(BoardError, match=exact("cannot open /dev/mem (Is a directory)")):
+        open_backend(pkg, board, load=False)
+
+
 def test_no_udmabuf_gives_the_insmod_line(board: FakeBoard, pkg: BuildPackage) -> None:
     import shutil
     shutil.rmtree(board.root / "sys/class/u-dma-buf")
@@ -733,6 +811,11 @@ def test_udmabuf_faults(board: FakeBoard, pkg: BuildPackage) -> None:
             "accelerator's 32-bit reach; reserve it in low memory")):
         open_backend(pkg, board, load=False)
     board.attr(f"{udma}/phys_addr", f"0x{PHYS:x}")
+    board.attr(f"{udma}/size", "0")
+    with pytest.raises(BoardError, match=exact(
+            f"/{udma}/size reads 0; reload u-dma-buf with 'udmabuf0=<bytes>'")):
+        open_backend(pkg, board, load=False)
+    board.attr(f"{udma}/size", str(BUF_BYTES))
     (board.root / "dev/udmabuf0").unlink()
     with pytest.raises(BoardError, match=exact(
             f"/dev/udmabuf0 is missing: u-dma-buf made /{udma} but no device node; check "
@@ -950,6 +1033,17 @@ def test_pynq_faults(tmp_path: Path, board: FakeBoard, pkg: BuildPackage,
     with pytest.raises(BoardError, match=exact(
             "PYNQ could not load accel.bit: RuntimeError: Bitstream is not compatible with this "
             "device")):
+        open_backend(pkg, board, dma="pynq")
+
+
+def test_pynq_buffer_without_an_address(board: FakeBoard, pkg: BuildPackage,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    pynq = fake_pynq()
+    pynq.allocate = lambda shape, dtype: np.zeros(shape, dtype)     # a plain array
+    monkeypatch.setitem(sys.modules, "pynq", pynq)
+    with pytest.raises(BoardError, match=exact(
+            "PYNQ's buffer has neither device_address nor physical_address; this pynq version "
+            "is not supported (pynq 2.5 or later)")):
         open_backend(pkg, board, dma="pynq")
 
 
