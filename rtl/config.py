@@ -95,6 +95,8 @@ class HwConfig:
         if not 10.0 <= self.clock_mhz <= 500.0:
             raise ValueError(
                 f"HwConfig.clock_mhz must be between 10 and 500 MHz, not {self.clock_mhz!r}")
+        # One spelling per value: 100 and 100.0 are the same clock, so the same hash.
+        object.__setattr__(self, "clock_mhz", float(self.clock_mhz))
         _check_int("act_bits", self.act_bits, choices=_ACT_BITS)
         _check_int("input_bits", self.input_bits, lo=self.act_bits, hi=8)
         if not isinstance(self.weight_formats, (tuple, list)):

@@ -84,7 +84,7 @@ def test_unknown_board_lists_valid_ones():
                                    r"digits, '-' and '_', not 'a b'$"),
     (dict(weight_formats=("pot4", "fixed2")), ValueError,
      r"^HwConfig.weight_formats holds unknown format 'fixed2'; allowed: pot4, fixed4, fixed8$"),
-    (dict(dsp_pack=3), ValueError, r"^HwConfig.dsp_pack must be one of 1, 2, not 3$"),
+    (dict(dsp_pack=5), ValueError, r"^HwConfig.dsp_pack must be one of 1, 2, 3, 4, not 5$"),
     (dict(axi_data_width=48), ValueError, r"^HwConfig.axi_data_width must be one of 32, 64, "
                                           r"not 48$"),
     (dict(act_buf_depth=1000), ValueError,
@@ -163,3 +163,11 @@ def test_weight_formats_list_from_json_is_canonical():
     cfg = make(weight_formats=["fixed8", "pot4", "fixed4"])
     assert cfg.weight_formats == ("pot4", "fixed4", "fixed8")
     assert cfg == make()
+
+
+def test_hash_is_canonical_for_equal_values() -> None:
+    """A clock written 100 or 100.0 (JSON from another tool) is the same hardware."""
+    a = preset("pynq-z2")
+    as_int = a.to_dict() | {"clock_mhz": 100}
+    b = HwConfig.from_dict(as_int)
+    assert b == a and b.config_hash == a.config_hash and b.to_json() == a.to_json()
