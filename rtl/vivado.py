@@ -131,7 +131,7 @@ def fabric_clock(board: str, cfg: HwConfig) -> FabricClock:
     ps = board_ps(board)
     direct = _fclk_divisors(ps.io_pll_mhz, cfg.clock_mhz)
     if direct is not None:
-        return FabricClock(cfg.clock_mhz, cfg.clock_mhz, direct, None)
+        return FabricClock(float(cfg.clock_mhz), float(cfg.clock_mhz), direct, None)
     fclk0 = _fclk_divisors(ps.io_pll_mhz, ps.mmcm_input_mhz)
     if fclk0 is None:
         raise ValueError(f"board {board}: the MMCM input {ps.mmcm_input_mhz:g} MHz is not the IO "
@@ -143,7 +143,7 @@ def fabric_clock(board: str, cfg: HwConfig) -> FabricClock:
             f"clock_mhz {cfg.clock_mhz!r} can be made neither by the processing system (IO PLL "
             f"{ps.io_pll_mhz:g} MHz / two divisors up to 63, at most {_FCLK_MAX_MHZ:g} MHz) nor "
             f"by an MMCM from {ps.mmcm_input_mhz:g} MHz; choose a clock such as 100, 125 or 150")
-    return FabricClock(cfg.clock_mhz, ps.mmcm_input_mhz, fclk0, mmcm)
+    return FabricClock(float(cfg.clock_mhz), float(ps.mmcm_input_mhz), fclk0, mmcm)
 
 
 def regs_window(board: str, cfg: HwConfig) -> tuple[int, int]:

@@ -168,6 +168,9 @@ def test_package_facts():
         assert f"-offset 0x{facts['regs_base']:08X} -range 0x{facts['regs_size']:08X}" in \
             build_tcl(board, cfg, DESIGN)
     assert regs_window("zc706", preset("zc706")) == (0x43C0_0000, 4096)
+    facts = package_facts("pynq-z2", preset("pynq-z2").replace(clock_mhz=125), DESIGN)
+    assert (facts["clock_mhz"], facts["fclk0_mhz"]) == (125.0, 125.0)
+    assert all(isinstance(facts[k], float) for k in ("clock_mhz", "fclk0_mhz"))
 
 
 def test_several_masters_get_their_own_hp_ports():
