@@ -6,7 +6,8 @@ What it does, in order, when made:
    not the bitstream): PYNQ's ``Clocks``, else the fclkcfg module's sysfs files
    (``/sys/class/fclkcfg/fclk0/{rate,enable}``), else the older devcfg driver's
    (``/sys/devices/soc0/amba/f8007000.devcfg/fclk/fclk0/{set_rate,enable}``); reads it back
-   and refuses a clock above the build's;
+   (where nothing can set it, from the clock framework's debugfs) and refuses a clock above
+   the build's;
 2. loads the bitstream: PYNQ's ``Overlay`` (``accel.bit`` with ``accel.hwh`` beside it), else
    the kernel's FPGA manager with the package's byte-swapped ``accel.bin``;
 3. maps the accelerator's own register window from ``/dev/mem`` (``regs_base``,
@@ -58,6 +59,7 @@ _DMA_CHOICES = ("auto", "udmabuf", "pynq")
 _FCLKCFG = "sys/class/fclkcfg/fclk0"
 _DEVCFG = "sys/devices/soc0/amba/f8007000.devcfg"
 _DEVCFG_FCLK = (f"{_DEVCFG}/fclk/fclk0", "sys/class/fclk/fclk0")
+_DEBUGFS_FCLK0 = "sys/kernel/debug/clk/fclk0/clk_rate"     # read-only, where debugfs is up
 _UDMABUF_CLASSES = ("sys/class/u-dma-buf", "sys/class/udmabuf")   # new, then old driver name
 
 
@@ -507,25 +509,44 @@ class BoardBackend(Backend):
                              f"{exc}") from None
 
     def _set_clock(self) -> float:
-        """Set FCLK0 to the package's ``fclk0_mhz``, read it back, return the fabric clock."""
+        """Set FCLK0 to the package's ``fclk0_mhz``, read it back, return the fabric clock.
+
+        Where nothing can set FCLK0, the rate the clock framework reports in debugfs is still
+        checked; where nothing can read it either, a warning says the build's clock is assumed.
+        """
         want = self.fclk0_mhz
         actual = self._set_fclk0(want)
         if actual is None:
-            warnings.warn(
-                f"no way to set the fabric clock here (no /{_FCLKCFG}, no devcfg fclk files): "
-                f"FCLK0 is whatever the boot loader set; timings assume the build's "
-                f"{self.built_mhz:g} MHz; load the fclkcfg module to set and check it",
-                BoardWarning, stacklevel=3)
-            return self.built_mhz
-        if actual > want * (1 + CLOCK_TOLERANCE):
+            actual = self._read_fclk0_debugfs()
+            if actual is None:
+                warnings.warn(
+                    f"no way to set or read the fabric clock here (no /{_FCLKCFG}, no devcfg "
+                    f"fclk files, no /{_DEBUGFS_FCLK0}): FCLK0 is whatever the boot loader set; "
+                    f"timings assume the build's {self.built_mhz:g} MHz; load the fclkcfg "
+                    f"module to set and check it", BoardWarning, stacklevel=3)
+                return self.built_mhz
+            if actual > want * (1 + CLOCK_TOLERANCE):
+                raise ClockTooFastError(
+                    f"FCLK0 runs at {actual:.6g} MHz (/{_DEBUGFS_FCLK0}), faster than the "
+                    f"{want:g} MHz the build was timed for, and nothing here can set it: load "
+                    f"the fclkcfg module, or set {want:g} MHz in the boot loader")
+        elif actual > want * (1 + CLOCK_TOLERANCE):
             raise ClockTooFastError(
                 f"FCLK0 runs at {actual:.6g} MHz after asking for {want:g} MHz, faster than the "
                 f"build was timed for; the PS cannot make {want:g} MHz: rebuild for a clock its "
                 f"IO PLL divides exactly ({self.package.rebuild_hint()})")
         if actual < want * (1 - CLOCK_TOLERANCE):
-            warnings.warn(f"FCLK0 runs at {actual:.6g} MHz, slower than the {want:g} MHz asked "
-                          f"for; timings use the clock that runs", BoardWarning, stacklevel=3)
+            warnings.warn(f"FCLK0 runs at {actual:.6g} MHz, slower than the {want:g} MHz the "
+                          f"build asks for; timings use the clock that runs", BoardWarning,
+                          stacklevel=3)
         return actual * self.built_mhz / want
+
+    def _read_fclk0_debugfs(self) -> float | None:
+        """FCLK0 as the common clock framework reports it, or None where debugfs lacks it."""
+        text = _read_quiet(self._tree.path(_DEBUGFS_FCLK0))
+        if text is None or not text.isdigit():
+            return None
+        return int(text) / 1e6
 
     def _set_fclk0(self, mhz: float) -> float | None:
         """Set FCLK0 and read it back in MHz; None where nothing here can set it."""

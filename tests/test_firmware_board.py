@@ -16,6 +16,7 @@ import sys
 import threading
 import tty
 import types
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -623,8 +624,8 @@ def test_clock_with_mmcm_scales(tmp_path: Path, board: FakeBoard) -> None:
 def test_clock_rounded_down_is_used_and_warned(tmp_path: Path, board: FakeBoard) -> None:
     pkg = make_package(tmp_path / "slow", clock_mhz=95.0, fclk0_mhz=95.0)
     with pytest.warns(BoardWarning, match=exact(
-            "FCLK0 runs at 90.9091 MHz, slower than the 95 MHz asked for; timings use the "
-            "clock that runs")):
+            "FCLK0 runs at 90.9091 MHz, slower than the 95 MHz the build asks for; timings "
+            "use the clock that runs")):
         be = open_backend(pkg, board)
     with be:
         assert board.read("sys/class/fclkcfg/fclk0/rate") == "90909090"
@@ -661,13 +662,41 @@ def test_no_clock_control_warns_and_uses_the_build_clock(
         pkg: BuildPackage) -> None:
     board = FakeBoard(tmp_path / "root", monkeypatch, clock=None)
     with pytest.warns(BoardWarning, match=exact(
-            "no way to set the fabric clock here (no /sys/class/fclkcfg/fclk0, no devcfg fclk "
-            "files): FCLK0 is whatever the boot loader set; timings assume the build's 100 MHz; "
-            "load the fclkcfg module to set and check it")) as record:
+            "no way to set or read the fabric clock here (no /sys/class/fclkcfg/fclk0, no "
+            "devcfg fclk files, no /sys/kernel/debug/clk/fclk0/clk_rate): FCLK0 is whatever the "
+            "boot loader set; timings assume the build's 100 MHz; load the fclkcfg module to set "
+            "and check it")) as record:
         be = open_backend(pkg, board)
     with be:
         assert be.clock_mhz == 100.0
     assert len(record) == 1
+
+
+def test_clock_only_readable_in_debugfs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                        no_pynq: None, pkg: BuildPackage) -> None:
+    """Nothing can set FCLK0: the boot loader's rate, read from debugfs, is used or refused."""
+    board = FakeBoard(tmp_path / "root", monkeypatch, clock=None)
+    debugfs = "sys/kernel/debug/clk/fclk0/clk_rate"
+    board.attr(debugfs, "100000000")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                        # the clock is right: no warning
+        with open_backend(pkg, board) as be:
+            assert be.clock_mhz == 100.0
+    board.attr(debugfs, "50000000")
+    with pytest.warns(BoardWarning, match=exact(
+            "FCLK0 runs at 50 MHz, slower than the 100 MHz the build asks for; timings use the "
+            "clock that runs")):
+        be = open_backend(pkg, board)
+    with be:
+        assert be.clock_mhz == 50.0
+    board.attr(debugfs, "125000000")
+    board.writes.clear()
+    with pytest.raises(ClockTooFastError, match=exact(
+            "FCLK0 runs at 125 MHz (/sys/kernel/debug/clk/fclk0/clk_rate), faster than the 100 "
+            "MHz the build was timed for, and nothing here can set it: load the fclkcfg module, "
+            "or set 100 MHz in the boot loader")):
+        open_backend(pkg, board)
+    assert board.writes == []                                 # refused before loading
 
 
 # ---- faults on plain Linux ---------------------------------------------------------------------
