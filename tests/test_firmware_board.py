@@ -602,6 +602,16 @@ def test_clock_devcfg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_pynq: 
     assert board.read(f"{fclk}/set_rate") == "100000000"
 
 
+def test_clock_devcfg_class_link(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                 no_pynq: None, pkg: BuildPackage) -> None:
+    """Kernels that list the exported clock under /sys/class/fclk."""
+    board = FakeBoard(tmp_path / "root", monkeypatch, clock=None)
+    board.attr("sys/class/fclk/fclk0/set_rate", "50000000")
+    with open_backend(pkg, board) as be:
+        assert be.clock_mhz == 100.0
+    assert board.writes[0] == ("sys/class/fclk/fclk0/set_rate", "100000000")
+
+
 def test_clock_devcfg_export(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_pynq: None,
                              pkg: BuildPackage) -> None:
     board = FakeBoard(tmp_path / "root", monkeypatch, clock=None)
