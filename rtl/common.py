@@ -14,6 +14,7 @@ __all__ = [
     "delay",
     "register",
     "result_layout",
+    "skid_output",
     "tree_depth",
     "tree_level",
 ]
@@ -87,3 +88,41 @@ def delay(m: Module, en: Value, value: Value, stages: int, name: str, *,
     for k in range(stages):
         value = register(m, en, value, f"{name}_d{k + 1}", reset_less=reset_less)
     return value
+
+
+def skid_output(m: Module, o: object, push: Value, result: Value) -> Signal:
+    """Drive stream ``o`` from a pipeline through a two-entry output buffer; return the
+    pipeline's enable, a register.
+
+    The pipeline advances in every cycle where the returned enable is high and offers ``result``
+    when ``push`` is high in such a cycle. ``o.payload`` is the older entry, so a result reaches
+    ``o`` in the cycle after it is pushed, as from a plain output register. The enable is high
+    exactly when the second entry (``skid``) is free, so a result pushed in any enabled cycle has
+    room. It is a register of its own (no combinational path from ``o.ready`` into the
+    thousands of pipeline clock enables, nor to ``i.ready``), and the buffer's control logic
+    reads the low-fan-out ``skid_valid`` instead of it. When ``o`` is always ready the pipeline
+    never stops.
+    """
+    en = Signal(init=1, name="pipe_en")
+    skid = Signal(o.payload.shape(), name="skid", reset_less=True)
+    skid_valid = Signal(name="skid_valid")
+    skid_next = Signal(name="skid_valid_next")
+    pop = o.valid & o.ready
+    push_now = ~skid_valid & push  # ~skid_valid == en
+    m.d.comb += skid_next.eq(skid_valid)
+    with m.If(pop):
+        with m.If(skid_valid):
+            m.d.sync += o.payload.eq(skid)
+            m.d.comb += skid_next.eq(0)  # the pipeline was stopped: nothing is pushed
+        with m.Elif(push_now):
+            m.d.sync += o.payload.eq(result)
+        with m.Else():
+            m.d.sync += o.valid.eq(0)
+    with m.Elif(push_now):
+        with m.If(o.valid):
+            m.d.sync += skid.eq(result)
+            m.d.comb += skid_next.eq(1)
+        with m.Else():
+            m.d.sync += [o.payload.eq(result), o.valid.eq(1)]
+    m.d.sync += [skid_valid.eq(skid_next), en.eq(~skid_next)]
+    return en

@@ -13,6 +13,7 @@ from .common import (
     delay,
     register,
     result_layout,
+    skid_output,
     tree_depth,
     tree_level,
 )
@@ -204,8 +205,8 @@ class DspArray(wiring.Component):
         has8 = _has_fixed8(cfg)
         pairs = cfg.dsp_rows // 2 if has8 else 0
         a_max = cfg.max_activation
-        en = Signal()  # every pipeline register moves together unless the output is stalled
-        m.d.comb += [en.eq(~self.o.valid | self.o.ready), self.i.ready.eq(en)]
+        en = Signal()  # every pipeline register moves together (a register: see skid_output)
+        m.d.comb += self.i.ready.eq(en)
         take = self.i.valid & en
         pay = self.i.payload
 
@@ -302,20 +303,18 @@ class DspArray(wiring.Component):
             totals.append(data_reg(total[:bound.bit_length() + 1].as_signed(), f"lane_l{j}"))
 
         acc = [Signal(signed(acc_bits), name=f"acc_l{j}") for j in range(cfg.dsp_rows)]
-        with m.If(en & valid):
-            for j in range(cfg.dsp_rows):
-                base = Mux(first, 0, acc[j])
-                if j // 2 < pairs and j % 2 == 0:
-                    nxt = base + totals[j] + Mux(modes[j // 2], totals[j + 1] << LANE_BITS, 0)
-                elif j // 2 < pairs:
-                    nxt = base + Mux(modes[j // 2], 0, totals[j])
-                else:
-                    nxt = base + totals[j]
-                nxt = nxt[:acc_bits]
+        result = Signal(self.o.payload.shape())
+        for j in range(cfg.dsp_rows):
+            base = Mux(first, 0, acc[j])
+            if j // 2 < pairs and j % 2 == 0:
+                nxt = base + totals[j] + Mux(modes[j // 2], totals[j + 1] << LANE_BITS, 0)
+            elif j // 2 < pairs:
+                nxt = base + Mux(modes[j // 2], 0, totals[j])
+            else:
+                nxt = base + totals[j]
+            nxt = nxt[:acc_bits]
+            m.d.comb += result[j].eq(nxt)
+            with m.If(en & valid):
                 m.d.sync += acc[j].eq(nxt)
-                with m.If(last):
-                    m.d.sync += self.o.payload[j].eq(nxt)
-
-        with m.If(en):
-            m.d.sync += self.o.valid.eq(valid & last)
+        m.d.comb += en.eq(skid_output(m, self.o, valid & last, result))
         return m

@@ -13,6 +13,7 @@ from .common import (
     delay,
     register,
     result_layout,
+    skid_output,
     tree_depth,
     tree_level,
 )
@@ -112,8 +113,8 @@ class PotArray(wiring.Component):
         m = Module()
         cfg = self._cfg
         rows, cols, acc_bits = self.rows, self.cols, cfg.acc_bits
-        en = Signal()  # every pipeline register moves together unless the output is stalled
-        m.d.comb += [en.eq(~self.o.valid | self.o.ready), self.i.ready.eq(en)]
+        en = Signal()  # every pipeline register moves together (a register: see skid_output)
+        m.d.comb += self.i.ready.eq(en)
         take = self.i.valid & en
 
         mag_bits = act_width(cfg) + (1 << 3) - 2  # largest shift: exponent code 7 -> 2**6
@@ -156,12 +157,11 @@ class PotArray(wiring.Component):
             carries_out.append(carries[0] if carries else Value.cast(0))
 
         acc = [Signal(signed(acc_bits), name=f"acc_r{r}") for r in range(rows)]
-        with m.If(en):
-            m.d.sync += self.o.valid.eq(valid & last)
-            with m.If(valid):
-                for r in range(rows):
-                    nxt = (Mux(first, 0, acc[r]) + sums[r] + carries_out[r])[:acc_bits]
-                    m.d.sync += acc[r].eq(nxt)
-                    with m.If(last):
-                        m.d.sync += self.o.payload[r].eq(nxt)
+        result = Signal(self.o.payload.shape())
+        for r in range(rows):
+            nxt = (Mux(first, 0, acc[r]) + sums[r] + carries_out[r])[:acc_bits]
+            m.d.comb += result[r].eq(nxt)
+            with m.If(en & valid):
+                m.d.sync += acc[r].eq(nxt)
+        m.d.comb += en.eq(skid_output(m, self.o, valid & last, result))
         return m

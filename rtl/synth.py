@@ -1,6 +1,7 @@
 """Open-source resource estimates: Yosys ``synth_xilinx`` on a design, with parsed cell counts.
 
-Usage: ``python -m rtl.synth --config pynq-z2 --array pot`` (or ``--array dsp``, ``both``).
+Usage: ``python -m rtl.synth --config pynq-z2 --array pot`` (or ``--array dsp``, ``both``); add
+``--timing`` for the estimated worst register-to-register path and clock of each array.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from typing import Any
 from amaranth.back import verilog
 from amaranth.hdl import Elaboratable
 
-__all__ = ["FAMILIES", "SynthError", "SynthResult", "main", "parse_stat_json", "synthesize"]
+__all__ = ["FAMILIES", "TIMING_MODELS", "SynthError", "SynthResult", "TimingModel", "TimingReport",
+           "estimate_timing", "main", "parse_stat_json", "synthesize"]
 
 #: Device families ``synth_xilinx -family`` accepts here (Zynq-7000 is 7-series).
 FAMILIES = ("xc7",)
@@ -49,6 +51,7 @@ class SynthResult:
     report: str = field(repr=False)
     log: str = field(repr=False)
     seconds: float = 0.0
+    timing: TimingReport | None = field(default=None, repr=False)
 
     def count(self, kind: str) -> int:
         return self.cells.get(kind, 0)
@@ -117,7 +120,7 @@ def _yosys_command() -> list[str]:
 
 def synthesize(design: Elaboratable | str | os.PathLike | Sequence[str | os.PathLike], *,
                top: str, family: str = "xc7", work_dir: str | os.PathLike | None = None,
-               timeout: float | None = None) -> SynthResult:
+               timeout: float | None = None, timing: TimingModel | None = None) -> SynthResult:
     """Run Yosys ``synth_xilinx -family {family} -flatten -noiopad`` and count the cells.
 
     Parameters
@@ -134,6 +137,9 @@ def synthesize(design: Elaboratable | str | os.PathLike | Sequence[str | os.Path
         lives under ``$XDG_CACHE_HOME`` as usual.
     timeout : float, optional
         Seconds before Yosys is stopped.
+    timing : TimingModel, optional
+        Also write the mapped netlist and estimate its register-to-register timing with this
+        model (:func:`estimate_timing`); the result is in ``SynthResult.timing``.
 
     Raises
     ------
@@ -150,7 +156,8 @@ def synthesize(design: Elaboratable | str | os.PathLike | Sequence[str | os.Path
         raise ValueError(f"family must be one of {', '.join(FAMILIES)}, not {family!r}")
     if work_dir is None:
         with tempfile.TemporaryDirectory(prefix="synth-") as tmp:
-            return synthesize(design, top=top, family=family, work_dir=tmp, timeout=timeout)
+            return synthesize(design, top=top, family=family, work_dir=tmp, timeout=timeout,
+                              timing=timing)
     work = Path(work_dir)
     work.mkdir(parents=True, exist_ok=True)
     if isinstance(design, Elaboratable):
@@ -187,7 +194,8 @@ def synthesize(design: Elaboratable | str | os.PathLike | Sequence[str | os.Path
                       + f"synth_xilinx -family {family} -top {top} -flatten -noiopad "
                         f"-run map_luts:\n"
                       + "tee -q -o stat.txt stat\n"
-                      + "tee -q -o stat.json stat -json\n")
+                      + "tee -q -o stat.json stat -json\n"
+                      + ("write_json netlist.json\n" if timing is not None else ""))
     started = time.monotonic()
     try:
         proc = subprocess.run([*_yosys_command(), "-q", "-l", "yosys.log", "-s", "synth.ys"],
@@ -201,21 +209,335 @@ def synthesize(design: Elaboratable | str | os.PathLike | Sequence[str | os.Path
         tail = "\n".join((log + proc.stdout + proc.stderr).splitlines()[-20:])
         raise SynthError(f"Yosys failed on {top!r} (exit {proc.returncode}):\n{tail}")
     cells = parse_stat_json((work / "stat.json").read_text(), top)
+    report = None
+    if timing is not None:
+        netlist = json.loads((work / "netlist.json").read_text())
+        report = estimate_timing(netlist, top, timing)
     return SynthResult(top=top, family=family, cells=cells,
-                       report=(work / "stat.txt").read_text(), log=log, seconds=seconds)
+                       report=(work / "stat.txt").read_text(), log=log, seconds=seconds,
+                       timing=report)
 
 
-def array_figures(cfg: Any, array: str, *, work_dir: str | os.PathLike | None = None
-                  ) -> dict[str, Any]:
-    """Synthesize one compute array of ``cfg`` and return its figures (per MAC / lane too)."""
+# ---- timing estimate ------------------------------------------------------------------------
+
+#: Delays in ns of the 7-series primitives at speed grade -1 (Artix-7 fabric, as in the
+#: XC7Z020's programmable logic): the specify blocks of Yosys's ``techlibs/xilinx/cells_sim.v``,
+#: which cite prjxray-db's ``artix7/timings`` (Vivado's own timing database). ``lut`` is the mean
+#: of the six LUT6 input-to-output delays (0.127 to 0.642); carry and DSP48E1 values are per
+#: port as listed there.
+XC7_1_DELAYS: dict[str, float] = {
+    "ff_cko": 0.303, "ff_setup_d": 0.0, "ff_setup_ce": 0.109, "ff_setup_r": 0.404,
+    "lut": 0.420, "muxf": 0.296,
+    "carry_in": 0.580, "carry_ci_co": 0.114, "carry_ci_o": 0.313,
+    "srl_cko": 1.472, "srl_setup": 0.173,
+    "dsp_p_preg": 0.329, "dsp_p_mreg": 1.671,
+    "dsp_a_areg": 0.254, "dsp_a_adreg": 1.283, "dsp_a_mreg": 2.400,
+    "dsp_b_breg": 0.324, "dsp_b_mreg": 1.285, "dsp_c_creg": 0.168, "dsp_c_preg": 1.244,
+    "dsp_d_dreg": 0.248, "dsp_d_adreg": 1.195, "dsp_d_mreg": 2.310, "dsp_pcin": 1.025,
+    "dsp_ctrl": 0.404, "bram_cko": 2.454, "bram_cko_reg": 0.882, "bram_setup": 0.566,
+}
+
+
+@dataclass(frozen=True)
+class TimingModel:
+    """How :func:`estimate_timing` prices a path on one part and speed grade.
+
+    Cell delays are :data:`XC7_1_DELAYS` times ``scale``; every routed net adds ``net`` plus
+    ``fanout_net`` per doubling of its fan-out beyond 16 (dedicated carry, MUXF and DSP cascade
+    connections add nothing). The DSP48E1's internal paths (pre-adder, multiplier, post-adder
+    between its pipeline registers) are bounded by ``dsp_fmax_mhz``, the data sheet's DSP48E1
+    F_MAX with all pipeline registers used.
+    """
+
+    part: str
+    grade: str
+    scale: float
+    net: float
+    fanout_net: float
+    dsp_fmax_mhz: float
+    source: str
+
+    def delay(self, key: str) -> float:
+        return XC7_1_DELAYS[key] * self.scale
+
+
+#: One model per part we build for. The -1 XC7Z020 uses the -1 Artix-7 delays as they are. The
+#: -2 XC7Z045 (Kintex-7 fabric) scales them by 0.75, the ratio of the DSP48E1 F_MAX with all
+#: registers of DS187 (-1 XC7Z020: 464 MHz) to DS191's (-2 XC7Z045: 650 MHz), rounded up
+#: (464 / 650 = 0.71). Net delays are assumptions, not data-sheet values: 0.5 ns (-1) and
+#: 0.4 ns (-2) per routed net, the order of the local-routing net delays in Vivado timing
+#: reports of 7-series designs, plus 0.15 / 0.12 ns per fan-out doubling beyond 16.
+TIMING_MODELS: dict[str, TimingModel] = {
+    "xc7z020clg400-1": TimingModel(
+        part="xc7z020clg400-1", grade="-1", scale=1.0, net=0.5, fanout_net=0.15,
+        dsp_fmax_mhz=464.0,
+        source="cells: prjxray-db artix7 via Yosys cells_sim.v; DSP48E1 F_MAX: DS187 (-1)"),
+    "xc7z045ffg900-2": TimingModel(
+        part="xc7z045ffg900-2", grade="-2", scale=0.75, net=0.4, fanout_net=0.12,
+        dsp_fmax_mhz=650.0,
+        source="cells: prjxray-db artix7 x 0.75 (DS191 / DS187 DSP48E1 F_MAX ratio); "
+               "DSP48E1 F_MAX: DS191 (-2)"),
+}
+
+
+@dataclass(frozen=True)
+class TimingReport:
+    """Worst register-to-register path of a synthesized design under a :class:`TimingModel`.
+
+    ``period_ns``: the worst path's delay (source clock-to-out, cells, nets, endpoint setup);
+    ``fmax_mhz``: ``1000 / period_ns``, capped at the DSP48E1 F_MAX when the design has
+    DSP48E1s; ``lut_levels``/``mux_levels``/``carry4``: what that path crosses; ``path``:
+    ``(cell type, cell name, arrival ns)`` from start to end; ``worst``: the ``(period_ns,
+    lut_levels, carry4, endpoint)`` of the worst paths ending at distinct cells;
+    ``max_fanout``: the largest fan-out of a register-driven or logic-driven net and its name.
+    """
+
+    model: TimingModel
+    period_ns: float
+    fmax_mhz: float
+    lut_levels: int
+    mux_levels: int
+    carry4: int
+    path: tuple[tuple[str, str, float], ...]
+    worst: tuple[tuple[float, int, int, str], ...]
+    max_fanout: tuple[int, str]
+    dsp_limited: bool
+
+    def summary(self) -> dict[str, Any]:
+        return {"period_ns": round(self.period_ns, 2), "fmax_MHz": round(self.fmax_mhz, 1),
+                "lut_levels": self.lut_levels, "carry4": self.carry4,
+                "max_fanout": self.max_fanout[0]}
+
+
+_SEQ_PREFIX = ("FD", "SRL", "DSP48E1", "RAMB")
+
+
+def _param(cell: dict, name: str) -> int:
+    value = cell.get("parameters", {}).get(name, "1")
+    try:
+        return int(str(value), 2) if set(str(value)) <= {"0", "1"} else int(value)
+    except ValueError:
+        return 0
+
+
+def _dsp_setup(model: TimingModel, cell: dict, port: str) -> float | None:
+    """Setup of a DSP48E1 input pin (None: not a timed data input)."""
+    areg, breg = _param(cell, "AREG"), _param(cell, "BREG")
+    creg, dreg = _param(cell, "CREG"), _param(cell, "DREG")
+    adreg, mreg = _param(cell, "ADREG"), _param(cell, "MREG")
+    use_d = str(cell.get("parameters", {}).get("USE_DPORT", "FALSE")).strip('"') == "TRUE"
+    d = model.delay
+    if port == "A":
+        if areg:
+            return d("dsp_a_areg")
+        if use_d and adreg:
+            return d("dsp_a_adreg")
+        return d("dsp_a_mreg") if mreg else d("dsp_c_preg") * 3
+    if port == "B":
+        return d("dsp_b_breg") if breg else d("dsp_b_mreg") if mreg else d("dsp_c_preg") * 3
+    if port == "C":
+        return d("dsp_c_creg") if creg else d("dsp_c_preg")
+    if port == "D":
+        if dreg:
+            return d("dsp_d_dreg")
+        return d("dsp_d_adreg") if adreg else d("dsp_d_mreg")
+    if port == "PCIN":
+        return d("dsp_pcin")
+    if port.startswith(("CE", "RST", "OPMODE", "ALUMODE", "INMODE", "CARRYIN")):
+        return d("dsp_ctrl")
+    return None
+
+
+def _endpoint_setup(model: TimingModel, cell: dict, port: str) -> float | None:
+    kind = cell["type"]
+    if kind.startswith("FD"):
+        return {"D": model.delay("ff_setup_d"), "CE": model.delay("ff_setup_ce"),
+                "R": model.delay("ff_setup_r"), "S": model.delay("ff_setup_r")}.get(port)
+    if kind.startswith("SRL"):
+        return model.delay("srl_setup") if port in ("D", "CE") else None
+    if kind == "DSP48E1":
+        return _dsp_setup(model, cell, port)
+    if kind.startswith("RAMB"):
+        return None if port.startswith("CLK") else model.delay("bram_setup")
+    return None
+
+
+def _start_arrival(model: TimingModel, cell: dict, port: str) -> float:
+    kind = cell["type"]
+    if kind.startswith("FD"):
+        return model.delay("ff_cko")
+    if kind.startswith("SRL"):
+        return model.delay("srl_cko")
+    if kind == "DSP48E1":
+        if _param(cell, "PREG"):
+            return model.delay("dsp_p_preg")
+        return model.delay("dsp_p_mreg") if _param(cell, "MREG") else 3 * model.delay("dsp_p_mreg")
+    # Block RAM outputs, with or without their output register.
+    reg = _param(cell, "DOA_REG") or _param(cell, "DO_REG")
+    return model.delay("bram_cko_reg") if reg else model.delay("bram_cko")
+
+
+def estimate_timing(netlist: dict[str, Any], top: str, model: TimingModel) -> TimingReport:
+    """Worst register-to-register path of a ``synth_xilinx`` netlist (Yosys ``write_json``).
+
+    Paths start at flip-flop, SRL, DSP48E1 and block RAM outputs and end at their data, enable
+    and reset inputs; paths from or to the design's ports are not counted (they belong to the
+    circuit around it). Every cell and net is priced by ``model``. One clock domain is assumed
+    (the arrays and the core have one).
+    """
+    import math
+    from collections import Counter
+
+    modules = netlist.get("modules", {})
+    mod = modules.get(top) or modules.get("\\\\" + top)
+    if mod is None:
+        raise SynthError(f"netlist has no module {top!r}")
+    cells: dict[str, dict] = mod["cells"]
+    driver: dict[int, tuple[str, str]] = {}
+    fanout: Counter[int] = Counter()
+    for name, cell in cells.items():
+        dirs = cell.get("port_directions", {})
+        for port, bits in cell["connections"].items():
+            for b in bits:
+                if isinstance(b, int):
+                    if dirs.get(port) == "output":
+                        driver[b] = (name, port)
+                    else:
+                        fanout[b] += 1
+    names: dict[int, str] = {}
+    for net, info in mod.get("netnames", {}).items():
+        for b in info["bits"]:
+            if isinstance(b, int) and (b not in names or not info.get("hide_name")):
+                names[b] = net
+
+    def net_delay(bit: int) -> float:
+        extra = max(0.0, math.log2(max(fanout[bit], 1) / 16))
+        return model.net + model.fanout_net * extra
+
+    # arrival[bit] = (ns, lut levels, mux levels, carry4 count, previous bit or None)
+    arrival: dict[int, tuple[float, int, int, int, int | None]] = {}
+    none = (-math.inf, 0, 0, 0, None)
+
+    def arrive(bit: int | str) -> tuple[float, int, int, int, int | None]:
+        if not isinstance(bit, int):
+            return none
+        if bit in arrival:
+            return arrival[bit]
+        arrival[bit] = none  # breaks combinational loops, which synthesis never leaves here
+        src = driver.get(bit)
+        if src is None:
+            return none
+        cell = cells[src[0]]
+        kind = cell["type"]
+        if kind.startswith(_SEQ_PREFIX):
+            result = (_start_arrival(model, cell, src[1]), 0, 0, 0, None)
+        elif kind.startswith(("LUT", "MUXF", "CARRY4", "INV")):
+            best = none
+            for port, bits in cell["connections"].items():
+                if cell["port_directions"].get(port) != "input":
+                    continue
+                for b in bits:
+                    t, lut, mux, c4, _ = arrive(b)
+                    if t == -math.inf:
+                        continue
+                    if kind == "CARRY4":
+                        # The chain's CI and a LUT feeding its own slice's S/DI are dedicated.
+                        feeder = driver.get(b) if isinstance(b, int) else None
+                        dedicated = port == "CI" or (
+                            port in ("S", "DI") and feeder is not None
+                            and cells[feeder[0]]["type"].startswith("LUT"))
+                        cost = (model.delay("carry_ci_o") if src[1] == "O" else
+                                model.delay("carry_ci_co")) if port == "CI" else \
+                            model.delay("carry_in")
+                        step = (lut, mux, c4 + 1)
+                    elif kind.startswith("MUXF"):
+                        dedicated = port != "S"
+                        cost, step = model.delay("muxf"), (lut, mux + 1, c4)
+                    else:
+                        dedicated = False
+                        cost, step = model.delay("lut"), (lut + 1, mux, c4)
+                    total = t + cost + (0.0 if dedicated else net_delay(b))
+                    if total > best[0]:
+                        best = (total, *step, b)
+            result = best
+        else:  # clock buffers and unknown cells start nothing
+            result = none
+        arrival[bit] = result
+        return result
+
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), 100_000))
+    ends: list[tuple[float, str, int]] = []
+    for name, cell in cells.items():
+        if not cell["type"].startswith(_SEQ_PREFIX):
+            continue
+        best_end: tuple[float, int] | None = None
+        for port, bits in cell["connections"].items():
+            if cell.get("port_directions", {}).get(port) != "input":
+                continue
+            setup = _endpoint_setup(model, cell, port)
+            if setup is None:
+                continue
+            dedicated = port == "PCIN"
+            for b in bits:
+                t = arrive(b)[0]
+                if t == -math.inf:
+                    continue
+                total = t + setup + (0.0 if dedicated else net_delay(b))
+                if best_end is None or total > best_end[0]:
+                    best_end = (total, b)
+        if best_end is not None:
+            ends.append((best_end[0], name, best_end[1]))
+    if not ends:
+        raise SynthError(f"{top!r} has no register-to-register path")
+    ends.sort(reverse=True)
+    period, end_cell, end_bit = ends[0]
+    path = [(cells[end_cell]["type"], end_cell, round(period, 3))]
+    bit: int | None = end_bit
+    while bit is not None:
+        t, _, _, _, prev = arrival[bit]
+        src = driver[bit]
+        path.append((cells[src[0]]["type"], names.get(bit, src[0]), round(t, 3)))
+        bit = prev
+    path.reverse()  # start register first, endpoint last
+    _, lut, mux, c4, _ = arrival[end_bit]
+    worst = []
+    for t, name, b in ends[:5]:
+        a = arrival[b]
+        worst.append((round(t, 3), a[1], a[3], f"{cells[name]['type']} {names.get(b, name)}"))
+    driven = [(fanout[b], b) for b in driver if driver[b] is not None]
+    fo, fo_bit = max(driven) if driven else (0, -1)
+    fmax = 1000.0 / period
+    has_dsp = any(c["type"] == "DSP48E1" for c in cells.values())
+    dsp_limited = has_dsp and model.dsp_fmax_mhz < fmax
+    if dsp_limited:
+        fmax = model.dsp_fmax_mhz
+    return TimingReport(model=model, period_ns=period, fmax_mhz=fmax, lut_levels=lut,
+                        mux_levels=mux, carry4=c4, path=tuple(path), worst=tuple(worst),
+                        max_fanout=(fo, names.get(fo_bit, "?")), dsp_limited=dsp_limited)
+
+
+def timing_model(cfg: Any) -> TimingModel:
+    """The :class:`TimingModel` of ``cfg.part``."""
+    try:
+        return TIMING_MODELS[cfg.part]
+    except KeyError:
+        raise ValueError(f"no timing model for part {cfg.part!r}; known: "
+                         f"{', '.join(sorted(TIMING_MODELS))}") from None
+
+
+def array_figures(cfg: Any, array: str, *, work_dir: str | os.PathLike | None = None,
+                  timing: bool = False) -> dict[str, Any]:
+    """Synthesize one compute array of ``cfg`` and return its figures (per MAC / lane too);
+    with ``timing``, also its estimated worst register-to-register path and clock."""
     from .dsp_array import DspArray
     from .pot_array import PotArray
 
+    model = timing_model(cfg) if timing else None
     if array == "pot":
-        res = synthesize(PotArray(cfg=cfg), top="pot_array", work_dir=work_dir)
+        res = synthesize(PotArray(cfg=cfg), top="pot_array", work_dir=work_dir, timing=model)
         units, unit = cfg.pot_macs, "MAC"
     elif array == "dsp":
-        res = synthesize(DspArray(cfg=cfg), top="dsp_array", work_dir=work_dir)
+        res = synthesize(DspArray(cfg=cfg), top="dsp_array", work_dir=work_dir, timing=model)
         units, unit = cfg.dsp_lanes, "lane"
     else:
         raise ValueError(f"array must be 'pot' or 'dsp', not {array!r}")
@@ -225,6 +547,14 @@ def array_figures(cfg: Any, array: str, *, work_dir: str | os.PathLike | None = 
     figures.update(res.summary())
     figures[f"LUT/{unit}"] = round(res.lut / units, 2)
     figures[f"FF/{unit}"] = round(res.ff / units, 2)
+    if array == "dsp":
+        figures["products/DSP48E1"] = round(units / res.dsp, 2) if res.dsp else 0
+    if res.timing is not None:
+        figures.update(res.timing.summary())
+        figures["target_MHz"] = cfg.clock_mhz
+        figures["meets"] = res.timing.fmax_mhz >= cfg.clock_mhz
+        figures["worst_path"] = " -> ".join(f"{kind}:{name}" for kind, name, _ in
+                                            res.timing.path)
     figures["seconds"] = round(res.seconds, 1)
     return figures
 
@@ -238,6 +568,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--array", choices=("pot", "dsp", "both"), default="both")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=INT",
                         help="override an integer HwConfig field, e.g. --set pot_rows=4")
+    parser.add_argument("--timing", action="store_true",
+                        help="also estimate the worst register-to-register path and clock")
     parser.add_argument("--json", action="store_true", help="print figures as JSON lines")
     args = parser.parse_args(argv)
     try:
@@ -253,7 +585,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             cfg = cfg.replace(**changes)
         arrays = ("pot", "dsp") if args.array == "both" else (args.array,)
         for array in arrays:
-            figures = array_figures(cfg, array)
+            figures = array_figures(cfg, array, timing=args.timing)
             if args.json:
                 print(json.dumps(figures))
             else:
