@@ -57,6 +57,8 @@ class Backend(abc.ABC):
     #: The shortest timeout of a run, whatever the cycle model says: on a board the OS may
     #: deschedule the driver; simulated and emulated time need no floor.
     min_timeout_s: float = 1.0
+    #: Seconds between two polls of STATUS when there is no interrupt.
+    poll_s: float = 50e-6
 
     @property
     @abc.abstractmethod

@@ -100,10 +100,10 @@ class Driver:
     """The run sequence over one backend, as coroutines (the RTL backend awaits cocotb)."""
 
     def __init__(self, backend: Backend, package: BuildPackage, *,
-                 poll_s: float = 50e-6) -> None:
+                 poll_s: float | None = None) -> None:
         self.backend, self.package, self.regmap = backend, package, package.regmap
         self.network: CompiledNetwork | None = None
-        self.poll_s = poll_s
+        self.poll_s = backend.poll_s if poll_s is None else poll_s
         codes = dict(self.regmap["ERROR_CODE"].field("code").values)
         self._code_names = {value: name for name, value in codes.items()}
 

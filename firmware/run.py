@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from .backend import Backend
+from .bitstream import BitstreamError
 from .compile import CompiledNetwork, CompileError
 from .driver import (
     Accelerator,
@@ -128,7 +129,7 @@ def _backend(args: argparse.Namespace, package: BuildPackage, net: CompiledNetwo
         from .emu import EmuBackend
         return EmuBackend(package, memory_size=-(-net.size // 4096) * 4096)
     from .board import BoardBackend
-    return BoardBackend(package)
+    return BoardBackend(package, dma_bytes=net.size)
 
 
 def _report(results: list[RunResult], args: argparse.Namespace, net: CompiledNetwork,
@@ -179,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _run(args)
     except (PackageError, CompileError, InputError, BitstreamMismatchError, ClockError,
-            BufferTooSmallError, AcceleratorError, OSError) as exc:
+            BufferTooSmallError, AcceleratorError, BitstreamError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -371,3 +371,26 @@ def test_images_from_files(tmp_path) -> None:
     np.testing.assert_array_equal(run_cli.load_image(tmp_path / "g.npy"), gray[None])
     with pytest.raises(run_cli.InputError, match=r"^.*x\.png: unknown image type '\.png'"):
         run_cli.load_image(tmp_path / "x.png")
+
+
+@pytest.mark.slow
+def test_emulator_on_a_trained_model(tmp_path, capsys) -> None:
+    """A model trained and exported by ``python -m quant.train`` (a short run on the digits),
+    compiled and run by the command on the emulator over the whole test split: 0 mismatches."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "run"
+    subprocess.run([sys.executable, "-m", "quant.train", "--out", str(out), "--root",
+                    str(tmp_path), "--float-epochs", "2", "--epochs", "1", "--max-steps", "10",
+                    "--eval-limit", "50", "--no-progress"], check=True)
+    pkg = make_package(tmp_path / "pkg", preset("pynq-z2"))
+    from firmware.compile import main as compile_main
+    assert compile_main(["--package", str(pkg.path), "--model", str(out / "model.npz"),
+                         "--out", str(tmp_path / "net.npz")]) == 0
+    rc = run_cli.main(["--package", str(pkg.path), "--network", str(tmp_path / "net.npz"),
+                       "--digits", "359", "--backend", "emu", "--check", "--model",
+                       str(out / "model.npz")])
+    text = capsys.readouterr().out
+    assert rc == 0, text
+    assert "0 mismatching image(s) of 359, bit-exact" in text

@@ -1149,3 +1149,53 @@ def test_driver_finds_no_accelerator(board: FakeBoard, pkg: BuildPackage) -> Non
     with open_backend(pkg, board) as backend, pytest.raises(BitstreamMismatchError, match=(
             r"^no accelerator at this address: MAGIC reads 0x00000000, expected 0x494c4d50")):
         Accelerator(backend, pkg)
+
+
+def _network(pkg: BuildPackage, tmp_path: Path, **kwargs: object):
+    from firmware.compile import compile_network
+    from quant.random_model import random_resnet18
+
+    model = random_resnet18(3, **kwargs)
+    return compile_network(model, pkg, model_path=model.save(tmp_path / "model.npz"))
+
+
+def test_driver_times_out_over_the_board(board: FakeBoard, pkg: BuildPackage,
+                                         tmp_path: Path) -> None:
+    """An accelerator that never finishes (the fake's STATUS never reads done): the driver
+    waits its timeout, soft-resets, says which layer hung and that it did not stop."""
+    from firmware.driver import AcceleratorTimeout
+
+    net = _network(pkg, tmp_path, input_shape=(1, 8, 8), width=0.125)
+    _write_identity(board, pkg, pkg.cfg.config_hash)
+    with Accelerator(open_backend(pkg, board), pkg) as acc:
+        acc.load(net)
+        assert board.reg(pkg.regmap.offset("WINDOW_SIZE")) == net.size
+        layer = net.layers[0]["name"]
+        with pytest.raises(AcceleratorTimeout, match=(
+                rf"^layer {layer} \(tile 1 of 1\) did not finish within 1 s \(many times the "
+                r"cycle model's estimate\); the accelerator was soft-reset but did not stop: "
+                r"reload the bitstream$")):
+            acc.infer(np.zeros(net.input_shape, np.uint8))
+        ctrl = pkg.regmap["CTRL"]
+        assert board.reg(pkg.regmap.offset("DESC_COUNT")) == net.chain[1]
+        # CTRL is write-only: the fake's word keeps the last command, the soft reset.
+        assert board.reg(pkg.regmap.offset("CTRL")) == ctrl.pack({"soft_reset": 1})
+
+
+def test_driver_buffer_too_small_over_the_board(board: FakeBoard, pkg: BuildPackage,
+                                                tmp_path: Path) -> None:
+    from firmware.driver import BufferTooSmallError
+
+    net = _network(pkg, tmp_path, input_shape=(3, 64, 64), width=0.5, small_stem=False)
+    assert net.size > BUF_BYTES
+    _write_identity(board, pkg, pkg.cfg.config_hash)
+    before = (board.root / "dev/udmabuf0").read_bytes()
+    mib = -(-net.size // (1 << 20))
+    with Accelerator(open_backend(pkg, board), pkg) as acc, \
+            pytest.raises(BufferTooSmallError, match=exact(
+                f"the network needs {net.size:,} bytes of DMA memory, the buffer has "
+                f"{BUF_BYTES:,}; give it at least {mib} MiB (u-dma-buf: 'insmod u-dma-buf.ko "
+                f"udmabuf0={mib << 20}'; PYNQ: the driver allocates it)")):
+        acc.load(net)
+    assert (board.root / "dev/udmabuf0").read_bytes() == before       # nothing written
+    assert board.reg(pkg.regmap.offset("WINDOW_SIZE")) == 0           # the window stays shut
