@@ -46,32 +46,31 @@ def _pot_round(m: torch.Tensor) -> torch.Tensor:
 
 
 def _to_levels(w: torch.Tensor, scale: torch.Tensor, schemes: torch.Tensor) -> torch.Tensor:
-    """Integer weight values (as floats) of ``w`` (F, K) for per-filter ``scale`` (F,)."""
-    x = w / scale[:, None]
+    """Integer weight values (as floats) of ``w`` (F, K) for per-filter ``scale`` (F,), or for
+    several candidate scales at once (``scale`` (n, F) gives (n, F, K))."""
+    x = w / scale[..., None]
     top = weight_levels(schemes)[:, None]
-    fixed = torch.round(x).clamp(-top, top)
-    pot = torch.sign(x) * _pot_round(x.abs().clamp_max(top))
-    return torch.where((schemes == C.POT4)[:, None], pot, fixed)
+    out = torch.round(x).clamp(-top, top)
+    pot = schemes == C.POT4
+    if bool(pot.any()):  # the PoT rounding only where it is used: it is the costly part
+        xp = x[..., pot, :]
+        out[..., pot, :] = torch.sign(xp) * _pot_round(xp.abs().clamp_max(top[pot]))
+    return out
 
 
 @torch.no_grad()
 def weight_scale(w: torch.Tensor, schemes: torch.Tensor) -> torch.Tensor:
     """Per-filter scale of ``w`` (F, K): the clip of ``CLIP_CANDIDATES`` x max|w| giving the
-    smallest squared quantization error, divided by the scheme's largest integer."""
+    smallest squared quantization error (the first candidate on a tie), divided by the
+    scheme's largest integer."""
     w = w.detach()
     top = weight_levels(schemes)
     peak = w.abs().amax(dim=1).clamp_min(1e-12)
-    best = err_best = None
-    for ratio in CLIP_CANDIDATES:
-        scale = peak * ratio / top
-        err = ((_to_levels(w, scale, schemes) * scale[:, None] - w) ** 2).sum(dim=1)
-        if best is None:
-            best, err_best = scale, err
-        else:
-            better = err < err_best
-            best = torch.where(better, scale, best)
-            err_best = torch.where(better, err, err_best)
-    return best
+    ratios = torch.tensor(CLIP_CANDIDATES, dtype=w.dtype, device=w.device)[:, None]
+    scales = peak[None] * ratios / top[None]                       # (candidates, F)
+    err = ((_to_levels(w, scales, schemes) * scales[..., None] - w) ** 2).sum(dim=2)
+    best = err.argmin(dim=0)                                       # first minimum on ties
+    return scales.gather(0, best[None])[0]
 
 
 def weight_to_int(w: torch.Tensor, schemes: torch.Tensor

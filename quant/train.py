@@ -41,7 +41,8 @@ RUN_FILES = ("run.json", "checkpoint.pt", "checkpoint.tmp", "assignment.json", "
              "metrics.json")
 #: Options that do not change what a run computes (where it writes, how it reports, which
 #: device, loader processes); every other option is part of the run's settings.
-_NOT_SETTINGS = {"out", "root", "resume", "force", "device", "workers", "no_progress"}
+_NOT_SETTINGS = {"out", "root", "resume", "force", "device", "workers", "threads",
+                 "no_progress"}
 #: Settings that change the float model (the key of its cache).
 _FLOAT_SETTINGS = ("data", "image_size", "channels", "width", "small_stem", "pretrained",
                    "float_epochs", "batch_size", "lr", "weight_decay", "label_smoothing",
@@ -119,6 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="overwrite the run already in --out (its files only)")
     p.add_argument("--device", default="auto", help="auto (GPU when present), cpu or cuda[:N]")
     p.add_argument("--workers", type=int, default=0, help="data loader worker processes")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (default: 1 for the digits data, whose tiny layers "
+                        "only lose time to thread synchronization, else torch's default)")
     p.add_argument("--max-steps", type=int, default=None,
                    help="stop each training phase after this many steps per epoch (for quick "
                         "tests)")
@@ -437,7 +441,7 @@ def _assignment(args: argparse.Namespace, net: ResNet18, data: DataBundle,
 _LIMITS: tuple[tuple[str, float, bool], ...] = (
     ("epochs", 0, False), ("float_epochs", 0, False), ("batch_size", 1, False),
     ("calib_images", 1, False), ("hessian_iters", 1, False), ("hessian_probes", 1, False),
-    ("workers", 0, False), ("image_size", 1, True), ("eval_limit", 1, True),
+    ("workers", 0, False), ("threads", 1, True), ("image_size", 1, True), ("eval_limit", 1, True),
     ("max_steps", 1, True))
 
 
@@ -518,6 +522,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     rank, world = _dist()
     device = _device(args.device)
     ratio = parse_ratio(args.ratio)
+    threads = args.threads or (1 if args.data == "digits" else None)
+    if threads is not None:
+        torch.set_num_threads(threads)
     data = load_data(args.data, size=args.image_size, channels=args.channels, seed=args.seed)
     arch = _arch(args, data)
     if args.pretrained:  # refuse a wrong file before anything is written

@@ -1,8 +1,13 @@
 """The training CLI end to end on tiny settings, its datasets, and its error messages."""
 
 import json
+import os
 import re
 import shutil
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -269,3 +274,48 @@ def test_cli_rejects_checkpoint_of_another_architecture(tmp_path, monkeypatch):
                                          r"\(64, 3, 7, 7\) but this model needs"):
         main([*TINY, "--pretrained", str(tmp_path / "rgb.pt")])
     assert not (tmp_path / "runs").exists()  # refused before anything was written
+
+
+def _torchrun_cmd(*argv: str) -> list[str]:
+    return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+            "--standalone", "-m", "quant.train", *argv]
+
+
+_ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+@pytest.mark.slow
+def test_torchrun_two_cpu_processes_train_checkpoint_resume_export(tmp_path):
+    """Data-parallel training with two gloo processes: the run is killed once its first
+    checkpoint exists, --resume finishes it, and the model matches a one-process model in
+    kind."""
+    argv = [*TINY, "--device", "cpu", "--epochs", "6", "--out", str(tmp_path / "ddp")]
+    out = tmp_path / "ddp"
+    proc = subprocess.Popen(_torchrun_cmd(*argv), env=_ENV, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 600
+    while not (out / "checkpoint.pt").exists() and proc.poll() is None:
+        assert time.time() < deadline, "no checkpoint after 10 minutes"
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    _, err = proc.communicate()
+    assert proc.returncode == -signal.SIGKILL, err[-3000:]
+    ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert 1 <= ckpt["epoch"] < 6 and ckpt["settings"]["world_size"] == 2
+    assert not (out / "model.npz").exists()
+    done = subprocess.run(_torchrun_cmd(*argv, "--resume"), env=_ENV, capture_output=True,
+                          text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert [h["epoch"] for h in metrics["history"]] == [1, 2, 3, 4, 5, 6]
+    assert metrics["settings"]["world_size"] == 2
+    ddp = QModel.load(out / "model.npz")
+    single = tmp_path / "single"
+    main([*TINY, "--epochs", "6", "--out", str(single)])
+    one = QModel.load(single / "model.npz")
+    assert [n["name"] for n in ddp.nodes] == [n["name"] for n in one.nodes]
+    assert {k: v.shape for k, v in ddp.arrays.items()} == \
+        {k: v.shape for k, v in one.arrays.items()}
+    x, y = digits().test_arrays(60)
+    acc = 100 * (golden.predict(ddp, x) == y).mean()
+    assert metrics["integer_test_acc"] == pytest.approx(acc)
