@@ -99,6 +99,12 @@ class CompiledNetwork:
         return int(self.manifest["chain"]["offset"]), int(self.manifest["chain"]["count"])
 
     @property
+    def modelled_cycles(self) -> int:
+        """The cycle model's estimate of one image, all layers (assumptions in the manifest's
+        ``cycle_model``)."""
+        return sum(int(layer["modelled_cycles"]) for layer in self.manifest["layers"])
+
+    @property
     def input_shape(self) -> tuple[int, int, int]:
         return tuple(self.manifest["input"]["shape"])
 
@@ -161,8 +167,7 @@ class CompiledNetwork:
     def timeout_s(self, layer: dict[str, Any] | None, clock_mhz: float) -> float:
         """How long a layer (or, for None, the whole network) may take before it counts as
         hung: the cycle model's estimate times a wide margin (the backend adds its floor)."""
-        cycles = (layer["modelled_cycles"] if layer else
-                  sum(lay["modelled_cycles"] for lay in self.manifest["layers"]))
+        cycles = layer["modelled_cycles"] if layer else self.modelled_cycles
         return TIMEOUT_MARGIN * cycles / (clock_mhz * 1e6)
 
     # ---- file ------------------------------------------------------------------------------
@@ -314,11 +319,9 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         print(f"error: cannot write {out}: {exc.strerror or exc}", file=sys.stderr)
         return 2
-    layers = net.manifest["layers"]
-    total = sum(layer["modelled_cycles"] for layer in layers)
-    print(f"{out}: {len(layers)} layers, {net.chain[1]} descriptors, {net.size:,} bytes of "
-          f"DDR; modelled {total / (package.cfg.clock_mhz * 1e3):.2f} ms per image at "
-          f"{package.cfg.clock_mhz:g} MHz")
+    mhz = package.cfg.clock_mhz
+    print(f"{out}: {len(net.layers)} layers, {net.chain[1]} descriptors, {net.size:,} bytes of "
+          f"DDR; modelled {net.modelled_cycles / (mhz * 1e3):.2f} ms per image at {mhz:g} MHz")
     return 0
 
 

@@ -144,7 +144,7 @@ def _report(results: list[RunResult], args: argparse.Namespace, net: CompiledNet
             print(f"{layer.name:28s} {layer.op:8s} {layer.tiles:5d} {cycles:15,d} "
                   f"{cycles / (mhz * 1e3):9.3f}"
                   + ("" if emulated else f" {layer.modelled_cycles:12,d}"))
-    modelled = sum(layer["modelled_cycles"] for layer in net.layers)
+    modelled = net.modelled_cycles
     if emulated:
         print(f"\naccelerator time: {modelled / (mhz * 1e3):.3f} ms per image (cycle model at "
               f"{mhz:g} MHz; the emulator models no time)")
