@@ -41,6 +41,14 @@ def pot_input_layout(cfg: HwConfig) -> data.StructLayout:
     })
 
 
+def _term(act: Value, code: Value, mag_bits: int) -> Value:
+    """``act * 2**(e - 1)`` (0 for ``e == 0``) in one's complement when the sign bit is set; the
+    missing ``+1`` of the negation is a carry-in of the adder tree (also right for 0)."""
+    exp, sign = code[0:3], code[3]
+    mag = Mux(exp == 0, 0, (act << exp)[1:1 + mag_bits])  # a multiplexer, not a multiplier
+    return mag ^ sign.replicate(mag_bits + 1)
+
+
 def pot_latency(cfg: HwConfig) -> int:
     """Cycles from accepting a ``last`` vector to its result on ``o`` (no stalls)."""
     return max(1, tree_depth(cfg.pot_cols)) + 1
@@ -132,14 +140,10 @@ class PotArray(wiring.Component):
             for c in range(cols):
                 act = self.i.payload.act[c]
                 code = self.i.payload.weight[r][c]
-                exp, sign = code[0:3], code[3]
-                # act * 2**(exp - 1) for exp >= 1, 0 for exp == 0: a multiplexer, not a multiplier
-                mag = Mux(exp == 0, 0, (act << exp)[1:1 + mag_bits])
-                # -x == ~x + 1: the +1 is a carry-in of the tree (also right for x == 0).
                 term = Signal(signed(mag_bits + 1), name=f"term_r{r}_c{c}")
-                m.d.comb += term.eq(mag ^ sign.replicate(mag_bits + 1))
+                m.d.comb += term.eq(_term(act, code, mag_bits))
                 terms.append(term)
-                carries.append(sign)
+                carries.append(code[POT_CODE_BITS - 1])
             # Stage 1: products and the first tree level; then one register per level.
             level = 0
             while True:
