@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import fcntl
+import json
+import os
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
+from typing import TextIO
 
 from firmware.deploy import write_deploy
 from rtl import top as T
@@ -49,6 +54,35 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _lock(out: Path) -> TextIO | None:
+    """Hold ``out/.build.lock`` for this process (the OS releases it when the process ends);
+    None, after saying who holds it, when another build runs in the same folder."""
+    f = open(out / ".build.lock", "a+")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.seek(0)
+        pid = f.read().strip() or "unknown"
+        f.close()
+        print(f"error: {out} is busy: another build (PID {pid}) is running in it; wait for it "
+              f"to finish or build into another folder with --out", file=sys.stderr)
+        return None
+    f.seek(0)
+    f.truncate()
+    f.write(f"{os.getpid()}\n")
+    f.flush()
+    return f
+
+
+def _resume_step(ctx) -> str:
+    """The first step that has not finished in the build folder."""
+    try:
+        done = json.loads(ctx.state_path.read_text()).get("steps", {})
+    except (OSError, ValueError, AttributeError):
+        return STEP_NAMES[0]
+    return next((name for name in STEP_NAMES if name not in done), STEP_NAMES[-1])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
@@ -58,6 +92,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     cfg = ctx.cfg
+    try:
+        ctx.out.mkdir(parents=True, exist_ok=True)
+        lock = _lock(ctx.out)
+    except OSError as exc:
+        print(f"error: cannot write the build folder {ctx.out}: {exc.strerror or exc}; choose "
+              f"a writable --out", file=sys.stderr)
+        return 2
+    if lock is None:
+        return 2
     print(f"build {ctx.board}: config {cfg.name} ({cfg.config_hash_hex}), part {cfg.part}, "
           f"{cfg.clock_mhz:g} MHz -> {ctx.out}")
     if ctx.vivado is None:
@@ -72,7 +115,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        print("interrupted; resume with --from <step>", file=sys.stderr)
+        step = _resume_step(ctx)
+        print(f"interrupted during step {step}; resume with 'python build.py --board "
+              f"{ctx.board}{' --config ' + args.config if args.config else ''} --out {args.out} "
+              f"--from {step}'", file=sys.stderr)
         return 130
     print(f"finished in {time.monotonic() - started:.1f} s:")
     print("\n".join(summary_lines(state)))
