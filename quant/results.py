@@ -23,6 +23,7 @@ from .data import digits
 from .qmodel import fold_layer, layer_names
 from .quantizers import weight_to_int
 from .resnet import ResNet18
+from .resnet_graph import resnet_widths
 from .train import build_parser, float_cache_path, run
 
 __all__ = ["CONFIGS", "RECIPE", "main", "summarize", "weight_error_table"]
@@ -96,7 +97,8 @@ def summarize(rows: dict[str, dict[str, Any]], float_acc: list[float]) -> list[s
             continue
         m = _stats(rows[label]["int"])["mean"]
         gap = fp - m
-        lines.append(f"- {label}: {m:.2f} %, {gap:.2f} points below FP32 ({fp:.2f} %): "
+        where = (f"{gap:.2f} points below" if gap > 0 else f"{-gap:.2f} points above")
+        lines.append(f"- {label}: {m:.2f} %, {where} FP32 ({fp:.2f} %): "
                      f"{'within' if gap <= 1.0 else 'NOT within'} 1 point.")
         ahead = [b for b in rows if b not in ILMPQ_ROWS
                  and _stats(rows[b]["int"])["mean"] > m]
@@ -123,27 +125,30 @@ def _plots(rows: dict[str, dict[str, Any]], float_acc: list[float], layers: dict
     means = [_stats(rows[k]["int"])["mean"] for k in labels]
     stds = [_stats(rows[k]["int"])["std"] for k in labels]
     x = np.arange(len(labels))
-    colors = ["tab:orange" if k in ILMPQ_ROWS else "tab:blue" for k in labels]
-    ax.bar(x, means, yerr=stds, capsize=5, color=colors, alpha=0.85)
     for i, k in enumerate(labels):
-        ax.plot([i] * len(rows[k]["int"]), rows[k]["int"], "k.", ms=5)
+        color = "tab:orange" if k in ILMPQ_ROWS else "tab:blue"
+        ax.errorbar([i], [means[i]], yerr=[stds[i]], fmt="o", ms=8, capsize=6, color=color)
+        ax.plot([i + 0.15] * len(rows[k]["int"]), rows[k]["int"], ".", color="0.4", ms=5)
     fp = _stats(float_acc)
     ax.axhline(fp["mean"], color="tab:green", lw=1.5, label=f"FP32 {fp['mean']:.2f} %")
     ax.axhspan(fp["mean"] - 1, fp["mean"], color="tab:green", alpha=0.12,
                label="within 1 point of FP32")
     ax.set_xticks(x, [f"{k}\n{rows[k]['ratio']}" for k in labels], fontsize=7)
-    lo = min(min(min(r["int"]) for r in rows.values()), fp["mean"]) - 3
-    ax.set_ylim(max(0.0, lo), 100)
+    lo = min(min(min(r["int"]) for r in rows.values()), fp["mean"]) - 1
+    ax.set_ylim(max(0.0, lo), min(100.0, max(max(max(r["int"]) for r in rows.values()),
+                                          fp["mean"]) + 1))
+    ax.set_xlim(-0.5, len(labels) - 0.5)
+    ax.grid(axis="y", alpha=0.3)
     ax.set_ylabel("top-1, integer model (%)")
     ax.set_title(f"Digits test accuracy by PoT-4:Fixed-4:Fixed-8 ratio "
-                 f"(mean ± std over {fp['n']} seeds, dots: seeds)", fontsize=9)
+                 f"(mean ± std over {fp['n']} seeds; grey dots: each seed)", fontsize=9)
     ax.legend(fontsize=8, loc="lower left")
     fig.tight_layout()
     paths.append(img_dir / "quant-accuracy.png")
     fig.savefig(paths[-1], dpi=110)
     plt.close(fig)
 
-    fig, axes = plt.subplots(len(layers), 1, figsize=(9, 2.6 * len(layers)), squeeze=False)
+    fig, axes = plt.subplots(len(layers), 1, figsize=(10, 2.8 * len(layers)), squeeze=False)
     for ax, (label, per_layer) in zip(axes[:, 0], layers.items(), strict=True):
         names = list(per_layer)
         totals = np.array([sum(per_layer[n].values()) for n in names], np.float64)
@@ -157,7 +162,7 @@ def _plots(rows: dict[str, dict[str, Any]], float_acc: list[float], layers: dict
                       rotation=60, ha="right", fontsize=6)
         ax.set_ylabel("filters (%)")
         ax.set_title(f"{label}: scheme share per layer (filters in brackets)", fontsize=9)
-        ax.legend(fontsize=7, loc="upper right", ncols=3)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     paths.append(img_dir / "quant-layer-schemes.png")
     fig.savefig(paths[-1], dpi=110)
@@ -221,6 +226,7 @@ def main(argv: list[str] | None = None) -> None:
     total_s = time.time() - t0
     n_test = len(data.test)
     s = settings
+    widths = resnet_widths(s["width"])
     command = "python -m quant.results" + (
         "" if args.seeds == [0, 1, 2] else " --seeds " + " ".join(map(str, args.seeds))) + (
         " -- " + " ".join(extra) if extra else "")
@@ -232,8 +238,8 @@ def main(argv: list[str] | None = None) -> None:
         f"machine shared with other jobs){', some runs reused' if args.reuse else ''}. "
         f"Do not edit by hand.",
         "",
-        f"ResNet-18, width {s['width']:g} (channels 16-128), small stem, 8x8x1 inputs "
-        f"(scikit-learn `load_digits`, pixels scaled to 0..255), {s['act_bits']}-bit "
+        f"ResNet-18, width {s['width']:g} (channels {widths[0]}-{widths[-1]}), small stem, "
+        f"8x8x1 inputs (scikit-learn `load_digits`, pixels scaled to 0..255), {s['act_bits']}-bit "
         f"activations, 8-bit input. Float model: {s['float_epochs']} epochs from scratch, "
         f"AdamW lr {s['lr']:g}, batch {s['batch_size']}, weight decay {s['weight_decay']:g}, "
         f"label smoothing {s['label_smoothing']:g}, cosine schedule. Each quantized row: the "

@@ -82,13 +82,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--float-epochs", type=int, default=40,
                    help="epochs of float training when no --pretrained model (cached under "
                         "<root>/float/)")
-    p.add_argument("--epochs", type=int, default=12, help="QAT epochs")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=2e-3, help="float training learning rate (AdamW, "
+    p.add_argument("--epochs", type=int, default=6, help="QAT epochs")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=3e-3, help="float training learning rate (AdamW, "
                                                          "cosine schedule)")
-    p.add_argument("--weight-decay", type=float, default=1e-4,
+    p.add_argument("--weight-decay", type=float, default=5e-4,
                    help="float training weight decay (AdamW)")
-    p.add_argument("--label-smoothing", type=float, default=0.0,
+    p.add_argument("--label-smoothing", type=float, default=0.1,
                    help="float training label smoothing")
     p.add_argument("--qat-lr", type=float, default=5e-4, help="QAT learning rate (AdamW, "
                                                               "cosine schedule)")
