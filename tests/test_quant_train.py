@@ -120,7 +120,7 @@ def test_default_run_folder_names_every_setting(finished_run):
     (["--ratio", "pot"], r"ratio: \[60, 35, 5\] in the run, \[100, 0, 0\] now"),
     (["--act-bits", "5", "--qat-lr", "1e-3"],
      r"act_bits: 4 in the run, 5 now; qat_lr: 0\.0005 in the run, 0\.001 now"),
-    (["--lr", "1e-3"], r"lr: 0\.002 in the run, 0\.001 now"),
+    (["--lr", "1e-3"], r"lr: 0\.003 in the run, 0\.001 now"),
 ])
 def test_resume_refuses_other_settings(finished_run, argv, message):
     _, out = finished_run
