@@ -1,4 +1,5 @@
-"""Yosys synth_xilinx estimates: report parsing, errors, and the arrays' DSP48E1 counts."""
+"""Yosys synth_xilinx estimates: report parsing, errors, the arrays' DSP48E1 counts, and the
+register-to-register timing estimate."""
 
 from __future__ import annotations
 
@@ -11,7 +12,15 @@ import pytest
 from rtl.config import preset
 from rtl.dsp_array import DspArray
 from rtl.pot_array import PotArray
-from rtl.synth import SynthError, array_figures, parse_stat_json, synthesize
+from rtl.synth import (
+    TIMING_MODELS,
+    XC7_1_DELAYS,
+    SynthError,
+    array_figures,
+    estimate_timing,
+    parse_stat_json,
+    synthesize,
+)
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*created but never used")
 
@@ -72,12 +81,85 @@ def test_pot_array_uses_no_dsp() -> None:
 
 
 @pytest.mark.parametrize("board", ["pynq-z2", "zc706"])
-def test_dsp_array_two_products_per_dsp(board: str) -> None:
-    # The preset's column count (packing shift, operand widths), one lane pair; the full
-    # presets (144 and 512 DSP48E1) are in the slow test below.
-    cfg = preset(board).replace(dsp_rows=2)
+def test_dsp_array_three_products_per_dsp(board: str) -> None:
+    # The preset's column count and packing, one DSP row of three lanes: one DSP48E1 per
+    # column and nothing else multiplies (the full presets, 96 and 352 DSP48E1, are in the slow
+    # test below).
+    cfg = preset(board).replace(dsp_rows=3, weight_formats=("pot4", "fixed4"))
     res = synthesize(DspArray(cfg=cfg), top="dsp_array")
-    assert res.dsp == cfg.dsp_lanes // 2 == cfg.dsp_cols
+    assert res.dsp == cfg.dsp_cols == cfg.dsp_lanes // 3 == cfg.dsp_count
+
+
+def _netlist(cells: dict) -> dict:
+    return {"modules": {"top": {"ports": {}, "netnames": {}, "cells": cells}}}
+
+
+def _cell(kind: str, inputs: dict, outputs: dict, **params: str) -> dict:
+    dirs = {**{p: "input" for p in inputs}, **{p: "output" for p in outputs}}
+    return {"type": kind, "parameters": params, "port_directions": dirs,
+            "connections": {**inputs, **outputs}}
+
+
+def test_timing_of_a_hand_made_path() -> None:
+    """FF -> LUT -> CARRY4 -> CARRY4 (chained) -> LUT -> FF D, priced by hand from the table."""
+    cells = {
+        "src": _cell("FDRE", {"C": [1], "D": [9], "CE": ["1"], "R": ["0"]}, {"Q": [2]}),
+        "lut1": _cell("LUT2", {"I0": [2], "I1": [2]}, {"O": [3]}),
+        "c0": _cell("CARRY4", {"S": [3, 3, 3, 3], "DI": [2, "0", "0", "0"], "CI": ["0"],
+                               "CYINIT": ["0"]}, {"CO": [10, 11, 12, 4], "O": [13, 14, 15, 16]}),
+        "c1": _cell("CARRY4", {"S": ["0", "0", "0", "0"], "DI": ["0", "0", "0", "0"],
+                               "CI": [4], "CYINIT": ["0"]}, {"CO": [17, 18, 19, 20],
+                                                            "O": [5, 21, 22, 23]}),
+        "lut2": _cell("LUT1", {"I0": [5]}, {"O": [6]}),
+        "dst": _cell("FDRE", {"C": [1], "D": [6], "CE": ["1"], "R": ["0"]}, {"Q": [9]}),
+    }
+    model = TIMING_MODELS["xc7z020clg400-1"]
+    d = XC7_1_DELAYS
+    # Q (clock to out), net, LUT; S from that LUT is dedicated; into the chain; CI -> O of the
+    # next CARRY4; net, LUT, net; D setup 0. Every net has fan-out 1 or 2 (no fan-out term),
+    # except Q (fan-out 3: LUT I0, I1 and the CARRY4's DI), also below 16.
+    want = (d["ff_cko"] + 0.5 + d["lut"] + d["carry_in"] + d["carry_ci_o"] + 0.5 + d["lut"]
+            + 0.5 + d["ff_setup_d"])
+    rep = estimate_timing(_netlist(cells), "top", model)
+    assert rep.period_ns == pytest.approx(want)
+    assert (rep.lut_levels, rep.carry4) == (2, 2)
+    assert [kind for kind, _, _ in rep.path] == ["FDRE", "LUT2", "CARRY4", "CARRY4", "LUT1",
+                                                 "FDRE"]
+    assert rep.fmax_mhz == pytest.approx(1000 / want)
+
+
+def test_timing_counts_fanout_and_caps_at_dsp_fmax() -> None:
+    # One FF driving 64 LUTs: two doublings beyond 16 add 2 * 0.15 ns to that net.
+    cells = {"src": _cell("FDRE", {"C": [1], "D": [500]}, {"Q": [2]})}
+    for k in range(64):
+        cells[f"l{k}"] = _cell("LUT1", {"I0": [2]}, {"O": [100 + k]})
+        cells[f"f{k}"] = _cell("FDRE", {"C": [1], "D": [100 + k]}, {"Q": [300 + k]})
+    model = TIMING_MODELS["xc7z020clg400-1"]
+    d = XC7_1_DELAYS
+    rep = estimate_timing(_netlist(cells), "top", model)
+    assert rep.period_ns == pytest.approx(d["ff_cko"] + 0.5 + 0.3 + d["lut"] + 0.5)
+    assert rep.max_fanout[0] == 64
+    assert not rep.dsp_limited
+    # A DSP48E1 anywhere caps the clock at the data sheet's F_MAX with all registers.
+    cells["dsp"] = _cell("DSP48E1", {"CLK": [1], "A": [300], "B": [301]}, {"P": [400]},
+                         AREG="1", BREG="1", MREG="1", PREG="1")
+    rep = estimate_timing(_netlist(cells), "top", model)
+    assert rep.dsp_limited and rep.fmax_mhz == 464.0
+
+
+def test_timing_without_registers_is_an_error() -> None:
+    cells = {"l": _cell("LUT1", {"I0": [2]}, {"O": [3]})}
+    with pytest.raises(SynthError, match=r"^'top' has no register-to-register path$"):
+        estimate_timing(_netlist(cells), "top", TIMING_MODELS["xc7z020clg400-1"])
+
+
+def test_array_timing_estimate() -> None:
+    """A small PoT array of the pynq-z2 preset: the worst path runs between registers."""
+    cfg = preset("pynq-z2").replace(pot_rows=1)
+    fig = array_figures(cfg, "pot", timing=True)
+    assert fig["period_ns"] > 1.0 and fig["fmax_MHz"] == pytest.approx(1000 / fig["period_ns"],
+                                                                      rel=0.01)
+    assert fig["worst_path"].startswith("FD") and "-> FD" in fig["worst_path"]
 
 
 def _docs_figures() -> dict[tuple[str, str], dict[str, int]]:
