@@ -209,7 +209,7 @@ def test_float_cache_is_keyed_by_learning_rate_and_batch_size(tmp_path):
 
     data = load_digits()
     paths = set()
-    for extra in ([], ["--lr", "1e-3"], ["--batch-size", "32"], ["--label-smoothing", "0.1"],
+    for extra in ([], ["--lr", "1e-3"], ["--batch-size", "32"], ["--label-smoothing", "0.2"],
                   ["--qat-lr", "1e-3"], ["--kd", "0.5"]):
         args = build_parser().parse_args([*TINY, *extra])
         settings = run_settings(args, data, _arch(args, data), (60, 35, 5), 1)
