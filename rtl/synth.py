@@ -289,7 +289,7 @@ class TimingReport:
     DSP48E1s; ``lut_levels``/``mux_levels``/``carry4``: what that path crosses; ``path``:
     ``(cell type, cell name, arrival ns)`` from start to end; ``worst``: the ``(period_ns,
     lut_levels, carry4, endpoint)`` of the worst paths ending at distinct cells;
-    ``max_fanout``: the largest fan-out of a register-driven or logic-driven net and its name.
+    ``max_fanout``: the largest fan-out of a data net (clock nets excluded) and its name.
     """
 
     model: TimingModel
@@ -504,7 +504,8 @@ def estimate_timing(netlist: dict[str, Any], top: str, model: TimingModel) -> Ti
     for t, name, b in ends[:5]:
         a = arrival[b]
         worst.append((round(t, 3), a[1], a[3], f"{cells[name]['type']} {names.get(b, name)}"))
-    driven = [(fanout[b], b) for b in driver if driver[b] is not None]
+    driven = [(fanout[b], b) for b, (name, _) in driver.items()
+              if not cells[name]["type"].startswith("BUFG")]  # clock nets are not data
     fo, fo_bit = max(driven) if driven else (0, -1)
     fmax = 1000.0 / period
     has_dsp = any(c["type"] == "DSP48E1" for c in cells.values())
