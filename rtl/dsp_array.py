@@ -122,8 +122,10 @@ class DspArray(wiring.Component):
 
     Timing: the result of a dot product whose ``last`` vector is accepted in cycle ``t`` is
     valid on ``o`` in cycle ``t + latency`` (``latency = 6 + ceil(log2(dsp_cols))``) when ``o``
-    is not stalled. Backpressure stalls the whole pipeline: ``i.ready`` is
-    ``~o.valid | o.ready``, so without backpressure one vector is accepted every cycle.
+    is not stalled. Backpressure stalls the whole pipeline when a result arrives
+    while ``o`` still holds an untaken one: ``i.ready`` and every pipeline clock enable are one
+    register, high while the two-entry output buffer (:func:`~rtl.common.skid_output`) has its
+    second entry free, so without backpressure one vector is accepted every cycle.
 
     Parameters
     ----------

@@ -66,8 +66,10 @@ class PotArray(wiring.Component):
 
     Timing: the result of a dot product whose ``last`` vector is accepted in cycle ``t`` is
     valid on ``o`` in cycle ``t + latency`` (``latency = max(1, ceil(log2(pot_cols))) + 1``)
-    when ``o`` is not stalled. Backpressure stalls the whole pipeline: ``i.ready`` is
-    ``~o.valid | o.ready``, so without backpressure one vector is accepted every cycle.
+    when ``o`` is not stalled. Backpressure stalls the whole pipeline when a result arrives
+    while ``o`` still holds an untaken one: ``i.ready`` and every pipeline clock enable are one
+    register, high while the two-entry output buffer (:func:`~rtl.common.skid_output`) has its
+    second entry free, so without backpressure one vector is accepted every cycle.
     ``o.valid`` and ``o.payload`` never depend on ``o.ready`` and hold until taken.
 
     Parameters
