@@ -33,7 +33,12 @@ def ideal_cycles(model: QModel, name: str, cfg) -> int:
 def main() -> None:
     from rtl.config import preset
     from rtl.cycle_model import DdrTiming, resnet18_cycles
-    from sim.test_network import CFG, check_cycle_model, test_random_resnet18_digits_size
+    from sim.test_network import (
+        CFG,
+        READ_LATENCY,
+        check_cycle_model,
+        test_random_resnet18_digits_size,
+    )
     test_random_resnet18_digits_size()
     out = build_dir("network-random")
     rows = json.loads((out / "cycles.json").read_text())
@@ -50,13 +55,17 @@ def main() -> None:
         "so the early layers run as row tiles), a random ResNet-18 (small stem, 3x8x8 input,",
         "width 0.125, ratio 60:35:5). Each layer runs as its own chain of row tiles; cycles run",
         "from START to done and include the descriptor fetches, the DDR loads and the",
-        "write-back (DDR answering without pauses). Model: `rtl/cycle_model.py` on the same",
-        "descriptors (the bench fails if a layer is off by more than 25 %, or the total by more",
-        "than 5 %). Ideal: the layer's MACs over the MACs both arrays do per cycle (conv, fc),",
-        "or one vector per cycle (add, pools). Regenerate with `python -m sim.cycles_table`.",
+        f"write-back, with the bench's DDR (`sim/ddr.py`) answering each read burst "
+        f"{READ_LATENCY} cycles",
+        "after its address (the latency the model assumes for a Zynq HP port) and no pauses.",
+        "Model: `rtl/cycle_model.py` on the same descriptors (the bench fails if a layer is off",
+        "by more than 3 %, or the total by more than 1 %). Ideal: the layer's MACs over the MACs",
+        "both arrays do per cycle (conv, fc), or one vector per cycle (add, pools). Regenerate",
+        "with `python -m sim.cycles_table`; `python -m rtl.cycle_model --board NAME` prints the",
+        "full-size table below per layer.",
         "",
-        "| layer | op | tiles | measured | model | ideal | measured / ideal |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "| layer | op | tiles | measured | model | model error | ideal | measured / ideal |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     total_m = total_i = total_model = 0
     for row in rows:
@@ -65,8 +74,10 @@ def main() -> None:
         total_m, total_i = total_m + row["cycles"], total_i + ideal
         total_model += want
         lines.append(f"| {row['name']} | {row['op']} | {row['tiles']} | {row['cycles']} | "
-                     f"{want} | {ideal} | {row['cycles'] / max(ideal, 1):.1f} |")
-    lines += [f"| **total** | | | **{total_m}** | **{total_model}** | **{total_i}** | "
+                     f"{want} | {100 * (want - row['cycles']) / row['cycles']:+.1f} % | "
+                     f"{ideal} | {row['cycles'] / max(ideal, 1):.1f} |")
+    lines += [f"| **total** | | | **{total_m}** | **{total_model}** | "
+              f"**{100 * (total_model - total_m) / total_m:+.2f} %** | **{total_i}** | "
               f"**{total_m / max(total_i, 1):.1f}** |", "",
               "On a map this small the fixed costs of a tile dominate: its descriptor, its",
               "input band and first weight pass loaded before compute starts, its output band",

@@ -9,9 +9,10 @@ import random
 import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge
-from cocotbext.axi import AxiBus, AxiRam
+from cocotbext.axi import AxiBus
 
 from rtl.dma import MAX_OUTSTANDING
+from sim.ddr import LatencyAxiRam
 from sim.runner import bench_params
 
 PAUSES = {"aw": [1, 1, 0], "w": [0, 1, 1], "b": [1, 0], "ar": [0, 1], "r": [1, 1, 0, 0, 1]}
@@ -33,8 +34,8 @@ class TB:
         dut.window_size.value = params["window_size"]
         dut.rst.value = 1
         cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
-        self.ram = AxiRam(AxiBus.from_prefix(dut, "m_axi"), dut.clk, dut.rst,
-                          size=params["ram_size"])
+        self.ram = LatencyAxiRam(AxiBus.from_prefix(dut, "m_axi"), dut.clk, dut.rst,
+                                 size=params["ram_size"], read_latency=params["read_latency"])
         chans = {"aw": self.ram.write_if.aw_channel, "w": self.ram.write_if.w_channel,
                  "b": self.ram.write_if.b_channel, "ar": self.ram.read_if.ar_channel,
                  "r": self.ram.read_if.r_channel}
@@ -76,7 +77,8 @@ class TB:
     def _cmd(self, addr: int, words: int) -> int:
         return addr | (words << self.addr_width)
 
-    async def read(self, addr: int, words: int) -> tuple[list[int], bool]:
+    async def read(self, addr: int, words: int, *, stall: float = 0.3
+                   ) -> tuple[list[int], bool]:
         d = self.dut
         d.rd_cmd__payload.value = self._cmd(addr, words)
         d.rd_cmd__valid.value = 1
@@ -87,7 +89,7 @@ class TB:
         d.rd_cmd__valid.value = 0
         got: list[int] = []
         for _ in range(100 * words + 200):
-            d.rd_data__ready.value = int(self.rng.random() < 0.7)
+            d.rd_data__ready.value = int(self.rng.random() >= stall)
             await RisingEdge(d.clk)
             if d.rd_data__valid.value and d.rd_data__ready.value:
                 got.append(int(d.rd_data__payload.value))
@@ -200,3 +202,45 @@ async def read_and_write_at_once(dut):
     assert not await write
     assert [int.from_bytes(tb.ram.read(dst + k * tb.wb, tb.wb), "little")
             for k in range(words)] == data
+
+
+@cocotb.test()
+async def read_data_come_after_the_ram_latency(dut):
+    """The bench's DDR (``sim.ddr``): with no pauses, a burst's first beat is sampled exactly
+    ``read_latency`` edges after its address, or on the edge after the burst before it
+    ended; the DMA has several addresses out meanwhile."""
+    tb = TB(dut, bench_params())
+    for chan in (tb.ram.read_if.ar_channel, tb.ram.read_if.r_channel):
+        chan.set_pause_generator(None)
+    await tb.reset()
+    ar_edges: list[int] = []
+    first_edges: list[int] = []
+    last_edges: list[int] = []
+
+    async def watch() -> None:
+        edge, in_burst = 0, False
+        while True:
+            await RisingEdge(dut.clk)
+            edge += 1
+            if str(dut.m_axi_arvalid.value) == "1" and str(dut.m_axi_arready.value) == "1":
+                ar_edges.append(edge)
+            if str(dut.m_axi_rvalid.value) == "1" and str(dut.m_axi_rready.value) == "1":
+                if not in_burst:
+                    first_edges.append(edge)
+                in_burst = str(dut.m_axi_rlast.value) != "1"
+                if not in_burst:
+                    last_edges.append(edge)
+
+    watcher = cocotb.start_soon(watch())
+    base = tb.p["window_base"]
+    got, error = await tb.read(base, 5 * 16 + 3, stall=0.0)
+    watcher.cancel()
+    assert not error and len(got) == 5 * 16 + 3
+    latency = tb.p["read_latency"]
+    assert len(ar_edges) == len(first_edges) == 6, (ar_edges, first_edges)
+    assert first_edges[0] - ar_edges[0] == latency, (ar_edges, first_edges)
+    for n in range(1, 6):
+        assert first_edges[n] == max(ar_edges[n] + latency, last_edges[n - 1] + 1), (
+            n, ar_edges, first_edges, last_edges)
+    if latency > 2 * MAX_OUTSTANDING:       # a long latency: the addresses run ahead
+        assert ar_edges[MAX_OUTSTANDING - 1] < first_edges[0], (ar_edges, first_edges)

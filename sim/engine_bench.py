@@ -12,7 +12,7 @@ import cocotb
 import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge
-from cocotbext.axi import AxiBus, AxiLiteBus, AxiLiteMaster, AxiRam
+from cocotbext.axi import AxiBus, AxiLiteBus, AxiLiteMaster
 
 from firmware.driver import Driver
 from firmware.layer import prepare_conv
@@ -25,6 +25,7 @@ from rtl.interface.ddr import pack_feature_map, unpack_feature_map
 from rtl.interface.descriptor import Op, PostMode, descriptor_bytes, pack_descriptor
 from rtl.interface.regmap import ErrorCode, RegisterMap
 from rtl.interface.tiling import layer_descriptors
+from sim.ddr import LatencyAxiRam
 from sim.rtl_backend import RamBuffer, RtlBackend
 from sim.runner import bench_params
 
@@ -53,7 +54,8 @@ class TB:
         self.rng = random.Random(p["seed"])
         dut.rst.value = 1
         cocotb.start_soon(Clock(dut.clk, 1e3 / CLOCK_MHZ, unit="ns").start())
-        self.ram = AxiRam(AxiBus.from_prefix(dut, "m_axi"), dut.clk, dut.rst, size=RAM)
+        self.ram = LatencyAxiRam(AxiBus.from_prefix(dut, "m_axi"), dut.clk, dut.rst, size=RAM,
+                                 read_latency=p["read_latency"])
         self.lite = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axil"), dut.clk, dut.rst)
         for name, chan in {"aw": self.ram.write_if.aw_channel, "w": self.ram.write_if.w_channel,
                            "b": self.ram.write_if.b_channel, "ar": self.ram.read_if.ar_channel,

@@ -1,7 +1,8 @@
 """cocotb bench: a whole quantized ResNet-18 run through the accelerator by the firmware's own
-driver (``firmware.driver`` over ``sim.rtl_backend``): identity check, the compiled network
-copied and relocated into DDR, each layer's chain of row tiles, then the whole network as one
-chain; logits compared bit for bit with the golden model."""
+driver (``firmware.driver`` over ``sim.rtl_backend``), DDR answering reads a set number of
+cycles after their address (``sim.ddr``): identity check, the compiled network copied and
+relocated into DDR, each layer's chain of row tiles, then the whole network as one chain;
+logits compared bit for bit with the golden model."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import cocotb
 import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles
-from cocotbext.axi import AxiBus, AxiLiteBus, AxiLiteMaster, AxiRam
+from cocotbext.axi import AxiBus, AxiLiteBus, AxiLiteMaster
 
 from firmware.compile import CompiledNetwork
 from firmware.driver import Driver
@@ -22,6 +23,7 @@ from quant import golden
 from quant.model_format import QModel
 from rtl.config import HwConfig
 from rtl.interface.regmap import RegisterMap
+from sim.ddr import LatencyAxiRam
 from sim.rtl_backend import RamBuffer, RtlBackend
 from sim.runner import bench_params
 
@@ -42,7 +44,8 @@ async def network_matches_golden(dut):
 
     dut.rst.value = 1
     cocotb.start_soon(Clock(dut.clk, 1e3 / CLOCK_MHZ, unit="ns").start())
-    ram = AxiRam(AxiBus.from_prefix(dut, "m_axi"), dut.clk, dut.rst, size=RAM)
+    ram = LatencyAxiRam(AxiBus.from_prefix(dut, "m_axi"), dut.clk, dut.rst, size=RAM,
+                        read_latency=p["read_latency"])
     lite = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axil"), dut.clk, dut.rst)
     channels = {"aw": ram.write_if.aw_channel, "w": ram.write_if.w_channel,
                 "b": ram.write_if.b_channel, "ar": ram.read_if.ar_channel,
@@ -68,7 +71,8 @@ async def network_matches_golden(dut):
         backend.memory.write(out["offset"], bytes(out["bytes"]))  # each run must write it
         if n == 0:
             # Layer by layer (each its own chain of row tiles), for cycles per layer, with
-            # DDR answering at once (the figures the cycle model is checked against).
+            # read data ``read_latency`` cycles after their address and no pauses (the
+            # figures the cycle model is checked against).
             pauses(False)
             result = await driver.infer(image, per_layer=True)
             for layer in result.layers:

@@ -40,6 +40,9 @@ VECTOR_CASES = [
 ]
 
 
+#: Cycles from a read burst's address to its first data in the bench's DDR (``sim.ddr``).
+READ_LATENCY = 24
+
 #: Constrained-random layers per run (conv, fc, add, pools; shapes and scheme mixes).
 N_RANDOM = 50
 
@@ -49,4 +52,5 @@ def test_engine_bench() -> None:
     run_bench(FlatTop(acc, {"axil": "s_axil", "bus": "m_axi"}), toplevel="accel_top",
               test_module="sim.engine_bench", case="engine-small",
               params={"config": CFG.to_json(), "regmap": acc.regmap.to_json(), "seed": 3,
-                      "cases": CASES, "vector_cases": VECTOR_CASES, "n_random": N_RANDOM})
+                      "cases": CASES, "vector_cases": VECTOR_CASES, "n_random": N_RANDOM,
+                      "read_latency": READ_LATENCY})

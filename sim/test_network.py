@@ -28,18 +28,37 @@ CFG_STEM = HwConfig.from_dict({**CFG.to_dict(), "name": "network-sim-stem",
 
 
 #: How far the cycle model (rtl/cycle_model.py) may be from the RTL's own count, per layer
-#: and for the whole network. Every layer of these benches is within 3.5 % except a 1x1
-#: stride-2 conv with 2 steps per pixel on the 32x32 stem network (the model says 584, the
-#: RTL counts 731: at a pixel every 2 cycles the result path stalls in a way the model does
-#: not follow; at full size a pixel takes at least pot_rows + dsp_rows / result_lanes
-#: cycles, 11 on both presets).
-MODEL_TOLERANCE_LAYER = 0.25
-MODEL_TOLERANCE_TOTAL = 0.05
+#: and for the whole network. With DDR answering after ``READ_LATENCY`` cycles every layer of
+#: the default bench is within 2 % and the total within 0.5 %.
+MODEL_TOLERANCE_LAYER = 0.03
+MODEL_TOLERANCE_TOTAL = 0.01
+#: The 32x32 stem networks (``CFG_STEM``, slow cases) keep the earlier bounds: there a 1x1
+#: stride-2 conv with 2 steps per pixel was measured at 731 cycles against 584 modelled (at a
+#: pixel every 2 cycles the result path stalls in a way the model does not follow; at full
+#: size a pixel takes at least (pot_rows + dsp_rows) / result_lanes cycles, 11 on both
+#: presets). They have not been re-measured with the DDR latency.
+STEM_TOLERANCES = (0.25, 0.05)
 
 
-def check_cycle_model(model, cfg: HwConfig, cycles_json: Path) -> list[tuple[str, int, int]]:
-    """Every layer's measured cycles (``CYCLES_LO`` of its chain, DDR without pauses) against
-    the cycle model of the same descriptors; returns (layer, measured, modelled)."""
+#: Cycles from a read burst's address to its first data in the benches' DDR (``sim.ddr``): the
+#: latency the cycle model assumes for a Zynq HP port (``DdrTiming.zynq_hp``).
+READ_LATENCY = 40
+
+
+def bench_timing():
+    """The DDR timing of the benches, as the cycle model takes it."""
+    from rtl.cycle_model import DdrTiming
+
+    return DdrTiming(read_latency=READ_LATENCY)
+
+
+def check_cycle_model(model, cfg: HwConfig, cycles_json: Path, *,
+                      tolerances: tuple[float, float] = (MODEL_TOLERANCE_LAYER,
+                                                         MODEL_TOLERANCE_TOTAL)
+                      ) -> list[tuple[str, int, int]]:
+    """Every layer's measured cycles (``CYCLES_LO`` of its chain, DDR answering reads after
+    ``READ_LATENCY`` cycles, no pauses) against the cycle model of the same descriptors;
+    returns (layer, measured, modelled). ``tolerances``: relative, per layer and in total."""
     from firmware.network import plan_network
     from rtl.cycle_model import chain_cycles
     from rtl.interface.descriptor import descriptor_bytes
@@ -53,11 +72,13 @@ def check_cycle_model(model, cfg: HwConfig, cycles_json: Path) -> list[tuple[str
         start = job.desc_addr - plan.chain_addr
         descs = [table[start + i * descriptor_bytes():start + (i + 1) * descriptor_bytes()]
                  for i in range(job.desc_count)]
-        rows.append((job.name, measured[job.name], chain_cycles(cfg, descs)))
+        rows.append((job.name, measured[job.name], chain_cycles(cfg, descs, bench_timing())))
     for name, got, want in rows:
-        assert abs(want - got) <= MODEL_TOLERANCE_LAYER * got, (name, got, want)
+        print(f"{name:24s} measured {got:7d} modelled {want:7d} {100 * (want - got) / got:+6.2f} %")
+    for name, got, want in rows:
+        assert abs(want - got) <= tolerances[0] * got, (name, got, want)
     total_got, total_want = sum(r[1] for r in rows), sum(r[2] for r in rows)
-    assert abs(total_want - total_got) <= MODEL_TOLERANCE_TOTAL * total_got, (
+    assert abs(total_want - total_got) <= tolerances[1] * total_got, (
         total_got, total_want)
     return rows
 
@@ -75,8 +96,10 @@ def _run(model, images, case: str, cfg: HwConfig = CFG) -> None:
               params={"config": cfg.to_json(), "regmap": acc.regmap.to_json(),
                       "model": str(path), "network": str(net_path),
                       "images": np.asarray(images).tolist(),
-                      "cycles_out": str(out / "cycles.json")})
-    check_cycle_model(model, cfg, out / "cycles.json")
+                      "cycles_out": str(out / "cycles.json"), "read_latency": READ_LATENCY})
+    check_cycle_model(model, cfg, out / "cycles.json",
+                      tolerances=STEM_TOLERANCES if cfg is CFG_STEM else
+                      (MODEL_TOLERANCE_LAYER, MODEL_TOLERANCE_TOTAL))
 
 
 def test_random_resnet18_digits_size() -> None:

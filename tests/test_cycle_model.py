@@ -51,3 +51,26 @@ def test_ddr_latency_is_hidden_by_bursts_in_flight():
     fast = descriptor_cycles(cfg, layer, DdrTiming(read_latency=2, write_latency=2))
     slow = descriptor_cycles(cfg, layer, DdrTiming(read_latency=40, write_latency=20))
     assert fast < slow < fast * 1.05
+
+
+def test_command_line_prints_the_model_per_layer_and_in_total(capsys):
+    """``python -m rtl.cycle_model``: the same figures as ``resnet18_cycles`` (the build report
+    and docs read that function too), as a table or JSON."""
+    import json
+
+    from rtl.cycle_model import main
+
+    assert main(["--board", "zc706", "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    layers = resnet18_cycles(preset("zc706"), "65:30:5", timing=DdrTiming.zynq_hp())
+    assert [(row["name"], row["cycles"]) for row in got["layers"]] == \
+        [(layer.name, layer.cycles) for layer in layers]
+    assert got["total_cycles"] == sum(layer.cycles for layer in layers)
+    assert got["total_ms"] == pytest.approx(got["total_cycles"] / 150e3)
+    assert main(["--board", "pynq-z2", "--ratio", "pot"]) == 0
+    table = capsys.readouterr().out
+    pot = resnet18_cycles(preset("pynq-z2"), "pot", timing=DdrTiming.zynq_hp())
+    assert f"**{sum(layer.cycles for layer in pot):,}**" in table and "| conv1 |" in table
+    with pytest.raises(SystemExit):
+        main(["--board", "no-such-board"])
+    assert "invalid choice" in capsys.readouterr().err
