@@ -15,6 +15,7 @@ from typing import TextIO
 from firmware.deploy import write_deploy
 from rtl import top as T
 from rtl.boards import BOARDS
+from rtl.config import PartTooSmallError
 from rtl.flow import (
     STEP_NAMES,
     SYNTH_MODES,
@@ -88,6 +89,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         ctx = make_context(args.board, config=args.config, ratio=args.ratio, out=args.out,
                            jobs=args.jobs, synth_mode=args.synth)
+    except PartTooSmallError as exc:     # "does not fit", found from the config in seconds
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except (TypeError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -21,6 +21,20 @@ PARTS: dict[str, dict[str, int]] = {
     "xc7z045ffg900-2": {"lut": 218_600, "ff": 437_200, "dsp": 900, "bram36": 545},
 }
 
+#: Lower bounds of what the compute arrays cost in LUTs, below every Yosys ``synth_xilinx``
+#: figure of the arrays (docs/arrays.md: 39.9 to 43.0 LUTs per PoT MAC, 13.1 to 21.2 per DSP
+#: lane; ``tests/test_config.py`` synthesizes both arrays to keep these floors honest). A config
+#: whose arrays alone need more LUTs, DSP48E1 or block RAM than its part has is refused at once,
+#: before anything is elaborated.
+ARRAY_LUT_FLOOR: dict[str, int] = {"pot_mac": 20, "dsp_lane": 10}
+#: Bits of one RAMB36E1.
+BRAM36_BITS = 36 * 1024
+
+
+class PartTooSmallError(ValueError):
+    """The arrays and buffers of a config need more of a resource than its part has."""
+
+
 _AXI_DATA_WIDTHS = (32, 64)
 _ACT_BITS = (4, 5)
 
@@ -156,11 +170,36 @@ class HwConfig:
             raise ValueError(
                 f"HwConfig.dsp_rows ({self.dsp_rows}) is smaller than fixed8_lanes "
                 f"({self.fixed8_lanes}): a Fixed-8 filter would not fit the DSP array")
+        self._check_part()
         if self.acc_bits > 32:
             raise ValueError(
                 f"HwConfig.max_reduction {self.max_reduction} needs a {self.acc_bits}-bit "
                 f"accumulator; at most 32 bits are supported (accumulators and biases are 32-bit "
                 f"words in memory); lower max_reduction")
+
+    def _check_part(self) -> None:
+        res = PARTS[self.part]
+        # Buffers: act and out buffers, two weight banks (the narrowest element widths).
+        buffer_bits = (self.vec_len * (self.act_bits + 1) * self.act_buf_depth
+                       + self.vec_len * 32 * self.out_buf_depth
+                       + 2 * 4 * self.vec_len * (self.pot_rows + self.dsp_rows)
+                       * self.weight_buf_depth)
+        floors = (
+            ("LUT", "lut", ARRAY_LUT_FLOOR["pot_mac"] * self.pot_macs
+             + ARRAY_LUT_FLOOR["dsp_lane"] * self.dsp_lanes,
+             f"{ARRAY_LUT_FLOOR['pot_mac']} per PoT MAC and {ARRAY_LUT_FLOOR['dsp_lane']} per DSP "
+             f"lane at least", "pot_rows, dsp_rows or the columns"),
+            ("DSP48E1", "dsp", self.dsp_count, f"one per {self.dsp_pack} DSP lanes and column",
+             "dsp_rows or dsp_cols, or raise dsp_pack"),
+            ("BRAM36", "bram36", -(-buffer_bits // BRAM36_BITS),
+             "act, out and two weight buffers at least", "the buffer depths"),
+        )
+        for label, key, need, how, fix in floors:
+            if need > res[key]:
+                raise PartTooSmallError(
+                    f"config {self.name!r} does not fit {self.part}: its arrays and buffers "
+                    f"alone need {need:,} {label} ({how}), the part has {res[key]:,}; reduce "
+                    f"{fix}")
 
     # ---- derived values -----------------------------------------------------------------------
 

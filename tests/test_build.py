@@ -195,22 +195,18 @@ def _ctx(tmp_path, cfg=TINY, ratio=None, env=None, jobs=2):
 
 
 def test_non_fitting_config(capsys, tmp_path, fake_tools):
-    big = preset("pynq-z2").replace(name="big", pot_rows=200)
-    fake_tools.pot_macs = big.pot_macs
-    rc, out, err = _main(capsys, "--board", "pynq-z2", "--config",
-                         _write(tmp_path / "big.json", big), "--out", str(tmp_path))
+    """Arrays that cannot fit the part are refused from the config, before any elaboration."""
+    big = preset("pynq-z2").to_dict() | {"name": "big", "pot_rows": 200}
+    (tmp_path / "big.json").write_text(json.dumps(big))
+    rc, out, err = _main(capsys, "--board", "pynq-z2", "--config", str(tmp_path / "big.json"),
+                         "--out", str(tmp_path))
     assert rc == 1
-    needed = 300 + 40 * 200 * 16 + 50  # core, PoT array, DSP array
     assert err == (
-        f"error: config 'big' does not fit xc7z020clg400-1:\n"
-        f"  LUT      needed   {needed:,}  available    53,200  ({100 * needed / 53200:.0f}%)\n"
-        f"hint: reduce pot_rows or pot_cols in the config (the PoT array is built from LUTs)\n")
-    assert "[4/6] synthesize failed" in out
-    outdir = tmp_path / f"pynq-z2-{big.config_hash_hex}"
-    state = json.loads((outdir / "build-state.json").read_text())
-    assert list(state["steps"]) == ["elaborate", "regmap", "estimate"]
-    assert "FitError" in (outdir / "logs" / "synthesize.log").read_text()
-    assert not (outdir / "build-report.md").exists()
+        f"error: {tmp_path / 'big.json'}: config 'big' does not fit xc7z020clg400-1: its arrays "
+        f"and buffers alone need 66,880 LUT (20 per PoT MAC and 10 per DSP lane at least), the "
+        f"part has 53,200; reduce pot_rows, dsp_rows or the columns\n")
+    assert out == "" and fake_tools.calls == []
+    assert list(tmp_path.iterdir()) == [tmp_path / "big.json"]      # nothing built
 
 
 def test_resume(tmp_path, fake_tools):
