@@ -378,8 +378,8 @@ def test_units_reject_bad_arguments():
         MaxPool(cfg=None)
     with pytest.raises(TypeError, match=r"^AvgPool configuration must be a HwConfig, not 'x'$"):
         AvgPool(cfg="x")
-    tiny = CFG.replace(max_reduction=1, act_buf_depth=1 << 20)
-    with pytest.raises(ValueError, match=r"^AvgPool sums of up to 1048576 vectors need 28 bits, "
+    tiny = CFG.replace(max_reduction=1, act_buf_depth=1 << 16)
+    with pytest.raises(ValueError, match=r"^AvgPool sums of up to 65536 vectors need 24 bits, "
                                          r"more than the \d+ that PostProc's signed \d+-bit "
                                          r"accumulator holds; lower act_buf_depth or raise "
                                          r"max_reduction$"):
