@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rtl.config import HwConfig
-from rtl.interface.ddr import SLOT_FIELDS, SLOT_WORDS, row_words, word_bits
+from rtl.interface.ddr import SLOT_FIELDS, SLOT_WORDS, pass_row_order, row_words, word_bits
 from rtl.interface.descriptor import Op
 from rtl.interface.tiling import layer_descriptors
 
@@ -46,7 +46,8 @@ def prepare_conv(weight: np.ndarray, scheme: np.ndarray, bias: np.ndarray, mult:
 
     Block of one pass (:func:`pass_block_words` words): a word of Fixed-8 pair flags; per
     result slot two words (the fields of ``SLOT_FIELDS``, then the original channel); then
-    the weight rows, each :func:`row_words` words, low word first.
+    the weight rows, each :func:`row_words` words, low word first, in the order of
+    :func:`pass_row_order` (dealt to the engine's weight ports in turn).
     """
     w = np.asarray(weight)
     if w.ndim == 2:
@@ -67,6 +68,6 @@ def prepare_conv(weight: np.ndarray, scheme: np.ndarray, bias: np.ndarray, mult:
                 words.append(slot.channel)
         rows = weight_rows(w, scheme, plan, cfg)
         steps = len(rows)
-        for row in rows:
-            words += [(row >> (word * i)) & ((1 << word) - 1) for i in range(wpr)]
+        for r in pass_row_order(cfg, steps):
+            words += [(rows[r] >> (word * i)) & ((1 << word) - 1) for i in range(wpr)]
     return ConvLayer(np.array(words, np.uint64), len(plans), steps, cfg)

@@ -93,6 +93,11 @@ class HwConfig:
     axi_data_width: int = 64
     #: Address width of the AXI4 master in bits. Example: ``32``.
     axi_addr_width: int = 32
+    #: AXI4 masters that only load conv weights, each for its own HP port, besides the master
+    #: for descriptors and feature maps (1 to 3: a Zynq-7000 has four HP ports). The weight
+    #: rows of a pass are dealt to them in turn (``rtl.interface.ddr.pass_row_order``), so
+    #: they load a pass ``weight_ports`` words a cycle. Example: ``3``.
+    weight_ports: int = 1
 
     def __post_init__(self) -> None:
         _check_type("name", self.name, str)
@@ -147,6 +152,7 @@ class HwConfig:
         _check_int("result_lanes", self.result_lanes, choices=(1, 2, 4, 8, 16, 32, 64))
         _check_int("axi_data_width", self.axi_data_width, choices=_AXI_DATA_WIDTHS)
         _check_int("axi_addr_width", self.axi_addr_width, lo=16, hi=32)
+        _check_int("weight_ports", self.weight_ports, lo=1, hi=3)
 
         # Parts that must agree with each other.
         if self.pot_cols != self.dsp_cols:
@@ -353,7 +359,7 @@ PRESETS: dict[str, HwConfig] = {
         HwConfig(name="zc706", part="xc7z045ffg900-2", clock_mhz=150.0,
                  pot_rows=52, pot_cols=32, dsp_rows=32, dsp_cols=32, dsp_pack=3,
                  act_buf_depth=8192, weight_buf_depth=256, out_buf_depth=2048,
-                 result_lanes=8),
+                 result_lanes=8, weight_ports=3),
     )
 }
 

@@ -4,7 +4,8 @@ descriptors, phase by phase (docs/engine.md), so that layers too large to simula
 MAC-bound ideal.
 
 Per descriptor: fetch it, load the input band, then for a conv the passes (the loader
-streams pass ``p + 1`` into the free weight bank while the core computes pass ``p``; a pass
+streams pass 0 over the weight ports while the band loads, and pass ``p + 1`` into the free
+weight bank while the core computes pass ``p``, each port its share; a pass
 issues one activation vector per cycle, and each output pixel's ``pot_rows + dsp_rows``
 results leave ``result_lanes`` a cycle, so a pixel costs ``max(steps, slots / lanes)``
 cycles), for an add
@@ -30,7 +31,7 @@ from quant.schemes import parse_ratio, scheme_counts
 from .config import HwConfig
 from .dma import MAX_BURST, MAX_OUTSTANDING
 from .dsp_array import dsp_latency
-from .interface.ddr import pass_block_words, words_per_vector
+from .interface.ddr import port_span, words_per_vector
 from .interface.descriptor import Op, descriptor_bytes, unpack_descriptor
 from .interface.stem import fold_plan
 from .interface.tiling import layer_descriptors
@@ -89,16 +90,21 @@ def descriptor_cycles(cfg: HwConfig, d: dict[str, int], timing: DdrTiming | None
     out_pixels = d["out_h"] * d["out_w"]
     out_vecs = out_pixels * chunks_out
     cycles = 1 + _read(descriptor_bytes() * 8 // cfg.axi_data_width, t) + 1
-    cycles += 1 + _read(in_vecs * words_per_vector(cfg, d["in_bits"]), t)
+    act = 1 + _read(in_vecs * words_per_vector(cfg, d["in_bits"]), t)
+    cycles += act
     op = d["op"]
     if op == Op.CONV:
-        load = 1 + _read(pass_block_words(cfg, d["steps"]), t)
+        # The weight ports read their shares of a pass at once; the slowest sets the pace.
+        load = 1 + _read(max(port_span(cfg, d["steps"], j)[1]
+                             for j in range(cfg.weight_ports)), t)
         compute = 1 + _pass_cycles(cfg, out_pixels, d["steps"])
+        # Times from the end of the input band; the loader started with the band's read.
         # Two banks: load p + 1 while p computes; load p + 2 waits for p's bank.
         loaded = [0] * d["passes"]
         done = [0] * d["passes"]
         for p in range(d["passes"]):
-            start_load = max(loaded[p - 1] if p else 0, done[p - 2] if p >= 2 else 0)
+            start_load = (1 - act if p == 0 else
+                          max(loaded[p - 1], done[p - 2] if p >= 2 else loaded[p - 1]))
             loaded[p] = start_load + load
             done[p] = max(loaded[p], done[p - 1] if p else 0) + compute
         cycles += done[-1]

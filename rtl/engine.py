@@ -4,12 +4,14 @@ through the AXI4 master, the conv datapath, and the write-back of results (docs/
 One START runs ``DESC_COUNT`` consecutive descriptors: the row tiles of a layer
 (``rtl.interface.tiling``) or a whole network. Each descriptor's input band and output band must
 fit the on-chip buffers (else LAYER_TOO_LARGE). Conv weights are double-buffered: pass
-``p + 1`` streams into one bank while pass ``p`` computes from the other.
+``p + 1`` streams into one bank while pass ``p`` computes from the other. Weights come over
+their own AXI4 masters (``HwConfig.weight_ports``), so a conv's first pass loads while its
+input band loads over the feature-map master.
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -18,7 +20,7 @@ from .axil import AxiLiteSignature, AxiLiteSlave, register_signature
 from .config import HwConfig
 from .conv_core import ConvCore
 from .descriptor import descriptor_layout
-from .dma import AxiSignature, Dma
+from .dma import AxiSignature, Dma, DmaReader
 from .interface.ddr import (
     PASS_HEADER_WORDS,
     SLOT_FIELDS,
@@ -45,6 +47,13 @@ def _bits(n: int) -> int:
     return max(1, (n - 1).bit_length())
 
 
+def weight_buses(cfg: HwConfig) -> dict[str, wiring.Member]:
+    """The weight masters ``wbus0`` .. of the engine and the accelerator."""
+    return {f"wbus{j}": Out(AxiSignature(addr_width=cfg.axi_addr_width,
+                                         data_width=cfg.axi_data_width))
+            for j in range(cfg.weight_ports)}
+
+
 class Engine(wiring.Component):
     """Runs one layer per START from a descriptor in DDR.
 
@@ -53,7 +62,11 @@ class Engine(wiring.Component):
     regs : In(register_signature(regmap))
         The core side of the AXI4-Lite register slave.
     bus : Out(AxiSignature)
-        The AXI4 master to DDR.
+        The AXI4 master to DDR for descriptors, feature maps and results.
+    wbus0, wbus1, ... : Out(AxiSignature)
+        ``HwConfig.weight_ports`` AXI4 masters that read conv pass blocks (their write
+        channels stay idle); port ``j`` reads its contiguous share of each pass block
+        (``rtl.interface.ddr.port_span``).
     irq : Out(1)
         ``IRQ_STATUS & IRQ_ENABLE`` is not zero.
     """
@@ -68,6 +81,7 @@ class Engine(wiring.Component):
             "regs": In(register_signature(regmap)),
             "bus": Out(AxiSignature(addr_width=cfg.axi_addr_width,
                                     data_width=cfg.axi_data_width)),
+            **weight_buses(cfg),
             "irq": Out(1),
         })
 
@@ -89,6 +103,14 @@ class Engine(wiring.Component):
         wiring.connect(m, dma.bus, wiring.flipped(self.bus))
         m.d.comb += [dma.window_base.eq(regs.window_base.value),
                      dma.window_size.eq(regs.window_size.value)]
+        n_ports = cfg.weight_ports
+        wdmas = []
+        for j in range(n_ports):
+            m.submodules[f"wdma{j}"] = wd = DmaReader(cfg=cfg)
+            wiring.connect(m, wd.bus, wiring.flipped(getattr(self, f"wbus{j}")))
+            m.d.comb += [wd.window_base.eq(regs.window_base.value),
+                         wd.window_size.eq(regs.window_size.value)]
+            wdmas.append(wd)
 
         # ---- descriptor ------------------------------------------------------------------
         desc = Signal(descriptor_layout())
@@ -253,10 +275,18 @@ class Engine(wiring.Component):
         conv_go = Signal()             # starts the loader on this descriptor's passes
         load_code = Signal(8)          # an error the loader met (the runner reports it)
         loader_busy = Signal()         # the loader takes a burst
+        act_bad = Signal()             # a conv's input band came with an error response
         pass_base = Signal(cfg.axi_addr_width)
         slot_lo = Signal(word)
-        row = Signal(wpr * word)
-        row_idx = Signal(_bits(cfg.weight_buf_depth) + 1)
+        head = PASS_HEADER_WORDS + SLOT_WORDS * n_slots
+        hdr = Signal(range(head + 1))  # header and slot words port 0 has taken
+        pending = Signal(n_ports)      # weight ports whose share of the pass is still coming
+        port_err = Signal()            # a weight port's read came with an error response
+        rows_bits = _bits(cfg.weight_buf_depth) + 1
+        rows_of = [Signal(rows_bits, name=f"port{j}_rows") for j in range(n_ports)]
+        prow = [Signal(wpr * word, name=f"port{j}_row") for j in range(n_ports)]
+        pk = [Signal(range(wpr), name=f"port{j}_k") for j in range(n_ports)]
+        pidx = [Signal(rows_bits, name=f"port{j}_idx") for j in range(n_ports)]
         bias_bad = Signal()
         format_bad = Signal()
         out_idx = Signal(40)
@@ -312,28 +342,60 @@ class Engine(wiring.Component):
                         m.d.comb += next_vec[lane].eq(ext)
         m.d.comb += [act_wr.addr.eq(act_addr), act_wr.data.eq(next_vec)]
 
-        # Assembling weight rows and slots from a pass block.
-        next_row = Signal.like(row)
-        m.d.comb += next_row.eq(row)
-        for r in range(wpr):
-            with m.If(k == r):
-                m.d.comb += next_row.word_select(r, word).eq(rd_word)
-        m.d.comb += [core.w_bank.eq(load_idx[0]), core.w_waddr.eq(row_idx),
-                     core.w_wdata.eq(next_row[:wrow_bits])]
+        # Assembling weight rows and slots from a pass block: port j's rows are j, j + P, ...
+        # (P = weight_ports); port 0 first takes the header and the slots. A port's last word
+        # of a row writes the row into the bank in the same cycle; when two ports would finish
+        # a row in one cycle, the higher-numbered waits a cycle.
+        w_rd = [wd.o.payload for wd in wdmas]
+        # Rows per port, from the steps of the descriptor (stable long before the loader).
+        steps_w = d.steps[:rows_bits]
+        for j in range(n_ports):
+            m.d.sync += rows_of[j].eq((steps_w + (n_ports - 1 - j)) // n_ports)
+        port_words = [Signal(32, name=f"port{j}_words") for j in range(n_ports)]
+        port_off = [Signal(32, name=f"port{j}_offset") for j in range(n_ports)]
+        for j in range(n_ports):
+            m.d.comb += [port_words[j].eq(rows_of[j] * wpr + (head if j == 0 else 0)),
+                         port_off[j].eq(0 if j == 0 else
+                                        head + sum(rows_of[i] for i in range(j)) * wpr)]
+        in_rows = [hdr == head] + [Const(1)] * (n_ports - 1)
+        last = [in_rows[j] & (pk[j] == wpr - 1) for j in range(n_ports)]
+        w_take = [Signal(name=f"port{j}_take") for j in range(n_ports)]
+        w_write = [Signal(name=f"port{j}_write") for j in range(n_ports)]
+        loading = Signal()             # the loader is in DATA
+        for j, wd in enumerate(wdmas):
+            blocked = Const(0)
+            for i in range(j):
+                blocked = blocked | w_write[i]
+            m.d.comb += [wd.o.ready.eq(loading & ~(last[j] & blocked)),
+                         w_take[j].eq(wd.o.valid & wd.o.ready),
+                         w_write[j].eq(w_take[j] & last[j])]
+            next_row = Signal.like(prow[j], name=f"port{j}_next_row")
+            m.d.comb += next_row.eq(prow[j])
+            for r in range(wpr):
+                with m.If(pk[j] == r):
+                    m.d.comb += next_row.word_select(r, word).eq(w_rd[j])
+            with m.If(w_take[j] & in_rows[j]):
+                m.d.sync += [prow[j].eq(next_row), pk[j].eq(Mux(last[j], 0, pk[j] + 1))]
+                with m.If(last[j]):
+                    m.d.sync += pidx[j].eq(pidx[j] + n_ports)
+            with m.If(w_write[j]):
+                m.d.comb += [core.w_we.eq(1), core.w_waddr.eq(pidx[j]),
+                             core.w_wdata.eq(next_row[:wrow_bits])]
+        m.d.comb += core.w_bank.eq(load_idx[0])
         if "fixed8" in cfg.weight_formats:
-            m.d.comb += core.fixed8_wdata.eq(rd_word[:cfg.dsp_rows // 2])
+            m.d.comb += core.fixed8_wdata.eq(w_rd[0][:cfg.dsp_rows // 2])
         def slot_field(name: str):
             offset, width = SLOT_FIELDS[name]
             return slot_lo[offset:offset + width]
 
         slot_bias = slot_field("bias").as_signed()
         m.d.comb += [
-            core.slot_waddr.eq((word_count - PASS_HEADER_WORDS) // SLOT_WORDS),
+            core.slot_waddr.eq((hdr - PASS_HEADER_WORDS) // SLOT_WORDS),
             core.slot_wdata.valid.eq(slot_field("valid")),
             core.slot_wdata.bias.eq(slot_bias),
             core.slot_wdata.mult.eq(slot_field("mult")),
             core.slot_wdata.shift.eq(slot_field("shift")),
-            core.slot_wdata.channel.eq(rd_word[:ch_bits]),
+            core.slot_wdata.channel.eq(w_rd[0][:ch_bits]),
         ]
         bias_fits = (slot_bias >= -(1 << (cfg.acc_bits - 1))) & \
             (slot_bias < (1 << (cfg.acc_bits - 1)))
@@ -420,6 +482,9 @@ class Engine(wiring.Component):
                     m.next = "ACT_CMD"
             with m.State("ACT_CMD"):
                 map_read(d.in_addr, in_words, second=False, then="ACT_DATA")
+                # A conv's weights load over their own masters while its input band loads.
+                m.d.comb += conv_go.eq(is_conv & ~abort & dma.rd_cmd.ready)
+                m.d.sync += act_bad.eq(0)
             with m.State("ACT_DATA"):
                 m.d.comb += dma.rd_data.ready.eq(1)
                 m.d.sync += stalls.eq(stalls + 1)
@@ -431,13 +496,14 @@ class Engine(wiring.Component):
                 with m.If(dma.rd_done):
                     m.d.sync += [run_idx.eq(0), running.eq(0)]
                     with m.If(is_conv):
-                        m.d.comb += conv_go.eq(~dma.rd_error)
+                        # An error is reported from CONV once the loader has stopped.
+                        m.d.sync += act_bad.eq(dma.rd_error)
                         m.next = "CONV"
                     with m.Elif(is_add):
                         m.next = "B_CMD"
                     with m.Else():
                         m.next = "POOL"
-                    with m.If(dma.rd_error):
+                    with m.If(dma.rd_error & ~is_conv):
                         fail(ErrorCode.AXI_RESPONSE)
             # -- residual add: stream the second input against the buffered first one --
             with m.State("B_CMD"):
@@ -479,10 +545,11 @@ class Engine(wiring.Component):
                 m.d.comb += core.bank.eq(bank)
                 with m.If(~core.busy):
                     m.d.sync += stalls.eq(stalls + 1)
-                with m.If((load_code != ErrorCode.NONE) | abort):
+                with m.If((load_code != ErrorCode.NONE) | abort | act_bad):
                     # Finish what runs, let the loader end its burst, then report.
                     with m.If(~running & ~core.busy & ~loader_busy):
-                        fail(Mux(abort, ErrorCode.ABORTED, load_code))
+                        fail(Mux(abort, ErrorCode.ABORTED,
+                                 Mux(act_bad, ErrorCode.AXI_RESPONSE, load_code)))
                 with m.Elif(~running & ~core.busy & full.bit_select(bank, 1)):
                     m.d.comb += core.start.eq(1)
                     m.d.sync += running.eq(1)
@@ -533,7 +600,15 @@ class Engine(wiring.Component):
                              regs.irq_status.set.error.eq(code != ErrorCode.NONE)]
                 m.next = "IDLE"
 
-        # ---- the weight loader: pass blocks into the free bank, while the core computes ----
+        # ---- the weight loader: pass blocks into the free bank over the weight masters, while
+        # the input band loads and the core computes ----
+        all_ready = Const(1)
+        for wd in wdmas:
+            all_ready = all_ready & wd.cmd.ready
+        done_now = Cat(*[wd.done for wd in wdmas])
+        err_now = Cat(*[wd.done & wd.error for wd in wdmas]).any()
+        still = Signal(n_ports)
+        m.d.comb += still.eq(pending & ~done_now)
         with m.FSM(name="loader"):
             with m.State("IDLE"):
                 with m.If(conv_go):
@@ -541,41 +616,41 @@ class Engine(wiring.Component):
                                  pass_base.eq(d.weight_addr)]
                     m.next = "CMD"
             with m.State("CMD"):
-                with m.If((load_idx == d.passes) | (load_code != ErrorCode.NONE) | abort):
+                with m.If((load_idx == d.passes) | (load_code != ErrorCode.NONE) | abort
+                          | act_bad):
                     m.next = "IDLE"
-                with m.Elif(~full.bit_select(load_idx[0], 1)):
-                    m.d.comb += [dma.rd_cmd.valid.eq(1), dma.rd_cmd.payload.addr.eq(pass_base),
-                                 dma.rd_cmd.payload.words.eq(pass_words)]
-                    with m.If(dma.rd_cmd.ready):
-                        m.d.sync += [word_count.eq(0), k.eq(0), row_idx.eq(0), bias_bad.eq(0),
-                                     format_bad.eq(0),
-                                     pass_base.eq(pass_base + pass_words * 8)]
-                        m.next = "DATA"
+                with m.Elif(~full.bit_select(load_idx[0], 1) & all_ready):
+                    for j, wd in enumerate(wdmas):
+                        active = 1 if j == 0 else rows_of[j] != 0
+                        m.d.comb += [wd.cmd.valid.eq(active),
+                                     wd.cmd.payload.addr.eq(pass_base + port_off[j] * 8),
+                                     wd.cmd.payload.words.eq(port_words[j])]
+                        m.d.sync += [pk[j].eq(0), pidx[j].eq(j), pending[j].eq(active)]
+                    m.d.sync += [hdr.eq(0), bias_bad.eq(0), format_bad.eq(0), port_err.eq(0),
+                                 pass_base.eq(pass_base + pass_words * 8)]
+                    m.next = "DATA"
             with m.State("DATA"):
-                m.d.comb += [loader_busy.eq(1), dma.rd_data.ready.eq(1)]
-                with m.If(rd_take):
-                    m.d.sync += word_count.eq(word_count + 1)
-                    with m.If(word_count < PASS_HEADER_WORDS):
+                m.d.comb += [loader_busy.eq(1), loading.eq(1)]
+                m.d.sync += pending.eq(still)
+                with m.If(err_now):
+                    m.d.sync += port_err.eq(1)
+                with m.If(w_take[0] & ~in_rows[0]):
+                    m.d.sync += hdr.eq(hdr + 1)
+                    with m.If(hdr < PASS_HEADER_WORDS):
                         if "fixed8" in cfg.weight_formats:
                             m.d.comb += core.fixed8_we.eq(1)
                         else:
-                            with m.If(rd_word != 0):     # Fixed-8 pairs the build lacks
+                            with m.If(w_rd[0] != 0):     # Fixed-8 pairs the build lacks
                                 m.d.sync += format_bad.eq(1)
-                    with m.Elif(word_count < PASS_HEADER_WORDS + SLOT_WORDS * n_slots):
-                        with m.If((word_count - PASS_HEADER_WORDS) % SLOT_WORDS == 0):
-                            m.d.sync += slot_lo.eq(rd_word)
-                        with m.Else():
-                            m.d.comb += core.slot_we.eq(1)
-                            with m.If(slot_field("valid") & ~bias_fits):
-                                m.d.sync += bias_bad.eq(1)
+                    with m.Elif((hdr - PASS_HEADER_WORDS) % SLOT_WORDS == 0):
+                        m.d.sync += slot_lo.eq(w_rd[0])
                     with m.Else():
-                        m.d.sync += [row.eq(next_row), k.eq(k + 1)]
-                        with m.If(k == wpr - 1):
-                            m.d.comb += core.w_we.eq(1)
-                            m.d.sync += [k.eq(0), row_idx.eq(row_idx + 1)]
-                with m.If(dma.rd_done):
+                        m.d.comb += core.slot_we.eq(1)
+                        with m.If(slot_field("valid") & ~bias_fits):
+                            m.d.sync += bias_bad.eq(1)
+                with m.If(still == 0):
                     m.next = "CMD"
-                    with m.If(dma.rd_error):
+                    with m.If(port_err | err_now):
                         m.d.sync += load_code.eq(ErrorCode.AXI_RESPONSE)
                     with m.Elif(format_bad):
                         m.d.sync += load_code.eq(ErrorCode.UNSUPPORTED_FORMAT)
@@ -595,7 +670,9 @@ class Accelerator(wiring.Component):
     axil : In(AxiLiteSignature)
         Control port (to the PS's general-purpose master).
     bus : Out(AxiSignature)
-        DDR port (to a PS high-performance port).
+        DDR port for descriptors and feature maps (to a PS high-performance port).
+    wbus0, wbus1, ... : Out(AxiSignature)
+        ``HwConfig.weight_ports`` DDR ports for conv weights (each to its own HP port).
     irq : Out(1)
     """
 
@@ -606,12 +683,20 @@ class Accelerator(wiring.Component):
             "axil": In(AxiLiteSignature(addr_width=self._regmap.addr_width)),
             "bus": Out(AxiSignature(addr_width=cfg.axi_addr_width,
                                     data_width=cfg.axi_data_width)),
+            **weight_buses(cfg),
             "irq": Out(1),
         })
 
     @property
     def regmap(self) -> RegisterMap:
         return self._regmap
+
+    @staticmethod
+    def bus_prefixes(cfg: HwConfig) -> dict[str, str]:
+        """Verilog port prefix of each bus member, in order: ``s_axil`` (the register
+        slave), ``m_axi`` (feature maps), then ``m_axi_w0`` .. (weights)."""
+        return {"axil": "s_axil", "bus": "m_axi",
+                **{f"wbus{j}": f"m_axi_w{j}" for j in range(cfg.weight_ports)}}
 
     def elaborate(self, platform: object) -> Module:
         m = Module()
@@ -621,5 +706,8 @@ class Accelerator(wiring.Component):
         wiring.connect(m, wiring.flipped(self.axil), slave.axil)
         wiring.connect(m, slave.regs, engine.regs)
         wiring.connect(m, engine.bus, wiring.flipped(self.bus))
+        for j in range(self._cfg.weight_ports):
+            wiring.connect(m, getattr(engine, f"wbus{j}"),
+                           wiring.flipped(getattr(self, f"wbus{j}")))
         m.d.comb += self.irq.eq(engine.irq)
         return m

@@ -364,7 +364,7 @@ def step_elaborate(ctx: BuildContext, cfg: HwConfig) -> None:
     else:
         stale.unlink(missing_ok=True)
         ctx.log(f"  no {T.TOP_FILE} yet: {T.NOT_INTEGRATED}")
-    paths = write_project(ctx.project_dir, ctx.board, cfg, T.vivado_design(), jobs=ctx.jobs)
+    paths = write_project(ctx.project_dir, ctx.board, cfg, T.vivado_design(cfg), jobs=ctx.jobs)
     ctx.log(f"  Vivado project: {', '.join(str(p) for p in paths)}")
 
 
@@ -587,7 +587,7 @@ def _clock_line(ctx: BuildContext, cfg: HwConfig) -> str:
 
 
 def _regs_line(ctx: BuildContext, cfg: HwConfig) -> str:
-    facts = package_facts(ctx.board, cfg, T.vivado_design())
+    facts = package_facts(ctx.board, cfg, T.vivado_design(cfg))
     return (f"AXI4-Lite at 0x{facts['regs_base']:08X} ({facts['regs_size']} bytes) on M_AXI_GP0; "
             f"DDR through {', '.join(facts['hp_ports'])}")
 
@@ -680,7 +680,7 @@ def step_package(ctx: BuildContext, cfg: HwConfig) -> None:
                    and p.name not in ("package.json", "build-state.json"))
     manifest = {"board": ctx.board, "config_name": cfg.name, "part": cfg.part,
                 "config_hash": cfg.config_hash_hex,
-                **package_facts(ctx.board, cfg, T.vivado_design()),
+                **package_facts(ctx.board, cfg, T.vivado_design(cfg)),
                 "ratio": ctx.ratio_text, "core_integrated": T.CORE_INTEGRATED,
                 "bitstream": "accel.bit" if "accel.bit" in hardware else None,
                 "bin": "accel.bin" if "accel.bin" in hardware else None,

@@ -35,8 +35,8 @@ from .pot_array import PotArray
 from .vivado import VivadoDesign
 
 __all__ = ["BUSES", "CORE_INTEGRATED", "CORE_ROWS", "NOT_INTEGRATED", "TOP_FILE", "TOP_NAME",
-           "AcceleratorPart", "VivadoTop", "accelerator_parts", "top_module", "top_verilog",
-           "vivado_design"]
+           "AcceleratorPart", "VivadoTop", "accelerator_parts", "buses", "top_module",
+           "top_verilog", "vivado_design"]
 
 #: Verilog module name of the complete accelerator (the block design's RTL module reference).
 TOP_NAME = "accel_top"
@@ -44,8 +44,16 @@ TOP_NAME = "accel_top"
 TOP_FILE = f"{TOP_NAME}.v"
 #: The accelerator's bus interfaces: Amaranth member -> (Verilog port prefix, role). The
 #: block design puts the slave on the PS's general-purpose port and each master, in this
-#: order, on its own high-performance port.
+#: order, on its own high-performance port. These two every build has; :func:`buses` adds
+#: the config's weight masters (``m_axi_w0`` ..).
 BUSES: dict[str, tuple[str, str]] = {"axil": ("s_axil", "slave"), "bus": ("m_axi", "master")}
+
+
+def buses(cfg: HwConfig) -> dict[str, tuple[str, str]]:
+    """Every bus interface of the accelerator ``cfg`` builds, as :data:`BUSES`: the slave, the
+    feature-map master, then ``HwConfig.weight_ports`` weight masters."""
+    return {name: (prefix, "slave" if name == "axil" else "master")
+            for name, prefix in Accelerator.bus_prefixes(cfg).items()}
 #: Whether :func:`top_module` returns the complete accelerator.
 CORE_INTEGRATED = True
 #: Array rows inside the ``accel_core`` part; the arrays' parts count the rows beyond these.
@@ -141,7 +149,7 @@ def accelerator_parts(cfg: HwConfig) -> list[AcceleratorPart]:
 
 
 def _flat(cfg: HwConfig) -> FlatTop:
-    return FlatTop(Accelerator(cfg=cfg), {name: prefix for name, (prefix, _) in BUSES.items()})
+    return FlatTop(Accelerator(cfg=cfg), {name: prefix for name, (prefix, _) in buses(cfg).items()})
 
 
 #: AXI4 signals (the logical port names of ``xilinx.com:interface:aximm:1.0``), lower case.
@@ -293,7 +301,7 @@ def top_module(cfg: HwConfig) -> VivadoTop | None:
     ``clk``, ``rst``, with Xilinx interface attributes (:class:`VivadoTop`)."""
     if not isinstance(cfg, HwConfig):
         raise TypeError(f"top_module needs a HwConfig, not {cfg!r}")
-    return VivadoTop(_flat(cfg), BUSES)
+    return VivadoTop(_flat(cfg), buses(cfg))
 
 
 def top_verilog(cfg: HwConfig) -> str | None:
@@ -305,11 +313,12 @@ def top_verilog(cfg: HwConfig) -> str | None:
     return top.annotate(verilog.convert(top, name=TOP_NAME), TOP_NAME)
 
 
-def vivado_design() -> VivadoDesign:
+def vivado_design(cfg: HwConfig | None = None) -> VivadoDesign:
     """What the Vivado block design instantiates: ``accel_top`` from ``accel_top.v``, with the
-    slave and the masters of :data:`BUSES`."""
-    slaves = [prefix for prefix, role in BUSES.values() if role == "slave"]
-    masters = tuple(prefix for prefix, role in BUSES.values() if role == "master")
+    slave and the masters of ``buses(cfg)`` (of :data:`BUSES` without a config)."""
+    table = buses(cfg) if cfg is not None else BUSES
+    slaves = [prefix for prefix, role in table.values() if role == "slave"]
+    masters = tuple(prefix for prefix, role in table.values() if role == "master")
     if len(slaves) != 1:
         raise ValueError(f"the top needs exactly one AXI4-Lite slave, not {slaves!r}")
     return VivadoDesign(top=TOP_NAME, sources=(TOP_FILE,), slave=slaves[0], masters=masters)

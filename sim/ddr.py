@@ -12,7 +12,7 @@ from cocotbext.axi import AxiBurstType, AxiResp
 from cocotbext.axi.axi_ram import AxiRamRead, AxiRamWrite
 from cocotbext.axi.memory import Memory
 
-__all__ = ["MIN_LATENCY", "LatencyAxiRam"]
+__all__ = ["MIN_LATENCY", "LatencyAxiRam", "weight_port_rams"]
 
 #: Read bursts the RAM accepts ahead of their data (a Zynq HP port takes 8 or more); the
 #: engine's DMA keeps at most ``rtl.dma.MAX_OUTSTANDING`` in flight, so it is never the limit.
@@ -101,3 +101,14 @@ class LatencyAxiRam(Memory):
         self.write_if = AxiRamWrite(bus.write, clock, reset, reset_active_level, mem=self.mem)
         self.read_if = _DelayedRead(bus.read, clock, reset, reset_active_level, mem=self.mem,
                                     latency=read_latency)
+
+
+def weight_port_rams(dut, ram: LatencyAxiRam, ports: int, *, read_latency: int
+                     ) -> list[LatencyAxiRam]:
+    """One view of ``ram``'s memory on each of the accelerator's weight masters
+    (``m_axi_w0`` ..): the same bytes behind every port, each port with its own latency."""
+    from cocotbext.axi import AxiBus
+
+    return [LatencyAxiRam(AxiBus.from_prefix(dut, f"m_axi_w{j}"), dut.clk, dut.rst,
+                          size=ram.size, read_latency=read_latency, mem=ram.mem)
+            for j in range(ports)]

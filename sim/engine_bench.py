@@ -25,7 +25,7 @@ from rtl.interface.ddr import pack_feature_map, unpack_feature_map
 from rtl.interface.descriptor import Op, PostMode, descriptor_bytes, pack_descriptor
 from rtl.interface.regmap import ErrorCode, RegisterMap
 from rtl.interface.tiling import layer_descriptors
-from sim.ddr import LatencyAxiRam
+from sim.ddr import LatencyAxiRam, weight_port_rams
 from sim.rtl_backend import RamBuffer, RtlBackend
 from sim.runner import bench_params
 
@@ -57,10 +57,14 @@ class TB:
         self.ram = LatencyAxiRam(AxiBus.from_prefix(dut, "m_axi"), dut.clk, dut.rst, size=RAM,
                                  read_latency=p["read_latency"])
         self.lite = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axil"), dut.clk, dut.rst)
-        for name, chan in {"aw": self.ram.write_if.aw_channel, "w": self.ram.write_if.w_channel,
-                           "b": self.ram.write_if.b_channel, "ar": self.ram.read_if.ar_channel,
-                           "r": self.ram.read_if.r_channel}.items():
-            chan.set_pause_generator(itertools.cycle(PAUSES[name]))
+        # The weight masters see the same memory; their read channels pause too.
+        self.weight_rams = weight_port_rams(dut, self.ram, self.cfg.weight_ports,
+                                            read_latency=p["read_latency"])
+        for ram in (self.ram, *self.weight_rams):
+            for name, chan in {"aw": ram.write_if.aw_channel, "w": ram.write_if.w_channel,
+                               "b": ram.write_if.b_channel, "ar": ram.read_if.ar_channel,
+                               "r": ram.read_if.r_channel}.items():
+                chan.set_pause_generator(itertools.cycle(PAUSES[name]))
         for name, chan in {"aw": self.lite.write_if.aw_channel, "w": self.lite.write_if.w_channel,
                            "b": self.lite.write_if.b_channel, "ar": self.lite.read_if.ar_channel,
                            "r": self.lite.read_if.r_channel}.items():

@@ -23,7 +23,7 @@ from quant import golden
 from quant.model_format import QModel
 from rtl.config import HwConfig
 from rtl.interface.regmap import RegisterMap
-from sim.ddr import LatencyAxiRam
+from sim.ddr import LatencyAxiRam, weight_port_rams
 from sim.rtl_backend import RamBuffer, RtlBackend
 from sim.runner import bench_params
 
@@ -47,13 +47,14 @@ async def network_matches_golden(dut):
     ram = LatencyAxiRam(AxiBus.from_prefix(dut, "m_axi"), dut.clk, dut.rst, size=RAM,
                         read_latency=p["read_latency"])
     lite = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axil"), dut.clk, dut.rst)
-    channels = {"aw": ram.write_if.aw_channel, "w": ram.write_if.w_channel,
-                "b": ram.write_if.b_channel, "ar": ram.read_if.ar_channel,
-                "r": ram.read_if.r_channel}
+    rams = [ram, *weight_port_rams(dut, ram, cfg.weight_ports, read_latency=p["read_latency"])]
 
     def pauses(on: bool) -> None:
-        for name, chan in channels.items():
-            chan.set_pause_generator(itertools.cycle(PAUSES[name]) if on else None)
+        for r in rams:
+            for name, chan in {"aw": r.write_if.aw_channel, "w": r.write_if.w_channel,
+                               "b": r.write_if.b_channel, "ar": r.read_if.ar_channel,
+                               "r": r.read_if.r_channel}.items():
+                chan.set_pause_generator(itertools.cycle(PAUSES[name]) if on else None)
     await ClockCycles(dut.clk, 4)
     dut.rst.value = 0
     await ClockCycles(dut.clk, 4)

@@ -8,11 +8,12 @@ from rtl.flatten import FlatTop
 from sim.runner import run_bench
 
 #: A small engine (8-lane vectors) so Icarus runs the layers in seconds; its small buffers
-#: make many layers run as several row tiles.
+#: make many layers run as several row tiles. Three weight masters: passes of 1 to 3 rows leave
+#: ports idle, others give them unequal shares.
 CFG = HwConfig(name="engine-sim", part="xc7z020clg400-1", clock_mhz=100.0, pot_rows=4,
                pot_cols=8, dsp_rows=4, dsp_cols=8, max_reduction=7 * 7 * 8, max_channels=64,
                max_spatial=64, act_buf_depth=256, weight_buf_depth=64, out_buf_depth=64,
-               result_lanes=4)
+               result_lanes=4, weight_ports=3)
 
 CASES = [
     dict(cin=10, cout=13, k=3, s=1, p=1, size=6, ratio=[60, 35, 5], relu=True, in_bits=4),
@@ -49,7 +50,7 @@ N_RANDOM = 50
 
 def test_engine_bench() -> None:
     acc = Accelerator(cfg=CFG)
-    run_bench(FlatTop(acc, {"axil": "s_axil", "bus": "m_axi"}), toplevel="accel_top",
+    run_bench(FlatTop(acc, Accelerator.bus_prefixes(CFG)), toplevel="accel_top",
               test_module="sim.engine_bench", case="engine-small",
               params={"config": CFG.to_json(), "regmap": acc.regmap.to_json(), "seed": 3,
                       "cases": CASES, "vector_cases": VECTOR_CASES, "n_random": N_RANDOM,

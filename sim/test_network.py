@@ -21,6 +21,8 @@ from sim.runner import build_dir, run_bench
 CFG = HwConfig(name="network-sim", part="xc7z020clg400-1", clock_mhz=100.0, pot_rows=4,
                pot_cols=8, dsp_rows=4, dsp_cols=8, max_channels=128, max_spatial=64,
                act_buf_depth=32, weight_buf_depth=256, out_buf_depth=16, result_lanes=4)
+#: The default engine with three weight masters.
+CFG_PORTS = CFG.replace(name="network-sim-ports", weight_ports=3)
 #: The same engine with buffers for the 32x32 stem (which still runs in row tiles) and for
 #: the trained digits model.
 CFG_STEM = HwConfig.from_dict({**CFG.to_dict(), "name": "network-sim-stem",
@@ -91,7 +93,7 @@ def _run(model, images, case: str, cfg: HwConfig = CFG) -> None:
     # Compiled on the "PC" side, as a user would (python -m firmware.compile).
     network = compile_network(model, BuildPackage.of(cfg, acc.regmap), model_path=path)
     net_path = network.save(out / "model.ilmpq.npz")
-    run_bench(FlatTop(acc, {"axil": "s_axil", "bus": "m_axi"}), toplevel="accel_top",
+    run_bench(FlatTop(acc, Accelerator.bus_prefixes(cfg)), toplevel="accel_top",
               test_module="sim.network_bench", case=case,
               params={"config": cfg.to_json(), "regmap": acc.regmap.to_json(),
                       "model": str(path), "network": str(net_path),
@@ -106,6 +108,15 @@ def test_random_resnet18_digits_size() -> None:
     """Every layer kind of ResNet-18 (small stem, 8x8 input, width 0.125) in sequence."""
     model = random_resnet18(3, input_shape=(3, 8, 8), width=0.125, ratio="60:35:5")
     _run(model, random_images(np.random.default_rng(4), 1, (3, 8, 8)), "network-random")
+
+
+@pytest.mark.slow
+def test_random_resnet18_three_weight_ports() -> None:
+    """The default network on an engine with three weight masters (as zc706 has), each with
+    its own view of the memory and its own latency; the model is checked as tightly."""
+    model = random_resnet18(3, input_shape=(3, 8, 8), width=0.125, ratio="60:35:5")
+    _run(model, random_images(np.random.default_rng(4), 1, (3, 8, 8)), "network-ports3",
+         CFG_PORTS)
 
 
 @pytest.mark.slow

@@ -249,7 +249,7 @@ def test_generated_project(tmp_path, fake_tools):
     ctx = _ctx(tmp_path, jobs=3)
     flow.run_flow(ctx, stop="elaborate")
     tcl = (ctx.project_dir / "build.tcl").read_text()
-    assert tcl == build_tcl("pynq-z2", TINY, T.vivado_design(), jobs=3)
+    assert tcl == build_tcl("pynq-z2", TINY, T.vivado_design(TINY), jobs=3)
     lines = tcl.splitlines()
     assert "add_files -norecurse $here/accel_top.v" in lines
     assert "create_bd_cell -type module -reference accel_top accel" in lines

@@ -89,6 +89,10 @@ def test_unknown_board_lists_valid_ones():
                                           r"not 48$"),
     (dict(act_buf_depth=1000), ValueError,
      r"^HwConfig.act_buf_depth must be a power of two \(BRAM depth\), not 1000$"),
+    (dict(weight_ports=4), ValueError, r"^HwConfig.weight_ports must be between 1 and 3, "
+                                       r"not 4$"),
+    (dict(weight_ports=0), ValueError, r"^HwConfig.weight_ports must be between 1 and 3, "
+                                       r"not 0$"),
     # Contradictory combinations.
     (dict(dsp_cols=16), ValueError,
      r"^HwConfig.pot_cols \(8\) and HwConfig.dsp_cols \(16\) must be equal: both arrays take "

@@ -134,3 +134,33 @@ def test_untileable_layers_say_what_to_change():
         layer_descriptors(CFG, name="pool", op=Op.AVGPOOL, in_addr=0, out_addr=0x1000,
                           in_c=20, in_h=10, in_w=10, out_c=20, out_h=1, out_w=1, in_bits=4,
                           out_bits=4)
+
+
+@pytest.mark.parametrize("ports", [1, 2, 3])
+@pytest.mark.parametrize("steps", [1, 2, 3, 4, 7, 144])
+def test_weight_ports_read_contiguous_shares_of_a_pass(ports, steps):
+    """Every row of a pass block belongs to exactly one weight port, in one contiguous run
+    per port, port 0's run first with the header and slots."""
+    from rtl.interface.ddr import (
+        PASS_HEADER_WORDS,
+        SLOT_WORDS,
+        pass_block_words,
+        pass_row_order,
+        port_rows,
+        port_span,
+        row_words,
+    )
+
+    cfg = CFG.replace(weight_ports=ports)
+    order = pass_row_order(cfg, steps)
+    assert sorted(order) == list(range(steps))
+    head = PASS_HEADER_WORDS + SLOT_WORDS * (cfg.pot_rows + cfg.dsp_rows)
+    wpr, at = row_words(cfg), 0
+    for port in range(ports):
+        first, words = port_span(cfg, steps, port)
+        assert first == at and words == port_rows(cfg, steps, port) * wpr + (
+            head if port == 0 else 0)
+        rows = order[(first - (0 if port == 0 else head)) // wpr:][:port_rows(cfg, steps, port)]
+        assert rows == list(range(port, steps, ports))
+        at = first + words
+    assert at == pass_block_words(cfg, steps)

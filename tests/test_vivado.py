@@ -233,16 +233,17 @@ def test_top_interface_attributes(tiny_top):
     info = {port: a.get("X_INTERFACE_INFO") for port, a in attrs.items()}
     assert info["clk"] == "xilinx.com:signal:clock:1.0 clk CLK"
     assert attrs["clk"]["X_INTERFACE_PARAMETER"] == (
-        "ASSOCIATED_BUSIF s_axil:m_axi, ASSOCIATED_RESET rst")
+        "ASSOCIATED_BUSIF s_axil:m_axi:m_axi_w0, ASSOCIATED_RESET rst")
     assert info["rst"] == "xilinx.com:signal:reset:1.0 rst RST"
     assert attrs["rst"]["X_INTERFACE_PARAMETER"] == "POLARITY ACTIVE_HIGH"
     assert info["irq"] == "xilinx.com:signal:interrupt:1.0 irq INTERRUPT"
     assert attrs["irq"]["X_INTERFACE_PARAMETER"] == "SENSITIVITY LEVEL_HIGH"
     for port, value in info.items():
-        for prefix in ("s_axil", "m_axi"):
+        for prefix in ("s_axil", "m_axi_w0", "m_axi"):      # the weight master's first
             if port.startswith(prefix + "_"):
                 assert value == (f"xilinx.com:interface:aximm:1.0 {prefix} "
                                  f"{port[len(prefix) + 1:].upper()}")
+                break
     assert set(info) == {p for p in attrs}           # every port is declared
     assert sum(p.startswith("s_axil_") for p in info) == 17
     assert attrs["s_axil_wdata"]["X_INTERFACE_PARAMETER"] == (
@@ -250,27 +251,34 @@ def test_top_interface_attributes(tiny_top):
     assert attrs["m_axi_wdata"]["X_INTERFACE_PARAMETER"] == (
         "PROTOCOL AXI4, DATA_WIDTH 64, ADDR_WIDTH 32, ID_WIDTH 1")
     params = [p for p, a in attrs.items() if "X_INTERFACE_PARAMETER" in a]
-    assert sorted(params) == ["clk", "irq", "m_axi_wdata", "rst", "s_axil_wdata"]
+    assert attrs["m_axi_w0_wdata"]["X_INTERFACE_PARAMETER"] == (
+        "PROTOCOL AXI4, DATA_WIDTH 64, ADDR_WIDTH 32, ID_WIDTH 1")
+    assert sorted(params) == ["clk", "irq", "m_axi_w0_wdata", "m_axi_wdata", "rst",
+                              "s_axil_wdata"]
 
 
 def test_vivado_design_follows_the_top():
     design = T.vivado_design()
     assert (design.top, design.sources, design.slave, design.masters) == (
         "accel_top", ("accel_top.v",), "s_axil", ("m_axi",))
+    # A config's weight masters follow the feature-map master, one HP port each.
+    assert T.vivado_design(preset("pynq-z2")).masters == ("m_axi", "m_axi_w0")
+    assert T.vivado_design(preset("zc706")).masters == (
+        "m_axi", "m_axi_w0", "m_axi_w1", "m_axi_w2")
 
 
 def test_top_annotation_errors():
     cfg = preset("pynq-z2").replace(name="tiny", pot_rows=2, pot_cols=4, dsp_rows=2, dsp_cols=4)
     with pytest.raises(ValueError, match=r"^bus 'm_axi' is declared a slave but its awvalid is "
                                          r"an output$"):
-        T.VivadoTop(T._flat(cfg), {"axil": ("s_axil", "slave"), "bus": ("m_axi", "slave")})
+        T.VivadoTop(T._flat(cfg), {**T.buses(cfg), "bus": ("m_axi", "slave")})
     with pytest.raises(ValueError, match=r"^bus 's_axil' is declared a master but its awvalid "
                                          r"is an input$"):
         T.VivadoTop(T._flat(cfg), {"bus": ("s_axil", "master")})
     with pytest.raises(ValueError, match=r"^bus 's_axi' is not an AXI bus: it has no awvalid, "
                                          r"it has no awaddr, it has no wdata$"):
         T.VivadoTop(T._flat(cfg), {"bus": ("s_axi", "slave")})
-    top = T.VivadoTop(T._flat(cfg), T.BUSES)
+    top = T.VivadoTop(T._flat(cfg), T.buses(cfg))
     with pytest.raises(ValueError, match=r"^no module 'accel_top' in the Verilog$"):
         top.annotate("module other(a);\nendmodule\n", "accel_top")
     with pytest.raises(ValueError, match=r"^ports .*irq.* are not declared in module "
@@ -278,7 +286,7 @@ def test_top_annotation_errors():
         top.annotate("module accel_top(clk);\n  input clk;\nendmodule\n", "accel_top")
     with pytest.raises(TypeError, match=r"^the top needs a one-bit output 'intr' for the "
                                         r"interrupt$"):
-        T.VivadoTop(T._flat(cfg), T.BUSES, irq="intr")
+        T.VivadoTop(T._flat(cfg), T.buses(cfg), irq="intr")
 
 
 # Tables in the layout of Vivado's report_utilization (2022+ adds a "Prohibited" column).

@@ -79,12 +79,13 @@ def test_package_has_what_the_firmware_reads(tmp_path, quick_parts, monkeypatch,
     flow.run_flow(ctx)
     manifest = json.loads((ctx.out / "package.json").read_text())
     cfg = _tiny(board)
-    facts = package_facts(board, cfg, T.vivado_design())
+    facts = package_facts(board, cfg, T.vivado_design(cfg))
     assert {k: manifest[k] for k in facts} == facts
     assert manifest["regs_base"] == 0x43C0_0000 and manifest["regs_size"] >= 4096
     assert manifest["clock_mhz"] == cfg.clock_mhz
     assert manifest["fclk0_mhz"] == (100.0 if board == "zc706" else cfg.clock_mhz)
-    assert manifest["hp_ports"] == ["S_AXI_HP0"]
+    # Feature maps on HP0, weights on the next ports (HwConfig.weight_ports).
+    assert manifest["hp_ports"] == [f"S_AXI_HP{i}" for i in range(1 + cfg.weight_ports)]
     assert (manifest["bitstream"], manifest["bin"], manifest["hwh"]) == (
         "accel.bit", "accel.bin", "accel.hwh")
     assert (ctx.out / "accel.bin").read_text() == "bin"

@@ -12,6 +12,7 @@ read-back, slack, run status) are exercised by scenarios that make them fail.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -347,9 +348,16 @@ def top_verilog() -> str:
     return T.top_verilog(TINY)
 
 
+@functools.cache
+def _top_with_ports(weight_ports: int) -> str:
+    return T.top_verilog(TINY.replace(weight_ports=weight_ports))
+
+
 def _project(tmp_path: Path, board: str, cfg: HwConfig, verilog: str) -> Stubs:
+    if cfg.weight_ports != TINY.weight_ports:      # the top has one AXI master per HP port
+        verilog = _top_with_ports(cfg.weight_ports)
     project = tmp_path / "project"
-    write_project(project, board, cfg, T.vivado_design(), jobs=2)
+    write_project(project, board, cfg, T.vivado_design(cfg), jobs=2)
     (project / T.TOP_FILE).write_text(verilog)
     return Stubs(project, verilog)
 
@@ -379,14 +387,14 @@ def test_script_runs_and_builds_the_block_design(tmp_path, top_verilog, board, c
         assert (stubs.project / name).is_file(), name
     calls = stubs.calls()
     clock = fabric_clock(board, cfg)
-    facts = package_facts(board, cfg, T.vivado_design())
+    facts = package_facts(board, cfg, T.vivado_design(cfg))
 
     # Every port and interface of the accelerator is connected, each once.
     nets = [c for c in calls if c[0] in ("connect_bd_net", "connect_bd_intf_net")]
     connected = [a for c in nets for a in c[1:] if a.startswith("accel/")]
     assert sorted(connected) == sorted(["accel/clk", "accel/rst", "accel/irq",
                                         *(f"accel/{i}" for i in stubs.intfs)])
-    assert stubs.intfs == ["m_axi", "s_axil"]
+    assert stubs.intfs == sorted([*T.vivado_design(cfg).masters, "s_axil"])
     # The fabric clock net: from the MMCM or FCLK0 to the accelerator, reset, interconnects.
     fabric = next(c for c in nets if c[1:3] == ["-net", "fabric_clk"])
     source = "clk_wiz/clk_out1" if clock.uses_mmcm else "ps7/FCLK_CLK0"
@@ -551,5 +559,5 @@ def test_generated_script_is_the_one_written(tmp_path, top_verilog):
     board, cfg = BOARD_CFGS[0]
     stubs = _project(tmp_path, board, cfg, top_verilog)
     assert (stubs.project / "build.tcl").read_text() == build_tcl(
-        board, cfg, T.vivado_design(), jobs=2)
-    json.dumps(package_facts(board, cfg, T.vivado_design()))   # plain JSON values
+        board, cfg, T.vivado_design(cfg), jobs=2)
+    json.dumps(package_facts(board, cfg, T.vivado_design(cfg)))   # plain JSON values

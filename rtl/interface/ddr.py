@@ -13,7 +13,8 @@ import numpy as np
 from ..config import HwConfig
 
 __all__ = ["PASS_HEADER_WORDS", "SLOT_FIELDS", "SLOT_WORDS", "chunks", "feature_map_words",
-           "pack_feature_map", "pack_values", "pass_block_words", "row_words",
+           "pack_feature_map", "pack_values", "pass_block_words", "pass_row_order",
+           "port_rows", "port_span", "row_words",
            "unpack_feature_map", "unpack_values", "values_per_word", "weight_row_bits",
            "word_bits", "words_per_vector"]
 
@@ -124,9 +125,33 @@ def row_words(cfg: HwConfig) -> int:
 
 
 def pass_block_words(cfg: HwConfig, steps: int) -> int:
-    """DDR words of one conv pass block (header, slots, ``steps`` weight rows)."""
+    """DDR words of one conv pass block (header, slots, ``steps`` weight rows in the order of
+    :func:`pass_row_order`)."""
     return (PASS_HEADER_WORDS + SLOT_WORDS * (cfg.pot_rows + cfg.dsp_rows)
             + steps * row_words(cfg))
+
+
+def port_rows(cfg: HwConfig, steps: int, port: int) -> int:
+    """Weight rows of a ``steps``-row pass that weight port ``port`` loads: rows ``port``,
+    ``port + weight_ports``, ... (``HwConfig.weight_ports``)."""
+    return max(0, -(-(steps - port) // cfg.weight_ports))
+
+
+def pass_row_order(cfg: HwConfig, steps: int) -> list[int]:
+    """The weight rows of a pass block in DDR order: port 0's rows (0, P, 2P, ...), then port
+    1's (1, P + 1, ...), and so on, P = ``HwConfig.weight_ports``, so that each port reads
+    one contiguous run. With one port, rows are in order."""
+    p = cfg.weight_ports
+    return [r for port in range(p) for r in range(port, steps, p)]
+
+
+def port_span(cfg: HwConfig, steps: int, port: int) -> tuple[int, int]:
+    """(first word, words) of the pass block that weight port ``port`` reads: port 0 the
+    header, the slots and its rows; every other port its rows."""
+    head = PASS_HEADER_WORDS + SLOT_WORDS * (cfg.pot_rows + cfg.dsp_rows)
+    before = sum(port_rows(cfg, steps, q) for q in range(port)) * row_words(cfg)
+    rows = port_rows(cfg, steps, port) * row_words(cfg)
+    return (0, head + rows) if port == 0 else (head + before, rows)
 
 
 # ---- feature maps -------------------------------------------------------------------------------
