@@ -111,6 +111,9 @@ class ZynqPS:
     regs_base: int = 0x43C0_0000
     #: High-performance slave ports of the PS (S_AXI_HP0..3), 64 bits each.
     hp_ports: int = 4
+    #: Peak bandwidth of the PS DDR in GB/s (bus width x transfer rate). Example: ``2.1``
+    #: (PYNQ-Z2: DDR3 x16 at 1050 MT/s).
+    ddr_peak_gbs: float = 0.0
 
 
 # PYNQ-Z2 processing system, from the board's published PS configuration (TUL board files and
@@ -191,10 +194,11 @@ _PYNQ_Z2_PS7 = {
 #: DDR3 (UG954); its board files ship with Vivado, so the board preset sets the PS. PYNQ-Z2:
 #: 50 MHz PS clock, IO PLL 1000 MHz, 512 MB DDR3; its settings are written out.
 PS_BOARDS: dict[str, ZynqPS] = {
+    # ZC706: DDR3 x32 at 1066 MT/s; PYNQ-Z2: DDR3 x16 at 1050 MT/s (525 MHz, above).
     "zc706": ZynqPS(crystal_mhz=33.333333, io_pll_mhz=1000.0, ddr_bytes=1 << 30,
-                    board_part="xilinx.com:zc706:part0:*"),
+                    board_part="xilinx.com:zc706:part0:*", ddr_peak_gbs=4.26),
     "pynq-z2": ZynqPS(crystal_mhz=50.0, io_pll_mhz=1000.0, ddr_bytes=512 << 20, board_part=None,
-                      ps7=_PYNQ_Z2_PS7),
+                      ps7=_PYNQ_Z2_PS7, ddr_peak_gbs=2.1),
 }
 
 

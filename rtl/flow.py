@@ -36,6 +36,7 @@ from .boards import board_platform, part_of
 from .config import HwConfig, preset
 from .interface.regmap import build_regmap
 from .perf import default_ratio, estimate
+from .report_plots import write_all
 from .synth import SynthError, SynthResult, parse_stat_json, synthesize
 from .vivado import (
     CLOCK_TOLERANCE,
@@ -674,10 +675,12 @@ def step_package(ctx: BuildContext, cfg: HwConfig) -> None:
         if bit["built"] and (ctx.project_dir / name).is_file():
             shutil.copyfile(ctx.project_dir / name, out / name)
             hardware.append(name)
-    (out / "build-report.md").write_text(build_report(ctx, cfg))
+    figures = write_all(ctx.work, out, cfg, ctx.board)
+    (out / "build-report.md").write_text(build_report(ctx, cfg) + "\n## Figures\n\n" + "".join(
+        f"![{name[:-4]}]({name})\n\n" for name in figures))
     files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()
-                   and p.parts[len(out.parts)] not in ("work", "logs")
-                   and p.name not in ("package.json", "build-state.json"))
+                   and p.parts[len(out.parts)] not in ("work", "logs", "deploy")
+                   and p.name not in ("package.json", "build-state.json", ".build.lock"))
     manifest = {"board": ctx.board, "config_name": cfg.name, "part": cfg.part,
                 "config_hash": cfg.config_hash_hex,
                 **package_facts(ctx.board, cfg, T.vivado_design(cfg)),

@@ -1,0 +1,123 @@
+"""The build report's figures: per-layer latency, a roofline and resources against the part.
+
+Each function takes the records the build steps already wrote (``engine-model.json``,
+``estimate.json``, ``utilization.json``) and writes one PNG; ``write_all`` makes the set for a
+build folder. The latency is the cycle model's (the RTL-validated one); the MAC-bound schedule
+is drawn beside it, not as a second model.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from .boards import board_ps
+from .config import PARTS, HwConfig
+
+__all__ = ["latency_bars", "resource_bars", "roofline", "write_all"]
+
+_RESOURCE_KEYS = {"LUT": "lut", "FF": "ff", "DSP48E1": "dsp", "BRAM36": "bram36"}
+
+
+def _plt():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def latency_bars(layers: list[dict[str, Any]], clock_mhz: float, path: Path) -> None:
+    """Milliseconds per layer (cycle model), the MAC-bound schedule as ticks."""
+    plt = _plt()
+    names = [layer["name"] for layer in layers]
+    ms = [layer["cycles"] / (clock_mhz * 1e3) for layer in layers]
+    ideal = [layer.get("mac_cycles", 0) / (clock_mhz * 1e3) for layer in layers]
+    fig, ax = plt.subplots(figsize=(10, 4.5))
+    xs = range(len(names))
+    ax.bar(xs, ms, color="tab:blue", label=f"cycle model ({sum(ms):.2f} ms)")
+    ax.scatter([x for x, i in zip(xs, ideal, strict=True) if i],
+               [i for i in ideal if i], marker="_", s=120, color="tab:red", zorder=3,
+               label=f"MAC-bound ({sum(ideal):.2f} ms)")
+    ax.set_xticks(list(xs), names, rotation=90, fontsize=6)
+    ax.set_ylabel("ms per image")
+    ax.set_title(f"ResNet-18 224x224 per layer at {clock_mhz:g} MHz", fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def roofline(estimate: dict[str, Any], layers: list[dict[str, Any]], cfg: HwConfig,
+             board: str, path: Path) -> None:
+    """MACs per byte of least DDR traffic against MAC/s reached, per conv and fc layer,
+    under the arrays' peak and the DDR roofs (the HP ports and the PS DDR)."""
+    plt = _plt()
+    mhz = cfg.clock_mhz
+    cycles = {layer["name"]: layer["cycles"] for layer in layers}
+    points = []
+    prev_bytes = cfg.input_bits * 224 * 224 * 3 / 8
+    for layer in estimate["layers"]:
+        out_bytes = layer["filters"] * layer["pixels"] * cfg.act_bits / 8
+        if layer["macs"] and layer["name"] in cycles:
+            traffic = layer["weight_bytes"] + prev_bytes + out_bytes
+            seconds = cycles[layer["name"]] / (mhz * 1e6)
+            points.append((layer["macs"] / traffic, layer["macs"] / seconds, layer["name"]))
+        prev_bytes = out_bytes
+    peak = (cfg.pot_macs + cfg.dsp_lanes) * mhz * 1e6
+    ports = 1 + getattr(cfg, "weight_ports", 0)
+    hp = ports * cfg.axi_data_width / 8 * mhz * 1e6
+    ddr = board_ps(board).ddr_peak_gbs * 1e9
+    fig, ax = plt.subplots(figsize=(7, 4.8))
+    xs = [10 ** (k / 10) for k in range(0, 41)]
+    ax.plot(xs, [min(peak, x * hp) for x in xs], "k-",
+            label=f"arrays {peak / 1e9:.0f} GMAC/s, {ports} HP port(s) {hp / 1e9:.1f} GB/s")
+    if ddr:
+        ax.plot(xs, [min(peak, x * ddr) for x in xs], "k--", label=f"PS DDR {ddr / 1e9:.1f} GB/s")
+    ax.scatter([p[0] for p in points], [p[1] for p in points], s=14, color="tab:blue",
+               label="layers (cycle model)")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("MACs per byte of DDR traffic (weights + input + output once)")
+    ax.set_ylabel("MAC/s")
+    ax.set_title(f"Roofline, {cfg.name} at {mhz:g} MHz", fontsize=10)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def resource_bars(total: dict[str, float], cfg: HwConfig, path: Path) -> None:
+    """Used share of the part, per resource (the Yosys estimate)."""
+    plt = _plt()
+    avail = PARTS[cfg.part]
+    names = list(_RESOURCE_KEYS)
+    share = [100 * total[k] / avail[_RESOURCE_KEYS[k]] for k in names]
+    fig, ax = plt.subplots(figsize=(6, 3))
+    bars = ax.barh(names, share, color=["tab:red" if s > 100 else "tab:blue" for s in share])
+    for bar, k, s in zip(bars, names, share, strict=True):
+        ax.text(bar.get_width() + 1, bar.get_y() + bar.get_height() / 2,
+                f"{total[k]:,.0f} / {avail[_RESOURCE_KEYS[k]]:,} ({s:.0f} %)", va="center",
+                fontsize=7)
+    ax.axvline(100, color="k", linewidth=0.8)
+    ax.set_xlim(0, max(120, max(share) + 30))
+    ax.set_xlabel(f"% of {cfg.part}")
+    ax.set_title("Utilization estimate (Yosys synth_xilinx)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_all(work: Path, out: Path, cfg: HwConfig, board: str) -> list[str]:
+    """The figures of a build from its ``work/`` records into ``out``; their file names."""
+    model = json.loads((work / "engine-model.json").read_text())
+    estimate = json.loads((work / "estimate.json").read_text())
+    util = json.loads((work / "utilization.json").read_text())
+    written = []
+    if model["layers"]:
+        latency_bars(model["layers"], cfg.clock_mhz, out / "latency.png")
+        roofline(estimate, model["layers"], cfg, board, out / "roofline.png")
+        written += ["latency.png", "roofline.png"]
+    resource_bars(util["total"], cfg, out / "resources.png")
+    written.append("resources.png")
+    return written

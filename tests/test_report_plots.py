@@ -1,0 +1,28 @@
+"""The build report's figures are drawn from the records the build steps write."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+
+from rtl.config import preset
+from rtl.cycle_model import DdrTiming, resnet18_cycles
+from rtl.perf import estimate
+from rtl.report_plots import write_all
+
+
+def test_figures_from_the_build_records(tmp_path) -> None:
+    cfg = preset("pynq-z2")
+    work = tmp_path / "work"
+    work.mkdir()
+    layers = resnet18_cycles(cfg, "60:35:5", timing=DdrTiming.zynq_hp())
+    (work / "engine-model.json").write_text(json.dumps(
+        {"layers": [asdict(layer) for layer in layers]}))
+    (work / "estimate.json").write_text(json.dumps(estimate(cfg, "60:35:5").to_dict()))
+    (work / "utilization.json").write_text(json.dumps(
+        {"total": {"LUT": 40000, "FF": 30000, "DSP48E1": 150, "BRAM36": 100.5}}))
+    names = write_all(work, tmp_path, cfg, "pynq-z2")
+    assert names == ["latency.png", "roofline.png", "resources.png"]
+    for name in names:
+        data = (tmp_path / name).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
