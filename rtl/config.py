@@ -348,13 +348,17 @@ def _check_int(name: str, value: Any, *, lo: int | None = None, hi: int | None =
         raise ValueError(f"HwConfig.{name} must be between {lo} and {hi}, not {value!r}")
 
 
+# Out buffers: 2048 vectors on pynq-z2 hold layer4's 7 x 7 x 512 output (1568 vectors), so
+# layer4 runs as one tile; layer3's 14 x 14 x 256 (3136 vectors) would need 4096, 32 BRAM36
+# more in 16 lanes of 32 bits, past the XC7Z020's 140, so it runs as 2 tiles. zc706's 2048
+# (32-lane vectors) hold layer3 and layer4 whole.
 # The PoT:fixed row split follows the per-device filter ratio: with one Fixed-8 filter taking
 # ``fixed8_lanes`` DSP lanes, a 60:35:5 layer needs 60 PoT rows per 35 + 2*5 = 45 DSP lanes.
 PRESETS: dict[str, HwConfig] = {
     cfg.name: cfg for cfg in (
         HwConfig(name="pynq-z2", part="xc7z020clg400-1", clock_mhz=100.0,
                  pot_rows=24, pot_cols=16, dsp_rows=18, dsp_cols=16, dsp_pack=3,
-                 act_buf_depth=4096, weight_buf_depth=512, out_buf_depth=1024,
+                 act_buf_depth=4096, weight_buf_depth=512, out_buf_depth=2048,
                  result_lanes=4),
         HwConfig(name="zc706", part="xc7z045ffg900-2", clock_mhz=150.0,
                  pot_rows=52, pot_cols=32, dsp_rows=32, dsp_cols=32, dsp_pack=3,

@@ -38,8 +38,9 @@ from .interface.tiling import layer_descriptors
 from .postproc import PostProc
 from .pot_array import pot_latency
 
-__all__ = ["DdrTiming", "LayerCycles", "chain_cycles", "descriptor_cycles", "main", "markdown",
-           "resnet18_cycles"]
+__all__ = ["PHASES", "DdrTiming", "LayerCycles", "chain_cycles", "chain_phases",
+           "descriptor_cycles", "descriptor_phases", "main", "markdown", "phase_markdown",
+           "phase_totals", "resnet18_cycles"]
 
 
 @dataclass(frozen=True)
@@ -79,19 +80,26 @@ def _pass_cycles(cfg: HwConfig, pixels: int, steps: int) -> int:
     return pixels * max(steps, groups) + array_latency + PostProc.LATENCY + 4
 
 
-def descriptor_cycles(cfg: HwConfig, d: dict[str, int], timing: DdrTiming | None = None
-                      ) -> int:
+#: Where a descriptor's cycles go (:func:`descriptor_phases`).
+PHASES = ("descriptor", "maps in", "compute", "weights", "vector units", "write-back")
+
+
+def descriptor_phases(cfg: HwConfig, d: dict[str, int], timing: DdrTiming | None = None
+                      ) -> dict[str, int]:
     """Modelled cycles of one descriptor (fields as
-    ``rtl.interface.descriptor.unpack_descriptor``)."""
+    ``rtl.interface.descriptor.unpack_descriptor``), by phase: fetching and checking it,
+    loading its input band (and an add's second input), the conv passes' compute, waiting
+    for weights beyond that, the pools' and the adder's scans, and the write-back."""
     t = timing or DdrTiming()
     v = cfg.vec_len
     chunks_in, chunks_out = -(-d["in_c"] // v), -(-d["out_c"] // v)
     in_vecs = d["in_h"] * d["in_w"] * chunks_in
     out_pixels = d["out_h"] * d["out_w"]
     out_vecs = out_pixels * chunks_out
-    cycles = 1 + _read(descriptor_bytes() * 8 // cfg.axi_data_width, t) + 1
+    phases = dict.fromkeys(PHASES, 0)
+    phases["descriptor"] = 1 + _read(descriptor_bytes() * 8 // cfg.axi_data_width, t) + 1
     act = 1 + _read(in_vecs * words_per_vector(cfg, d["in_bits"]), t)
-    cycles += act
+    phases["maps in"] = act
     op = d["op"]
     if op == Op.CONV:
         # The weight ports read their shares of a pass at once; the slowest sets the pace.
@@ -107,22 +115,43 @@ def descriptor_cycles(cfg: HwConfig, d: dict[str, int], timing: DdrTiming | None
                           max(loaded[p - 1], done[p - 2] if p >= 2 else loaded[p - 1]))
             loaded[p] = start_load + load
             done[p] = max(loaded[p], done[p - 1] if p else 0) + compute
-        cycles += done[-1]
+        phases["compute"] = d["passes"] * compute
+        phases["weights"] = done[-1] - phases["compute"]
     elif op == Op.ADD:
-        cycles += 1 + _read(0, t) + in_vecs * (words_per_vector(cfg, d["in2_bits"]) + 1) - 2
+        second = 1 + _read(0, t) + in_vecs * (words_per_vector(cfg, d["in2_bits"]) + 1) - 2
+        phases["maps in"] += second - in_vecs          # the adder takes a vector a cycle
+        phases["vector units"] = in_vecs
     elif op == Op.MAXPOOL:
-        cycles += 2 + out_vecs * d["kernel"] ** 2 + 3
+        phases["vector units"] = 2 + out_vecs * d["kernel"] ** 2 + 3
     else:
         pixels = d["in_h"] * d["in_w"]
-        cycles += 2 + chunks_in * max(pixels, v) + v + 3
-    cycles += 1 + out_vecs + _write(out_vecs * words_per_vector(cfg, d["out_bits"]), t) + 1
-    return cycles
+        phases["vector units"] = 2 + chunks_in * max(pixels, v) + v + 3
+    phases["write-back"] = (1 + out_vecs + _write(out_vecs * words_per_vector(cfg, d["out_bits"]),
+                                                  t) + 1)
+    return phases
+
+
+def descriptor_cycles(cfg: HwConfig, d: dict[str, int], timing: DdrTiming | None = None
+                      ) -> int:
+    """Modelled cycles of one descriptor (fields as
+    ``rtl.interface.descriptor.unpack_descriptor``)."""
+    return sum(descriptor_phases(cfg, d, timing).values())
 
 
 def chain_cycles(cfg: HwConfig, descriptors: Iterable[bytes],
                  timing: DdrTiming | None = None) -> int:
     """Modelled cycles of a chain (what ``CYCLES_LO`` reads after its run)."""
     return sum(descriptor_cycles(cfg, unpack_descriptor(raw), timing) for raw in descriptors)
+
+
+def chain_phases(cfg: HwConfig, descriptors: Iterable[bytes],
+                 timing: DdrTiming | None = None) -> dict[str, int]:
+    """:func:`descriptor_phases` summed over a chain."""
+    total = dict.fromkeys(PHASES, 0)
+    for raw in descriptors:
+        for name, n in descriptor_phases(cfg, unpack_descriptor(raw), timing).items():
+            total[name] += n
+    return total
 
 
 @dataclass(frozen=True)
@@ -133,6 +162,8 @@ class LayerCycles:
     cycles: int
     #: MACs over the MACs both arrays do per cycle (conv, fc); 0 for the vector layers.
     mac_cycles: int
+    #: ``cycles`` by phase (:data:`PHASES`), as (phase, cycles) pairs.
+    phases: tuple[tuple[str, int], ...] = ()
 
 
 def _passes(cfg: HwConfig, filters: int, ratio: tuple[int, int, int]) -> int:
@@ -186,8 +217,28 @@ def resnet18_cycles(cfg: HwConfig, ratio: str | tuple[int, int, int], *, image: 
             fields.update(op=Op.AVGPOOL)
         descs = layer_descriptors(cfg, pad=pad, name=name, **fields)
         out.append(LayerCycles(name, op, len(descs), chain_cycles(cfg, descs, timing),
-                               mac_cycles))
+                               mac_cycles, tuple(chain_phases(cfg, descs, timing).items())))
     return out
+
+
+def phase_totals(layers: list[LayerCycles]) -> dict[str, int]:
+    """Cycles of every phase (:data:`PHASES`) over ``layers``."""
+    total = dict.fromkeys(PHASES, 0)
+    for layer in layers:
+        for name, n in layer.phases:
+            total[name] += n
+    return total
+
+
+def phase_markdown(layers: list[LayerCycles], mhz: float) -> str:
+    """Where the time goes: each phase's cycles, milliseconds and share, with a bar."""
+    totals = phase_totals(layers)
+    whole = sum(totals.values())
+    out = ["| phase | cycles | ms | share | |", "|---|---:|---:|---:|---|"]
+    for name, n in totals.items():
+        out.append(f"| {name} | {n:,} | {n / (mhz * 1e3):.2f} | {100 * n / whole:.1f} % | "
+                   f"`{'#' * round(40 * n / whole)}` |")
+    return "\n".join(out) + "\n"
 
 
 def markdown(cfg: HwConfig, ratio: str | tuple[int, int, int], layers: list[LayerCycles],
@@ -216,8 +267,12 @@ def markdown(cfg: HwConfig, ratio: str | tuple[int, int, int], layers: list[Laye
     out += [f"| **total** | | | **{total:,}** | **{ideal:,}** | **{total / ideal:.1f}** | "
             f"**{total / (mhz * 1e3):.2f}** |", "",
             f"Modelled latency: **{total / (mhz * 1e3):.2f} ms** per image at {mhz:g} MHz "
-            f"(the MAC-bound schedule below: {ideal / (mhz * 1e3):.2f} ms)."]
-    return "\n".join(out) + "\n"
+            f"(the MAC-bound schedule below: {ideal / (mhz * 1e3):.2f} ms).", "",
+            "Where the time goes (compute: the conv passes as the core runs them, idle rows "
+            "of a layer's last pass included; weights: waiting for a pass's weights beyond "
+            "that; maps in: descriptors aside, input bands and an add's second input):", "",
+            phase_markdown(layers, mhz)]
+    return "\n".join(out)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -256,8 +311,10 @@ def main(argv: list[str] | None = None) -> int:
                    "read_latency": timing.read_latency, "write_latency": timing.write_latency,
                    "layers": [{"name": layer.name, "op": layer.op, "tiles": layer.tiles,
                                "cycles": layer.cycles, "mac_cycles": layer.mac_cycles,
-                               "ms": layer.cycles / (mhz * 1e3)} for layer in layers],
-                   "total_cycles": total, "total_ms": total / (mhz * 1e3)},
+                               "ms": layer.cycles / (mhz * 1e3),
+                               "phases": dict(layer.phases)} for layer in layers],
+                   "total_cycles": total, "total_ms": total / (mhz * 1e3),
+                   "phases": phase_totals(layers)},
                   sys.stdout, indent=1)
         print()
     else:

@@ -100,11 +100,24 @@ def main() -> None:
         paper = PAPER_RESULTS[cfg.part]["latency_ms"]
         lines.append(f"| {board} | {':'.join(map(str, ratio))} | {cfg.clock_mhz:g} MHz | "
                      f"{cycles:,} | {cycles / ms:.1f} ms | {ideal / ms:.1f} ms | {paper} ms |")
-    lines += ["", "Where the time goes at full size: the passes leave rows of the arrays idle",
-              "when a layer's filters are not a multiple of them, every row tile reloads the",
-              "layer's weights, the late layers (7 x 7 and 14 x 14 maps) stream more weight",
-              "bytes than one 64-bit port moves in their compute time, and the max-pool reads",
-              "each window element once (9 cycles per output vector).", ""]
+    from rtl.cycle_model import phase_markdown
+    lines += ["", "Weights come over their own HP ports (`HwConfig.weight_ports`: 1 on pynq-z2,",
+              "3 on zc706) and a conv's first pass loads while its input band loads; pynq-z2's",
+              "out buffer holds layer4 whole (2048 vectors). Still serial: every tile loads its",
+              "band, computes, then writes back; the passes leave rows of the arrays idle when",
+              "a layer's filters are not a multiple of them; every row tile reloads the layer's",
+              "weights; the max-pool reads each window element once (9 cycles per output",
+              "vector).", ""]
+    for board, ratio in BOARD_RATIOS.items():
+        cfg = preset(board)
+        layers = resnet18_cycles(cfg, ratio, timing=DdrTiming.zynq_hp())
+        ms = sum(x.cycles for x in layers) / (1e3 * cfg.clock_mhz)
+        lines += [f"### Where the time goes: {board} ({ms:.2f} ms)", "",
+                  phase_markdown(layers, cfg.clock_mhz)]
+    lines += ["Compute: the conv passes as the core runs them (a layer's last pass with idle",
+              "rows included); weights: waiting for a pass's weights beyond that; maps in:",
+              "input bands and an add's second input; `python -m rtl.cycle_model --board NAME`",
+              "gives the same split per layer (`--json`).", ""]
     path = REPO_ROOT / "docs" / "engine-cycles.md"
     path.write_text("\n".join(lines))
     print(f"wrote {path}: {total_m} cycles measured, {total_model} modelled, {total_i} ideal")

@@ -74,3 +74,29 @@ def test_command_line_prints_the_model_per_layer_and_in_total(capsys):
     with pytest.raises(SystemExit):
         main(["--board", "no-such-board"])
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_late_layers_run_as_one_tile_on_the_presets():
+    """layer4 (7 x 7 x 512) in one row tile on both presets, layer3 (14 x 14 x 256) too on
+    zc706; pynq-z2's out buffer (2048 vectors of 16) holds layer3 in two tiles."""
+    for board, ratio in (("pynq-z2", "60:35:5"), ("zc706", "65:30:5")):
+        tiles = {layer.name: layer.tiles
+                 for layer in resnet18_cycles(preset(board), ratio, timing=DdrTiming.zynq_hp())}
+        assert all(n == 1 for name, n in tiles.items() if name.startswith("layer4")), tiles
+        assert all(n == (2 if board == "pynq-z2" else 1)
+                   for name, n in tiles.items() if name.startswith("layer3.")), tiles
+
+
+def test_phases_add_up_to_the_cycles():
+    """Every layer's phases (descriptor, maps in, compute, weights, vector units, write-back)
+    sum to its cycles; convs compute, vector layers do not; weights wait only in convs."""
+    from rtl.cycle_model import PHASES
+
+    for board, ratio in (("pynq-z2", "60:35:5"), ("zc706", "65:30:5")):
+        for layer in resnet18_cycles(preset(board), ratio, timing=DdrTiming.zynq_hp()):
+            phases = dict(layer.phases)
+            assert tuple(phases) == PHASES and sum(phases.values()) == layer.cycles
+            assert min(phases.values()) >= 0
+            is_mac = layer.op in ("conv", "fc")
+            assert (phases["compute"] >= layer.mac_cycles > 0) if is_mac else (
+                phases["compute"] == phases["weights"] == 0 < phases["vector units"])
