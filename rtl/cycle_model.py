@@ -66,8 +66,20 @@ def _read(words: int, t: DdrTiming) -> int:
     return 2 + t.read_latency + words + max(0, per_burst - MAX_BURST) * (bursts - 1)
 
 
-def _write(words: int, t: DdrTiming) -> int:
-    return 3 + words + t.write_latency
+def _bursts(addr: int, words: int) -> int:
+    """Bursts the DMA cuts ``words`` words from byte address ``addr`` into: at most
+    ``MAX_BURST`` beats, never across a 4 KiB boundary."""
+    n = 0
+    while words > 0:
+        beats = min(words, MAX_BURST, (4096 - addr % 4096) // 8)
+        addr, words, n = addr + 8 * beats, words - beats, n + 1
+    return n
+
+
+def _write(addr: int, words: int, t: DdrTiming) -> int:
+    """Cycles of a DMA write: the command, each burst's address then its beats (the writer
+    spends a cycle choosing the next burst and one on its address), the last response."""
+    return 3 + words + 2 * (_bursts(addr, words) - 1) + t.write_latency
 
 
 def _pass_cycles(cfg: HwConfig, pixels: int, steps: int) -> int:
@@ -126,8 +138,10 @@ def descriptor_phases(cfg: HwConfig, d: dict[str, int], timing: DdrTiming | None
     else:
         pixels = d["in_h"] * d["in_w"]
         phases["vector units"] = 2 + chunks_in * max(pixels, v) + v + 3
-    phases["write-back"] = (1 + out_vecs + _write(out_vecs * words_per_vector(cfg, d["out_bits"]),
-                                                  t) + 1)
+    # One output word a cycle: the out buffer reads the next vector as the last word of
+    # a vector leaves.
+    phases["write-back"] = 1 + 1 + _write(d.get("out_addr", 0),
+                                          out_vecs * words_per_vector(cfg, d["out_bits"]), t) + 1
     return phases
 
 

@@ -572,14 +572,17 @@ class Engine(wiring.Component):
                 m.d.comb += [out_rd_addr.eq(out_idx), out_rd_en.eq(1)]
                 m.next = "OUT_DATA"
             with m.State("OUT_DATA"):
-                # The lanes' read data hold the vector (read enable is low here).
-                m.d.comb += [out_rd_en.eq(0), dma.wr_data.valid.eq(1)]
+                # The lanes' read data hold the vector while the read enable is low; the next
+                # vector is read as the last word of this one is taken, so the words leave
+                # one a cycle with no gap between vectors.
+                m.d.comb += [out_rd_addr.eq(out_idx + 1), out_rd_en.eq(0),
+                             dma.wr_data.valid.eq(1)]
                 m.d.sync += stalls.eq(stalls + 1)
                 with m.If(dma.wr_data.ready):
                     m.d.sync += out_k.eq(out_k + 1)
                     with m.If(out_k == wpv_out - 1):
+                        m.d.comb += out_rd_en.eq(1)
                         m.d.sync += [out_k.eq(0), out_idx.eq(out_idx + 1)]
-                        m.next = "OUT_READ"
                         with m.If(out_idx + 1 == out_vecs):
                             m.next = "OUT_WAIT"
             with m.State("OUT_WAIT"):
