@@ -755,6 +755,8 @@ def _resume_state(ctx: BuildContext, first: int) -> dict[str, Any]:
                         f"build here); build from the first step (drop --from)", exit_code=2)
     for key, value in _inputs(ctx).items():
         old = state.get("inputs", {}).get(key)
+        if key == "ratio" and first <= STEP_NAMES.index("estimate"):
+            continue          # only the estimate depends on the ratio, and it runs again
         if old != value:
             raise FlowError(f"cannot start at {start!r}: the outputs in {ctx.out} were made with "
                             f"{key} {old!r}, not {value!r}; build from the first step (drop "
@@ -787,6 +789,7 @@ def run_flow(ctx: BuildContext, *, start: str | None = None, stop: str | None = 
         raise FlowError(f"--from {STEP_NAMES[first]} comes after --to {STEP_NAMES[last]}; "
                         f"steps in order: {', '.join(STEP_NAMES)}", exit_code=2)
     state = _resume_state(ctx, first)
+    state["inputs"] = _inputs(ctx)
     state["last_run"] = list(STEP_NAMES[first:last + 1])
     ctx.logs.mkdir(parents=True, exist_ok=True)
     for n, step in enumerate(STEPS[first:last + 1], start=first + 1):

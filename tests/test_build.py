@@ -243,6 +243,10 @@ def test_resume(tmp_path, fake_tools):
     other = _ctx(tmp_path, ratio="50:50:0")
     with pytest.raises(flow.FlowError, match=r"were made with ratio '60:35:5', not '50:50:0'"):
         flow.run_flow(other, start="package")
+    # Only the estimate depends on the ratio: starting there with another one is allowed.
+    state = flow.run_flow(other, start="estimate", stop="estimate")
+    assert state["inputs"]["ratio"] == "50:50:0" and "estimate" in state["steps"]
+    assert "ratio 50:50:0" in (ctx.work / "estimate.md").read_text()
 
 
 def test_generated_project(tmp_path, fake_tools):
