@@ -9,6 +9,12 @@ import pytest
 
 from rtl.config import ARRAY_LUT_FLOOR, PartTooSmallError, preset
 
+P = preset("pynq-z2")
+#: The BRAM floor restated: act buffer (V lanes of act_bits + 1), out buffer (V lanes of 32
+#: bits), two weight banks (4 bits per PoT row and DSP lane per column), in 36 Kb tiles.
+_BRAM = -(-(16 * 5 * P.act_buf_depth + 16 * 32 * P.out_buf_depth
+            + 2 * 4 * 16 * (P.pot_rows + P.dsp_rows) * 4096) // (36 * 1024))
+
 
 @pytest.mark.parametrize("changes, message", [
     (dict(pot_rows=200),
@@ -20,14 +26,15 @@ from rtl.config import ARRAY_LUT_FLOOR, PartTooSmallError, preset
      r"DSP48E1 \(one per 3 DSP lanes and column\), the part has 220; reduce dsp_rows or "
      r"dsp_cols, or raise dsp_pack$"),
     (dict(weight_buf_depth=4096),
-     r"^config 'pynq-z2' does not fit xc7z020clg400-1: its arrays and buffers alone need 621 "
-     r"BRAM36 \(act, out and two weight buffers at least\), the part has 140; reduce the buffer "
-     r"depths$"),
+     rf"^config 'pynq-z2' does not fit xc7z020clg400-1: its arrays and buffers alone need "
+     rf"{_BRAM} BRAM36 \(act, out and two weight buffers at least\), the part has 140; reduce "
+     rf"the buffer depths$"),
 ])
 def test_refused_before_anything_is_built(changes, message) -> None:
+    assert (P.vec_len, P.act_bits, P.dsp_pack) == (16, 4, 3)      # what the numbers assume
     started = time.monotonic()
     with pytest.raises(PartTooSmallError, match=message):
-        preset("pynq-z2").replace(**changes)
+        P.replace(**changes)
     assert time.monotonic() - started < 1.0
 
 
