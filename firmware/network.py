@@ -1,27 +1,25 @@
 """Plan a whole quantized network for the accelerator: DDR layout and one descriptor table
 (each layer's row tiles in order).
 
-The plan is what the firmware (on the board) and the RTL benches (in simulation) both run:
-copy ``plan.memory`` into DDR and write the input image; then either run the whole network
-as one chain (``DESC_ADDR = plan.chain_addr``, ``DESC_COUNT = plan.chain_count``, one
-START, one interrupt) or each layer as its own chain (``job.desc_addr``,
-``job.desc_count``: its row tiles) to read per-layer cycle counts; the logits are then at
-``plan.output``. Only numpy, the hardware config and the model file are needed.
+``firmware.compile`` turns the plan into a compiled network (relocatable DDR image, input
+and output layout) that the board and the RTL benches both run: copy it into DDR, write the
+input image, then run the whole network as one chain (``plan.chain_addr``,
+``plan.chain_count``: one START, one interrupt) or each layer as its own chain
+(``job.desc_addr``, ``job.desc_count``: its row tiles) for per-layer cycle counts; the logits
+are then at ``plan.output``. Only numpy, the hardware config and the model file are needed.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from quant import contract as C
 from quant.fit import check_fits
 from quant.model_format import QModel
 from rtl.config import HwConfig
-from rtl.interface.ddr import feature_map_words, pack_feature_map, unpack_feature_map
+from rtl.interface.ddr import feature_map_words
 from rtl.interface.descriptor import Op, PostMode, descriptor_bytes
-from rtl.interface.stem import Fold, fold_input, fold_plan, fold_weight
+from rtl.interface.stem import Fold, fold_plan, fold_weight
 from rtl.interface.tiling import layer_descriptors
 
 from .layer import prepare_conv
@@ -68,22 +66,6 @@ class NetworkPlan:
     chain_count: int = 0
     #: The first layer runs folded (space-to-depth, ``rtl.interface.stem``), or None.
     fold: Fold | None = None
-
-    def input_bytes(self, image: np.ndarray) -> bytes:
-        """The packed input image (C, H, W) of unsigned pixels (folded if the first layer
-        runs folded)."""
-        image = np.asarray(image, np.int64)
-        if self.fold:
-            image = fold_input(image, self.fold)
-        words = pack_feature_map(image, self.input.ttype.bits, signed=False, cfg=self.cfg)
-        return words.astype("<u8").tobytes()
-
-    def logits(self, raw: bytes) -> np.ndarray:
-        """Integer logits from the bytes of the output buffer."""
-        words = np.frombuffer(raw, "<u8")
-        fm = unpack_feature_map(words, self.output.shape, self.output.ttype.bits,
-                                signed=self.output.ttype.signed, cfg=self.cfg)
-        return fm.reshape(-1)
 
 
 class _Allocator:
