@@ -136,21 +136,12 @@ def _shapes(cal: Calibration, lut_limit: float, step: int) -> list[tuple[int, in
     pack = cfg.dsp_pack
     shapes = []
     for pot in range(CORE_ROWS, 1024, step):
-        if not _fits(resources(cal, pot, CORE_ROWS), cfg.part, lut_limit):
-            break
-        best = None
         dsp = CORE_ROWS
-        while True:
-            nxt = dsp + max(pack, step)
-            res = resources(cal, pot, nxt)
-            if not _fits(res, cfg.part, lut_limit):
-                break
-            dsp = nxt
-        res = resources(cal, pot, dsp)
-        if _fits(res, cfg.part, lut_limit):
-            best = (pot, dsp, res)
-        if best:
-            shapes.append(best)
+        if not _fits(resources(cal, pot, dsp), cfg.part, lut_limit):
+            break
+        while _fits(resources(cal, pot, dsp + max(pack, step)), cfg.part, lut_limit):
+            dsp += max(pack, step)
+        shapes.append((pot, dsp, resources(cal, pot, dsp)))
     return shapes
 
 
