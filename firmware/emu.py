@@ -30,6 +30,8 @@ from rtl.interface.ddr import (
 from rtl.interface.descriptor import (
     ADDRESS_FIELDS,
     DESC_MAGIC,
+    IN_BITS,
+    MAX_KERNEL,
     Op,
     PostMode,
     descriptor_bytes,
@@ -42,8 +44,6 @@ from .package import BuildPackage
 
 __all__ = ["EmuBackend", "EmuMemory", "execute_descriptor"]
 
-_MAX_KERNEL = 7
-_IN_BITS = (4, 5, 6, 8)
 
 
 class EmuMemory(DmaBuffer):
@@ -120,7 +120,7 @@ def _check_shape(d: dict[str, int], cfg) -> None:
         return (span_h >= 0 and span_w >= 0 and d["out_h"] == span_h // d["stride"] + 1
                 and d["out_w"] == span_w // d["stride"] + 1)
 
-    kernel_ok = 1 <= d["kernel"] <= _MAX_KERNEL
+    kernel_ok = 1 <= d["kernel"] <= MAX_KERNEL
     if op == Op.CONV:
         ok = (kernel_ok and window_geom() and d["mode"] <= PostMode.LOGITS
               and d["in_bits"] in (act, 8) and d["out_bits"] == _mode_bits(d["mode"], cfg)
@@ -242,7 +242,7 @@ def execute_descriptor(bus: _Bus, raw: bytes, cfg) -> None:
              "out_addr": 8 * feature_map_words(cfg, out_shape, d["out_bits"]),
              "weight_addr": 8 * d["passes"] * pass_block_words(cfg, d["steps"]),
              "in2_addr": 8 * feature_map_words(cfg, in_shape, d["in2_bits"])
-             if d["in2_bits"] in _IN_BITS else 0}
+             if d["in2_bits"] in IN_BITS else 0}
     for name in ADDRESS_FIELDS[op]:
         if d[name] % 8:
             raise _Fault(ErrorCode.MISALIGNED_ADDR)

@@ -31,16 +31,20 @@ from .interface.ddr import (
     word_bits,
     words_per_vector,
 )
-from .interface.descriptor import DESC_MAGIC, Op, PostMode, descriptor_bytes
+from .interface.descriptor import (
+    DESC_MAGIC,
+    IN_BITS,
+    MAX_KERNEL,
+    OUT_BITS,
+    Op,
+    PostMode,
+    descriptor_bytes,
+)
 from .interface.regmap import ErrorCode, RegisterMap, build_regmap
 from .vector_units import AddUnit, AvgPool, MaxPool, lane_bits
-from .window import MAX_KERNEL, window_layout
+from .window import window_layout
 
-__all__ = ["IN_BITS", "OUT_BITS_CHOICES", "Accelerator", "Engine"]
-
-#: Storage widths of input elements the engine unpacks, and of output elements it packs.
-IN_BITS = (4, 5, 6, 8)
-OUT_BITS_CHOICES = (4, 5, 6, 8, 32)
+__all__ = ["Accelerator", "Engine"]
 
 
 def _bits(n: int) -> int:
@@ -136,7 +140,7 @@ class Engine(wiring.Component):
 
         wpv_in, wpv_in2, wpv_out = Signal(8), Signal(8), Signal(8)
         m.d.comb += [wpv_in.eq(wpv(d.in_bits, IN_BITS)), wpv_in2.eq(wpv(d.in2_bits, IN_BITS)),
-                     wpv_out.eq(wpv(d.out_bits, OUT_BITS_CHOICES))]
+                     wpv_out.eq(wpv(d.out_bits, OUT_BITS))]
         in_words, in2_words, out_words = Signal(48), Signal(48), Signal(48)
         pass_words = Signal(32)
         m.d.comb += [in_words.eq(in_vecs * wpv_in), in2_words.eq(in_vecs * wpv_in2),
@@ -411,7 +415,7 @@ class Engine(wiring.Component):
         out_lanes = Signal(data.ArrayLayout(signed(32), v))
         m.d.comb += out_lanes.eq(Cat(*[rd.data for rd in out_rds]))
         packed = Signal(word)
-        for bits in OUT_BITS_CHOICES:
+        for bits in OUT_BITS:
             per = word // bits
             words = [Cat(*[out_lanes[i][:bits] for i in range(w * per, min(v, (w + 1) * per))])
                      for w in range(words_per_vector(cfg, bits))]

@@ -16,11 +16,11 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from .config import HwConfig
+from .interface.descriptor import MAX_KERNEL
 
-__all__ = ["MAX_KERNEL", "MAX_PAD", "WindowGen", "window_layout"]
+__all__ = ["MAX_PAD", "WindowGen", "window_layout"]
 
 #: Largest kernel and padding the generator walks (ResNet's stem: 7x7, padding 3).
-MAX_KERNEL = 7
 MAX_PAD = 3
 
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 import enum
 import struct
 
-__all__ = ["ADDRESS_FIELDS", "DESC_MAGIC", "FIELDS", "Op", "PostMode", "descriptor_bytes",
+__all__ = ["ADDRESS_FIELDS", "DESC_MAGIC", "FIELDS", "IN_BITS", "MAX_KERNEL", "OUT_BITS",
+           "Op", "PostMode", "descriptor_bytes",
            "descriptor_words32", "pack_descriptor", "unpack_descriptor"]
 
 #: First word of every descriptor: ASCII "DSC2" (layout version 2: padding per side).
@@ -55,6 +56,13 @@ FIELDS: tuple[tuple[str, str], ...] = (
     ("shift_b", "requant shift of input b"),
 )
 
+
+#: Largest window (``kernel``) the engine runs: the stem's 7 x 7.
+MAX_KERNEL = 7
+#: Storage widths (``in_bits``, ``in2_bits``) of input elements the engine unpacks.
+IN_BITS = (4, 5, 6, 8)
+#: Storage widths (``out_bits``) of output elements the engine packs (32: logits).
+OUT_BITS = (4, 5, 6, 8, 32)
 
 #: The DDR byte addresses each op reads or writes (the other address fields are unused, 0).
 ADDRESS_FIELDS: dict[Op, tuple[str, ...]] = {
