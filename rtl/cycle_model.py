@@ -96,76 +96,115 @@ def _pass_cycles(cfg: HwConfig, pixels: int, steps: int) -> int:
 PHASES = ("descriptor", "maps in", "compute", "weights", "vector units", "write-back")
 
 
+def _overlap(lo: int, hi: int, lo2: int, hi2: int) -> bool:
+    return lo < hi2 and lo2 < hi
+
+
+def _schedule(cfg: HwConfig, descs: list[dict[str, int]], t: DdrTiming
+              ) -> tuple[int, dict[str, int]]:
+    """Cycles of a chain and where they go. Each descriptor: fetch and check it, load its
+    input band (the loader streams a conv's pass 0 meanwhile), then its compute, which waits
+    for the previous descriptor's write-back to have left the out buffer; its own
+    write-back then drains while the next descriptor is fetched and its band loads (a band
+    that the write-back still writes waits for it). The run ends when the last write-back
+    is done. Phases: each descriptor's own cycles; "write-back" is what the overlap leaves
+    exposed (the last one, and the waits for one)."""
+    v = cfg.vec_len
+    phases = dict.fromkeys(PHASES, 0)
+    now = 0                 # the cycle the descriptor's fetch starts
+    free = 0                # the first cycle the last write-back is done
+    written = (0, 0)        # the bytes it writes
+    for d in descs:
+        chunks_in, chunks_out = -(-d["in_c"] // v), -(-d["out_c"] // v)
+        in_vecs = d["in_h"] * d["in_w"] * chunks_in
+        out_pixels = d["out_h"] * d["out_w"]
+        out_vecs = out_pixels * chunks_out
+        own = dict.fromkeys(PHASES, 0)
+        own["descriptor"] = 1 + _read(descriptor_bytes() * 8 // cfg.axi_data_width, t) + 1
+        in_words = in_vecs * words_per_vector(cfg, d["in_bits"])
+        act = 1 + _read(in_words, t)
+        own["maps in"] = act
+        band = now + own["descriptor"]
+        in_addr = d.get("in_addr", 0)
+        if _overlap(in_addr, in_addr + 8 * in_words, *written):
+            band = max(band, free)
+        end = band + act        # the input band is in
+        gate = free - end       # the out buffer is free from then on (relative to ``end``)
+        op = d["op"]
+        if op == Op.CONV:
+            # The weight ports read their shares of a pass at once; the slowest sets the pace.
+            load = 1 + _read(max(port_span(cfg, d["steps"], j)[1]
+                                 for j in range(cfg.weight_ports)), t)
+            compute = 1 + _pass_cycles(cfg, out_pixels, d["steps"])
+            # Times from the end of the input band; the loader started with the band's read.
+            # Two banks: load p + 1 while p computes; load p + 2 waits for p's bank.
+            loaded = [0] * d["passes"]
+            done = [0] * d["passes"]
+            ungated = 0
+            for p in range(d["passes"]):
+                start_load = (1 - act if p == 0 else
+                              max(loaded[p - 1], done[p - 2] if p >= 2 else loaded[p - 1]))
+                loaded[p] = start_load + load
+                done[p] = max(loaded[p], done[p - 1] if p else max(gate, 0)) + compute
+                ungated = max(loaded[p], ungated) + compute
+            own["compute"] = d["passes"] * compute
+            own["weights"] = ungated - own["compute"]
+            body = done[-1]
+        elif op == Op.ADD:
+            # The adder takes a vector a cycle as its words come, then drains.
+            second = 1 + _read(in_vecs * words_per_vector(cfg, d["in2_bits"]), t) - 3
+            own["maps in"] += second
+            own["vector units"] = 3
+            body = max(gate, 0) + second + 3
+        elif op == Op.MAXPOOL:
+            own["vector units"] = 2 + out_vecs * d["kernel"] ** 2 + 3
+            body = max(gate, 0) + own["vector units"]
+        else:
+            pixels = d["in_h"] * d["in_w"]
+            own["vector units"] = 2 + chunks_in * max(pixels, v) + v + 3
+            body = max(gate, 0) + own["vector units"]
+        handoff = end + body
+        # One output word a cycle: the out buffer reads the next vector as the last word of
+        # a vector leaves.
+        out_words = out_vecs * words_per_vector(cfg, d["out_bits"])
+        out_addr = d.get("out_addr", 0)
+        free = handoff + 1 + 1 + _write(out_addr, out_words, t) + 1
+        written = (out_addr, out_addr + 8 * out_words)
+        now = handoff + 1
+        for name in PHASES:
+            phases[name] += own[name]
+    phases["write-back"] = free - sum(phases.values())
+    return free, phases
+
+
 def descriptor_phases(cfg: HwConfig, d: dict[str, int], timing: DdrTiming | None = None
                       ) -> dict[str, int]:
-    """Modelled cycles of one descriptor (fields as
+    """Modelled cycles of one descriptor run alone (fields as
     ``rtl.interface.descriptor.unpack_descriptor``), by phase: fetching and checking it,
     loading its input band (and an add's second input), the conv passes' compute, waiting
     for weights beyond that, the pools' and the adder's scans, and the write-back."""
-    t = timing or DdrTiming()
-    v = cfg.vec_len
-    chunks_in, chunks_out = -(-d["in_c"] // v), -(-d["out_c"] // v)
-    in_vecs = d["in_h"] * d["in_w"] * chunks_in
-    out_pixels = d["out_h"] * d["out_w"]
-    out_vecs = out_pixels * chunks_out
-    phases = dict.fromkeys(PHASES, 0)
-    phases["descriptor"] = 1 + _read(descriptor_bytes() * 8 // cfg.axi_data_width, t) + 1
-    act = 1 + _read(in_vecs * words_per_vector(cfg, d["in_bits"]), t)
-    phases["maps in"] = act
-    op = d["op"]
-    if op == Op.CONV:
-        # The weight ports read their shares of a pass at once; the slowest sets the pace.
-        load = 1 + _read(max(port_span(cfg, d["steps"], j)[1]
-                             for j in range(cfg.weight_ports)), t)
-        compute = 1 + _pass_cycles(cfg, out_pixels, d["steps"])
-        # Times from the end of the input band; the loader started with the band's read.
-        # Two banks: load p + 1 while p computes; load p + 2 waits for p's bank.
-        loaded = [0] * d["passes"]
-        done = [0] * d["passes"]
-        for p in range(d["passes"]):
-            start_load = (1 - act if p == 0 else
-                          max(loaded[p - 1], done[p - 2] if p >= 2 else loaded[p - 1]))
-            loaded[p] = start_load + load
-            done[p] = max(loaded[p], done[p - 1] if p else 0) + compute
-        phases["compute"] = d["passes"] * compute
-        phases["weights"] = done[-1] - phases["compute"]
-    elif op == Op.ADD:
-        second = 1 + _read(0, t) + in_vecs * (words_per_vector(cfg, d["in2_bits"]) + 1) - 2
-        phases["maps in"] += second - in_vecs          # the adder takes a vector a cycle
-        phases["vector units"] = in_vecs
-    elif op == Op.MAXPOOL:
-        phases["vector units"] = 2 + out_vecs * d["kernel"] ** 2 + 3
-    else:
-        pixels = d["in_h"] * d["in_w"]
-        phases["vector units"] = 2 + chunks_in * max(pixels, v) + v + 3
-    # One output word a cycle: the out buffer reads the next vector as the last word of
-    # a vector leaves.
-    phases["write-back"] = 1 + 1 + _write(d.get("out_addr", 0),
-                                          out_vecs * words_per_vector(cfg, d["out_bits"]), t) + 1
-    return phases
+    return _schedule(cfg, [d], timing or DdrTiming())[1]
 
 
 def descriptor_cycles(cfg: HwConfig, d: dict[str, int], timing: DdrTiming | None = None
                       ) -> int:
-    """Modelled cycles of one descriptor (fields as
+    """Modelled cycles of one descriptor run alone (fields as
     ``rtl.interface.descriptor.unpack_descriptor``)."""
-    return sum(descriptor_phases(cfg, d, timing).values())
+    return _schedule(cfg, [d], timing or DdrTiming())[0]
 
 
 def chain_cycles(cfg: HwConfig, descriptors: Iterable[bytes],
                  timing: DdrTiming | None = None) -> int:
     """Modelled cycles of a chain (what ``CYCLES_LO`` reads after its run)."""
-    return sum(descriptor_cycles(cfg, unpack_descriptor(raw), timing) for raw in descriptors)
+    return _schedule(cfg, [unpack_descriptor(raw) for raw in descriptors],
+                     timing or DdrTiming())[0]
 
 
 def chain_phases(cfg: HwConfig, descriptors: Iterable[bytes],
                  timing: DdrTiming | None = None) -> dict[str, int]:
-    """:func:`descriptor_phases` summed over a chain."""
-    total = dict.fromkeys(PHASES, 0)
-    for raw in descriptors:
-        for name, n in descriptor_phases(cfg, unpack_descriptor(raw), timing).items():
-            total[name] += n
-    return total
+    """Where a chain's cycles go (:data:`PHASES`); they add up to :func:`chain_cycles`."""
+    return _schedule(cfg, [unpack_descriptor(raw) for raw in descriptors],
+                     timing or DdrTiming())[1]
 
 
 @dataclass(frozen=True)

@@ -295,6 +295,17 @@ class Engine(wiring.Component):
         format_bad = Signal()
         out_idx = Signal(40)
         out_k = Signal(8)
+        # The write-back of a descriptor's output drains on its own (its own copy of what it
+        # needs) while the next descriptor of the chain is fetched and its input loaded.
+        wb_go = Signal()               # the write-back of the current descriptor starts
+        wb_busy = Signal()             # a write-back is under way
+        wb_err = Signal()              # a write-back came with an error response
+        wb_vecs = Signal.like(out_vecs)
+        wb_wpv = Signal(8)
+        wb_bits = Signal.like(desc.out_bits)
+        wb_lo = Signal(cfg.axi_addr_width + 2)      # bytes [wb_lo, wb_hi) being written
+        wb_hi = Signal(cfg.axi_addr_width + 2)
+        done_count = Signal(16)        # descriptors whose output is all in DDR
 
         m.d.comb += [
             regs.status.value.busy.eq(busy), regs.status.value.done.eq(done_flag),
@@ -302,7 +313,7 @@ class Engine(wiring.Component):
             regs.error_code.value.eq(code),
             regs.cycles_lo.value.eq(cycles[:32]), regs.cycles_hi.value.eq(cycles[32:]),
             regs.stall_cycles.value.eq(stalls),
-            regs.desc_done.value.eq(desc_idx),
+            regs.desc_done.value.eq(done_count),
             self.irq.eq((regs.irq_status.value.as_value() & regs.irq_enable.value.as_value())
                         != 0),
         ]
@@ -419,7 +430,7 @@ class Engine(wiring.Component):
             per = word // bits
             words = [Cat(*[out_lanes[i][:bits] for i in range(w * per, min(v, (w + 1) * per))])
                      for w in range(words_per_vector(cfg, bits))]
-            with m.If(d.out_bits == bits):
+            with m.If(wb_bits == bits):
                 m.d.comb += packed.eq(Array(words)[out_k])
         m.d.comb += dma.wr_data.payload.eq(packed)
 
@@ -445,7 +456,8 @@ class Engine(wiring.Component):
                 with m.If(start):
                     m.d.sync += [busy.eq(1), done_flag.eq(0), code.eq(ErrorCode.NONE),
                                  cycles.eq(0), stalls.eq(0), desc_idx.eq(0), abort.eq(0),
-                                 desc_ptr.eq(regs.desc_addr.value)]
+                                 desc_ptr.eq(regs.desc_addr.value), done_count.eq(0),
+                                 wb_err.eq(0)]
                     m.next = "DESC_CMD"
                     with m.If(regs.desc_count.value == 0):
                         fail(ErrorCode.BAD_DESCRIPTOR)
@@ -485,10 +497,15 @@ class Engine(wiring.Component):
                 with m.Else():
                     m.next = "ACT_CMD"
             with m.State("ACT_CMD"):
-                map_read(d.in_addr, in_words, second=False, then="ACT_DATA")
-                # A conv's weights load over their own masters while its input band loads.
-                m.d.comb += conv_go.eq(is_conv & ~abort & dma.rd_cmd.ready)
                 m.d.sync += act_bad.eq(0)
+                # A band that the write-back under way still writes (a chain through a
+                # network: this layer reads the last one's output) waits for it.
+                with m.If(wb_busy & (d.in_addr < wb_hi) & (d.in_addr + in_words * 8 > wb_lo)):
+                    m.d.sync += stalls.eq(stalls + 1)
+                with m.Else():
+                    map_read(d.in_addr, in_words, second=False, then="ACT_DATA")
+                    # A conv's weights load over their own masters while its input band loads.
+                    m.d.comb += conv_go.eq(is_conv & ~abort & dma.rd_cmd.ready)
             with m.State("ACT_DATA"):
                 m.d.comb += dma.rd_data.ready.eq(1)
                 m.d.sync += stalls.eq(stalls + 1)
@@ -511,19 +528,27 @@ class Engine(wiring.Component):
                         fail(ErrorCode.AXI_RESPONSE)
             # -- residual add: stream the second input against the buffered first one --
             with m.State("B_CMD"):
-                map_read(d.in2_addr, in2_words, second=True, then="B_DATA")
+                # The adder writes the out buffer: the previous write-back must be done.
+                with m.If(wb_err):
+                    fail(ErrorCode.AXI_RESPONSE)
+                with m.Elif(wb_busy):
+                    m.d.sync += stalls.eq(stalls + 1)
+                with m.Else():
+                    map_read(d.in2_addr, in2_words, second=True, then="B_DATA")
             with m.State("B_DATA"):
-                m.d.comb += dma.rd_data.ready.eq(~b_pending)
+                # A vector waits a cycle for its partner from the act buffer while the next
+                # vector's words come in (the adder takes one a cycle).
+                m.d.comb += dma.rd_data.ready.eq(~b_pending | adder.i.ready)
                 m.d.sync += stalls.eq(stalls + 1)
                 with m.If(b_pending):
-                    # The partner vector was read last cycle; the adder is never stalled.
                     m.d.comb += adder.i.valid.eq(1)
                     with m.If(adder.i.ready):
                         m.d.sync += [b_pending.eq(0), act_addr.eq(act_addr + 1)]
-                with m.Elif(rd_take):
+                with m.If(rd_take):
                     m.d.sync += [vec.eq(next_vec), k.eq(k + 1)]
                     with m.If(k == cur_wpv - 1):
-                        m.d.comb += [own_addr.eq(act_addr), own_en.eq(1)]
+                        # The partner of this vector: the one after the pending vector's.
+                        m.d.comb += [own_addr.eq(act_addr + b_pending), own_en.eq(1)]
                         m.d.sync += [k.eq(0), vec.eq(0), b_vec.eq(next_vec), b_pending.eq(1)]
                 with m.If(dma.rd_done):
                     m.next = "B_DRAIN"
@@ -538,8 +563,14 @@ class Engine(wiring.Component):
                     m.next = "OUT_CMD"
             # -- pools --
             with m.State("POOL"):
-                m.d.comb += [maxpool.start.eq(is_max), avgpool.start.eq(is_avg)]
-                m.next = "POOL_WAIT"
+                # The pools write the out buffer: the previous write-back must be done.
+                with m.If(wb_err):
+                    fail(ErrorCode.AXI_RESPONSE)
+                with m.Elif(wb_busy):
+                    m.d.sync += stalls.eq(stalls + 1)
+                with m.Else():
+                    m.d.comb += [maxpool.start.eq(is_max), avgpool.start.eq(is_avg)]
+                    m.next = "POOL_WAIT"
             with m.State("POOL_WAIT"):
                 with m.If((is_max & maxpool.done) | (is_avg & avgpool.done)):
                     m.next = "OUT_CMD"
@@ -549,12 +580,13 @@ class Engine(wiring.Component):
                 m.d.comb += core.bank.eq(bank)
                 with m.If(~core.busy):
                     m.d.sync += stalls.eq(stalls + 1)
-                with m.If((load_code != ErrorCode.NONE) | abort | act_bad):
+                with m.If((load_code != ErrorCode.NONE) | abort | act_bad | wb_err):
                     # Finish what runs, let the loader end its burst, then report.
                     with m.If(~running & ~core.busy & ~loader_busy):
                         fail(Mux(abort, ErrorCode.ABORTED,
-                                 Mux(act_bad, ErrorCode.AXI_RESPONSE, load_code)))
-                with m.Elif(~running & ~core.busy & full.bit_select(bank, 1)):
+                                 Mux(act_bad | wb_err, ErrorCode.AXI_RESPONSE, load_code)))
+                # The core writes the out buffer: the previous write-back must be done.
+                with m.Elif(~running & ~core.busy & full.bit_select(bank, 1) & ~wb_busy):
                     m.d.comb += core.start.eq(1)
                     m.d.sync += running.eq(1)
                 with m.If(running & core.done):
@@ -562,50 +594,68 @@ class Engine(wiring.Component):
                                  full.bit_select(bank, 1).eq(0)]
                     with m.If(run_idx + 1 == d.passes):
                         m.next = "OUT_CMD"
-            # -- write-back of the out buffer --
+            # -- hand the out buffer to the write-back, then go on with the chain --
             with m.State("OUT_CMD"):
                 with m.If(abort):
                     fail(ErrorCode.ABORTED)
+                with m.Elif(wb_err):
+                    fail(ErrorCode.AXI_RESPONSE)
+                with m.Elif(wb_busy):
+                    m.d.sync += stalls.eq(stalls + 1)
                 with m.Else():
                     m.d.comb += [dma.wr_cmd.valid.eq(1), dma.wr_cmd.payload.addr.eq(d.out_addr),
                                  dma.wr_cmd.payload.words.eq(out_words)]
                     with m.If(dma.wr_cmd.ready):
-                        m.d.sync += [out_idx.eq(0), out_k.eq(0)]
-                        m.next = "OUT_READ"
-            with m.State("OUT_READ"):
+                        m.d.comb += wb_go.eq(1)
+                        m.d.sync += [wb_vecs.eq(out_vecs), wb_wpv.eq(wpv_out),
+                                     wb_bits.eq(d.out_bits), wb_lo.eq(d.out_addr),
+                                     wb_hi.eq(d.out_addr + out_words * 8)]
+                        with m.If(desc_idx + 1 != regs.desc_count.value):
+                            # The next descriptor of the chain.
+                            m.d.sync += [desc_idx.eq(desc_idx + 1),
+                                         desc_ptr.eq(desc_ptr + descriptor_bytes())]
+                            m.next = "DESC_CMD"
+                        with m.Else():
+                            m.next = "FINISH"
+            with m.State("FINISH"):
+                # The run ends when the last write-back has drained.
+                final = Mux(code != ErrorCode.NONE, code,
+                            Mux(wb_err, ErrorCode.AXI_RESPONSE, ErrorCode.NONE))
+                with m.If(~wb_busy):
+                    m.d.sync += [busy.eq(0), done_flag.eq(1), code.eq(final)]
+                    m.d.comb += [regs.irq_status.set.done.eq(1),
+                                 regs.irq_status.set.error.eq(final != ErrorCode.NONE)]
+                    m.next = "IDLE"
+
+        # ---- the write-back of the out buffer: one bus word a cycle; the next vector is read
+        # as the last word of the previous one leaves, so there is no gap between vectors ----
+        with m.FSM(name="writeback"):
+            with m.State("IDLE"):
+                with m.If(wb_go):
+                    m.d.sync += [wb_busy.eq(1), out_idx.eq(0), out_k.eq(0)]
+                    m.next = "READ"
+            with m.State("READ"):
                 m.d.comb += [out_rd_addr.eq(out_idx), out_rd_en.eq(1)]
-                m.next = "OUT_DATA"
-            with m.State("OUT_DATA"):
-                # The lanes' read data hold the vector while the read enable is low; the next
-                # vector is read as the last word of this one is taken, so the words leave
-                # one a cycle with no gap between vectors.
+                m.next = "DATA"
+            with m.State("DATA"):
+                # The lanes' read data hold the vector while the read enable is low.
                 m.d.comb += [out_rd_addr.eq(out_idx + 1), out_rd_en.eq(0),
                              dma.wr_data.valid.eq(1)]
-                m.d.sync += stalls.eq(stalls + 1)
                 with m.If(dma.wr_data.ready):
                     m.d.sync += out_k.eq(out_k + 1)
-                    with m.If(out_k == wpv_out - 1):
+                    with m.If(out_k == wb_wpv - 1):
                         m.d.comb += out_rd_en.eq(1)
                         m.d.sync += [out_k.eq(0), out_idx.eq(out_idx + 1)]
-                        with m.If(out_idx + 1 == out_vecs):
-                            m.next = "OUT_WAIT"
-            with m.State("OUT_WAIT"):
+                        with m.If(out_idx + 1 == wb_vecs):
+                            m.next = "WAIT"
+            with m.State("WAIT"):
                 with m.If(dma.wr_done):
-                    m.next = "FINISH"
+                    m.d.sync += wb_busy.eq(0)
                     with m.If(dma.wr_error):
-                        m.d.sync += code.eq(ErrorCode.AXI_RESPONSE)
-                    with m.Elif(desc_idx + 1 != regs.desc_count.value):
-                        # The next descriptor of the chain.
-                        m.d.sync += [desc_idx.eq(desc_idx + 1),
-                                     desc_ptr.eq(desc_ptr + descriptor_bytes())]
-                        m.next = "DESC_CMD"
+                        m.d.sync += wb_err.eq(1)
                     with m.Else():
-                        m.d.sync += desc_idx.eq(desc_idx + 1)
-            with m.State("FINISH"):
-                m.d.sync += [busy.eq(0), done_flag.eq(1)]
-                m.d.comb += [regs.irq_status.set.done.eq(1),
-                             regs.irq_status.set.error.eq(code != ErrorCode.NONE)]
-                m.next = "IDLE"
+                        m.d.sync += done_count.eq(done_count + 1)
+                    m.next = "IDLE"
 
         # ---- the weight loader: pass blocks into the free bank over the weight masters, while
         # the input band loads and the core computes ----
