@@ -13,18 +13,17 @@ from pathlib import Path
 from typing import TextIO
 
 from firmware.deploy import write_deploy
-from rtl import top as T
-from rtl.boards import BOARDS
-from rtl.config import PartTooSmallError
-from rtl.flow import (
+from rtl.boards import board_names
+from rtl.build.flow import (
     STEP_NAMES,
     SYNTH_MODES,
     VIVADO_ENV,
     FlowError,
     make_context,
     run_flow,
-    summary_lines,
 )
+from rtl.build.report import summary_lines
+from rtl.config import PartTooSmallError
 
 
 def parser() -> argparse.ArgumentParser:
@@ -35,7 +34,7 @@ def parser() -> argparse.ArgumentParser:
         epilog=f"steps in order: {', '.join(STEP_NAMES)}. Outputs go to "
                f"<out>/<board>-<config hash>/.")
     p.add_argument("--board", default="zc706", metavar="NAME",
-                   help=f"board: {', '.join(sorted(BOARDS))} (default: zc706)")
+                   help=f"board: {', '.join(board_names())} (default: zc706)")
     p.add_argument("--config", metavar="FILE",
                    help="HwConfig JSON that replaces the board's preset (same part)")
     p.add_argument("--ratio", metavar="R",
@@ -110,8 +109,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if ctx.vivado is None:
         print(f"Vivado not found (no 'vivado' on PATH and {VIVADO_ENV} not set): the Vivado "
               f"project is generated for another machine; utilization comes from Yosys")
-    if not T.CORE_INTEGRATED:
-        print(f"note: {T.NOT_INTEGRATED}")
     started = time.monotonic()
     try:
         state = run_flow(ctx, start=args.start, stop=args.stop)

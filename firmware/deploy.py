@@ -25,9 +25,9 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 #: runs the emulator from a deploy folder with Amaranth and torch made unimportable).
 BOARD_MODULES = (
     "firmware/*.py",
-    "rtl/__init__.py", "rtl/config.py", "rtl/interface/*.py",
-    "quant/__init__.py", "quant/contract.py", "quant/model_format.py", "quant/golden.py",
-    "quant/fit.py",
+    "rtl/__init__.py", "rtl/config.py", "rtl/boards.py", "rtl/interface/*.py",
+    "quant/__init__.py", "quant/contract.py", "quant/schemes.py", "quant/model_format.py",
+    "quant/golden.py", "quant/fit.py",
 )
 _PACKAGE_FILES = ("hwconfig.json", "regmap.json", "package.json", "config_hash.txt")
 _HARDWARE_FILES = ("accel.bin", "accel.bit", "accel.hwh")

@@ -59,7 +59,7 @@ def _requant_arrays(scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def random_resnet18(seed: int = 0, *, input_shape: tuple[int, int, int] = (3, 32, 32),
                     width: float = 0.25, num_classes: int = 10, act_bits: int = 4,
-                    ratio: str | tuple[int, int, int] = (60, 35, 5),
+                    ratio: str | tuple[int, int, int] = "ilmpq-1",
                     small_stem: bool | None = None, first_last_8bit: bool = False,
                     calib_images: int = 2) -> QModel:
     """A random, valid, calibrated ResNet-18 integer model.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["resnet18_nodes", "resnet_widths"]
+__all__ = ["layer_shapes", "resnet18_nodes", "resnet_widths"]
 
 _BASE = (64, 128, 256, 512)
 
@@ -57,3 +57,25 @@ def resnet18_nodes(*, width: float = 1.0, num_classes: int = 1000, in_channels: 
     nodes.append({"name": "fc", "op": "fc", "inputs": ["avgpool"], "in_features": cin,
                   "out_features": num_classes})
     return nodes
+
+
+def layer_shapes(nodes: list[dict[str, Any]], image: int, in_channels: int
+                 ) -> dict[str, tuple[int, int, int]]:
+    """Output shape (C, H, W) of every node, propagated from a square ``image``."""
+    shapes: dict[str, tuple[int, int, int]] = {"input": (in_channels, image, image)}
+    for node in nodes:
+        c, h, w = shapes[node["inputs"][0]]
+        op = node["op"]
+        if op in ("conv", "maxpool"):
+            k, s, p = node["kernel"], node["stride"], node["padding"]
+            h, w = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
+            if op == "conv":
+                c = node["out_channels"]
+        elif op == "avgpool":
+            h = w = 1
+        elif op == "fc":
+            c, h, w = node["out_features"], 1, 1
+        elif op != "add":
+            raise ValueError(f"node {node['name']!r} has unknown op {op!r}")
+        shapes[node["name"]] = (c, h, w)
+    return shapes

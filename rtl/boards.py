@@ -1,84 +1,48 @@
-"""The supported Zynq-7000 boards: Amaranth platforms (fabric pins) and processing-system facts."""
+"""The boards we build for: every fact about a board, its Zynq-7000 part and its processing
+system, written once in :data:`BOARDS`.
+
+Plain Python (no Amaranth): the hardware configuration (``rtl/config.py``: the part's
+resources for the fit check), the build (``rtl/build/``: the Vivado block design, the report),
+the design-space search and the cycle model's report (the paper's figures) all read this
+table. A new board is one :class:`Board` entry here plus its preset in ``rtl/config.py``.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from amaranth.build import Attrs, Clock, DiffPairs, Pins, Resource
-from amaranth.vendor import XilinxPlatform
-from amaranth_boards.resources import ButtonResources, LEDResources, SwitchResources
+from quant.schemes import parse_ratio
 
-__all__ = ["BOARDS", "PS_BOARDS", "PynqZ2Platform", "ZC706Platform", "ZynqPS", "board_platform",
-           "board_ps", "part_of"]
+__all__ = ["BOARDS", "PARTS", "Board", "PaperResult", "Part", "ZynqPS", "board", "board_names"]
 
 
-class ZC706Platform(XilinxPlatform):
-    """Xilinx ZC706 evaluation board (XC7Z045-2FFG900).
+@dataclass(frozen=True)
+class Part:
+    """A Zynq-7000 part: its resources and its speed grade's data-sheet figures."""
 
-    Pins from the ZC706 Evaluation Board User Guide (UG954): 200 MHz LVDS system clock
-    SYSCLK_P/N on H9/G9 (bank 34, 1.5 V); user LEDs GPIO_LED_LEFT Y21, GPIO_LED_CENTER G2,
-    GPIO_LED_RIGHT W21, GPIO_LED_0 A17; push buttons GPIO_SW_LEFT AK25, GPIO_SW_CENTER K15,
-    GPIO_SW_RIGHT R27; DIP switches GPIO_DIP_SW0..3 AB17 AC16 AC17 AJ13. Banks with 2.5 V
-    I/O use LVCMOS25, the 1.5 V banks LVCMOS15. The accelerator itself is clocked and reset
-    by the processing system; the LEDs show its status.
-    """
+    #: The part as Vivado spells it. Example: ``"xc7z045ffg900-2"``.
+    name: str
+    #: Programmable-logic resources from the Zynq-7000 product table (DS190): 6-input LUTs,
+    #: flip-flops, DSP48E1 slices, 36 Kb block RAMs.
+    lut: int
+    ff: int
+    dsp: int
+    bram36: int
+    #: Speed grade. Example: ``"-2"``.
+    grade: str
+    #: DSP48E1 F_MAX in MHz with all pipeline registers used, and the data sheet it comes from
+    #: (DS187 for the XC7Z010/020, DS191 for the XC7Z030/045).
+    dsp_fmax_mhz: float
+    datasheet: str
 
-    device = "xc7z045"
-    package = "ffg900"
-    speed = "2"
-    default_clk = "sysclk"
-    resources = [
-        Resource("sysclk", 0, DiffPairs("H9", "G9", dir="i"), Clock(200e6),
-                 Attrs(IOSTANDARD="LVDS")),
-        *LEDResources(pins={0: "Y21", 1: "W21"}, attrs=Attrs(IOSTANDARD="LVCMOS25")),
-        *LEDResources(pins={2: "G2", 3: "A17"}, attrs=Attrs(IOSTANDARD="LVCMOS15")),
-        *ButtonResources(pins={0: "AK25", 1: "R27"}, attrs=Attrs(IOSTANDARD="LVCMOS25")),
-        *ButtonResources(pins={2: "K15"}, attrs=Attrs(IOSTANDARD="LVCMOS15")),
-        *SwitchResources(pins="AB17 AC16 AC17 AJ13", attrs=Attrs(IOSTANDARD="LVCMOS25")),
-    ]
-    connectors = []
+    @property
+    def device(self) -> str:
+        """The device without package and grade. Example: ``"xc7z045"``."""
+        return self.name[:7]
 
-
-class PynqZ2Platform(XilinxPlatform):
-    """TUL PYNQ-Z2 (XC7Z020-1CLG400).
-
-    Pins from the PYNQ-Z2 reference manual and master constraints file (TUL, rev. 1.0):
-    125 MHz clock on H16; LEDs LD0..LD3 R14 P14 N16 M14; buttons BTN0..BTN3 D19 D20 L20 L19;
-    switches SW0/SW1 M20 M19; all 3.3 V LVCMOS33.
-    """
-
-    device = "xc7z020"
-    package = "clg400"
-    speed = "1"
-    default_clk = "clk125"
-    resources = [
-        Resource("clk125", 0, Pins("H16", dir="i"), Clock(125e6), Attrs(IOSTANDARD="LVCMOS33")),
-        *LEDResources(pins="R14 P14 N16 M14", attrs=Attrs(IOSTANDARD="LVCMOS33")),
-        *ButtonResources(pins="D19 D20 L20 L19", attrs=Attrs(IOSTANDARD="LVCMOS33")),
-        *SwitchResources(pins="M20 M19", attrs=Attrs(IOSTANDARD="LVCMOS33")),
-    ]
-    connectors = []
-
-
-#: Board name -> platform class. Board names equal the HwConfig preset names.
-BOARDS: dict[str, type[XilinxPlatform]] = {"zc706": ZC706Platform, "pynq-z2": PynqZ2Platform}
-
-
-def part_of(platform: type[XilinxPlatform]) -> str:
-    """The Vivado part string of a platform, as HwConfig.part spells it."""
-    return f"{platform.device}{platform.package}-{platform.speed}"
-
-
-def board_platform(name: str) -> type[XilinxPlatform]:
-    """The platform class of a board; an unknown name lists the valid ones."""
-    try:
-        return BOARDS[name]
-    except KeyError:
-        raise ValueError(
-            f"unknown board {name!r}; valid boards: {', '.join(sorted(BOARDS))}") from None
-
-
-# ---- the processing system -----------------------------------------------------------------------
+    def resources(self) -> dict[str, int]:
+        """``{"lut", "ff", "dsp", "bram36"}`` of the part."""
+        return {"lut": self.lut, "ff": self.ff, "dsp": self.dsp, "bram36": self.bram36}
 
 
 @dataclass(frozen=True)
@@ -86,7 +50,7 @@ class ZynqPS:
     """What the Vivado block design needs to know of a board's Zynq-7000 processing system.
 
     The fabric clock, the register window and the DDR window of the generated project are
-    computed from these facts (``rtl/vivado.py``) and recorded in the build package for the
+    computed from these facts (``rtl/build/vivado.py``) and recorded in the build package for the
     firmware, so none of them is written anywhere else.
     """
 
@@ -114,6 +78,37 @@ class ZynqPS:
     #: Peak bandwidth of the PS DDR in GB/s (bus width x transfer rate). Example: ``2.1``
     #: (PYNQ-Z2: DDR3 x16 at 1050 MT/s).
     ddr_peak_gbs: float = 0.0
+
+
+@dataclass(frozen=True)
+class PaperResult:
+    """The ILMPQ paper's Table I result on a part: its method (a named ratio of
+    ``quant.schemes.RATIO_PRESETS``), throughput and ResNet-18 latency."""
+
+    method: str
+    gops: float
+    latency_ms: float
+
+    @property
+    def ratio(self) -> tuple[int, int, int]:
+        return parse_ratio(self.method)
+
+
+@dataclass(frozen=True)
+class Board:
+    """One board: name (as ``build.py --board`` takes it), title, part, processing system and
+    the paper's result on its part. Its default PoT-4:Fixed-4:Fixed-8 ratio is the paper's."""
+
+    name: str
+    title: str
+    part: Part
+    ps: ZynqPS
+    paper: PaperResult
+
+    @property
+    def ratio(self) -> tuple[int, int, int]:
+        """The default ratio: the paper's optimum on this part."""
+        return self.paper.ratio
 
 
 # PYNQ-Z2 processing system, from the board's published PS configuration (TUL board files and
@@ -190,19 +185,40 @@ _PYNQ_Z2_PS7 = {
     "PCW_GPIO_MIO_GPIO_IO": "MIO",
 }
 
-#: Board name -> processing-system facts. ZC706: 33.333 MHz PS clock, IO PLL 1000 MHz, 1 GB PS
-#: DDR3 (UG954); its board files ship with Vivado, so the board preset sets the PS. PYNQ-Z2:
-#: 50 MHz PS clock, IO PLL 1000 MHz, 512 MB DDR3; its settings are written out.
-PS_BOARDS: dict[str, ZynqPS] = {
-    # ZC706: DDR3 x32 at 1066 MT/s; PYNQ-Z2: DDR3 x16 at 1050 MT/s (525 MHz, above).
-    "zc706": ZynqPS(crystal_mhz=33.333333, io_pll_mhz=1000.0, ddr_bytes=1 << 30,
-                    board_part="xilinx.com:zc706:part0:*", ddr_peak_gbs=4.26),
-    "pynq-z2": ZynqPS(crystal_mhz=50.0, io_pll_mhz=1000.0, ddr_bytes=512 << 20, board_part=None,
-                      ps7=_PYNQ_Z2_PS7, ddr_peak_gbs=2.1),
+#: The boards. ZC706 (UG954): XC7Z045-2FFG900, 33.333 MHz PS clock, IO PLL 1000 MHz, 1 GB
+#: DDR3 x32 at 1066 MT/s; its board files ship with Vivado, so the board preset sets the PS.
+#: PYNQ-Z2 (TUL): XC7Z020-1CLG400, 50 MHz PS clock, IO PLL 1000 MHz, 512 MB DDR3 x16 at
+#: 1050 MT/s; its PS settings are written out above. DSP48E1 F_MAX with every pipeline
+#: register: DS187 (-1): 464 MHz; DS191 (-2): 650 MHz.
+BOARDS: dict[str, Board] = {
+    "zc706": Board(
+        name="zc706", title="Xilinx ZC706",
+        part=Part(name="xc7z045ffg900-2", lut=218_600, ff=437_200, dsp=900, bram36=545,
+                  grade="-2", dsp_fmax_mhz=650.0, datasheet="DS191"),
+        ps=ZynqPS(crystal_mhz=33.333333, io_pll_mhz=1000.0, ddr_bytes=1 << 30,
+                  board_part="xilinx.com:zc706:part0:*", ddr_peak_gbs=4.26),
+        paper=PaperResult(method="ilmpq-2", gops=421.1, latency_ms=8.6)),
+    "pynq-z2": Board(
+        name="pynq-z2", title="TUL PYNQ-Z2",
+        part=Part(name="xc7z020clg400-1", lut=53_200, ff=106_400, dsp=220, bram36=140,
+                  grade="-1", dsp_fmax_mhz=464.0, datasheet="DS187"),
+        ps=ZynqPS(crystal_mhz=50.0, io_pll_mhz=1000.0, ddr_bytes=512 << 20, board_part=None,
+                  ps7=_PYNQ_Z2_PS7, ddr_peak_gbs=2.1),
+        paper=PaperResult(method="ilmpq-1", gops=89.0, latency_ms=40.7)),
 }
 
+#: Part name -> :class:`Part`, of the boards above.
+PARTS: dict[str, Part] = {b.part.name: b.part for b in BOARDS.values()}
 
-def board_ps(name: str) -> ZynqPS:
-    """The processing-system facts of a board; an unknown name lists the valid ones."""
-    board_platform(name)
-    return PS_BOARDS[name]
+
+def board_names() -> list[str]:
+    return sorted(BOARDS)
+
+
+def board(name: str) -> Board:
+    """The board called ``name``; an unknown name lists the valid ones."""
+    try:
+        return BOARDS[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown board {name!r}; valid boards: "
+                         f"{', '.join(board_names())}") from None

@@ -10,16 +10,12 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from .boards import BOARDS, PARTS
+
 __all__ = ["PRESETS", "WEIGHT_FORMATS", "HwConfig", "preset", "preset_names"]
 
 #: Weight formats the hardware can be built to support, and their weight bit widths.
 WEIGHT_FORMATS: dict[str, int] = {"pot4": 4, "fixed4": 4, "fixed8": 8}
-
-#: Parts we know, with their resources (LUT, FF, DSP48E1, RAMB36E1) from the 7-series data sheets.
-PARTS: dict[str, dict[str, int]] = {
-    "xc7z020clg400-1": {"lut": 53_200, "ff": 106_400, "dsp": 220, "bram36": 140},
-    "xc7z045ffg900-2": {"lut": 218_600, "ff": 437_200, "dsp": 900, "bram36": 545},
-}
 
 #: Lower bounds of what the compute arrays cost in LUTs, below every Yosys ``synth_xilinx``
 #: figure of the arrays (docs/arrays.md: 39.9 to 43.0 LUTs per PoT MAC, 13.1 to 21.2 per DSP
@@ -184,7 +180,7 @@ class HwConfig:
                 f"words in memory); lower max_reduction")
 
     def _check_part(self) -> None:
-        res = PARTS[self.part]
+        res = PARTS[self.part].resources()
         # Buffers: act and out buffers, two weight banks (the narrowest element widths).
         buffer_bits = (self.vec_len * (self.act_bits + 1) * self.act_buf_depth
                        + self.vec_len * 32 * self.out_buf_depth
@@ -267,7 +263,7 @@ class HwConfig:
     @property
     def resources(self) -> dict[str, int]:
         """Resources of the configured part (LUT, FF, DSP48E1, RAMB36E1)."""
-        return dict(PARTS[self.part])
+        return PARTS[self.part].resources()
 
     @property
     def config_hash(self) -> int:
@@ -356,11 +352,11 @@ def _check_int(name: str, value: Any, *, lo: int | None = None, hi: int | None =
 # ``fixed8_lanes`` DSP lanes, a 60:35:5 layer needs 60 PoT rows per 35 + 2*5 = 45 DSP lanes.
 PRESETS: dict[str, HwConfig] = {
     cfg.name: cfg for cfg in (
-        HwConfig(name="pynq-z2", part="xc7z020clg400-1", clock_mhz=100.0,
+        HwConfig(name="pynq-z2", part=BOARDS["pynq-z2"].part.name, clock_mhz=100.0,
                  pot_rows=24, pot_cols=16, dsp_rows=18, dsp_cols=16, dsp_pack=3,
                  act_buf_depth=4096, weight_buf_depth=512, out_buf_depth=2048,
                  result_lanes=4),
-        HwConfig(name="zc706", part="xc7z045ffg900-2", clock_mhz=150.0,
+        HwConfig(name="zc706", part=BOARDS["zc706"].part.name, clock_mhz=150.0,
                  pot_rows=52, pot_cols=32, dsp_rows=32, dsp_cols=32, dsp_pack=3,
                  act_buf_depth=8192, weight_buf_depth=256, out_buf_depth=2048,
                  result_lanes=8, weight_ports=3),

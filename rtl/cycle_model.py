@@ -25,10 +25,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from quant import contract as C
-from quant.resnet_graph import resnet18_nodes
+from quant.resnet_graph import layer_shapes, resnet18_nodes
 from quant.schemes import parse_ratio, scheme_counts
 
-from .config import HwConfig
+from .boards import BOARDS, PARTS
+from .config import WEIGHT_FORMATS, HwConfig
 from .dma import MAX_BURST, MAX_OUTSTANDING
 from .dsp_array import dsp_latency
 from .interface.ddr import port_span, words_per_vector
@@ -217,6 +218,9 @@ class LayerCycles:
     mac_cycles: int
     #: ``cycles`` by phase (:data:`PHASES`), as (phase, cycles) pairs.
     phases: tuple[tuple[str, int], ...] = ()
+    #: Multiply-accumulates of the layer (conv, fc), and bytes of its packed weights.
+    macs: int = 0
+    weight_bytes: int = 0
 
 
 def _passes(cfg: HwConfig, filters: int, ratio: tuple[int, int, int]) -> int:
@@ -232,9 +236,8 @@ def resnet18_cycles(cfg: HwConfig, ratio: str | tuple[int, int, int], *, image: 
     """Every layer of ResNet-18 (standard stem, 1000 classes) at ``image`` x ``image`` as the
     firmware would run it on ``cfg``: row tiles, passes, DDR traffic. Raises
     ``rtl.interface.tiling.TilingError`` if a layer cannot be tiled into the buffers."""
-    from .perf import layer_shapes
-
     ratio = parse_ratio(ratio)
+    check_formats(cfg, ratio)
     nodes = resnet18_nodes(width=1.0, num_classes=1000, in_channels=3)
     shapes = layer_shapes(nodes, image, 3)
     v, act, sgn = cfg.vec_len, cfg.act_bits, cfg.act_bits + 1
@@ -249,11 +252,14 @@ def resnet18_cycles(cfg: HwConfig, ratio: str | tuple[int, int, int], *, image: 
         fields: dict[str, Any] = dict(in_addr=0, out_addr=0, in_c=ci, in_h=hi, in_w=wi,
                                       out_c=co, out_h=ho, out_w=wo, in_bits=bits[src],
                                       out_bits=bits[name])
-        pad, mac_cycles = 0, 0
+        pad, mac_cycles, macs, weight_bytes = 0, 0, 0, 0
         if op in ("conv", "fc"):
             k = node["kernel"] if op == "conv" else 1
-            mac_cycles = math.ceil(co * ci * k * k * ho * wo
-                                   / (v * (cfg.pot_rows + cfg.dsp_rows)))
+            macs = co * ci * k * k * ho * wo
+            mac_cycles = math.ceil(macs / (v * (cfg.pot_rows + cfg.dsp_rows)))
+            counts = scheme_counts(co, ratio)
+            weight_bytes = math.ceil(ci * k * k * sum(
+                counts[C.SCHEME_CODE[s]] * WEIGHT_FORMATS[s] for s in C.SCHEMES) / 8)
             stride, pad = node.get("stride", 1), node.get("padding", 0)
             fold = fold_plan(node, (ci, hi, wi), cfg) if src == "input" else None
             if fold:                     # as firmware.network runs it: space-to-depth
@@ -270,7 +276,8 @@ def resnet18_cycles(cfg: HwConfig, ratio: str | tuple[int, int, int], *, image: 
             fields.update(op=Op.AVGPOOL)
         descs = layer_descriptors(cfg, pad=pad, name=name, **fields)
         out.append(LayerCycles(name, op, len(descs), chain_cycles(cfg, descs, timing),
-                               mac_cycles, tuple(chain_phases(cfg, descs, timing).items())))
+                               mac_cycles, tuple(chain_phases(cfg, descs, timing).items()),
+                               macs, weight_bytes))
     return out
 
 
@@ -294,12 +301,38 @@ def phase_markdown(layers: list[LayerCycles], mhz: float) -> str:
     return "\n".join(out) + "\n"
 
 
+def paper_lines(cfg: HwConfig, ratio: str | tuple[int, int, int], ms: float) -> list[str]:
+    """The ILMPQ paper's Table I result on ``cfg``'s part beside the modelled ``ms``."""
+    part = PARTS[cfg.part]
+    paper = next((b.paper for b in BOARDS.values() if b.part is part), None)
+    if paper is None:
+        return []
+    ratio = parse_ratio(ratio)
+    same = ("the same ratio" if paper.ratio == ratio else
+            f"ratio {':'.join(map(str, paper.ratio))}, not {':'.join(map(str, ratio))}")
+    return ["", f"The paper (ILMPQ, Table I, {paper.method.upper()} on "
+                f"{part.device.upper()}, {same}): {paper.gops} GOP/s, {paper.latency_ms} ms "
+                f"measured on its design; modelled here: {paper.latency_ms / ms:.2f}x its "
+                f"speed."]
+
+
+def check_formats(cfg: HwConfig, ratio: tuple[int, int, int]) -> None:
+    """Refuse a ratio that gives filters to a weight format ``cfg`` does not build."""
+    for scheme, share in zip(C.SCHEMES, ratio, strict=True):
+        if share and scheme not in cfg.weight_formats:
+            raise ValueError(
+                f"ratio {':'.join(map(str, ratio))} assigns {scheme} filters but config "
+                f"{cfg.name!r} implements only {', '.join(cfg.weight_formats)}; change the "
+                f"ratio (--ratio) or the config's weight_formats")
+
+
 def markdown(cfg: HwConfig, ratio: str | tuple[int, int, int], layers: list[LayerCycles],
              timing: DdrTiming, *, image: int = 224) -> str:
     """The build report's section: latency of ResNet-18 on the engine as built."""
     mhz = cfg.clock_mhz
     total = sum(layer.cycles for layer in layers)
     ideal = sum(layer.mac_cycles for layer in layers)
+    gops = 2 * sum(layer.macs for layer in layers) / (total / (mhz * 1e6)) / 1e9
     r = ":".join(map(str, parse_ratio(ratio)))
     out = [
         f"Cycle model of the engine as built (`rtl/cycle_model.py`): ResNet-18, {image}x{image}, "
@@ -319,8 +352,10 @@ def markdown(cfg: HwConfig, ratio: str | tuple[int, int, int], layers: list[Laye
                    f"{layer.cycles / (mhz * 1e3):.3f} |")
     out += [f"| **total** | | | **{total:,}** | **{ideal:,}** | **{total / ideal:.1f}** | "
             f"**{total / (mhz * 1e3):.2f}** |", "",
-            f"Modelled latency: **{total / (mhz * 1e3):.2f} ms** per image at {mhz:g} MHz "
-            f"(the MAC-bound schedule below: {ideal / (mhz * 1e3):.2f} ms).", "",
+            f"Modelled latency: **{total / (mhz * 1e3):.2f} ms** per image at {mhz:g} MHz, "
+            f"{gops:.1f} GOP/s (MAC-bound, every multiplier busy every cycle: "
+            f"{ideal / (mhz * 1e3):.2f} ms).", *paper_lines(cfg, ratio, total / (mhz * 1e3)),
+            "",
             "Where the time goes (compute: the conv passes as the core runs them, idle rows "
             "of a layer's last pass included; weights: waiting for a pass's weights beyond "
             "that; maps in: descriptors aside, input bands and an add's second input):", "",
@@ -336,7 +371,6 @@ def main(argv: list[str] | None = None) -> int:
     import sys
 
     from .config import preset, preset_names
-    from .perf import default_ratio
 
     parser = argparse.ArgumentParser(
         prog="python -m rtl.cycle_model",
@@ -351,7 +385,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     cfg = preset(args.board)
     try:
-        ratio = parse_ratio(args.ratio) if args.ratio else default_ratio(args.board)
+        ratio = parse_ratio(args.ratio) if args.ratio else BOARDS[args.board].ratio
     except ValueError as exc:
         parser.error(str(exc))
     timing = DdrTiming.zynq_hp()
@@ -364,6 +398,7 @@ def main(argv: list[str] | None = None) -> int:
                    "read_latency": timing.read_latency, "write_latency": timing.write_latency,
                    "layers": [{"name": layer.name, "op": layer.op, "tiles": layer.tiles,
                                "cycles": layer.cycles, "mac_cycles": layer.mac_cycles,
+                               "macs": layer.macs, "weight_bytes": layer.weight_bytes,
                                "ms": layer.cycles / (mhz * 1e3),
                                "phases": dict(layer.phases)} for layer in layers],
                    "total_cycles": total, "total_ms": total / (mhz * 1e3),

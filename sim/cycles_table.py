@@ -90,14 +90,14 @@ def main() -> None:
               "in its report.", "",
               "| board | ratio | clock | cycles | latency | all MACs busy | paper (same part) |",
               "|---|---|---:|---:|---:|---:|---:|"]
-    from rtl.perf import BOARD_RATIOS, PAPER_RESULTS
-    for board, ratio in BOARD_RATIOS.items():
-        cfg = preset(board)
+    from rtl.boards import BOARDS
+    for board, facts in BOARDS.items():
+        ratio, cfg = facts.ratio, preset(board)
         layers = resnet18_cycles(cfg, ratio, timing=DdrTiming.zynq_hp())
         cycles = sum(layer.cycles for layer in layers)
         ideal = sum(layer.mac_cycles for layer in layers)
         ms = 1e3 * cfg.clock_mhz
-        paper = PAPER_RESULTS[cfg.part]["latency_ms"]
+        paper = facts.paper.latency_ms
         lines.append(f"| {board} | {':'.join(map(str, ratio))} | {cfg.clock_mhz:g} MHz | "
                      f"{cycles:,} | {cycles / ms:.1f} ms | {ideal / ms:.1f} ms | {paper} ms |")
     from rtl.cycle_model import phase_markdown
@@ -108,9 +108,9 @@ def main() -> None:
               "a layer's filters are not a multiple of them; every row tile reloads the layer's",
               "weights; the max-pool reads each window element once (9 cycles per output",
               "vector).", ""]
-    for board, ratio in BOARD_RATIOS.items():
+    for board, facts in BOARDS.items():
         cfg = preset(board)
-        layers = resnet18_cycles(cfg, ratio, timing=DdrTiming.zynq_hp())
+        layers = resnet18_cycles(cfg, facts.ratio, timing=DdrTiming.zynq_hp())
         ms = sum(x.cycles for x in layers) / (1e3 * cfg.clock_mhz)
         lines += [f"### Where the time goes: {board} ({ms:.2f} ms)", "",
                   phase_markdown(layers, cfg.clock_mhz)]

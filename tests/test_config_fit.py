@@ -49,7 +49,7 @@ def test_a_huge_dsp_config_is_refused_at_once() -> None:
 @pytest.mark.slow
 def test_lut_floors_are_below_yosys(tmp_path) -> None:
     """Small arrays synthesized with Yosys spend more LUTs per unit than the floors claim."""
-    from rtl.synth import array_figures
+    from rtl.build.synth import array_figures
 
     cfg = preset("pynq-z2").replace(pot_rows=2, dsp_rows=3, pot_cols=8, dsp_cols=8)
     pot = array_figures(cfg, "pot", work_dir=tmp_path / "pot")

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from rtl import dse
-from rtl.config import PARTS, preset
+from rtl.build import dse
+from rtl.config import preset
 from rtl.cycle_model import DdrTiming, resnet18_cycles
 
 
@@ -51,7 +51,7 @@ def test_every_proposal_fits_and_is_sorted(tmp_path) -> None:
     cal = dse.Calibration.load(folder)
     found = dse.search(cal, ratios=[(60, 35, 5), (100, 0, 0)], step=8)
     assert found and [c.ms for c in found] == sorted(c.ms for c in found)
-    avail = PARTS[cfg.part]
+    avail = cfg.resources
     for c in found:
         assert c.resources["LUT"] <= 0.85 * avail["lut"]
         assert c.resources["DSP48E1"] <= avail["dsp"]

@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 
+from rtl.build.plots import write_all
 from rtl.config import preset
 from rtl.cycle_model import DdrTiming, resnet18_cycles
-from rtl.perf import estimate
-from rtl.report_plots import write_all
 
 
 def test_figures_from_the_build_records(tmp_path) -> None:
@@ -18,7 +17,6 @@ def test_figures_from_the_build_records(tmp_path) -> None:
     layers = resnet18_cycles(cfg, "60:35:5", timing=DdrTiming.zynq_hp())
     (work / "engine-model.json").write_text(json.dumps(
         {"layers": [asdict(layer) for layer in layers]}))
-    (work / "estimate.json").write_text(json.dumps(estimate(cfg, "60:35:5").to_dict()))
     (work / "utilization.json").write_text(json.dumps(
         {"total": {"LUT": 40000, "FF": 30000, "DSP48E1": 150, "BRAM36": 100.5}}))
     names = write_all(work, tmp_path, cfg, "pynq-z2")

@@ -9,10 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from rtl.config import preset
-from rtl.dsp_array import DspArray
-from rtl.pot_array import PotArray
-from rtl.synth import (
+from rtl.build.synth import (
     TIMING_MODELS,
     XC7_1_DELAYS,
     SynthError,
@@ -21,6 +18,9 @@ from rtl.synth import (
     parse_stat_json,
     synthesize,
 )
+from rtl.config import preset
+from rtl.dsp_array import DspArray
+from rtl.pot_array import PotArray
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*created but never used")
 

@@ -6,11 +6,10 @@ import re
 
 import pytest
 
-from rtl import top as T
-from rtl.boards import BOARDS, PS_BOARDS, board_platform, board_ps, part_of
-from rtl.config import preset
-from rtl.interface.regmap import build_regmap
-from rtl.vivado import (
+from rtl import top as rtl_top
+from rtl.boards import BOARDS
+from rtl.build import parts as T
+from rtl.build.vivado import (
     VivadoDesign,
     build_tcl,
     fabric_clock,
@@ -23,19 +22,10 @@ from rtl.vivado import (
     timing_failure,
     write_project,
 )
+from rtl.config import preset
+from rtl.interface.regmap import build_regmap
 
 DESIGN = VivadoDesign(top="accel_top", sources=("accel_top.v",))
-
-
-@pytest.mark.parametrize("board", sorted(BOARDS))
-def test_board_part_matches_preset(board):
-    assert part_of(board_platform(board)) == preset(board).part
-
-
-def test_unknown_board():
-    with pytest.raises(ValueError, match=r"^unknown board 'zedboard'; valid boards: pynq-z2, "
-                                         r"zc706$"):
-        board_platform("zedboard")
 
 
 @pytest.mark.parametrize("board", sorted(BOARDS))
@@ -195,12 +185,6 @@ def test_several_masters_get_their_own_hp_ports():
         package_facts("zc706", cfg, VivadoDesign(top="t", sources=(), masters=()))
 
 
-def test_board_ps_table():
-    assert sorted(PS_BOARDS) == sorted(BOARDS)
-    with pytest.raises(ValueError, match=r"^unknown board 'zedboard'; valid boards: "):
-        board_ps("zedboard")
-
-
 def test_write_project(tmp_path):
     paths = write_project(tmp_path, "zc706", preset("zc706"), DESIGN)
     assert [p.name for p in paths] == ["build.tcl", "build_vivado.sh"]
@@ -271,14 +255,15 @@ def test_top_annotation_errors():
     cfg = preset("pynq-z2").replace(name="tiny", pot_rows=2, pot_cols=4, dsp_rows=2, dsp_cols=4)
     with pytest.raises(ValueError, match=r"^bus 'm_axi' is declared a slave but its awvalid is "
                                          r"an output$"):
-        T.VivadoTop(T._flat(cfg), {**T.buses(cfg), "bus": ("m_axi", "slave")})
+        rtl_top.VivadoTop(rtl_top.flat_accelerator(cfg),
+                          {**rtl_top.buses(cfg), "bus": ("m_axi", "slave")})
     with pytest.raises(ValueError, match=r"^bus 's_axil' is declared a master but its awvalid "
                                          r"is an input$"):
-        T.VivadoTop(T._flat(cfg), {"bus": ("s_axil", "master")})
+        rtl_top.VivadoTop(rtl_top.flat_accelerator(cfg), {"bus": ("s_axil", "master")})
     with pytest.raises(ValueError, match=r"^bus 's_axi' is not an AXI bus: it has no awvalid, "
                                          r"it has no awaddr, it has no wdata$"):
-        T.VivadoTop(T._flat(cfg), {"bus": ("s_axi", "slave")})
-    top = T.VivadoTop(T._flat(cfg), T.buses(cfg))
+        rtl_top.VivadoTop(rtl_top.flat_accelerator(cfg), {"bus": ("s_axi", "slave")})
+    top = rtl_top.VivadoTop(rtl_top.flat_accelerator(cfg), rtl_top.buses(cfg))
     with pytest.raises(ValueError, match=r"^no module 'accel_top' in the Verilog$"):
         top.annotate("module other(a);\nendmodule\n", "accel_top")
     with pytest.raises(ValueError, match=r"^ports .*irq.* are not declared in module "
@@ -286,7 +271,7 @@ def test_top_annotation_errors():
         top.annotate("module accel_top(clk);\n  input clk;\nendmodule\n", "accel_top")
     with pytest.raises(TypeError, match=r"^the top needs a one-bit output 'intr' for the "
                                         r"interrupt$"):
-        T.VivadoTop(T._flat(cfg), T.buses(cfg), irq="intr")
+        rtl_top.VivadoTop(rtl_top.flat_accelerator(cfg), rtl_top.buses(cfg), irq="intr")
 
 
 # Tables in the layout of Vivado's report_utilization (2022+ adds a "Prohibited" column).

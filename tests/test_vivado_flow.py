@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from rtl import flow
-from rtl import top as T
+from rtl.build import flow
+from rtl.build import parts as T
+from rtl.build.synth import SynthResult
+from rtl.build.vivado import fabric_clock, package_facts
 from rtl.config import preset
-from rtl.synth import SynthResult
-from rtl.vivado import package_facts
 from tests.test_vivado_tcl import STUBS, TCLSH, accel_ports
 
 pytestmark = pytest.mark.skipif(
@@ -55,7 +55,7 @@ def _vivado(tmp_path: Path, board: str, **scenario: str) -> dict[str, str]:
         "#!/bin/sh\nwhile [ $# -gt 0 ]; do case $1 in -source) s=$2; shift;; esac; shift; done\n"
         f"exec {shlex.quote(TCLSH or 'tclsh')} {shlex.quote(str(prelude))} \"$s\"\n")
     exe.chmod(0o755)
-    clock = flow.fabric_clock(board, cfg)
+    clock = fabric_clock(board, cfg)
     answers = {"fclk0": f"{clock.fclk0_mhz:.6f}", "clock_hz": str(round(clock.clock_mhz * 1e6)),
                "period": f"{1000 / clock.clock_mhz:.3f}", "clock": "clk_fpga_0", **scenario}
     return {"PATH": f"{bindir}:/usr/bin:/bin", "STUB_LOG": str(tmp_path / "calls.log"),

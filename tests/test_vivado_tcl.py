@@ -23,9 +23,9 @@ from pathlib import Path
 
 import pytest
 
-from rtl import top as T
+from rtl.build import parts as T
+from rtl.build.vivado import build_tcl, fabric_clock, package_facts, write_project
 from rtl.config import HwConfig, preset
-from rtl.vivado import build_tcl, fabric_clock, package_facts, write_project
 
 TCLSH = shutil.which("tclsh")
 pytestmark = pytest.mark.skipif(

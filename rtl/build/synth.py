@@ -1,6 +1,6 @@
 """Open-source resource estimates: Yosys ``synth_xilinx`` on a design, with parsed cell counts.
 
-Usage: ``python -m rtl.synth --config pynq-z2 --array pot`` (or ``--array dsp``, ``both``); add
+Usage: ``python -m rtl.build.synth --config pynq-z2 --array pot`` (or ``--array dsp``, ``both``); add
 ``--timing`` for the estimated worst register-to-register path and clock of each array.
 """
 
@@ -21,6 +21,8 @@ from typing import Any
 
 from amaranth.back import verilog
 from amaranth.hdl import Elaboratable
+
+from ..boards import PARTS, Part
 
 __all__ = ["FAMILIES", "TIMING_MODELS", "SynthError", "SynthResult", "TimingModel", "TimingReport",
            "estimate_timing", "main", "parse_stat_json", "synthesize"]
@@ -261,23 +263,30 @@ class TimingModel:
         return XC7_1_DELAYS[key] * self.scale
 
 
-#: One model per part we build for. The -1 XC7Z020 uses the -1 Artix-7 delays as they are. The
-#: -2 XC7Z045 (Kintex-7 fabric) scales them by 0.75, the ratio of the DSP48E1 F_MAX with all
-#: registers of DS187 (-1 XC7Z020: 464 MHz) to DS191's (-2 XC7Z045: 650 MHz), rounded up
-#: (464 / 650 = 0.71). Net delays are assumptions, not data-sheet values: 0.5 ns (-1) and
-#: 0.4 ns (-2) per routed net, the order of the local-routing net delays in Vivado timing
-#: reports of 7-series designs, plus 0.15 / 0.12 ns per fan-out doubling beyond 16.
-TIMING_MODELS: dict[str, TimingModel] = {
-    "xc7z020clg400-1": TimingModel(
-        part="xc7z020clg400-1", grade="-1", scale=1.0, net=0.5, fanout_net=0.15,
-        dsp_fmax_mhz=464.0,
-        source="cells: prjxray-db artix7 via Yosys cells_sim.v; DSP48E1 F_MAX: DS187 (-1)"),
-    "xc7z045ffg900-2": TimingModel(
-        part="xc7z045ffg900-2", grade="-2", scale=0.75, net=0.4, fanout_net=0.12,
-        dsp_fmax_mhz=650.0,
-        source="cells: prjxray-db artix7 x 0.75 (DS191 / DS187 DSP48E1 F_MAX ratio); "
-               "DSP48E1 F_MAX: DS191 (-2)"),
-}
+#: Fabric figures per speed grade: cell-delay scale, net delay, extra net delay per fan-out
+#: doubling beyond 16. The -1 grade (XC7Z020, Artix-7 fabric) uses the -1 Artix-7 delays as
+#: they are. The -2 grade (XC7Z045, Kintex-7 fabric) scales them by 0.75, the ratio of the
+#: DSP48E1 F_MAX with all registers of DS187 (-1 XC7Z020: 464 MHz) to DS191's (-2 XC7Z045:
+#: 650 MHz), rounded up (464 / 650 = 0.71). Net delays are assumptions, not data-sheet values:
+#: 0.5 ns (-1) and 0.4 ns (-2) per routed net, the order of the local-routing net delays in
+#: Vivado timing reports of 7-series designs, plus 0.15 / 0.12 ns per fan-out doubling.
+GRADE_DELAYS: dict[str, tuple[float, float, float]] = {"-1": (1.0, 0.5, 0.15),
+                                                       "-2": (0.75, 0.4, 0.12)}
+
+
+def part_timing_model(part: Part) -> TimingModel:
+    """The :class:`TimingModel` of a part: its grade's fabric figures and its DSP48E1 F_MAX."""
+    scale, net, fanout_net = GRADE_DELAYS[part.grade]
+    cells = ("prjxray-db artix7 via Yosys cells_sim.v" if scale == 1.0 else
+             f"prjxray-db artix7 x {scale:g} (DS191 / DS187 DSP48E1 F_MAX ratio)")
+    return TimingModel(part=part.name, grade=part.grade, scale=scale, net=net,
+                       fanout_net=fanout_net, dsp_fmax_mhz=part.dsp_fmax_mhz,
+                       source=f"cells: {cells}; DSP48E1 F_MAX: {part.datasheet} ({part.grade})")
+
+
+#: One model per part we build for.
+TIMING_MODELS: dict[str, TimingModel] = {name: part_timing_model(part)
+                                         for name, part in PARTS.items()}
 
 
 @dataclass(frozen=True)
@@ -530,8 +539,8 @@ def array_figures(cfg: Any, array: str, *, work_dir: str | os.PathLike | None = 
                   timing: bool = False) -> dict[str, Any]:
     """Synthesize one compute array of ``cfg`` and return its figures (per MAC / lane too);
     with ``timing``, also its estimated worst register-to-register path and clock."""
-    from .dsp_array import DspArray
-    from .pot_array import PotArray
+    from ..dsp_array import DspArray
+    from ..pot_array import PotArray
 
     model = timing_model(cfg) if timing else None
     if array == "pot":
@@ -561,9 +570,9 @@ def array_figures(cfg: Any, array: str, *, work_dir: str | os.PathLike | None = 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from .config import HwConfig, preset, preset_names
+    from ..config import HwConfig, preset, preset_names
 
-    parser = argparse.ArgumentParser(prog="python -m rtl.synth", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m rtl.build.synth", description=__doc__)
     parser.add_argument("--config", default="pynq-z2",
                         help=f"board preset ({', '.join(preset_names())}) or a HwConfig JSON file")
     parser.add_argument("--array", choices=("pot", "dsp", "both"), default="both")

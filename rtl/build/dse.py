@@ -1,7 +1,7 @@
 """Design-space search: how many PoT rows and DSP lanes, at which PoT:Fixed-4:Fixed-8 ratio
 and clock, give the lowest ResNet-18 latency that fits the part.
 
-    python -m rtl.dse --part xc7z020 [--package build/pynq-z2-<hash>] [--top 5]
+    python -m rtl.build.dse --part xc7z020 [--package build/pynq-z2-<hash>] [--top 5]
                       [--clock 100,125,150] [--plot FILE] [--json]
 
 Resources come from a model calibrated on the Yosys figures of a build of that part
@@ -24,11 +24,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .config import PARTS, HwConfig, PartTooSmallError, preset
-from .cycle_model import DdrTiming, resnet18_cycles
-from .flow import RESOURCES, extrapolate
-from .interface.tiling import TilingError
-from .top import CORE_ROWS
+from quant.schemes import RATIO_PRESETS
+
+from ..boards import BOARDS
+from ..config import HwConfig, PartTooSmallError, preset
+from ..cycle_model import DdrTiming, resnet18_cycles
+from ..interface.tiling import TilingError
+from .parts import CORE_ROWS
+from .resources import RESOURCES, extrapolate
 
 __all__ = [
     "RATIOS",
@@ -40,14 +43,16 @@ __all__ = [
     "search",
 ]
 
-#: The PoT-4:Fixed-4:Fixed-8 ratios the search compares (the paper's Table I and neighbours).
-RATIOS: tuple[tuple[int, int, int], ...] = (
-    (100, 0, 0), (80, 15, 5), (70, 25, 5), (65, 30, 5), (60, 35, 5), (50, 45, 5), (50, 50, 0),
-    (40, 55, 5), (30, 65, 5), (0, 95, 5), (0, 100, 0))
+#: The PoT-4:Fixed-4:Fixed-8 ratios the search compares: the paper's Table I (every named ratio
+#: of ``quant.schemes``, the boards' included) and neighbours with 5 % Fixed-8.
+RATIOS: tuple[tuple[int, int, int], ...] = tuple(sorted(
+    set(RATIO_PRESETS.values()) | {(pot, 95 - pot, 5) for pot in (0, 30, 40, 50, 70, 80)},
+    reverse=True))
 #: The ratio the paper uses on each part (ILMPQ-1 on the XC7Z020, ILMPQ-2 on the XC7Z045).
-PAPER_RATIO = {"xc7z020": (60, 35, 5), "xc7z045": (65, 30, 5)}
+PAPER_RATIO = {b.part.device: b.ratio for b in BOARDS.values()}
 #: Build package folders searched for a part's calibration: the board presets on that part.
-_PART_BOARDS = {"xc7z020": "pynq-z2", "xc7z045": "zc706"}
+#: Device (``xc7z020``) -> the board built on it.
+_PART_BOARDS = {b.part.device: b.name for b in BOARDS.values()}
 _KEYS = {"LUT": "lut", "FF": "ff", "DSP48E1": "dsp", "BRAM36": "bram36"}
 
 
@@ -124,7 +129,7 @@ class Candidate:
 
 
 def _fits(res: dict[str, float], part: str, lut_limit: float) -> bool:
-    avail = PARTS[part]
+    avail = BOARDS[_PART_BOARDS[part[:7]]].part.resources()
     return (res["LUT"] <= lut_limit * avail["lut"] and res["FF"] <= avail["ff"]
             and res["DSP48E1"] <= avail["dsp"] and res["BRAM36"] <= avail["bram36"])
 
@@ -216,7 +221,7 @@ def _find_package(part: str, build: Path) -> Path:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m rtl.dse", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m rtl.build.dse", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--part", required=True, choices=sorted(_PART_BOARDS),
                         help="the Zynq-7000 part")
@@ -264,7 +269,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                           "best_per_ratio": [c.to_dict() for c in best.values()],
                           "plot": str(path)}, indent=1))
         return 0
-    avail = PARTS[cal.cfg.part]
+    avail = cal.cfg.resources
     print(f"{cal.cfg.part}, {cal.cfg.vec_len} columns, buffers as built; resources calibrated on "
           f"{package}/utilization.json (Yosys), latency from the cycle model (ResNet-18 "
           f"224x224, assumed HP-port DDR latency); LUT limit {args.lut_limit:.0%}")

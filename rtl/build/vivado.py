@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .boards import board_ps
-from .config import HwConfig
-from .interface.regmap import build_regmap
+from ..boards import board as board_facts
+from ..config import HwConfig
+from ..interface.regmap import build_regmap
 
 __all__ = ["CLOCK_TOLERANCE", "FabricClock", "VivadoDesign", "build_tcl", "build_vivado_sh",
            "fabric_clock", "package_facts", "parse_facts", "parse_timing", "parse_utilization",
@@ -128,7 +128,7 @@ def fabric_clock(board: str, cfg: HwConfig) -> FabricClock:
     ValueError
         If neither the PS nor an MMCM can make ``clock_mhz`` exactly.
     """
-    ps = board_ps(board)
+    ps = board_facts(board).ps
     direct = _fclk_divisors(ps.io_pll_mhz, cfg.clock_mhz)
     if direct is not None:
         return FabricClock(float(cfg.clock_mhz), float(cfg.clock_mhz), direct, None)
@@ -152,7 +152,7 @@ def regs_window(board: str, cfg: HwConfig) -> tuple[int, int]:
     size = 4096
     while size < build_regmap(cfg).size:
         size *= 2
-    base = board_ps(board).regs_base
+    base = board_facts(board).ps.regs_base
     if base % size:
         raise ValueError(f"register base 0x{base:08X} is not aligned to the segment size "
                          f"0x{size:X}")
@@ -160,7 +160,7 @@ def regs_window(board: str, cfg: HwConfig) -> tuple[int, int]:
 
 
 def _hp_ports(board: str, design: VivadoDesign) -> list[str]:
-    count = board_ps(board).hp_ports
+    count = board_facts(board).ps.hp_ports
     if not design.masters:
         raise ValueError(f"design {design.top!r} has no AXI master; it needs one for DDR")
     if len(design.masters) > count:
@@ -185,7 +185,7 @@ def package_facts(board: str, cfg: HwConfig, design: VivadoDesign) -> dict[str, 
 def ps7_settings(board: str, cfg: HwConfig, design: VivadoDesign | None = None
                  ) -> dict[str, str]:
     """``CONFIG.*`` values of processing_system7 for a board, config and design."""
-    ps = board_ps(board)
+    ps = board_facts(board).ps
     design = design or VivadoDesign(top="accel_top", sources=())
     settings = dict(ps.ps7)
     if ps.board_part is None:
@@ -312,7 +312,7 @@ def _dict(settings: dict[str, str]) -> str:
 def build_tcl(board: str, cfg: HwConfig, design: VivadoDesign, *, jobs: int = 4,
               project: str = "accel") -> str:
     """The complete Vivado batch script (run with ``vivado -mode batch -source build.tcl``)."""
-    ps = board_ps(board)
+    ps = board_facts(board).ps
     clock = fabric_clock(board, cfg)
     hp_ports = _hp_ports(board, design)
     regs_base, regs_size = regs_window(board, cfg)
