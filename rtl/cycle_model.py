@@ -146,7 +146,11 @@ def _schedule(cfg: HwConfig, descs: list[dict[str, int]], t: DdrTiming
                 start_load = (1 - act if p == 0 else
                               max(loaded[p - 1], done[p - 2] if p >= 2 else loaded[p - 1]))
                 loaded[p] = start_load + load
-                done[p] = max(loaded[p], done[p - 1] if p else max(gate, 0)) + compute
+                done[p] = max(loaded[p], done[p - 1] if p else 0) + compute
+                if p == 0:
+                    # Results wait for the previous write-back to have read their vectors:
+                    # a pass that outruns it ends as it ends.
+                    done[p] = max(done[p], gate - t.write_latency)
                 ungated = max(loaded[p], ungated) + compute
             own["compute"] = d["passes"] * compute
             own["weights"] = ungated - own["compute"]

@@ -223,8 +223,7 @@ class Engine(wiring.Component):
         for rd in out_rds:
             m.d.comb += [rd.addr.eq(out_rd_addr), rd.en.eq(out_rd_en)]
 
-        m.d.comb += [core.o.ready.eq(1), maxpool.o.ready.eq(1), avgpool.o.ready.eq(1),
-                     adder.o.ready.eq(1)]
+        m.d.comb += [maxpool.o.ready.eq(1), avgpool.o.ready.eq(1), adder.o.ready.eq(1)]
         vec_addr, vec_en = Signal.like(out_wrs[0].addr), Signal()
         vec_data = Signal(data.ArrayLayout(signed(32), v))
         with m.If(is_max):
@@ -242,12 +241,16 @@ class Engine(wiring.Component):
         r = core.o.payload
         conv_base = Signal.like(vec_addr)
         m.d.comb += conv_base.eq(r.pixel * chunks_out)
+        # A conv runs while the previous descriptor's write-back drains: a result waits until
+        # the write-back has read its pixel's vectors (out_idx: vectors read so far).
+        conv_end = Signal(len(conv_base) + 1)
+        m.d.comb += conv_end.eq(conv_base + chunks_out)
         for lane, wr in enumerate(out_wrs):
             with m.If(is_conv):
                 # The core never puts two valid results for one lane in a beat.
                 for i in range(cfg.result_lanes):
                     with m.If(r.valid[i] & ((r.channel[i] & (v - 1)) == lane)):
-                        m.d.comb += [wr.en.eq(core.o.valid),
+                        m.d.comb += [wr.en.eq(core.o.valid & core.o.ready),
                                      wr.addr.eq(conv_base + (r.channel[i] >> logv)),
                                      wr.data.eq(r.value[i])]
             with m.Else():
@@ -585,8 +588,7 @@ class Engine(wiring.Component):
                     with m.If(~running & ~core.busy & ~loader_busy):
                         fail(Mux(abort, ErrorCode.ABORTED,
                                  Mux(act_bad | wb_err, ErrorCode.AXI_RESPONSE, load_code)))
-                # The core writes the out buffer: the previous write-back must be done.
-                with m.Elif(~running & ~core.busy & full.bit_select(bank, 1) & ~wb_busy):
+                with m.Elif(~running & ~core.busy & full.bit_select(bank, 1)):
                     m.d.comb += core.start.eq(1)
                     m.d.sync += running.eq(1)
                 with m.If(running & core.done):
@@ -626,6 +628,8 @@ class Engine(wiring.Component):
                     m.d.comb += [regs.irq_status.set.done.eq(1),
                                  regs.irq_status.set.error.eq(final != ErrorCode.NONE)]
                     m.next = "IDLE"
+
+        m.d.comb += core.o.ready.eq(~wb_busy | (conv_end <= out_idx))
 
         # ---- the write-back of the out buffer: one bus word a cycle; the next vector is read
         # as the last word of the previous one leaves, so there is no gap between vectors ----
