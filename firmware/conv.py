@@ -139,7 +139,7 @@ def weight_rows(weight: np.ndarray, scheme: np.ndarray, plan: ConvPass, cfg: HwC
     if w.ndim == 2:
         w = w[:, :, None, None]
     out_ch, in_ch, k, _ = w.shape
-    chunks = -(-in_ch // v)
+    chunks = cfg.chunks(in_ch)
     padded = np.zeros((out_ch, chunks * v, k, k), np.int64)
     padded[:, :in_ch] = w
     # (O, chunk, ky, kx, col)

@@ -18,7 +18,6 @@ from rtl.interface.ddr import (
     PASS_HEADER_WORDS,
     SLOT_FIELDS,
     SLOT_WORDS,
-    chunks,
     feature_map_words,
     pack_feature_map,
     pass_block_words,
@@ -124,7 +123,7 @@ def _check_shape(d: dict[str, int], cfg) -> None:
     if op == Op.CONV:
         ok = (kernel_ok and window_geom() and d["mode"] <= PostMode.LOGITS
               and d["in_bits"] in (act, 8) and d["out_bits"] == _mode_bits(d["mode"], cfg)
-              and d["steps"] == d["kernel"] ** 2 * chunks(d["in_c"], cfg)
+              and d["steps"] == cfg.steps(d["kernel"], d["in_c"])
               and 0 < d["passes"] <= 4096)
     elif op == Op.ADD:
         ok = ((d["in_c"], d["in_h"], d["in_w"]) == (d["out_c"], d["out_h"], d["out_w"])
@@ -140,8 +139,8 @@ def _check_shape(d: dict[str, int], cfg) -> None:
         ok = False
     if d["magic"] != DESC_MAGIC or not nonzero or not ok:
         raise _Fault(ErrorCode.BAD_DESCRIPTOR)
-    in_vecs = d["in_h"] * d["in_w"] * chunks(d["in_c"], cfg)
-    out_vecs = d["out_h"] * d["out_w"] * chunks(d["out_c"], cfg)
+    in_vecs = d["in_h"] * d["in_w"] * cfg.chunks(d["in_c"])
+    out_vecs = d["out_h"] * d["out_w"] * cfg.chunks(d["out_c"])
     if (max(d["in_h"], d["in_w"]) > cfg.max_spatial
             or max(d["in_c"], d["out_c"]) > cfg.max_channels
             or in_vecs > cfg.act_buf_depth or out_vecs > cfg.out_buf_depth

@@ -58,7 +58,7 @@ def check_fits(model: QModel, cfg: HwConfig) -> None:
             problems.append(f"{name}: dot products of length {k} exceed max_reduction "
                             f"{cfg.max_reduction}")
         kernel = p["weight"].shape[2] if p["weight"].ndim == 4 else 1
-        steps = kernel * kernel * -(-p["weight"].shape[1] // cfg.vec_len)
+        steps = cfg.steps(kernel, p["weight"].shape[1])
         if steps > cfg.weight_buf_depth:
             problems.append(f"{name}: a pass needs {steps} weight rows, the weight buffer "
                             f"holds {cfg.weight_buf_depth} (weight_buf_depth)")

@@ -26,12 +26,23 @@ ARRAY_LUT_FLOOR: dict[str, int] = {"pot_mac": 20, "dsp_lane": 10}
 #: Bits of one RAMB36E1.
 BRAM36_BITS = 36 * 1024
 
+#: Signed width of the DSP48E1 pre-adder/multiplier operand (ports A and D, UG479).
+DSP_A_BITS = 25
+#: Width of one DSP lane weight (a Fixed-4 value, or one nibble of a Fixed-8 weight).
+LANE_BITS = 4
+#: Largest |lane weight| the multiplier sees: a Fixed-8 pair's high lane carries
+#: ``hi + lo[3]`` in [-8, 8] (``rtl.dsp_array.DspArray``), so lanes are packed as 5-bit values.
+LANE_ABS_MAX = 8
+#: Most lanes one DSP48E1 may carry (``HwConfig.dsp_pack``'s largest value).
+PACK_MAX = 4
+
 
 class PartTooSmallError(ValueError):
     """The arrays and buffers of a config need more of a resource than its part has."""
 
 
-_AXI_DATA_WIDTHS = (32, 64)
+#: AXI data widths the engine's DDR layouts are built for (``rtl.interface.ddr``: 64-bit words).
+_AXI_DATA_WIDTHS = (64,)
 _ACT_BITS = (4, 5)
 
 
@@ -64,10 +75,10 @@ class HwConfig:
     dsp_rows: int
     #: Activations per cycle into the DSP array; equals ``pot_cols``. Example: ``16``.
     dsp_cols: int
-    #: 4-bit lanes (products) packed into one DSP48E1 per column, 1 to 4; at most 3 with 8-bit
-    #: activations (``rtl.dsp_array.max_pack`` checks the fit). Example: ``3``.
+    #: 4-bit lanes (products) packed into one DSP48E1 per column, 1 to 4; at most
+    #: :attr:`dsp_max_pack` (3 with 8-bit first-layer pixels, 4 with 4-bit inputs). Example: ``3``.
     dsp_pack: int = 2
-    #: 4-bit DSP lanes one Fixed-8 filter occupies (1 or 2). Example: ``2``.
+    #: 4-bit DSP lanes one Fixed-8 filter occupies: 2 (its low and high nibble). Example: ``2``.
     fixed8_lanes: int = 2
     #: Longest dot product (input channels x kernel taps) a layer may have. Example: ``4608``.
     max_reduction: int = 4608
@@ -85,7 +96,8 @@ class HwConfig:
     #: each lane costs one requantization multiplier; beyond ``vec_len`` it gains nothing, as
     #: one beat writes distinct output-buffer lanes). Example: ``4``.
     result_lanes: int = 1
-    #: Data width of the AXI4 master to DDR (a Zynq HP port) in bits (32 or 64). Example: ``64``.
+    #: Data width of the AXI4 masters to DDR (Zynq HP ports) in bits: 64, the width the DDR
+    #: layouts are built for. Example: ``64``.
     axi_data_width: int = 64
     #: Address width of the AXI4 master in bits. Example: ``32``.
     axi_addr_width: int = 32
@@ -130,12 +142,19 @@ class HwConfig:
         # A list from JSON becomes the canonical tuple, in the canonical order.
         object.__setattr__(self, "weight_formats",
                            tuple(f for f in WEIGHT_FORMATS if f in self.weight_formats))
-        _check_int("pot_rows", self.pot_rows, lo=0, hi=1024)
+        for name in ("pot_rows", "dsp_rows"):
+            if getattr(self, name) == 0:
+                raise ValueError(f"HwConfig.{name} must be at least 1: the engine builds both "
+                                 f"arrays (a ratio may still leave one idle), not 0")
+        _check_int("pot_rows", self.pot_rows, lo=1, hi=1024)
         _check_int("pot_cols", self.pot_cols, lo=1, hi=256)
-        _check_int("dsp_rows", self.dsp_rows, lo=0, hi=1024)
+        _check_int("dsp_rows", self.dsp_rows, lo=1, hi=1024)
         _check_int("dsp_cols", self.dsp_cols, lo=1, hi=256)
-        _check_int("dsp_pack", self.dsp_pack, choices=(1, 2, 3, 4))
-        _check_int("fixed8_lanes", self.fixed8_lanes, choices=(1, 2))
+        if self.pot_cols & (self.pot_cols - 1):
+            raise ValueError(f"HwConfig.pot_cols (the vector length) must be a power of two: "
+                             f"a channel's lane is its low bits, not {self.pot_cols!r}")
+        _check_int("dsp_pack", self.dsp_pack, choices=tuple(range(1, PACK_MAX + 1)))
+        _check_int("fixed8_lanes", self.fixed8_lanes, choices=(2,))
         _check_int("max_reduction", self.max_reduction, lo=1, hi=1 << 20)
         _check_int("max_channels", self.max_channels, lo=1, hi=1 << 16)
         _check_int("max_spatial", self.max_spatial, lo=1, hi=1 << 14)
@@ -146,7 +165,10 @@ class HwConfig:
                     f"HwConfig.{name} must be a power of two (BRAM depth), not "
                     f"{getattr(self, name)!r}")
         _check_int("result_lanes", self.result_lanes, choices=(1, 2, 4, 8, 16, 32, 64))
-        _check_int("axi_data_width", self.axi_data_width, choices=_AXI_DATA_WIDTHS)
+        if self.axi_data_width not in _AXI_DATA_WIDTHS:
+            _check_int("axi_data_width", self.axi_data_width, lo=1, hi=1 << 10)
+            raise ValueError(f"HwConfig.axi_data_width must be 64 (the DDR layouts are built "
+                             f"from 64-bit words), not {self.axi_data_width!r}")
         _check_int("axi_addr_width", self.axi_addr_width, lo=16, hi=32)
         _check_int("weight_ports", self.weight_ports, lo=1, hi=3)
 
@@ -155,15 +177,11 @@ class HwConfig:
             raise ValueError(
                 f"HwConfig.pot_cols ({self.pot_cols}) and HwConfig.dsp_cols ({self.dsp_cols}) "
                 f"must be equal: both arrays take the same activation vector each cycle")
-        if "pot4" in self.weight_formats and self.pot_rows == 0:
-            raise ValueError("HwConfig.pot_rows is 0 but weight_formats includes 'pot4'; "
-                             "give the PoT array rows or drop 'pot4'")
-        fixed = {"fixed4", "fixed8"} & set(self.weight_formats)
-        if fixed and self.dsp_rows == 0:
+        if self.dsp_pack > self.dsp_max_pack:
             raise ValueError(
-                f"HwConfig.dsp_rows is 0 but weight_formats includes "
-                f"{', '.join(repr(f) for f in sorted(fixed))}; give the DSP array rows or "
-                f"drop them")
+                f"HwConfig.dsp_pack must be at most {self.dsp_max_pack} with "
+                f"{max(self.act_bits, self.input_bits)}-bit array inputs (the top lane must end "
+                f"within the DSP48E1's {DSP_A_BITS}-bit operand), not {self.dsp_pack}")
         if self.dsp_pack == 2 and self.dsp_rows % 2:
             raise ValueError(
                 f"HwConfig.dsp_rows must be even when dsp_pack is 2 (two filters share a DSP48E1), "
@@ -243,18 +261,58 @@ class HwConfig:
         return (1 << max(self.act_bits, self.input_bits)) - 1
 
     @property
+    def buffer_lane_bits(self) -> int:
+        """Width of one element in an act-buffer word: two's complement, wide enough for the
+        first layer's pixels and for signed ``s{act_bits+1}`` values (8 for the presets)."""
+        return max(self.act_bits, self.input_bits, self.act_bits + 1)
+
+    @property
+    def dsp_lane_field(self) -> int:
+        """Bits ``f`` between neighbouring lanes of a packed DSP48E1 product.
+
+        A lane's product ``p = a * w`` (``a <= max_activation``, ``|w| <= 8``) plus the borrow
+        ``q`` in [-2, 1] it receives from the lane below must have ``floor((p + q) / 2**f)`` in
+        [-2, 1] (the four values a 2-bit canary tells apart): ``2**(f + 1) >= 8 * a_max + 2``.
+        """
+        need = LANE_ABS_MAX * self.max_activation + 2
+        return (need - 1).bit_length() - 1
+
+    @property
+    def dsp_max_pack(self) -> int:
+        """Most lanes per DSP48E1 for this activation width: the top lane's 5-bit weight must
+        end within the 25-bit operand, so ``(n - 1) * f + 5 <= 25``."""
+        return min(PACK_MAX, 1 + (DSP_A_BITS - (LANE_BITS + 1)) // self.dsp_lane_field)
+
+    def chunks(self, channels: int) -> int:
+        """``vec_len``-element vectors that hold ``channels`` channels of one pixel."""
+        return -(-channels // self.vec_len)
+
+    def steps(self, kernel: int, channels: int) -> int:
+        """Activation vectors of one dot product: every kernel tap of every chunk."""
+        return kernel * kernel * self.chunks(channels)
+
+    @property
+    def max_chunks(self) -> int:
+        """Chunks of the widest layer (``max_channels``)."""
+        return self.chunks(self.max_channels)
+
+    @property
     def max_abs_dot(self) -> int:
         """Largest |dot product| any legal layer can produce: every product at its extreme."""
         return self.max_reduction * self.max_abs_weight * self.max_activation
 
     @property
     def acc_bits(self) -> int:
-        """Signed accumulator width that holds ``bias + dot`` for any legal layer.
+        """Signed accumulator width that holds ``bias + dot`` for any legal layer, and the
+        average pool's sum of a full act buffer.
 
         The bias is limited to ``|bias| <= max_abs_dot`` (checked when a model is matched to
         the hardware), so ``|bias + dot| <= 2 * max_abs_dot`` and one more bit holds the sign.
+        The average pool sums up to ``act_buf_depth`` buffer elements into the same
+        requantization stage.
         """
-        return (2 * self.max_abs_dot).bit_length() + 1
+        avg_sum = ((1 << self.buffer_lane_bits) - 1) * self.act_buf_depth
+        return max(2 * self.max_abs_dot, avg_sum).bit_length() + 1
 
     @property
     def clock_period_ns(self) -> float:

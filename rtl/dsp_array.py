@@ -8,7 +8,6 @@ from amaranth.lib.wiring import In, Out
 
 from .common import (
     act_layout,
-    act_width,
     check_config,
     delay,
     register,
@@ -17,47 +16,22 @@ from .common import (
     tree_depth,
     tree_level,
 )
-from .config import HwConfig
+from .config import DSP_A_BITS, LANE_ABS_MAX, LANE_BITS, HwConfig
 
-__all__ = ["DSP_A_BITS", "DSP_B_BITS", "DSP_STAGES", "DspArray", "dsp_input_layout",
-           "dsp_latency", "lane_field", "lane_offsets", "max_pack"]
+__all__ = ["DSP_B_BITS", "DSP_STAGES", "DspArray", "dsp_input_layout", "dsp_latency",
+           "lane_offsets"]
 
-#: Signed widths of the DSP48E1 pre-adder/multiplier operand (A, D: 25 bits) and of port B.
-DSP_A_BITS = 25
+#: Signed width of the DSP48E1's port B (A and D: ``rtl.config.DSP_A_BITS``).
 DSP_B_BITS = 18
 #: Pipeline registers of each DSP48E1: A/D/B1, AD/B2, M, P.
 DSP_STAGES = 4
-#: Width of one lane weight (a Fixed-4 value, or one nibble of a Fixed-8 weight).
-LANE_BITS = 4
-#: Largest |lane weight| the multiplier sees: a Fixed-8 pair's high lane carries
-#: ``hi + lo[3]`` in [-8, 8] (see :class:`DspArray`), so lanes are packed as 5-bit values.
-LANE_ABS_MAX = 8
 #: Low bits of every lane product recomputed in LUTs (the "canary") to recover the borrows.
 CANARY_BITS = 2
-#: Most lanes one DSP48E1 may carry (HwConfig.dsp_pack's largest value).
-PACK_MAX = 4
-
-
-def lane_field(cfg: HwConfig) -> int:
-    """Bits ``f`` between neighbouring lanes of a packed product.
-
-    A lane's product ``p = a * w`` (``a <= a_max``, ``|w| <= 8``) plus the borrow ``q`` in
-    [-2, 1] it receives from the lane below must have ``floor((p + q) / 2**f)`` in [-2, 1]
-    (the four values a 2-bit canary tells apart): ``2**(f + 1) >= 8 * a_max + 2``.
-    """
-    need = LANE_ABS_MAX * cfg.max_activation + 2
-    return (need - 1).bit_length() - 1
-
-
-def max_pack(cfg: HwConfig) -> int:
-    """Most lanes per DSP48E1 for ``cfg``'s activation width: the top lane's 5-bit weight must
-    end within the 25-bit operand, so ``(n - 1) * f + 5 <= 25``."""
-    return min(PACK_MAX, 1 + (DSP_A_BITS - (LANE_BITS + 1)) // lane_field(cfg))
 
 
 def lane_offsets(cfg: HwConfig) -> tuple[int, ...]:
     """Bit offsets of the ``dsp_pack`` lanes in a DSP48E1's packed operand: ``k * f``."""
-    return tuple(k * lane_field(cfg) for k in range(cfg.dsp_pack))
+    return tuple(k * cfg.dsp_lane_field for k in range(cfg.dsp_pack))
 
 
 def _has_fixed8(cfg: HwConfig) -> bool:
@@ -101,7 +75,7 @@ class DspArray(wiring.Component):
     """``dsp_rows`` fixed-point lanes times ``dsp_cols`` activations per cycle on DSP48E1s.
 
     Lanes are packed ``n = cfg.dsp_pack`` to a DSP48E1 per column (lanes ``g*n .. g*n+n-1``
-    form DSP row ``g``), lane ``i`` of a DSP at bit ``o_i = i * f`` (``f = lane_field(cfg)``).
+    form DSP row ``g``), lane ``i`` of a DSP at bit ``o_i = i * f`` (``f = cfg.dsp_lane_field``).
     Each DSP48E1 computes ``P = a * (D - S)`` with its pre-adder: ``D`` holds the lanes' low
     four weight bits at ``o_i``, ``S`` their sign bits at ``o_i + 4``, so ``D - S = sum_i
     w_i * 2**o_i`` with no fabric adder; the activation ``a`` is on port B. All four DSP48E1
@@ -144,28 +118,13 @@ class DspArray(wiring.Component):
     ------
     TypeError
         If ``cfg`` is not a :class:`HwConfig`.
-    ValueError
-        If the configuration has no DSP rows, packs more lanes per DSP48E1 than its activation
-        width allows, or puts a Fixed-8 filter on other than two lanes.
+
+    Every ``HwConfig`` can be built: it refuses more lanes per DSP48E1 than its activation width
+    allows (``HwConfig.dsp_max_pack``) when it is made.
     """
 
     def __init__(self, *, cfg: HwConfig) -> None:
         cfg = check_config(cfg, "DspArray")
-        if cfg.dsp_rows == 0:
-            raise ValueError(f"DspArray needs HwConfig.dsp_rows > 0, not {cfg.dsp_rows!r}")
-        if cfg.dsp_pack > max_pack(cfg):
-            raise ValueError(
-                f"DspArray packs at most {max_pack(cfg)} lanes per DSP48E1 with "
-                f"{act_width(cfg)}-bit activations, not HwConfig.dsp_pack={cfg.dsp_pack}; "
-                f"lower dsp_pack")
-        if _has_fixed8(cfg) and cfg.fixed8_lanes != 2:
-            raise ValueError(
-                f"DspArray runs a Fixed-8 filter on two lanes; "
-                f"HwConfig.fixed8_lanes must be 2, not {cfg.fixed8_lanes!r}")
-        if act_width(cfg) + 1 > DSP_B_BITS:
-            raise ValueError(
-                f"DspArray activations of {act_width(cfg)} bits do not fit the DSP48E1's "
-                f"{DSP_B_BITS}-bit signed B port")
         self._cfg = cfg
         super().__init__({
             "i": In(stream.Signature(dsp_input_layout(cfg))),
@@ -203,7 +162,7 @@ class DspArray(wiring.Component):
         m = Module()
         cfg = self._cfg
         cols, acc_bits = self.cols, cfg.acc_bits
-        f, offs = lane_field(cfg), self.offsets
+        f, offs = cfg.dsp_lane_field, self.offsets
         has8 = _has_fixed8(cfg)
         pairs = cfg.dsp_rows // 2 if has8 else 0
         a_max = cfg.max_activation

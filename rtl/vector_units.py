@@ -9,7 +9,7 @@ from amaranth.lib.wiring import In, Out
 
 from quant import contract as C
 
-from .common import act_width, check_config
+from .common import check_config
 from .config import HwConfig
 from .interface.descriptor import PostMode
 from .postproc import SHIFT_BITS, PostProc
@@ -41,7 +41,7 @@ def lane_bits(cfg: HwConfig) -> int:
 
     Unsigned elements are zero-extended to this width, signed ones sign-extended.
     """
-    return max(act_width(cfg), cfg.act_bits + 1)
+    return cfg.buffer_lane_bits
 
 
 def buffer_read_signature(cfg: HwConfig) -> ReadPort.Signature:
@@ -404,21 +404,12 @@ class AvgPool(wiring.Component):
     ------
     TypeError
         If ``cfg`` is not a HwConfig.
-    ValueError
-        If a full buffer's sum would not fit the configuration's accumulator width.
     """
 
     def __init__(self, *, cfg: HwConfig) -> None:
-        self._MustUse__silence = True  # a rejected object is never elaborated; don't warn
         self._cfg = check_config(cfg, "AvgPool")
+        # HwConfig.acc_bits leaves room for the sum of a full act buffer, with its sign.
         self._sum_bits = (((1 << lane_bits(cfg)) - 1) * cfg.act_buf_depth).bit_length()
-        if self._sum_bits >= cfg.acc_bits:
-            raise ValueError(
-                f"AvgPool sums of up to {cfg.act_buf_depth} vectors need {self._sum_bits} "
-                f"bits, more than the {cfg.acc_bits - 1} that PostProc's signed "
-                f"{cfg.acc_bits}-bit accumulator holds; lower act_buf_depth or raise "
-                f"max_reduction")
-        self._MustUse__silence = False
         super().__init__({
             "layer": In(avgpool_layer_layout(cfg)),
             "start": In(1), "busy": Out(1), "done": Out(1),

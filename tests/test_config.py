@@ -70,7 +70,7 @@ def test_unknown_board_lists_valid_ones():
 
 
 @pytest.mark.parametrize(("changes", "exc", "message"), [
-    (dict(pot_rows=-1), ValueError, r"^HwConfig.pot_rows must be between 0 and 1024, not -1$"),
+    (dict(pot_rows=-1), ValueError, r"^HwConfig.pot_rows must be between 1 and 1024, not -1$"),
     (dict(pot_cols="16"), TypeError, r"^HwConfig.pot_cols must be an integer, not '16'$"),
     (dict(pot_cols=True), TypeError, r"^HwConfig.pot_cols must be an integer, not True$"),
     (dict(act_bits=6), ValueError, r"^HwConfig.act_bits must be one of 4, 5, not 6$"),
@@ -85,8 +85,17 @@ def test_unknown_board_lists_valid_ones():
     (dict(weight_formats=("pot4", "fixed2")), ValueError,
      r"^HwConfig.weight_formats holds unknown format 'fixed2'; allowed: pot4, fixed4, fixed8$"),
     (dict(dsp_pack=5), ValueError, r"^HwConfig.dsp_pack must be one of 1, 2, 3, 4, not 5$"),
-    (dict(axi_data_width=48), ValueError, r"^HwConfig.axi_data_width must be one of 32, 64, "
-                                          r"not 48$"),
+    # Values every config must have to be built, elaborated and run (refused at once, not
+    # deep inside the RTL or the firmware).
+    (dict(axi_data_width=32), ValueError, r"^HwConfig.axi_data_width must be 64 \(the DDR "
+                                          r"layouts are built from 64-bit words\), not 32$"),
+    (dict(axi_data_width="64"), TypeError, r"^HwConfig.axi_data_width must be an integer, "
+                                           r"not '64'$"),
+    (dict(pot_cols=6, dsp_cols=6), ValueError, r"^HwConfig.pot_cols \(the vector length\) "
+     r"must be a power of two: a channel's lane is its low bits, not 6$"),
+    (dict(fixed8_lanes=1), ValueError, r"^HwConfig.fixed8_lanes must be one of 2, not 1$"),
+    (dict(dsp_pack=4, dsp_rows=8), ValueError, r"^HwConfig.dsp_pack must be at most 3 with "
+     r"8-bit array inputs \(the top lane must end within the DSP48E1's 25-bit operand\), not 4$"),
     (dict(act_buf_depth=1000), ValueError,
      r"^HwConfig.act_buf_depth must be a power of two \(BRAM depth\), not 1000$"),
     (dict(weight_ports=4), ValueError, r"^HwConfig.weight_ports must be between 1 and 3, "
@@ -99,12 +108,10 @@ def test_unknown_board_lists_valid_ones():
      r"the same activation vector each cycle$"),
     (dict(dsp_rows=5), ValueError,
      r"^HwConfig.dsp_rows must be even when dsp_pack is 2 \(two filters share a DSP48E1\), not 5$"),
-    (dict(pot_rows=0), ValueError,
-     r"^HwConfig.pot_rows is 0 but weight_formats includes 'pot4'; give the PoT array rows or "
-     r"drop 'pot4'$"),
-    (dict(dsp_rows=0), ValueError,
-     r"^HwConfig.dsp_rows is 0 but weight_formats includes 'fixed4', 'fixed8'; give the DSP "
-     r"array rows or drop them$"),
+    (dict(pot_rows=0), ValueError, r"^HwConfig.pot_rows must be at least 1: the engine builds "
+                                   r"both arrays \(a ratio may still leave one idle\), not 0$"),
+    (dict(dsp_rows=0, weight_formats=("pot4",)), ValueError,
+     r"^HwConfig.dsp_rows must be at least 1: the engine builds both arrays"),
     (dict(max_reduction=1 << 20), ValueError,
      r"^HwConfig.max_reduction 1048576 needs a 37-bit accumulator; at most 32 bits are "
      r"supported \(accumulators and biases are 32-bit words in memory\); lower max_reduction$"),
@@ -158,7 +165,7 @@ def test_hash_changes_with_every_field():
     cfg = preset("pynq-z2")
     hashes = {cfg.config_hash}
     for change in (dict(pot_rows=26), dict(clock_mhz=125.0), dict(act_bits=5),
-                   dict(axi_data_width=32), dict(name="other"), dict(dsp_rows=16)):
+                   dict(axi_addr_width=30), dict(name="other"), dict(dsp_rows=16)):
         hashes.add(cfg.replace(**change).config_hash)
     assert len(hashes) == 7
 

@@ -24,7 +24,7 @@ def _check(cfg, jobs, **kw) -> int:
     return cycles
 
 
-@pytest.mark.parametrize("cols", [1, 3, 4, 16])
+@pytest.mark.parametrize("cols", [1, 2, 4, 16])
 def test_random_and_extremes_with_gaps_and_stalls(cols: int) -> None:
     cfg = BASE.replace(pot_rows=3, pot_cols=cols, dsp_cols=cols, max_reduction=8 * cols)
     _check(cfg, pot_jobs(cfg, 300, seed=cols), seed=cols, gap=0.3, stall=0.4)
@@ -70,6 +70,5 @@ def test_ports() -> None:
 def test_bad_config() -> None:
     with pytest.raises(TypeError, match=r"^PotArray configuration must be a HwConfig, not 'x'$"):
         PotArray(cfg="x")
-    cfg = BASE.replace(pot_rows=0, weight_formats=("fixed4", "fixed8"))
-    with pytest.raises(ValueError, match=r"^PotArray needs HwConfig.pot_rows > 0, not 0$"):
-        PotArray(cfg=cfg)
+    with pytest.raises(ValueError, match=r"^HwConfig.pot_rows must be at least 1"):
+        BASE.replace(pot_rows=0, weight_formats=("fixed4", "fixed8"))

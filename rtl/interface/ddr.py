@@ -12,7 +12,7 @@ import numpy as np
 
 from ..config import HwConfig
 
-__all__ = ["PASS_HEADER_WORDS", "SLOT_FIELDS", "SLOT_WORDS", "chunks", "feature_map_words",
+__all__ = ["PASS_HEADER_WORDS", "SLOT_FIELDS", "SLOT_WORDS", "feature_map_words",
            "pack_feature_map", "pack_values", "pass_block_words", "pass_row_order",
            "port_rows", "port_span", "row_words",
            "unpack_feature_map", "unpack_values", "values_per_word", "weight_row_bits",
@@ -91,16 +91,8 @@ def unpack_values(words: np.ndarray, bits: int, count: int, *, signed: bool,
 # ---- geometry -----------------------------------------------------------------------------------
 
 def word_bits(cfg: HwConfig) -> int:
-    """DDR words are the AXI master's data width; the engine's layouts need 64 bits."""
-    if cfg.axi_data_width != 64:
-        raise ValueError(f"the engine's DDR layouts need a 64-bit AXI master, not "
-                         f"{cfg.axi_data_width}-bit (HwConfig.axi_data_width)")
+    """DDR words are the AXI masters' data width (64 bits: ``HwConfig`` accepts no other)."""
     return cfg.axi_data_width
-
-
-def chunks(channels: int, cfg: HwConfig) -> int:
-    """``vec_len``-element vectors that hold ``channels`` channels of one pixel."""
-    return -(-channels // cfg.vec_len)
 
 
 def words_per_vector(cfg: HwConfig, bits: int) -> int:
@@ -111,7 +103,7 @@ def words_per_vector(cfg: HwConfig, bits: int) -> int:
 def feature_map_words(cfg: HwConfig, shape: tuple[int, int, int], bits: int) -> int:
     """DDR words of a (C, H, W) feature map of ``bits``-bit elements."""
     c, h, w = shape
-    return h * w * chunks(c, cfg) * words_per_vector(cfg, bits)
+    return h * w * cfg.chunks(c) * words_per_vector(cfg, bits)
 
 
 def weight_row_bits(cfg: HwConfig) -> int:
@@ -169,7 +161,7 @@ def pack_feature_map(x: np.ndarray, bits: int, *, signed: bool, cfg: HwConfig) -
     # [h][w][chunk][element] holds channel chunk * V + element, two's complement; the last
     # chunk's missing channels and the elements past V in a vector's last word are zero.
     hwc = x.transpose(1, 2, 0).astype(np.int64 if signed else narrow) & ((1 << bits) - 1)
-    full = np.zeros((h, w, chunks(c, cfg) * v), narrow)
+    full = np.zeros((h, w, cfg.chunks(c) * v), narrow)
     full[:, :, :c] = hwc
     lanes = full.reshape(h, w, -1, v)
     if per_vec * per_word > v:

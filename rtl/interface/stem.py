@@ -50,10 +50,10 @@ def fold_plan(node: dict, in_shape: tuple[int, int, int], cfg: HwConfig) -> Fold
     rows per output pixel on ``cfg``, else None."""
     if node.get("op") != "conv" or node.get("stride") != 2:
         return None
-    k, c, v = node["kernel"], in_shape[0], cfg.vec_len
+    k, c = node["kernel"], in_shape[0]
     fold = Fold(k, node["padding"], tuple(in_shape))
-    steps = k * k * -(-c // v)
-    folded = fold.folded_kernel ** 2 * -(-4 * c // v)
+    steps = cfg.steps(k, c)
+    folded = cfg.steps(fold.folded_kernel, 4 * c)
     return fold if folded < steps else None
 
 

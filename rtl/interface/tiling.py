@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..config import HwConfig
-from .ddr import chunks, words_per_vector
+from .ddr import words_per_vector
 from .descriptor import Op, pack_descriptor
 
 __all__ = ["RowTile", "TilingError", "layer_descriptors", "plan_row_tiles", "row_tile"]
@@ -89,8 +89,8 @@ def layer_descriptors(cfg: HwConfig, *, pad: int = 0, name: str = "layer",
     op = fields["op"]
     in_h, in_w, out_h, out_w = fields["in_h"], fields["in_w"], fields["out_h"], fields["out_w"]
     in_c, out_c = fields["in_c"], fields["out_c"]
-    in_row = in_w * chunks(in_c, cfg)
-    out_row = out_w * chunks(out_c, cfg)
+    in_row = in_w * cfg.chunks(in_c)
+    out_row = out_w * cfg.chunks(out_c)
     base = {**fields, "pad_top": pad, "pad_bottom": pad, "pad_left": pad, "pad_right": pad}
     if op == Op.AVGPOOL:
         if in_h * in_row > cfg.act_buf_depth:
@@ -105,7 +105,7 @@ def layer_descriptors(cfg: HwConfig, *, pad: int = 0, name: str = "layer",
                            pad=window[2], cfg=cfg, name=name)
 
     def row_bytes(width: int, channels: int, bits: int) -> int:
-        return 8 * width * chunks(channels, cfg) * words_per_vector(cfg, bits)
+        return 8 * width * cfg.chunks(channels) * words_per_vector(cfg, bits)
 
     in_step = row_bytes(in_w, in_c, fields["in_bits"])
     out_step = row_bytes(out_w, out_c, fields["out_bits"])
