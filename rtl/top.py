@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """The accelerator's top module as Vivado instantiates it: ``rtl.engine.Accelerator`` with flat
 ``s_axil_*``/``m_axi_*`` ports, explicit ``clk``/``rst`` ports, and Xilinx interface attributes
 on every port so that Vivado's block design need not infer the interfaces from the names.

@@ -54,3 +54,52 @@ def test_interrupt_names_the_step_to_resume_from(tmp_path, capsys, monkeypatch) 
     with open(_out(tmp_path) / ".build.lock", "a+") as f:
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
     assert os.path.exists(_out(tmp_path) / ".build.lock")
+
+
+def _built_to_regmap(tmp_path, capsys):
+    tiny = tmp_path / "tiny.json"
+    tiny.write_text(preset("pynq-z2").replace(name="tiny", pot_rows=2, pot_cols=4, dsp_rows=2,
+                                              dsp_cols=4).to_json())
+    args = ["--board", "pynq-z2", "--config", str(tiny), "--out", str(tmp_path)]
+    assert build.main([*args, "--to", "regmap"]) == 0
+    capsys.readouterr()
+    folder = next(p for p in tmp_path.iterdir() if p.is_dir())
+    return args, folder
+
+
+def test_damaged_state_and_parts_files_are_one_line(tmp_path, capsys) -> None:
+    args, folder = _built_to_regmap(tmp_path, capsys)
+    parts = folder / "work" / "parts.json"
+    good = parts.read_text()
+    for damage in ("{not json", "[1, 2]", '{"name": "x"}', "\xff\xfe"):
+        parts.write_text(damage, errors="surrogateescape" if damage[0] == "\xff" else None)
+        assert build.main([*args, "--from", "synthesize", "--to", "synthesize"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith(f"error: {parts} is damaged ")
+        assert err.endswith("; run with --from elaborate\n")
+    parts.write_text(good)
+    state = folder / "build-state.json"
+    for damage in ("", "[]", '{"steps": []}', '{"inputs": {}}'):
+        state.write_text(damage)
+        assert build.main([*args, "--from", "estimate", "--to", "estimate"]) == 2
+        assert capsys.readouterr().err == (
+            f"error: {state} is damaged (not a build state); delete it and build from the "
+            f"first step (drop --from)\n")
+
+
+def test_missing_or_damaged_record_of_an_earlier_step(tmp_path, capsys) -> None:
+    args, folder = _built_to_regmap(tmp_path, capsys)
+    assert build.main([*args, "--from", "estimate", "--to", "bitstream"]) == 0
+    capsys.readouterr()
+    record = folder / "work" / "utilization.json"
+    record.unlink()
+    assert build.main([*args, "--from", "package"]) == 2
+    assert capsys.readouterr().err == (
+        f"error: cannot start at 'package': {record} (an output of step 'synthesize') is "
+        f"missing; run with --from synthesize\n")
+    record.write_text('"half a file')
+    assert build.main([*args, "--from", "package"]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"error: {record} is damaged (not the JSON dict that step 'synthesize' "
+                   f"writes); run with --from synthesize\n")
+    assert not (folder / "package.json").exists()      # nothing half-written

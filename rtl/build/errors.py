@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-__all__ = ["FitError", "FlowError"]
+import json
+from pathlib import Path
+from typing import Any
+
+__all__ = ["FitError", "FlowError", "read_record"]
 
 
 class FlowError(Exception):
@@ -15,3 +19,24 @@ class FlowError(Exception):
 
 class FitError(FlowError):
     """The design needs more of a resource than the part has."""
+
+
+def read_record(path: Path, step: str, shape: type = dict) -> Any:
+    """The JSON record ``path`` that step ``step`` wrote, which must be a ``shape``.
+
+    Raises
+    ------
+    FlowError
+        (exit code 2) naming the file and the step to run again when the file is missing, is
+        not JSON or is not a ``shape`` (damaged, truncated or edited by hand).
+    """
+    try:
+        record = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise FlowError(f"{path} is missing; run with --from {step}", exit_code=2) from None
+    except (ValueError, UnicodeDecodeError):
+        record = None
+    if not isinstance(record, shape):
+        raise FlowError(f"{path} is damaged (not the JSON {shape.__name__} that step {step!r} "
+                        f"writes); run with --from {step}", exit_code=2)
+    return record

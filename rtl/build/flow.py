@@ -36,7 +36,7 @@ from ..config import HwConfig, preset
 from ..interface.regmap import build_regmap
 from ..interface.tiling import TilingError
 from . import parts as T
-from .errors import FitError, FlowError
+from .errors import FitError, FlowError, read_record
 from .plots import write_all
 from .report import build_report
 from .resources import (
@@ -189,11 +189,12 @@ def _parts_path(ctx: BuildContext) -> Path:
 
 def _parts(ctx: BuildContext) -> list[dict[str, Any]]:
     """The parts ``elaborate`` wrote (recorded in ``work/parts.json``)."""
-    try:
-        return json.loads(_parts_path(ctx).read_text())
-    except FileNotFoundError:
-        raise FlowError(f"{_parts_path(ctx)} is missing; run with --from elaborate",
-                        exit_code=2) from None
+    parts = read_record(_parts_path(ctx), "elaborate", list)
+    keys = {"name", "file", "rows", "slices"}
+    if not all(isinstance(p, dict) and keys <= set(p) for p in parts):
+        raise FlowError(f"{_parts_path(ctx)} is damaged (a part without "
+                        f"{', '.join(sorted(keys))}); run with --from elaborate", exit_code=2)
+    return parts
 
 
 def _elaborate_outputs(ctx: BuildContext) -> list[Path]:
@@ -381,7 +382,8 @@ def step_synthesize(ctx: BuildContext, cfg: HwConfig) -> None:
               "fit": rows_fit}
     (ctx.work / "utilization.json").write_text(json.dumps(record, indent=2) + "\n")
     for r in rows_fit:
-        ctx.log(f"  total {r['resource']:<8} {fmt_count(r['needed']):>9} of {fmt_count(r['available']):>9}"
+        ctx.log(f"  total {r['resource']:<8} {fmt_count(r['needed']):>9} of "
+                f"{fmt_count(r['available']):>9}"
                 f"  ({r['percent']:5.1f}%)")
     check_fit(total, cfg)
     ctx.log(f"  fits {cfg.part}")
@@ -483,7 +485,7 @@ def step_package(ctx: BuildContext, cfg: HwConfig) -> None:
     if rtl.exists():
         shutil.rmtree(rtl)
     shutil.copytree(ctx.rtl_dir, rtl)
-    bit = json.loads((ctx.work / "bitstream.json").read_text())
+    bit = read_record(ctx.work / "bitstream.json", "bitstream")
     hardware = []
     for name in ("accel.bit", "accel.bin", "accel.hwh", "accel.xsa"):
         (out / name).unlink(missing_ok=True)
@@ -544,13 +546,17 @@ def _step_index(name: str | None, default: int, option: str) -> int:
 
 def load_state(ctx: BuildContext) -> dict[str, Any] | None:
     """``build-state.json`` of the build directory, or None if there is none."""
-    try:
-        return json.loads(ctx.state_path.read_text())
-    except FileNotFoundError:
+    if not ctx.state_path.exists():
         return None
-    except ValueError:
-        raise FlowError(f"{ctx.state_path} is not valid JSON; delete it and build from the "
-                        f"first step", exit_code=2) from None
+    try:
+        state = json.loads(ctx.state_path.read_text())
+    except (ValueError, UnicodeDecodeError):
+        state = None
+    if not (isinstance(state, dict) and isinstance(state.get("steps"), dict)
+            and isinstance(state.get("inputs"), dict)):
+        raise FlowError(f"{ctx.state_path} is damaged (not a build state); delete it and build "
+                        f"from the first step (drop --from)", exit_code=2)
+    return state
 
 
 def _save_state(ctx: BuildContext, state: dict[str, Any]) -> None:

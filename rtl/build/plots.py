@@ -8,7 +8,6 @@ is drawn beside it, not as a second model.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ from quant.resnet_graph import layer_shapes, resnet18_nodes
 
 from ..boards import board as board_facts
 from ..config import HwConfig
+from .errors import read_record
 
 __all__ = ["latency_bars", "resource_bars", "roofline", "write_all"]
 
@@ -112,8 +112,8 @@ def resource_bars(total: dict[str, float], cfg: HwConfig, path: Path) -> None:
 
 def write_all(work: Path, out: Path, cfg: HwConfig, board: str) -> list[str]:
     """The figures of a build from its ``work/`` records into ``out``; their file names."""
-    model = json.loads((work / "engine-model.json").read_text())
-    util = json.loads((work / "utilization.json").read_text())
+    model = read_record(work / "engine-model.json", "estimate")
+    util = read_record(work / "utilization.json", "synthesize")
     written = []
     if model["layers"]:
         latency_bars(model["layers"], cfg.clock_mhz, out / "latency.png")

@@ -7,11 +7,10 @@ flow's (``rtl/build/flow.py``).
 from __future__ import annotations
 
 import datetime
-import json
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..config import HwConfig
+from .errors import read_record
 from .parts import vivado_design
 from .resources import fmt_count
 from .vivado import fabric_clock, package_facts
@@ -20,10 +19,6 @@ if TYPE_CHECKING:
     from .flow import BuildContext
 
 __all__ = ["build_report", "summary_lines"]
-
-def _read_json(path: Path) -> Any:
-    return json.loads(path.read_text())
-
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
@@ -47,8 +42,8 @@ def _regs_line(ctx: BuildContext, cfg: HwConfig) -> str:
 
 def build_report(ctx: BuildContext, cfg: HwConfig) -> str:
     """``build-report.md`` from the outputs of the earlier steps."""
-    util = _read_json(ctx.work / "utilization.json")
-    bit = _read_json(ctx.work / "bitstream.json")
+    util = read_record(ctx.work / "utilization.json", "synthesize")
+    bit = read_record(ctx.work / "bitstream.json", "bitstream")
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     out = [
         f"# Build report: {ctx.board}, config {cfg.name} ({cfg.config_hash_hex})",
@@ -69,7 +64,8 @@ def build_report(ctx: BuildContext, cfg: HwConfig) -> str:
     rows = []
     for r in util["fit"]:
         res = r["resource"]
-        rows.append([res, *(fmt_count(util["parts"][n][res]) for n in names), fmt_count(r["needed"]),
+        rows.append([res, *(fmt_count(util["parts"][n][res]) for n in names),
+                     fmt_count(r["needed"]),
                      fmt_count(r["available"]), f"{r['percent']:.1f}%"])
     out += _table(header, rows)
     out += [""]

@@ -1,7 +1,8 @@
 """Open-source resource estimates: Yosys ``synth_xilinx`` on a design, with parsed cell counts.
 
-Usage: ``python -m rtl.build.synth --config pynq-z2 --array pot`` (or ``--array dsp``, ``both``); add
-``--timing`` for the estimated worst register-to-register path and clock of each array.
+Usage: ``python -m rtl.build.synth --config pynq-z2 --array pot`` (or ``--array dsp``,
+``both``); add ``--timing`` for the estimated worst register-to-register path and clock of
+each array.
 """
 
 from __future__ import annotations
