@@ -101,35 +101,84 @@ def _overlap(lo: int, hi: int, lo2: int, hi2: int) -> bool:
     return lo < hi2 and lo2 < hi
 
 
+def _in_words(cfg: HwConfig, d: dict[str, int]) -> int:
+    return (d["in_h"] * d["in_w"] * -(-d["in_c"] // cfg.vec_len)
+            * words_per_vector(cfg, d["in_bits"]))
+
+
+def _out_words(cfg: HwConfig, d: dict[str, int]) -> int:
+    return (d["out_h"] * d["out_w"] * -(-d["out_c"] // cfg.vec_len)
+            * words_per_vector(cfg, d["out_bits"]))
+
+
 def _schedule(cfg: HwConfig, descs: list[dict[str, int]], t: DdrTiming
               ) -> tuple[int, dict[str, int]]:
     """Cycles of a chain and where they go. Each descriptor: fetch and check it, load its
-    input band (the loader streams a conv's pass 0 meanwhile), then its compute, which waits
-    for the previous descriptor's write-back to have left the out buffer; its own
-    write-back then drains while the next descriptor is fetched and its band loads (a band
-    that the write-back still writes waits for it). The run ends when the last write-back
-    is done. Phases: each descriptor's own cycles; "write-back" is what the overlap leaves
-    exposed (the last one, and the waits for one)."""
+    input band (the loader streams a conv's pass 0 meanwhile), then its compute; then its
+    write-back drains while the next descriptor goes on (a band that the write-back still
+    writes waits for it; a conv's results wait until it has read their pixel, an add or a
+    pool waits until it is done). While a conv computes, the next descriptor is fetched, and
+    when it is the next row tile of the same layer and both bands fit half the act buffer,
+    its band is loaded too. The run ends when the last write-back is done. Phases: each
+    descriptor's own cycles; "descriptor" and "maps in" what the prefetch leaves exposed;
+    "write-back" what the overlap leaves exposed (the last one, and the waits for one)."""
     v = cfg.vec_len
+    half = cfg.act_buf_depth // 2
+    desc_read = _read(descriptor_bytes() * 8 // cfg.axi_data_width, t)
     phases = dict.fromkeys(PHASES, 0)
     now = 0                 # the cycle the descriptor's fetch starts
     free = 0                # the first cycle the last write-back is done
     written = (0, 0)        # the bytes it writes
-    for d in descs:
+    prefetched = None       # (the cycle the prefetch is ready, with the band)
+    base = 0                # where the band sits in the act buffer
+    carried = False         # the loader carried on with this descriptor's passes
+    loaded: list[int] = []
+    done: list[int] = []
+    for i, d in enumerate(descs):
         chunks_in, chunks_out = -(-d["in_c"] // v), -(-d["out_c"] // v)
         in_vecs = d["in_h"] * d["in_w"] * chunks_in
         out_pixels = d["out_h"] * d["out_w"]
         out_vecs = out_pixels * chunks_out
         own = dict.fromkeys(PHASES, 0)
-        own["descriptor"] = 1 + _read(descriptor_bytes() * 8 // cfg.axi_data_width, t) + 1
-        in_words = in_vecs * words_per_vector(cfg, d["in_bits"])
-        act = 1 + _read(in_words, t)
-        own["maps in"] = act
-        band = now + own["descriptor"]
+        in_words = _in_words(cfg, d)
         in_addr = d.get("in_addr", 0)
-        if _overlap(in_addr, in_addr + 8 * in_words, *written):
-            band = max(band, free)
-        end = band + act        # the input band is in
+        if prefetched is not None and prefetched[1]:
+            # Taken, checked, then straight to the passes (the weights start loading).
+            act = 1
+            end = max(now, prefetched[0]) + 3
+            own["descriptor"] = 2
+            own["maps in"] = end - now - 2
+            base = half - base
+        else:
+            if prefetched is None:
+                own["descriptor"] = 1 + desc_read + 1
+                band = now + own["descriptor"]
+            else:                 # fetched, its band not: taken, checked, then loaded
+                band = max(now, prefetched[0]) + 2
+                own["descriptor"] = band - now
+            act = 1 + _read(in_words, t)
+            own["maps in"] = act
+            if _overlap(in_addr, in_addr + 8 * in_words, *written):
+                band = max(band, free)
+            end = band + act    # the input band is in
+            base = 0
+        prefetched = None
+        if d["op"] == Op.CONV and i + 1 < len(descs):
+            n = descs[i + 1]
+            ready = end + 1 + 1 + desc_read + 1          # fetched and looked at
+            out_addr = d.get("out_addr", 0)
+            n_words, n_addr = _in_words(cfg, n), n.get("in_addr", 0)
+            band_ok = (n["op"] == Op.CONV and n["in_w"] == d["in_w"] and n["in_c"] == d["in_c"]
+                       and n["in_bits"] == d["in_bits"]
+                       and n["in_h"] * n["in_w"] * chunks_in <= half
+                       and (base != 0 or in_vecs <= half)
+                       and not _overlap(n_addr, n_addr + 8 * n_words, out_addr,
+                                        out_addr + 8 * _out_words(cfg, d))
+                       and not (free > ready and _overlap(n_addr, n_addr + 8 * n_words,
+                                                          *written)))
+            if band_ok:
+                ready += 1 + _read(n_words, t)
+            prefetched = (ready, band_ok)
         gate = free - end       # the out buffer is free from then on (relative to ``end``)
         op = d["op"]
         if op == Op.CONV:
@@ -137,24 +186,38 @@ def _schedule(cfg: HwConfig, descs: list[dict[str, int]], t: DdrTiming
             load = 1 + _read(max(port_span(cfg, d["steps"], j)[1]
                                  for j in range(cfg.weight_ports)), t)
             compute = 1 + _pass_cycles(cfg, out_pixels, d["steps"])
-            # Times from the end of the input band; the loader started with the band's read.
-            # Two banks: load p + 1 while p computes; load p + 2 waits for p's bank.
-            loaded = [0] * d["passes"]
-            done = [0] * d["passes"]
-            ungated = 0
+            # Absolute times at which each pass is in its bank and done, numbered on while the
+            # loader carries on from one row tile to the next. Two banks: pass g loads once
+            # pass g - 2 is done. A fresh loader starts with the input band's read.
+            if not carried:
+                loaded, done = [end + 1 - act + load], []
+            first = len(done)
+            ungated = end
             for p in range(d["passes"]):
-                start_load = (1 - act if p == 0 else
-                              max(loaded[p - 1], done[p - 2] if p >= 2 else loaded[p - 1]))
-                loaded[p] = start_load + load
-                done[p] = max(loaded[p], done[p - 1] if p else 0) + compute
+                g = first + p
+                if g == len(loaded):
+                    loaded.append(max(loaded[g - 1], done[g - 2] if g >= 2 else 0) + load)
+                start = max(loaded[g], done[g - 1] if p else end)
+                finish = start + compute
                 if p == 0:
                     # Results wait for the previous write-back to have read their vectors:
                     # a pass that outruns it ends as it ends.
-                    done[p] = max(done[p], gate - t.write_latency)
-                ungated = max(loaded[p], ungated) + compute
+                    finish = max(finish, free - t.write_latency)
+                done.append(finish)
+                ungated = max(loaded[g], ungated) + compute
             own["compute"] = d["passes"] * compute
-            own["weights"] = ungated - own["compute"]
-            body = done[-1]
+            own["weights"] = ungated - end - own["compute"]
+            body = done[-1] - end
+            carried = False
+            if prefetched is not None and prefetched[1]:
+                n = descs[i + 1]
+                resume = max(loaded[-1], prefetched[0])
+                if (n["weight_addr"], n["passes"], n["steps"]) == \
+                        (d["weight_addr"], d["passes"], d["steps"]) and resume < done[-1]:
+                    # The loader carries on with the next row tile's passes.
+                    g = len(loaded)
+                    loaded.append(max(resume + 1, done[g - 2] if g >= 2 else 0) + load)
+                    carried = True
         elif op == Op.ADD:
             # The adder takes a vector a cycle as its words come, then drains.
             second = 1 + _read(in_vecs * words_per_vector(cfg, d["in2_bits"]), t) - 3
@@ -247,13 +310,16 @@ def resnet18_cycles(cfg: HwConfig, ratio: str | tuple[int, int, int], *, image: 
     v, act, sgn = cfg.vec_len, cfg.act_bits, cfg.act_bits + 1
     out: list[LayerCycles] = []
     bits = {"input": cfg.input_bits}        # storage bits of every tensor
+    addr = {"input": 0}                     # a DDR region of its own for every tensor
     for node in nodes:
         name, op = node["name"], node["op"]
         src = node["inputs"][0]
         (ci, hi, wi), (co, ho, wo) = shapes[src], shapes[name]
         bits[name] = (32 if op == "fc" else
                       sgn if op in ("conv", "add") and not node["relu"] else act)
-        fields: dict[str, Any] = dict(in_addr=0, out_addr=0, in_c=ci, in_h=hi, in_w=wi,
+        addr[name] = len(addr) << 24
+        fields: dict[str, Any] = dict(in_addr=addr[src], out_addr=addr[name], in_c=ci,
+                                      in_h=hi, in_w=wi,
                                       out_c=co, out_h=ho, out_w=wo, in_bits=bits[src],
                                       out_bits=bits[name])
         pad, mac_cycles, macs, weight_bytes = 0, 0, 0, 0
@@ -272,7 +338,8 @@ def resnet18_cycles(cfg: HwConfig, ratio: str | tuple[int, int, int], *, image: 
             fields.update(op=Op.CONV, kernel=k, stride=stride, passes=_passes(cfg, co, ratio),
                           steps=k * k * -(-ci // v))
         elif op == "add":
-            fields.update(op=Op.ADD, in2_addr=0, in2_bits=bits[node["inputs"][1]])
+            fields.update(op=Op.ADD, in2_addr=addr[node["inputs"][1]],
+                          in2_bits=bits[node["inputs"][1]])
         elif op == "maxpool":
             fields.update(op=Op.MAXPOOL, kernel=node["kernel"], stride=node["stride"])
             pad = node["padding"]

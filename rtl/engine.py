@@ -201,10 +201,14 @@ class Engine(wiring.Component):
         m.submodules.act_mem = act_mem = Memory(shape=v * lb, depth=cfg.act_buf_depth, init=[])
         act_wr, act_rd = act_mem.write_port(), act_mem.read_port()
         own_addr, own_en = Signal.like(act_rd.addr), Signal()
+        # A conv's band sits at act_base: 0, or the upper half when it was loaded while the
+        # previous row tile computed from the lower one.
+        act_half = cfg.act_buf_depth // 2
+        act_base = Signal.like(act_rd.addr)
         for unit in (core, maxpool, avgpool):
             m.d.comb += unit.rd.data.eq(act_rd.data)
         m.d.comb += [
-            act_rd.addr.eq(Mux(is_conv, core.rd.addr, Mux(is_max, maxpool.rd.addr,
+            act_rd.addr.eq(Mux(is_conv, core.rd.addr + act_base, Mux(is_max, maxpool.rd.addr,
                                                           Mux(is_avg, avgpool.rd.addr,
                                                               own_addr)))),
             act_rd.en.eq(Mux(is_conv, core.rd.en, Mux(is_max, maxpool.rd.en,
@@ -280,6 +284,14 @@ class Engine(wiring.Component):
         full = Signal(2)               # weight bank holds a loaded, not yet run pass
         running = Signal()             # the core runs pass run_idx
         conv_go = Signal()             # starts the loader on this descriptor's passes
+        # Pass p of a descriptor is in bank p[0] ^ (the bank of its pass 0): the loader
+        # (load_bank0) and the core (run_bank0) agree on it; after the last pass of a row tile
+        # the loader goes on with the next tile's passes (same weights) when that tile is
+        # prefetched (carried), so they follow on in the banks.
+        load_bank0 = Signal()
+        run_bank0 = Signal()
+        carried = Signal()
+        stop_loader = Signal()
         load_code = Signal(8)          # an error the loader met (the runner reports it)
         loader_busy = Signal()         # the loader takes a burst
         act_bad = Signal()             # a conv's input band came with an error response
@@ -309,6 +321,21 @@ class Engine(wiring.Component):
         wb_lo = Signal(cfg.axi_addr_width + 2)      # bytes [wb_lo, wb_hi) being written
         wb_hi = Signal(cfg.axi_addr_width + 2)
         done_count = Signal(16)        # descriptors whose output is all in DDR
+        # The next descriptor is fetched while a conv computes, and when it is the next row
+        # tile of the same layer, its band is loaded into the other half of the act buffer.
+        ndesc = Signal(descriptor_layout())
+        in_conv = Signal()             # the engine is in CONV
+        armed = Signal()               # the prefetch may start for this descriptor
+        pre_ptr = Signal(cfg.axi_addr_width)
+        pre_base = Signal.like(act_base)
+        pre_have = Signal()            # ndesc holds the next descriptor
+        pre_band = Signal()            # and its band is in the act buffer at pre_base
+        pre_bad = Signal()             # that band came with an error response
+        pre_busy = Signal()            # the prefetch is reading
+        pre_ready = Signal()           # the prefetch has finished
+        pre_clear = Signal()           # the engine takes (or drops) what it prefetched
+        pre_loading = Signal()         # the prefetch writes its band into the act buffer
+        use_pre = Signal()             # the descriptor being checked came prefetched
 
         m.d.comb += [
             regs.status.value.busy.eq(busy), regs.status.value.done.eq(done_flag),
@@ -358,7 +385,8 @@ class Engine(wiring.Component):
                         field = rd_word[(lane % per) * bits:(lane % per + 1) * bits]
                         ext = field.as_signed() if bits == sgn else field
                         m.d.comb += next_vec[lane].eq(ext)
-        m.d.comb += [act_wr.addr.eq(act_addr), act_wr.data.eq(next_vec)]
+        m.d.comb += [act_wr.addr.eq(act_addr + Mux(pre_loading, pre_base, 0)),
+                     act_wr.data.eq(next_vec)]
 
         # Assembling weight rows and slots from a pass block: port j's rows are j, j + P, ...
         # (P = weight_ports); port 0 first takes the header and the slots. A port's last word
@@ -399,7 +427,7 @@ class Engine(wiring.Component):
             with m.If(w_write[j]):
                 m.d.comb += [core.w_we.eq(1), core.w_waddr.eq(pidx[j]),
                              core.w_wdata.eq(next_row[:wrow_bits])]
-        m.d.comb += core.w_bank.eq(load_idx[0])
+        m.d.comb += core.w_bank.eq(load_idx[0] ^ load_bank0)
         if "fixed8" in cfg.weight_formats:
             m.d.comb += core.fixed8_wdata.eq(w_rd[0][:cfg.dsp_rows // 2])
         def slot_field(name: str):
@@ -460,7 +488,7 @@ class Engine(wiring.Component):
                     m.d.sync += [busy.eq(1), done_flag.eq(0), code.eq(ErrorCode.NONE),
                                  cycles.eq(0), stalls.eq(0), desc_idx.eq(0), abort.eq(0),
                                  desc_ptr.eq(regs.desc_addr.value), done_count.eq(0),
-                                 wb_err.eq(0)]
+                                 wb_err.eq(0), armed.eq(0), use_pre.eq(0), carried.eq(0)]
                     m.next = "DESC_CMD"
                     with m.If(regs.desc_count.value == 0):
                         fail(ErrorCode.BAD_DESCRIPTOR)
@@ -468,15 +496,21 @@ class Engine(wiring.Component):
                 a = desc_ptr
                 with m.If(abort):
                     fail(ErrorCode.ABORTED)
+                with m.Elif(pre_busy):
+                    m.d.sync += stalls.eq(stalls + 1)         # the prefetch is reading it
+                with m.Elif(pre_ready & pre_have):
+                    m.d.comb += pre_clear.eq(1)
+                    m.d.sync += [desc.eq(ndesc), use_pre.eq(pre_band)]
+                    m.next = "CHECK"
                 with m.Elif(a[:3] != 0):
                     fail(ErrorCode.MISALIGNED_ADDR)
                 with m.Elif(~inside(a, desc_words)):
                     fail(ErrorCode.ADDR_OUT_OF_WINDOW)
                 with m.Else():
                     m.d.comb += [dma.rd_cmd.valid.eq(1), dma.rd_cmd.payload.addr.eq(a),
-                                 dma.rd_cmd.payload.words.eq(desc_words)]
+                                 dma.rd_cmd.payload.words.eq(desc_words), pre_clear.eq(1)]
                     with m.If(dma.rd_cmd.ready):
-                        m.d.sync += word_count.eq(0)
+                        m.d.sync += [word_count.eq(0), use_pre.eq(0)]
                         m.next = "DESC_DATA"
             with m.State("DESC_DATA"):
                 m.d.comb += dma.rd_data.ready.eq(1)
@@ -501,11 +535,22 @@ class Engine(wiring.Component):
                     m.next = "ACT_CMD"
             with m.State("ACT_CMD"):
                 m.d.sync += act_bad.eq(0)
+                with m.If(use_pre):
+                    # The band is in already (a conv: the prefetch checked it is the next row
+                    # tile of the same layer); the weights start loading.
+                    # Its passes may be loading already (carried on by the loader).
+                    m.d.comb += conv_go.eq(~abort & ~carried)
+                    m.d.sync += [carried.eq(0), run_bank0.eq(Mux(carried, load_bank0, 0))]
+                    m.d.sync += [act_base.eq(pre_base), act_bad.eq(pre_bad), use_pre.eq(0),
+                                 run_idx.eq(0), running.eq(0),
+                                 armed.eq(desc_idx + 1 != regs.desc_count.value)]
+                    m.next = "CONV"
                 # A band that the write-back under way still writes (a chain through a
                 # network: this layer reads the last one's output) waits for it.
-                with m.If(wb_busy & (d.in_addr < wb_hi) & (d.in_addr + in_words * 8 > wb_lo)):
+                with m.Elif(wb_busy & (d.in_addr < wb_hi) & (d.in_addr + in_words * 8 > wb_lo)):
                     m.d.sync += stalls.eq(stalls + 1)
                 with m.Else():
+                    m.d.sync += [act_base.eq(0), run_bank0.eq(0)]
                     map_read(d.in_addr, in_words, second=False, then="ACT_DATA")
                     # A conv's weights load over their own masters while its input band loads.
                     m.d.comb += conv_go.eq(is_conv & ~abort & dma.rd_cmd.ready)
@@ -521,7 +566,8 @@ class Engine(wiring.Component):
                     m.d.sync += [run_idx.eq(0), running.eq(0)]
                     with m.If(is_conv):
                         # An error is reported from CONV once the loader has stopped.
-                        m.d.sync += act_bad.eq(dma.rd_error)
+                        m.d.sync += [act_bad.eq(dma.rd_error),
+                                     armed.eq(desc_idx + 1 != regs.desc_count.value)]
                         m.next = "CONV"
                     with m.Elif(is_add):
                         m.next = "B_CMD"
@@ -579,7 +625,8 @@ class Engine(wiring.Component):
                     m.next = "OUT_CMD"
             # -- convolution: the core runs the passes the loader has put in the banks --
             with m.State("CONV"):
-                bank = run_idx[0]
+                m.d.comb += in_conv.eq(1)
+                bank = run_idx[0] ^ run_bank0
                 m.d.comb += core.bank.eq(bank)
                 with m.If(~core.busy):
                     m.d.sync += stalls.eq(stalls + 1)
@@ -623,13 +670,91 @@ class Engine(wiring.Component):
                 # The run ends when the last write-back has drained.
                 final = Mux(code != ErrorCode.NONE, code,
                             Mux(wb_err, ErrorCode.AXI_RESPONSE, ErrorCode.NONE))
-                with m.If(~wb_busy):
+                m.d.comb += stop_loader.eq(1)
+                with m.If(~wb_busy & ~pre_busy & ~loader_busy):
+                    m.d.comb += pre_clear.eq(1)
                     m.d.sync += [busy.eq(0), done_flag.eq(1), code.eq(final)]
                     m.d.comb += [regs.irq_status.set.done.eq(1),
                                  regs.irq_status.set.error.eq(final != ErrorCode.NONE)]
                     m.next = "IDLE"
 
         m.d.comb += core.o.ready.eq(~wb_busy | (conv_end <= out_idx))
+
+        # ---- the prefetch: while a conv computes, the next descriptor of the chain, and when
+        # it is the next row tile of the same layer (same input width, channels and format)
+        # and both bands fit half the act buffer, its band into the other half. A band that
+        # this conv's output or the write-back under way covers is not read early. ----
+        nd = ndesc
+        n_in_vecs = Signal(48)
+        n_in_words = Signal(48)
+        m.d.comb += [n_in_vecs.eq(nd.in_h * window.row_stride), n_in_words.eq(n_in_vecs * wpv_in)]
+
+        def clear_of(lo, hi):
+            return (nd.in_addr >= hi) | (nd.in_addr + n_in_words * 8 <= lo)
+
+        eligible = ((nd.magic == DESC_MAGIC) & (nd.op == Op.CONV) & is_conv
+                    & (nd.in_w == d.in_w) & (nd.in_c == d.in_c) & (nd.in_bits == d.in_bits)
+                    & (nd.in_h != 0) & (n_in_vecs <= act_half)
+                    & ((act_base != 0) | (in_vecs <= act_half))
+                    & clear_of(d.out_addr, d.out_addr + out_words * 8)
+                    & (~wb_busy | clear_of(wb_lo, wb_hi)))
+        same_weights = ((nd.weight_addr == d.weight_addr) & (nd.passes == d.passes)
+                        & (nd.steps == d.steps))
+        with m.FSM(name="prefetch"):
+            with m.State("IDLE"):
+                with m.If(in_conv & armed & ~abort):
+                    m.d.sync += [armed.eq(0), pre_ptr.eq(desc_ptr + descriptor_bytes()),
+                                 pre_have.eq(0), pre_band.eq(0), pre_bad.eq(0)]
+                    m.next = "DESC_CMD"
+            with m.State("DESC_CMD"):
+                m.d.comb += pre_busy.eq(1)
+                with m.If(abort | (pre_ptr[:3] != 0) | ~inside(pre_ptr, desc_words)):
+                    m.next = "READY"       # the engine fetches it itself and reports
+                with m.Else():
+                    m.d.comb += [dma.rd_cmd.valid.eq(1), dma.rd_cmd.payload.addr.eq(pre_ptr),
+                                 dma.rd_cmd.payload.words.eq(desc_words)]
+                    with m.If(dma.rd_cmd.ready):
+                        m.d.sync += word_count.eq(0)
+                        m.next = "DESC_DATA"
+            with m.State("DESC_DATA"):
+                m.d.comb += [pre_busy.eq(1), dma.rd_data.ready.eq(1)]
+                with m.If(rd_take):
+                    m.d.sync += [nd.as_value().word_select(word_count[:4], word).eq(rd_word),
+                                 word_count.eq(word_count + 1)]
+                with m.If(dma.rd_done):
+                    m.d.sync += pre_have.eq(~dma.rd_error)
+                    m.next = "ELIG"
+            with m.State("ELIG"):
+                m.d.comb += pre_busy.eq(1)
+                with m.If(pre_have & eligible & ~abort):
+                    m.next = "ACT_CMD"
+                with m.Else():
+                    m.next = "READY"
+            with m.State("ACT_CMD"):
+                m.d.comb += pre_busy.eq(1)
+                with m.If(abort):
+                    m.next = "READY"
+                with m.Else():
+                    m.d.comb += [dma.rd_cmd.valid.eq(1), dma.rd_cmd.payload.addr.eq(nd.in_addr),
+                                 dma.rd_cmd.payload.words.eq(n_in_words)]
+                    with m.If(dma.rd_cmd.ready):
+                        m.d.sync += [k.eq(0), act_addr.eq(0), vec.eq(0),
+                                     pre_base.eq(Mux(act_base == 0, act_half, 0))]
+                        m.next = "ACT_DATA"
+            with m.State("ACT_DATA"):
+                m.d.comb += [pre_busy.eq(1), pre_loading.eq(1), dma.rd_data.ready.eq(1)]
+                with m.If(rd_take):
+                    m.d.sync += [vec.eq(next_vec), k.eq(k + 1)]
+                    with m.If(k == cur_wpv - 1):
+                        m.d.comb += act_wr.en.eq(1)
+                        m.d.sync += [k.eq(0), act_addr.eq(act_addr + 1), vec.eq(0)]
+                with m.If(dma.rd_done):
+                    m.d.sync += [pre_band.eq(1), pre_bad.eq(dma.rd_error)]
+                    m.next = "READY"
+            with m.State("READY"):
+                m.d.comb += pre_ready.eq(1)
+                with m.If(pre_clear):
+                    m.next = "IDLE"
 
         # ---- the write-back of the out buffer: one bus word a cycle; the next vector is read
         # as the last word of the previous one leaves, so there is no gap between vectors ----
@@ -674,13 +799,19 @@ class Engine(wiring.Component):
             with m.State("IDLE"):
                 with m.If(conv_go):
                     m.d.sync += [load_idx.eq(0), full.eq(0), load_code.eq(ErrorCode.NONE),
-                                 pass_base.eq(d.weight_addr)]
+                                 pass_base.eq(d.weight_addr), load_bank0.eq(0)]
+                    m.next = "CMD"
+                with m.Elif(in_conv & ~carried & pre_ready & pre_band & same_weights
+                            & (load_code == ErrorCode.NONE) & ~abort & ~act_bad):
+                    # The next row tile of this layer is in: its passes follow on.
+                    m.d.sync += [load_idx.eq(0), pass_base.eq(d.weight_addr), carried.eq(1),
+                                 load_bank0.eq(load_bank0 ^ d.passes[0])]
                     m.next = "CMD"
             with m.State("CMD"):
                 with m.If((load_idx == d.passes) | (load_code != ErrorCode.NONE) | abort
-                          | act_bad):
+                          | act_bad | stop_loader):
                     m.next = "IDLE"
-                with m.Elif(~full.bit_select(load_idx[0], 1) & all_ready):
+                with m.Elif(~full.bit_select(load_idx[0] ^ load_bank0, 1) & all_ready):
                     for j, wd in enumerate(wdmas):
                         active = 1 if j == 0 else rows_of[j] != 0
                         m.d.comb += [wd.cmd.valid.eq(active),
@@ -718,7 +849,7 @@ class Engine(wiring.Component):
                     with m.Elif(bias_bad):
                         m.d.sync += load_code.eq(ErrorCode.BAD_DESCRIPTOR)
                     with m.Else():
-                        m.d.sync += [full.bit_select(load_idx[0], 1).eq(1),
+                        m.d.sync += [full.bit_select(load_idx[0] ^ load_bank0, 1).eq(1),
                                      load_idx.eq(load_idx + 1)]
         return m
 
