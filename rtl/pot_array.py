@@ -129,9 +129,12 @@ class PotArray(wiring.Component):
 
         mag_bits = act_width(cfg) + (1 << 3) - 2  # largest shift: exponent code 7 -> 2**6
         stages = max(1, tree_depth(cols))
-        # Side-band bits travel beside the adder tree.
-        valid = delay(m, en, take, stages, "valid")
-        first = delay(m, en, self.i.payload.first, stages, "first")
+        # Side-band bits travel beside the adder tree. ``valid``/``last`` belong to the sums
+        # entering the accumulators; ``valid_in``/``first_in`` to the vector one stage before,
+        # the one that enters the accumulator stage when the pipeline next moves.
+        valid_in = delay(m, en, take, stages - 1, "valid")
+        first_in = delay(m, en, self.i.payload.first, stages - 1, "first")
+        valid = register(m, en, valid_in, f"valid_d{stages}")
         last = delay(m, en, self.i.payload.last, stages, "last")
 
         sums: list[Value] = []
@@ -162,12 +165,19 @@ class PotArray(wiring.Component):
             sums.append(terms[0])
             carries_out.append(carries[0] if carries else Value.cast(0))
 
+        # The accumulators restart by a synchronous reset in the cycle in which a ``first``
+        # vector moves into their stage, so the adder needs no ``first`` multiplexer: its
+        # operands are two registers (one LUT per bit and no LUT level in front of the carry
+        # chain). The reset wins over the update of the vector leaving the stage, whose sum
+        # has already gone to the output if it was a ``last`` one.
         acc = [Signal(signed(acc_bits), name=f"acc_r{r}") for r in range(rows)]
         result = Signal(self.o.payload.shape())
         for r in range(rows):
-            nxt = (Mux(first, 0, acc[r]) + sums[r] + carries_out[r])[:acc_bits]
+            nxt = (acc[r] + sums[r] + carries_out[r])[:acc_bits]
             m.d.comb += result[r].eq(nxt)
             with m.If(en & valid):
                 m.d.sync += acc[r].eq(nxt)
+            with m.If(en & valid_in & first_in):
+                m.d.sync += acc[r].eq(0)
         m.d.comb += en.eq(skid_output(m, self.o, valid & last, result))
         return m
