@@ -10,7 +10,8 @@ from quant import contract as C
 from rtl.config import preset
 from rtl.pot_array import PotArray, pot_input_layout
 from sim.array_jobs import Job, expected, pot_jobs
-from tests.arrays_tb import run_jobs
+from tests.arrays_tb import _payloads, run_jobs
+from tests.stream_tb import run_stream
 
 BASE = preset("pynq-z2")
 pytestmark = pytest.mark.filterwarnings("ignore:.*created but never used")
@@ -39,6 +40,30 @@ def test_every_code_on_every_lane() -> None:
     assert sorted(set(codes.ravel())) == list(range(16))
     # +64 and -64 of 255 are the largest products; code 8 (reserved) must read as zero.
     _check(cfg, jobs)
+
+
+@pytest.mark.parametrize("cols", [1, 2, 4, 16])
+def test_first_restarts_an_open_dot_product(cols: int) -> None:
+    """A ``first`` vector restarts the accumulators even when the dot product before it never
+    got its ``last`` vector: the accumulator restart must not depend on a preceding ``last``.
+    Open (abandoned) prefixes of 1 to 3 vectors, right before, and with gaps and stalls."""
+    cfg = BASE.replace(pot_rows=3, pot_cols=cols, dsp_cols=cols, max_reduction=8 * cols)
+    jobs = pot_jobs(cfg, 120, seed=40 + cols)
+    rng = np.random.default_rng(cols)
+    payloads, want = [], []
+    for n, job in enumerate(jobs):
+        vectors = _payloads(job)
+        if n % 2:  # an abandoned dot product: the same job's vectors, without its last flag
+            k = int(rng.integers(1, 4))
+            payloads += [dict(v, first=int(j == 0), last=0)
+                         for j, v in enumerate(_payloads(jobs[n - 1])[:k] * 3)][:k]
+        payloads += vectors
+        want.append(expected(job))
+    for gap, stall in ((0.0, 0.0), (0.3, 0.4)):
+        results, _ = run_stream(PotArray(cfg=cfg), payloads, len(jobs), seed=cols, gap=gap,
+                                stall=stall)
+        for got, exp in zip(results, want, strict=True):
+            np.testing.assert_array_equal(np.array(got, dtype=np.int64), exp)
 
 
 def test_full_rate_without_backpressure() -> None:
