@@ -101,6 +101,11 @@ def _overlap(lo: int, hi: int, lo2: int, hi2: int) -> bool:
     return lo < hi2 and lo2 < hi
 
 
+#: Cycles from an add's last vector in to its write-back, and from the write-back under way
+#: to the add's last vector when that write-back is the slower.
+ADD_TAIL, ADD_WAIT = 2, 0
+
+
 def _in_words(cfg: HwConfig, d: dict[str, int]) -> int:
     return (d["in_h"] * d["in_w"] * -(-d["in_c"] // cfg.vec_len)
             * words_per_vector(cfg, d["in_bits"]))
@@ -163,12 +168,12 @@ def _schedule(cfg: HwConfig, descs: list[dict[str, int]], t: DdrTiming
             end = band + act    # the input band is in
             base = 0
         prefetched = None
-        if d["op"] == Op.CONV and i + 1 < len(descs):
+        if d["op"] in (Op.CONV, Op.MAXPOOL) and i + 1 < len(descs):
             n = descs[i + 1]
             ready = end + 1 + 1 + desc_read + 1          # fetched and looked at
             out_addr = d.get("out_addr", 0)
             n_words, n_addr = _in_words(cfg, n), n.get("in_addr", 0)
-            band_ok = (n["op"] == Op.CONV and n["in_w"] == d["in_w"] and n["in_c"] == d["in_c"]
+            band_ok = (n["op"] == d["op"] and n["in_w"] == d["in_w"] and n["in_c"] == d["in_c"]
                        and n["in_bits"] == d["in_bits"]
                        and n["in_h"] * n["in_w"] * chunks_in <= half
                        and (base != 0 or in_vecs <= half)
@@ -219,11 +224,13 @@ def _schedule(cfg: HwConfig, descs: list[dict[str, int]], t: DdrTiming
                     loaded.append(max(resume + 1, done[g - 2] if g >= 2 else 0) + load)
                     carried = True
         elif op == Op.ADD:
-            # The adder takes a vector a cycle as its words come, then drains.
-            second = 1 + _read(in_vecs * words_per_vector(cfg, d["in2_bits"]), t) - 3
-            own["maps in"] += second
-            own["vector units"] = 3
-            body = max(gate, 0) + second + 3
+            # The second input comes over a weight port while the first loads; the adder
+            # takes a vector a cycle as both come (and as the write-back under way frees the
+            # out buffer), then drains.
+            second = 1 + _read(in_vecs * words_per_vector(cfg, d["in2_bits"]), t)
+            own["maps in"] += max(0, second - act)
+            own["vector units"] = ADD_TAIL
+            body = max(second - act, 0, gate - t.write_latency + ADD_WAIT) + ADD_TAIL
         elif op == Op.MAXPOOL:
             own["vector units"] = 2 + out_vecs * d["kernel"] ** 2 + 3
             body = max(gate, 0) + own["vector units"]

@@ -201,14 +201,15 @@ class Engine(wiring.Component):
         m.submodules.act_mem = act_mem = Memory(shape=v * lb, depth=cfg.act_buf_depth, init=[])
         act_wr, act_rd = act_mem.write_port(), act_mem.read_port()
         own_addr, own_en = Signal.like(act_rd.addr), Signal()
-        # A conv's band sits at act_base: 0, or the upper half when it was loaded while the
-        # previous row tile computed from the lower one.
+        # A conv's or max-pool's band sits at act_base: 0, or the upper half when it was loaded
+        # while the previous row tile computed from the lower one.
         act_half = cfg.act_buf_depth // 2
         act_base = Signal.like(act_rd.addr)
         for unit in (core, maxpool, avgpool):
             m.d.comb += unit.rd.data.eq(act_rd.data)
         m.d.comb += [
-            act_rd.addr.eq(Mux(is_conv, core.rd.addr + act_base, Mux(is_max, maxpool.rd.addr,
+            act_rd.addr.eq(Mux(is_conv, core.rd.addr + act_base,
+                               Mux(is_max, maxpool.rd.addr + act_base,
                                                           Mux(is_avg, avgpool.rd.addr,
                                                               own_addr)))),
             act_rd.en.eq(Mux(is_conv, core.rd.en, Mux(is_max, maxpool.rd.en,
@@ -273,7 +274,17 @@ class Engine(wiring.Component):
         k = Signal(8)                  # word within a vector / row
         vec = Signal(data.ArrayLayout(unsigned(lb), v))
         act_addr = Signal(_bits(cfg.act_buf_depth) + 1)
-        loading_b = Signal()           # unpacking the add's second input
+        # The add's second input comes over weight port 0 while the first loads: each of its
+        # vectors meets its partner in the act buffer once that has come.
+        b_active = Signal()            # the second input streams
+        b_ready = Signal()             # weight port 0 may hand over a word of it
+        b_k = Signal(8)
+        b_acc = Signal.like(vec)
+        b_idx = Signal.like(act_addr)  # second-input vectors completed
+        b_tag = Signal.like(act_addr)  # the one waiting for the adder
+        b_fin = Signal()               # all of it has come
+        b_err = Signal()               # with an error response
+        a_err = Signal()               # the first input came with an error response
         b_pending = Signal()           # a full second-input vector waits for the adder
         b_vec = Signal.like(vec)
         adds_in_flight = Signal(4)
@@ -325,6 +336,7 @@ class Engine(wiring.Component):
         # tile of the same layer, its band is loaded into the other half of the act buffer.
         ndesc = Signal(descriptor_layout())
         in_conv = Signal()             # the engine is in CONV
+        computing = Signal()           # in CONV, or pooling a max-pool
         armed = Signal()               # the prefetch may start for this descriptor
         pre_ptr = Signal(cfg.axi_addr_width)
         pre_base = Signal.like(act_base)
@@ -373,18 +385,20 @@ class Engine(wiring.Component):
         rd_take = dma.rd_data.valid & dma.rd_data.ready
 
         # Unpacking one input word into the vector's lanes (sign-extending s{act_bits+1}).
-        cur_bits = Mux(loading_b, d.in2_bits, d.in_bits)
-        cur_wpv = Mux(loading_b, wpv_in2, wpv_in)
+        def unpack(word_sig, k_sig, bits_sig, acc, out) -> None:
+            m.d.comb += out.eq(acc)
+            for bits in IN_BITS:
+                per = word // bits
+                with m.If(bits_sig == bits):
+                    for lane in range(v):
+                        with m.If(k_sig == lane // per):
+                            field = word_sig[(lane % per) * bits:(lane % per + 1) * bits]
+                            ext = field.as_signed() if bits == sgn else field
+                            m.d.comb += out[lane].eq(ext)
+
+        cur_wpv = wpv_in
         next_vec = Signal.like(vec)
-        m.d.comb += next_vec.eq(vec)
-        for bits in IN_BITS:
-            per = word // bits
-            with m.If(cur_bits == bits):
-                for lane in range(v):
-                    with m.If(k == lane // per):
-                        field = rd_word[(lane % per) * bits:(lane % per + 1) * bits]
-                        ext = field.as_signed() if bits == sgn else field
-                        m.d.comb += next_vec[lane].eq(ext)
+        unpack(rd_word, k, d.in_bits, vec, next_vec)
         m.d.comb += [act_wr.addr.eq(act_addr + Mux(pre_loading, pre_base, 0)),
                      act_wr.data.eq(next_vec)]
 
@@ -412,8 +426,9 @@ class Engine(wiring.Component):
             blocked = Const(0)
             for i in range(j):
                 blocked = blocked | w_write[i]
-            m.d.comb += [wd.o.ready.eq(loading & ~(last[j] & blocked)),
-                         w_take[j].eq(wd.o.valid & wd.o.ready),
+            ready = loading & ~(last[j] & blocked)
+            m.d.comb += [wd.o.ready.eq(Mux(b_active, b_ready, ready) if j == 0 else ready),
+                         w_take[j].eq(wd.o.valid & wd.o.ready & loading),
                          w_write[j].eq(w_take[j] & last[j])]
             next_row = Signal.like(prow[j], name=f"port{j}_next_row")
             m.d.comb += next_row.eq(prow[j])
@@ -448,10 +463,32 @@ class Engine(wiring.Component):
 
         # The adder takes a second-input vector with its partner read from the act buffer.
         m.d.comb += [adder.i.payload.a.eq(act_rd.data), adder.i.payload.b.eq(b_vec),
-                     adder.i.payload.tag.eq(act_addr)]
+                     adder.i.payload.tag.eq(b_tag)]
         add_in = adder.i.valid & adder.i.ready
         add_out = adder.o.valid & adder.o.ready
         m.d.sync += adds_in_flight.eq(adds_in_flight + add_in - add_out)
+        # The second input: a vector completes once its partner is in the act buffer (read
+        # that cycle) and the previous one has gone to the adder, which writes its result once
+        # the write-back under way has read that vector of the out buffer.
+        b_word = wdmas[0].o.payload
+        b_next = Signal.like(vec)
+        unpack(b_word, b_k, d.in2_bits, b_acc, b_next)
+        b_last = b_k == wpv_in2 - 1
+        m.d.comb += [
+            adder.i.valid.eq(b_pending & (~wb_busy | (b_tag < out_idx))),
+            b_ready.eq(b_active & (~b_last | ((b_idx < act_addr) & (~b_pending | add_in)))),
+        ]
+        b_take = wdmas[0].o.valid & b_ready
+        with m.If(add_in):
+            m.d.sync += b_pending.eq(0)
+        with m.If(b_take):
+            m.d.sync += [b_acc.eq(b_next), b_k.eq(b_k + 1)]
+            with m.If(b_last):
+                m.d.comb += [own_addr.eq(b_idx), own_en.eq(1)]
+                m.d.sync += [b_k.eq(0), b_acc.eq(0), b_vec.eq(b_next), b_pending.eq(1),
+                             b_tag.eq(b_idx), b_idx.eq(b_idx + 1)]
+        with m.If(b_active & wdmas[0].done):
+            m.d.sync += [b_fin.eq(1), b_err.eq(wdmas[0].error)]
 
         # Packing one output word from the vector read back from the out buffer.
         out_lanes = Signal(data.ArrayLayout(signed(32), v))
@@ -478,8 +515,7 @@ class Engine(wiring.Component):
                 m.d.comb += [dma.rd_cmd.valid.eq(1), dma.rd_cmd.payload.addr.eq(addr),
                              dma.rd_cmd.payload.words.eq(words)]
                 with m.If(dma.rd_cmd.ready):
-                    m.d.sync += [k.eq(0), act_addr.eq(0), vec.eq(0), loading_b.eq(second),
-                                 b_pending.eq(0)]
+                    m.d.sync += [k.eq(0), act_addr.eq(0), vec.eq(0)]
                     m.next = then
 
         with m.FSM(name="engine"):
@@ -535,25 +571,41 @@ class Engine(wiring.Component):
                     m.next = "ACT_CMD"
             with m.State("ACT_CMD"):
                 m.d.sync += act_bad.eq(0)
+                hazard = (d.in_addr < wb_hi) & (d.in_addr + in_words * 8 > wb_lo)
+                hazard2 = is_add & (d.in2_addr < wb_hi) & (d.in2_addr + in2_words * 8 > wb_lo)
                 with m.If(use_pre):
-                    # The band is in already (a conv: the prefetch checked it is the next row
-                    # tile of the same layer); the weights start loading.
-                    # Its passes may be loading already (carried on by the loader).
-                    m.d.comb += conv_go.eq(~abort & ~carried)
-                    m.d.sync += [carried.eq(0), run_bank0.eq(Mux(carried, load_bank0, 0))]
+                    # The band is in already (the prefetch checked it is the next row tile of
+                    # the same layer, a conv or a max-pool).
                     m.d.sync += [act_base.eq(pre_base), act_bad.eq(pre_bad), use_pre.eq(0),
                                  run_idx.eq(0), running.eq(0),
                                  armed.eq(desc_idx + 1 != regs.desc_count.value)]
-                    m.next = "CONV"
-                # A band that the write-back under way still writes (a chain through a
+                    with m.If(is_conv):
+                        # The weights start loading, unless the loader carried on with them.
+                        m.d.comb += conv_go.eq(~abort & ~carried)
+                        m.d.sync += [carried.eq(0),
+                                     run_bank0.eq(Mux(carried, load_bank0, 0))]
+                        m.next = "CONV"
+                    with m.Else():
+                        m.next = "POOL"
+                # A map that the write-back under way still writes (a chain through a
                 # network: this layer reads the last one's output) waits for it.
-                with m.Elif(wb_busy & (d.in_addr < wb_hi) & (d.in_addr + in_words * 8 > wb_lo)):
+                with m.Elif(wb_busy & (hazard | hazard2)):
+                    m.d.sync += stalls.eq(stalls + 1)
+                with m.Elif(is_add & ~wdmas[0].cmd.ready):
                     m.d.sync += stalls.eq(stalls + 1)
                 with m.Else():
                     m.d.sync += [act_base.eq(0), run_bank0.eq(0)]
                     map_read(d.in_addr, in_words, second=False, then="ACT_DATA")
-                    # A conv's weights load over their own masters while its input band loads.
+                    # A conv's weights load over their own masters while its input band loads;
+                    # an add's second input comes over weight port 0 at the same time.
                     m.d.comb += conv_go.eq(is_conv & ~abort & dma.rd_cmd.ready)
+                    b_go = is_add & ~abort & dma.rd_cmd.ready
+                    m.d.comb += [wdmas[0].cmd.valid.eq(b_go),
+                                 wdmas[0].cmd.payload.addr.eq(d.in2_addr),
+                                 wdmas[0].cmd.payload.words.eq(in2_words)]
+                    with m.If(b_go):
+                        m.d.sync += [b_active.eq(1), b_k.eq(0), b_acc.eq(0), b_idx.eq(0),
+                                     b_pending.eq(0), b_fin.eq(0), b_err.eq(0), a_err.eq(0)]
             with m.State("ACT_DATA"):
                 m.d.comb += dma.rd_data.ready.eq(1)
                 m.d.sync += stalls.eq(stalls + 1)
@@ -570,48 +622,26 @@ class Engine(wiring.Component):
                                      armed.eq(desc_idx + 1 != regs.desc_count.value)]
                         m.next = "CONV"
                     with m.Elif(is_add):
-                        m.next = "B_CMD"
+                        # Reported once the second input has come too.
+                        m.d.sync += a_err.eq(dma.rd_error)
+                        m.next = "B_DRAIN"
                     with m.Else():
+                        m.d.sync += armed.eq(is_max & (desc_idx + 1 != regs.desc_count.value))
                         m.next = "POOL"
-                    with m.If(dma.rd_error & ~is_conv):
+                    with m.If(dma.rd_error & ~is_conv & ~is_add):
                         fail(ErrorCode.AXI_RESPONSE)
-            # -- residual add: stream the second input against the buffered first one --
-            with m.State("B_CMD"):
-                # The adder writes the out buffer: the previous write-back must be done.
-                with m.If(wb_err):
-                    fail(ErrorCode.AXI_RESPONSE)
-                with m.Elif(wb_busy):
-                    m.d.sync += stalls.eq(stalls + 1)
-                with m.Else():
-                    map_read(d.in2_addr, in2_words, second=True, then="B_DATA")
-            with m.State("B_DATA"):
-                # A vector waits a cycle for its partner from the act buffer while the next
-                # vector's words come in (the adder takes one a cycle).
-                m.d.comb += dma.rd_data.ready.eq(~b_pending | adder.i.ready)
-                m.d.sync += stalls.eq(stalls + 1)
-                with m.If(b_pending):
-                    m.d.comb += adder.i.valid.eq(1)
-                    with m.If(adder.i.ready):
-                        m.d.sync += [b_pending.eq(0), act_addr.eq(act_addr + 1)]
-                with m.If(rd_take):
-                    m.d.sync += [vec.eq(next_vec), k.eq(k + 1)]
-                    with m.If(k == cur_wpv - 1):
-                        # The partner of this vector: the one after the pending vector's.
-                        m.d.comb += [own_addr.eq(act_addr + b_pending), own_en.eq(1)]
-                        m.d.sync += [k.eq(0), vec.eq(0), b_vec.eq(next_vec), b_pending.eq(1)]
-                with m.If(dma.rd_done):
-                    m.next = "B_DRAIN"
-                    with m.If(dma.rd_error):
-                        fail(ErrorCode.AXI_RESPONSE)
+            # -- residual add: the rest of the second input, then the adder drains --
             with m.State("B_DRAIN"):
-                with m.If(b_pending):
-                    m.d.comb += adder.i.valid.eq(1)
-                    with m.If(adder.i.ready):
-                        m.d.sync += [b_pending.eq(0), act_addr.eq(act_addr + 1)]
-                with m.Elif((adds_in_flight == 0) & ~adder.o.valid):
-                    m.next = "OUT_CMD"
+                m.d.sync += stalls.eq(stalls + 1)
+                with m.If(b_fin & ~b_pending & (adds_in_flight == 0) & ~adder.o.valid):
+                    m.d.sync += b_active.eq(0)
+                    with m.If(a_err | b_err):
+                        fail(ErrorCode.AXI_RESPONSE)
+                    with m.Else():
+                        m.next = "OUT_CMD"
             # -- pools --
             with m.State("POOL"):
+                m.d.comb += computing.eq(is_max)
                 # The pools write the out buffer: the previous write-back must be done.
                 with m.If(wb_err):
                     fail(ErrorCode.AXI_RESPONSE)
@@ -621,11 +651,12 @@ class Engine(wiring.Component):
                     m.d.comb += [maxpool.start.eq(is_max), avgpool.start.eq(is_avg)]
                     m.next = "POOL_WAIT"
             with m.State("POOL_WAIT"):
+                m.d.comb += computing.eq(is_max)
                 with m.If((is_max & maxpool.done) | (is_avg & avgpool.done)):
                     m.next = "OUT_CMD"
             # -- convolution: the core runs the passes the loader has put in the banks --
             with m.State("CONV"):
-                m.d.comb += in_conv.eq(1)
+                m.d.comb += [in_conv.eq(1), computing.eq(1)]
                 bank = run_idx[0] ^ run_bank0
                 m.d.comb += core.bank.eq(bank)
                 with m.If(~core.busy):
@@ -692,7 +723,7 @@ class Engine(wiring.Component):
         def clear_of(lo, hi):
             return (nd.in_addr >= hi) | (nd.in_addr + n_in_words * 8 <= lo)
 
-        eligible = ((nd.magic == DESC_MAGIC) & (nd.op == Op.CONV) & is_conv
+        eligible = ((nd.magic == DESC_MAGIC) & (nd.op == d.op) & (is_conv | is_max)
                     & (nd.in_w == d.in_w) & (nd.in_c == d.in_c) & (nd.in_bits == d.in_bits)
                     & (nd.in_h != 0) & (n_in_vecs <= act_half)
                     & ((act_base != 0) | (in_vecs <= act_half))
@@ -702,7 +733,7 @@ class Engine(wiring.Component):
                         & (nd.steps == d.steps))
         with m.FSM(name="prefetch"):
             with m.State("IDLE"):
-                with m.If(in_conv & armed & ~abort):
+                with m.If(computing & armed & ~abort):
                     m.d.sync += [armed.eq(0), pre_ptr.eq(desc_ptr + descriptor_bytes()),
                                  pre_have.eq(0), pre_band.eq(0), pre_bad.eq(0)]
                     m.next = "DESC_CMD"
