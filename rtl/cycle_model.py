@@ -5,13 +5,15 @@ MAC-bound ideal.
 
 Per descriptor: fetch it, load the input band, then for a conv the passes (the loader
 streams pass 0 over the weight ports while the band loads, and pass ``p + 1`` into the free
-weight bank while the core computes pass ``p``, each port its share; a pass
-issues one activation vector per cycle, and each output pixel's ``pot_rows + dsp_rows``
-results leave ``result_lanes`` a cycle, so a pixel costs ``max(steps, slots / lanes)``
-cycles), for an add
-the second input, for a pool the scan; then write the output band back. DDR is a port that
-moves one bus word per cycle after ``read_latency`` / ``write_latency`` cycles, with up to
-``rtl.dma.MAX_OUTSTANDING`` bursts in flight.
+weight bank while the core computes pass ``p``, each port its share; a pass issues one
+activation vector per cycle, and each output pixel's ``pot_rows + dsp_rows`` results leave
+``result_lanes`` a cycle, so a pixel costs ``max(steps, slots / lanes)`` cycles), for an add
+the second input (over a weight port, beside the first), for a pool the scan; then hand the
+output band to the write-back. A chain overlaps its descriptors as the engine does: the
+write-back drains while the next descriptor runs, and while a conv or max-pool computes, the
+next row tile's descriptor, band and (same weights) first passes are loaded. DDR is a port
+that moves one bus word per cycle after ``read_latency`` / ``write_latency`` cycles, with up
+to ``rtl.dma.MAX_OUTSTANDING`` bursts in flight.
 
 The model is checked against the cycles the RTL reports for every layer of the
 whole-network bench (``sim/test_network.py``); the tolerance there is what it is worth.
@@ -232,8 +234,9 @@ def _schedule(cfg: HwConfig, descs: list[dict[str, int]], t: DdrTiming
             own["vector units"] = ADD_TAIL
             body = max(second - act, 0, gate - t.write_latency + ADD_WAIT) + ADD_TAIL
         elif op == Op.MAXPOOL:
+            # Its results wait until the write-back under way has read their vectors.
             own["vector units"] = 2 + out_vecs * d["kernel"] ** 2 + 3
-            body = max(gate, 0) + own["vector units"]
+            body = max(own["vector units"], gate - t.write_latency)
         else:
             pixels = d["in_h"] * d["in_w"]
             own["vector units"] = 2 + chunks_in * max(pixels, v) + v + 3

@@ -6,7 +6,9 @@ One START runs ``DESC_COUNT`` consecutive descriptors: the row tiles of a layer
 fit the on-chip buffers (else LAYER_TOO_LARGE). Conv weights are double-buffered: pass
 ``p + 1`` streams into one bank while pass ``p`` computes from the other. Weights come over
 their own AXI4 masters (``HwConfig.weight_ports``), so a conv's first pass loads while its
-input band loads over the feature-map master.
+input band loads over the feature-map master. A descriptor's write-back drains while the next
+one runs, and while a conv or max-pool computes, the next row tile of the layer is fetched
+and its band loaded into the other half of the act buffer (docs/engine.md, "Overlap").
 """
 
 from __future__ import annotations
@@ -228,12 +230,15 @@ class Engine(wiring.Component):
         for rd in out_rds:
             m.d.comb += [rd.addr.eq(out_rd_addr), rd.en.eq(out_rd_en)]
 
-        m.d.comb += [maxpool.o.ready.eq(1), avgpool.o.ready.eq(1), adder.o.ready.eq(1)]
+        m.d.comb += [avgpool.o.ready.eq(1), adder.o.ready.eq(1)]
+        mp = maxpool.o.payload
+        mp_addr = Signal.like(out_wrs[0].addr)
+        m.d.comb += mp_addr.eq(mp.pixel * chunks_out + mp.chunk)
         vec_addr, vec_en = Signal.like(out_wrs[0].addr), Signal()
         vec_data = Signal(data.ArrayLayout(signed(32), v))
         with m.If(is_max):
             p = maxpool.o.payload
-            m.d.comb += [vec_addr.eq(p.pixel * chunks_out + p.chunk), vec_en.eq(maxpool.o.valid)]
+            m.d.comb += [vec_addr.eq(mp_addr), vec_en.eq(maxpool.o.valid & maxpool.o.ready)]
             m.d.comb += [vec_data[i].eq(p.value[i]) for i in range(v)]
         with m.Elif(is_avg):
             p = avgpool.o.payload
@@ -642,10 +647,11 @@ class Engine(wiring.Component):
             # -- pools --
             with m.State("POOL"):
                 m.d.comb += computing.eq(is_max)
-                # The pools write the out buffer: the previous write-back must be done.
+                # The average pool writes the out buffer once the previous write-back is done
+                # (a max-pool's results wait until it has read their vectors).
                 with m.If(wb_err):
                     fail(ErrorCode.AXI_RESPONSE)
-                with m.Elif(wb_busy):
+                with m.Elif(wb_busy & is_avg):
                     m.d.sync += stalls.eq(stalls + 1)
                 with m.Else():
                     m.d.comb += [maxpool.start.eq(is_max), avgpool.start.eq(is_avg)]
@@ -709,7 +715,8 @@ class Engine(wiring.Component):
                                  regs.irq_status.set.error.eq(final != ErrorCode.NONE)]
                     m.next = "IDLE"
 
-        m.d.comb += core.o.ready.eq(~wb_busy | (conv_end <= out_idx))
+        m.d.comb += [core.o.ready.eq(~wb_busy | (conv_end <= out_idx)),
+                     maxpool.o.ready.eq(~wb_busy | (mp_addr < out_idx))]
 
         # ---- the prefetch: while a conv computes, the next descriptor of the chain, and when
         # it is the next row tile of the same layer (same input width, channels and format)

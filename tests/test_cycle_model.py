@@ -78,13 +78,17 @@ def test_command_line_prints_the_model_per_layer_and_in_total(capsys):
 
 def test_late_layers_run_as_one_tile_on_the_presets():
     """layer4 (7 x 7 x 512) in one row tile on both presets, layer3 (14 x 14 x 256) too on
-    zc706; pynq-z2's out buffer (2048 vectors of 16) holds layer3 in two tiles."""
+    zc706; pynq-z2's out buffer (2048 vectors of 16) holds layer3 in two tiles (its
+    stride-2 layers in more: a layer of several tiles gets bands of half the act buffer)."""
     for board, ratio in (("pynq-z2", "60:35:5"), ("zc706", "65:30:5")):
         tiles = {layer.name: layer.tiles
                  for layer in resnet18_cycles(preset(board), ratio, timing=DdrTiming.zynq_hp())}
         assert all(n == 1 for name, n in tiles.items() if name.startswith("layer4")), tiles
-        assert all(n == (2 if board == "pynq-z2" else 1)
-                   for name, n in tiles.items() if name.startswith("layer3.")), tiles
+        for name, n in tiles.items():
+            if name.startswith("layer3."):
+                stride2 = name in ("layer3.0.conv1", "layer3.0.downsample.0")
+                assert (n >= 2 if stride2 else n == 2) if board == "pynq-z2" else n == 1, \
+                    (name, tiles)
 
 
 def test_phases_add_up_to_the_cycles():

@@ -48,12 +48,15 @@ def row_tile(out_row0: int, out_rows: int, *, in_h: int, kernel: int, stride: in
 
 def plan_row_tiles(*, in_h: int, in_row_vectors: int, out_h: int, out_row_vectors: int,
                    kernel: int, stride: int, pad: int, cfg: HwConfig,
-                   name: str = "layer") -> list[RowTile]:
+                   name: str = "layer", ping_pong: bool = False) -> list[RowTile]:
     """Bands of output rows, as many rows each as the buffers hold, top to bottom.
 
     ``in_row_vectors`` / ``out_row_vectors``: act-buffer / out-buffer words of one input /
-    output row (``width * ceil(C / V)``). Raises :class:`TilingError` if even one output
-    row does not fit, naming the layer, what it needs and what the build has.
+    output row (``width * ceil(C / V)``). With ``ping_pong``, a layer that runs as several
+    tiles gets bands of at most half the act buffer where one output row allows it, so that
+    the engine loads each band while the tile before computes (docs/engine.md). Raises
+    :class:`TilingError` if even one output row does not fit, naming the layer, what it
+    needs and what the build has.
     """
     need_out = out_row_vectors
     need_in = min(kernel, in_h) * in_row_vectors
@@ -63,17 +66,25 @@ def plan_row_tiles(*, in_h: int, in_row_vectors: int, out_h: int, out_row_vector
             f"words, the build has {cfg.act_buf_depth} and {cfg.out_buf_depth}; use a "
             f"hardware config with deeper buffers (HwConfig.act_buf_depth, out_buf_depth)")
     rows_out = cfg.out_buf_depth // out_row_vectors
-    tiles: list[RowTile] = []
-    row = 0
-    while row < out_h:
-        rows = min(rows_out, out_h - row)
-        while True:
-            tile = row_tile(row, rows, in_h=in_h, kernel=kernel, stride=stride, pad=pad)
-            if tile.in_rows * in_row_vectors <= cfg.act_buf_depth or rows == 1:
-                break
-            rows -= 1
-        tiles.append(tile)
-        row += rows
+
+    def cut(act_words: int) -> list[RowTile]:
+        tiles: list[RowTile] = []
+        row = 0
+        while row < out_h:
+            rows = min(rows_out, out_h - row)
+            while True:
+                tile = row_tile(row, rows, in_h=in_h, kernel=kernel, stride=stride, pad=pad)
+                if tile.in_rows * in_row_vectors <= act_words or rows == 1:
+                    break
+                rows -= 1
+            tiles.append(tile)
+            row += rows
+        return tiles
+
+    tiles = cut(cfg.act_buf_depth)
+    half = cfg.act_buf_depth // 2
+    if ping_pong and len(tiles) > 1 and need_in <= half:
+        tiles = cut(half)
     return tiles
 
 
@@ -102,7 +113,8 @@ def layer_descriptors(cfg: HwConfig, *, pad: int = 0, name: str = "layer",
     window = (1, 1, 0) if op == Op.ADD else (fields["kernel"], fields["stride"], pad)
     tiles = plan_row_tiles(in_h=in_h, in_row_vectors=in_row, out_h=out_h,
                            out_row_vectors=out_row, kernel=window[0], stride=window[1],
-                           pad=window[2], cfg=cfg, name=name)
+                           pad=window[2], cfg=cfg, name=name,
+                           ping_pong=op in (Op.CONV, Op.MAXPOOL))
 
     def row_bytes(width: int, channels: int, bits: int) -> int:
         return 8 * width * cfg.chunks(channels) * words_per_vector(cfg, bits)
