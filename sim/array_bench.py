@@ -43,8 +43,11 @@ class TB:
             from rtl.pot_array import pot_input_layout
             self.layout = pot_input_layout(self.cfg)
             self.rows = self.cfg.pot_rows
-            # Documented latency: max(1, ceil(log2(cols))) + 1
-            self.latency = max(1, math.ceil(math.log2(self.cfg.vec_len))) + 1
+            # Documented latency: chains of up to 8 columns (one registered stage per column
+            # after the first), a tree over the chains, then the accumulator.
+            chain = min(self.cfg.vec_len, 8)
+            chains = -(-self.cfg.vec_len // chain)
+            self.latency = max(1, chain - 1 + math.ceil(math.log2(chains))) + 1
         else:
             from rtl.dsp_array import dsp_input_layout
             self.layout = dsp_input_layout(self.cfg)

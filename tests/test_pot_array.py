@@ -8,7 +8,8 @@ from amaranth.hdl import signed, unsigned
 
 from quant import contract as C
 from rtl.config import preset
-from rtl.pot_array import PotArray, pot_input_layout
+from rtl.dsp_array import dsp_latency
+from rtl.pot_array import PotArray, pot_input_layout, pot_latency
 from sim.array_jobs import Job, expected, pot_jobs
 from tests.arrays_tb import _payloads, run_jobs
 from tests.stream_tb import run_stream
@@ -76,9 +77,16 @@ def test_full_rate_without_backpressure() -> None:
 
 
 def test_latency_formula() -> None:
-    assert PotArray(cfg=preset("pynq-z2")).latency == 5  # 4 tree levels for 16 columns + acc
-    assert PotArray(cfg=preset("zc706")).latency == 6
+    # Chains of 8 columns (7 registered stages), a tree over the chains, the accumulator.
+    assert PotArray(cfg=preset("pynq-z2")).latency == 9  # 7 + 1 tree level (2 chains) + 1
+    assert PotArray(cfg=preset("zc706")).latency == 10  # 7 + 2 tree levels (4 chains) + 1
     assert PotArray(cfg=BASE.replace(pot_cols=1, dsp_cols=1)).latency == 2
+    assert PotArray(cfg=BASE.replace(pot_cols=4, dsp_cols=4)).latency == 4  # one chain of 4
+    for cols in (1, 2, 4, 8, 16, 32):
+        cfg = preset("zc706").replace(pot_cols=cols, dsp_cols=cols)
+        # Never slower than the DSP array: the engine's result FIFO and the cycle model
+        # (which take the larger of the two) see no longer array latency.
+        assert pot_latency(cfg) < dsp_latency(cfg)
 
 
 def test_ports() -> None:
