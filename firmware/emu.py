@@ -120,11 +120,13 @@ def _check_shape(d: dict[str, int], cfg) -> None:
                 and d["out_w"] == span_w // d["stride"] + 1)
 
     kernel_ok = 1 <= d["kernel"] <= MAX_KERNEL
-    if op == Op.CONV:
+    if op in (Op.CONV, Op.CONV_ADD):
         ok = (kernel_ok and window_geom() and d["mode"] <= PostMode.LOGITS
               and d["in_bits"] in (act, 8) and d["out_bits"] == _mode_bits(d["mode"], cfg)
               and d["steps"] == cfg.steps(d["kernel"], d["in_c"])
               and 0 < d["passes"] <= 4096)
+        if op == Op.CONV_ADD:
+            ok = ok and d["mode"] <= PostMode.SIGNED and d["in2_bits"] in (act, sgn)
     elif op == Op.ADD:
         ok = ((d["in_c"], d["in_h"], d["in_w"]) == (d["out_c"], d["out_h"], d["out_w"])
               and d["mode"] <= PostMode.SIGNED and d["out_bits"] == _mode_bits(d["mode"], cfg)
@@ -144,7 +146,7 @@ def _check_shape(d: dict[str, int], cfg) -> None:
     if (max(d["in_h"], d["in_w"]) > cfg.max_spatial
             or max(d["in_c"], d["out_c"]) > cfg.max_channels
             or in_vecs > cfg.act_buf_depth or out_vecs > cfg.out_buf_depth
-            or (op == Op.CONV and (d["steps"] > cfg.weight_buf_depth
+            or (op in (Op.CONV, Op.CONV_ADD) and (d["steps"] > cfg.weight_buf_depth
                                    or d["steps"] * v > cfg.max_reduction + v - 1))):
         raise _Fault(ErrorCode.LAYER_TOO_LARGE)
 
@@ -240,7 +242,8 @@ def execute_descriptor(bus: _Bus, raw: bytes, cfg) -> None:
     sizes = {"in_addr": 8 * feature_map_words(cfg, in_shape, d["in_bits"]),
              "out_addr": 8 * feature_map_words(cfg, out_shape, d["out_bits"]),
              "weight_addr": 8 * d["passes"] * pass_block_words(cfg, d["steps"]),
-             "in2_addr": 8 * feature_map_words(cfg, in_shape, d["in2_bits"])
+             "in2_addr": 8 * feature_map_words(cfg, out_shape if op == Op.CONV_ADD else in_shape,
+                                               d["in2_bits"])
              if d["in2_bits"] in IN_BITS else 0}
     for name in ADDRESS_FIELDS[op]:
         if d[name] % 8:
@@ -250,6 +253,11 @@ def execute_descriptor(bus: _Bus, raw: bytes, cfg) -> None:
     x = _read_map(bus, d["in_addr"], in_shape, d["in_bits"], cfg)
     if op == Op.CONV:
         y = _conv(bus, x, d, cfg)
+    elif op == Op.CONV_ADD:       # the conv's signed result, then the residual add
+        a = _conv(bus, x, {**d, "mode": PostMode.SIGNED}, cfg)
+        b = _read_map(bus, d["in2_addr"], out_shape, d["in2_bits"], cfg)
+        y = C.residual_add(a, b, d["mult_a"], d["shift_a"], d["mult_b"], d["shift_b"],
+                           d["mode"] == PostMode.RELU, cfg.act_bits)
     elif op == Op.ADD:
         b = _read_map(bus, d["in2_addr"], in_shape, d["in2_bits"], cfg)
         y = C.residual_add(x, b, d["mult_a"], d["shift_a"], d["mult_b"], d["shift_b"],

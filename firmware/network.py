@@ -11,6 +11,7 @@ are then at ``plan.output``. Only numpy, the hardware config and the model file 
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 
 from quant import contract as C
@@ -78,9 +79,29 @@ class _Allocator:
         return addr
 
 
-def plan_network(model: QModel, cfg: HwConfig, *, base: int, size: int) -> NetworkPlan:
+def fusable_adds(nodes: list[dict]) -> dict[str, str]:
+    """Residual adds that run inside the conv that produces one of their inputs (a conv
+    without ReLU, right before the add, whose output nothing else reads): conv name -> add
+    name. Such a pair runs as one ``Op.CONV_ADD`` job named after the conv."""
+    readers: dict[str, int] = {}
+    for node in nodes:
+        for name in node["inputs"]:
+            readers[name] = readers.get(name, 0) + 1
+    fused = {}
+    for node, nxt in itertools.pairwise(nodes):
+        if (node["op"] == "conv" and not node["relu"] and nxt["op"] == "add"
+                and node["name"] in nxt["inputs"] and readers[node["name"]] == 1
+                and len(set(nxt["inputs"])) == 2):
+            fused[node["name"]] = nxt["name"]
+    return fused
+
+
+def plan_network(model: QModel, cfg: HwConfig, *, base: int, size: int,
+                 fuse: bool = True) -> NetworkPlan:
     """Lay out ``model`` in DDR from ``base`` (a window of ``size`` bytes) for ``cfg``.
 
+    With ``fuse``, a residual add runs inside the conv that produces its input
+    (:func:`fusable_adds`): the add's output is written, the conv's is never stored.
     Raises ``quant.fit.ModelMismatchError`` if the model does not fit the hardware, and
     ValueError if the plan does not fit the window.
     """
@@ -101,10 +122,32 @@ def plan_network(model: QModel, cfg: HwConfig, *, base: int, size: int) -> Netwo
     buffers = {"input": buffer("input", fold.folded_shape if fold else None)}
     plan = NetworkPlan(cfg, (base, size), buffers["input"], buffers["input"], fold=fold)
     layers: list[tuple[str, str, list[bytes], Buffer]] = []
+    fused = fusable_adds(model.nodes) if fuse else {}
+    pending: dict[str, dict] = {}       # a fused conv's fields, until its add
     for node in model.nodes:
         name, op = node["name"], node["op"]
         src = buffers[node["inputs"][0]]
-        out = buffer(name)
+        if op == "add" and any(i in pending for i in node["inputs"]):
+            conv_name = next(i for i in node["inputs"] if i in pending)
+            other = next(i for i in node["inputs"] if i != conv_name)
+            out = buffers[name] = buffer(name)
+            src2 = buffers[other]
+            (ma, mb), (sa, sb) = node["mult"], node["shift"]
+            if node["inputs"][0] != conv_name:         # input a is the conv's result
+                (ma, sa), (mb, sb) = (mb, sb), (ma, sa)
+            fields = {**pending.pop(conv_name), "op": Op.CONV_ADD, "out_addr": out.addr,
+                      "out_bits": out.ttype.bits, "in2_addr": src2.addr,
+                      "in2_bits": src2.ttype.bits,
+                      "mode": int(PostMode.RELU if node["relu"] else PostMode.SIGNED),
+                      "mult_a": ma, "shift_a": sa, "mult_b": mb, "shift_b": sb}
+            if src2.ttype.bits not in (act, sgn):
+                raise ValueError(f"{name}: {src2.ttype.bits}-bit inputs are not supported "
+                                 f"by the engine")
+            layers.append((conv_name, "conv+add",
+                           layer_descriptors(cfg, name=conv_name, **fields), out))
+            continue
+        out = (Buffer(0, info[name].shape, info[name].ttype) if name in fused
+               else buffer(name))
         if op == "fc":
             out = Buffer(out.addr, out.shape, C.TensorType(True, 32))
         buffers[name] = out
@@ -142,6 +185,9 @@ def plan_network(model: QModel, cfg: HwConfig, *, base: int, size: int) -> Netwo
         for bits in (fields["in_bits"], fields.get("in2_bits", act)):
             if bits not in (act, sgn, 8):
                 raise ValueError(f"{name}: {bits}-bit inputs are not supported by the engine")
+        if name in fused:
+            pending[name] = fields
+            continue
         layers.append((name, op, layer_descriptors(cfg, name=name, **fields), out))
     # One table: every layer's tiles in order, so the network is also one chain.
     table = b"".join(d for _, _, descs, _ in layers for d in descs)

@@ -106,6 +106,8 @@ def _overlap(lo: int, hi: int, lo2: int, hi2: int) -> bool:
 #: Cycles from an add's last vector in to its write-back, and from the write-back under way
 #: to the add's last vector when that write-back is the slower.
 ADD_TAIL, ADD_WAIT = 2, 0
+#: Cycles from a conv-add's last pass to its second input's read.
+FUSE_GAP = 1
 
 
 def _in_words(cfg: HwConfig, d: dict[str, int]) -> int:
@@ -139,6 +141,7 @@ def _schedule(cfg: HwConfig, descs: list[dict[str, int]], t: DdrTiming
     prefetched = None       # (the cycle the prefetch is ready, with the band)
     base = 0                # where the band sits in the act buffer
     carried = False         # the loader carried on with this descriptor's passes
+    hold = (0, 0)           # cycles in which a conv-add holds the loader off weight port 0
     loaded: list[int] = []
     done: list[int] = []
     for i, d in enumerate(descs):
@@ -170,12 +173,13 @@ def _schedule(cfg: HwConfig, descs: list[dict[str, int]], t: DdrTiming
             end = band + act    # the input band is in
             base = 0
         prefetched = None
-        if d["op"] in (Op.CONV, Op.MAXPOOL) and i + 1 < len(descs):
+        if d["op"] in (Op.CONV, Op.CONV_ADD, Op.MAXPOOL) and i + 1 < len(descs):
             n = descs[i + 1]
             ready = end + 1 + 1 + desc_read + 1          # fetched and looked at
             out_addr = d.get("out_addr", 0)
             n_words, n_addr = _in_words(cfg, n), n.get("in_addr", 0)
-            band_ok = (n["op"] == d["op"] and n["in_w"] == d["in_w"] and n["in_c"] == d["in_c"]
+            band_ok = (n["op"] == d["op"] and n["in_w"] == d["in_w"]
+                       and n["in_c"] == d["in_c"]
                        and n["in_bits"] == d["in_bits"]
                        and n["in_h"] * n["in_w"] * chunks_in <= half
                        and (base != 0 or in_vecs <= half)
@@ -188,7 +192,7 @@ def _schedule(cfg: HwConfig, descs: list[dict[str, int]], t: DdrTiming
             prefetched = (ready, band_ok)
         gate = free - end       # the out buffer is free from then on (relative to ``end``)
         op = d["op"]
-        if op == Op.CONV:
+        if op in (Op.CONV, Op.CONV_ADD):
             # The weight ports read their shares of a pass at once; the slowest sets the pace.
             load = 1 + _read(max(port_span(cfg, d["steps"], j)[1]
                                  for j in range(cfg.weight_ports)), t)
@@ -203,7 +207,10 @@ def _schedule(cfg: HwConfig, descs: list[dict[str, int]], t: DdrTiming
             for p in range(d["passes"]):
                 g = first + p
                 if g == len(loaded):
-                    loaded.append(max(loaded[g - 1], done[g - 2] if g >= 2 else 0) + load)
+                    issue = max(loaded[g - 1], done[g - 2] if g >= 2 else 0)
+                    if hold[0] <= issue < hold[1]:      # weight port 0 carried a second input
+                        issue = hold[1]
+                    loaded.append(issue + load)
                 start = max(loaded[g], done[g - 1] if p else end)
                 finish = start + compute
                 if p == 0:
@@ -225,6 +232,15 @@ def _schedule(cfg: HwConfig, descs: list[dict[str, int]], t: DdrTiming
                     g = len(loaded)
                     loaded.append(max(resume + 1, done[g - 2] if g >= 2 else 0) + load)
                     carried = True
+            if op == Op.CONV_ADD:
+                # Once the write-back before has drained and weight port 0 is free, the second
+                # input streams in over it and is added to the result in the out buffer.
+                second = 1 + _read(out_vecs * words_per_vector(cfg, d["in2_bits"]), t)
+                start = max(done[-1] + FUSE_GAP, free, loaded[-1] if carried else 0)
+                own["maps in"] += second
+                own["vector units"] = ADD_TAIL
+                body = start - end + second + ADD_TAIL
+                hold = (start, start + second)
         elif op == Op.ADD:
             # The second input comes over a weight port while the first loads; the adder
             # takes a vector a cycle as both come (and as the write-back under way frees the
@@ -321,8 +337,27 @@ def resnet18_cycles(cfg: HwConfig, ratio: str | tuple[int, int, int], *, image: 
     out: list[LayerCycles] = []
     bits = {"input": cfg.input_bits}        # storage bits of every tensor
     addr = {"input": 0}                     # a DDR region of its own for every tensor
+    from firmware.network import fusable_adds  # the firmware's rule (numpy only)
+
+    fused = fusable_adds(nodes)
+    held: dict[str, tuple] = {}             # a fused conv, until its add
     for node in nodes:
         name, op = node["name"], node["op"]
+        if op == "add" and any(i in held for i in node["inputs"]):
+            conv = next(i for i in node["inputs"] if i in held)
+            other = next(i for i in node["inputs"] if i != conv)
+            bits[name] = act if node["relu"] else sgn
+            addr[name] = len(addr) << 24
+            fields, pad, mac_cycles, macs, weight_bytes = held.pop(conv)
+            fields.update(op=Op.CONV_ADD, out_addr=addr[name], out_bits=bits[name],
+                          in2_addr=addr[other], in2_bits=bits[other])
+            descs = layer_descriptors(cfg, pad=pad, name=conv, **fields)
+            out.append(LayerCycles(conv, "conv", len(descs), chain_cycles(cfg, descs, timing),
+                                   mac_cycles, tuple(chain_phases(cfg, descs, timing).items()),
+                                   macs, weight_bytes))
+            # The add runs inside the conv (Op.CONV_ADD): no tile of its own.
+            out.append(LayerCycles(name, op, 0, 0, 0, tuple(dict.fromkeys(PHASES, 0).items())))
+            continue
         src = node["inputs"][0]
         (ci, hi, wi), (co, ho, wo) = shapes[src], shapes[name]
         bits[name] = (32 if op == "fc" else
@@ -355,6 +390,9 @@ def resnet18_cycles(cfg: HwConfig, ratio: str | tuple[int, int, int], *, image: 
             pad = node["padding"]
         else:
             fields.update(op=Op.AVGPOOL)
+        if name in fused:
+            held[name] = (fields, pad, mac_cycles, macs, weight_bytes)
+            continue
         descs = layer_descriptors(cfg, pad=pad, name=name, **fields)
         out.append(LayerCycles(name, op, len(descs), chain_cycles(cfg, descs, timing),
                                mac_cycles, tuple(chain_phases(cfg, descs, timing).items()),

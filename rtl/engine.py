@@ -122,7 +122,10 @@ class Engine(wiring.Component):
         desc = Signal(descriptor_layout())
         desc_words = descriptor_bytes() * 8 // word
         d = desc
-        is_conv, is_add = d.op == Op.CONV, d.op == Op.ADD
+        # A conv-add is a conv whose (signed) result gets the residual add in the out buffer.
+        is_fused = d.op == Op.CONV_ADD
+        is_conv, is_add = (d.op == Op.CONV) | is_fused, d.op == Op.ADD
+        reads2 = is_add | is_fused     # a second input map at in2_addr
         is_max, is_avg = d.op == Op.MAXPOOL, d.op == Op.AVGPOOL
         chunks_in = Signal(16)
         chunks_out = Signal(16)
@@ -145,7 +148,8 @@ class Engine(wiring.Component):
                      wpv_out.eq(wpv(d.out_bits, OUT_BITS))]
         in_words, in2_words, out_words = Signal(48), Signal(48), Signal(48)
         pass_words = Signal(32)
-        m.d.comb += [in_words.eq(in_vecs * wpv_in), in2_words.eq(in_vecs * wpv_in2),
+        m.d.comb += [in_words.eq(in_vecs * wpv_in),
+                     in2_words.eq(Mux(is_fused, out_vecs, in_vecs) * wpv_in2),
                      out_words.eq(out_vecs * wpv_out),
                      pass_words.eq(pass_block_words(cfg, 0) + d.steps * wpr)]
         weight_words = Signal(48)
@@ -177,7 +181,9 @@ class Engine(wiring.Component):
         kernel_ok = (d.kernel >= 1) & (d.kernel <= MAX_KERNEL)
         conv_ok = (kernel_ok & window_geom & (d.mode <= PostMode.LOGITS)
                    & ((d.in_bits == act) | (d.in_bits == 8)) & (d.out_bits == mode_bits)
-                   & (d.steps == steps_calc) & (d.passes != 0) & (d.passes <= 4096))
+                   & (d.steps == steps_calc) & (d.passes != 0) & (d.passes <= 4096)
+                   & (~is_fused | ((d.mode <= PostMode.SIGNED)
+                                   & ((d.in2_bits == act) | (d.in2_bits == sgn)))))
         same_map = (d.in_c == d.out_c) & (d.in_h == d.out_h) & (d.in_w == d.out_w)
         add_ok = (same_map & (d.mode <= PostMode.SIGNED) & (d.out_bits == mode_bits)
                   & ((d.in_bits == act) | (d.in_bits == sgn))
@@ -194,10 +200,10 @@ class Engine(wiring.Component):
                    & (~is_conv | ((d.steps <= cfg.weight_buf_depth)
                                   & (d.steps * v <= cfg.max_reduction + v - 1))))
         aligned = ((d.in_addr[:3] == 0) & (d.out_addr[:3] == 0)
-                   & (~is_conv | (d.weight_addr[:3] == 0)) & (~is_add | (d.in2_addr[:3] == 0)))
+                   & (~is_conv | (d.weight_addr[:3] == 0)) & (~reads2 | (d.in2_addr[:3] == 0)))
         window_ok = (inside(d.in_addr, in_words) & inside(d.out_addr, out_words)
                      & (~is_conv | inside(d.weight_addr, weight_words))
-                     & (~is_add | inside(d.in2_addr, in2_words)))
+                     & (~reads2 | inside(d.in2_addr, in2_words)))
 
         # ---- the act buffer, shared by the conv core, the pools and the adder --------------
         m.submodules.act_mem = act_mem = Memory(shape=v * lb, depth=cfg.act_buf_depth, init=[])
@@ -255,8 +261,9 @@ class Engine(wiring.Component):
         # the write-back has read its pixel's vectors (out_idx: vectors read so far).
         conv_end = Signal(len(conv_base) + 1)
         m.d.comb += conv_end.eq(conv_base + chunks_out)
+        fusing = Signal()              # a conv-add's residual add runs on the out buffer
         for lane, wr in enumerate(out_wrs):
-            with m.If(is_conv):
+            with m.If(is_conv & ~fusing):
                 # The core never puts two valid results for one lane in a beat.
                 for i in range(cfg.result_lanes):
                     with m.If(r.valid[i] & ((r.channel[i] & (v - 1)) == lane)):
@@ -308,6 +315,7 @@ class Engine(wiring.Component):
         run_bank0 = Signal()
         carried = Signal()
         stop_loader = Signal()
+        hold_loader = Signal()         # weight port 0 carries a conv-add's second input
         load_code = Signal(8)          # an error the loader met (the runner reports it)
         loader_busy = Signal()         # the loader takes a burst
         act_bad = Signal()             # a conv's input band came with an error response
@@ -376,13 +384,14 @@ class Engine(wiring.Component):
                      window.pad_top.eq(d.pad_top), window.pad_left.eq(d.pad_left)]
         for name in window_layout(cfg).members:
             m.d.comb += getattr(core.layer, name).eq(getattr(window, name))
-        m.d.comb += [core.layer.mode.eq(d.mode), maxpool.layer.eq(window)]
+        m.d.comb += [core.layer.mode.eq(Mux(is_fused, PostMode.SIGNED, d.mode)),
+                     maxpool.layer.eq(window)]
         ap = avgpool.layer
         m.d.comb += [ap.pixels.eq(in_pixels), ap.chunks.eq(chunks_in), ap.mult.eq(d.mult_a),
                      ap.shift.eq(d.shift_a)]
         ad = adder.layer
         m.d.comb += [ad.mult_a.eq(d.mult_a), ad.shift_a.eq(d.shift_a),
-                     ad.signed_a.eq(d.in_bits == sgn), ad.mult_b.eq(d.mult_b),
+                     ad.signed_a.eq(is_fused | (d.in_bits == sgn)), ad.mult_b.eq(d.mult_b),
                      ad.shift_b.eq(d.shift_b), ad.signed_b.eq(d.in2_bits == sgn),
                      ad.relu.eq(d.mode == PostMode.RELU)]
 
@@ -467,8 +476,11 @@ class Engine(wiring.Component):
             (slot_bias < (1 << (cfg.acc_bits - 1)))
 
         # The adder takes a second-input vector with its partner read from the act buffer.
-        m.d.comb += [adder.i.payload.a.eq(act_rd.data), adder.i.payload.b.eq(b_vec),
-                     adder.i.payload.tag.eq(b_tag)]
+        # Input a: from the act buffer (an add), or a conv-add's result from the out buffer
+        # (its lanes' low bits: the signed result fits them).
+        out_a = Cat(*[rd.data[:lb] for rd in out_rds])
+        m.d.comb += [adder.i.payload.a.eq(Mux(fusing, out_a, act_rd.data)),
+                     adder.i.payload.b.eq(b_vec), adder.i.payload.tag.eq(b_tag)]
         add_in = adder.i.valid & adder.i.ready
         add_out = adder.o.valid & adder.o.ready
         m.d.sync += adds_in_flight.eq(adds_in_flight + add_in - add_out)
@@ -481,13 +493,16 @@ class Engine(wiring.Component):
         b_last = b_k == wpv_in2 - 1
         m.d.comb += [
             adder.i.valid.eq(b_pending & (~wb_busy | (b_tag < out_idx))),
-            b_ready.eq(b_active & (~b_last | ((b_idx < act_addr) & (~b_pending | add_in)))),
+            b_ready.eq(b_active & (~b_last | ((fusing | (b_idx < act_addr))
+                                              & (~b_pending | add_in)))),
         ]
         b_take = wdmas[0].o.valid & b_ready
         with m.If(add_in):
             m.d.sync += b_pending.eq(0)
         with m.If(b_take):
             m.d.sync += [b_acc.eq(b_next), b_k.eq(b_k + 1)]
+            with m.If(b_last & fusing):
+                m.d.comb += [out_rd_addr.eq(b_idx), out_rd_en.eq(1)]
             with m.If(b_last):
                 m.d.comb += [own_addr.eq(b_idx), own_en.eq(1)]
                 m.d.sync += [b_k.eq(0), b_acc.eq(0), b_vec.eq(b_next), b_pending.eq(1),
@@ -529,7 +544,8 @@ class Engine(wiring.Component):
                     m.d.sync += [busy.eq(1), done_flag.eq(0), code.eq(ErrorCode.NONE),
                                  cycles.eq(0), stalls.eq(0), desc_idx.eq(0), abort.eq(0),
                                  desc_ptr.eq(regs.desc_addr.value), done_count.eq(0),
-                                 wb_err.eq(0), armed.eq(0), use_pre.eq(0), carried.eq(0)]
+                                 wb_err.eq(0), armed.eq(0), use_pre.eq(0), carried.eq(0),
+                                 fusing.eq(0), b_active.eq(0)]
                     m.next = "DESC_CMD"
                     with m.If(regs.desc_count.value == 0):
                         fail(ErrorCode.BAD_DESCRIPTOR)
@@ -635,11 +651,31 @@ class Engine(wiring.Component):
                         m.next = "POOL"
                     with m.If(dma.rd_error & ~is_conv & ~is_add):
                         fail(ErrorCode.AXI_RESPONSE)
+            # -- a conv-add: once the out buffer is the conv's alone (the write-back before has
+            # drained) and weight port 0 is free, the second input streams in over it and each
+            # of its vectors is added to the conv's result in place --
+            with m.State("FUSE"):
+                m.d.comb += hold_loader.eq(1)
+                with m.If(abort):
+                    fail(ErrorCode.ABORTED)
+                with m.Elif(wb_err):
+                    fail(ErrorCode.AXI_RESPONSE)
+                with m.Elif(wb_busy | loader_busy | ~wdmas[0].cmd.ready):
+                    m.d.sync += stalls.eq(stalls + 1)
+                with m.Else():
+                    m.d.comb += [wdmas[0].cmd.valid.eq(1),
+                                 wdmas[0].cmd.payload.addr.eq(d.in2_addr),
+                                 wdmas[0].cmd.payload.words.eq(in2_words)]
+                    m.d.sync += [b_active.eq(1), fusing.eq(1), b_k.eq(0), b_acc.eq(0),
+                                 b_idx.eq(0), b_pending.eq(0), b_fin.eq(0), b_err.eq(0),
+                                 a_err.eq(0)]
+                    m.next = "B_DRAIN"
             # -- residual add: the rest of the second input, then the adder drains --
             with m.State("B_DRAIN"):
                 m.d.sync += stalls.eq(stalls + 1)
+                m.d.comb += hold_loader.eq(fusing)
                 with m.If(b_fin & ~b_pending & (adds_in_flight == 0) & ~adder.o.valid):
-                    m.d.sync += b_active.eq(0)
+                    m.d.sync += [b_active.eq(0), fusing.eq(0)]
                     with m.If(a_err | b_err):
                         fail(ErrorCode.AXI_RESPONSE)
                     with m.Else():
@@ -680,6 +716,8 @@ class Engine(wiring.Component):
                                  full.bit_select(bank, 1).eq(0)]
                     with m.If(run_idx + 1 == d.passes):
                         m.next = "OUT_CMD"
+                        with m.If(is_fused):
+                            m.next = "FUSE"
             # -- hand the out buffer to the write-back, then go on with the chain --
             with m.State("OUT_CMD"):
                 with m.If(abort):
@@ -849,7 +887,8 @@ class Engine(wiring.Component):
                 with m.If((load_idx == d.passes) | (load_code != ErrorCode.NONE) | abort
                           | act_bad | stop_loader):
                     m.next = "IDLE"
-                with m.Elif(~full.bit_select(load_idx[0] ^ load_bank0, 1) & all_ready):
+                with m.Elif(~full.bit_select(load_idx[0] ^ load_bank0, 1) & all_ready
+                            & ~hold_loader):
                     for j, wd in enumerate(wdmas):
                         active = 1 if j == 0 else rows_of[j] != 0
                         m.d.comb += [wd.cmd.valid.eq(active),

@@ -26,6 +26,10 @@ class Op(enum.IntEnum):
     ADD = 2       #: residual add of ``in_addr`` and ``in2_addr``
     MAXPOOL = 3
     AVGPOOL = 4
+    #: a conv (``mode`` SIGNED inside) whose result is added to ``in2_addr`` (a map of the
+    #: output's shape) as a residual add does, in place, before the write-back; ``mode``,
+    #: ``out_bits``, ``mult_*`` and ``shift_*`` are the add's (input a: the conv's result)
+    CONV_ADD = 5
 
 
 #: (name, meaning) of every 32-bit descriptor word, in order.
@@ -33,7 +37,7 @@ FIELDS: tuple[tuple[str, str], ...] = (
     ("magic", "DESC_MAGIC"),
     ("op", "an Op"),
     ("in_addr", "DDR byte address of the input feature map"),
-    ("in2_addr", "second input of an add (else 0)"),
+    ("in2_addr", "second input of an add or a conv-add (else 0)"),
     ("out_addr", "DDR byte address of the output feature map"),
     ("weight_addr", "DDR byte address of the conv pass blocks (else 0)"),
     ("in_h", "input height"), ("in_w", "input width"), ("in_c", "input channels"),
@@ -46,11 +50,11 @@ FIELDS: tuple[tuple[str, str], ...] = (
     ("pad_right", "zero columns right of the input (<= kernel // 2)"),
     ("mode", "PostMode of the output (RELU, SIGNED, LOGITS)"),
     ("in_bits", "storage bits of one input element (4, 5, 6, 8)"),
-    ("in2_bits", "storage bits of one element of the add's second input"),
+    ("in2_bits", "storage bits of one element of the (conv-)add's second input"),
     ("out_bits", "storage bits of one output element (4, 5, 6, 8, 32)"),
     ("passes", "conv passes (pass blocks at weight_addr)"),
     ("steps", "weight rows per pass: kernel * kernel * ceil(in_c / V)"),
-    ("mult_a", "requant multiplier of input a (add, avgpool)"),
+    ("mult_a", "requant multiplier of input a (add, conv-add, avgpool)"),
     ("shift_a", "requant shift of input a"),
     ("mult_b", "requant multiplier of input b (add)"),
     ("shift_b", "requant shift of input b"),
@@ -70,6 +74,7 @@ ADDRESS_FIELDS: dict[Op, tuple[str, ...]] = {
     Op.ADD: ("in_addr", "in2_addr", "out_addr"),
     Op.MAXPOOL: ("in_addr", "out_addr"),
     Op.AVGPOOL: ("in_addr", "out_addr"),
+    Op.CONV_ADD: ("in_addr", "in2_addr", "out_addr", "weight_addr"),
 }
 
 

@@ -114,7 +114,7 @@ def layer_descriptors(cfg: HwConfig, *, pad: int = 0, name: str = "layer",
     tiles = plan_row_tiles(in_h=in_h, in_row_vectors=in_row, out_h=out_h,
                            out_row_vectors=out_row, kernel=window[0], stride=window[1],
                            pad=window[2], cfg=cfg, name=name,
-                           ping_pong=op in (Op.CONV, Op.MAXPOOL))
+                           ping_pong=op in (Op.CONV, Op.CONV_ADD, Op.MAXPOOL))
 
     def row_bytes(width: int, channels: int, bits: int) -> int:
         return 8 * width * cfg.chunks(channels) * words_per_vector(cfg, bits)
@@ -129,5 +129,8 @@ def layer_descriptors(cfg: HwConfig, *, pad: int = 0, name: str = "layer",
         if op == Op.ADD:
             in2_step = row_bytes(in_w, in_c, fields["in2_bits"])
             tile["in2_addr"] = fields["in2_addr"] + t.in_row0 * in2_step
+        elif op == Op.CONV_ADD:          # the second input has the output's shape
+            in2_step = row_bytes(out_w, out_c, fields["in2_bits"])
+            tile["in2_addr"] = fields["in2_addr"] + t.out_row0 * in2_step
         out.append(pack_descriptor(**tile))
     return out
