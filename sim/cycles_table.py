@@ -79,10 +79,13 @@ def main() -> None:
     lines += [f"| **total** | | | **{total_m}** | **{total_model}** | "
               f"**{100 * (total_model - total_m) / total_m:+.2f} %** | **{total_i}** | "
               f"**{total_m / max(total_i, 1):.1f}** |", "",
-              "On a map this small the fixed costs of a tile dominate: its descriptor, its",
-              "input band and first weight pass loaded before compute starts, its output band",
-              "written back after, and the weights reloaded by every tile; the late layers",
-              "(1 x 1 maps) wait for their weights.", "",
+              "On a map this small the fixed costs of a tile dominate: the first tile's",
+              "descriptor, input band and first weight pass loaded before compute starts, the",
+              "last tile's output band written back after (the tiles between overlap: the next",
+              "band and weights load while a tile computes, a write-back drains while the next",
+              "tile runs); the late layers (1 x 1 maps) wait for their weights. A residual add",
+              "runs inside the conv before it (`Op.CONV_ADD`, one job named after the conv).",
+              "",
               "## ResNet-18 at 224 x 224 on the board presets (cycle model)", "",
               "The same model on the full network, run as the firmware runs it (row tiles,",
               "passes, the stem folded by space-to-depth), with an assumed DDR latency of a",
@@ -102,12 +105,15 @@ def main() -> None:
                      f"{cycles:,} | {cycles / ms:.1f} ms | {ideal / ms:.1f} ms | {paper} ms |")
     from rtl.cycle_model import phase_markdown
     lines += ["", "Weights come over their own HP ports (`HwConfig.weight_ports`: 1 on pynq-z2,",
-              "3 on zc706) and a conv's first pass loads while its input band loads; pynq-z2's",
-              "out buffer holds layer4 whole (2048 vectors). Still serial: every tile loads its",
-              "band, computes, then writes back; the passes leave rows of the arrays idle when",
-              "a layer's filters are not a multiple of them; every row tile reloads the layer's",
-              "weights; the max-pool reads each window element once (9 cycles per output",
-              "vector).", ""]
+              "3 on zc706); pynq-z2's out buffer holds layer4 whole (2048 vectors). A tile's",
+              "write-back drains while the next tile runs; while a conv or max-pool tile",
+              "computes, the next tile's descriptor, band (into the other half of the act",
+              "buffer) and first weight passes load; an add's two inputs load at once (the",
+              "second over a weight port); each block's residual add runs inside the conv",
+              "before it (its row in the per-layer table is 0). Still exposed: each layer's",
+              "first band and last write-back (every layer is its own chain here); the passes",
+              "leave rows of the arrays idle when a layer's filters are not a multiple of them;",
+              "the max-pool reads each window element once (9 cycles per output vector).", ""]
     for board, facts in BOARDS.items():
         cfg = preset(board)
         layers = resnet18_cycles(cfg, facts.ratio, timing=DdrTiming.zynq_hp())

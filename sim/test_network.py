@@ -17,8 +17,8 @@ from rtl.flatten import FlatTop
 from sim.runner import build_dir, run_bench
 
 #: A small engine (8-lane vectors, 4 + 4 filters per pass) with buffers small enough that
-#: the early layers of a digits-sized ResNet-18 run as several row tiles; layer1's bands fit
-#: half the act buffer (loaded while the previous tile computes), layer2's do not.
+#: the early layers of a digits-sized ResNet-18 run as several row tiles, each band in half
+#: the act buffer (loaded while the tile before computes).
 CFG = HwConfig(name="network-sim", part="xc7z020clg400-1", clock_mhz=100.0, pot_rows=4,
                pot_cols=8, dsp_rows=4, dsp_cols=8, max_channels=128, max_spatial=64,
                act_buf_depth=64, weight_buf_depth=256, out_buf_depth=16, result_lanes=4)
