@@ -146,7 +146,7 @@ def weight_rows(weight: np.ndarray, scheme: np.ndarray, plan: ConvPass, cfg: HwC
     steps = padded.reshape(out_ch, chunks, v, k, k).transpose(0, 1, 3, 4, 2)
     steps = steps.reshape(out_ch, k * k * chunks, v)
     nsteps = steps.shape[1]
-    nibbles = np.zeros((cfg.pot_rows + cfg.dsp_rows, nsteps, v), np.int64)
+    nibbles = np.zeros((cfg.slots, nsteps, v), np.int64)
     for r, f in enumerate(plan.pot):
         if f >= 0:
             nibbles[r] = C.pot_encode(steps[f])

@@ -161,7 +161,7 @@ def _decode_pass(block: np.ndarray, steps: int, kernel: int, in_c: int, cfg
                  ) -> list[tuple[int, int, int, int, np.ndarray]]:
     """(channel, bias, mult, shift, weight (in_c, k, k)) of every result slot of one pass
     block, decoded as the engine reads it."""
-    v, rows = cfg.vec_len, cfg.pot_rows + cfg.dsp_rows
+    v, rows = cfg.vec_len, cfg.slots
     flags = int(block[0])
     if flags and "fixed8" not in cfg.weight_formats:
         raise _Fault(ErrorCode.UNSUPPORTED_FORMAT)

@@ -202,7 +202,7 @@ class HwConfig:
         # Buffers: act and out buffers, two weight banks (the narrowest element widths).
         buffer_bits = (self.vec_len * (self.act_bits + 1) * self.act_buf_depth
                        + self.vec_len * 32 * self.out_buf_depth
-                       + 2 * 4 * self.vec_len * (self.pot_rows + self.dsp_rows)
+                       + 2 * 4 * self.vec_len * self.slots
                        * self.weight_buf_depth)
         floors = (
             ("LUT", "lut", ARRAY_LUT_FLOOR["pot_mac"] * self.pot_macs
@@ -282,6 +282,17 @@ class HwConfig:
         """Most lanes per DSP48E1 for this activation width: the top lane's 5-bit weight must
         end within the 25-bit operand, so ``(n - 1) * f + 5 <= 25``."""
         return min(PACK_MAX, 1 + (DSP_A_BITS - (LANE_BITS + 1)) // self.dsp_lane_field)
+
+    @property
+    def slots(self) -> int:
+        """Filters one pass computes: one result slot per PoT row and per DSP lane (PoT first)."""
+        return self.pot_rows + self.dsp_rows
+
+    @property
+    def result_groups(self) -> int:
+        """Cycles an output pixel's results take to leave the conv core, ``result_lanes`` a
+        cycle."""
+        return -(-self.slots // self.result_lanes)
 
     def chunks(self, channels: int) -> int:
         """``vec_len``-element vectors that hold ``channels`` channels of one pixel."""

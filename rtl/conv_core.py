@@ -138,7 +138,7 @@ class ConvCore(wiring.Component):
     def __init__(self, *, cfg: HwConfig) -> None:
         cfg = check_config(cfg, "ConvCore")
         self._cfg = cfg
-        self._slots = cfg.pot_rows + cfg.dsp_rows
+        self._slots = cfg.slots
         self._wbits = weight_row_bits(cfg)
         members = {
             "layer": In(conv_layer_layout(cfg)),

@@ -90,7 +90,7 @@ def _pass_cycles(cfg: HwConfig, pixels: int, steps: int) -> int:
     (``result_lanes`` slots a beat) is slower; then the array, requantization and completion
     latency. Groups of slots that share an output-buffer lane are not counted (the host
     orders the filters of a pass to avoid them)."""
-    groups = -(-(cfg.pot_rows + cfg.dsp_rows) // cfg.result_lanes)
+    groups = cfg.result_groups
     array_latency = max(pot_latency(cfg), dsp_latency(cfg))
     return pixels * max(steps, groups) + array_latency + PostProc.LATENCY + 4
 
@@ -111,12 +111,12 @@ FUSE_GAP = 1
 
 
 def _in_words(cfg: HwConfig, d: dict[str, int]) -> int:
-    return (d["in_h"] * d["in_w"] * -(-d["in_c"] // cfg.vec_len)
+    return (d["in_h"] * d["in_w"] * cfg.chunks(d["in_c"])
             * words_per_vector(cfg, d["in_bits"]))
 
 
 def _out_words(cfg: HwConfig, d: dict[str, int]) -> int:
-    return (d["out_h"] * d["out_w"] * -(-d["out_c"] // cfg.vec_len)
+    return (d["out_h"] * d["out_w"] * cfg.chunks(d["out_c"])
             * words_per_vector(cfg, d["out_bits"]))
 
 
@@ -145,7 +145,7 @@ def _schedule(cfg: HwConfig, descs: list[dict[str, int]], t: DdrTiming
     loaded: list[int] = []
     done: list[int] = []
     for i, d in enumerate(descs):
-        chunks_in, chunks_out = -(-d["in_c"] // v), -(-d["out_c"] // v)
+        chunks_in, chunks_out = cfg.chunks(d["in_c"]), cfg.chunks(d["out_c"])
         in_vecs = d["in_h"] * d["in_w"] * chunks_in
         out_pixels = d["out_h"] * d["out_w"]
         out_vecs = out_pixels * chunks_out
@@ -371,7 +371,7 @@ def resnet18_cycles(cfg: HwConfig, ratio: str | tuple[int, int, int], *, image: 
         if op in ("conv", "fc"):
             k = node["kernel"] if op == "conv" else 1
             macs = co * ci * k * k * ho * wo
-            mac_cycles = math.ceil(macs / (v * (cfg.pot_rows + cfg.dsp_rows)))
+            mac_cycles = math.ceil(macs / (v * cfg.slots))
             counts = scheme_counts(co, ratio)
             weight_bytes = math.ceil(ci * k * k * sum(
                 counts[C.SCHEME_CODE[s]] * WEIGHT_FORMATS[s] for s in C.SCHEMES) / 8)
@@ -381,7 +381,7 @@ def resnet18_cycles(cfg: HwConfig, ratio: str | tuple[int, int, int], *, image: 
                 (ci, hi, wi), k, stride, pad = fold.folded_shape, fold.folded_kernel, 1, 0
                 fields.update(in_c=ci, in_h=hi, in_w=wi)
             fields.update(op=Op.CONV, kernel=k, stride=stride, passes=_passes(cfg, co, ratio),
-                          steps=k * k * -(-ci // v))
+                          steps=cfg.steps(k, ci))
         elif op == "add":
             fields.update(op=Op.ADD, in2_addr=addr[node["inputs"][1]],
                           in2_bits=bits[node["inputs"][1]])

@@ -98,7 +98,7 @@ class Engine(wiring.Component):
         lb = lane_bits(cfg)
         wrow_bits = weight_row_bits(cfg)
         word, wpr = word_bits(cfg), row_words(cfg)
-        n_slots = cfg.pot_rows + cfg.dsp_rows
+        n_slots = cfg.slots
         ch_bits = _bits(cfg.max_channels)
 
         m.submodules.dma = dma = Dma(cfg=cfg)

@@ -22,9 +22,9 @@ def ideal_cycles(model: QModel, name: str, cfg) -> int:
     out = info[name].shape
     if node["op"] in ("conv", "fc"):
         k = model.params(name)["weight"][0].size
-        return -(-int(np.prod(out)) * k // (cfg.vec_len * (cfg.pot_rows + cfg.dsp_rows)))
+        return -(-int(np.prod(out)) * k // (cfg.vec_len * cfg.slots))
     src = info[node["inputs"][0]].shape
-    vectors = -(-src[0] // cfg.vec_len) * src[1] * src[2]
+    vectors = cfg.chunks(src[0]) * src[1] * src[2]
     if node["op"] == "maxpool":
         return vectors * node["kernel"] ** 2 // node["stride"] ** 2
     return vectors

@@ -243,13 +243,13 @@ async def malformed_descriptors_set_error_codes(dut):
                 in_c=4, in_h=5, in_w=5, out_c=4, out_h=5, out_w=5, kernel=3, stride=1,
                 pad_top=1, pad_bottom=1, pad_left=1, pad_right=1,
                 mode=0, in_bits=4, out_bits=cfg.act_bits, passes=1,
-                steps=9 * -(-4 // cfg.vec_len))
+                steps=cfg.steps(3, 4))
     cases = [
         (dict(magic=0x1234), 1), (dict(op=9), 1), (dict(kernel=8), 1), (dict(out_h=4), 1),
         (dict(kernel=0), 1),
         (dict(in_c=0), 1), (dict(stride=3), 1), (dict(steps=5), 1), (dict(out_bits=8), 1),
         (dict(pad_bottom=2), 1), (dict(pad_left=0), 1), (dict(pad_top=0), 1),
-        (dict(in_c=cfg.max_channels + 1, steps=9 * -(-(cfg.max_channels + 1) // cfg.vec_len)),
+        (dict(in_c=cfg.max_channels + 1, steps=cfg.steps(3, cfg.max_channels + 1)),
          4), (dict(in_h=200, in_w=200, out_h=200,
                                                    out_w=200), 4),
         (dict(in_addr=BASE + 0x404), 3), (dict(out_addr=BASE - 0x1000), 2),

@@ -108,7 +108,7 @@ def feature_map_words(cfg: HwConfig, shape: tuple[int, int, int], bits: int) -> 
 
 def weight_row_bits(cfg: HwConfig) -> int:
     """Width of one weight-buffer row: every PoT code, then every DSP lane nibble."""
-    return 4 * cfg.vec_len * (cfg.pot_rows + cfg.dsp_rows)
+    return 4 * cfg.vec_len * cfg.slots
 
 
 def row_words(cfg: HwConfig) -> int:
@@ -119,7 +119,7 @@ def row_words(cfg: HwConfig) -> int:
 def pass_block_words(cfg: HwConfig, steps: int) -> int:
     """DDR words of one conv pass block (header, slots, ``steps`` weight rows in the order of
     :func:`pass_row_order`)."""
-    return (PASS_HEADER_WORDS + SLOT_WORDS * (cfg.pot_rows + cfg.dsp_rows)
+    return (PASS_HEADER_WORDS + SLOT_WORDS * cfg.slots
             + steps * row_words(cfg))
 
 
@@ -140,7 +140,7 @@ def pass_row_order(cfg: HwConfig, steps: int) -> list[int]:
 def port_span(cfg: HwConfig, steps: int, port: int) -> tuple[int, int]:
     """(first word, words) of the pass block that weight port ``port`` reads: port 0 the
     header, the slots and its rows; every other port its rows."""
-    head = PASS_HEADER_WORDS + SLOT_WORDS * (cfg.pot_rows + cfg.dsp_rows)
+    head = PASS_HEADER_WORDS + SLOT_WORDS * cfg.slots
     before = sum(port_rows(cfg, steps, q) for q in range(port)) * row_words(cfg)
     rows = port_rows(cfg, steps, port) * row_words(cfg)
     return (0, head + rows) if port == 0 else (head + before, rows)
