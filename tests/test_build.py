@@ -151,6 +151,29 @@ def test_extrapolate():
         "LUT": 26, "FF": 4, "DSP48E1": 20, "BRAM36": 0}  # 26.5 -> 26, 4.5 -> 4 (half to even)
 
 
+def test_faster_netlists_change_nothing(tmp_path):
+    """The RTLIL of the tiny top is the same with and without ``faster_netlists`` (in fresh
+    processes with one hash seed: Amaranth's internal names depend on it)."""
+    import subprocess
+    import sys
+
+    code = ("import hashlib, sys; from amaranth.back import rtlil; "
+            "from rtl.build import parts as T; from rtl.config import HwConfig; "
+            "from rtl.top import top_module; "
+            "cfg = HwConfig.from_json(open(sys.argv[1]).read()); "
+            "top = top_module(cfg); "
+            "text = T.to_rtlil(top, 'accel_top') if sys.argv[2] == 'fast' else "
+            "rtlil.convert(top, name='accel_top'); "
+            "print(hashlib.sha256(text.encode()).hexdigest(), len(text))")
+    path = _write(tmp_path / "tiny.json", TINY)
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    root = Path(__file__).resolve().parent.parent
+    got = [subprocess.run([sys.executable, "-c", code, path, mode], env=env, cwd=root,
+                          capture_output=True, text=True, check=True).stdout
+           for mode in ("fast", "plain")]
+    assert got[0] == got[1] and int(got[0].split()[1]) > 100_000
+
+
 # ---- the flow with stand-in parts and synthesis (fast) -------------------------------------------
 
 
@@ -249,6 +272,44 @@ def test_resume(tmp_path, fake_tools):
     assert "ratio 50:50:0" in (ctx.work / "estimate.md").read_text()
 
 
+def test_failing_top_conversion_is_reported(tmp_path, fake_tools, monkeypatch):
+    """accel_top.v is written in the background; its failure stops the flow with one message,
+    and the elaborate step is not recorded as finished."""
+    def broken(cfg):
+        raise ValueError("no top today")
+
+    monkeypatch.setattr(T, "top_verilog", broken)
+    ctx = _ctx(tmp_path)
+    with pytest.raises(flow.FlowError, match=r"^project/accel_top\.v: ValueError: no top today$"):
+        flow.run_flow(ctx)
+    state = json.loads(ctx.state_path.read_text())
+    assert "elaborate" not in state["steps"]
+    assert "ValueError: no top today" in (ctx.logs / "elaborate.log").read_text()
+    with pytest.raises(flow.FlowError, match=r"step 'elaborate' has not finished"):
+        flow.run_flow(ctx, start="package")
+
+
+def test_progress_lines(tmp_path):
+    """While runs work, a line every ``progress_every`` seconds: elapsed, time left, what runs."""
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    lines: list[str] = []
+    ctx = flow.make_context("pynq-z2", out=tmp_path, jobs=2, echo=lines.append,
+                            env={"PATH": ""})
+    ctx.progress_every = 0.2
+    jobs = [flow.Job(f"run{n}", n, 0.5, time.sleep, (0.5,)) for n in range(3)]
+    finished = []
+    with ThreadPoolExecutor(2) as pool:
+        flow.run_jobs(ctx, pool, jobs, lambda job, _: finished.append(job.key), what="runs")
+    assert sorted(finished) == [0, 1, 2]
+    progress = [ln for ln in lines if ln.startswith("  ... ")]
+    assert progress, lines
+    assert re.fullmatch(r"  \.\.\. \d+ s in this step, about \d+ s left: running run\d \d+ s"
+                        r"(, run\d \d+ s)?(; 1 runs waiting)?", progress[0]), progress[0]
+    assert ctx.speed("runs") == pytest.approx(1.0, abs=0.5)
+
+
 def test_generated_project(tmp_path, fake_tools):
     ctx = _ctx(tmp_path, jobs=3)
     flow.run_flow(ctx, stop="elaborate")
@@ -341,8 +402,8 @@ def test_vivado_flow_with_a_top(tmp_path, fake_tools, monkeypatch):
 def _check_package(outdir: Path, cfg: HwConfig, board: str) -> dict:
     for name in ("build-report.md", "hwconfig.json", "config_hash.txt", "regmap.json",
                  "regmap.md", "estimate.md", "utilization.json",
-                 "package.json", "rtl/accel_core.v", "rtl/pot_array.v", "rtl/dsp_array.v",
-                 "project/build.tcl", "project/accel_top.v", "project/build_vivado.sh",
+                 "package.json", "project/build.tcl", "project/accel_top.v",
+                 "project/build_vivado.sh",
                  "build-state.json"):
         assert (outdir / name).is_file(), name
     for step in flow.STEP_NAMES:
@@ -351,7 +412,15 @@ def _check_package(outdir: Path, cfg: HwConfig, board: str) -> dict:
     assert HwConfig.load(outdir / "hwconfig.json") == cfg
     assert (outdir / "config_hash.txt").read_text() == cfg.config_hash_hex + "\n"
     assert json.loads((outdir / "regmap.json").read_text())["config_hash"] == cfg.config_hash
-    assert "module pot_array(" in (outdir / "rtl/pot_array.v").read_text()
+    assert "module accel_top(" in (outdir / "project/accel_top.v").read_text()
+    assert not (outdir / "rtl").exists()
+    # The estimate synthesized RTLIL: the core, and the arrays' slices only.
+    work = outdir / "work"
+    assert (work / "parts/accel_core.il").is_file()
+    assert sorted(p.name for p in (work / "slices").iterdir()) == sorted(
+        f"{name}_r{rows}.il" for name in ("pot_array", "dsp_array", "weight_banks")
+        for rows in (2, 4))
+    assert not (work / "parts/pot_array.il").exists()
     manifest = json.loads((outdir / "package.json").read_text())
     assert (manifest["board"], manifest["config_hash"], manifest["bitstream"]) == (
         board, cfg.config_hash_hex, None)

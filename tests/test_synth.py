@@ -62,9 +62,9 @@ def test_bad_arguments(tmp_path: Path) -> None:
         synthesize(tmp_path / "x.v", top="a b")
     with pytest.raises(ValueError, match=r"^family must be one of xc7, not 'xcup'$"):
         synthesize(tmp_path / "x.v", top="x", family="xcup")
-    with pytest.raises(ValueError, match=r"^Verilog source '.*x\.v' does not exist$"):
+    with pytest.raises(ValueError, match=r"^source '.*x\.v' does not exist$"):
         synthesize(tmp_path / "x.v", top="x")
-    with pytest.raises(TypeError, match=r"^design must be an Amaranth elaboratable or Verilog "
+    with pytest.raises(TypeError, match=r"^design must be an Amaranth elaboratable or source "
                                         r"file paths, not 42$"):
         synthesize(42, top="x")
     src = tmp_path / "mult.v"

@@ -18,12 +18,20 @@ import datetime
 import json
 import multiprocessing
 import os
+import resource
 import shutil
 import subprocess
 import time
 import traceback
-from collections.abc import Callable, Mapping
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import (
+    FIRST_COMPLETED,
+    Executor,
+    Future,
+    ProcessPoolExecutor,
+    ThreadPoolExecutor,
+    wait,
+)
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -100,15 +108,17 @@ class BuildContext:
     synth_mode: str = "sliced"
     vivado: list[str] | None = None
     echo: Callable[[str], None] = print
+    #: Seconds between progress lines while a long run works.
+    progress_every: float = 20.0
+    #: Work still going on in other processes after its step returned (``accel_top.v``).
+    background: list[Background] = field(default_factory=list, repr=False)
+    #: Per kind of run: measured and expected seconds of those finished so far.
+    pace: dict[str, list[float]] = field(default_factory=dict, repr=False)
     _log: TextIO | None = field(default=None, repr=False)
 
     @property
     def work(self) -> Path:
         return self.out / "work"
-
-    @property
-    def rtl_dir(self) -> Path:
-        return self.work / "rtl"
 
     @property
     def project_dir(self) -> Path:
@@ -126,6 +136,12 @@ class BuildContext:
     @property
     def ratio_text(self) -> str:
         return ":".join(map(str, self.ratio))
+
+    def speed(self, what: str = "Yosys runs") -> float:
+        """How much longer than expected the finished runs of a kind took (1 before enough
+        of them finished): the factor on what is left of the others."""
+        measured, expected = self.pace.get(what, (0.0, 0.0))
+        return min(4.0, max(0.25, measured / expected)) if expected > 5 else 1.0
 
     def log(self, message: str, *, terminal: bool = True) -> None:
         """Write a line to the current step's log, and to the terminal unless told not to."""
@@ -170,6 +186,229 @@ def make_context(name: str, *, config: str | os.PathLike | None = None,
                         synth_mode=synth_mode, vivado=find_vivado(env), echo=echo)
 
 
+# ---- running work in parallel, with progress ------------------------------------------------
+
+
+def _duration(seconds: float) -> str:
+    """``42 s`` or ``3:05`` (minutes:seconds)."""
+    seconds = max(0, round(seconds))
+    return f"{seconds} s" if seconds < 60 else f"{seconds // 60}:{seconds % 60:02d}"
+
+
+class Background:
+    """A function run in a process of its own (forked, so it sees the parent's modules as they
+    are) that may outlive the step that started it; :func:`run_flow` waits for it.
+
+    ``label`` names what it makes (``project/accel_top.v``), ``what`` says what that is;
+    ``expected`` is the expected run time in seconds.
+    """
+
+    def __init__(self, label: str, what: str, fn: Callable[..., float], args: tuple,
+                 *, expected: float) -> None:
+        self.label, self.what, self.fn, self.args = label, what, fn, args
+        self.expected = expected
+        self.started = time.monotonic()
+        self.seconds: float | None = None
+        self.cpu_seconds: float | None = None
+        self.error: FlowError | None = None
+        #: Whether the line saying it finished was shown.
+        self.reported = False
+        self._process: multiprocessing.process.BaseProcess | None = None
+        self._conn: Any = None
+
+    @staticmethod
+    def _main(fn: Callable[..., float], args: tuple, conn: Any) -> None:
+        try:
+            seconds = fn(*args)
+            usage = resource.getrusage(resource.RUSAGE_SELF)
+            conn.send(("ok", seconds, usage.ru_utime + usage.ru_stime))
+        except BaseException as exc:
+            conn.send(("error", str(exc) if isinstance(exc, FlowError) else
+                       f"{type(exc).__name__}: {exc}", traceback.format_exc()))
+        finally:
+            conn.close()
+
+    def start(self) -> None:
+        context = multiprocessing.get_context("fork")
+        receiver, sender = context.Pipe(duplex=False)
+        self._process = context.Process(target=self._main, args=(self.fn, self.args, sender),
+                                        name=f"build: {self.label}", daemon=True)
+        self.started = time.monotonic()
+        self._process.start()
+        sender.close()
+        self._conn = receiver
+
+    def running(self) -> bool:
+        return self.seconds is None and self._process is not None and self._process.is_alive()
+
+    def elapsed(self) -> float:
+        return (self.seconds if self.seconds is not None
+                else time.monotonic() - self.started)
+
+    def left(self, ctx: BuildContext) -> float:
+        return max(1.0, self.expected * ctx.speed() - self.elapsed(), 0.1 * self.elapsed())
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait up to ``timeout`` seconds; True once finished. Raises FlowError if it failed,
+        with its traceback in the attribute ``detail``."""
+        if self.error is not None:
+            raise self.error
+        if self.seconds is not None:
+            return True
+        assert self._process is not None and self._conn is not None
+        if not self._conn.poll(timeout):
+            if self._process.is_alive():
+                return False
+            if not self._conn.poll(0):
+                raise FlowError(f"{self.label}: its process ended without an answer (exit "
+                                f"{self._process.exitcode})")
+        try:
+            answer = self._conn.recv()
+        except EOFError:
+            self._process.join()
+            raise FlowError(f"{self.label}: its process ended without an answer (exit "
+                            f"{self._process.exitcode})") from None
+        self._process.join()
+        if answer[0] != "ok":
+            self.error = FlowError(f"{self.label}: {answer[1]}")
+            self.error.detail = answer[2]
+            self.seconds = self.elapsed()
+            raise self.error
+        self.seconds, self.cpu_seconds = float(answer[1]), float(answer[2])
+        return True
+
+    def line(self) -> str:
+        return (f"  {self.label}: {self.what}, written in the background (CPU "
+                f"{self.cpu_seconds:.1f} s) in {self.seconds:.1f} s")
+
+    def poll(self, ctx: BuildContext) -> None:
+        """Take the answer of a finished process, and say once that it finished (a failure
+        is raised by :meth:`wait`, when the flow waits for it)."""
+        if self.seconds is None and not self.running():
+            try:
+                self.wait(0)
+            except FlowError:
+                return
+        if self.seconds is not None and self.error is None and not self.reported:
+            self.reported = True
+            ctx.log(self.line())
+
+    def stop(self) -> None:
+        """End the process (after a failure elsewhere, or an interrupt)."""
+        if self._process is not None and self._process.is_alive():
+            self._process.terminate()
+            self._process.join(5)
+
+
+@dataclass
+class Job:
+    """One run of :func:`run_jobs`: ``fn(*args, **kwargs)`` in an executor.
+
+    ``key`` identifies it to the caller; ``expected`` is its expected time in seconds;
+    ``log``, a Yosys log to name the pass it is in.
+    """
+
+    label: str
+    key: Any
+    expected: float
+    fn: Callable[..., Any]
+    args: tuple = ()
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    log: Path | None = None
+    started: float | None = None
+    stage: str | None = None
+
+
+def _yosys_pass(job: Job) -> str | None:
+    """The pass a running Yosys is in, from the end of its log (``ABC9``, ``OPT_EXPR``), or
+    the last one seen when the end of the log names none."""
+    if job.log is None:
+        return None
+    try:
+        with open(job.log, "rb") as f:
+            f.seek(max(0, f.seek(0, 2) - 65536))
+            tail = f.read().decode(errors="replace")
+    except OSError:
+        return job.stage
+    for line in tail.splitlines():
+        words = line.split()
+        if len(words) >= 3 and words[1] == "Executing":
+            job.stage = words[2].rstrip(".")
+    return job.stage
+
+
+def _time_left(ctx: BuildContext, running: list[Job], pending: list[Job], slots: int,
+               now: float, what: str) -> float:
+    """Seconds until the runs (and the background work) are done: what is left of each
+    running one and the pending ones placed on the first free of ``slots``, all scaled by
+    how long the finished runs took against their expectation."""
+    speed = ctx.speed(what)
+    # A run past its expectation is given a tenth of its time again.
+    free = [max(1.0, j.expected * speed - (now - (j.started or now)),
+                0.1 * (now - (j.started or now))) for j in running]
+    free += [b.left(ctx) for b in ctx.background if b.running()]
+    free += [0.0] * max(0, slots - len(free))
+    free.sort()
+    for job in pending:
+        free[0] += job.expected * speed
+        free.sort()
+    return max(free) if free else 0.0
+
+
+def progress_line(ctx: BuildContext, started: float, running: list[Job], pending: list[Job],
+                  slots: int, what: str) -> str:
+    """One line of progress: elapsed, about how long is left, and what runs."""
+    now = time.monotonic()
+    items = []
+    for job in running:
+        stage = _yosys_pass(job)
+        items.append(f"{job.label} {_duration(now - (job.started or now))}"
+                     + (f" ({stage.lower()})" if stage else ""))
+    items += [f"{b.label} {_duration(b.elapsed())} (background)" for b in ctx.background
+              if b.running()]
+    waiting = f"; {len(pending)} {what} waiting" if pending else ""
+    return (f"  ... {_duration(now - started)} in this step, about "
+            f"{_duration(_time_left(ctx, running, pending, slots, now, what))} left: running "
+            f"{', '.join(items) or 'nothing'}{waiting}")
+
+
+def run_jobs(ctx: BuildContext, pool: Executor, jobs: list[Job],
+             done: Callable[[Job, Any], None], *, what: str) -> None:
+    """Run ``jobs`` in ``pool``, longest expected first, at most ``ctx.jobs`` at a time less
+    the background processes still running (at least one); ``done(job, result)`` for each in
+    the order they finish. Prints a progress line every ``ctx.progress_every`` seconds.
+    The first failure cancels what has not started and is raised."""
+    pending = sorted(jobs, key=lambda j: -j.expected)
+    running: dict[Future, Job] = {}
+    started = time.monotonic()
+    next_line = started + ctx.progress_every
+    try:
+        while pending or running:
+            for b in ctx.background:
+                b.poll(ctx)
+            busy = sum(b.running() for b in ctx.background)
+            while pending and (not running or len(running) + busy < ctx.jobs):
+                job = pending.pop(0)
+                job.started = time.monotonic()
+                running[pool.submit(job.fn, *job.args, **job.kwargs)] = job
+            finished, _ = wait(running, timeout=min(1.0, max(0.05, next_line - time.monotonic())),
+                               return_when=FIRST_COMPLETED)
+            for future in finished:
+                job = running.pop(future)
+                result = future.result()
+                pace = ctx.pace.setdefault(what, [0.0, 0.0])
+                pace[0] += time.monotonic() - (job.started or started)
+                pace[1] += job.expected
+                done(job, result)
+            if time.monotonic() >= next_line and (pending or running):
+                ctx.echo(progress_line(ctx, started, list(running.values()), pending,
+                                       ctx.jobs, what))
+                next_line = time.monotonic() + ctx.progress_every
+    finally:
+        for future in running:
+            future.cancel()
+
+
 # ---- steps ---------------------------------------------------------------------------------------
 
 
@@ -200,80 +439,135 @@ def _parts(ctx: BuildContext) -> list[dict[str, Any]]:
 def _elaborate_outputs(ctx: BuildContext) -> list[Path]:
     if not _parts_path(ctx).is_file():
         return [_parts_path(ctx)]
-    files = [ctx.work / p["file"] for p in _parts(ctx)]
+    files = [ctx.work / p["file"] for p in _parts(ctx) if p.get("file")]
     files += [ctx.work / f for p in _parts(ctx) for f in p["slices"].values()]
     return [_parts_path(ctx), *files, ctx.project_dir / "build.tcl",
             ctx.project_dir / "build_vivado.sh", ctx.project_dir / T.TOP_FILE]
 
 
-def _convert(cfg_json: str, name: str, rows: int) -> tuple[str, float]:
-    """Verilog of one part (of its slice of ``rows`` rows if ``rows``) and the seconds taken.
+def _convert(cfg_json: str, name: str, rows: int) -> tuple[str, str, float, float]:
+    """Synthesis input of one part (of its slice of ``rows`` rows if ``rows``): its text, the
+    file suffix (``.il`` for RTLIL, ``.v`` for Verilog), the seconds and CPU seconds taken.
 
     Runs in a worker process: the parts are made again there and only one is converted.
     """
-    started = time.monotonic()
+    started, cpu = time.monotonic(), time.process_time()
     cfg = HwConfig.from_json(cfg_json)
     part = next(p for p in T.accelerator_parts(cfg) if p.name == name)
     if rows:
         if part.row_slice is None:
             raise ValueError(f"part {name!r} cannot be sliced")
-        text = part.row_slice(rows)
+        text, suffix = part.row_slice(rows), ".il"
     else:
-        text = part.to_verilog()
-    return text, time.monotonic() - started
+        text, suffix = part.source()
+    return text, suffix, time.monotonic() - started, time.process_time() - cpu
+
+
+def _write_top(cfg_json: str, path: str) -> float:
+    """Write the Verilog of the complete accelerator to ``path``; the seconds taken."""
+    started = time.monotonic()
+    text = T.top_verilog(HwConfig.from_json(cfg_json))
+    if text is None:
+        raise FlowError("there is no complete accelerator top to write")
+    tmp = Path(path).with_name(Path(path).name + ".part")
+    tmp.write_text(text)
+    tmp.replace(path)
+    return time.monotonic() - started
+
+
+def _top_seconds(ctx: BuildContext, sizes: Mapping[tuple[str, int], int],
+                 records: list[dict[str, Any]]) -> float:
+    """Expected seconds of converting the complete top: from the size of its RTLIL, which is
+    about the core's plus each array's rows beyond the core's, from the slices' sizes."""
+    size = sum(v for (name, rows), v in sizes.items() if rows == 0)
+    a, b = SLICE_ROWS
+    for record in records:
+        name = record["name"]
+        if (name, a) in sizes and (name, b) in sizes:
+            per_row = (sizes[name, b] - sizes[name, a]) / (b - a)
+            size += per_row * (record["rows"] - record.get("counted_from", 0))
+    return TOP_SECONDS_PER_MB * size / 1e6
+
+
+#: Expected seconds per MB of RTLIL: Amaranth making the top's Verilog (zc706: about 30 MB),
+#: and Yosys synthesizing a part (zc706 core: 7.8 MB). They only set the first estimate of
+#: the time left; the measured run times correct it as the runs finish.
+TOP_SECONDS_PER_MB = 1.7
+SYNTH_SECONDS_PER_MB = 25.0
+#: Expected seconds of converting a part to RTLIL: a whole part without rows (the core),
+#: and per row of an array or slice.
+CONVERT_SECONDS = (10.0, 1.0)
 
 
 def step_elaborate(ctx: BuildContext, cfg: HwConfig) -> None:
-    """Verilog of every accelerator part (and of the top, once it exists); the Vivado project.
+    """What the synthesize step reads (RTLIL of the core, of the arrays' row slices), the
+    Verilog of the complete accelerator for Vivado, and the Vivado project.
 
-    Arrays with more than ``SLICE_ROWS[1]`` rows also get Verilog of their row slices for the
-    "sliced" utilization estimate. Conversions run in ``ctx.jobs`` processes.
+    Arrays with more than ``SLICE_ROWS[1]`` rows get RTLIL of their row slices for the
+    "sliced" utilization estimate, and RTLIL of the whole array only in "full" mode.
+    ``accel_top.v`` is written by a process of its own that goes on in the background while
+    the next steps run (:func:`run_flow` waits for it before the bitstream step and at the
+    end). Conversions run in ``ctx.jobs`` processes, that one included.
     """
-    if ctx.rtl_dir.exists():
-        shutil.rmtree(ctx.rtl_dir)
-    ctx.rtl_dir.mkdir(parents=True)
-    slices = ctx.work / "slices"
-    if slices.exists():
-        shutil.rmtree(slices)
-    slices.mkdir()
+    for old in ("rtl", "parts", "slices"):
+        if (ctx.work / old).exists():
+            shutil.rmtree(ctx.work / old)
+    (ctx.work / "parts").mkdir(parents=True)
+    (ctx.work / "slices").mkdir()
+    ctx.project_dir.mkdir(parents=True, exist_ok=True)
+    top_path = ctx.project_dir / T.TOP_FILE
+    top_path.unlink(missing_ok=True)
+    cfg_json = cfg.to_json()
+    top = Background(f"project/{T.TOP_FILE}", "the complete accelerator", _write_top,
+                     (cfg_json, str(top_path)), expected=60.0)
+    ctx.background.append(top)
+    top.start()
     parts = T.accelerator_parts(cfg)
     records = []
-    tasks: list[tuple[str, int, Path]] = []
+    jobs: list[Job] = []
     for part in parts:
+        sliced = part.row_slice is not None and (part.rows > SLICE_ROWS[1] or part.counted_from)
         record: dict[str, Any] = {"name": part.name, "description": part.description,
-                                  "file": f"rtl/{part.name}.v", "rows": part.rows, "slices": {},
+                                  "file": None, "rows": part.rows, "slices": {},
                                   "counted_from": part.counted_from}
-        tasks.append((part.name, 0, ctx.rtl_dir / f"{part.name}.v"))
-        if part.row_slice is not None and (part.rows > SLICE_ROWS[1] or part.counted_from):
+        if not sliced or ctx.synth_mode == "full":
+            jobs.append(Job(part.name, (part.name, 0),
+                            CONVERT_SECONDS[1] * part.rows or CONVERT_SECONDS[0],
+                            _convert, (cfg_json, part.name, 0)))
+        if sliced:
             for rows in SLICE_ROWS:
-                record["slices"][str(rows)] = f"slices/{part.name}_r{rows}.v"
-                tasks.append((part.name, rows, slices / f"{part.name}_r{rows}.v"))
+                jobs.append(Job(f"{part.name}: {rows}-row slice", (part.name, rows),
+                                CONVERT_SECONDS[1] * rows,
+                                _convert, (cfg_json, part.name, rows)))
         records.append(record)
-    descriptions = {p.name: p.description for p in parts}
-    cfg_json = cfg.to_json()
+    by_name = {r["name"]: r for r in records}
+    sizes: dict[tuple[str, int], int] = {}
 
-    def done(name: str, rows: int, path: Path, text: str, seconds: float) -> None:
-        path.write_text(text)
-        what = f"{rows}-row slice" if rows else descriptions[name]
-        ctx.log(f"  {path.relative_to(ctx.work)}: {what} ({seconds:.1f} s)")
+    def done(job: Job, result: tuple[str, str, float, float]) -> None:
+        text, suffix, seconds, cpu = result
+        name, rows = job.key
+        if rows:
+            rel = f"slices/{name}_r{rows}{suffix}"
+            by_name[name]["slices"][str(rows)] = rel
+        else:
+            rel = f"parts/{name}{suffix}"
+            by_name[name]["file"] = rel
+        (ctx.work / rel).write_text(text)
+        sizes[job.key] = len(text)
+        what = job.label if rows else by_name[name]["description"]
+        ctx.log(f"  {rel}: {what} ({seconds:.1f} s, CPU {cpu:.1f} s, {len(text) / 1e6:.1f} MB)")
 
-    workers = min(ctx.jobs, len(tasks))
-    if workers == 1:
-        for name, rows, path in tasks:
-            done(name, rows, path, *_convert(cfg_json, name, rows))
-    else:
-        context = multiprocessing.get_context("fork")
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-            futures = {pool.submit(_convert, cfg_json, name, rows): (name, rows, path)
-                       for name, rows, path in tasks}
-            for future in as_completed(futures):
-                done(*futures[future], *future.result())
+    context = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(max_workers=max(1, min(ctx.jobs - 1, len(jobs))),
+                             mp_context=context) as pool:
+        run_jobs(ctx, pool, jobs, done, what="conversions")
+    top.expected = _top_seconds(ctx, sizes, records)
     _parts_path(ctx).write_text(json.dumps(records, indent=2) + "\n")
-    ctx.project_dir.mkdir(parents=True, exist_ok=True)
-    (ctx.project_dir / T.TOP_FILE).write_text(T.top_verilog(cfg))
-    ctx.log(f"  {T.TOP_FILE}: the complete accelerator")
     paths = write_project(ctx.project_dir, ctx.board, cfg, T.vivado_design(cfg), jobs=ctx.jobs)
     ctx.log(f"  Vivado project: {', '.join(str(p) for p in paths)}")
+    if top.running():
+        ctx.log(f"  {top.label}: {top.what}, converting in the background "
+                f"({_duration(top.elapsed())} so far, about {_duration(top.left(ctx))} left)")
 
 
 def step_regmap(ctx: BuildContext, cfg: HwConfig) -> None:
@@ -314,42 +608,56 @@ def step_estimate(ctx: BuildContext, cfg: HwConfig) -> None:
     ctx.log(f"  ResNet-18 224x224, ratio {ctx.ratio_text}: {summary}")
 
 
+def _synthesize(path: Path, *, top: str, work_dir: Path) -> SynthResult:
+    try:
+        return synthesize(path, top=top, work_dir=work_dir)
+    except SynthError as exc:
+        raise FlowError(f"Yosys failed on {top}: {exc}") from None
+
+
+def _synth_seconds(path: Path) -> float:
+    """Expected seconds of Yosys on one source file (Verilog is read about twice as slowly)."""
+    size = path.stat().st_size / 1e6
+    return 3.0 + SYNTH_SECONDS_PER_MB * size * (1.0 if path.suffix == ".il" else 2.0)
+
+
 def step_synthesize(ctx: BuildContext, cfg: HwConfig) -> None:
     """Yosys ``synth_xilinx`` on each part, summed, checked against the part's resources.
 
     In "sliced" mode an array with more than ``SLICE_ROWS[1]`` rows is synthesized at the
     two slice sizes and its counts extrapolated to its rows; other parts, and every part in
-    "full" mode, are synthesized whole.
+    "full" mode, are synthesized whole. The longest runs start first; while ``accel_top.v``
+    is still being written in the background it takes one of the ``ctx.jobs`` slots.
     """
     parts = _parts(ctx)
-    jobs: list[tuple[str, int, Path]] = []   # (part, rows or 0 for whole, Verilog file)
+    runs: list[tuple[str, int, Path]] = []   # (part, rows or 0 for whole, source file)
     for part in parts:
         if part["slices"] and (ctx.synth_mode == "sliced" or part.get("counted_from")):
-            jobs += [(part["name"], int(r), ctx.work / f) for r, f in part["slices"].items()]
+            runs += [(part["name"], int(r), ctx.work / f) for r, f in part["slices"].items()]
         else:
-            jobs.append((part["name"], 0, ctx.work / part["file"]))
-    for _, _, path in jobs:
+            runs.append((part["name"], 0, ctx.work / (part.get("file") or "")))
+    for _, _, path in runs:
         if not path.is_file():
             raise FlowError(f"{path} is missing; run with --from elaborate", exit_code=2)
-    workers = min(ctx.jobs, len(jobs))
-    ctx.log(f"  Yosys synth_xilinx: {len(jobs)} runs, {workers} at a time, mode {ctx.synth_mode}"
-            f" (the first Yosys run after installing also compiles it, about 35 s)")
+    ctx.log(f"  Yosys synth_xilinx: {len(runs)} runs, {ctx.jobs} at a time, mode "
+            f"{ctx.synth_mode} (the first Yosys run after installing also compiles it, about "
+            f"35 s)")
+    jobs = []
+    for name, rows, path in runs:
+        label = f"{name} ({rows} rows)" if rows else name
+        work_dir = ctx.work / "synth" / (f"{name}_r{rows}" if rows else name)
+        jobs.append(Job(label, (name, rows), _synth_seconds(path), _synthesize, (path,),
+                        {"top": name, "work_dir": work_dir}, log=work_dir / "yosys.log"))
     results: dict[tuple[str, int], SynthResult] = {}
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = {pool.submit(synthesize, path, top=name,
-                               work_dir=ctx.work / "synth" / (f"{name}_r{rows}" if rows
-                                                               else name)): (name, rows)
-                   for name, rows, path in jobs}
-        for future in as_completed(futures):
-            name, rows = futures[future]
-            try:
-                res = future.result()
-            except SynthError as exc:
-                raise FlowError(f"Yosys failed on {name}: {exc}") from None
-            results[name, rows] = res
-            label = f"{name} ({rows} rows)" if rows else name
-            ctx.log(f"  {label:<22} {res.seconds:6.1f} s  " + "  ".join(
-                f"{k} {fmt_count(v)}" for k, v in resource_usage(res).items()))
+
+    def done(job: Job, res: SynthResult) -> None:
+        results[job.key] = res
+        cpu = f" (CPU {res.cpu_seconds:5.1f} s)" if res.cpu_seconds is not None else ""
+        ctx.log(f"  {job.label:<22} {res.seconds:6.1f} s{cpu}  " + "  ".join(
+            f"{k} {fmt_count(v)}" for k, v in resource_usage(res).items()))
+
+    with ThreadPoolExecutor(max_workers=ctx.jobs) as pool:
+        run_jobs(ctx, pool, jobs, done, what="Yosys runs")
     record_parts: dict[str, dict[str, Any]] = {}
     for part in parts:
         name = part["name"]
@@ -481,10 +789,8 @@ def step_package(ctx: BuildContext, cfg: HwConfig) -> None:
     for name in ("regmap.json", "regmap.md", "engine-model.json", "estimate.md",
                  "utilization.json"):
         shutil.copyfile(ctx.work / name, out / name)
-    rtl = out / "rtl"
-    if rtl.exists():
-        shutil.rmtree(rtl)
-    shutil.copytree(ctx.rtl_dir, rtl)
+    if (out / "rtl").exists():          # the parts' Verilog, which packages used to hold
+        shutil.rmtree(out / "rtl")
     bit = read_record(ctx.work / "bitstream.json", "bitstream")
     hardware = []
     for name in ("accel.bit", "accel.bin", "accel.hwh", "accel.xsa"):
@@ -511,7 +817,8 @@ def step_package(ctx: BuildContext, cfg: HwConfig) -> None:
 
 
 STEPS: tuple[Step, ...] = (
-    Step("elaborate", "Verilog of the accelerator and the Vivado project", step_elaborate,
+    Step("elaborate", "RTLIL of the parts, Verilog of the accelerator, Vivado project",
+         step_elaborate,
          _elaborate_outputs),
     Step("regmap", "register map JSON for firmware", step_regmap,
          lambda ctx: [ctx.work / "regmap.json", ctx.work / "regmap.md"]),
@@ -593,9 +900,79 @@ def _resume_state(ctx: BuildContext, first: int) -> dict[str, Any]:
     return state
 
 
+def _expected_steps(ctx: BuildContext, steps: Sequence[Step]) -> float:
+    """Expected seconds of the synthesize step among ``steps`` (the others take seconds, or
+    Vivado's time, which is not guessed), from the sizes of its sources, with what is left of
+    the background work; 0 when unknown."""
+    if "synthesize" not in [s.name for s in steps]:
+        return 0.0
+    try:
+        parts = _parts(ctx)
+        sources = [ctx.work / f for p in parts for f in (
+            p["slices"].values() if p["slices"] and (ctx.synth_mode == "sliced"
+                                                    or p.get("counted_from"))
+            else [p.get("file") or ""])]
+        expected = sorted((_synth_seconds(path) for path in sources), reverse=True)
+    except (FlowError, OSError, KeyError, TypeError, AttributeError):
+        return 0.0
+    free = sorted([b.left(ctx) for b in ctx.background if b.running()]
+                  + [0.0] * ctx.jobs)[:ctx.jobs]
+    for seconds in expected:
+        free[0] += seconds * ctx.speed()
+        free.sort()
+    return max(free)
+
+
+#: Steps that may run while the background work of an earlier step goes on: they do not read
+#: what it makes (``accel_top.v``).
+OVERLAPPING = ("regmap", "estimate", "synthesize")
+
+
+def _finish_background(ctx: BuildContext, state: dict[str, Any],
+                       deferred: dict[str, tuple[int, float]]) -> None:
+    """Wait for the background work, with progress lines, then record the steps it belongs
+    to as finished (``deferred``: step name -> (step number, seconds of the step itself))."""
+    for job in ctx.background:
+        if job.running():
+            ctx.echo(f"  waiting for {job.label} ({job.what}, in the background for "
+                     f"{_duration(job.elapsed())}, about {_duration(job.left(ctx))} left)")
+        try:
+            while not job.wait(timeout=ctx.progress_every):
+                ctx.echo(f"  ... {job.label}: {_duration(job.elapsed())}, about "
+                         f"{_duration(job.left(ctx))} left")
+        except FlowError as exc:
+            for name, (n, _) in deferred.items():
+                with open(ctx.logs / f"{name}.log", "a") as log:
+                    log.write(getattr(exc, "detail", "") + f"{job.label} failed after "
+                              f"{job.elapsed():.1f} s\n")
+                ctx.echo(f"[{n}/{len(STEPS)}] {name} failed: {job.label} (log: "
+                         f"{ctx.logs / (name + '.log')})")
+            raise
+        if not job.reported:
+            job.reported = True
+            ctx.echo(job.line())
+        for name in deferred:
+            with open(ctx.logs / f"{name}.log", "a") as log:
+                log.write(job.line() + "\n")
+    for name, (_, seconds) in deferred.items():
+        state["steps"][name] = {
+            "seconds": round(seconds, 2),
+            "background_seconds": round(max(b.seconds or 0.0 for b in ctx.background), 2),
+            "finished": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")}
+    state["steps"] = {name: state["steps"][name] for name in STEP_NAMES
+                      if name in state["steps"]}
+    ctx.background.clear()
+    deferred.clear()
+    _save_state(ctx, state)
+
+
 def run_flow(ctx: BuildContext, *, start: str | None = None, stop: str | None = None
              ) -> dict[str, Any]:
     """Run the steps from ``start`` to ``stop`` (inclusive) and return the build state.
+
+    Work a step leaves running in the background (``accel_top.v``) overlaps the steps in
+    :data:`OVERLAPPING`; the flow waits for it before any other step and at the end, and only
+    then records its step as finished.
 
     Raises
     ------
@@ -612,39 +989,64 @@ def run_flow(ctx: BuildContext, *, start: str | None = None, stop: str | None = 
     state["inputs"] = _inputs(ctx)
     state["last_run"] = list(STEP_NAMES[first:last + 1])
     ctx.logs.mkdir(parents=True, exist_ok=True)
-    for n, step in enumerate(STEPS[first:last + 1], start=first + 1):
-        # A step invalidates itself and everything after it until it finishes again.
-        for later in STEP_NAMES[n - 1:]:
-            state["steps"].pop(later, None)
-        _save_state(ctx, state)
-        ctx.echo(f"[{n}/{len(STEPS)}] {step.name}: {step.description}")
-        started = time.monotonic()
-        with open(ctx.logs / f"{step.name}.log", "w") as log:
-            ctx._log = log
-            log.write(f"step {step.name} of build {ctx.out.name} started "
-                      f"{datetime.datetime.now(datetime.UTC).isoformat(timespec='seconds')}\n")
-            try:
-                step.run(ctx, ctx.cfg)
-            except BaseException as exc:
-                seconds = time.monotonic() - started
-                log.write(traceback.format_exc())
-                log.write(f"step {step.name} failed after {seconds:.1f} s\n")
-                ctx._log = None
-                ctx.echo(f"[{n}/{len(STEPS)}] {step.name} failed after {seconds:.1f} s "
-                         f"(log: {ctx.logs / (step.name + '.log')})")
-                if isinstance(exc, (FlowError, KeyboardInterrupt)):
+    deferred: dict[str, tuple[int, float]] = {}
+    flow_started = time.monotonic()
+    try:
+        for n, step in enumerate(STEPS[first:last + 1], start=first + 1):
+            if ctx.background and step.name not in OVERLAPPING:
+                _finish_background(ctx, state, deferred)
+            # A step invalidates itself and everything after it until it finishes again.
+            for later in STEP_NAMES[n - 1:]:
+                state["steps"].pop(later, None)
+            _save_state(ctx, state)
+            expected = _expected_steps(ctx, STEPS[n - 1:last + 1])
+            ctx.echo(f"[{n}/{len(STEPS)}] {step.name}: {step.description}"
+                     + (f" ({_duration(time.monotonic() - flow_started)} so far"
+                        f"{', about ' + _duration(expected) + ' left' if expected else ''})"
+                        if n > first + 1 else ""))
+            started = time.monotonic()
+            with open(ctx.logs / f"{step.name}.log", "w") as log:
+                ctx._log = log
+                log.write(f"step {step.name} of build {ctx.out.name} started "
+                          f"{datetime.datetime.now(datetime.UTC).isoformat(timespec='seconds')}"
+                          f"\n")
+                try:
+                    step.run(ctx, ctx.cfg)
+                except BaseException as exc:
+                    seconds = time.monotonic() - started
+                    log.write(traceback.format_exc())
+                    log.write(f"step {step.name} failed after {seconds:.1f} s\n")
+                    ctx._log = None
+                    ctx.echo(f"[{n}/{len(STEPS)}] {step.name} failed after {seconds:.1f} s "
+                             f"(log: {ctx.logs / (step.name + '.log')})")
+                    if isinstance(exc, (FlowError, KeyboardInterrupt)):
+                        raise
+                    if isinstance(exc, (TypeError, ValueError, OSError)):
+                        raise FlowError(f"{step.name}: {exc}") from exc
                     raise
-                if isinstance(exc, (TypeError, ValueError, OSError)):
-                    raise FlowError(f"{step.name}: {exc}") from exc
-                raise
-            seconds = time.monotonic() - started
-            log.write(f"step {step.name} finished in {seconds:.1f} s\n")
-            ctx._log = None
-        state["steps"][step.name] = {
-            "seconds": round(seconds, 2),
-            "finished": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")}
-        _save_state(ctx, state)
-        ctx.echo(f"[{n}/{len(STEPS)}] {step.name} done in {seconds:.1f} s")
+                seconds = time.monotonic() - started
+                log.write(f"step {step.name} finished in {seconds:.1f} s\n")
+                ctx._log = None
+            if any(b.running() for b in ctx.background) and not deferred:
+                deferred[step.name] = (n, seconds)
+                ctx.echo(f"[{n}/{len(STEPS)}] {step.name} done in {seconds:.1f} s; "
+                         + ", ".join(f"{b.label} goes on in the background" for b in
+                                     ctx.background if b.running()))
+                continue
+            if ctx.background and not deferred:
+                deferred[step.name] = (n, seconds)
+                _finish_background(ctx, state, deferred)
+            else:
+                state["steps"][step.name] = {
+                    "seconds": round(seconds, 2),
+                    "finished": datetime.datetime.now(datetime.UTC).isoformat(
+                        timespec="seconds")}
+                _save_state(ctx, state)
+            ctx.echo(f"[{n}/{len(STEPS)}] {step.name} done in {seconds:.1f} s")
+        if ctx.background:
+            _finish_background(ctx, state, deferred)
+    finally:
+        for job in ctx.background:
+            job.stop()
+        ctx.background.clear()
     return state
-
-

@@ -12,11 +12,12 @@ rows (their width grows with the filter rows), extrapolated the same way.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from amaranth.back import verilog
-from amaranth.hdl import Elaboratable
+from amaranth.back import rtlil, verilog
+from amaranth.hdl import Elaboratable, _nir
 
 from ..config import HwConfig
 from ..conv_core import WeightBanks
@@ -27,7 +28,7 @@ from ..top import BUSES, buses, flat_accelerator, top_module
 from .vivado import VivadoDesign
 
 __all__ = ["CORE_ROWS", "TOP_FILE", "TOP_NAME", "AcceleratorPart", "accelerator_parts",
-           "top_verilog", "vivado_design"]
+           "faster_netlists", "top_verilog", "vivado_design"]
 
 #: Verilog module name of the complete accelerator (the block design's RTL module reference).
 TOP_NAME = "accel_top"
@@ -37,6 +38,55 @@ TOP_FILE = f"{TOP_NAME}.v"
 CORE_ROWS = 2
 
 
+def _value_new(cls, nets=()):
+    if isinstance(nets, _nir.Net):
+        return tuple.__new__(cls, (nets,))
+    return tuple.__new__(cls, nets)
+
+
+def _value_getitem(self, index):
+    if isinstance(index, slice):
+        return tuple.__new__(type(self), tuple.__getitem__(self, index))
+    return tuple.__getitem__(self, index)
+
+
+@contextlib.contextmanager
+def faster_netlists() -> Iterator[None]:
+    """Amaranth's netlist builder without its per-bit type check of netlist values.
+
+    Amaranth 0.5 checks that every bit of every ``_nir.Value`` it makes is a ``Net``, also when
+    it only slices a value it made itself; that check is most of the conversion time of the
+    zc706 top (123 s with it, 48 s without, on the same busy machine). Only the check goes:
+    the netlist, and the RTLIL and Verilog made from it, are the same (``tests/test_build.py``
+    compares them). Left as it is on another Amaranth than the 0.5 this was measured on.
+    """
+    saved = _nir.Value.__new__, _nir.Value.__getitem__
+    if not _FASTER:
+        yield
+        return
+    _nir.Value.__new__, _nir.Value.__getitem__ = _value_new, _value_getitem
+    try:
+        yield
+    finally:
+        _nir.Value.__new__, _nir.Value.__getitem__ = saved
+
+
+def _amaranth_minor() -> tuple[int, int]:
+    from amaranth import __version__
+    major, minor, *_ = [*__version__.split("."), "0", "0"]
+    return int(major), int(minor)
+
+
+_FASTER = _amaranth_minor() == (0, 5)
+
+
+def to_rtlil(design: Elaboratable, name: str) -> str:
+    """RTLIL of ``design`` as module ``name`` (what Yosys reads fastest), made with
+    :func:`faster_netlists`."""
+    with faster_netlists():
+        return rtlil.convert(design, name=name)
+
+
 @dataclass(frozen=True)
 class AcceleratorPart:
     """One separately synthesized piece of the accelerator.
@@ -44,30 +94,50 @@ class AcceleratorPart:
     Parameters
     ----------
     name : str
-        Verilog module name (also the file name ``<name>.v``).
+        Module name of the part (also the file name ``<name>.il`` or ``<name>.v``).
     description : str
         One line for the build report.
     design : Elaboratable
         The Amaranth component.
-    to_verilog : callable
+    to_verilog : callable or None
         Returns the Verilog text of ``design`` as module ``name``.
     rows : int
         For an array of identical, independent rows: its row count, else 0.
+    row_slice : callable or None
+        For such an array: the RTLIL of the same array with the given (smaller) number of
+        rows, so that a resource estimate can be taken from small slices and extrapolated.
     counted_from : int
         For such an array: rows already counted in another part; only the rows beyond are
         counted here (always estimated from row slices).
-    row_slice : callable or None
-        For such an array: the Verilog of the same array with the given (smaller) number of
-        rows, so that a resource estimate can be taken from small slices and extrapolated.
+    to_rtlil : callable or None
+        Returns the RTLIL text of ``design`` as module ``name``: what the build synthesizes
+        (Yosys reads it several times faster than Verilog, and Amaranth makes it without
+        running Yosys). Without it the build synthesizes ``to_verilog``'s text.
     """
 
     name: str
     description: str
     design: Elaboratable
-    to_verilog: Callable[[], str]
+    to_verilog: Callable[[], str] | None = None
     rows: int = 0
     row_slice: Callable[[int], str] | None = None
     counted_from: int = 0
+    to_rtlil: Callable[[], str] | None = None
+
+    def source(self) -> tuple[str, str]:
+        """``(text, suffix)`` of what the build synthesizes: RTLIL (``.il``) where the part
+        has it, else Verilog (``.v``)."""
+        if self.to_rtlil is not None:
+            return self.to_rtlil(), ".il"
+        if self.to_verilog is None:
+            raise ValueError(f"part {self.name!r} has neither RTLIL nor Verilog")
+        return self.to_verilog(), ".v"
+
+
+def _part(name: str, description: str, design: Elaboratable, **kwargs) -> AcceleratorPart:
+    return AcceleratorPart(name=name, description=description, design=design,
+                           to_verilog=lambda: verilog.convert(design, name=name),
+                           to_rtlil=lambda: to_rtlil(design, name), **kwargs)
 
 
 def accelerator_parts(cfg: HwConfig) -> list[AcceleratorPart]:
@@ -83,42 +153,36 @@ def accelerator_parts(cfg: HwConfig) -> list[AcceleratorPart]:
     regmap = build_regmap(cfg)
     core_cfg = cfg.replace(pot_rows=min(cfg.pot_rows, CORE_ROWS),
                            dsp_rows=min(cfg.dsp_rows, CORE_ROWS))
-    core = flat_accelerator(core_cfg)
-    parts = [AcceleratorPart(
-        name="accel_core",
-        description=f"accelerator core: AXI4-Lite control ({len(regmap)} registers), engine, "
-                    f"DMA, buffers, vector units, with {CORE_ROWS}-row arrays",
-        design=core, to_verilog=lambda: verilog.convert(core, name="accel_core"))]
+    parts = [_part(
+        "accel_core",
+        f"accelerator core: AXI4-Lite control ({len(regmap)} registers), engine, DMA, buffers, "
+        f"vector units, with {CORE_ROWS}-row arrays",
+        flat_accelerator(core_cfg))]
     if cfg.pot_rows:
-        pot = PotArray(cfg=cfg)
-        parts.append(AcceleratorPart(
-            name="pot_array",
-            description=f"PoT-4 shift-add array, {cfg.pot_rows} x {cfg.pot_cols} "
-                        f"({cfg.pot_macs} MACs/cycle, LUTs)",
-            design=pot, to_verilog=lambda: verilog.convert(pot, name="pot_array"),
-            rows=cfg.pot_rows, counted_from=core_cfg.pot_rows,
-            row_slice=lambda rows: verilog.convert(PotArray(cfg=cfg.replace(pot_rows=rows)),
-                                                   name="pot_array")))
+        parts.append(_part(
+            "pot_array",
+            f"PoT-4 shift-add array, {cfg.pot_rows} x {cfg.pot_cols} ({cfg.pot_macs} "
+            f"MACs/cycle, LUTs)",
+            PotArray(cfg=cfg), rows=cfg.pot_rows, counted_from=core_cfg.pot_rows,
+            row_slice=lambda rows: to_rtlil(PotArray(cfg=cfg.replace(pot_rows=rows)),
+                                            "pot_array")))
     if cfg.dsp_rows:
-        dsp = DspArray(cfg=cfg)
-        parts.append(AcceleratorPart(
-            name="dsp_array",
-            description=f"packed DSP48E1 array, {cfg.dsp_rows} lanes x {cfg.dsp_cols} "
-                        f"({cfg.dsp_count} DSP48E1, {cfg.dsp_pack} products each)",
-            design=dsp, to_verilog=lambda: verilog.convert(dsp, name="dsp_array"),
-            rows=cfg.dsp_rows, counted_from=core_cfg.dsp_rows,
-            row_slice=lambda rows: verilog.convert(DspArray(cfg=cfg.replace(dsp_rows=rows)),
-                                                   name="dsp_array")))
+        parts.append(_part(
+            "dsp_array",
+            f"packed DSP48E1 array, {cfg.dsp_rows} lanes x {cfg.dsp_cols} ({cfg.dsp_count} "
+            f"DSP48E1, {cfg.dsp_pack} products each)",
+            DspArray(cfg=cfg), rows=cfg.dsp_rows, counted_from=core_cfg.dsp_rows,
+            row_slice=lambda rows: to_rtlil(DspArray(cfg=cfg.replace(dsp_rows=rows)),
+                                            "dsp_array")))
     rows = cfg.pot_rows + cfg.dsp_rows
-    banks = WeightBanks(cfg=cfg, rows=rows, fixed8_pairs=0)
-    parts.append(AcceleratorPart(
-        name="weight_banks",
-        description=f"double-buffered weight banks: 2 x {cfg.weight_buf_depth} rows of "
-                    f"{4 * cfg.vec_len * rows} bits, 2 x {rows} result slots",
-        design=banks, to_verilog=lambda: verilog.convert(banks, name="weight_banks"),
+    parts.append(_part(
+        "weight_banks",
+        f"double-buffered weight banks: 2 x {cfg.weight_buf_depth} rows of "
+        f"{4 * cfg.vec_len * rows} bits, 2 x {rows} result slots",
+        WeightBanks(cfg=cfg, rows=rows, fixed8_pairs=0),
         rows=rows, counted_from=core_cfg.pot_rows + core_cfg.dsp_rows,
-        row_slice=lambda r: verilog.convert(WeightBanks(cfg=cfg, rows=r, fixed8_pairs=0),
-                                            name="weight_banks")))
+        row_slice=lambda r: to_rtlil(WeightBanks(cfg=cfg, rows=r, fixed8_pairs=0),
+                                     "weight_banks")))
     return parts
 
 
@@ -126,7 +190,8 @@ def top_verilog(cfg: HwConfig) -> str | None:
     """Verilog of ``accel_top`` with Vivado's port names (``s_axil_*``, ``m_axi_*``, ``clk``,
     ``rst``, ``irq``), or None while there is no complete top."""
     top = top_module(cfg)
-    return top.annotate(verilog.convert(top, name=TOP_NAME), TOP_NAME)
+    with faster_netlists():
+        return top.annotate(verilog.convert(top, name=TOP_NAME), TOP_NAME)
 
 
 def vivado_design(cfg: HwConfig | None = None) -> VivadoDesign:

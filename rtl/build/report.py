@@ -93,8 +93,8 @@ def build_report(ctx: BuildContext, cfg: HwConfig) -> str:
     out += ["## Performance estimate", "", (ctx.work / "estimate.md").read_text().rstrip(), ""]
     out += ["## Files", "", "- `hwconfig.json`, `config_hash.txt`: the configuration and its "
             "hash", "- `regmap.json`, `regmap.md`: the register map (offsets for firmware)",
-            "- `rtl/*.v`: Verilog of the accelerator parts",
-            "- `project/`: the Vivado project (`build.tcl`, `build_vivado.sh`)",
+            "- `project/`: the Vivado project (`build.tcl`, `build_vivado.sh`) and "
+            "`accel_top.v`, the Verilog of the complete accelerator",
             "- `package.json`: what is in this package"]
     if bit["built"]:
         out += ["- `accel.bit`, `accel.hwh`, `accel.xsa`: bitstream and hardware handoff",
