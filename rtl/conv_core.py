@@ -30,8 +30,10 @@ def _bits(n: int) -> int:
 def conv_layer_layout(cfg: HwConfig) -> data.StructLayout:
     """Layer parameters of one pass; stable from ``start`` until ``done``: the window of
     ``rtl.window.window_layout`` (map, output size, kernel, stride, padding at the top and
-    the left) and ``mode``, a :class:`PostMode`."""
-    return data.StructLayout({**dict(window_layout(cfg).members), "mode": unsigned(2)})
+    the left), ``mode``, a :class:`PostMode`, and ``out_chunks``, the output's vectors per
+    pixel (only the results' ``base`` and ``end`` use it)."""
+    return data.StructLayout({**dict(window_layout(cfg).members), "mode": unsigned(2),
+                              "out_chunks": window_layout(cfg).members["chunks"]})
 
 
 def slot_layout(cfg: HwConfig) -> data.StructLayout:
@@ -48,10 +50,15 @@ def slot_layout(cfg: HwConfig) -> data.StructLayout:
 def result_layout(cfg: HwConfig) -> data.StructLayout:
     """Up to ``result_lanes`` output elements of one pixel (index ``oy * out_w + ox``): per
     lane whether it holds a result, its original channel and its value. The valid lanes of
-    one beat never share ``channel % vec_len``."""
+    one beat never share ``channel % vec_len``. ``base`` is ``pixel * out_chunks`` (the
+    pixel's first vector in the out buffer) and ``end`` ``base + out_chunks``, counted as
+    the pixels go so that no multiplier sits on the result path."""
     lanes = cfg.result_lanes
+    vec_bits = _bits(cfg.out_buf_depth + 1) + 1
     return data.StructLayout({
         "pixel": unsigned(2 * _bits(cfg.max_spatial + 1)),
+        "base": unsigned(vec_bits),
+        "end": unsigned(vec_bits),
         "valid": data.ArrayLayout(unsigned(1), lanes),
         "channel": data.ArrayLayout(unsigned(_bits(cfg.max_channels)), lanes),
         "value": data.ArrayLayout(signed(OUT_BITS), lanes),
@@ -65,7 +72,9 @@ class WeightBanks(wiring.Component):
     Writes (``w_*``, ``slot_*``, ``fixed8_*``) go to bank ``w_bank``; reads come from bank
     ``rd_bank``: weight row ``rd_addr`` on ``rd_data`` a cycle after ``rd_en`` (held while
     ``rd_en`` is low), the ``result_lanes`` slots of group ``group`` (slots
-    ``group * result_lanes + i``) on ``slots`` at once, the flags on ``fixed8``. Its own
+    ``group * result_lanes + i``) on ``slots`` at once, the flags on ``fixed8``; ``conflict``:
+    two valid slots of that group share an output-buffer lane (``channel % vec_len``), from a
+    register that follows the slots a cycle after they are written. Its own
     component so that the build's estimate can scale it with the array rows.
     """
 
@@ -81,6 +90,7 @@ class WeightBanks(wiring.Component):
             "rd_bank": In(1), "rd_en": In(1), "rd_addr": In(addr), "rd_data": Out(self._wbits),
             "group": In(_bits(self._groups + 1)),
             "slots": Out(data.ArrayLayout(slot_layout(cfg), cfg.result_lanes)),
+            "conflict": Out(1),
         }
         if fixed8_pairs:
             members["fixed8_we"] = In(1)
@@ -104,6 +114,19 @@ class WeightBanks(wiring.Component):
             m.d.sync += slots[self.w_bank][self.slot_waddr >> lane_bits][
                 self.slot_waddr[:lane_bits] if lane_bits else 0].eq(self.slot_wdata)
         m.d.comb += self.slots.eq(slots[self.rd_bank][self.group])
+        conflicts = Signal(data.ArrayLayout(data.ArrayLayout(unsigned(1), self._groups), 2))
+        lane_bits_v = (self._cfg.vec_len - 1).bit_length()
+        for b in range(2):
+            for gi in range(self._groups):
+                grp = slots[b][gi]
+                hit = 0
+                for i in range(lanes):
+                    for k in range(i + 1, lanes):
+                        hit = hit | (grp[i].valid & grp[k].valid
+                                     & (grp[i].channel[:lane_bits_v]
+                                        == grp[k].channel[:lane_bits_v]))
+                m.d.sync += conflicts[b][gi].eq(hit)
+        m.d.comb += self.conflict.eq(conflicts[self.rd_bank][self.group])
         if self._pairs:
             flags = Signal(data.ArrayLayout(data.ArrayLayout(unsigned(1), self._pairs), 2))
             with m.If(self.fixed8_we):
@@ -167,9 +190,10 @@ class ConvCore(wiring.Component):
         m.submodules.pot = pot = PotArray(cfg=cfg)
         m.submodules.dsp = dsp = DspArray(cfg=cfg)
         ch_bits, pix_bits = _bits(cfg.max_channels), 2 * _bits(cfg.max_spatial + 1)
+        vec_bits = len(self.o.payload.base)
         m.submodules.post = post = PostProc(
             cfg=cfg, lanes=cfg.result_lanes,
-            tag_bits=pix_bits + cfg.result_lanes * (ch_bits + 1))
+            tag_bits=pix_bits + 2 * vec_bits + cfg.result_lanes * (ch_bits + 1))
         m.submodules.window = gen = WindowGen(cfg=cfg)
         for name in window_layout(cfg).members:
             m.d.comb += getattr(gen.layer, name).eq(getattr(L, name))
@@ -252,23 +276,22 @@ class ConvCore(wiring.Component):
         g = Signal(_bits(groups + 1))
         sub = Signal(_bits(lanes + 1))
         pixel = Signal(pix_bits)
+        pix_base = Signal(vec_bits)     # pixel * out_chunks
+        pix_end = Signal(vec_bits)      # pix_base + out_chunks
         pixels_done = Signal(pix_bits + 1)
 
         m.d.comb += banks.group.eq(g)
         slot = banks.slots
-        lane_of = [slot[i].channel[:(v - 1).bit_length()] for i in range(lanes)]
-        conflict = Signal()
-        m.d.comb += conflict.eq(0)
-        for i in range(lanes):
-            for k in range(i + 1, lanes):
-                with m.If(slot[i].valid & slot[k].valid & (lane_of[i] == lane_of[k])):
-                    m.d.comb += conflict.eq(1)
+        # Whether the group's valid slots share a lane comes from a register in the banks
+        # (the slots are written long before the pass reads them).
+        conflict = banks.conflict
         enable = Signal(lanes)
         for i in range(lanes):
             m.d.comb += enable[i].eq(slot[i].valid & (~conflict | (sub == i)))
         beat_done = ser_busy & ((enable == 0) | post.i.ready)
         group_done = beat_done & (~conflict | (sub == lanes - 1))
-        pixel_done = group_done & (g == groups - 1)
+        g_last = Signal()                # g == groups - 1
+        pixel_done = group_done & g_last
         load = pot_full & dsp_full & (~ser_busy | pixel_done)
 
         m.d.comb += pot_fifo.r_stream.ready.eq(load)
@@ -277,15 +300,16 @@ class ConvCore(wiring.Component):
         with m.If(beat_done):
             m.d.sync += sub.eq(Mux(group_done, 0, sub + 1))
             with m.If(group_done):
-                m.d.sync += g.eq(g + 1)
+                m.d.sync += [g.eq(g + 1), g_last.eq(g == groups - 2)]
         with m.If(pixel_done):
-            m.d.sync += [ser_busy.eq(0), pixel.eq(pixel + 1), pixels_done.eq(pixels_done + 1)]
+            m.d.sync += [ser_busy.eq(0), pixel.eq(pixel + 1), pixels_done.eq(pixels_done + 1),
+                         pix_base.eq(pix_end), pix_end.eq(pix_end + L.out_chunks)]
         with m.If(load):
             m.d.sync += [res.eq(Cat(res_pot, res_dsp)), ser_busy.eq(1), g.eq(0), sub.eq(0),
-                         dsp_full.eq(0)]
+                         dsp_full.eq(0), g_last.eq(groups == 1)]
 
         m.d.comb += [post.i.valid.eq(ser_busy & (enable != 0)), post.i.payload.mode.eq(L.mode),
-                     post.i.payload.tag.eq(Cat(pixel, enable,
+                     post.i.payload.tag.eq(Cat(pixel, pix_base, pix_end, enable,
                                                *[slot[i].channel for i in range(lanes)]))]
         for i in range(lanes):
             m.d.comb += [post.i.payload.acc[i].eq(res[g][i]),
@@ -293,13 +317,28 @@ class ConvCore(wiring.Component):
                          post.i.payload.mult[i].eq(slot[i].mult),
                          post.i.payload.shift[i].eq(slot[i].shift)]
         tag = post.o.payload.tag
-        m.d.comb += [self.o.valid.eq(post.o.valid), post.o.ready.eq(self.o.ready),
-                     self.o.payload.pixel.eq(tag[:pix_bits]),
-                     self.o.payload.valid.eq(tag[pix_bits:pix_bits + lanes])]
+        out = Signal.like(self.o.payload)
+        at = pix_bits + 2 * vec_bits
+        m.d.comb += [out.pixel.eq(tag[:pix_bits]), out.base.eq(tag[pix_bits:pix_bits + vec_bits]),
+                     out.end.eq(tag[pix_bits + vec_bits:at]),
+                     out.valid.eq(tag[at:at + lanes])]
         for i in range(lanes):
-            base = pix_bits + lanes + i * ch_bits
-            m.d.comb += [self.o.payload.value[i].eq(post.o.payload.value[i]),
-                         self.o.payload.channel[i].eq(tag[base:base + ch_bits])]
+            base = at + lanes + i * ch_bits
+            m.d.comb += [out.value[i].eq(post.o.payload.value[i]),
+                         out.channel[i].eq(tag[base:base + ch_bits])]
+        # A skid register between the requantizer and ``o``: the requantizer's stall comes
+        # from a flip-flop, not from ``o.ready``. A result waits in it while ``o`` stalls;
+        # a result leaves ``o`` no later than it would without it.
+        skid_valid = Signal()
+        skid = Signal.like(self.o.payload)
+        m.d.comb += [self.o.valid.eq(skid_valid | post.o.valid),
+                     self.o.payload.eq(Mux(skid_valid, skid, out)),
+                     post.o.ready.eq(~skid_valid)]
+        with m.If(skid_valid):
+            with m.If(self.o.ready):
+                m.d.sync += skid_valid.eq(0)
+        with m.Elif(post.o.valid & ~self.o.ready):
+            m.d.sync += [skid_valid.eq(1), skid.eq(out)]
 
         # ---- completion ---------------------------------------------------------------------
         inflight = Signal(4)
@@ -309,11 +348,12 @@ class ConvCore(wiring.Component):
         # Output pixels of the pass, counted as the generator finishes each one.
         total = Signal(len(pixels_done))
         with m.If(self.start & ~busy):
-            m.d.sync += [pixel.eq(0), pixels_done.eq(0), total.eq(0)]
+            m.d.sync += [pixel.eq(0), pixels_done.eq(0), total.eq(0), pix_base.eq(0),
+                         pix_end.eq(L.out_chunks)]
         with m.Elif(gen.valid & adv & last):
             m.d.sync += total.eq(total + 1)
         finished = gen.done & (pixels_done == total) & ~ser_busy & (inflight == 0) & \
-            ~valid1 & ~pot.o.valid & ~dsp.o.valid & ~pot_full & ~dsp_full
+            ~valid1 & ~pot.o.valid & ~dsp.o.valid & ~pot_full & ~dsp_full & ~skid_valid
         with m.If(self.start & ~busy):
             m.d.sync += busy.eq(1)
         with m.Elif(busy & finished):

@@ -34,6 +34,7 @@ from .boards import BOARDS, PARTS
 from .config import WEIGHT_FORMATS, HwConfig
 from .dma import MAX_BURST, MAX_OUTSTANDING
 from .dsp_array import dsp_latency
+from .engine import CHECK_CYCLES, ELIG_CYCLES
 from .interface.ddr import port_span, words_per_vector
 from .interface.descriptor import Op, descriptor_bytes, unpack_descriptor
 from .interface.stem import fold_plan
@@ -155,16 +156,16 @@ def _schedule(cfg: HwConfig, descs: list[dict[str, int]], t: DdrTiming
         if prefetched is not None and prefetched[1]:
             # Taken, checked, then straight to the passes (the weights start loading).
             act = 1
-            end = max(now, prefetched[0]) + 3
-            own["descriptor"] = 2
-            own["maps in"] = end - now - 2
+            end = max(now, prefetched[0]) + 2 + CHECK_CYCLES
+            own["descriptor"] = 1 + CHECK_CYCLES
+            own["maps in"] = end - now - own["descriptor"]
             base = half - base
         else:
             if prefetched is None:
-                own["descriptor"] = 1 + desc_read + 1
+                own["descriptor"] = 1 + desc_read + CHECK_CYCLES
                 band = now + own["descriptor"]
             else:                 # fetched, its band not: taken, checked, then loaded
-                band = max(now, prefetched[0]) + 2
+                band = max(now, prefetched[0]) + 1 + CHECK_CYCLES
                 own["descriptor"] = band - now
             act = 1 + _read(in_words, t)
             own["maps in"] = act
@@ -175,7 +176,7 @@ def _schedule(cfg: HwConfig, descs: list[dict[str, int]], t: DdrTiming
         prefetched = None
         if d["op"] in (Op.CONV, Op.CONV_ADD, Op.MAXPOOL) and i + 1 < len(descs):
             n = descs[i + 1]
-            ready = end + 1 + 1 + desc_read + 1          # fetched and looked at
+            ready = end + 1 + 1 + desc_read + ELIG_CYCLES    # fetched and looked at
             out_addr = d.get("out_addr", 0)
             n_words, n_addr = _in_words(cfg, n), n.get("in_addr", 0)
             band_ok = (n["op"] == d["op"] and n["in_w"] == d["in_w"]

@@ -46,7 +46,13 @@ from .interface.regmap import ErrorCode, RegisterMap, build_regmap
 from .vector_units import AddUnit, AvgPool, MaxPool, lane_bits
 from .window import window_layout
 
-__all__ = ["Accelerator", "Engine"]
+__all__ = ["CHECK_CYCLES", "ELIG_CYCLES", "Accelerator", "Engine"]
+
+#: Cycles in CHECK: the registers derived from a descriptor settle (``Engine``'s pipeline of
+#: products and comparisons) before the descriptor is accepted or refused.
+CHECK_CYCLES = 6
+#: Cycles the prefetch spends deciding whether the next descriptor's band loads early.
+ELIG_CYCLES = 4
 
 
 def _bits(n: int) -> int:
@@ -127,33 +133,46 @@ class Engine(wiring.Component):
         is_conv, is_add = (d.op == Op.CONV) | is_fused, d.op == Op.ADD
         reads2 = is_add | is_fused     # a second input map at in2_addr
         is_max, is_avg = d.op == Op.MAXPOOL, d.op == Op.AVGPOOL
-        chunks_in = Signal(16)
-        chunks_out = Signal(16)
-        m.d.comb += [chunks_in.eq((d.in_c + v - 1) >> logv),
-                     chunks_out.eq((d.out_c + v - 1) >> logv)]
-        in_pixels = Signal(32)
-        in_vecs = Signal(40)
-        out_vecs = Signal(40)
-        steps_calc = Signal(24)
-        m.d.comb += [in_pixels.eq(d.in_h * d.in_w), in_vecs.eq(in_pixels * chunks_in),
-                     out_vecs.eq(d.out_h * d.out_w * chunks_out),
-                     steps_calc.eq(d.kernel * d.kernel * chunks_in)]
+        # Quantities derived from the descriptor are computed in a pipeline of registers that
+        # follows ``desc`` (a product or a comparison per stage); CHECK waits CHECK_CYCLES for
+        # its last stage, and they stay stable while the descriptor runs.
+        def reg(expr, shape, name):
+            sig = Signal(shape, name=name)
+            m.d.sync += sig.eq(expr)
+            return sig
+
+        # Stage 1.
+        chunks_in = reg((d.in_c + v - 1) >> logv, 16, "chunks_in")
+        chunks_out = reg((d.out_c + v - 1) >> logv, 16, "chunks_out")
+        in_pixels = reg(d.in_h * d.in_w, 32, "in_pixels")
+        out_pixels = reg(d.out_h * d.out_w, 32, "out_pixels")
+        kk = reg(d.kernel * d.kernel, 16, "kernel_sq")
 
         def wpv(bits_sig, choices):
             return Mux(bits_sig == choices[0], words_per_vector(cfg, choices[0]),
                        wpv(bits_sig, choices[1:]) if len(choices) > 1 else 0)
 
-        wpv_in, wpv_in2, wpv_out = Signal(8), Signal(8), Signal(8)
-        m.d.comb += [wpv_in.eq(wpv(d.in_bits, IN_BITS)), wpv_in2.eq(wpv(d.in2_bits, IN_BITS)),
-                     wpv_out.eq(wpv(d.out_bits, OUT_BITS))]
-        in_words, in2_words, out_words = Signal(48), Signal(48), Signal(48)
-        pass_words = Signal(32)
-        m.d.comb += [in_words.eq(in_vecs * wpv_in),
-                     in2_words.eq(Mux(is_fused, out_vecs, in_vecs) * wpv_in2),
-                     out_words.eq(out_vecs * wpv_out),
-                     pass_words.eq(pass_block_words(cfg, 0) + d.steps * wpr)]
-        weight_words = Signal(48)
-        m.d.comb += weight_words.eq(d.passes * pass_words)
+        wpv_in = reg(wpv(d.in_bits, IN_BITS), 8, "wpv_in")
+        wpv_in2 = reg(wpv(d.in2_bits, IN_BITS), 8, "wpv_in2")
+        wpv_out = reg(wpv(d.out_bits, OUT_BITS), 8, "wpv_out")
+        pass_words = reg(pass_block_words(cfg, 0) + d.steps * wpr, 32, "pass_words")
+        # Stage 2.
+        in_vecs = reg(in_pixels * chunks_in, 40, "in_vecs")
+        out_vecs = reg(out_pixels * chunks_out, 40, "out_vecs")
+        steps_calc = reg(kk * chunks_in, 24, "steps_calc")
+        weight_words = reg(d.passes * pass_words, 48, "weight_words")
+        row_stride = reg(d.in_w * chunks_in, window_layout(cfg).members["row_stride"],
+                         "row_stride")
+        # Stage 3.
+        in_words = reg(in_vecs * wpv_in, 48, "in_words")
+        in2_words = reg(Mux(is_fused, out_vecs, in_vecs) * wpv_in2, 48, "in2_words")
+        out_words = reg(out_vecs * wpv_out, 48, "out_words")
+        out_last = reg(out_vecs - 1, _bits(cfg.out_buf_depth + 1), "out_last")
+        # Stage 4: the byte ends of the maps.
+        in_end = reg(d.in_addr + in_words * 8, cfg.axi_addr_width + 20, "in_end")
+        in2_end = reg(d.in2_addr + in2_words * 8, cfg.axi_addr_width + 20, "in2_end")
+        out_end = reg(d.out_addr + out_words * 8, cfg.axi_addr_width + 20, "out_end")
+        w_end = reg(d.weight_addr + weight_words * 8, cfg.axi_addr_width + 20, "weight_end")
 
         # Expected output size from the input size (stride 1 or 2).
         span_h = d.in_h + d.pad_top + d.pad_bottom - d.kernel
@@ -164,20 +183,23 @@ class Engine(wiring.Component):
         mode_bits = Mux(d.mode == PostMode.RELU, act, Mux(d.mode == PostMode.SIGNED, sgn, 32))
 
         base, size = regs.window_base.value, regs.window_size.value
-        limit = Signal(cfg.axi_addr_width + 2)
-        m.d.comb += limit.eq(base + size)
+        limit = reg(base + size, cfg.axi_addr_width + 2, "window_limit")
 
         def inside(addr, words):
             return (addr >= base) & (addr + words * 8 <= limit) & (words != 0)
 
-        nonzero = (d.in_h != 0) & (d.in_w != 0) & (d.in_c != 0) & (d.out_c != 0)
+        def inside_end(addr, end, words):
+            return (addr >= base) & (end <= limit) & (words != 0)
+
+        nonzero = reg((d.in_h != 0) & (d.in_w != 0) & (d.in_c != 0) & (d.out_c != 0), 1,
+                      "nonzero")
         half = d.kernel >> 1
         pads_ok = ((d.pad_top <= half) & (d.pad_bottom <= half) & (d.pad_left <= half)
                    & (d.pad_right <= half))
-        window_geom = ((d.stride == 1) | (d.stride == 2)) & pads_ok & \
-            (d.in_h + d.pad_top + d.pad_bottom >= d.kernel) & \
-            (d.in_w + d.pad_left + d.pad_right >= d.kernel) & \
-            (d.out_h == exp_h) & (d.out_w == exp_w)
+        window_geom = reg(((d.stride == 1) | (d.stride == 2)) & pads_ok
+                          & (d.in_h + d.pad_top + d.pad_bottom >= d.kernel)
+                          & (d.in_w + d.pad_left + d.pad_right >= d.kernel)
+                          & (d.out_h == exp_h) & (d.out_w == exp_w), 1, "window_geom")
         kernel_ok = (d.kernel >= 1) & (d.kernel <= MAX_KERNEL)
         conv_ok = (kernel_ok & window_geom & (d.mode <= PostMode.LOGITS)
                    & ((d.in_bits == act) | (d.in_bits == 8)) & (d.out_bits == mode_bits)
@@ -192,18 +214,25 @@ class Engine(wiring.Component):
                   & (d.in_c == d.out_c) & (d.in_bits == act) & (d.out_bits == act))
         avg_ok = ((d.in_c == d.out_c) & (d.out_h == 1) & (d.out_w == 1) & (d.in_bits == act)
                   & (d.out_bits == act))
-        shape_ok = (d.magic == DESC_MAGIC) & nonzero & Mux(
-            is_conv, conv_ok, Mux(is_add, add_ok, Mux(is_max, max_ok, Mux(is_avg, avg_ok, 0))))
-        size_ok = ((d.in_h <= cfg.max_spatial) & (d.in_w <= cfg.max_spatial)
-                   & (d.in_c <= cfg.max_channels) & (d.out_c <= cfg.max_channels)
-                   & (in_vecs <= cfg.act_buf_depth) & (out_vecs <= cfg.out_buf_depth)
-                   & (~is_conv | ((d.steps <= cfg.weight_buf_depth)
-                                  & (d.steps * v <= cfg.max_reduction + v - 1))))
-        aligned = ((d.in_addr[:3] == 0) & (d.out_addr[:3] == 0)
-                   & (~is_conv | (d.weight_addr[:3] == 0)) & (~reads2 | (d.in2_addr[:3] == 0)))
-        window_ok = (inside(d.in_addr, in_words) & inside(d.out_addr, out_words)
-                     & (~is_conv | inside(d.weight_addr, weight_words))
-                     & (~reads2 | inside(d.in2_addr, in2_words)))
+        # Stage 3 (stage 4 for the windows).
+        shape_ok = reg((d.magic == DESC_MAGIC) & nonzero & Mux(
+            is_conv, conv_ok, Mux(is_add, add_ok, Mux(is_max, max_ok, Mux(is_avg, avg_ok, 0)))),
+            1, "shape_ok")
+        size_ok = reg((d.in_h <= cfg.max_spatial) & (d.in_w <= cfg.max_spatial)
+                      & (d.in_c <= cfg.max_channels) & (d.out_c <= cfg.max_channels)
+                      & (in_vecs <= cfg.act_buf_depth) & (out_vecs <= cfg.out_buf_depth)
+                      & (~is_conv | ((d.steps <= cfg.weight_buf_depth)
+                                     & (d.steps * v <= cfg.max_reduction + v - 1))),
+                      1, "size_ok")
+        aligned = reg((d.in_addr[:3] == 0) & (d.out_addr[:3] == 0)
+                      & (~is_conv | (d.weight_addr[:3] == 0))
+                      & (~reads2 | (d.in2_addr[:3] == 0)), 1, "aligned")
+        window_ok = reg(inside_end(d.in_addr, in_end, in_words)
+                        & inside_end(d.out_addr, out_end, out_words)
+                        & (~is_conv | inside_end(d.weight_addr, w_end, weight_words))
+                        & (~reads2 | inside_end(d.in2_addr, in2_end, in2_words)),
+                        1, "window_ok")
+        check_wait = Signal(range(CHECK_CYCLES + 1))
 
         # ---- the act buffer, shared by the conv core, the pools and the adder --------------
         m.submodules.act_mem = act_mem = Memory(shape=v * lb, depth=cfg.act_buf_depth, init=[])
@@ -237,9 +266,13 @@ class Engine(wiring.Component):
             m.d.comb += [rd.addr.eq(out_rd_addr), rd.en.eq(out_rd_en)]
 
         m.d.comb += [avgpool.o.ready.eq(1), adder.o.ready.eq(1)]
-        mp = maxpool.o.payload
+        # Max-pool results come in the out buffer's vector order (pixel-major, chunk-minor):
+        # a counter gives their address.
         mp_addr = Signal.like(out_wrs[0].addr)
-        m.d.comb += mp_addr.eq(mp.pixel * chunks_out + mp.chunk)
+        with m.If(maxpool.start):
+            m.d.sync += mp_addr.eq(0)
+        with m.Elif(maxpool.o.valid & maxpool.o.ready):
+            m.d.sync += mp_addr.eq(mp_addr + 1)
         vec_addr, vec_en = Signal.like(out_wrs[0].addr), Signal()
         vec_data = Signal(data.ArrayLayout(signed(32), v))
         with m.If(is_max):
@@ -256,11 +289,11 @@ class Engine(wiring.Component):
             m.d.comb += [vec_data[i].eq(p.value[i].as_signed()) for i in range(v)]
         r = core.o.payload
         conv_base = Signal.like(vec_addr)
-        m.d.comb += conv_base.eq(r.pixel * chunks_out)
+        m.d.comb += conv_base.eq(r.base)        # pixel * chunks_out, counted in the core
         # A conv runs while the previous descriptor's write-back drains: a result waits until
         # the write-back has read its pixel's vectors (out_idx: vectors read so far).
         conv_end = Signal(len(conv_base) + 1)
-        m.d.comb += conv_end.eq(conv_base + chunks_out)
+        m.d.comb += conv_end.eq(r.end)
         fusing = Signal()              # a conv-add's residual add runs on the out buffer
         for lane, wr in enumerate(out_wrs):
             with m.If(is_conv & ~fusing):
@@ -319,7 +352,8 @@ class Engine(wiring.Component):
         load_code = Signal(8)          # an error the loader met (the runner reports it)
         loader_busy = Signal()         # the loader takes a burst
         act_bad = Signal()             # a conv's input band came with an error response
-        pass_base = Signal(cfg.axi_addr_width)
+        # Where each weight port reads its share of the next pass block.
+        port_addr = [Signal(cfg.axi_addr_width, name=f"port{j}_addr") for j in range(n_ports)]
         slot_lo = Signal(word)
         head = PASS_HEADER_WORDS + SLOT_WORDS * n_slots
         hdr = Signal(range(head + 1))  # header and slot words port 0 has taken
@@ -332,15 +366,15 @@ class Engine(wiring.Component):
         pidx = [Signal(rows_bits, name=f"port{j}_idx") for j in range(n_ports)]
         bias_bad = Signal()
         format_bad = Signal()
-        out_idx = Signal(40)
+        out_idx = Signal(_bits(cfg.out_buf_depth + 1) + 1)
         out_k = Signal(8)
         # The write-back of a descriptor's output drains on its own (its own copy of what it
         # needs) while the next descriptor of the chain is fetched and its input loaded.
         wb_go = Signal()               # the write-back of the current descriptor starts
         wb_busy = Signal()             # a write-back is under way
         wb_err = Signal()              # a write-back came with an error response
-        wb_vecs = Signal.like(out_vecs)
-        wb_wpv = Signal(8)
+        wb_last = Signal.like(out_last)           # the last vector it reads
+        wb_wpv_last = Signal(8)                   # the last word of a vector
         wb_bits = Signal.like(desc.out_bits)
         wb_lo = Signal(cfg.axi_addr_width + 2)      # bytes [wb_lo, wb_hi) being written
         wb_hi = Signal(cfg.axi_addr_width + 2)
@@ -378,13 +412,14 @@ class Engine(wiring.Component):
         # Layer parameters of the units come from the descriptor.
         window = Signal(window_layout(cfg))
         m.d.comb += [window.height.eq(d.in_h), window.width.eq(d.in_w),
-                     window.chunks.eq(chunks_in), window.row_stride.eq(d.in_w * chunks_in),
+                     window.chunks.eq(chunks_in), window.row_stride.eq(row_stride),
                      window.out_h.eq(d.out_h), window.out_w.eq(d.out_w),
                      window.kernel.eq(d.kernel), window.stride.eq(d.stride),
                      window.pad_top.eq(d.pad_top), window.pad_left.eq(d.pad_left)]
         for name in window_layout(cfg).members:
             m.d.comb += getattr(core.layer, name).eq(getattr(window, name))
         m.d.comb += [core.layer.mode.eq(Mux(is_fused, PostMode.SIGNED, d.mode)),
+                     core.layer.out_chunks.eq(chunks_out),
                      maxpool.layer.eq(window)]
         ap = avgpool.layer
         m.d.comb += [ap.pixels.eq(in_pixels), ap.chunks.eq(chunks_in), ap.mult.eq(d.mult_a),
@@ -400,10 +435,12 @@ class Engine(wiring.Component):
 
         # Unpacking one input word into the vector's lanes (sign-extending s{act_bits+1}).
         def unpack(word_sig, k_sig, bits_sig, acc, out) -> None:
+            # The element width's comparisons come from registers (stable while a map loads).
+            is_bits = {bits: reg(bits_sig == bits, 1, "is_bits") for bits in IN_BITS}
             m.d.comb += out.eq(acc)
             for bits in IN_BITS:
                 per = word // bits
-                with m.If(bits_sig == bits):
+                with m.If(is_bits[bits]):
                     for lane in range(v):
                         with m.If(k_sig == lane // per):
                             field = word_sig[(lane % per) * bits:(lane % per + 1) * bits]
@@ -428,7 +465,7 @@ class Engine(wiring.Component):
         port_words = [Signal(32, name=f"port{j}_words") for j in range(n_ports)]
         port_off = [Signal(32, name=f"port{j}_offset") for j in range(n_ports)]
         for j in range(n_ports):
-            m.d.comb += [port_words[j].eq(rows_of[j] * wpr + (head if j == 0 else 0)),
+            m.d.sync += [port_words[j].eq(rows_of[j] * wpr + (head if j == 0 else 0)),
                          port_off[j].eq(0 if j == 0 else
                                         head + sum(rows_of[i] for i in range(j)) * wpr)]
         in_rows = [hdr == head] + [Const(1)] * (n_ports - 1)
@@ -557,7 +594,7 @@ class Engine(wiring.Component):
                     m.d.sync += stalls.eq(stalls + 1)         # the prefetch is reading it
                 with m.Elif(pre_ready & pre_have):
                     m.d.comb += pre_clear.eq(1)
-                    m.d.sync += [desc.eq(ndesc), use_pre.eq(pre_band)]
+                    m.d.sync += [desc.eq(ndesc), use_pre.eq(pre_band), check_wait.eq(0)]
                     m.next = "CHECK"
                 with m.Elif(a[:3] != 0):
                     fail(ErrorCode.MISALIGNED_ADDR)
@@ -576,11 +613,15 @@ class Engine(wiring.Component):
                     m.d.sync += [desc.as_value().word_select(word_count[:4], word).eq(rd_word),
                                  word_count.eq(word_count + 1)]
                 with m.If(dma.rd_done):
+                    m.d.sync += check_wait.eq(0)
                     m.next = "CHECK"
                     with m.If(dma.rd_error):
                         fail(ErrorCode.AXI_RESPONSE)
             with m.State("CHECK"):
-                with m.If(~shape_ok):
+                m.d.sync += check_wait.eq(check_wait + 1)
+                with m.If(check_wait != CHECK_CYCLES - 1):
+                    pass
+                with m.Elif(~shape_ok):
                     fail(ErrorCode.BAD_DESCRIPTOR)
                 with m.Elif(~size_ok):
                     fail(ErrorCode.LAYER_TOO_LARGE)
@@ -592,8 +633,8 @@ class Engine(wiring.Component):
                     m.next = "ACT_CMD"
             with m.State("ACT_CMD"):
                 m.d.sync += act_bad.eq(0)
-                hazard = (d.in_addr < wb_hi) & (d.in_addr + in_words * 8 > wb_lo)
-                hazard2 = is_add & (d.in2_addr < wb_hi) & (d.in2_addr + in2_words * 8 > wb_lo)
+                hazard = (d.in_addr < wb_hi) & (in_end > wb_lo)
+                hazard2 = is_add & (d.in2_addr < wb_hi) & (in2_end > wb_lo)
                 with m.If(use_pre):
                     # The band is in already (the prefetch checked it is the next row tile of
                     # the same layer, a conv or a max-pool).
@@ -731,9 +772,9 @@ class Engine(wiring.Component):
                                  dma.wr_cmd.payload.words.eq(out_words)]
                     with m.If(dma.wr_cmd.ready):
                         m.d.comb += wb_go.eq(1)
-                        m.d.sync += [wb_vecs.eq(out_vecs), wb_wpv.eq(wpv_out),
+                        m.d.sync += [wb_last.eq(out_last), wb_wpv_last.eq(wpv_out - 1),
                                      wb_bits.eq(d.out_bits), wb_lo.eq(d.out_addr),
-                                     wb_hi.eq(d.out_addr + out_words * 8)]
+                                     wb_hi.eq(out_end)]
                         with m.If(desc_idx + 1 != regs.desc_count.value):
                             # The next descriptor of the chain.
                             m.d.sync += [desc_idx.eq(desc_idx + 1),
@@ -761,21 +802,23 @@ class Engine(wiring.Component):
         # and both bands fit half the act buffer, its band into the other half. A band that
         # this conv's output or the write-back under way covers is not read early. ----
         nd = ndesc
-        n_in_vecs = Signal(48)
-        n_in_words = Signal(48)
-        m.d.comb += [n_in_vecs.eq(nd.in_h * window.row_stride), n_in_words.eq(n_in_vecs * wpv_in)]
+        # A pipeline of registers behind ndesc, as behind desc: ELIG waits ELIG_CYCLES for it.
+        n_in_vecs = reg(nd.in_h * row_stride, 48, "next_in_vecs")
+        n_in_words = reg(n_in_vecs * wpv_in, 48, "next_in_words")
+        n_in_end = reg(nd.in_addr + n_in_words * 8, cfg.axi_addr_width + 20, "next_in_end")
 
         def clear_of(lo, hi):
-            return (nd.in_addr >= hi) | (nd.in_addr + n_in_words * 8 <= lo)
+            return (nd.in_addr >= hi) | (n_in_end <= lo)
 
-        eligible = ((nd.magic == DESC_MAGIC) & (nd.op == d.op) & (is_conv | is_max)
+        eligible = reg((nd.magic == DESC_MAGIC) & (nd.op == d.op) & (is_conv | is_max)
                     & (nd.in_w == d.in_w) & (nd.in_c == d.in_c) & (nd.in_bits == d.in_bits)
                     & (nd.in_h != 0) & (n_in_vecs <= act_half)
                     & ((act_base != 0) | (in_vecs <= act_half))
-                    & clear_of(d.out_addr, d.out_addr + out_words * 8)
-                    & (~wb_busy | clear_of(wb_lo, wb_hi)))
-        same_weights = ((nd.weight_addr == d.weight_addr) & (nd.passes == d.passes)
-                        & (nd.steps == d.steps))
+                    & clear_of(d.out_addr, out_end)
+                    & (~wb_busy | clear_of(wb_lo, wb_hi)), 1, "eligible")
+        same_weights = reg((nd.weight_addr == d.weight_addr) & (nd.passes == d.passes)
+                           & (nd.steps == d.steps), 1, "same_weights")
+        elig_wait = Signal(range(ELIG_CYCLES + 1))
         with m.FSM(name="prefetch"):
             with m.State("IDLE"):
                 with m.If(computing & armed & ~abort):
@@ -798,11 +841,14 @@ class Engine(wiring.Component):
                     m.d.sync += [nd.as_value().word_select(word_count[:4], word).eq(rd_word),
                                  word_count.eq(word_count + 1)]
                 with m.If(dma.rd_done):
-                    m.d.sync += pre_have.eq(~dma.rd_error)
+                    m.d.sync += [pre_have.eq(~dma.rd_error), elig_wait.eq(0)]
                     m.next = "ELIG"
             with m.State("ELIG"):
                 m.d.comb += pre_busy.eq(1)
-                with m.If(pre_have & eligible & ~abort):
+                m.d.sync += elig_wait.eq(elig_wait + 1)
+                with m.If(elig_wait != ELIG_CYCLES - 1):
+                    pass
+                with m.Elif(pre_have & eligible & ~abort):
                     m.next = "ACT_CMD"
                 with m.Else():
                     m.next = "READY"
@@ -848,10 +894,10 @@ class Engine(wiring.Component):
                              dma.wr_data.valid.eq(1)]
                 with m.If(dma.wr_data.ready):
                     m.d.sync += out_k.eq(out_k + 1)
-                    with m.If(out_k == wb_wpv - 1):
+                    with m.If(out_k == wb_wpv_last):
                         m.d.comb += out_rd_en.eq(1)
                         m.d.sync += [out_k.eq(0), out_idx.eq(out_idx + 1)]
-                        with m.If(out_idx + 1 == wb_vecs):
+                        with m.If(out_idx == wb_last):
                             m.next = "WAIT"
             with m.State("WAIT"):
                 with m.If(dma.wr_done):
@@ -875,13 +921,17 @@ class Engine(wiring.Component):
             with m.State("IDLE"):
                 with m.If(conv_go):
                     m.d.sync += [load_idx.eq(0), full.eq(0), load_code.eq(ErrorCode.NONE),
-                                 pass_base.eq(d.weight_addr), load_bank0.eq(0)]
+                                 load_bank0.eq(0)]
+                    m.d.sync += [port_addr[j].eq(d.weight_addr + port_off[j] * 8)
+                                 for j in range(n_ports)]
                     m.next = "CMD"
                 with m.Elif(in_conv & ~carried & pre_ready & pre_band & same_weights
                             & (load_code == ErrorCode.NONE) & ~abort & ~act_bad):
                     # The next row tile of this layer is in: its passes follow on.
-                    m.d.sync += [load_idx.eq(0), pass_base.eq(d.weight_addr), carried.eq(1),
+                    m.d.sync += [load_idx.eq(0), carried.eq(1),
                                  load_bank0.eq(load_bank0 ^ d.passes[0])]
+                    m.d.sync += [port_addr[j].eq(d.weight_addr + port_off[j] * 8)
+                                 for j in range(n_ports)]
                     m.next = "CMD"
             with m.State("CMD"):
                 with m.If((load_idx == d.passes) | (load_code != ErrorCode.NONE) | abort
@@ -892,11 +942,12 @@ class Engine(wiring.Component):
                     for j, wd in enumerate(wdmas):
                         active = 1 if j == 0 else rows_of[j] != 0
                         m.d.comb += [wd.cmd.valid.eq(active),
-                                     wd.cmd.payload.addr.eq(pass_base + port_off[j] * 8),
+                                     wd.cmd.payload.addr.eq(port_addr[j]),
                                      wd.cmd.payload.words.eq(port_words[j])]
                         m.d.sync += [pk[j].eq(0), pidx[j].eq(j), pending[j].eq(active)]
-                    m.d.sync += [hdr.eq(0), bias_bad.eq(0), format_bad.eq(0), port_err.eq(0),
-                                 pass_base.eq(pass_base + pass_words * 8)]
+                    m.d.sync += [hdr.eq(0), bias_bad.eq(0), format_bad.eq(0), port_err.eq(0)]
+                    m.d.sync += [port_addr[j].eq(port_addr[j] + pass_words * 8)
+                                 for j in range(n_ports)]
                     m.next = "DATA"
             with m.State("DATA"):
                 m.d.comb += [loader_busy.eq(1), loading.eq(1)]
