@@ -442,6 +442,13 @@ def _check_package(outdir: Path, cfg: HwConfig, board: str) -> dict:
     report = (outdir / "build-report.md").read_text()
     assert "Not built: Vivado not found" in report
     assert "Cycle model" in report      # the model, or why ResNet-18 does not fit
+    # The timing estimate of every part with registers, with the registers of its worst path.
+    timing = util["timing"]
+    assert "accel_core" in timing["parts"] and timing["clock_mhz"] == cfg.clock_mhz
+    assert timing["fmax_mhz"] == min(t["fmax_MHz"] for t in timing["parts"].values())
+    core = timing["parts"]["accel_core"]
+    assert core["start"] and core["end"] and not core["end"].startswith("$")
+    assert "## Timing estimate" in report and f"`{core['start']}` -> `{core['end']}`" in report
     return util
 
 

@@ -8,6 +8,9 @@ import re
 from pathlib import Path
 
 import pytest
+from amaranth.hdl import Module, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
 
 from rtl.build.synth import (
     TIMING_MODELS,
@@ -160,6 +163,36 @@ def test_array_timing_estimate() -> None:
     assert fig["period_ns"] > 1.0 and fig["fmax_MHz"] == pytest.approx(1000 / fig["period_ns"],
                                                                       rel=0.01)
     assert fig["worst_path"].startswith("FD") and "-> FD" in fig["worst_path"]
+
+
+class _Counters(wiring.Component):
+    """``count`` counts; ``total`` adds the square of ``count`` (registers, when ``regs``);
+    ``plain`` is ``x`` passed through (nothing to time)."""
+
+    def __init__(self, regs: bool) -> None:
+        self._regs = regs
+        super().__init__({"x": In(8), "plain": Out(8), "total": Out(8)})
+
+    def elaborate(self, platform: object) -> Module:
+        m = Module()
+        m.d.comb += self.plain.eq(self.x)
+        if self._regs:
+            count, total = Signal(8, name="count"), Signal(8, name="total")
+            m.d.sync += [count.eq(count + 1), total.eq(total + count * count)]
+            m.d.comb += self.total.eq(total)
+        return m
+
+
+def test_timing_names_the_registers_of_the_worst_path(tmp_path) -> None:
+    """Registers are named after the signals they hold, so the worst path says where it
+    starts and ends; a design with nothing to time gives no estimate, not an error."""
+    model = TIMING_MODELS["xc7z020clg400-1"]
+    res = synthesize(_Counters(True), top="top", work_dir=tmp_path / "a", timing=model)
+    summary = res.timing.summary()
+    assert summary["start"].startswith("count[") and summary["end"].startswith("total[")
+    assert res.timing.path[0][1] == summary["start"]
+    res = synthesize(_Counters(False), top="top", work_dir=tmp_path / "b", timing=model)
+    assert res.timing is None
 
 
 def _docs_figures() -> dict[tuple[str, str], dict[str, int]]:

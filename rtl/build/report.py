@@ -40,6 +40,29 @@ def _regs_line(ctx: BuildContext, cfg: HwConfig) -> str:
             f"DDR through {', '.join(facts['hp_ports'])}")
 
 
+def timing_lines(timing: dict[str, Any] | None, cfg: HwConfig) -> list[str]:
+    """The report's timing-estimate section: per part the estimated clock, the logic levels
+    of the worst register-to-register path and its registers, and the verdict on the clock."""
+    if not timing or not timing["parts"]:
+        return []
+    out = ["## Timing estimate (Yosys netlist, data-sheet delays)", "",
+           f"Target: **{cfg.clock_mhz:g} MHz**. Estimated: **{timing['fmax_mhz']:.0f} MHz** "
+           f"(the slowest part), which "
+           + ("supports the target." if timing["fmax_mhz"] >= cfg.clock_mhz else
+              "does **not** support the target: Vivado is expected to fail timing unless the "
+              "paths below are shortened or the clock lowered.")
+           + f" Model: {timing['model']}.", ""]
+    rows = [[name, t["synthesized"], f"{t['fmax_MHz']:.0f}", f"{t['period_ns']:.2f}",
+             str(t["lut_levels"]), str(t["carry4"]),
+             f"`{t['start']}` -> `{t['end']}`" + (" (DSP48E1 F_MAX)" if t["dsp_limited"] else "")]
+            for name, t in timing["parts"].items()]
+    out += _table(["part", "synthesized", "MHz", "ns", "LUT levels", "CARRY4", "worst path"],
+                  rows)
+    out += ["", "How the estimate is made and how far to trust it: docs/arrays.md (timing "
+            "estimate). Vivado's timing report, when a bitstream is built, is the arbiter.", ""]
+    return out
+
+
 def build_report(ctx: BuildContext, cfg: HwConfig) -> str:
     """``build-report.md`` from the outputs of the earlier steps."""
     util = read_record(ctx.work / "utilization.json", "synthesize")
@@ -74,6 +97,7 @@ def build_report(ctx: BuildContext, cfg: HwConfig) -> str:
             "LUT includes inverters and LUT-as-memory, BRAM36 counts a RAMB18 as half. "
             "Extrapolated parts were synthesized at two small row counts (the rows of an array "
             "are identical and independent); `--synth full` synthesizes them whole.", ""]
+    out += timing_lines(util.get("timing"), cfg)
     out += ["## Bitstream (Vivado)", ""]
     if bit["built"]:
         vu = bit["utilization"]

@@ -38,6 +38,10 @@ class SynthError(RuntimeError):
     """Yosys failed or its report could not be read; the message ends with the log's tail."""
 
 
+class NoRegisterPathError(SynthError):
+    """The design has no register-to-register path to time."""
+
+
 @dataclass(frozen=True)
 class SynthResult:
     """Cell counts of one synthesized design.
@@ -230,6 +234,9 @@ def synthesize(design: Elaboratable | str | os.PathLike | Sequence[str | os.Path
     script.write_text("".join(_read_command(name) for name in names)
                       + f"synth_xilinx -family {family} -top {top} -flatten -noiopad "
                         f"-run :map_luts\n"
+                      # Registers take the names of the signals they hold, so that the timing
+                      # estimate can say where a path starts and ends.
+                      + "rename -wire t:FD*\n"
                       # Yosys 0.70's abc9 reintegration asserts on some of Amaranth's internal
                       # wire names; hiding non-port names before LUT mapping avoids it and
                       # changes no logic.
@@ -254,7 +261,10 @@ def synthesize(design: Elaboratable | str | os.PathLike | Sequence[str | os.Path
     report = None
     if timing is not None:
         netlist = json.loads((work / "netlist.json").read_text())
-        report = estimate_timing(netlist, top, timing)
+        try:
+            report = estimate_timing(netlist, top, timing)
+        except NoRegisterPathError:       # e.g. block RAM only: nothing to time
+            report = None
     return SynthResult(top=top, family=family, cells=cells,
                        report=(work / "stat.txt").read_text(), log=log, seconds=seconds,
                        cpu_seconds=cpu,
@@ -356,10 +366,17 @@ class TimingReport:
     def summary(self) -> dict[str, Any]:
         return {"period_ns": round(self.period_ns, 2), "fmax_MHz": round(self.fmax_mhz, 1),
                 "lut_levels": self.lut_levels, "carry4": self.carry4,
-                "max_fanout": self.max_fanout[0]}
+                "max_fanout": self.max_fanout[0], "start": self.path[0][1],
+                "end": self.path[-1][1], "dsp_limited": self.dsp_limited}
 
 
 _SEQ_PREFIX = ("FD", "SRL", "DSP48E1", "RAMB")
+
+
+def _register(cell: str) -> str:
+    """A register's name as ``rename -wire`` left it: the signal bit it holds (e.g.
+    ``inner.engine.state[1]``) without the cell type Yosys appends; other names unchanged."""
+    return cell.split("\\")[0] or cell
 
 
 def _param(cell: dict, name: str) -> int:
@@ -538,7 +555,7 @@ def estimate_timing(netlist: dict[str, Any], top: str, model: TimingModel) -> Ti
         if best_end is not None:
             ends.append((best_end[0], name, best_end[1]))
     if not ends:
-        raise SynthError(f"{top!r} has no register-to-register path")
+        raise NoRegisterPathError(f"{top!r} has no register-to-register path")
     ends.sort(reverse=True)
     period, end_cell, end_bit = ends[0]
     path = [(cells[end_cell]["type"], end_cell, round(period, 3))]
@@ -546,14 +563,16 @@ def estimate_timing(netlist: dict[str, Any], top: str, model: TimingModel) -> Ti
     while bit is not None:
         t, _, _, _, prev = arrival[bit]
         src = driver[bit]
-        path.append((cells[src[0]]["type"], names.get(bit, src[0]), round(t, 3)))
+        kind = cells[src[0]]["type"]
+        path.append((kind, _register(src[0]) if kind.startswith(_SEQ_PREFIX)
+                     else names.get(bit, src[0]), round(t, 3)))
         bit = prev
     path.reverse()  # start register first, endpoint last
     _, lut, mux, c4, _ = arrival[end_bit]
     worst = []
     for t, name, b in ends[:5]:
         a = arrival[b]
-        worst.append((round(t, 3), a[1], a[3], f"{cells[name]['type']} {names.get(b, name)}"))
+        worst.append((round(t, 3), a[1], a[3], f"{cells[name]['type']} {_register(name)}"))
     driven = [(fanout[b], b) for b, (name, _) in driver.items()
               if not cells[name]["type"].startswith("BUFG")]  # clock nets are not data
     fo, fo_bit = max(driven) if driven else (0, -1)
