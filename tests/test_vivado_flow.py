@@ -34,7 +34,7 @@ def quick_parts(monkeypatch):
         return [T.AcceleratorPart(name="accel_core", description="stand-in", design=object(),
                                   to_verilog=lambda: "module accel_core; endmodule\n")]
 
-    def synthesize(path, *, top, work_dir):
+    def synthesize(path, *, top, work_dir, timing=None):
         return SynthResult(top=top, family="xc7", cells={"LUT6": 100, "FDRE": 100},
                            report="", log="", seconds=0.1)
 
