@@ -74,7 +74,9 @@ class WeightBanks(wiring.Component):
     ``rd_en`` is low), the ``result_lanes`` slots of group ``group`` (slots
     ``group * result_lanes + i``) on ``slots`` at once, the flags on ``fixed8``; ``conflict``:
     two valid slots of that group share an output-buffer lane (``channel % vec_len``), from a
-    register that follows the slots a cycle after they are written. Its own
+    register that follows the slots a cycle after they are written; ``peek_valid`` and
+    ``peek_conflict``: the valid flags and the conflict of group ``peek``, ``first_valid`` and
+    ``first_conflict`` those of group 0. Its own
     component so that the build's estimate can scale it with the array rows.
     """
 
@@ -91,6 +93,9 @@ class WeightBanks(wiring.Component):
             "group": In(_bits(self._groups + 1)),
             "slots": Out(data.ArrayLayout(slot_layout(cfg), cfg.result_lanes)),
             "conflict": Out(1),
+            "peek": In(_bits(self._groups + 1)),
+            "peek_valid": Out(cfg.result_lanes), "peek_conflict": Out(1),
+            "first_valid": Out(cfg.result_lanes), "first_conflict": Out(1),
         }
         if fixed8_pairs:
             members["fixed8_we"] = In(1)
@@ -127,6 +132,12 @@ class WeightBanks(wiring.Component):
                                         == grp[k].channel[:lane_bits_v]))
                 m.d.sync += conflicts[b][gi].eq(hit)
         m.d.comb += self.conflict.eq(conflicts[self.rd_bank][self.group])
+        peeked = slots[self.rd_bank][self.peek]
+        m.d.comb += [self.peek_valid.eq(Cat(*[peeked[i].valid for i in range(lanes)])),
+                     self.peek_conflict.eq(conflicts[self.rd_bank][self.peek])]
+        first = slots[self.rd_bank][0]
+        m.d.comb += [self.first_valid.eq(Cat(*[first[i].valid for i in range(lanes)])),
+                     self.first_conflict.eq(conflicts[self.rd_bank][0])]
         if self._pairs:
             flags = Signal(data.ArrayLayout(data.ArrayLayout(unsigned(1), self._pairs), 2))
             with m.If(self.fixed8_we):
@@ -282,14 +293,18 @@ class ConvCore(wiring.Component):
 
         m.d.comb += banks.group.eq(g)
         slot = banks.slots
-        # Whether the group's valid slots share a lane comes from a register in the banks
-        # (the slots are written long before the pass reads them).
-        conflict = banks.conflict
+        # The valid flags of group g's slots and whether they share a lane are registers here:
+        # group 0's follow the banks (the slots are written long before the pass reads them),
+        # the next group's are looked up from g + 1 while g is serialized.
+        cur_valid, cur_conflict = Signal(lanes), Signal()
+        g0_valid, g0_conflict = Signal(lanes), Signal()
+        m.d.comb += banks.peek.eq(g + 1)
+        m.d.sync += [g0_valid.eq(banks.first_valid), g0_conflict.eq(banks.first_conflict)]
         enable = Signal(lanes)
         for i in range(lanes):
-            m.d.comb += enable[i].eq(slot[i].valid & (~conflict | (sub == i)))
+            m.d.comb += enable[i].eq(cur_valid[i] & (~cur_conflict | (sub == i)))
         beat_done = ser_busy & ((enable == 0) | post.i.ready)
-        group_done = beat_done & (~conflict | (sub == lanes - 1))
+        group_done = beat_done & (~cur_conflict | (sub == lanes - 1))
         g_last = Signal()                # g == groups - 1
         pixel_done = group_done & g_last
         load = pot_full & dsp_full & (~ser_busy | pixel_done)
@@ -300,13 +315,16 @@ class ConvCore(wiring.Component):
         with m.If(beat_done):
             m.d.sync += sub.eq(Mux(group_done, 0, sub + 1))
             with m.If(group_done):
-                m.d.sync += [g.eq(g + 1), g_last.eq(g == groups - 2)]
+                m.d.sync += [g.eq(g + 1), g_last.eq(g == groups - 2),
+                             cur_valid.eq(banks.peek_valid),
+                             cur_conflict.eq(banks.peek_conflict)]
         with m.If(pixel_done):
             m.d.sync += [ser_busy.eq(0), pixel.eq(pixel + 1), pixels_done.eq(pixels_done + 1),
                          pix_base.eq(pix_end), pix_end.eq(pix_end + L.out_chunks)]
         with m.If(load):
             m.d.sync += [res.eq(Cat(res_pot, res_dsp)), ser_busy.eq(1), g.eq(0), sub.eq(0),
-                         dsp_full.eq(0), g_last.eq(groups == 1)]
+                         dsp_full.eq(0), g_last.eq(groups == 1), cur_valid.eq(g0_valid),
+                         cur_conflict.eq(g0_conflict)]
 
         m.d.comb += [post.i.valid.eq(ser_busy & (enable != 0)), post.i.payload.mode.eq(L.mode),
                      post.i.payload.tag.eq(Cat(pixel, pix_base, pix_end, enable,

@@ -55,13 +55,19 @@ def DmaCommand(cfg: HwConfig) -> data.StructLayout:
 
 
 def _window_ok(m: Module, cfg: HwConfig, addr, words, base, size) -> Signal:
-    """Whether ``[addr, addr + 8 * words)`` is aligned, non-empty and inside the window."""
+    """Whether ``[addr, addr + 8 * words)`` is aligned, non-empty and inside the window.
+
+    ``addr`` and ``words`` are the registers the command was taken into, and the window's
+    end is a register too (the window is set before any command), so the check is an adder
+    and two comparisons between registers."""
     wb = cfg.axi_data_width // 8
     ok = Signal(name="window_ok")
     end = Signal(cfg.axi_addr_width + 2)
+    limit = Signal(cfg.axi_addr_width + 2, name="window_limit")
+    m.d.sync += limit.eq(base + size)
     m.d.comb += end.eq(addr + words * wb)
     m.d.comb += ok.eq((addr[: (wb - 1).bit_length()] == 0) & (words != 0) & (addr >= base)
-                      & (end <= base + size))
+                      & (end <= limit))
     return ok
 
 
@@ -90,15 +96,15 @@ def _dma_members(cfg: HwConfig, data: str, flow) -> dict[str, wiring.Member]:
 
 class _Transfer:
     """Per-command state both directions use: address, words left, this burst's length and
-    the window check of the command on offer."""
+    the window check of the command just taken (from its registers, in the cycle after)."""
 
     def __init__(self, m: Module, unit: wiring.Component, cfg: HwConfig) -> None:
         self.wb = cfg.axi_data_width // 8
         self.addr = Signal(cfg.axi_addr_width)
         self.remaining = Signal(cfg.axi_addr_width)
         self.beats = _burst_len(m, cfg, self.addr, self.remaining)
-        self.ok = _window_ok(m, cfg, unit.cmd.payload.addr, unit.cmd.payload.words,
-                             unit.window_base, unit.window_size)
+        self.ok = _window_ok(m, cfg, self.addr, self.remaining, unit.window_base,
+                             unit.window_size)
 
 
 def _status(m: Module, fsm, unit: wiring.Component) -> None:
@@ -110,9 +116,10 @@ def _status(m: Module, fsm, unit: wiring.Component) -> None:
 class DmaReader(wiring.Component):
     """Reads ``words`` bus words from ``addr`` and streams them out in order.
 
-    A command is checked against ``[window_base, window_base + window_size)`` (and word
-    alignment) before any bus traffic; a failing one sets ``error`` (held until the next
-    command) and finishes without reading. Bursts are INCR, at most 16 beats, never crossing
+    A command is taken into registers, then checked against
+    ``[window_base, window_base + window_size)`` (and word alignment) in the next cycle,
+    before any bus traffic; a failing one sets ``error`` (held until the next command) and
+    finishes without reading. Bursts are INCR, at most 16 beats, never crossing
     a 4 KiB boundary, up to ``MAX_OUTSTANDING`` in flight (same ID, so the data comes back
     in order); ``rready`` follows ``o.ready``, so the stream's
     backpressure reaches the bus. ``done`` pulses when the last word has left on ``o`` (or at
@@ -151,15 +158,23 @@ class DmaReader(wiring.Component):
         fly_next = Signal.like(flying)
         m.d.comb += [rem_next.eq(remaining - Mux(ar_fire, beats, 0)),
                      fly_next.eq(flying + ar_fire - r_last)]
+        # rem_next == 0 without the subtraction: beats never exceeds remaining, so the words
+        # run out exactly when remaining is beats (a burst going out) or zero.
+        low = (MAX_BURST).bit_length()
+        rem_zero = Signal()
+        m.d.comb += rem_zero.eq((remaining[low:] == 0)
+                                & (remaining[:low] == Mux(ar_fire, beats, 0)))
         with m.FSM(name="dma_rd") as fsm:
             with m.State("IDLE"):
                 with m.If(self.cmd.valid):
                     m.d.sync += [addr.eq(self.cmd.payload.addr), flying.eq(0),
-                                 remaining.eq(self.cmd.payload.words), self.error.eq(~ok),
-                                 arvalid.eq(ok)]
-                    m.next = "RUN"
-                    with m.If(~ok):
-                        m.next = "DONE"
+                                 remaining.eq(self.cmd.payload.words)]
+                    m.next = "CHECK"
+            with m.State("CHECK"):
+                m.d.sync += [self.error.eq(~ok), arvalid.eq(ok)]
+                m.next = "RUN"
+                with m.If(~ok):
+                    m.next = "DONE"
             with m.State("RUN"):
                 m.d.comb += [self.o.valid.eq(bus.rvalid), bus.rready.eq(self.o.ready)]
                 m.d.sync += [flying.eq(fly_next), remaining.eq(rem_next)]
@@ -167,11 +182,11 @@ class DmaReader(wiring.Component):
                     m.d.sync += addr.eq(addr + beats * wb)
                 # An address stays offered until taken; the next one goes out while fewer
                 # than MAX_OUTSTANDING bursts are in flight.
-                more = (rem_next != 0) & (fly_next < MAX_OUTSTANDING)
+                more = ~rem_zero & (fly_next < MAX_OUTSTANDING)
                 m.d.sync += arvalid.eq(Mux(arvalid & ~bus.arready, 1, more))
                 with m.If(bus.rvalid & self.o.ready & (bus.rresp != 0)):
                     m.d.sync += self.error.eq(1)
-                with m.If((rem_next == 0) & (fly_next == 0)):
+                with m.If(rem_zero & (fly_next == 0)):
                     m.next = "DONE"
             with m.State("DONE"):
                 m.next = "IDLE"
@@ -207,6 +222,7 @@ class DmaWriter(wiring.Component):
                      bus.awlen.eq(beats - 1)]
         # Bursts whose beats went out and whose response has not come back.
         waiting = Signal(range(MAX_OUTSTANDING + 1), name="waiting")
+        fresh = Signal()   # the command was just taken: NEXT checks it first
         w_last = bus.wvalid & bus.wready & bus.wlast
         b_fire = bus.bvalid & bready
         m.d.sync += waiting.eq(waiting + w_last - b_fire)
@@ -216,13 +232,15 @@ class DmaWriter(wiring.Component):
             with m.State("IDLE"):
                 with m.If(self.cmd.valid):
                     m.d.sync += [addr.eq(self.cmd.payload.addr),
-                                 remaining.eq(self.cmd.payload.words), self.error.eq(~ok)]
+                                 remaining.eq(self.cmd.payload.words), self.error.eq(0),
+                                 fresh.eq(1)]
                     m.next = "NEXT"
-                    with m.If(~ok):
-                        m.next = "DONE"
             with m.State("NEXT"):
-                m.d.sync += bready.eq(1)
-                with m.If(remaining == 0):
+                m.d.sync += [bready.eq(1), fresh.eq(0)]
+                with m.If(fresh & ~ok):
+                    m.d.sync += [self.error.eq(1), bready.eq(0)]
+                    m.next = "DONE"
+                with m.Elif(remaining == 0):
                     m.next = "RESP"
                 with m.Elif(waiting < MAX_OUTSTANDING):
                     m.d.sync += awvalid.eq(1)

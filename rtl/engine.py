@@ -128,11 +128,6 @@ class Engine(wiring.Component):
         desc = Signal(descriptor_layout())
         desc_words = descriptor_bytes() * 8 // word
         d = desc
-        # A conv-add is a conv whose (signed) result gets the residual add in the out buffer.
-        is_fused = d.op == Op.CONV_ADD
-        is_conv, is_add = (d.op == Op.CONV) | is_fused, d.op == Op.ADD
-        reads2 = is_add | is_fused     # a second input map at in2_addr
-        is_max, is_avg = d.op == Op.MAXPOOL, d.op == Op.AVGPOOL
         # Quantities derived from the descriptor are computed in a pipeline of registers that
         # follows ``desc`` (a product or a comparison per stage); CHECK waits CHECK_CYCLES for
         # its last stage, and they stay stable while the descriptor runs.
@@ -140,6 +135,15 @@ class Engine(wiring.Component):
             sig = Signal(shape, name=name)
             m.d.sync += sig.eq(expr)
             return sig
+
+        # The op's one-hots are registers too (stage 1).
+        # A conv-add is a conv whose (signed) result gets the residual add in the out buffer.
+        is_fused = reg(d.op == Op.CONV_ADD, 1, "is_fused")
+        is_conv = reg((d.op == Op.CONV) | (d.op == Op.CONV_ADD), 1, "is_conv")
+        is_add = reg(d.op == Op.ADD, 1, "is_add")
+        reads2 = is_add | is_fused     # a second input map at in2_addr
+        is_max = reg(d.op == Op.MAXPOOL, 1, "is_max")
+        is_avg = reg(d.op == Op.AVGPOOL, 1, "is_avg")
 
         # Stage 1.
         chunks_in = reg((d.in_c + v - 1) >> logv, 16, "chunks_in")
@@ -168,6 +172,8 @@ class Engine(wiring.Component):
         in2_words = reg(Mux(is_fused, out_vecs, in_vecs) * wpv_in2, 48, "in2_words")
         out_words = reg(out_vecs * wpv_out, 48, "out_words")
         out_last = reg(out_vecs - 1, _bits(cfg.out_buf_depth + 1), "out_last")
+        wpv_in_last = reg(wpv_in - 1, 8, "wpv_in_last")
+        wpv_in2_last = reg(wpv_in2 - 1, 8, "wpv_in2_last")
         # Stage 4: the byte ends of the maps.
         in_end = reg(d.in_addr + in_words * 8, cfg.axi_addr_width + 20, "in_end")
         in2_end = reg(d.in2_addr + in2_words * 8, cfg.axi_addr_width + 20, "in2_end")
@@ -188,6 +194,11 @@ class Engine(wiring.Component):
         def inside(addr, words):
             return (addr >= base) & (addr + words * 8 <= limit) & (words != 0)
 
+        def desc_bad(addr):
+            # Whether a descriptor at ``addr`` is misaligned or outside the window: registered
+            # where the pointer is set, so DESC_CMD tests flags.
+            return Cat(addr[:3] != 0, ~inside(addr, desc_words))
+
         def inside_end(addr, end, words):
             return (addr >= base) & (end <= limit) & (words != 0)
 
@@ -196,10 +207,14 @@ class Engine(wiring.Component):
         half = d.kernel >> 1
         pads_ok = ((d.pad_top <= half) & (d.pad_bottom <= half) & (d.pad_left <= half)
                    & (d.pad_right <= half))
-        window_geom = reg(((d.stride == 1) | (d.stride == 2)) & pads_ok
-                          & (d.in_h + d.pad_top + d.pad_bottom >= d.kernel)
-                          & (d.in_w + d.pad_left + d.pad_right >= d.kernel)
-                          & (d.out_h == exp_h) & (d.out_w == exp_w), 1, "window_geom")
+        # Two stages: the expected output size and the simple tests, then the comparison.
+        geom_ok = reg(((d.stride == 1) | (d.stride == 2)) & pads_ok
+                      & (d.in_h + d.pad_top + d.pad_bottom >= d.kernel)
+                      & (d.in_w + d.pad_left + d.pad_right >= d.kernel), 1, "geom_ok")
+        exp_h_r = reg(exp_h, len(d.out_h) + 2, "exp_h")
+        exp_w_r = reg(exp_w, len(d.out_w) + 2, "exp_w")
+        window_geom = reg(geom_ok & (d.out_h == exp_h_r) & (d.out_w == exp_w_r), 1,
+                          "window_geom")
         kernel_ok = (d.kernel >= 1) & (d.kernel <= MAX_KERNEL)
         conv_ok = (kernel_ok & window_geom & (d.mode <= PostMode.LOGITS)
                    & ((d.in_bits == act) | (d.in_bits == 8)) & (d.out_bits == mode_bits)
@@ -335,6 +350,10 @@ class Engine(wiring.Component):
         adds_in_flight = Signal(4)
         desc_ptr = Signal(cfg.axi_addr_width)   # the descriptor being run
         desc_idx = Signal(16)                   # its index in the chain
+        ptr_bad = Signal(2)            # desc_ptr is misaligned (bit 0), out of the window (1)
+        next_bad = Signal(2)           # the same for desc_ptr + one descriptor (registered)
+        pre_ptr_bad = Signal(2)        # the same for pre_ptr
+        last_desc = Signal()           # desc_idx is the chain's last (registered)
         load_idx = Signal(16)          # conv pass the loader fetches next
         run_idx = Signal(16)           # conv pass the core runs next
         full = Signal(2)               # weight bank holds a loaded, not yet run pass
@@ -378,6 +397,10 @@ class Engine(wiring.Component):
         wb_bits = Signal.like(desc.out_bits)
         wb_lo = Signal(cfg.axi_addr_width + 2)      # bytes [wb_lo, wb_hi) being written
         wb_hi = Signal(cfg.axi_addr_width + 2)
+        # Whether this descriptor's input maps overlap those bytes: a register (stage 5 behind
+        # desc, like window_ok; wb_lo and wb_hi are set in OUT_CMD, before the descriptor).
+        wb_hazard = reg(((d.in_addr < wb_hi) & (in_end > wb_lo))
+                        | (is_add & (d.in2_addr < wb_hi) & (in2_end > wb_lo)), 1, "wb_hazard")
         done_count = Signal(16)        # descriptors whose output is all in DDR
         # The next descriptor is fetched while a conv computes, and when it is the next row
         # tile of the same layer, its band is loaded into the other half of the act buffer.
@@ -408,6 +431,9 @@ class Engine(wiring.Component):
         ]
         with m.If(busy):
             m.d.sync += cycles.eq(cycles + 1)
+        # Registered a cycle behind desc_ptr and desc_idx; read only once they have settled.
+        m.d.sync += [next_bad.eq(desc_bad(desc_ptr + descriptor_bytes())),
+                     last_desc.eq(desc_idx + 1 == regs.desc_count.value)]
 
         # Layer parameters of the units come from the descriptor.
         window = Signal(window_layout(cfg))
@@ -447,7 +473,6 @@ class Engine(wiring.Component):
                             ext = field.as_signed() if bits == sgn else field
                             m.d.comb += out[lane].eq(ext)
 
-        cur_wpv = wpv_in
         next_vec = Signal.like(vec)
         unpack(rd_word, k, d.in_bits, vec, next_vec)
         m.d.comb += [act_wr.addr.eq(act_addr + Mux(pre_loading, pre_base, 0)),
@@ -478,8 +503,10 @@ class Engine(wiring.Component):
             for i in range(j):
                 blocked = blocked | w_write[i]
             ready = loading & ~(last[j] & blocked)
+            # The loader (loading) and an add's second input (b_active) never share port 0,
+            # so the loader's take leaves out the second input's ready.
             m.d.comb += [wd.o.ready.eq(Mux(b_active, b_ready, ready) if j == 0 else ready),
-                         w_take[j].eq(wd.o.valid & wd.o.ready & loading),
+                         w_take[j].eq(wd.o.valid & ready),
                          w_write[j].eq(w_take[j] & last[j])]
             next_row = Signal.like(prow[j], name=f"port{j}_next_row")
             m.d.comb += next_row.eq(prow[j])
@@ -527,7 +554,7 @@ class Engine(wiring.Component):
         b_word = wdmas[0].o.payload
         b_next = Signal.like(vec)
         unpack(b_word, b_k, d.in2_bits, b_acc, b_next)
-        b_last = b_k == wpv_in2 - 1
+        b_last = b_k == wpv_in2_last
         m.d.comb += [
             adder.i.valid.eq(b_pending & (~wb_busy | (b_tag < out_idx))),
             b_ready.eq(b_active & (~b_last | ((fusing | (b_idx < act_addr))
@@ -581,6 +608,7 @@ class Engine(wiring.Component):
                     m.d.sync += [busy.eq(1), done_flag.eq(0), code.eq(ErrorCode.NONE),
                                  cycles.eq(0), stalls.eq(0), desc_idx.eq(0), abort.eq(0),
                                  desc_ptr.eq(regs.desc_addr.value), done_count.eq(0),
+                                 ptr_bad.eq(desc_bad(regs.desc_addr.value)),
                                  wb_err.eq(0), armed.eq(0), use_pre.eq(0), carried.eq(0),
                                  fusing.eq(0), b_active.eq(0)]
                     m.next = "DESC_CMD"
@@ -596,9 +624,9 @@ class Engine(wiring.Component):
                     m.d.comb += pre_clear.eq(1)
                     m.d.sync += [desc.eq(ndesc), use_pre.eq(pre_band), check_wait.eq(0)]
                     m.next = "CHECK"
-                with m.Elif(a[:3] != 0):
+                with m.Elif(ptr_bad[0]):
                     fail(ErrorCode.MISALIGNED_ADDR)
-                with m.Elif(~inside(a, desc_words)):
+                with m.Elif(ptr_bad[1]):
                     fail(ErrorCode.ADDR_OUT_OF_WINDOW)
                 with m.Else():
                     m.d.comb += [dma.rd_cmd.valid.eq(1), dma.rd_cmd.payload.addr.eq(a),
@@ -633,14 +661,12 @@ class Engine(wiring.Component):
                     m.next = "ACT_CMD"
             with m.State("ACT_CMD"):
                 m.d.sync += act_bad.eq(0)
-                hazard = (d.in_addr < wb_hi) & (in_end > wb_lo)
-                hazard2 = is_add & (d.in2_addr < wb_hi) & (in2_end > wb_lo)
                 with m.If(use_pre):
                     # The band is in already (the prefetch checked it is the next row tile of
                     # the same layer, a conv or a max-pool).
                     m.d.sync += [act_base.eq(pre_base), act_bad.eq(pre_bad), use_pre.eq(0),
                                  run_idx.eq(0), running.eq(0),
-                                 armed.eq(desc_idx + 1 != regs.desc_count.value)]
+                                 armed.eq(~last_desc)]
                     with m.If(is_conv):
                         # The weights start loading, unless the loader carried on with them.
                         m.d.comb += conv_go.eq(~abort & ~carried)
@@ -651,7 +677,7 @@ class Engine(wiring.Component):
                         m.next = "POOL"
                 # A map that the write-back under way still writes (a chain through a
                 # network: this layer reads the last one's output) waits for it.
-                with m.Elif(wb_busy & (hazard | hazard2)):
+                with m.Elif(wb_busy & wb_hazard):
                     m.d.sync += stalls.eq(stalls + 1)
                 with m.Elif(is_add & ~wdmas[0].cmd.ready):
                     m.d.sync += stalls.eq(stalls + 1)
@@ -673,7 +699,7 @@ class Engine(wiring.Component):
                 m.d.sync += stalls.eq(stalls + 1)
                 with m.If(rd_take):
                     m.d.sync += [vec.eq(next_vec), k.eq(k + 1)]
-                    with m.If(k == cur_wpv - 1):
+                    with m.If(k == wpv_in_last):
                         m.d.comb += act_wr.en.eq(1)
                         m.d.sync += [k.eq(0), act_addr.eq(act_addr + 1), vec.eq(0)]
                 with m.If(dma.rd_done):
@@ -681,14 +707,14 @@ class Engine(wiring.Component):
                     with m.If(is_conv):
                         # An error is reported from CONV once the loader has stopped.
                         m.d.sync += [act_bad.eq(dma.rd_error),
-                                     armed.eq(desc_idx + 1 != regs.desc_count.value)]
+                                     armed.eq(~last_desc)]
                         m.next = "CONV"
                     with m.Elif(is_add):
                         # Reported once the second input has come too.
                         m.d.sync += a_err.eq(dma.rd_error)
                         m.next = "B_DRAIN"
                     with m.Else():
-                        m.d.sync += armed.eq(is_max & (desc_idx + 1 != regs.desc_count.value))
+                        m.d.sync += armed.eq(is_max & ~last_desc)
                         m.next = "POOL"
                     with m.If(dma.rd_error & ~is_conv & ~is_add):
                         fail(ErrorCode.AXI_RESPONSE)
@@ -775,10 +801,11 @@ class Engine(wiring.Component):
                         m.d.sync += [wb_last.eq(out_last), wb_wpv_last.eq(wpv_out - 1),
                                      wb_bits.eq(d.out_bits), wb_lo.eq(d.out_addr),
                                      wb_hi.eq(out_end)]
-                        with m.If(desc_idx + 1 != regs.desc_count.value):
+                        with m.If(~last_desc):
                             # The next descriptor of the chain.
                             m.d.sync += [desc_idx.eq(desc_idx + 1),
-                                         desc_ptr.eq(desc_ptr + descriptor_bytes())]
+                                         desc_ptr.eq(desc_ptr + descriptor_bytes()),
+                                         ptr_bad.eq(next_bad)]
                             m.next = "DESC_CMD"
                         with m.Else():
                             m.next = "FINISH"
@@ -823,11 +850,12 @@ class Engine(wiring.Component):
             with m.State("IDLE"):
                 with m.If(computing & armed & ~abort):
                     m.d.sync += [armed.eq(0), pre_ptr.eq(desc_ptr + descriptor_bytes()),
+                                 pre_ptr_bad.eq(next_bad),
                                  pre_have.eq(0), pre_band.eq(0), pre_bad.eq(0)]
                     m.next = "DESC_CMD"
             with m.State("DESC_CMD"):
                 m.d.comb += pre_busy.eq(1)
-                with m.If(abort | (pre_ptr[:3] != 0) | ~inside(pre_ptr, desc_words)):
+                with m.If(abort | (pre_ptr_bad != 0)):
                     m.next = "READY"       # the engine fetches it itself and reports
                 with m.Else():
                     m.d.comb += [dma.rd_cmd.valid.eq(1), dma.rd_cmd.payload.addr.eq(pre_ptr),
@@ -867,7 +895,7 @@ class Engine(wiring.Component):
                 m.d.comb += [pre_busy.eq(1), pre_loading.eq(1), dma.rd_data.ready.eq(1)]
                 with m.If(rd_take):
                     m.d.sync += [vec.eq(next_vec), k.eq(k + 1)]
-                    with m.If(k == cur_wpv - 1):
+                    with m.If(k == wpv_in_last):
                         m.d.comb += act_wr.en.eq(1)
                         m.d.sync += [k.eq(0), act_addr.eq(act_addr + 1), vec.eq(0)]
                 with m.If(dma.rd_done):

@@ -125,8 +125,8 @@ class PostProc(wiring.Component):
             shift2 = Signal(SHIFT_BITS, name=f"shift2_{lane}")
             rounded = Signal(signed(prod_bits + 1), name=f"rounded_{lane}")
             out = Signal(signed(OUT_BITS), name=f"out_{lane}")
+            # Half of the shift's unit, a register beside shift2 (stage 2).
             rounding = Signal(prod_bits + 1, name=f"rounding_{lane}")
-            m.d.comb += rounding.eq((Const(1, prod_bits + 1) << shift2) >> 1)
             with m.If(en):
                 m.d.sync += [
                     total.eq(p.acc[lane] + p.bias[lane]),
@@ -134,6 +134,7 @@ class PostProc(wiring.Component):
                     shift1.eq(p.shift[lane]),
                     prod.eq(total * mult),
                     shift2.eq(shift1),
+                    rounding.eq((Const(1, prod_bits + 1) << shift1) >> 1),
                     rounded.eq((prod + rounding) >> shift2),
                     out.eq(Mux(rounded < clamp_lo, clamp_lo,
                                Mux(rounded > clamp_hi, clamp_hi, rounded))),

@@ -431,7 +431,10 @@ class AvgPool(wiring.Component):
         px = Signal(len(L.pixels), name="px")
         addr = Signal(_bits(cfg.act_buf_depth) + 1, name="addr")
         issuing, issue_done = Signal(), Signal()
-        last_px, last_ch = px == L.pixels - 1, ch == L.chunks - 1
+        # The last indices are registers (the layer holds still from ``start`` on).
+        px_last, ch_last = Signal.like(px, name="px_last"), Signal.like(ch, name="ch_last")
+        m.d.sync += [px_last.eq(L.pixels - 1), ch_last.eq(L.chunks - 1)]
+        last_px, last_ch = px == px_last, ch == ch_last
 
         # The slot is freed as its last lane enters PostProc.
         slot_valid = Signal(name="slot_valid")

@@ -105,8 +105,18 @@ class WindowGen(wiring.Component):
             return Mux(pad[0], value, 0) + Mux(pad[1], value << 1, 0)
 
         iy, ix = iy0 + ky, ix0 + kx
-        last_kx, last_ky = kx == L.kernel - 1, ky == L.kernel - 1
-        last_ch, last_ox, last_oy = ch == L.chunks - 1, ox == L.out_w - 1, oy == L.out_h - 1
+        # The last indices are registers (the layer holds still from ``start`` on, and the
+        # first comparison comes a cycle after it).
+        def last_of(value, like, name):
+            sig = Signal.like(like, name=name)
+            m.d.sync += sig.eq(value - 1)
+            return sig
+
+        k_last = last_of(L.kernel, kx, "kernel_last")
+        last_kx, last_ky = kx == k_last, ky == k_last
+        last_ch = ch == last_of(L.chunks, ch, "chunks_last")
+        last_ox = ox == last_of(L.out_w, ox, "out_w_last")
+        last_oy = oy == last_of(L.out_h, oy, "out_h_last")
         m.d.comb += [
             self.valid.eq(running),
             self.addr.eq((row_k + col_k + ch)[:self._addr_bits]),
