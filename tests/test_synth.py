@@ -190,6 +190,7 @@ def test_timing_names_the_registers_of_the_worst_path(tmp_path) -> None:
     res = synthesize(_Counters(True), top="top", work_dir=tmp_path / "a", timing=model)
     summary = res.timing.summary()
     assert summary["start"].startswith("count[") and summary["end"].startswith("total[")
+    assert "\\" not in summary["start"] + summary["end"]        # no cell type appended
     assert res.timing.path[0][1] == summary["start"]
     res = synthesize(_Counters(False), top="top", work_dir=tmp_path / "b", timing=model)
     assert res.timing is None

@@ -158,23 +158,20 @@ def accelerator_parts(cfg: HwConfig) -> list[AcceleratorPart]:
         f"accelerator core: AXI4-Lite control ({len(regmap)} registers), engine, DMA, buffers, "
         f"vector units, with {CORE_ROWS}-row arrays",
         flat_accelerator(core_cfg))]
-    if cfg.pot_rows:
+    # HwConfig gives both arrays at least one row.
+    for name, array, rows, what in (
+            ("pot_array", PotArray, "pot_rows",
+             f"PoT-4 shift-add array, {cfg.pot_rows} x {cfg.pot_cols} ({cfg.pot_macs} "
+             f"MACs/cycle, LUTs)"),
+            ("dsp_array", DspArray, "dsp_rows",
+             f"packed DSP48E1 array, {cfg.dsp_rows} lanes x {cfg.dsp_cols} ({cfg.dsp_count} "
+             f"DSP48E1, {cfg.dsp_pack} products each)")):
         parts.append(_part(
-            "pot_array",
-            f"PoT-4 shift-add array, {cfg.pot_rows} x {cfg.pot_cols} ({cfg.pot_macs} "
-            f"MACs/cycle, LUTs)",
-            PotArray(cfg=cfg), rows=cfg.pot_rows, counted_from=core_cfg.pot_rows,
-            row_slice=lambda rows: to_rtlil(PotArray(cfg=cfg.replace(pot_rows=rows)),
-                                            "pot_array")))
-    if cfg.dsp_rows:
-        parts.append(_part(
-            "dsp_array",
-            f"packed DSP48E1 array, {cfg.dsp_rows} lanes x {cfg.dsp_cols} ({cfg.dsp_count} "
-            f"DSP48E1, {cfg.dsp_pack} products each)",
-            DspArray(cfg=cfg), rows=cfg.dsp_rows, counted_from=core_cfg.dsp_rows,
-            row_slice=lambda rows: to_rtlil(DspArray(cfg=cfg.replace(dsp_rows=rows)),
-                                            "dsp_array")))
-    rows = cfg.pot_rows + cfg.dsp_rows
+            name, what, array(cfg=cfg), rows=getattr(cfg, rows),
+            counted_from=getattr(core_cfg, rows),
+            row_slice=lambda n, name=name, array=array, rows=rows: to_rtlil(
+                array(cfg=cfg.replace(**{rows: n})), name)))
+    rows = cfg.slots
     parts.append(_part(
         "weight_banks",
         f"double-buffered weight banks: 2 x {cfg.weight_buf_depth} rows of "

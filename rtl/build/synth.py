@@ -558,7 +558,7 @@ def estimate_timing(netlist: dict[str, Any], top: str, model: TimingModel) -> Ti
         raise NoRegisterPathError(f"{top!r} has no register-to-register path")
     ends.sort(reverse=True)
     period, end_cell, end_bit = ends[0]
-    path = [(cells[end_cell]["type"], end_cell, round(period, 3))]
+    path = [(cells[end_cell]["type"], _register(end_cell), round(period, 3))]
     bit: int | None = end_bit
     while bit is not None:
         t, _, _, _, prev = arrival[bit]
