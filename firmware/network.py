@@ -11,7 +11,6 @@ are then at ``plan.output``. Only numpy, the hardware config and the model file 
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass, field
 
 from quant import contract as C
@@ -19,7 +18,7 @@ from quant.fit import check_fits
 from quant.model_format import QModel
 from rtl.config import HwConfig
 from rtl.interface.ddr import feature_map_words
-from rtl.interface.descriptor import Op, PostMode, descriptor_bytes
+from rtl.interface.descriptor import Op, PostMode, descriptor_bytes, fusable_adds
 from rtl.interface.stem import Fold, fold_plan, fold_weight
 from rtl.interface.tiling import layer_descriptors
 
@@ -77,23 +76,6 @@ class _Allocator:
         addr = self.next
         self.next += -(-nbytes // _ALIGN) * _ALIGN + _ALIGN
         return addr
-
-
-def fusable_adds(nodes: list[dict]) -> dict[str, str]:
-    """Residual adds that run inside the conv that produces one of their inputs (a conv
-    without ReLU, right before the add, whose output nothing else reads): conv name -> add
-    name. Such a pair runs as one ``Op.CONV_ADD`` job named after the conv."""
-    readers: dict[str, int] = {}
-    for node in nodes:
-        for name in node["inputs"]:
-            readers[name] = readers.get(name, 0) + 1
-    fused = {}
-    for node, nxt in itertools.pairwise(nodes):
-        if (node["op"] == "conv" and not node["relu"] and nxt["op"] == "add"
-                and node["name"] in nxt["inputs"] and readers[node["name"]] == 1
-                and len(set(nxt["inputs"])) == 2):
-            fused[node["name"]] = nxt["name"]
-    return fused
 
 
 def plan_network(model: QModel, cfg: HwConfig, *, base: int, size: int,

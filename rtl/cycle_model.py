@@ -36,7 +36,7 @@ from .dma import MAX_BURST, MAX_OUTSTANDING
 from .dsp_array import dsp_latency
 from .engine import CHECK_CYCLES, ELIG_CYCLES
 from .interface.ddr import port_span, words_per_vector
-from .interface.descriptor import Op, descriptor_bytes, unpack_descriptor
+from .interface.descriptor import Op, descriptor_bytes, fusable_adds, unpack_descriptor
 from .interface.stem import fold_plan
 from .interface.tiling import layer_descriptors
 from .postproc import PostProc
@@ -339,7 +339,6 @@ def resnet18_cycles(cfg: HwConfig, ratio: str | tuple[int, int, int], *, image: 
     out: list[LayerCycles] = []
     bits = {"input": cfg.input_bits}        # storage bits of every tensor
     addr = {"input": 0}                     # a DDR region of its own for every tensor
-    from firmware.network import fusable_adds  # the firmware's rule (numpy only)
 
     fused = fusable_adds(nodes)
     held: dict[str, tuple] = {}             # a fused conv, until its add

@@ -85,3 +85,17 @@ def test_the_gateware_imports_no_build_tooling_and_no_firmware():
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                           text=True, check=True)
     assert proc.stdout.strip() == ""
+
+
+def test_no_gateware_source_names_the_tooling_or_the_firmware():
+    """Also imports inside functions, which importing the modules does not run."""
+    import re
+    found = []
+    for path in (ROOT / "rtl").rglob("*.py"):
+        if "build" in path.relative_to(ROOT).parts:
+            continue
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            if re.match(r"\s*(from|import)\s+(firmware\b|rtl\.build\b|\.+build\b)", line):
+                found.append(f"{path.relative_to(ROOT)}:{n}: {line.strip()}")
+    assert not found, "\n".join(found)
+

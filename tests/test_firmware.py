@@ -22,11 +22,10 @@ from firmware.driver import (
     Driver,
 )
 from firmware.emu import EmuBackend
-from firmware.network import fusable_adds
 from quant import golden
 from quant.random_model import random_images, random_resnet18
 from rtl.config import preset
-from rtl.interface.descriptor import FIELDS, descriptor_bytes
+from rtl.interface.descriptor import FIELDS, descriptor_bytes, fusable_adds
 from rtl.interface.regmap import ErrorCode
 from tests.firmware_util import SMALL, compiled, make_package
 

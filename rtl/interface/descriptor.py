@@ -9,11 +9,24 @@ it with one burst. Field order and meaning live only here.
 from __future__ import annotations
 
 import enum
+import itertools
 import struct
 
-__all__ = ["ADDRESS_FIELDS", "DESC_MAGIC", "FIELDS", "IN_BITS", "MAX_KERNEL", "OUT_BITS",
-           "Op", "PostMode", "descriptor_bytes",
-           "descriptor_words32", "pack_descriptor", "unpack_descriptor"]
+__all__ = [
+    "ADDRESS_FIELDS",
+    "DESC_MAGIC",
+    "FIELDS",
+    "IN_BITS",
+    "MAX_KERNEL",
+    "OUT_BITS",
+    "Op",
+    "PostMode",
+    "descriptor_bytes",
+    "descriptor_words32",
+    "fusable_adds",
+    "pack_descriptor",
+    "unpack_descriptor",
+]
 
 #: First word of every descriptor: ASCII "DSC2" (layout version 2: padding per side).
 DESC_MAGIC = 0x32435344
@@ -119,3 +132,20 @@ def unpack_descriptor(raw: bytes) -> dict[str, int]:
         raise ValueError(f"a descriptor is {descriptor_bytes()} bytes, not {len(raw)}")
     values = struct.unpack(f"<{descriptor_words32()}I", raw)
     return dict(zip((n for n, _ in FIELDS), values[:len(FIELDS)], strict=True))
+
+
+def fusable_adds(nodes: list[dict]) -> dict[str, str]:
+    """Residual adds that run inside the conv that produces one of their inputs (a conv
+    without ReLU, right before the add, whose output nothing else reads): conv name -> add
+    name. Such a pair runs as one ``Op.CONV_ADD`` job named after the conv."""
+    readers: dict[str, int] = {}
+    for node in nodes:
+        for name in node["inputs"]:
+            readers[name] = readers.get(name, 0) + 1
+    fused = {}
+    for node, nxt in itertools.pairwise(nodes):
+        if (node["op"] == "conv" and not node["relu"] and nxt["op"] == "add"
+                and node["name"] in nxt["inputs"] and readers[node["name"]] == 1
+                and len(set(nxt["inputs"])) == 2):
+            fused[node["name"]] = nxt["name"]
+    return fused
