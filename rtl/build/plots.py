@@ -29,6 +29,13 @@ def _plt():
     return plt
 
 
+def _save(plt: Any, fig: Any, path: Path) -> None:
+    """Write a figure as PNG and free it."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def latency_bars(layers: list[dict[str, Any]], clock_mhz: float, path: Path) -> None:
     """Milliseconds per layer (cycle model), the MAC-bound schedule as ticks."""
     plt = _plt()
@@ -45,9 +52,7 @@ def latency_bars(layers: list[dict[str, Any]], clock_mhz: float, path: Path) -> 
     ax.set_ylabel("ms per image")
     ax.set_title(f"ResNet-18 224x224 per layer at {clock_mhz:g} MHz", fontsize=10)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(plt, fig, path)
 
 
 def roofline(layers: list[dict[str, Any]], cfg: HwConfig, board: str, path: Path) -> None:
@@ -84,9 +89,7 @@ def roofline(layers: list[dict[str, Any]], cfg: HwConfig, board: str, path: Path
     ax.set_ylabel("MAC/s")
     ax.set_title(f"Roofline, {cfg.name} at {mhz:g} MHz", fontsize=10)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(plt, fig, path)
 
 
 def resource_bars(total: dict[str, float], cfg: HwConfig, path: Path) -> None:
@@ -105,9 +108,7 @@ def resource_bars(total: dict[str, float], cfg: HwConfig, path: Path) -> None:
     ax.set_xlim(0, max(120, max(share) + 30))
     ax.set_xlabel(f"% of {cfg.part}")
     ax.set_title("Utilization estimate (Yosys synth_xilinx)", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(plt, fig, path)
 
 
 def write_all(work: Path, out: Path, cfg: HwConfig, board: str) -> list[str]:
