@@ -18,7 +18,7 @@ __all__ = ["PRESETS", "WEIGHT_FORMATS", "HwConfig", "preset", "preset_names"]
 WEIGHT_FORMATS: dict[str, int] = {"pot4": 4, "fixed4": 4, "fixed8": 8}
 
 #: Lower bounds of what the compute arrays cost in LUTs, below every Yosys ``synth_xilinx``
-#: figure of the arrays (docs/arrays.md: 39.9 to 43.0 LUTs per PoT MAC, 13.1 to 21.2 per DSP
+#: figure of the arrays (docs/arrays.md: 35.5 to 36.8 LUTs per PoT MAC, 13.1 to 21.2 per DSP
 #: lane; ``tests/test_config.py`` synthesizes both arrays to keep these floors honest). A config
 #: whose arrays alone need more LUTs, DSP48E1 or block RAM than its part has is refused at once,
 #: before anything is elaborated.
