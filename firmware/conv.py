@@ -14,6 +14,7 @@ import numpy as np
 
 from quant import contract as C
 from rtl.config import HwConfig
+from rtl.interface.passes import dsp_lane_groups
 
 __all__ = ["ConvPass", "Slot", "plan_passes", "weight_rows"]
 
@@ -60,22 +61,14 @@ def plan_passes(scheme: np.ndarray, cfg: HwConfig) -> list[ConvPass]:
         raise ValueError("layer uses a scheme whose array the hardware config does not have")
     pot_groups = [pot[i:i + cfg.pot_rows] for i in range(0, len(pot), cfg.pot_rows)]
     dsp_groups: list[tuple[list[int], list[bool]]] = []
-    lanes, flags = [-1] * cfg.dsp_rows, [False] * (cfg.dsp_rows // 2)
-    used = 0
-    for f in fixed:
-        wide = scheme[f] == C.FIXED8
-        start = used + (used % 2 if wide else 0)
-        need = 2 if wide else 1
-        if start + need > cfg.dsp_rows:
-            dsp_groups.append((lanes, flags))
-            lanes, flags = [-1] * cfg.dsp_rows, [False] * (cfg.dsp_rows // 2)
-            start = 0
-        lanes[start] = f
-        if wide:
-            lanes[start + 1] = f
-            flags[start // 2] = True
-        used = start + need
-    if used:
+    for group in dsp_lane_groups([scheme[f] == C.FIXED8 for f in fixed], cfg.dsp_rows):
+        lanes, flags = [-1] * cfg.dsp_rows, [False] * (cfg.dsp_rows // 2)
+        for i, start in group:
+            f = fixed[i]
+            lanes[start] = f
+            if scheme[f] == C.FIXED8:
+                lanes[start + 1] = f
+                flags[start // 2] = True
         dsp_groups.append((lanes, flags))
     passes = []
     for p in range(max(len(pot_groups), len(dsp_groups), 1)):
@@ -108,15 +101,19 @@ def _spread_lanes(plan: ConvPass, cfg: HwConfig) -> ConvPass:
     pot = [f for f in plan.pot if f >= 0]
     pot = arrange(pot, 0, taken) + [-1] * (len(plan.pot) - len(pot))
     dsp = list(plan.dsp)
+
+    def pair(lane: int) -> bool:     # lanes lane, lane + 1 run one Fixed-8 filter
+        return lane % 2 == 0 and lane // 2 < len(plan.fixed8) and plan.fixed8[lane // 2]
+
     lane = 0
     while lane < len(dsp):
-        if dsp[lane] < 0 or (lane % 2 == 0 and plan.fixed8[lane // 2]):
+        if dsp[lane] < 0 or pair(lane):
             if dsp[lane] >= 0:     # a Fixed-8 pair: its result slot is the lower lane
                 taken.setdefault((len(pot) + lane) // lanes, set()).add(dsp[lane] % v)
             lane += 2 if dsp[lane] >= 0 else 1
             continue
         end = lane
-        while end < len(dsp) and dsp[end] >= 0 and not (end % 2 == 0 and plan.fixed8[end // 2]):
+        while end < len(dsp) and dsp[end] >= 0 and not pair(end):
             end += 1
         dsp[lane:end] = arrange(dsp[lane:end], len(pot) + lane, taken)
         lane = end

@@ -37,6 +37,7 @@ from .dsp_array import dsp_latency
 from .engine import CHECK_CYCLES, ELIG_CYCLES
 from .interface.ddr import port_span, words_per_vector
 from .interface.descriptor import Op, descriptor_bytes, fusable_adds, unpack_descriptor
+from .interface.passes import pass_count
 from .interface.stem import fold_plan
 from .interface.tiling import layer_descriptors
 from .postproc import PostProc
@@ -320,10 +321,8 @@ class LayerCycles:
 
 def _passes(cfg: HwConfig, filters: int, ratio: tuple[int, int, int]) -> int:
     counts = scheme_counts(filters, ratio)
-    n_pot, n_f4, n_f8 = (counts[C.SCHEME_CODE[s]] for s in C.SCHEMES)
-    pot = math.ceil(n_pot / cfg.pot_rows) if n_pot else 0
-    dsp = math.ceil((n_f4 + n_f8 * cfg.fixed8_lanes) / cfg.dsp_rows) if n_f4 + n_f8 else 0
-    return max(pot, dsp, 1)
+    return pass_count(*(counts[C.SCHEME_CODE[s]] for s in C.SCHEMES), cfg.pot_rows,
+                      cfg.dsp_rows)
 
 
 def resnet18_cycles(cfg: HwConfig, ratio: str | tuple[int, int, int], *, image: int = 224,

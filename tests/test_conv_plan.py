@@ -8,6 +8,7 @@ import pytest
 from firmware.conv import plan_passes
 from quant import contract as C
 from rtl.config import preset
+from rtl.interface.passes import pass_count
 
 
 def _slots(plan):
@@ -39,3 +40,16 @@ def test_passes_hold_every_filter_once_and_spread_lanes(board, filters):
             # Only Fixed-8 pairs stay where they are; everything else is spread.
             if len(set(lanes)) != len(lanes):
                 assert sum(scheme[f] == C.FIXED8 for f in group) >= 2, (g, group)
+
+
+@pytest.mark.parametrize("dsp_rows", [3, 4, 5, 18, 25, 26, 32])
+@pytest.mark.parametrize("filters", [64, 128, 256, 512])
+def test_cycle_models_pass_count_is_the_firmwares(dsp_rows, filters):
+    """The cycle model counts a layer's passes with ``pass_count``; the firmware's plan, with
+    the filters in any order, makes that many (odd lane counts leave a Fixed-8 pair's gap)."""
+    cfg = preset("zc706").replace(pot_rows=42, dsp_rows=dsp_rows)
+    rng = np.random.default_rng(dsp_rows * filters)
+    for p in ([0.6, 0.35, 0.05], [0.2, 0.3, 0.5], [0.0, 0.9, 0.1]):
+        scheme = rng.choice([C.POT4, C.FIXED4, C.FIXED8], size=filters, p=p)
+        counts = [int((scheme == s).sum()) for s in (C.POT4, C.FIXED4, C.FIXED8)]
+        assert len(plan_passes(scheme, cfg)) == pass_count(*counts, cfg.pot_rows, cfg.dsp_rows)
