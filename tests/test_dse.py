@@ -1,5 +1,5 @@
 """The design-space search: its resource model reproduces the build it is calibrated on, every
-design it proposes fits, and more rows are never slower."""
+design it proposes fits, and the pass steps it restricts itself to lose nothing."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import json
 import pytest
 
 from rtl.build import dse
-from rtl.config import preset
+from rtl.config import PartTooSmallError, preset
 from rtl.cycle_model import DdrTiming, resnet18_cycles
 
 
@@ -49,7 +49,7 @@ def test_every_proposal_fits_and_is_sorted(tmp_path) -> None:
     cfg = preset("pynq-z2")
     folder, *_ = _package(tmp_path, cfg)
     cal = dse.Calibration.load(folder)
-    found = dse.search(cal, ratios=[(60, 35, 5), (100, 0, 0)], step=8)
+    found = dse.search(cal, ratios=[(60, 35, 5), (100, 0, 0)])
     assert found and [c.ms for c in found] == sorted(c.ms for c in found)
     avail = cfg.resources
     for c in found:
@@ -88,3 +88,34 @@ def test_no_build_found(tmp_path, capsys, monkeypatch, part) -> None:
     assert capsys.readouterr().err == (
         f"error: no build of {board} under build/ to calibrate on; run 'python build.py "
         f"--board {board}' first (or pass --package)\n")
+
+
+def test_pass_steps_lose_nothing(tmp_path) -> None:
+    """Only rows and lanes where some layer needs a pass fewer are tried: no fitting pair
+    of any other counts models faster (every pair on a coarse grid checked)."""
+    cfg = preset("pynq-z2")
+    folder, *_ = _package(tmp_path, cfg)
+    cal = dse.Calibration.load(folder)
+    ratio = (60, 35, 5)
+    best = dse.search(cal, ratios=[ratio])[0]
+    timing = DdrTiming.zynq_hp()
+    for pot in range(2, 60):
+        for dsp in range(2, 60, 3):
+            if not dse._fits(dse.resources(cal, pot, dsp), cfg.part, 0.85):
+                break
+            try:
+                shaped = cfg.replace(pot_rows=pot, dsp_rows=dsp)
+            except PartTooSmallError:
+                break
+            layers = resnet18_cycles(shaped, ratio, timing=timing)
+            assert sum(layer.cycles for layer in layers) >= best.cycles, (pot, dsp)
+
+
+def test_pass_steps_are_where_passes_drop() -> None:
+    pots, lanes = dse.pass_steps((65, 30, 5), 120)
+    # 65:30:5 of 64/128/256/512 filters: 42/83/166/333 PoT-4 filters
+    for n in (42, 83, 84, 111):        # 333/4 -> 84 rows, 166/2 and 333/3 -> 111
+        assert n in pots
+    assert 43 not in pots and 85 not in pots
+    # 64 filters: 19 Fixed-4 + 3 Fixed-8 need 19 + 1 (pair alignment) + 6 = 26 lanes
+    assert 26 in lanes and 25 not in lanes

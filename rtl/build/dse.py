@@ -24,11 +24,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from quant.schemes import RATIO_PRESETS
+from quant import contract as C
+from quant.resnet_graph import resnet18_nodes
+from quant.schemes import RATIO_PRESETS, scheme_counts
 
 from ..boards import BOARDS
 from ..config import HwConfig, PartTooSmallError, preset
 from ..cycle_model import DdrTiming, resnet18_cycles
+from ..interface.passes import pass_count
 from ..interface.tiling import TilingError
 from .parts import CORE_ROWS
 from .resources import RESOURCES, extrapolate
@@ -117,13 +120,14 @@ class Candidate:
     ratio: tuple[int, int, int]
     cycles: int
     resources: dict[str, float]
+    columns: int = 0
 
     @property
     def ms(self) -> float:
         return self.cycles / (self.clock_mhz * 1e3)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"pot_rows": self.pot_rows, "dsp_rows": self.dsp_rows,
+        return {"columns": self.columns, "pot_rows": self.pot_rows, "dsp_rows": self.dsp_rows,
                 "clock_mhz": self.clock_mhz, "ratio": ":".join(map(str, self.ratio)),
                 "cycles": self.cycles, "ms": round(self.ms, 3), "resources": self.resources}
 
@@ -134,42 +138,90 @@ def _fits(res: dict[str, float], part: str, lut_limit: float) -> bool:
             and res["DSP48E1"] <= avail["dsp"] and res["BRAM36"] <= avail["bram36"])
 
 
-def _shapes(cal: Calibration, lut_limit: float, step: int) -> list[tuple[int, int, dict]]:
-    """For each PoT row count, the most DSP lanes that still fit (more rows never slow a
-    layer down: passes only get fewer)."""
+def _widths() -> list[int]:
+    """Filters per conv layer of ResNet-18 (the classifier, about 1 % of the time, aside)."""
+    nodes = resnet18_nodes(width=1.0, num_classes=1000, in_channels=3)
+    return sorted({int(n["out_channels"]) for n in nodes if n["op"] == "conv"})
+
+
+def _split(ratio: tuple[int, int, int]) -> list[tuple[int, int, int]]:
+    """(PoT-4, Fixed-4, Fixed-8) filters of each conv width of ResNet-18 at ``ratio``."""
+    return [tuple(c[C.SCHEME_CODE[s]] for s in C.SCHEMES)
+            for c in (scheme_counts(w, ratio) for w in _widths())]
+
+
+def pass_steps(ratio: tuple[int, int, int], top: int) -> tuple[list[int], list[int]]:
+    """The PoT row counts and the DSP lane counts, up to ``top``, at which some conv layer of
+    ResNet-18 needs one pass fewer than with one row (lane) less: the only counts worth
+    building, since a row added between two of them leaves every layer's passes as they were
+    and only loads more (empty) weights."""
+    split = _split(ratio)
+
+    def steps(passes) -> list[int]:
+        out, last = [], None
+        for n in range(1, top + 1):
+            profile = tuple(passes(n, *f) for f in split)
+            if profile != last and n >= CORE_ROWS:
+                out.append(n)
+            last = profile
+        return out
+
+    return (steps(lambda n, pot, f4, f8: pass_count(pot, 0, 0, n, 1)),
+            steps(lambda n, pot, f4, f8: pass_count(0, f4, f8, 1, n)))
+
+
+def _shapes(cal: Calibration, ratio: tuple[int, int, int], lut_limit: float
+            ) -> list[tuple[int, int, dict]]:
+    """The (PoT rows, DSP lanes) pairs at the pass steps of ``ratio`` that fit and where
+    neither array could step down without some layer needing more passes (the other pairs
+    run as many passes with more rows), each with its resources."""
     cfg = cal.cfg
-    pack = cfg.dsp_pack
+    top = 1
+    while _fits(resources(cal, top, CORE_ROWS), cfg.part, lut_limit) and top < 1024:
+        top += 1
+    pots, lanes = pass_steps(ratio, top)
+    pots, lanes = (pots if ratio[0] else [CORE_ROWS]), (lanes if ratio[1] + ratio[2]
+                                                        else [CORE_ROWS])
+    split = _split(ratio)
+
+    def profile(pot: int, dsp: int) -> tuple[int, ...]:
+        return tuple(pass_count(*f, pot, dsp) for f in split)
+
     shapes = []
-    for pot in range(CORE_ROWS, 1024, step):
-        dsp = CORE_ROWS
-        if not _fits(resources(cal, pot, dsp), cfg.part, lut_limit):
-            break
-        while _fits(resources(cal, pot, dsp + max(pack, step)), cfg.part, lut_limit):
-            dsp += max(pack, step)
-        shapes.append((pot, dsp, resources(cal, pot, dsp)))
+    for i, pot in enumerate(pots):
+        for j, dsp in enumerate(lanes):
+            res = resources(cal, pot, dsp)
+            if not _fits(res, cfg.part, lut_limit):
+                break
+            here = profile(pot, dsp)
+            if (i and profile(pots[i - 1], dsp) == here) or \
+                    (j and profile(pot, lanes[j - 1]) == here):
+                continue
+            shapes.append((pot, dsp, res))
     return shapes
 
 
-def search(cal: Calibration, *, ratios: Iterable[tuple[int, int, int]] = RATIOS,
-           clocks: Sequence[float] | None = None, lut_limit: float = 0.85, step: int = 2,
+def search(cals: Calibration | Sequence[Calibration], *,
+           ratios: Iterable[tuple[int, int, int]] = RATIOS,
+           clocks: Sequence[float] | None = None, lut_limit: float = 0.85,
            timing: DdrTiming | None = None) -> list[Candidate]:
-    """Every fitting (rows, clock, ratio) the grid holds, fastest first."""
+    """Every fitting (columns, rows, clock, ratio) at the pass steps, fastest first; each
+    calibration (a build) gives its column count."""
     timing = timing or DdrTiming.zynq_hp()
-    clocks = clocks or [cal.cfg.clock_mhz]
     out = []
-    for pot, dsp, res in _shapes(cal, lut_limit, step):
-        for clock in clocks:
-            try:
-                cfg = cal.cfg.replace(pot_rows=pot, dsp_rows=dsp, clock_mhz=float(clock))
-            except (PartTooSmallError, ValueError):
-                continue
-            for ratio in ratios:
-                try:
-                    layers = resnet18_cycles(cfg, ratio, timing=timing)
-                except (TilingError, ValueError):
-                    continue
-                out.append(Candidate(pot, dsp, float(clock), tuple(ratio),
-                                     sum(layer.cycles for layer in layers), res))
+    for cal in [cals] if isinstance(cals, Calibration) else cals:
+        for ratio in ratios:
+            for pot, dsp, res in _shapes(cal, tuple(ratio), lut_limit):
+                for clock in clocks or [cal.cfg.clock_mhz]:
+                    try:
+                        cfg = cal.cfg.replace(pot_rows=pot, dsp_rows=dsp,
+                                              clock_mhz=float(clock))
+                        layers = resnet18_cycles(cfg, ratio, timing=timing)
+                    except (PartTooSmallError, TilingError, ValueError):
+                        continue
+                    out.append(Candidate(pot, dsp, float(clock), tuple(ratio),
+                                         sum(layer.cycles for layer in layers), res,
+                                         cal.cfg.vec_len))
     return sorted(out, key=lambda c: (c.ms, c.resources["LUT"]))
 
 
@@ -194,7 +246,7 @@ def plot(best: dict[tuple[int, int, int], Candidate], part: str, path: Path,
            color=["tab:red" if r == PAPER_RATIO.get(part) else "tab:blue" for r in ratios])
     for x, r in zip(xs, ratios, strict=True):
         c = best[r]
-        ax.annotate(f"{c.pot_rows}+{c.dsp_rows}", (x, c.ms), ha="center", va="bottom",
+        ax.annotate(f"{c.columns}x({c.pot_rows}+{c.dsp_rows})", (x, c.ms), ha="center", va="bottom",
                     fontsize=7)
     if preset_point:
         ratio, ms = preset_point
@@ -204,20 +256,27 @@ def plot(best: dict[tuple[int, int, int], Candidate], part: str, path: Path,
     ax.set_xticks(list(xs), [":".join(map(str, r)) for r in ratios], rotation=40, fontsize=8)
     ax.set_xlabel("PoT-4 : Fixed-4 : Fixed-8 filters per layer")
     ax.set_ylabel("ResNet-18 224x224 latency (ms)")
-    ax.set_title(f"{part}: best fitting array shape per ratio (labels: PoT rows + DSP lanes; "
-                 f"red: the paper's ratio)", fontsize=9)
+    ax.set_title(f"{part}: best fitting array shape per ratio (labels: columns x (PoT rows "
+                 f"+ DSP lanes); red: the paper's ratio)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
-def _find_package(part: str, build: Path) -> Path:
+def _find_packages(part: str, build: Path) -> list[Path]:
+    """The newest build of the part's board under ``build/`` for each column count built."""
     board = _PART_BOARDS[part]
     found = sorted(build.glob(f"{board}-*/utilization.json"), key=lambda p: p.stat().st_mtime)
     if not found:
         raise CalibrationError(f"no build of {board} under {build}/ to calibrate on; run "
                                f"'python build.py --board {board}' first (or pass --package)")
-    return found[-1].parent
+    newest: dict[int, Path] = {}
+    for util in found:
+        try:
+            newest[HwConfig.load(util.parent / "hwconfig.json").vec_len] = util.parent
+        except (OSError, ValueError, TypeError):
+            continue
+    return list(newest.values()) or [found[-1].parent]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -225,9 +284,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--part", required=True, choices=sorted(_PART_BOARDS),
                         help="the Zynq-7000 part")
-    parser.add_argument("--package", metavar="DIR",
-                        help="build package to calibrate on (default: the newest build of the "
-                             "part's board under build/)")
+    parser.add_argument("--package", metavar="DIR", action="append",
+                        help="build package to calibrate on, repeatable: each gives its "
+                             "column count (default: the newest build of the part's board "
+                             "under build/ for every column count built)")
     parser.add_argument("--top", type=int, default=5, metavar="N", help="configurations shown")
     parser.add_argument("--clock", metavar="MHZ[,MHZ...]",
                         help="clocks to try (default: the build's)")
@@ -239,52 +299,55 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = parser.parse_args(argv)
     try:
-        package = Path(args.package) if args.package else _find_package(args.part,
-                                                                         Path("build"))
-        cal = Calibration.load(package)
-        if not cal.cfg.part.startswith(args.part):
-            raise CalibrationError(f"{package} is a build for {cal.cfg.part}, not {args.part}")
+        packages = ([Path(p) for p in args.package] if args.package
+                    else _find_packages(args.part, Path("build")))
+        cals = [Calibration.load(p) for p in packages]
+        for cal in cals:
+            if not cal.cfg.part.startswith(args.part):
+                raise CalibrationError(f"{cal.source} is a build for {cal.cfg.part}, not "
+                                       f"{args.part}")
         clocks = ([float(c) for c in args.clock.split(",")] if args.clock else None)
         if not 0 < args.lut_limit <= 1:
             raise ValueError(f"--lut-limit must be in (0, 1], not {args.lut_limit}")
     except (CalibrationError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    candidates = search(cal, clocks=clocks, lut_limit=args.lut_limit)
+    candidates = search(cals, clocks=clocks, lut_limit=args.lut_limit)
     if not candidates:
-        print(f"error: no design fits {cal.cfg.part} within the limits", file=sys.stderr)
+        print(f"error: no design fits {cals[0].cfg.part} within the limits", file=sys.stderr)
         return 1
     best = best_per_ratio(candidates)
     paper = PAPER_RATIO[args.part]
     base = preset(_PART_BOARDS[args.part])
-    preset_point = None
-    if base.vec_len == cal.cfg.vec_len:
-        layers = resnet18_cycles(base, paper, timing=DdrTiming.zynq_hp())
-        preset_point = (paper, sum(x.cycles for x in layers) / (base.clock_mhz * 1e3))
-    path = Path(args.plot) if args.plot else package.parent / f"dse-{args.part}.png"
+    layers = resnet18_cycles(base, paper, timing=DdrTiming.zynq_hp())
+    preset_point = (paper, sum(x.cycles for x in layers) / (base.clock_mhz * 1e3))
+    path = (Path(args.plot) if args.plot
+            else packages[-1].parent / f"dse-{args.part}.png")
     plot(best, args.part, path, preset_point)
     if args.json:
-        print(json.dumps({"calibration": str(package), "top": [c.to_dict() for c in
+        print(json.dumps({"calibration": [str(p) for p in packages], "top": [c.to_dict() for c in
                                                                 candidates[:args.top]],
                           "best_per_ratio": [c.to_dict() for c in best.values()],
                           "plot": str(path)}, indent=1))
         return 0
-    avail = cal.cfg.resources
-    print(f"{cal.cfg.part}, {cal.cfg.vec_len} columns, buffers as built; resources calibrated on "
-          f"{package}/utilization.json (Yosys), latency from the cycle model (ResNet-18 "
-          f"224x224, assumed HP-port DDR latency); LUT limit {args.lut_limit:.0%}")
-    print(f"\n{'ratio':>10} {'PoT rows':>8} {'DSP lanes':>9} {'MHz':>7} {'ms':>8} "
-          + " ".join(f"{k:>9}" for k in RESOURCES))
+    avail = cals[0].cfg.resources
+    print(f"{cals[0].cfg.part}: resources calibrated on the Yosys figures of "
+          f"{', '.join(f'{p}/utilization.json' for p in packages)} (columns and buffers as "
+          f"built), latency from the cycle model (ResNet-18 224x224, assumed HP-port DDR "
+          f"latency); rows and lanes at the counts where some layer needs a pass fewer; LUT "
+          f"limit {args.lut_limit:.0%}")
+    print(f"\n{'ratio':>10} {'columns':>7} {'PoT rows':>8} {'DSP lanes':>9} {'MHz':>7} "
+          f"{'ms':>8} " + " ".join(f"{k:>9}" for k in RESOURCES))
     for c in candidates[:args.top]:
-        print(f"{':'.join(map(str, c.ratio)):>10} {c.pot_rows:8d} {c.dsp_rows:9d} "
-              f"{c.clock_mhz:7g} {c.ms:8.2f} " + " ".join(
+        print(f"{':'.join(map(str, c.ratio)):>10} {c.columns:7d} {c.pot_rows:8d} "
+              f"{c.dsp_rows:9d} {c.clock_mhz:7g} {c.ms:8.2f} " + " ".join(
                   f"{100 * c.resources[k] / avail[_KEYS[k]]:8.1f}%" for k in RESOURCES))
     print("\nbest per ratio:")
     for r in sorted(best, key=lambda r: best[r].ms):
         c = best[r]
         mark = "  <- the paper's ratio" if r == paper else ""
-        print(f"{':'.join(map(str, r)):>10} {c.pot_rows:8d} {c.dsp_rows:9d} {c.clock_mhz:7g} "
-              f"{c.ms:8.2f}{mark}")
+        print(f"{':'.join(map(str, r)):>10} {c.columns:7d} {c.pot_rows:8d} {c.dsp_rows:9d} "
+              f"{c.clock_mhz:7g} {c.ms:8.2f}{mark}")
     fastest = min(best.values(), key=lambda c: c.ms)
     name = ":".join(map(str, paper))
     if paper not in best:
@@ -297,7 +360,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                    f"{best[paper].ms:.2f} ms)")
     print(f"\n{verdict}; plot: {path}")
     if preset_point:
-        print(f"the {base.name} preset ({base.pot_rows} PoT rows, {base.dsp_rows} DSP lanes) "
+        print(f"the {base.name} preset ({base.vec_len} columns, {base.pot_rows} PoT rows, "
+              f"{base.dsp_rows} DSP lanes) "
               f"models {preset_point[1]:.2f} ms at {':'.join(map(str, paper))}")
     return 0
 
