@@ -47,7 +47,8 @@ def parser() -> argparse.ArgumentParser:
                    help="parent of the build directory (default: build)")
     p.add_argument("--synth", choices=SYNTH_MODES, default="sliced",
                    help="sliced (default): estimate each compute array from Yosys runs on "
-                        "slices of 2 and 4 rows, extrapolated to its rows; full: synthesize "
+                        "slices of 2 and 4 rows (the DSP array: of dsp_pack and twice as many "
+                        "lanes), extrapolated to its rows; full: synthesize "
                         "the arrays whole (much slower for zc706)")
     p.add_argument("--jobs", type=int, metavar="N",
                    help="parallel Yosys runs and Vivado jobs (default: CPU count)")

@@ -417,22 +417,27 @@ def _check_package(outdir: Path, cfg: HwConfig, board: str) -> dict:
     # The estimate synthesized RTLIL: the core, and the arrays' slices only.
     work = outdir / "work"
     assert (work / "parts/accel_core.il").is_file()
+    pack = cfg.dsp_pack
     assert sorted(p.name for p in (work / "slices").iterdir()) == sorted(
-        f"{name}_r{rows}.il" for name in ("pot_array", "dsp_array", "weight_banks")
-        for rows in (2, 4))
+        [f"{name}_r{rows}.il" for name in ("pot_array", "weight_banks") for rows in (2, 4)]
+        + [f"dsp_array_r{rows}.il" for rows in (pack, 2 * pack)])
     assert not (work / "parts/pot_array.il").exists()
     manifest = json.loads((outdir / "package.json").read_text())
     assert (manifest["board"], manifest["config_hash"], manifest["bitstream"]) == (
         board, cfg.config_hash_hex, None)
     util = json.loads((outdir / "utilization.json").read_text())
-    # The DSP array maps one DSP48E1 per lane pair and column (also when extrapolated from
-    # slices); the core holds its first two lanes, plus the engine's own multipliers.
-    assert util["parts"]["dsp_array"]["DSP48E1"] == (cfg.dsp_rows - 2) * cfg.dsp_cols // 2
+    # The DSP array maps one DSP48E1 per group of dsp_pack lanes and column (also when
+    # extrapolated from slices of whole groups); the core holds its first two lanes (a whole
+    # group), plus the engine's own multipliers.
+    groups = -(-cfg.dsp_rows // pack)
+    assert util["parts"]["dsp_array"]["DSP48E1"] == (groups - 1) * cfg.dsp_cols
     assert util["total"]["DSP48E1"] > cfg.dsp_count
-    for name, rows in (("pot_array", cfg.pot_rows), ("dsp_array", cfg.dsp_rows)):
-        assert util["parts"][name]["method"] == (
-            f"rows 3 to {rows} (the core part holds the first 2), extrapolated from slices "
-            f"of 2 and 4 rows")
+    assert util["parts"]["pot_array"]["method"] == (
+        f"rows 3 to {cfg.pot_rows} (the core part holds the first 2), extrapolated from slices "
+        f"of 2 and 4 rows")
+    assert util["parts"]["dsp_array"]["method"] == (
+        f"rows 3 to {cfg.dsp_rows} (the core part holds the first 2), extrapolated from slices "
+        f"of {pack} and {2 * pack} rows, in whole groups of {pack}")
     rows = cfg.pot_rows + cfg.dsp_rows
     assert util["parts"]["weight_banks"]["method"] == (
         f"rows 5 to {rows} (the core part holds the first 4), extrapolated from slices "

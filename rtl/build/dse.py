@@ -91,10 +91,13 @@ class Calibration:
 
 
 def _row_part(record: dict[str, Any], rows: int, start: int) -> dict[str, float]:
-    small, large = (record["slices"][k] for k in sorted(record["slices"], key=int))
+    at = sorted(record["slices"], key=int)
+    small, large = (record["slices"][k] for k in at)
     if rows <= start:
         return dict.fromkeys(RESOURCES, 0.0)
-    total, below = extrapolate(small, large, rows), extrapolate(small, large, start)
+    scale = (int(at[0]), int(at[1])), record.get("row_unit", 1)
+    total, below = extrapolate(small, large, rows, *scale), extrapolate(small, large, start,
+                                                                         *scale)
     return {k: max(0.0, total[k] - below[k]) for k in RESOURCES}
 
 

@@ -480,9 +480,9 @@ def _top_seconds(ctx: BuildContext, sizes: Mapping[tuple[str, int], int],
     """Expected seconds of converting the complete top: from the size of its RTLIL, which is
     about the core's plus each array's rows beyond the core's, from the slices' sizes."""
     size = sum(v for (name, rows), v in sizes.items() if rows == 0)
-    a, b = SLICE_ROWS
     for record in records:
         name = record["name"]
+        a, b = record.get("slice_rows", SLICE_ROWS)
         if (name, a) in sizes and (name, b) in sizes:
             per_row = (sizes[name, b] - sizes[name, a]) / (b - a)
             size += per_row * (record["rows"] - record.get("counted_from", 0))
@@ -503,7 +503,7 @@ def step_elaborate(ctx: BuildContext, cfg: HwConfig) -> None:
     """What the synthesize step reads (RTLIL of the core, of the arrays' row slices), the
     Verilog of the complete accelerator for Vivado, and the Vivado project.
 
-    Arrays with more than ``SLICE_ROWS[1]`` rows get RTLIL of their row slices for the
+    Arrays with more rows than their larger slice get RTLIL of their row slices for the
     "sliced" utilization estimate, and RTLIL of the whole array only in "full" mode.
     ``accel_top.v`` is written by a process of its own that goes on in the background while
     the next steps run (:func:`run_flow` waits for it before the bitstream step and at the
@@ -526,16 +526,19 @@ def step_elaborate(ctx: BuildContext, cfg: HwConfig) -> None:
     records = []
     jobs: list[Job] = []
     for part in parts:
-        sliced = part.row_slice is not None and (part.rows > SLICE_ROWS[1] or part.counted_from)
+        sliced = part.row_slice is not None and (part.rows > part.slice_rows[1]
+                                                 or part.counted_from)
         record: dict[str, Any] = {"name": part.name, "description": part.description,
                                   "file": None, "rows": part.rows, "slices": {},
-                                  "counted_from": part.counted_from}
+                                  "counted_from": part.counted_from,
+                                  "slice_rows": list(part.slice_rows),
+                                  "row_unit": part.row_unit}
         if not sliced or ctx.synth_mode == "full":
             jobs.append(Job(part.name, (part.name, 0),
                             CONVERT_SECONDS[1] * part.rows or CONVERT_SECONDS[0],
                             _convert, (cfg_json, part.name, 0)))
         if sliced:
-            for rows in SLICE_ROWS:
+            for rows in part.slice_rows:
                 jobs.append(Job(f"{part.name}: {rows}-row slice", (part.name, rows),
                                 CONVERT_SECONDS[1] * rows,
                                 _convert, (cfg_json, part.name, rows)))
@@ -625,7 +628,7 @@ def _synth_seconds(path: Path) -> float:
 def step_synthesize(ctx: BuildContext, cfg: HwConfig) -> None:
     """Yosys ``synth_xilinx`` on each part, summed, checked against the part's resources.
 
-    In "sliced" mode an array with more than ``SLICE_ROWS[1]`` rows is synthesized at the
+    In "sliced" mode an array with more rows than its larger slice is synthesized at the
     two slice sizes and its counts extrapolated to its rows; other parts, and every part in
     "full" mode, are synthesized whole. The longest runs start first; while ``accel_top.v``
     is still being written in the background it takes one of the ``ctx.jobs`` slots.
@@ -645,12 +648,13 @@ def step_synthesize(ctx: BuildContext, cfg: HwConfig) -> None:
             f"35 s)")
     jobs = []
     model = timing_model(cfg)
+    largest = {p["name"]: max(map(int, p["slices"]), default=0) for p in parts}
     for name, rows, path in runs:
         label = f"{name} ({rows} rows)" if rows else name
         work_dir = ctx.work / "synth" / (f"{name}_r{rows}" if rows else name)
         # The timing estimate of a part: of the whole part, or of its larger slice (the rows
         # of an array are alike, so more rows add fan-out but no logic levels).
-        timed = rows in (0, SLICE_ROWS[1])
+        timed = rows in (0, largest[name])
         jobs.append(Job(label, (name, rows), _synth_seconds(path), _synthesize, (path,),
                         {"top": name, "work_dir": work_dir, "timing": model if timed else None},
                         log=work_dir / "yosys.log"))
@@ -672,19 +676,23 @@ def step_synthesize(ctx: BuildContext, cfg: HwConfig) -> None:
             record_parts[name] = {**resource_usage(res), "method": "whole",
                                   "cells": res.cells, "seconds": round(res.seconds, 1)}
         else:
-            a, b = SLICE_ROWS
+            a, b = sorted(map(int, part["slices"]))
+            unit = part.get("row_unit", 1)
             small, large = resource_usage(results[name, a]), resource_usage(results[name, b])
-            counts = extrapolate(small, large, part["rows"])
+            counts = extrapolate(small, large, part["rows"], (a, b), unit)
             method = f"extrapolated to {part['rows']} rows from slices of {a} and {b} rows"
             start = part.get("counted_from", 0)
             if start:
-                below = extrapolate(small, large, start)
+                below = extrapolate(small, large, start, (a, b), unit)
                 counts = {k: max(0, counts[k] - below[k]) for k in RESOURCES}
                 method = (f"rows {start + 1} to {part['rows']} (the core part holds the first "
                           f"{start}), extrapolated from slices of {a} and {b} rows")
+            if unit > 1:
+                method += f", in whole groups of {unit}"
             record_parts[name] = {
                 **counts,
                 "method": method,
+                "row_unit": unit,
                 "slices": {str(a): small, str(b): large},
                 "seconds": round(results[name, a].seconds + results[name, b].seconds, 1)}
             ctx.log(f"  {name}: {part['rows']} rows extrapolated: " + "  ".join(

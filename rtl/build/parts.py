@@ -25,6 +25,7 @@ from ..dsp_array import DspArray
 from ..interface.regmap import build_regmap
 from ..pot_array import PotArray
 from ..top import BUSES, buses, flat_accelerator, top_module
+from .resources import SLICE_ROWS
 from .vivado import VivadoDesign
 
 __all__ = ["CORE_ROWS", "TOP_FILE", "TOP_NAME", "AcceleratorPart", "accelerator_parts",
@@ -109,6 +110,11 @@ class AcceleratorPart:
     counted_from : int
         For such an array: rows already counted in another part; only the rows beyond are
         counted here (always estimated from row slices).
+    slice_rows : (int, int)
+        For such an array: the row counts of the two slices synthesized.
+    row_unit : int
+        For such an array: rows come in groups of this many (the DSP array's lanes sharing
+        a DSP48E1); a partial group costs a whole one.
     to_rtlil : callable or None
         Returns the RTLIL text of ``design`` as module ``name``: what the build synthesizes
         (Yosys reads it several times faster than Verilog, and Amaranth makes it without
@@ -122,6 +128,8 @@ class AcceleratorPart:
     rows: int = 0
     row_slice: Callable[[int], str] | None = None
     counted_from: int = 0
+    slice_rows: tuple[int, int] = SLICE_ROWS
+    row_unit: int = 1
     to_rtlil: Callable[[], str] | None = None
 
     def source(self) -> tuple[str, str]:
@@ -159,16 +167,17 @@ def accelerator_parts(cfg: HwConfig) -> list[AcceleratorPart]:
         f"vector units, with {CORE_ROWS}-row arrays",
         flat_accelerator(core_cfg))]
     # HwConfig gives both arrays at least one row.
-    for name, array, rows, what in (
-            ("pot_array", PotArray, "pot_rows",
+    for name, array, rows, unit, what in (
+            ("pot_array", PotArray, "pot_rows", 1,
              f"PoT-4 shift-add array, {cfg.pot_rows} x {cfg.pot_cols} ({cfg.pot_macs} "
              f"MACs/cycle, LUTs)"),
-            ("dsp_array", DspArray, "dsp_rows",
+            ("dsp_array", DspArray, "dsp_rows", cfg.dsp_pack,
              f"packed DSP48E1 array, {cfg.dsp_rows} lanes x {cfg.dsp_cols} ({cfg.dsp_count} "
              f"DSP48E1, {cfg.dsp_pack} products each)")):
         parts.append(_part(
             name, what, array(cfg=cfg), rows=getattr(cfg, rows),
-            counted_from=getattr(core_cfg, rows),
+            counted_from=getattr(core_cfg, rows), row_unit=unit,
+            slice_rows=SLICE_ROWS if unit == 1 else (unit, 2 * unit),
             row_slice=lambda n, name=name, array=array, rows=rows: to_rtlil(
                 array(cfg=cfg.replace(**{rows: n})), name)))
     rows = cfg.slots

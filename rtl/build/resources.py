@@ -15,8 +15,9 @@ __all__ = ["RESOURCES", "SLICE_ROWS", "check_fit", "extrapolate", "fit_rows", "f
 
 #: Row counts of the two slices an array's utilization is extrapolated from in "sliced" mode.
 #: Rows of the PoT and DSP arrays are identical and independent (they share only the input
-#: vector and the valid/first/last pipeline), so each resource is ``a + b * rows``; both are
-#: even because the DSP array packs two lanes per DSP48E1.
+#: vector and the valid/first/last pipeline), so each resource is ``a + b * rows``. The DSP
+#: array is sliced at whole DSP48E1 groups instead (``dsp_pack`` and twice that many lanes),
+#: since its lanes come in groups that share a DSP48E1.
 SLICE_ROWS = (2, 4)
 
 #: Resources of the fit check, with the ``HwConfig.resources`` key each is compared to.
@@ -82,13 +83,16 @@ def check_fit(needed: Mapping[str, float], cfg: HwConfig) -> list[dict[str, Any]
     return rows
 
 
-def extrapolate(small: Mapping[str, float], large: Mapping[str, float], rows: int
-                ) -> dict[str, float]:
-    """Resources at ``rows`` rows from the slices at ``SLICE_ROWS``, linear in the rows.
+def extrapolate(small: Mapping[str, float], large: Mapping[str, float], rows: int,
+                slice_rows: tuple[int, int] = SLICE_ROWS, unit: int = 1) -> dict[str, float]:
+    """Resources at ``rows`` rows from the slices at ``slice_rows``, linear in the rows, the
+    rows counted in whole ``unit`` s (a DSP array of 4 lanes packed 3 to a DSP48E1 has the
+    DSP48E1s of 6).
 
     LUT, FF and DSP48E1 are rounded to whole cells, BRAM36 to half tiles.
     """
-    a, b = SLICE_ROWS
+    a, b = slice_rows
+    rows = -(-rows // unit) * unit
     out: dict[str, float] = {}
     for key in RESOURCES:
         value = small[key] + (large[key] - small[key]) * (rows - a) / (b - a)
