@@ -72,14 +72,18 @@ def _window_ok(m: Module, cfg: HwConfig, addr, words, base, size) -> Signal:
 
 
 def _burst_len(m: Module, cfg: HwConfig, addr, remaining) -> Signal:
-    """Beats of the next burst: at most MAX_BURST, the rest, and up to the 4 KiB boundary."""
+    """Beats of the next burst: at most MAX_BURST, the rest, and up to the 4 KiB boundary.
+
+    A register, computed from ``addr`` and ``remaining`` of the cycle before: it holds the
+    right length one cycle after they last changed, so the next address is ``addr`` plus a
+    register."""
     wb = cfg.axi_data_width // 8
     shift = (wb - 1).bit_length()
     to_boundary = Signal(range(_BOUNDARY // wb + 1), name="to_boundary")
     m.d.comb += to_boundary.eq((_BOUNDARY - addr[:12]) >> shift)
     beats = Signal(range(MAX_BURST + 1), name="beats")
     limit = Mux(remaining < MAX_BURST, remaining, MAX_BURST)
-    m.d.comb += beats.eq(Mux(to_boundary < limit, to_boundary, limit))
+    m.d.sync += beats.eq(Mux(to_boundary < limit, to_boundary, limit))
     return beats
 
 
@@ -181,9 +185,10 @@ class DmaReader(wiring.Component):
                 with m.If(ar_fire):
                     m.d.sync += addr.eq(addr + beats * wb)
                 # An address stays offered until taken; the next one goes out while fewer
-                # than MAX_OUTSTANDING bursts are in flight.
+                # than MAX_OUTSTANDING bursts are in flight, not in the cycle right after an
+                # address was taken (``beats`` follows the new address a cycle later).
                 more = ~rem_zero & (fly_next < MAX_OUTSTANDING)
-                m.d.sync += arvalid.eq(Mux(arvalid & ~bus.arready, 1, more))
+                m.d.sync += arvalid.eq(Mux(arvalid, ~bus.arready, more))
                 with m.If(bus.rvalid & self.o.ready & (bus.rresp != 0)):
                     m.d.sync += self.error.eq(1)
                 with m.If(rem_zero & (fly_next == 0)):

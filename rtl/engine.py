@@ -174,6 +174,11 @@ class Engine(wiring.Component):
         out_last = reg(out_vecs - 1, _bits(cfg.out_buf_depth + 1), "out_last")
         wpv_in_last = reg(wpv_in - 1, 8, "wpv_in_last")
         wpv_in2_last = reg(wpv_in2 - 1, 8, "wpv_in2_last")
+        # The unpackers count the words of a vector in one-hot registers; their last words
+        # are one-hot too (stage 4).
+        wpv_max = max(words_per_vector(cfg, bits) for bits in IN_BITS)
+        wpv_in_hot = reg(1 << wpv_in_last, wpv_max, "wpv_in_hot")
+        wpv_in2_hot = reg(1 << wpv_in2_last, wpv_max, "wpv_in2_hot")
         # Stage 4: the byte ends of the maps.
         in_end = reg(d.in_addr + in_words * 8, cfg.axi_addr_width + 20, "in_end")
         in2_end = reg(d.in2_addr + in2_words * 8, cfg.axi_addr_width + 20, "in2_end")
@@ -331,14 +336,14 @@ class Engine(wiring.Component):
         cycles = Signal(64)
         stalls = Signal(32)
         word_count = Signal(48)       # words taken from the read stream in this load
-        k = Signal(8)                  # word within a vector / row
+        k = Signal(wpv_max)            # word within a vector, one-hot
         vec = Signal(data.ArrayLayout(unsigned(lb), v))
         act_addr = Signal(_bits(cfg.act_buf_depth) + 1)
         # The add's second input comes over weight port 0 while the first loads: each of its
         # vectors meets its partner in the act buffer once that has come.
         b_active = Signal()            # the second input streams
         b_ready = Signal()             # weight port 0 may hand over a word of it
-        b_k = Signal(8)
+        b_k = Signal(wpv_max)          # one-hot, like k
         b_acc = Signal.like(vec)
         b_idx = Signal.like(act_addr)  # second-input vectors completed
         b_tag = Signal.like(act_addr)  # the one waiting for the adder
@@ -416,7 +421,8 @@ class Engine(wiring.Component):
         pre_busy = Signal()            # the prefetch is reading
         pre_ready = Signal()           # the prefetch has finished
         pre_clear = Signal()           # the engine takes (or drops) what it prefetched
-        pre_loading = Signal()         # the prefetch writes its band into the act buffer
+        filling = Signal()             # an input band loads into the act buffer (the
+                                       # engine's or the prefetch's ACT_DATA)
         use_pre = Signal()             # the descriptor being checked came prefetched
 
         m.d.comb += [
@@ -457,9 +463,13 @@ class Engine(wiring.Component):
                      ad.relu.eq(d.mode == PostMode.RELU)]
 
         rd_word = dma.rd_data.payload
-        rd_take = dma.rd_data.valid & dma.rd_data.ready
+        # The engine's and the prefetch's data states cover every transfer of the reader
+        # (from the command's cycle to ``rd_done``), so the read stream is always taken.
+        m.d.comb += dma.rd_data.ready.eq(1)
+        rd_take = dma.rd_data.valid
 
         # Unpacking one input word into the vector's lanes (sign-extending s{act_bits+1}).
+        # ``k_sig`` is the one-hot word index within the vector.
         def unpack(word_sig, k_sig, bits_sig, acc, out) -> None:
             # The element width's comparisons come from registers (stable while a map loads).
             is_bits = {bits: reg(bits_sig == bits, 1, "is_bits") for bits in IN_BITS}
@@ -468,25 +478,39 @@ class Engine(wiring.Component):
                 per = word // bits
                 with m.If(is_bits[bits]):
                     for lane in range(v):
-                        with m.If(k_sig == lane // per):
+                        with m.If(k_sig[lane // per]):
                             field = word_sig[(lane % per) * bits:(lane % per + 1) * bits]
                             ext = field.as_signed() if bits == sgn else field
                             m.d.comb += out[lane].eq(ext)
 
         next_vec = Signal.like(vec)
         unpack(rd_word, k, d.in_bits, vec, next_vec)
-        m.d.comb += [act_wr.addr.eq(act_addr + Mux(pre_loading, pre_base, 0)),
-                     act_wr.data.eq(next_vec)]
+        # act_addr counts from the band's base (0, or pre_base for the prefetch).
+        m.d.comb += [act_wr.addr.eq(act_addr), act_wr.data.eq(next_vec)]
+        with m.If(rd_take & filling):
+            m.d.sync += [vec.eq(next_vec), k.eq(k << 1)]
+            with m.If((k & wpv_in_hot) != 0):
+                m.d.comb += act_wr.en.eq(1)
+                m.d.sync += [k.eq(1), act_addr.eq(act_addr + 1)]
+        with m.If(dma.rd_done):
+            m.d.sync += filling.eq(0)
 
         # Assembling weight rows and slots from a pass block: port j's rows are j, j + P, ...
         # (P = weight_ports); port 0 first takes the header and the slots. A port's last word
         # of a row writes the row into the bank in the same cycle; when two ports would finish
         # a row in one cycle, the higher-numbered waits a cycle.
         w_rd = [wd.o.payload for wd in wdmas]
-        # Rows per port, from the steps of the descriptor (stable long before the loader).
+        # Rows per port, from the steps of the descriptor (stable long before the loader):
+        # port j has steps // P rows, one more when j < steps % P (P = weight_ports). The
+        # quotient is a product by the reciprocal (exact below 2**rows_bits), the remainder
+        # and the rows registers after it.
         steps_w = d.steps[:rows_bits]
+        shift = rows_bits + (n_ports - 1).bit_length()
+        recip = -(-(1 << shift) // n_ports)
+        steps_q = reg((steps_w * recip) >> shift, rows_bits, "steps_q")
+        steps_r = reg(steps_w - steps_q * n_ports, _bits(n_ports), "steps_r")
         for j in range(n_ports):
-            m.d.sync += rows_of[j].eq((steps_w + (n_ports - 1 - j)) // n_ports)
+            m.d.sync += rows_of[j].eq(steps_q + (steps_r > j))
         port_words = [Signal(32, name=f"port{j}_words") for j in range(n_ports)]
         port_off = [Signal(32, name=f"port{j}_offset") for j in range(n_ports)]
         for j in range(n_ports):
@@ -499,9 +523,12 @@ class Engine(wiring.Component):
         w_write = [Signal(name=f"port{j}_write") for j in range(n_ports)]
         loading = Signal()             # the loader is in DATA
         for j, wd in enumerate(wdmas):
+            # A lower-numbered port offering its row's last word blocks this port's last
+            # word, whether or not that one is taken this cycle: no chain through the ports'
+            # readies.
             blocked = Const(0)
             for i in range(j):
-                blocked = blocked | w_write[i]
+                blocked = blocked | (last[i] & wdmas[i].o.valid)
             ready = loading & ~(last[j] & blocked)
             # The loader (loading) and an add's second input (b_active) never share port 0,
             # so the loader's take leaves out the second input's ready.
@@ -554,7 +581,7 @@ class Engine(wiring.Component):
         b_word = wdmas[0].o.payload
         b_next = Signal.like(vec)
         unpack(b_word, b_k, d.in2_bits, b_acc, b_next)
-        b_last = b_k == wpv_in2_last
+        b_last = (b_k & wpv_in2_hot) != 0
         m.d.comb += [
             adder.i.valid.eq(b_pending & (~wb_busy | (b_tag < out_idx))),
             b_ready.eq(b_active & (~b_last | ((fusing | (b_idx < act_addr))
@@ -564,12 +591,12 @@ class Engine(wiring.Component):
         with m.If(add_in):
             m.d.sync += b_pending.eq(0)
         with m.If(b_take):
-            m.d.sync += [b_acc.eq(b_next), b_k.eq(b_k + 1)]
+            m.d.sync += [b_acc.eq(b_next), b_k.eq(b_k << 1)]
             with m.If(b_last & fusing):
                 m.d.comb += [out_rd_addr.eq(b_idx), out_rd_en.eq(1)]
             with m.If(b_last):
                 m.d.comb += [own_addr.eq(b_idx), own_en.eq(1)]
-                m.d.sync += [b_k.eq(0), b_acc.eq(0), b_vec.eq(b_next), b_pending.eq(1),
+                m.d.sync += [b_k.eq(1), b_acc.eq(0), b_vec.eq(b_next), b_pending.eq(1),
                              b_tag.eq(b_idx), b_idx.eq(b_idx + 1)]
         with m.If(b_active & wdmas[0].done):
             m.d.sync += [b_fin.eq(1), b_err.eq(wdmas[0].error)]
@@ -599,7 +626,7 @@ class Engine(wiring.Component):
                 m.d.comb += [dma.rd_cmd.valid.eq(1), dma.rd_cmd.payload.addr.eq(addr),
                              dma.rd_cmd.payload.words.eq(words)]
                 with m.If(dma.rd_cmd.ready):
-                    m.d.sync += [k.eq(0), act_addr.eq(0), vec.eq(0)]
+                    m.d.sync += [k.eq(1), act_addr.eq(0), filling.eq(1)]
                     m.next = then
 
         with m.FSM(name="engine"):
@@ -635,7 +662,6 @@ class Engine(wiring.Component):
                         m.d.sync += [word_count.eq(0), use_pre.eq(0)]
                         m.next = "DESC_DATA"
             with m.State("DESC_DATA"):
-                m.d.comb += dma.rd_data.ready.eq(1)
                 m.d.sync += stalls.eq(stalls + 1)
                 with m.If(rd_take):
                     m.d.sync += [desc.as_value().word_select(word_count[:4], word).eq(rd_word),
@@ -692,16 +718,10 @@ class Engine(wiring.Component):
                                  wdmas[0].cmd.payload.addr.eq(d.in2_addr),
                                  wdmas[0].cmd.payload.words.eq(in2_words)]
                     with m.If(b_go):
-                        m.d.sync += [b_active.eq(1), b_k.eq(0), b_acc.eq(0), b_idx.eq(0),
+                        m.d.sync += [b_active.eq(1), b_k.eq(1), b_acc.eq(0), b_idx.eq(0),
                                      b_pending.eq(0), b_fin.eq(0), b_err.eq(0), a_err.eq(0)]
             with m.State("ACT_DATA"):
-                m.d.comb += dma.rd_data.ready.eq(1)
                 m.d.sync += stalls.eq(stalls + 1)
-                with m.If(rd_take):
-                    m.d.sync += [vec.eq(next_vec), k.eq(k + 1)]
-                    with m.If(k == wpv_in_last):
-                        m.d.comb += act_wr.en.eq(1)
-                        m.d.sync += [k.eq(0), act_addr.eq(act_addr + 1), vec.eq(0)]
                 with m.If(dma.rd_done):
                     m.d.sync += [run_idx.eq(0), running.eq(0)]
                     with m.If(is_conv):
@@ -733,7 +753,7 @@ class Engine(wiring.Component):
                     m.d.comb += [wdmas[0].cmd.valid.eq(1),
                                  wdmas[0].cmd.payload.addr.eq(d.in2_addr),
                                  wdmas[0].cmd.payload.words.eq(in2_words)]
-                    m.d.sync += [b_active.eq(1), fusing.eq(1), b_k.eq(0), b_acc.eq(0),
+                    m.d.sync += [b_active.eq(1), fusing.eq(1), b_k.eq(1), b_acc.eq(0),
                                  b_idx.eq(0), b_pending.eq(0), b_fin.eq(0), b_err.eq(0),
                                  a_err.eq(0)]
                     m.next = "B_DRAIN"
@@ -864,7 +884,7 @@ class Engine(wiring.Component):
                         m.d.sync += word_count.eq(0)
                         m.next = "DESC_DATA"
             with m.State("DESC_DATA"):
-                m.d.comb += [pre_busy.eq(1), dma.rd_data.ready.eq(1)]
+                m.d.comb += pre_busy.eq(1)
                 with m.If(rd_take):
                     m.d.sync += [nd.as_value().word_select(word_count[:4], word).eq(rd_word),
                                  word_count.eq(word_count + 1)]
@@ -888,16 +908,12 @@ class Engine(wiring.Component):
                     m.d.comb += [dma.rd_cmd.valid.eq(1), dma.rd_cmd.payload.addr.eq(nd.in_addr),
                                  dma.rd_cmd.payload.words.eq(n_in_words)]
                     with m.If(dma.rd_cmd.ready):
-                        m.d.sync += [k.eq(0), act_addr.eq(0), vec.eq(0),
-                                     pre_base.eq(Mux(act_base == 0, act_half, 0))]
+                        band = Mux(act_base == 0, act_half, 0)
+                        m.d.sync += [k.eq(1), act_addr.eq(band), filling.eq(1),
+                                     pre_base.eq(band)]
                         m.next = "ACT_DATA"
             with m.State("ACT_DATA"):
-                m.d.comb += [pre_busy.eq(1), pre_loading.eq(1), dma.rd_data.ready.eq(1)]
-                with m.If(rd_take):
-                    m.d.sync += [vec.eq(next_vec), k.eq(k + 1)]
-                    with m.If(k == wpv_in_last):
-                        m.d.comb += act_wr.en.eq(1)
-                        m.d.sync += [k.eq(0), act_addr.eq(act_addr + 1), vec.eq(0)]
+                m.d.comb += pre_busy.eq(1)
                 with m.If(dma.rd_done):
                     m.d.sync += [pre_band.eq(1), pre_bad.eq(dma.rd_error)]
                     m.next = "READY"

@@ -20,13 +20,16 @@ SHIFT_BITS = C.SHIFT_MAX.bit_length()
 OUT_BITS = C.LOGIT_BITS
 
 
-def postproc_input_layout(cfg: HwConfig, lanes: int, tag_bits: int = 0) -> data.StructLayout:
+def postproc_input_layout(cfg: HwConfig, lanes: int, tag_bits: int = 0,
+                          acc_bits: int | None = None) -> data.StructLayout:
     """Input payload of :class:`PostProc`: per lane the accumulator and its channel's
     ``bias`` (limited to ``|bias| <= cfg.max_abs_dot``, so it fits ``acc_bits``), ``mult``
-    and ``shift``; one ``mode`` for the whole vector; a ``tag`` passed through unchanged."""
+    and ``shift``; one ``mode`` for the whole vector; a ``tag`` passed through unchanged.
+    ``acc_bits`` is ``cfg.acc_bits`` unless given."""
+    acc_bits = cfg.acc_bits if acc_bits is None else acc_bits
     return data.StructLayout({
-        "acc": data.ArrayLayout(signed(cfg.acc_bits), lanes),
-        "bias": data.ArrayLayout(signed(cfg.acc_bits), lanes),
+        "acc": data.ArrayLayout(signed(acc_bits), lanes),
+        "bias": data.ArrayLayout(signed(acc_bits), lanes),
         "mult": data.ArrayLayout(unsigned(C.MULT_BITS), lanes),
         "shift": data.ArrayLayout(unsigned(SHIFT_BITS), lanes),
         "mode": unsigned(2),
@@ -60,6 +63,10 @@ class PostProc(wiring.Component):
         Channels processed per cycle.
     tag_bits : int
         Width of a side-band tag that travels with each vector (0: none).
+    acc_bits : int, optional
+        Width of the accumulators and biases, ``cfg.acc_bits`` by default; a user whose
+        values are narrower (the average pool's sums) gives its own, so the product fits
+        one DSP48E1 and the rounding adder is shorter.
 
     Members
     -------
@@ -74,7 +81,8 @@ class PostProc(wiring.Component):
 
     LATENCY = 4
 
-    def __init__(self, *, cfg: HwConfig, lanes: int, tag_bits: int = 0) -> None:
+    def __init__(self, *, cfg: HwConfig, lanes: int, tag_bits: int = 0,
+                 acc_bits: int | None = None) -> None:
         self._MustUse__silence = True  # a rejected object is never elaborated; don't warn
         if not isinstance(cfg, HwConfig):
             raise TypeError(f"PostProc configuration must be a HwConfig, not {cfg!r}")
@@ -82,10 +90,16 @@ class PostProc(wiring.Component):
             raise TypeError(f"PostProc lanes must be a positive integer, not {lanes!r}")
         if isinstance(tag_bits, bool) or not isinstance(tag_bits, int) or tag_bits < 0:
             raise TypeError(f"PostProc tag_bits must be a non-negative integer, not {tag_bits!r}")
+        if acc_bits is None:
+            acc_bits = cfg.acc_bits
+        if isinstance(acc_bits, bool) or not isinstance(acc_bits, int) or acc_bits < 2:
+            raise TypeError(f"PostProc acc_bits must be an integer of at least 2, not "
+                            f"{acc_bits!r}")
         self._cfg, self._lanes, self._tag_bits = cfg, lanes, tag_bits
+        self._acc_bits = acc_bits
         self._MustUse__silence = False
         super().__init__({
-            "i": In(stream.Signature(postproc_input_layout(cfg, lanes, tag_bits))),
+            "i": In(stream.Signature(postproc_input_layout(cfg, lanes, tag_bits, acc_bits))),
             "o": Out(stream.Signature(postproc_output_layout(lanes, tag_bits))),
         })
 
@@ -109,7 +123,7 @@ class PostProc(wiring.Component):
                 m.d.sync += [valid[k].eq(valid[k - 1]), mode[k].eq(mode[k - 1]),
                              tag[k].eq(tag[k - 1])]
 
-        sum_bits = cfg.acc_bits + 1
+        sum_bits = self._acc_bits + 1
         # |acc + bias| <= 2 * max_abs_dot < 2**(acc_bits - 1), times mult < 2**16.
         prod_bits = sum_bits + C.MULT_BITS
         act_hi = (1 << cfg.act_bits) - 1

@@ -425,7 +425,9 @@ class AvgPool(wiring.Component):
         m = Module()
         cfg, L, v = self._cfg, self.layer, self._cfg.vec_len
         ch_bits = len(L.chunks)
-        m.submodules.post = post = PostProc(cfg=cfg, lanes=1, tag_bits=ch_bits)
+        # The sums are unsigned sum_bits wide: the requantizer's accumulator needs a bit more.
+        m.submodules.post = post = PostProc(cfg=cfg, lanes=1, tag_bits=ch_bits,
+                                            acc_bits=self._sum_bits + 1)
 
         ch = Signal(ch_bits, name="ch")
         px = Signal(len(L.pixels), name="px")
