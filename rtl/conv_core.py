@@ -300,14 +300,28 @@ class ConvCore(wiring.Component):
         g0_valid, g0_conflict = Signal(lanes), Signal()
         m.d.comb += banks.peek.eq(g + 1)
         m.d.sync += [g0_valid.eq(banks.first_valid), g0_conflict.eq(banks.first_conflict)]
+        # The slots that go in this beat (``enable``), whether there are none, and whether
+        # this is the group's last beat are registers too, set with sub, cur_valid and
+        # cur_conflict: the beat's end then waits only on the requantizer's ready.
+        def enables(valid, conflict, sub_at):
+            return Cat(*[valid[i] & (~conflict | (sub_at == i)) for i in range(lanes)])
+
+        def last_beat(conflict, sub_at):
+            return ~conflict | (sub_at == lanes - 1)
+
         enable = Signal(lanes)
-        for i in range(lanes):
-            m.d.comb += enable[i].eq(cur_valid[i] & (~cur_conflict | (sub == i)))
-        beat_done = ser_busy & ((enable == 0) | post.i.ready)
-        group_done = beat_done & (~cur_conflict | (sub == lanes - 1))
+        none_enabled = Signal()          # enable == 0
+        group_end = Signal()             # the group's last beat
+        beat_done = ser_busy & (none_enabled | post.i.ready)
+        group_done = beat_done & group_end
         g_last = Signal()                # g == groups - 1
         pixel_done = group_done & g_last
         load = pot_full & dsp_full & (~ser_busy | pixel_done)
+
+        def beat_state(valid, conflict, sub_next):
+            en = enables(valid, conflict, sub_next)
+            m.d.sync += [enable.eq(en), none_enabled.eq(en == 0),
+                         group_end.eq(last_beat(conflict, sub_next))]
 
         m.d.comb += pot_fifo.r_stream.ready.eq(load)
         with m.If(dsp.o.valid & ~dsp_full):
@@ -318,6 +332,9 @@ class ConvCore(wiring.Component):
                 m.d.sync += [g.eq(g + 1), g_last.eq(g == groups - 2),
                              cur_valid.eq(banks.peek_valid),
                              cur_conflict.eq(banks.peek_conflict)]
+                beat_state(banks.peek_valid, banks.peek_conflict, 0)
+            with m.Else():
+                beat_state(cur_valid, cur_conflict, sub + 1)
         with m.If(pixel_done):
             m.d.sync += [ser_busy.eq(0), pixel.eq(pixel + 1), pixels_done.eq(pixels_done + 1),
                          pix_base.eq(pix_end), pix_end.eq(pix_end + L.out_chunks)]
@@ -325,8 +342,9 @@ class ConvCore(wiring.Component):
             m.d.sync += [res.eq(Cat(res_pot, res_dsp)), ser_busy.eq(1), g.eq(0), sub.eq(0),
                          dsp_full.eq(0), g_last.eq(groups == 1), cur_valid.eq(g0_valid),
                          cur_conflict.eq(g0_conflict)]
+            beat_state(g0_valid, g0_conflict, 0)
 
-        m.d.comb += [post.i.valid.eq(ser_busy & (enable != 0)), post.i.payload.mode.eq(L.mode),
+        m.d.comb += [post.i.valid.eq(ser_busy & ~none_enabled), post.i.payload.mode.eq(L.mode),
                      post.i.payload.tag.eq(Cat(pixel, pix_base, pix_end, enable,
                                                *[slot[i].channel for i in range(lanes)]))]
         for i in range(lanes):

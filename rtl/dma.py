@@ -149,7 +149,10 @@ class DmaReader(wiring.Component):
         wb, addr, remaining, beats, ok = t.wb, t.addr, t.remaining, t.beats, t.ok
         m.d.comb += [bus.arburst.eq(1), bus.arsize.eq((wb - 1).bit_length()),
                      bus.arcache.eq(0b0011), bus.arid.eq(0)]
-        m.d.comb += [self.o.payload.eq(bus.rdata)]
+        # Read data comes only in RUN (after an address, until the last burst's last beat),
+        # so the stream follows the bus whatever the state.
+        m.d.comb += [self.o.payload.eq(bus.rdata), self.o.valid.eq(bus.rvalid),
+                     bus.rready.eq(self.o.ready)]
         # Valid/ready toward the bus come straight from registers: no combinational path, and
         # a defined value from time zero in any simulator.
         arvalid = Signal()
@@ -170,9 +173,11 @@ class DmaReader(wiring.Component):
                                 & (remaining[:low] == Mux(ar_fire, beats, 0)))
         with m.FSM(name="dma_rd") as fsm:
             with m.State("IDLE"):
+                # The registers follow the command's payload while idle, so that only the
+                # state waits for ``cmd.valid``.
+                m.d.sync += [addr.eq(self.cmd.payload.addr), flying.eq(0),
+                             remaining.eq(self.cmd.payload.words)]
                 with m.If(self.cmd.valid):
-                    m.d.sync += [addr.eq(self.cmd.payload.addr), flying.eq(0),
-                                 remaining.eq(self.cmd.payload.words)]
                     m.next = "CHECK"
             with m.State("CHECK"):
                 m.d.sync += [self.error.eq(~ok), arvalid.eq(ok)]
@@ -180,7 +185,6 @@ class DmaReader(wiring.Component):
                 with m.If(~ok):
                     m.next = "DONE"
             with m.State("RUN"):
-                m.d.comb += [self.o.valid.eq(bus.rvalid), bus.rready.eq(self.o.ready)]
                 m.d.sync += [flying.eq(fly_next), remaining.eq(rem_next)]
                 with m.If(ar_fire):
                     m.d.sync += addr.eq(addr + beats * wb)
@@ -235,10 +239,10 @@ class DmaWriter(wiring.Component):
             m.d.sync += self.error.eq(1)
         with m.FSM(name="dma_wr") as fsm:
             with m.State("IDLE"):
+                m.d.sync += [addr.eq(self.cmd.payload.addr),
+                             remaining.eq(self.cmd.payload.words), fresh.eq(1)]
                 with m.If(self.cmd.valid):
-                    m.d.sync += [addr.eq(self.cmd.payload.addr),
-                                 remaining.eq(self.cmd.payload.words), self.error.eq(0),
-                                 fresh.eq(1)]
+                    m.d.sync += self.error.eq(0)
                     m.next = "NEXT"
             with m.State("NEXT"):
                 m.d.sync += [bready.eq(1), fresh.eq(0)]

@@ -234,9 +234,11 @@ class Engine(wiring.Component):
                   & (d.in_c == d.out_c) & (d.in_bits == act) & (d.out_bits == act))
         avg_ok = ((d.in_c == d.out_c) & (d.out_h == 1) & (d.out_w == 1) & (d.in_bits == act)
                   & (d.out_bits == act))
-        # Stage 3 (stage 4 for the windows).
-        shape_ok = reg((d.magic == DESC_MAGIC) & nonzero & Mux(
-            is_conv, conv_ok, Mux(is_add, add_ok, Mux(is_max, max_ok, Mux(is_avg, avg_ok, 0)))),
+        # Stage 3: each op's verdict; stage 4: the op's (stage 4 for the windows).
+        op_ok = reg(Cat(conv_ok, add_ok, max_ok, avg_ok, d.magic == DESC_MAGIC), 5, "op_ok")
+        shape_ok = reg(op_ok[4] & nonzero & Mux(
+            is_conv, op_ok[0], Mux(is_add, op_ok[1], Mux(is_max, op_ok[2],
+                                                          Mux(is_avg, op_ok[3], 0)))),
             1, "shape_ok")
         size_ok = reg((d.in_h <= cfg.max_spatial) & (d.in_w <= cfg.max_spatial)
                       & (d.in_c <= cfg.max_channels) & (d.out_c <= cfg.max_channels)
@@ -287,12 +289,13 @@ class Engine(wiring.Component):
 
         m.d.comb += [avgpool.o.ready.eq(1), adder.o.ready.eq(1)]
         # Max-pool results come in the out buffer's vector order (pixel-major, chunk-minor):
-        # a counter gives their address.
+        # a counter gives their address (and the one after it, for the interlock below).
         mp_addr = Signal.like(out_wrs[0].addr)
+        mp_next = Signal(len(mp_addr) + 1)
         with m.If(maxpool.start):
-            m.d.sync += mp_addr.eq(0)
+            m.d.sync += [mp_addr.eq(0), mp_next.eq(1)]
         with m.Elif(maxpool.o.valid & maxpool.o.ready):
-            m.d.sync += mp_addr.eq(mp_addr + 1)
+            m.d.sync += [mp_addr.eq(mp_next), mp_next.eq(mp_next + 1)]
         vec_addr, vec_en = Signal.like(out_wrs[0].addr), Signal()
         vec_data = Signal(data.ArrayLayout(signed(32), v))
         with m.If(is_max):
@@ -360,6 +363,7 @@ class Engine(wiring.Component):
         pre_ptr_bad = Signal(2)        # the same for pre_ptr
         last_desc = Signal()           # desc_idx is the chain's last (registered)
         load_idx = Signal(16)          # conv pass the loader fetches next
+        load_more = Signal()           # load_idx != passes (registered)
         run_idx = Signal(16)           # conv pass the core runs next
         full = Signal(2)               # weight bank holds a loaded, not yet run pass
         running = Signal()             # the core runs pass run_idx
@@ -517,8 +521,12 @@ class Engine(wiring.Component):
             m.d.sync += [port_words[j].eq(rows_of[j] * wpr + (head if j == 0 else 0)),
                          port_off[j].eq(0 if j == 0 else
                                         head + sum(rows_of[i] for i in range(j)) * wpr)]
-        in_rows = [hdr == head] + [Const(1)] * (n_ports - 1)
-        last = [in_rows[j] & (pk[j] == wpr - 1) for j in range(n_ports)]
+        # Whether port 0 is past the header and slots, and whether each port is at its row's
+        # last word, are registers kept beside hdr and the word counters.
+        hdr_done = Signal()            # hdr == head
+        at_last = [Signal(name=f"port{j}_at_last") for j in range(n_ports)]  # pk == wpr - 1
+        in_rows = [hdr_done] + [Const(1)] * (n_ports - 1)
+        last = [in_rows[j] & at_last[j] for j in range(n_ports)]
         w_take = [Signal(name=f"port{j}_take") for j in range(n_ports)]
         w_write = [Signal(name=f"port{j}_write") for j in range(n_ports)]
         loading = Signal()             # the loader is in DATA
@@ -541,7 +549,8 @@ class Engine(wiring.Component):
                 with m.If(pk[j] == r):
                     m.d.comb += next_row.word_select(r, word).eq(w_rd[j])
             with m.If(w_take[j] & in_rows[j]):
-                m.d.sync += [prow[j].eq(next_row), pk[j].eq(Mux(last[j], 0, pk[j] + 1))]
+                m.d.sync += [prow[j].eq(next_row), pk[j].eq(Mux(last[j], 0, pk[j] + 1)),
+                             at_last[j].eq(Mux(last[j], wpr == 1, pk[j] == wpr - 2))]
                 with m.If(last[j]):
                     m.d.sync += pidx[j].eq(pidx[j] + n_ports)
             with m.If(w_write[j]):
@@ -841,8 +850,13 @@ class Engine(wiring.Component):
                                  regs.irq_status.set.error.eq(final != ErrorCode.NONE)]
                     m.next = "IDLE"
 
+        # A max-pool result waits for the write-back under way to have read its vector: a
+        # register, from the cycle before, that asks for the vector after it (which covers a
+        # result taken in that cycle; the write-back only moves on meanwhile).
+        mp_clear = Signal()
+        m.d.sync += mp_clear.eq(~wb_busy | (mp_next < out_idx))
         m.d.comb += [core.o.ready.eq(~wb_busy | (conv_end <= out_idx)),
-                     maxpool.o.ready.eq(~wb_busy | (mp_addr < out_idx))]
+                     maxpool.o.ready.eq(mp_clear)]
 
         # ---- the prefetch: while a conv computes, the next descriptor of the chain, and when
         # it is the next row tile of the same layer (same input width, channels and format)
@@ -964,7 +978,8 @@ class Engine(wiring.Component):
         with m.FSM(name="loader"):
             with m.State("IDLE"):
                 with m.If(conv_go):
-                    m.d.sync += [load_idx.eq(0), full.eq(0), load_code.eq(ErrorCode.NONE),
+                    m.d.sync += [load_idx.eq(0), load_more.eq(1), full.eq(0),
+                                 load_code.eq(ErrorCode.NONE),
                                  load_bank0.eq(0)]
                     m.d.sync += [port_addr[j].eq(d.weight_addr + port_off[j] * 8)
                                  for j in range(n_ports)]
@@ -972,13 +987,13 @@ class Engine(wiring.Component):
                 with m.Elif(in_conv & ~carried & pre_ready & pre_band & same_weights
                             & (load_code == ErrorCode.NONE) & ~abort & ~act_bad):
                     # The next row tile of this layer is in: its passes follow on.
-                    m.d.sync += [load_idx.eq(0), carried.eq(1),
+                    m.d.sync += [load_idx.eq(0), load_more.eq(1), carried.eq(1),
                                  load_bank0.eq(load_bank0 ^ d.passes[0])]
                     m.d.sync += [port_addr[j].eq(d.weight_addr + port_off[j] * 8)
                                  for j in range(n_ports)]
                     m.next = "CMD"
             with m.State("CMD"):
-                with m.If((load_idx == d.passes) | (load_code != ErrorCode.NONE) | abort
+                with m.If(~load_more | (load_code != ErrorCode.NONE) | abort
                           | act_bad | stop_loader):
                     m.next = "IDLE"
                 with m.Elif(~full.bit_select(load_idx[0] ^ load_bank0, 1) & all_ready
@@ -988,8 +1003,10 @@ class Engine(wiring.Component):
                         m.d.comb += [wd.cmd.valid.eq(active),
                                      wd.cmd.payload.addr.eq(port_addr[j]),
                                      wd.cmd.payload.words.eq(port_words[j])]
-                        m.d.sync += [pk[j].eq(0), pidx[j].eq(j), pending[j].eq(active)]
-                    m.d.sync += [hdr.eq(0), bias_bad.eq(0), format_bad.eq(0), port_err.eq(0)]
+                        m.d.sync += [pk[j].eq(0), at_last[j].eq(wpr == 1), pidx[j].eq(j),
+                                     pending[j].eq(active)]
+                    m.d.sync += [hdr.eq(0), hdr_done.eq(0), bias_bad.eq(0), format_bad.eq(0),
+                                 port_err.eq(0)]
                     m.d.sync += [port_addr[j].eq(port_addr[j] + pass_words * 8)
                                  for j in range(n_ports)]
                     m.next = "DATA"
@@ -999,7 +1016,7 @@ class Engine(wiring.Component):
                 with m.If(err_now):
                     m.d.sync += port_err.eq(1)
                 with m.If(w_take[0] & ~in_rows[0]):
-                    m.d.sync += hdr.eq(hdr + 1)
+                    m.d.sync += [hdr.eq(hdr + 1), hdr_done.eq(hdr == head - 1)]
                     with m.If(hdr < PASS_HEADER_WORDS):
                         if "fixed8" in cfg.weight_formats:
                             m.d.comb += core.fixed8_we.eq(1)
@@ -1022,7 +1039,8 @@ class Engine(wiring.Component):
                         m.d.sync += load_code.eq(ErrorCode.BAD_DESCRIPTOR)
                     with m.Else():
                         m.d.sync += [full.bit_select(load_idx[0] ^ load_bank0, 1).eq(1),
-                                     load_idx.eq(load_idx + 1)]
+                                     load_idx.eq(load_idx + 1),
+                                     load_more.eq(load_idx + 1 != d.passes)]
         return m
 
 
