@@ -12,7 +12,7 @@ from typing import Any
 
 from .boards import BOARDS, PARTS
 
-__all__ = ["PRESETS", "WEIGHT_FORMATS", "HwConfig", "preset", "preset_names"]
+__all__ = ["PRESETS", "WEIGHT_FORMATS", "HwConfig", "preset", "preset_names", "preset_table"]
 
 #: Weight formats the hardware can be built to support, and their weight bit widths.
 WEIGHT_FORMATS: dict[str, int] = {"pot4": 4, "fixed4": 4, "fixed8": 8}
@@ -416,18 +416,27 @@ def _check_int(name: str, value: Any, *, lo: int | None = None, hi: int | None =
 # Out buffers: 2048 vectors on pynq-z2 hold layer4's 7 x 7 x 512 output (1568 vectors), so
 # layer4 runs as one tile; layer3's 14 x 14 x 256 (3136 vectors) would need 4096, 32 BRAM36
 # more in 16 lanes of 32 bits, past the XC7Z020's 140, so it runs as 2 tiles. zc706's 2048
-# (32-lane vectors) hold layer3 and layer4 whole.
-# The PoT:fixed row split follows the per-device filter ratio: with one Fixed-8 filter taking
-# ``fixed8_lanes`` DSP lanes, a 60:35:5 layer needs 60 PoT rows per 35 + 2*5 = 45 DSP lanes.
+# (64-lane vectors) hold layer3 and layer4 whole.
+# Array shapes are the design-space search's choices (``python -m rtl.build.dse``, docs/dse.md)
+# at each board's paper ratio, on Yosys figures of builds of the part: the rows sit at pass
+# steps of ResNet-18's conv layers. zc706 at 65:30:5: 64 columns, 42 PoT rows (the 42 / 83 /
+# 166 / 333 PoT-4 filters of the 64- to 512-filter layers in 1 / 2 / 4 / 8 passes) and 26 DSP
+# lanes (19 Fixed-4 + an alignment lane + 3 Fixed-8 pairs of a 64-filter layer in one pass):
+# 7.24 ms modelled, against 9.07 ms for 32 columns with 52 rows and 32 lanes, which ran the
+# 64-filter layers in one pass with 80 % of their rows busy but the 56x56 maps in two chunks.
+# pynq-z2 at 60:35:5: 26 PoT rows (39 / 77 / 154 / 307 filters in 2 / 3 / 6 / 12 passes) and
+# 20 DSP lanes: 35.04 ms, against 38.49 ms for 24 rows and 18 lanes (2 / 4 / 7 / 13 passes);
+# 28 rows and 22 lanes would model 34.81 ms but leave 15.6 % of the LUTs for routing and
+# 3.6 % of the BRAM, the least on either preset.
 PRESETS: dict[str, HwConfig] = {
     cfg.name: cfg for cfg in (
         HwConfig(name="pynq-z2", part=BOARDS["pynq-z2"].part.name, clock_mhz=100.0,
-                 pot_rows=24, pot_cols=16, dsp_rows=18, dsp_cols=16, dsp_pack=3,
+                 pot_rows=26, pot_cols=16, dsp_rows=20, dsp_cols=16, dsp_pack=3,
                  act_buf_depth=4096, weight_buf_depth=512, out_buf_depth=2048,
                  result_lanes=4),
         HwConfig(name="zc706", part=BOARDS["zc706"].part.name, clock_mhz=150.0,
-                 pot_rows=52, pot_cols=32, dsp_rows=32, dsp_cols=32, dsp_pack=3,
-                 act_buf_depth=8192, weight_buf_depth=256, out_buf_depth=2048,
+                 pot_rows=42, pot_cols=64, dsp_rows=26, dsp_cols=64, dsp_pack=3,
+                 act_buf_depth=4096, weight_buf_depth=256, out_buf_depth=2048,
                  result_lanes=8, weight_ports=3),
     )
 }
@@ -435,6 +444,19 @@ PRESETS: dict[str, HwConfig] = {
 
 def preset_names() -> list[str]:
     return sorted(PRESETS)
+
+
+def preset_table() -> str:
+    """The presets as the README's markdown table (a test keeps the README's copy current)."""
+    lines = ["| preset | part | clock | PoT array (rows x cols) | DSP array (lanes x cols, "
+             "packed per DSP48E1) | accumulator |", "|---|---|---|---|---|---|"]
+    for cfg in PRESETS.values():
+        lines.append(
+            f"| `{cfg.name}` | {cfg.part} | {cfg.clock_mhz:g} MHz | {cfg.pot_rows} x "
+            f"{cfg.pot_cols} = {cfg.pot_macs} MACs | {cfg.dsp_rows} x {cfg.dsp_cols} = "
+            f"{cfg.dsp_rows * cfg.dsp_cols} lanes, {cfg.dsp_pack} per DSP48E1: "
+            f"{cfg.dsp_count} DSP48E1 | {cfg.acc_bits} bits |")
+    return "\n".join(lines) + "\n"
 
 
 def preset(name: str) -> HwConfig:

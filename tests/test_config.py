@@ -164,8 +164,8 @@ def test_hash_is_sha256_of_canonical_json_and_stable_across_processes():
 def test_hash_changes_with_every_field():
     cfg = preset("pynq-z2")
     hashes = {cfg.config_hash}
-    for change in (dict(pot_rows=26), dict(clock_mhz=125.0), dict(act_bits=5),
-                   dict(axi_addr_width=30), dict(name="other"), dict(dsp_rows=16)):
+    for change in (dict(pot_rows=cfg.pot_rows + 2), dict(clock_mhz=125.0), dict(act_bits=5),
+                   dict(axi_addr_width=30), dict(name="other"), dict(dsp_rows=cfg.dsp_rows - 2)):
         hashes.add(cfg.replace(**change).config_hash)
     assert len(hashes) == 7
 
@@ -182,3 +182,13 @@ def test_hash_is_canonical_for_equal_values() -> None:
     as_int = a.to_dict() | {"clock_mhz": 100}
     b = HwConfig.from_dict(as_int)
     assert b == a and b.config_hash == a.config_hash and b.to_json() == a.to_json()
+
+
+def test_readme_preset_table_is_current() -> None:
+    from pathlib import Path
+
+    from rtl.config import preset_table
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert preset_table() in readme, (
+        "README.md's preset table is stale: paste the output of "
+        "'./run python -c \"from rtl.config import preset_table; print(preset_table())\"'")

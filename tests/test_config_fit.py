@@ -19,7 +19,7 @@ _BRAM = -(-(16 * 5 * P.act_buf_depth + 16 * 32 * P.out_buf_depth
 @pytest.mark.parametrize("changes, message", [
     (dict(pot_rows=200),
      r"^config 'pynq-z2' does not fit xc7z020clg400-1: its arrays and buffers alone need "
-     r"66,880 LUT \(20 per PoT MAC and 10 per DSP lane at least\), the part has 53,200; reduce "
+     r"67,200 LUT \(20 per PoT MAC and 10 per DSP lane at least\), the part has 53,200; reduce "
      r"pot_rows, dsp_rows or the columns$"),
     (dict(dsp_rows=60),
      r"^config 'pynq-z2' does not fit xc7z020clg400-1: its arrays and buffers alone need 320 "

@@ -79,7 +79,7 @@ def test_full_rate_without_backpressure() -> None:
 def test_latency_formula() -> None:
     # Chains of 8 columns (7 registered stages), a tree over the chains, the accumulator.
     assert PotArray(cfg=preset("pynq-z2")).latency == 9  # 7 + 1 tree level (2 chains) + 1
-    assert PotArray(cfg=preset("zc706")).latency == 10  # 7 + 2 tree levels (4 chains) + 1
+    assert PotArray(cfg=preset("zc706")).latency == 11  # 7 + 3 tree levels (8 chains) + 1
     assert PotArray(cfg=BASE.replace(pot_cols=1, dsp_cols=1)).latency == 2
     assert PotArray(cfg=BASE.replace(pot_cols=4, dsp_cols=4)).latency == 4  # one chain of 4
     for cols in (1, 2, 4, 8, 16, 32):
@@ -94,10 +94,10 @@ def test_ports() -> None:
     dut = PotArray(cfg=cfg)
     layout = pot_input_layout(cfg)
     assert layout["act"].shape.elem_shape == unsigned(8)  # first-layer pixels fit
-    assert layout["act"].shape.length == 32
-    assert layout["weight"].shape.length == 52
+    assert layout["act"].shape.length == 64
+    assert layout["weight"].shape.length == 42
     assert dut.o.payload.shape().elem_shape == signed(cfg.acc_bits)
-    assert dut.o.payload.shape().length == 52
+    assert dut.o.payload.shape().length == 42
 
 
 def test_bad_config() -> None:
