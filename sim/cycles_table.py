@@ -30,6 +30,9 @@ def ideal_cycles(model: QModel, name: str, cfg) -> int:
     return vectors
 
 
+FULL_SIZE_HEADING = "## Full-size layers in RTL (Verilator)"
+
+
 def main() -> None:
     from rtl.config import preset
     from rtl.cycle_model import DdrTiming, resnet18_cycles
@@ -119,13 +122,19 @@ def main() -> None:
         layers = resnet18_cycles(cfg, facts.ratio, timing=DdrTiming.zynq_hp())
         ms = sum(x.cycles for x in layers) / (1e3 * cfg.clock_mhz)
         lines += [f"### Where the time goes: {board} ({ms:.2f} ms)", "",
-                  phase_markdown(layers, cfg.clock_mhz)]
+                  phase_markdown(layers, cfg.clock_mhz),
+                  f"![{board}: modelled time per layer, by phase](img/engine-time-{board}.png)",
+                  f"(`python -m rtl.build.plots --board {board} --out "
+                  f"docs/img/engine-time-{board}.png`)", ""]
     lines += ["Compute: the conv passes as the core runs them (a layer's last pass with idle",
               "rows included); weights: waiting for a pass's weights beyond that; maps in:",
               "input bands and an add's second input; `python -m rtl.cycle_model --board NAME`",
               "gives the same split per layer (`--json`).", ""]
     path = REPO_ROOT / "docs" / "engine-cycles.md"
-    path.write_text("\n".join(lines))
+    # The full-size section is written by hand from ``python -m sim.full_size`` runs (tens of
+    # minutes each): kept as it is.
+    kept = path.read_text().partition(FULL_SIZE_HEADING)[1:] if path.exists() else ("", "")
+    path.write_text("\n".join(lines) + ("\n" + "".join(kept) if kept[0] else ""))
     print(f"wrote {path}: {total_m} cycles measured, {total_model} modelled, {total_i} ideal")
 
 

@@ -2,8 +2,12 @@
 
 Each function takes the records the build steps already wrote (``engine-model.json``,
 ``estimate.json``, ``utilization.json``) and writes one PNG; ``write_all`` makes the set for a
-build folder. The latency is the cycle model's (the RTL-validated one); the MAC-bound schedule
-is drawn beside it, not as a second model.
+build folder. The latency is the cycle model's (the RTL-validated one), split by where the
+time goes; the MAC-bound schedule is drawn beside it, not as a second model.
+
+    python -m rtl.build.plots --board zc706 [--out FILE]
+
+draws the per-layer figure of a board preset without a build (docs/img/engine-time-*.png).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from quant.resnet_graph import layer_shapes, resnet18_nodes
 
 from ..boards import board as board_facts
 from ..config import HwConfig
+from ..cycle_model import PHASES
 from .errors import read_record
 
 __all__ = ["latency_bars", "resource_bars", "roofline", "write_all"]
@@ -36,21 +41,40 @@ def _save(plt: Any, fig: Any, path: Path) -> None:
     plt.close(fig)
 
 
-def latency_bars(layers: list[dict[str, Any]], clock_mhz: float, path: Path) -> None:
-    """Milliseconds per layer (cycle model), the MAC-bound schedule as ticks."""
+#: Colours of the cycle model's phases in the per-layer figure.
+_PHASE_COLOURS = {"descriptor": "tab:gray", "maps in": "tab:orange", "compute": "tab:blue",
+                  "weights": "tab:red", "vector units": "tab:green", "write-back": "tab:purple"}
+
+
+def latency_bars(layers: list[dict[str, Any]], clock_mhz: float, path: Path,
+                 title: str = "") -> None:
+    """Milliseconds per layer (cycle model), stacked by where the time goes (its phases),
+    the MAC-bound schedule as ticks. Layers that run inside another (a fused add) are left
+    out."""
     plt = _plt()
+    layers = [layer for layer in layers if layer["cycles"]]
     names = [layer["name"] for layer in layers]
     ms = [layer["cycles"] / (clock_mhz * 1e3) for layer in layers]
     ideal = [layer.get("mac_cycles", 0) / (clock_mhz * 1e3) for layer in layers]
     fig, ax = plt.subplots(figsize=(10, 4.5))
     xs = range(len(names))
-    ax.bar(xs, ms, color="tab:blue", label=f"cycle model ({sum(ms):.2f} ms)")
+    phases = [dict(layer.get("phases") or {}) for layer in layers]
+    if any(phases):
+        bottom = [0.0] * len(layers)
+        for phase in PHASES:
+            part = [p.get(phase, 0) / (clock_mhz * 1e3) for p in phases]
+            ax.bar(xs, part, bottom=bottom, color=_PHASE_COLOURS[phase],
+                   label=f"{phase} ({sum(part):.2f} ms)")
+            bottom = [b + v for b, v in zip(bottom, part, strict=True)]
+    else:
+        ax.bar(xs, ms, color="tab:blue", label=f"cycle model ({sum(ms):.2f} ms)")
     ax.scatter([x for x, i in zip(xs, ideal, strict=True) if i],
                [i for i in ideal if i], marker="_", s=120, color="tab:red", zorder=3,
                label=f"MAC-bound ({sum(ideal):.2f} ms)")
     ax.set_xticks(list(xs), names, rotation=90, fontsize=6)
     ax.set_ylabel("ms per image")
-    ax.set_title(f"ResNet-18 224x224 per layer at {clock_mhz:g} MHz", fontsize=10)
+    ax.set_title(title or f"ResNet-18 224x224 per layer at {clock_mhz:g} MHz: {sum(ms):.2f} ms",
+                 fontsize=10)
     ax.legend(fontsize=8)
     _save(plt, fig, path)
 
@@ -123,3 +147,34 @@ def write_all(work: Path, out: Path, cfg: HwConfig, board: str) -> list[str]:
     resource_bars(util["total"], cfg, out / "resources.png")
     written.append("resources.png")
     return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Per-layer figure of a board preset's modelled ResNet-18 (no build needed)."""
+    import argparse
+    from dataclasses import asdict
+
+    from ..config import preset, preset_names
+    from ..cycle_model import DdrTiming, resnet18_cycles
+
+    parser = argparse.ArgumentParser(prog="python -m rtl.build.plots", description=main.__doc__)
+    parser.add_argument("--board", required=True, choices=preset_names())
+    parser.add_argument("--out", metavar="FILE",
+                        help="PNG to write (default: engine-time-<board>.png)")
+    args = parser.parse_args(argv)
+    cfg = preset(args.board)
+    facts = board_facts(args.board)
+    timing = DdrTiming.zynq_hp()
+    layers = [asdict(layer) for layer in resnet18_cycles(cfg, facts.ratio, timing=timing)]
+    total = sum(layer["cycles"] for layer in layers) / (cfg.clock_mhz * 1e3)
+    path = Path(args.out or f"engine-time-{args.board}.png")
+    latency_bars(layers, cfg.clock_mhz, path, title=(
+        f"{args.board}: ResNet-18 224x224 at {':'.join(map(str, facts.ratio))}, "
+        f"{cfg.clock_mhz:g} MHz, DDR read latency {timing.read_latency} cycles: "
+        f"{total:.2f} ms (cycle model)"))
+    print(f"{path}: {len(layers)} layers, {total:.2f} ms")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
