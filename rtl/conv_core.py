@@ -221,7 +221,7 @@ class ConvCore(wiring.Component):
         act_rd = self.rd
         run_bank = Signal()
         busy = Signal()
-        with m.If(self.start & ~busy):
+        with m.If(~busy):
             m.d.sync += run_bank.eq(self.bank)
         m.d.comb += banks.rd_bank.eq(run_bank)
 
@@ -240,7 +240,7 @@ class ConvCore(wiring.Component):
         with m.If(adv):
             m.d.sync += [valid1.eq(gen.valid), pad1.eq(~gen.inside), first1.eq(first),
                          last1.eq(last)]
-        with m.If(self.start & ~busy):
+        with m.If(~busy):
             m.d.sync += step.eq(0)
         with m.Elif(gen.valid & adv):
             m.d.sync += step.eq(Mux(last, 0, step + 1))
@@ -289,7 +289,6 @@ class ConvCore(wiring.Component):
         pixel = Signal(pix_bits)
         pix_base = Signal(vec_bits)     # pixel * out_chunks
         pix_end = Signal(vec_bits)      # pix_base + out_chunks
-        pixels_done = Signal(pix_bits + 1)
 
         m.d.comb += banks.group.eq(g)
         slot = banks.slots
@@ -301,8 +300,9 @@ class ConvCore(wiring.Component):
         m.d.comb += banks.peek.eq(g + 1)
         m.d.sync += [g0_valid.eq(banks.first_valid), g0_conflict.eq(banks.first_conflict)]
         # The slots that go in this beat (``enable``), whether there are none, and whether
-        # this is the group's last beat are registers too, set with sub, cur_valid and
-        # cur_conflict: the beat's end then waits only on the requantizer's ready.
+        # this is the group's or the pixel's last beat are registers too, set with sub,
+        # cur_valid and cur_conflict: the beat's end then waits only on the requantizer's
+        # ready.
         def enables(valid, conflict, sub_at):
             return Cat(*[valid[i] & (~conflict | (sub_at == i)) for i in range(lanes)])
 
@@ -312,37 +312,37 @@ class ConvCore(wiring.Component):
         enable = Signal(lanes)
         none_enabled = Signal()          # enable == 0
         group_end = Signal()             # the group's last beat
-        beat_done = ser_busy & (none_enabled | post.i.ready)
-        group_done = beat_done & group_end
         g_last = Signal()                # g == groups - 1
-        pixel_done = group_done & g_last
-        load = pot_full & dsp_full & (~ser_busy | pixel_done)
+        pixel_end = Signal()             # group_end & g_last: the pixel's last beat
+        beat_go = none_enabled | post.i.ready
+        beat_done = ser_busy & beat_go
+        pixel_done = beat_done & pixel_end
+        load = pot_full & dsp_full & (~ser_busy | (pixel_end & beat_go))
 
-        def beat_state(valid, conflict, sub_next):
+        def beat_state(valid, conflict, sub_next, g_last_next):
             en = enables(valid, conflict, sub_next)
-            m.d.sync += [enable.eq(en), none_enabled.eq(en == 0),
-                         group_end.eq(last_beat(conflict, sub_next))]
+            ends = last_beat(conflict, sub_next)
+            m.d.sync += [enable.eq(en), none_enabled.eq(en == 0), group_end.eq(ends),
+                         g_last.eq(g_last_next), pixel_end.eq(ends & g_last_next)]
 
         m.d.comb += pot_fifo.r_stream.ready.eq(load)
         with m.If(dsp.o.valid & ~dsp_full):
             m.d.sync += [res_dsp.eq(dsp.o.payload), dsp_full.eq(1)]
         with m.If(beat_done):
-            m.d.sync += sub.eq(Mux(group_done, 0, sub + 1))
-            with m.If(group_done):
-                m.d.sync += [g.eq(g + 1), g_last.eq(g == groups - 2),
-                             cur_valid.eq(banks.peek_valid),
+            with m.If(group_end):
+                m.d.sync += [sub.eq(0), g.eq(g + 1), cur_valid.eq(banks.peek_valid),
                              cur_conflict.eq(banks.peek_conflict)]
-                beat_state(banks.peek_valid, banks.peek_conflict, 0)
+                beat_state(banks.peek_valid, banks.peek_conflict, 0, g == groups - 2)
             with m.Else():
-                beat_state(cur_valid, cur_conflict, sub + 1)
+                m.d.sync += sub.eq(sub + 1)
+                beat_state(cur_valid, cur_conflict, sub + 1, g_last)
         with m.If(pixel_done):
-            m.d.sync += [ser_busy.eq(0), pixel.eq(pixel + 1), pixels_done.eq(pixels_done + 1),
+            m.d.sync += [ser_busy.eq(0), pixel.eq(pixel + 1),
                          pix_base.eq(pix_end), pix_end.eq(pix_end + L.out_chunks)]
         with m.If(load):
             m.d.sync += [res.eq(Cat(res_pot, res_dsp)), ser_busy.eq(1), g.eq(0), sub.eq(0),
-                         dsp_full.eq(0), g_last.eq(groups == 1), cur_valid.eq(g0_valid),
-                         cur_conflict.eq(g0_conflict)]
-            beat_state(g0_valid, g0_conflict, 0)
+                         dsp_full.eq(0), cur_valid.eq(g0_valid), cur_conflict.eq(g0_conflict)]
+            beat_state(g0_valid, g0_conflict, 0, groups == 1)
 
         m.d.comb += [post.i.valid.eq(ser_busy & ~none_enabled), post.i.payload.mode.eq(L.mode),
                      post.i.payload.tag.eq(Cat(pixel, pix_base, pix_end, enable,
@@ -381,14 +381,19 @@ class ConvCore(wiring.Component):
         fire_in = post.i.valid & post.i.ready
         fire_out = post.o.valid & post.o.ready
         m.d.sync += inflight.eq(inflight + fire_in - fire_out)
-        # Output pixels of the pass, counted as the generator finishes each one.
-        total = Signal(len(pixels_done))
-        with m.If(self.start & ~busy):
-            m.d.sync += [pixel.eq(0), pixels_done.eq(0), total.eq(0), pix_base.eq(0),
-                         pix_end.eq(L.out_chunks)]
-        with m.Elif(gen.valid & adv & last):
-            m.d.sync += total.eq(total + 1)
-        finished = gen.done & (pixels_done == total) & ~ser_busy & (inflight == 0) & \
+        # Output pixels the generator has finished and the serializer not yet (``owed``),
+        # with whether there are none or one as registers.
+        owed = Signal(pix_bits + 1)
+        none_owed, one_owed = Signal(), Signal()
+        inc, dec = gen.valid & adv & last, pixel_done
+        with m.If(~busy):
+            m.d.sync += [pixel.eq(0), owed.eq(0), none_owed.eq(1), one_owed.eq(0),
+                         pix_base.eq(0), pix_end.eq(L.out_chunks)]
+        with m.Elif(inc & ~dec):
+            m.d.sync += [owed.eq(owed + 1), none_owed.eq(0), one_owed.eq(none_owed)]
+        with m.Elif(dec & ~inc):
+            m.d.sync += [owed.eq(owed - 1), none_owed.eq(one_owed), one_owed.eq(owed == 2)]
+        finished = gen.done & none_owed & ~ser_busy & (inflight == 0) & \
             ~valid1 & ~pot.o.valid & ~dsp.o.valid & ~pot_full & ~dsp_full & ~skid_valid
         with m.If(self.start & ~busy):
             m.d.sync += busy.eq(1)

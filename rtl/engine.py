@@ -365,6 +365,7 @@ class Engine(wiring.Component):
         load_idx = Signal(16)          # conv pass the loader fetches next
         load_more = Signal()           # load_idx != passes (registered)
         run_idx = Signal(16)           # conv pass the core runs next
+        run_last = Signal()            # run_idx + 1 == passes (registered)
         full = Signal(2)               # weight bank holds a loaded, not yet run pass
         running = Signal()             # the core runs pass run_idx
         conv_go = Signal()             # starts the loader on this descriptor's passes
@@ -700,7 +701,7 @@ class Engine(wiring.Component):
                     # The band is in already (the prefetch checked it is the next row tile of
                     # the same layer, a conv or a max-pool).
                     m.d.sync += [act_base.eq(pre_base), act_bad.eq(pre_bad), use_pre.eq(0),
-                                 run_idx.eq(0), running.eq(0),
+                                 run_idx.eq(0), run_last.eq(d.passes == 1), running.eq(0),
                                  armed.eq(~last_desc)]
                     with m.If(is_conv):
                         # The weights start loading, unless the loader carried on with them.
@@ -732,7 +733,7 @@ class Engine(wiring.Component):
             with m.State("ACT_DATA"):
                 m.d.sync += stalls.eq(stalls + 1)
                 with m.If(dma.rd_done):
-                    m.d.sync += [run_idx.eq(0), running.eq(0)]
+                    m.d.sync += [run_idx.eq(0), run_last.eq(d.passes == 1), running.eq(0)]
                     with m.If(is_conv):
                         # An error is reported from CONV once the loader has stopped.
                         m.d.sync += [act_bad.eq(dma.rd_error),
@@ -809,8 +810,9 @@ class Engine(wiring.Component):
                     m.d.sync += running.eq(1)
                 with m.If(running & core.done):
                     m.d.sync += [running.eq(0), run_idx.eq(run_idx + 1),
+                                 run_last.eq(run_idx + 2 == d.passes),
                                  full.bit_select(bank, 1).eq(0)]
-                    with m.If(run_idx + 1 == d.passes):
+                    with m.If(run_last):
                         m.next = "OUT_CMD"
                         with m.If(is_fused):
                             m.next = "FUSE"
@@ -977,20 +979,18 @@ class Engine(wiring.Component):
         m.d.comb += still.eq(pending & ~done_now)
         with m.FSM(name="loader"):
             with m.State("IDLE"):
+                # Both starts begin at the descriptor's first pass: the pass counter and the
+                # ports' addresses are set while idle, whether a start comes or not.
+                m.d.sync += [load_idx.eq(0), load_more.eq(1)]
+                m.d.sync += [port_addr[j].eq(d.weight_addr + port_off[j] * 8)
+                             for j in range(n_ports)]
                 with m.If(conv_go):
-                    m.d.sync += [load_idx.eq(0), load_more.eq(1), full.eq(0),
-                                 load_code.eq(ErrorCode.NONE),
-                                 load_bank0.eq(0)]
-                    m.d.sync += [port_addr[j].eq(d.weight_addr + port_off[j] * 8)
-                                 for j in range(n_ports)]
+                    m.d.sync += [full.eq(0), load_code.eq(ErrorCode.NONE), load_bank0.eq(0)]
                     m.next = "CMD"
                 with m.Elif(in_conv & ~carried & pre_ready & pre_band & same_weights
                             & (load_code == ErrorCode.NONE) & ~abort & ~act_bad):
                     # The next row tile of this layer is in: its passes follow on.
-                    m.d.sync += [load_idx.eq(0), load_more.eq(1), carried.eq(1),
-                                 load_bank0.eq(load_bank0 ^ d.passes[0])]
-                    m.d.sync += [port_addr[j].eq(d.weight_addr + port_off[j] * 8)
-                                 for j in range(n_ports)]
+                    m.d.sync += [carried.eq(1), load_bank0.eq(load_bank0 ^ d.passes[0])]
                     m.next = "CMD"
             with m.State("CMD"):
                 with m.If(~load_more | (load_code != ErrorCode.NONE) | abort

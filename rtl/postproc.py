@@ -47,7 +47,7 @@ class PostProc(wiring.Component):
     """``lanes`` channels per cycle of ``clamp(requantize(acc + bias, mult, shift))``.
 
     A four-stage pipeline: add the bias; multiply by the unsigned multiplier (inferred
-    multipliers: DSP48E1s after synthesis); add ``2**(shift-1)`` and shift right
+    multipliers: DSP48E1s after synthesis) and add ``2**(shift-1)``; shift right
     arithmetically (round half up); clamp by ``mode``. Results equal
     ``quant.contract.activation`` / ``quant.contract.logits`` bit for bit.
 
@@ -135,21 +135,22 @@ class PostProc(wiring.Component):
             total = Signal(signed(sum_bits), name=f"sum_{lane}")
             mult = Signal(C.MULT_BITS, name=f"mult_{lane}")
             shift1 = Signal(SHIFT_BITS, name=f"shift1_{lane}")
-            prod = Signal(signed(prod_bits), name=f"prod_{lane}")
+            prod = Signal(signed(prod_bits + 1), name=f"prod_{lane}")   # plus rounding
             shift2 = Signal(SHIFT_BITS, name=f"shift2_{lane}")
             rounded = Signal(signed(prod_bits + 1), name=f"rounded_{lane}")
             out = Signal(signed(OUT_BITS), name=f"out_{lane}")
-            # Half of the shift's unit, a register beside shift2 (stage 2).
+            # Half of the shift's unit, a register beside total (stage 1): the product takes it
+            # in (a DSP48E1's post-adder where the product fits one), so stage 3 only shifts.
             rounding = Signal(prod_bits + 1, name=f"rounding_{lane}")
             with m.If(en):
                 m.d.sync += [
                     total.eq(p.acc[lane] + p.bias[lane]),
                     mult.eq(p.mult[lane]),
                     shift1.eq(p.shift[lane]),
-                    prod.eq(total * mult),
+                    rounding.eq((Const(1, prod_bits + 1) << p.shift[lane]) >> 1),
+                    prod.eq(total * mult + rounding),
                     shift2.eq(shift1),
-                    rounding.eq((Const(1, prod_bits + 1) << shift1) >> 1),
-                    rounded.eq((prod + rounding) >> shift2),
+                    rounded.eq(prod >> shift2),
                     out.eq(Mux(rounded < clamp_lo, clamp_lo,
                                Mux(rounded > clamp_hi, clamp_hi, rounded))),
                 ]

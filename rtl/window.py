@@ -106,52 +106,95 @@ class WindowGen(wiring.Component):
 
         iy, ix = iy0 + ky, ix0 + kx
         # The last indices are registers (the layer holds still from ``start`` on, and the
-        # first comparison comes a cycle after it).
+        # first step comes a cycle after it).
         def last_of(value, like, name):
             sig = Signal.like(like, name=name)
             m.d.sync += sig.eq(value - 1)
             return sig
 
         k_last = last_of(L.kernel, kx, "kernel_last")
-        last_kx, last_ky = kx == k_last, ky == k_last
-        last_ch = ch == last_of(L.chunks, ch, "chunks_last")
-        last_ox = ox == last_of(L.out_w, ox, "out_w_last")
-        last_oy = oy == last_of(L.out_h, oy, "out_h_last")
+        ch_last = last_of(L.chunks, ch, "chunks_last")
+        ox_last = last_of(L.out_w, ox, "out_w_last")
+        oy_last = last_of(L.out_h, oy, "out_h_last")
+
+        # The value before the last (a bit wider: -1 for a counter of one value, which it
+        # never holds), so that "the next value is the last" is a comparison of registers.
+        def before_last(value, like, name):
+            sig = Signal(len(like) + 1, name=name)
+            m.d.sync += sig.eq(value - 2)
+            return sig
+
+        k_pen = before_last(L.kernel, kx, "kernel_pen")
+        ch_pen = before_last(L.chunks, ch, "chunks_pen")
+        ox_pen = before_last(L.out_w, ox, "out_w_pen")
+        oy_pen = before_last(L.out_h, oy, "out_h_pen")
+        # Whether each counter is at its last value (``at_*``), and whether it and every
+        # counter inside it are (``end_*``: the next step carries past it), are registers set
+        # with the counters: a step's enable goes only to clock enables, and what the
+        # counters load comes from flip-flops.
+        last_kx, last_ky = Signal(name="at_last_kx"), Signal(name="at_last_ky")
+        last_ch = Signal(name="at_last_ch")
+        last_ox, last_oy = Signal(name="at_last_ox"), Signal(name="at_last_oy")
+        end_ky, end_ch = Signal(name="end_ky"), Signal(name="end_ch")
+        end_ox, end_oy = Signal(name="end_ox"), Signal(name="end_oy")
+        end_kx = last_kx
         m.d.comb += [
             self.valid.eq(running),
             self.addr.eq((row_k + col_k + ch)[:self._addr_bits]),
             self.inside.eq((iy >= 0) & (iy < L.height) & (ix >= 0) & (ix < L.width)),
-            self.win_first.eq((ky == 0) & (kx == 0)), self.win_last.eq(last_kx & last_ky),
+            self.win_first.eq((ky == 0) & (kx == 0)), self.win_last.eq(end_ky),
             self.chunk_first.eq(ch == 0), self.chunk_last.eq(last_ch),
         ]
+
+        def set_ends(kx_at, ky_at, ch_at, ox_at, oy_at):
+            e_ky = kx_at & ky_at
+            e_ch = e_ky & ch_at
+            e_ox = e_ch & ox_at
+            m.d.sync += [last_kx.eq(kx_at), last_ky.eq(ky_at), last_ch.eq(ch_at),
+                         last_ox.eq(ox_at), last_oy.eq(oy_at), end_ky.eq(e_ky),
+                         end_ch.eq(e_ch), end_ox.eq(e_ox), end_oy.eq(e_ox & oy_at)]
 
         stride_rows = Mux(L.stride == 2, L.row_stride << 1, L.row_stride)
         stride_cols = Mux(L.stride == 2, L.chunks << 1, L.chunks)
         init_row = -times_pad(L.pad_top, L.row_stride)
         init_col = -times_pad(L.pad_left, L.chunks)
-        with m.If(self.start & ~running):
-            m.d.sync += [running.eq(1), self.done.eq(0),
-                         oy.eq(0), ox.eq(0), ky.eq(0), kx.eq(0), ch.eq(0),
+        # While idle the counters hold the walk's first position (the layer is stable by
+        # ``start``), so that ``start`` sets only ``running``.
+        with m.If(~running):
+            with m.If(self.start):
+                m.d.sync += [running.eq(1), self.done.eq(0)]
+            m.d.sync += [oy.eq(0), ox.eq(0), ky.eq(0), kx.eq(0), ch.eq(0),
                          iy0.eq(-L.pad_top), ix0.eq(-L.pad_left),
                          row_oy.eq(init_row), row_k.eq(init_row),
                          col_init.eq(init_col), col_ox.eq(init_col), col_k.eq(init_col)]
+            set_ends(L.kernel == 1, L.kernel == 1, L.chunks == 1, L.out_w == 1, L.out_h == 1)
+
+        def step(count, at_last, last, pen, inner_end, own_end):
+            # A counter inside which every counter ends steps: to 0 past its last value.
+            return (Mux(inner_end, Mux(own_end, 0, count + 1), count),
+                    Mux(inner_end, Mux(own_end, last == 0, count == pen), at_last))
+
         with m.If(running & self.adv):
-            m.d.sync += [kx.eq(kx + 1), col_k.eq(col_k + L.chunks)]
-            with m.If(last_kx):
-                m.d.sync += [kx.eq(0), ky.eq(ky + 1), col_k.eq(col_ox),
-                             row_k.eq(row_k + L.row_stride)]
-                with m.If(last_ky):
-                    m.d.sync += [ky.eq(0), ch.eq(ch + 1), row_k.eq(row_oy)]
-                    with m.If(last_ch):
-                        m.d.sync += [ch.eq(0), ox.eq(ox + 1), ix0.eq(ix0 + L.stride),
-                                     col_ox.eq(col_ox + stride_cols),
-                                     col_k.eq(col_ox + stride_cols)]
-                        with m.If(last_ox):
-                            m.d.sync += [ox.eq(0), oy.eq(oy + 1), iy0.eq(iy0 + L.stride),
-                                         ix0.eq(-L.pad_left),
-                                         row_oy.eq(row_oy + stride_rows),
-                                         row_k.eq(row_oy + stride_rows),
-                                         col_ox.eq(col_init), col_k.eq(col_init)]
-                            with m.If(last_oy):
-                                m.d.sync += [running.eq(0), self.done.eq(1)]
+            kx_n, kx_at = step(kx, last_kx, k_last, k_pen, 1, end_kx)
+            ky_n, ky_at = step(ky, last_ky, k_last, k_pen, end_kx, end_ky)
+            ch_n, ch_at = step(ch, last_ch, ch_last, ch_pen, end_ky, end_ch)
+            ox_n, ox_at = step(ox, last_ox, ox_last, ox_pen, end_ch, end_ox)
+            oy_n, oy_at = step(oy, last_oy, oy_last, oy_pen, end_ox, end_oy)
+            m.d.sync += [kx.eq(kx_n), ky.eq(ky_n), ch.eq(ch_n), ox.eq(ox_n), oy.eq(oy_n)]
+            set_ends(kx_at, ky_at, ch_at, ox_at, oy_at)
+            next_col_ox = col_ox + stride_cols
+            next_row_oy = row_oy + stride_rows
+            m.d.sync += [
+                col_k.eq(Mux(end_ox, col_init, Mux(end_ch, next_col_ox,
+                                                   Mux(end_kx, col_ox, col_k + L.chunks)))),
+                row_k.eq(Mux(end_ox, next_row_oy, Mux(end_ky, row_oy,
+                                                      Mux(end_kx, row_k + L.row_stride,
+                                                          row_k)))),
+                col_ox.eq(Mux(end_ox, col_init, Mux(end_ch, next_col_ox, col_ox))),
+                row_oy.eq(Mux(end_ox, next_row_oy, row_oy)),
+                ix0.eq(Mux(end_ox, -L.pad_left, Mux(end_ch, ix0 + L.stride, ix0))),
+                iy0.eq(Mux(end_ox, iy0 + L.stride, iy0)),
+            ]
+            with m.If(end_oy):
+                m.d.sync += [running.eq(0), self.done.eq(1)]
         return m
