@@ -62,8 +62,10 @@ def check_cycle_model(model, cfg: HwConfig, cycles_json: Path, *,
                                                          MODEL_TOLERANCE_TOTAL)
                       ) -> list[tuple[str, int, int]]:
     """Every layer's measured cycles (``CYCLES_LO`` of its chain, DDR answering reads after
-    ``READ_LATENCY`` cycles, no pauses) against the cycle model of the same descriptors;
-    returns (layer, measured, modelled). ``tolerances``: relative, per layer and in total."""
+    ``READ_LATENCY`` cycles, no pauses) against the cycle model of the same descriptors, and
+    the whole network as one chain; returns (layer, measured, modelled), the chain last as
+    ``"(one chain)"``. ``tolerances``: relative, per layer and in total (the sum of the
+    layers, and the chain)."""
     from firmware.network import plan_network
     from rtl.cycle_model import chain_cycles
     from rtl.interface.descriptor import descriptor_bytes
@@ -71,13 +73,16 @@ def check_cycle_model(model, cfg: HwConfig, cycles_json: Path, *,
 
     plan = plan_network(model, cfg, base=BASE, size=SIZE)
     table = dict(plan.memory)[plan.chain_addr]
-    measured = {row["name"]: row["cycles"] for row in json.loads(cycles_json.read_text())}
-    rows = []
+    record = json.loads(cycles_json.read_text())
+    measured = {row["name"]: row["cycles"] for row in record["layers"]}
+    rows, chain = [], []
     for job in plan.jobs:
         start = job.desc_addr - plan.chain_addr
         descs = [table[start + i * descriptor_bytes():start + (i + 1) * descriptor_bytes()]
                  for i in range(job.desc_count)]
+        chain += descs
         rows.append((job.name, measured[job.name], chain_cycles(cfg, descs, bench_timing())))
+    whole = ("(one chain)", record["chain"], chain_cycles(cfg, chain, bench_timing()))
     for name, got, want in rows:
         print(f"{name:24s} measured {got:7d} modelled {want:7d} {100 * (want - got) / got:+6.2f} %")
     for name, got, want in rows:
@@ -85,7 +90,10 @@ def check_cycle_model(model, cfg: HwConfig, cycles_json: Path, *,
     total_got, total_want = sum(r[1] for r in rows), sum(r[2] for r in rows)
     assert abs(total_want - total_got) <= tolerances[1] * total_got, (
         total_got, total_want)
-    return rows
+    print(f"{whole[0]:24s} measured {whole[1]:7d} modelled {whole[2]:7d} "
+          f"{100 * (whole[2] - whole[1]) / whole[1]:+6.2f} %")
+    assert abs(whole[2] - whole[1]) <= tolerances[1] * whole[1], whole
+    return [*rows, whole]
 
 
 def _run(model, images, case: str, cfg: HwConfig = CFG) -> None:

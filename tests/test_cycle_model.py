@@ -4,7 +4,13 @@ by the whole-network bench, sim/test_network.py)."""
 import pytest
 
 from rtl.config import preset
-from rtl.cycle_model import DdrTiming, descriptor_cycles, markdown, resnet18_cycles
+from rtl.cycle_model import (
+    DdrTiming,
+    descriptor_cycles,
+    markdown,
+    resnet18_cycles,
+    resnet18_latency,
+)
 from rtl.interface.ddr import pass_block_words
 from rtl.interface.descriptor import Op
 
@@ -12,14 +18,18 @@ from rtl.interface.descriptor import Op
 @pytest.mark.parametrize(("board", "ratio"), [("pynq-z2", "60:35:5"), ("zc706", "65:30:5")])
 def test_resnet18_on_the_presets(board, ratio):
     cfg = preset(board)
-    layers = resnet18_cycles(cfg, ratio, timing=DdrTiming.zynq_hp())
+    layers, chain = resnet18_latency(cfg, ratio, timing=DdrTiming.zynq_hp())
+    assert layers == resnet18_cycles(cfg, ratio, timing=DdrTiming.zynq_hp())
     assert len(layers) == 31 and layers[0].name == "conv1" and layers[-1].op == "fc"
     assert layers[0].tiles > 1                       # 112 x 112 x 64 does not fit at once
     for layer in layers:
         assert layer.cycles >= layer.mac_cycles > 0 or layer.mac_cycles == 0
-    text = markdown(cfg, ratio, layers, DdrTiming.zynq_hp())
+    text = markdown(cfg, ratio, layers, DdrTiming.zynq_hp(), chain)
     total = sum(layer.cycles for layer in layers)
-    assert f"**{total:,}**" in text and "Modelled latency:" in text
+    # As one chain a layer's last tile overlaps the next layer's start: a few % sooner.
+    assert 0.9 * total < chain < total
+    assert f"**{total:,}**" in text and f"**{chain:,}**" in text
+    assert f"Modelled latency: **{chain / (cfg.clock_mhz * 1e3):.2f} ms** per image" in text
 
 
 def _conv(cfg, *, passes, steps, pixels):
@@ -67,6 +77,8 @@ def test_command_line_prints_the_model_per_layer_and_in_total(capsys):
         [(layer.name, layer.cycles) for layer in layers]
     assert got["total_cycles"] == sum(layer.cycles for layer in layers)
     assert got["total_ms"] == pytest.approx(got["total_cycles"] / 150e3)
+    assert got["chain_cycles"] == resnet18_latency(preset("zc706"), "65:30:5",
+                                                   timing=DdrTiming.zynq_hp())[1]
     assert main(["--board", "pynq-z2", "--ratio", "pot"]) == 0
     table = capsys.readouterr().out
     pot = resnet18_cycles(preset("pynq-z2"), "pot", timing=DdrTiming.zynq_hp())

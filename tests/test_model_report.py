@@ -8,7 +8,7 @@ import pytest
 from quant.resnet_graph import layer_shapes, resnet18_nodes
 from rtl.boards import BOARDS
 from rtl.config import preset
-from rtl.cycle_model import DdrTiming, markdown, resnet18_cycles
+from rtl.cycle_model import DdrTiming, markdown, resnet18_cycles, resnet18_latency
 
 # ResNet-18 224x224 conv/fc layers written out by hand: (out channels, in channels, kernel,
 # output side). Multiply-accumulates = out * in * k * k * side * side.
@@ -71,14 +71,15 @@ def test_ratio_needs_formats():
 
 def test_markdown_puts_the_paper_beside_the_model():
     cfg = preset("zc706")
-    layers = resnet18_cycles(cfg, "65:30:5", timing=TIMING)
-    md = markdown(cfg, "65:30:5", layers, TIMING)
-    ms = sum(layer.cycles for layer in layers) / 150e3
-    assert f"Modelled latency: **{ms:.2f} ms** per image at 150 MHz" in md
+    layers, chain = resnet18_latency(cfg, "65:30:5", timing=TIMING)
+    md = markdown(cfg, "65:30:5", layers, TIMING, chain)
+    ms = chain / 150e3
+    assert f"Modelled latency: **{ms:.2f} ms** per image at 150 MHz (the network as" in md
     paper = BOARDS["zc706"].paper
     assert (f"ILMPQ-2 on XC7Z045, the same ratio): {paper.gops} GOP/s, {paper.latency_ms} ms"
             in md)
     assert f"modelled here: {paper.latency_ms / ms:.2f}x its speed" in md
     cfg = preset("pynq-z2")
-    md = markdown(cfg, "50:50:0", resnet18_cycles(cfg, "50:50:0", timing=TIMING), TIMING)
+    layers, chain = resnet18_latency(cfg, "50:50:0", timing=TIMING)
+    md = markdown(cfg, "50:50:0", layers, TIMING, chain)
     assert "ILMPQ-1 on XC7Z020, ratio 60:35:5, not 50:50:0" in md

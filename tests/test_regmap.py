@@ -411,7 +411,8 @@ def test_slave_reads_constants_and_inputs(zc706_slave) -> None:
     async def bench(ctx, bus: Bus) -> None:
         assert await bus.read(regmap.offset("MAGIC")) == (0x494C4D50, OKAY)
         assert await bus.read(regmap.offset("ID")) == (cfg.config_hash, OKAY)
-        assert await bus.read(regmap.offset("HW_ARRAY") + 2) == (cfg.pot_rows | cfg.dsp_rows << 16, OKAY)
+        assert await bus.read(regmap.offset("HW_ARRAY") + 2) == (
+            cfg.pot_rows | cfg.dsp_rows << 16, OKAY)
         ctx.set(Value.cast(dut.regs.status.value), 0b101)
         ctx.set(Value.cast(dut.regs.cycles_hi.value), 0xFEDCBA98)
         assert await bus.read(regmap.offset("STATUS")) == (0b101, OKAY)

@@ -29,12 +29,13 @@ def test_figures_from_the_build_records(tmp_path) -> None:
 def test_per_layer_figure_of_a_preset(tmp_path, capsys) -> None:
     """``python -m rtl.build.plots --board``: the phases stacked per layer, without a build."""
     from rtl.build.plots import main
-    from rtl.cycle_model import phase_totals
+    from rtl.cycle_model import phase_totals, resnet18_latency
 
     out = tmp_path / "time.png"
     assert main(["--board", "zc706", "--out", str(out)]) == 0
-    layers = resnet18_cycles(preset("zc706"), "65:30:5", timing=DdrTiming.zynq_hp())
+    layers, chain = resnet18_latency(preset("zc706"), "65:30:5", timing=DdrTiming.zynq_hp())
     ms = sum(layer.cycles for layer in layers) / 150e3
-    assert capsys.readouterr().out == f"{out}: {len(layers)} layers, {ms:.2f} ms\n"
+    assert capsys.readouterr().out == (f"{out}: {len(layers)} layers, {ms:.2f} ms layer by "
+                                       f"layer, {chain / 150e3:.2f} ms as one chain\n")
     assert sum(phase_totals(layers).values()) == sum(layer.cycles for layer in layers)
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 20_000

@@ -30,7 +30,7 @@ from quant.schemes import RATIO_PRESETS, scheme_counts
 
 from ..boards import BOARDS
 from ..config import HwConfig, PartTooSmallError, preset
-from ..cycle_model import DdrTiming, resnet18_cycles
+from ..cycle_model import DdrTiming, resnet18_latency
 from ..interface.passes import pass_count
 from ..interface.tiling import TilingError
 from .parts import CORE_ROWS
@@ -219,11 +219,10 @@ def search(cals: Calibration | Sequence[Calibration], *,
                     try:
                         cfg = cal.cfg.replace(pot_rows=pot, dsp_rows=dsp,
                                               clock_mhz=float(clock))
-                        layers = resnet18_cycles(cfg, ratio, timing=timing)
+                        _, chain = resnet18_latency(cfg, ratio, timing=timing)
                     except (PartTooSmallError, TilingError, ValueError):
                         continue
-                    out.append(Candidate(pot, dsp, float(clock), tuple(ratio),
-                                         sum(layer.cycles for layer in layers), res,
+                    out.append(Candidate(pot, dsp, float(clock), tuple(ratio), chain, res,
                                          cal.cfg.vec_len))
     return sorted(out, key=lambda c: (c.ms, c.resources["LUT"]))
 
@@ -322,8 +321,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     best = best_per_ratio(candidates)
     paper = PAPER_RATIO[args.part]
     base = preset(_PART_BOARDS[args.part])
-    layers = resnet18_cycles(base, paper, timing=DdrTiming.zynq_hp())
-    preset_point = (paper, sum(x.cycles for x in layers) / (base.clock_mhz * 1e3))
+    _, chain = resnet18_latency(base, paper, timing=DdrTiming.zynq_hp())
+    preset_point = (paper, chain / (base.clock_mhz * 1e3))
     path = (Path(args.plot) if args.plot
             else packages[-1].parent / f"dse-{args.part}.png")
     plot(best, args.part, path, preset_point)
@@ -336,9 +335,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     avail = cals[0].cfg.resources
     print(f"{cals[0].cfg.part}: resources calibrated on the Yosys figures of "
           f"{', '.join(f'{p}/utilization.json' for p in packages)} (columns and buffers as "
-          f"built), latency from the cycle model (ResNet-18 224x224, assumed HP-port DDR "
-          f"latency); rows and lanes at the counts where some layer needs a pass fewer; LUT "
-          f"limit {args.lut_limit:.0%}")
+          f"built), latency from the cycle model (ResNet-18 224x224 as one chain, assumed "
+          f"HP-port DDR latency); rows and lanes at the counts where some layer needs a pass "
+          f"fewer; LUT limit {args.lut_limit:.0%}")
     print(f"\n{'ratio':>10} {'columns':>7} {'PoT rows':>8} {'DSP lanes':>9} {'MHz':>7} "
           f"{'ms':>8} " + " ".join(f"{k:>9}" for k in RESOURCES))
     for c in candidates[:args.top]:
