@@ -422,11 +422,12 @@ def _check_int(name: str, value: Any, *, lo: int | None = None, hi: int | None =
 # steps of ResNet-18's conv layers. zc706 at 65:30:5: 64 columns, 42 PoT rows (the 42 / 83 /
 # 166 / 333 PoT-4 filters of the 64- to 512-filter layers in 1 / 2 / 4 / 8 passes) and 26 DSP
 # lanes (19 Fixed-4 + an alignment lane + 3 Fixed-8 pairs of a 64-filter layer in one pass):
-# 7.24 ms modelled, against 9.07 ms for 32 columns with 52 rows and 32 lanes, which ran the
-# 64-filter layers in one pass with 80 % of their rows busy but the 56x56 maps in two chunks.
+# 7.05 ms modelled (one chain), against 8.95 ms for 32 columns with 52 rows and 32 lanes,
+# which ran the 64-filter layers in one pass with 80 % of their rows busy but the 56x56 maps
+# in two chunks.
 # pynq-z2 at 60:35:5: 26 PoT rows (39 / 77 / 154 / 307 filters in 2 / 3 / 6 / 12 passes) and
-# 20 DSP lanes: 35.04 ms, against 38.49 ms for 24 rows and 18 lanes (2 / 4 / 7 / 13 passes);
-# 28 rows and 22 lanes would model 34.81 ms but leave 15.6 % of the LUTs for routing and
+# 20 DSP lanes: 34.78 ms, against 38.23 ms for 24 rows and 18 lanes (2 / 4 / 7 / 13 passes);
+# 28 rows and 22 lanes would model 34.55 ms but leave 15.6 % of the LUTs for routing and
 # 3.6 % of the BRAM, the least on either preset.
 PRESETS: dict[str, HwConfig] = {
     cfg.name: cfg for cfg in (
