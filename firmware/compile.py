@@ -100,8 +100,12 @@ class CompiledNetwork:
 
     @property
     def modelled_cycles(self) -> int:
-        """The cycle model's estimate of one image, all layers (assumptions in the manifest's
-        ``cycle_model``)."""
+        """The cycle model's estimate of one image: the whole network as one chain, as it
+        runs (assumptions in the manifest's ``cycle_model``); files written before the chain
+        was modelled give the layers' sum."""
+        chain = self.manifest["chain"].get("modelled_cycles")
+        if chain is not None:
+            return int(chain)
         return sum(int(layer["modelled_cycles"]) for layer in self.manifest["layers"])
 
     @property
@@ -279,7 +283,10 @@ def compile_network(model: QModel, package: BuildPackage, *, model_path: str | P
         "output": {"offset": plan.output.addr, "shape": list(plan.output.shape),
                    "bits": plan.output.ttype.bits, "signed": plan.output.ttype.signed,
                    "bytes": 8 * plan.output.words(cfg)},
-        "chain": {"offset": plan.chain_addr, "count": plan.chain_count},
+        "chain": {"offset": plan.chain_addr, "count": plan.chain_count,
+                  "modelled_cycles": chain_cycles(
+                      cfg, [table[k * dbytes:(k + 1) * dbytes]
+                            for k in range(plan.chain_count)], timing)},
         "layers": layers,
         "cycle_model": {"clock_mhz": cfg.clock_mhz, "read_latency": timing.read_latency,
                         "write_latency": timing.write_latency},

@@ -159,6 +159,22 @@ def test_compiled_file_round_trip(small_net) -> None:
     assert again.manifest == net.manifest
 
 
+def test_modelled_image_is_the_whole_chain(small_net) -> None:
+    """The estimate of an image is the cycle model of the whole descriptor table as one
+    chain, which overlaps layers and so beats the layers' sum."""
+    from rtl.cycle_model import DdrTiming, chain_cycles
+    from rtl.interface.descriptor import descriptor_bytes
+
+    *_, net = small_net
+    offset, count = net.chain
+    n = descriptor_bytes()
+    table = net.image[offset:offset + count * n].tobytes()
+    want = chain_cycles(net.cfg, [table[k * n:(k + 1) * n] for k in range(count)],
+                        DdrTiming.zynq_hp())
+    assert net.modelled_cycles == want
+    assert want < sum(layer["modelled_cycles"] for layer in net.manifest["layers"])
+
+
 def test_damaged_compiled_files(tmp_path, small_net) -> None:
     *_, net_path, _ = small_net
     raw = net_path.read_bytes()
