@@ -492,11 +492,13 @@ class Engine(wiring.Component):
         unpack(rd_word, k, d.in_bits, vec, next_vec)
         # act_addr counts from the band's base (0, or pre_base for the prefetch).
         m.d.comb += [act_wr.addr.eq(act_addr), act_wr.data.eq(next_vec)]
+        k_last = Signal()              # k is the vector's last word (registered)
         with m.If(rd_take & filling):
-            m.d.sync += [vec.eq(next_vec), k.eq(k << 1)]
-            with m.If((k & wpv_in_hot) != 0):
+            m.d.sync += [vec.eq(next_vec), k.eq(k << 1),
+                         k_last.eq((k & (wpv_in_hot >> 1)) != 0)]
+            with m.If(k_last):
                 m.d.comb += act_wr.en.eq(1)
-                m.d.sync += [k.eq(1), act_addr.eq(act_addr + 1)]
+                m.d.sync += [k.eq(1), k_last.eq(wpv_in_hot[0]), act_addr.eq(act_addr + 1)]
         with m.If(dma.rd_done):
             m.d.sync += filling.eq(0)
 
@@ -591,7 +593,7 @@ class Engine(wiring.Component):
         b_word = wdmas[0].o.payload
         b_next = Signal.like(vec)
         unpack(b_word, b_k, d.in2_bits, b_acc, b_next)
-        b_last = (b_k & wpv_in2_hot) != 0
+        b_last = Signal()              # b_k is the vector's last word (registered)
         m.d.comb += [
             adder.i.valid.eq(b_pending & (~wb_busy | (b_tag < out_idx))),
             b_ready.eq(b_active & (~b_last | ((fusing | (b_idx < act_addr))
@@ -600,14 +602,21 @@ class Engine(wiring.Component):
         b_take = wdmas[0].o.valid & b_ready
         with m.If(add_in):
             m.d.sync += b_pending.eq(0)
-        with m.If(b_take):
-            m.d.sync += [b_acc.eq(b_next), b_k.eq(b_k << 1)]
-            with m.If(b_last & fusing):
+        # The partner of vector b_idx is read whenever the one read before is no longer
+        # needed (none waits for the adder, or the adder takes it): so it is read in the cycle
+        # the vector completes, and held while the vector waits.
+        with m.If(b_active & (~b_pending | add_in)):
+            with m.If(fusing):
                 m.d.comb += [out_rd_addr.eq(b_idx), out_rd_en.eq(1)]
-            with m.If(b_last):
+            with m.Else():
                 m.d.comb += [own_addr.eq(b_idx), own_en.eq(1)]
-                m.d.sync += [b_k.eq(1), b_acc.eq(0), b_vec.eq(b_next), b_pending.eq(1),
-                             b_tag.eq(b_idx), b_idx.eq(b_idx + 1)]
+        with m.If(b_take):
+            m.d.sync += [b_acc.eq(b_next), b_k.eq(b_k << 1),
+                         b_last.eq((b_k & (wpv_in2_hot >> 1)) != 0)]
+            with m.If(b_last):
+                m.d.sync += [b_k.eq(1), b_last.eq(wpv_in2_hot[0]), b_acc.eq(0),
+                             b_vec.eq(b_next), b_pending.eq(1), b_tag.eq(b_idx),
+                             b_idx.eq(b_idx + 1)]
         with m.If(b_active & wdmas[0].done):
             m.d.sync += [b_fin.eq(1), b_err.eq(wdmas[0].error)]
 
@@ -636,7 +645,8 @@ class Engine(wiring.Component):
                 m.d.comb += [dma.rd_cmd.valid.eq(1), dma.rd_cmd.payload.addr.eq(addr),
                              dma.rd_cmd.payload.words.eq(words)]
                 with m.If(dma.rd_cmd.ready):
-                    m.d.sync += [k.eq(1), act_addr.eq(0), filling.eq(1)]
+                    m.d.sync += [k.eq(1), k_last.eq(wpv_in_hot[0]), act_addr.eq(0),
+                                 filling.eq(1)]
                     m.next = then
 
         with m.FSM(name="engine"):
@@ -728,7 +738,8 @@ class Engine(wiring.Component):
                                  wdmas[0].cmd.payload.addr.eq(d.in2_addr),
                                  wdmas[0].cmd.payload.words.eq(in2_words)]
                     with m.If(b_go):
-                        m.d.sync += [b_active.eq(1), b_k.eq(1), b_acc.eq(0), b_idx.eq(0),
+                        m.d.sync += [b_active.eq(1), b_k.eq(1), b_last.eq(wpv_in2_hot[0]),
+                                     b_acc.eq(0), b_idx.eq(0),
                                      b_pending.eq(0), b_fin.eq(0), b_err.eq(0), a_err.eq(0)]
             with m.State("ACT_DATA"):
                 m.d.sync += stalls.eq(stalls + 1)
@@ -763,7 +774,8 @@ class Engine(wiring.Component):
                     m.d.comb += [wdmas[0].cmd.valid.eq(1),
                                  wdmas[0].cmd.payload.addr.eq(d.in2_addr),
                                  wdmas[0].cmd.payload.words.eq(in2_words)]
-                    m.d.sync += [b_active.eq(1), fusing.eq(1), b_k.eq(1), b_acc.eq(0),
+                    m.d.sync += [b_active.eq(1), fusing.eq(1), b_k.eq(1),
+                                 b_last.eq(wpv_in2_hot[0]), b_acc.eq(0),
                                  b_idx.eq(0), b_pending.eq(0), b_fin.eq(0), b_err.eq(0),
                                  a_err.eq(0)]
                     m.next = "B_DRAIN"
@@ -925,8 +937,8 @@ class Engine(wiring.Component):
                                  dma.rd_cmd.payload.words.eq(n_in_words)]
                     with m.If(dma.rd_cmd.ready):
                         band = Mux(act_base == 0, act_half, 0)
-                        m.d.sync += [k.eq(1), act_addr.eq(band), filling.eq(1),
-                                     pre_base.eq(band)]
+                        m.d.sync += [k.eq(1), k_last.eq(wpv_in_hot[0]), act_addr.eq(band),
+                                     filling.eq(1), pre_base.eq(band)]
                         m.next = "ACT_DATA"
             with m.State("ACT_DATA"):
                 m.d.comb += pre_busy.eq(1)

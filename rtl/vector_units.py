@@ -159,11 +159,12 @@ class AddUnit(wiring.Component):
 
         # Per-layer constants. For shift >= prod_bits, |prod| <= 2**(prod_bits-1) gives
         # 0 <= prod + 2**(shift-1) < 2**shift, so the result is 0, as it is at prod_bits.
+        # Registers: the layer holds still long before its first vector.
         def shift_eff(shift: Value, name: str) -> tuple[Signal, Signal]:
             s = Signal(range(prod_bits + 1), name=f"shift_eff_{name}")
             rnd = Signal(prod_bits, name=f"rounding_{name}")
-            m.d.comb += [s.eq(Mux(shift > prod_bits, prod_bits, shift)),
-                         rnd.eq((Const(1, prod_bits + 1) << s) >> 1)]
+            eff = Mux(shift > prod_bits, prod_bits, shift)
+            m.d.sync += [s.eq(eff), rnd.eq((Const(1, prod_bits + 1) << eff) >> 1)]
             return s, rnd
 
         sa, rnd_a = shift_eff(L.shift_a, "a")
