@@ -21,6 +21,7 @@ from quant import contract as C
 from quant import golden
 from quant.random_model import random_conv_layer
 from rtl.config import HwConfig
+from rtl.cycle_model import DdrTiming, chain_cycles
 from rtl.interface.ddr import pack_feature_map, unpack_feature_map
 from rtl.interface.descriptor import Op, PostMode, descriptor_bytes, pack_descriptor
 from rtl.interface.regmap import ErrorCode, RegisterMap
@@ -51,6 +52,7 @@ class TB:
         self.vector_cases = p["vector_cases"]
         self.n_random = p["n_random"]
         self.seed = p["seed"]
+        self.read_latency = p["read_latency"]
         self.rng = random.Random(p["seed"])
         dut.rst.value = 1
         cocotb.start_soon(Clock(dut.clk, 1e3 / CLOCK_MHZ, unit="ns").start())
@@ -294,10 +296,15 @@ async def reset_mid_layer_then_rerun(dut):
     await run_staged(tb, staged, "rerun after reset")
     # Soft reset of a chain of row tiles: the run stops at its next safe point with ABORTED
     # before the last tile, writes nothing outside the layer's output, and the layer reruns.
+    # The soft reset comes when the cycle model expects half the tiles done.
     staged = stage_conv(tb, tb.cases[3], np.random.default_rng(8))
     assert staged.desc_count > 4
+    n = descriptor_bytes()
+    raw = tb.ram.read(staged.desc_addr, staged.desc_count * n)
+    half = [raw[k * n:(k + 1) * n] for k in range(staged.desc_count // 2)]
+    abort_after = chain_cycles(tb.cfg, half, DdrTiming(read_latency=tb.read_latency))
     code, _ = await tb.run_layer(staged.desc_addr, timeout=50_000, count=staged.desc_count,
-                                 abort_after=2000)
+                                 abort_after=abort_after)
     assert code == ErrorCode.ABORTED, f"error code {code} after a soft reset"
     assert 0 < await tb.read_reg("DESC_DONE") < staged.desc_count
     await run_staged(tb, staged, "rerun after soft reset")
@@ -325,7 +332,8 @@ def random_case(rng: random.Random, cfg: HwConfig) -> tuple[str, dict]:
             s = 1 if kind == "fc" else rng.choice([1, 2])
             p = 0 if kind == "fc" else rng.randint(0, k // 2)
             size = 1 if kind == "fc" else rng.randint(max(1, k - 2 * p), 7)
-            cin, cout = rng.randint(1, 2 * v + 3), rng.randint(1, 3 * (v + 1))
+            cin = rng.randint(1, min(2 * v + 3, cfg.max_channels))
+            cout = rng.randint(1, min(3 * (v + 1), cfg.max_channels))
             chunks = -(-cin // v)
             out = (size + 2 * p - k) // s + 1
             # Larger maps are cut into row tiles; one output row must fit the buffers.
@@ -339,7 +347,7 @@ def random_case(rng: random.Random, cfg: HwConfig) -> tuple[str, dict]:
         return "conv", dict(cin=cin, cout=cout, k=k, s=s, p=p, size=size, ratio=ratio,
                             relu=rng.random() < 0.6, in_bits=rng.choice([4, 4, 8]),
                             fc=kind == "fc")
-    c, h = rng.randint(1, 3 * v), rng.randint(1, 6)
+    c, h = rng.randint(1, min(3 * v, cfg.max_channels)), rng.randint(1, 6)
     case = dict(op=kind, c=c, h=h)
     if kind == "add":
         case.update(signed_a=rng.random() < 0.7, signed_b=rng.random() < 0.4,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from rtl.config import HwConfig
 from rtl.engine import Accelerator
 from rtl.flatten import FlatTop
@@ -48,10 +50,49 @@ READ_LATENCY = 24
 N_RANDOM = 50
 
 
-def test_engine_bench() -> None:
-    acc = Accelerator(cfg=CFG)
-    run_bench(FlatTop(acc, Accelerator.bus_prefixes(CFG)), toplevel="accel_top",
-              test_module="sim.engine_bench", case="engine-small",
-              params={"config": CFG.to_json(), "regmap": acc.regmap.to_json(), "seed": 3,
-                      "cases": CASES, "vector_cases": VECTOR_CASES, "n_random": N_RANDOM,
+def _run(cfg: HwConfig, case: str, seed: int, cases: list, vector_cases: list,
+         n_random: int) -> None:
+    acc = Accelerator(cfg=cfg)
+    run_bench(FlatTop(acc, Accelerator.bus_prefixes(cfg)), toplevel="accel_top",
+              test_module="sim.engine_bench", case=case,
+              params={"config": cfg.to_json(), "regmap": acc.regmap.to_json(), "seed": seed,
+                      "cases": cases, "vector_cases": vector_cases, "n_random": n_random,
                       "read_latency": READ_LATENCY})
+
+
+def test_engine_bench() -> None:
+    _run(CFG, "engine-small", 3, CASES, VECTOR_CASES, N_RANDOM)
+
+
+#: The zc706 preset's vector width (64 lanes: a 4-bit vector is 4 bus words, a signed 5-bit
+#: one 5, an 8-bit input pixel 8) on small arrays: the unpackers, packers and buffers at that
+#: width, with maps of one and two chunks.
+CFG_WIDE = CFG.replace(name="engine-wide", pot_rows=2, pot_cols=64, dsp_rows=3, dsp_cols=64,
+                       dsp_pack=3,
+                       max_reduction=3 * 3 * 128, max_channels=128)
+WIDE_CASES = [
+    dict(cin=70, cout=7, k=3, s=1, p=1, size=5, ratio=[60, 35, 5], relu=True, in_bits=4),
+    dict(cin=12, cout=6, k=4, s=1, p=0, size=7, ratio=[60, 35, 5], relu=True, in_bits=8),
+    dict(cin=64, cout=5, k=1, s=2, p=0, size=6, ratio=[40, 40, 20], relu=False, in_bits=4),
+    # Row tiles (the reset bench aborts this chain): 7 tiles of at most 3 output rows.
+    dict(cin=10, cout=20, k=3, s=1, p=1, size=20, ratio=[60, 35, 5], relu=True, in_bits=4),
+    dict(cin=100, cout=6, k=1, s=1, p=0, size=1, ratio=[65, 30, 5], relu=False, in_bits=4,
+         fc=True),
+]
+WIDE_VECTOR_CASES = [
+    dict(op="add", c=70, h=4, signed_a=True, signed_b=False, relu=True),
+    dict(op="maxpool", c=70, h=7),
+    dict(op="avgpool", c=64, h=3),
+]
+
+
+@pytest.mark.slow
+def test_engine_bench_wide() -> None:
+    """Icarus runs the 64-lane engine at about 30 cycles a second: 10 to 20 minutes."""
+    _run(CFG_WIDE, "engine-wide", 4, WIDE_CASES, WIDE_VECTOR_CASES, 0)
+
+
+@pytest.mark.slow
+def test_engine_bench_wide_random() -> None:
+    """The same and constrained-random layers at 64 lanes (tens of minutes in Icarus)."""
+    _run(CFG_WIDE, "engine-wide-random", 5, WIDE_CASES, WIDE_VECTOR_CASES, 8)
