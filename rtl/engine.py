@@ -378,6 +378,7 @@ class Engine(wiring.Component):
         carried = Signal()
         stop_loader = Signal()
         hold_loader = Signal()         # weight port 0 carries a conv-add's second input
+        fuse_wait = Signal()           # the engine is in FUSE (registered)
         load_code = Signal(8)          # an error the loader met (the runner reports it)
         loader_busy = Signal()         # the loader takes a burst
         act_bad = Signal()             # a conv's input band came with an error response
@@ -657,6 +658,7 @@ class Engine(wiring.Component):
                                  desc_ptr.eq(regs.desc_addr.value), done_count.eq(0),
                                  ptr_bad.eq(desc_bad(regs.desc_addr.value)),
                                  wb_err.eq(0), armed.eq(0), use_pre.eq(0), carried.eq(0),
+                                 fuse_wait.eq(0),
                                  fusing.eq(0), b_active.eq(0)]
                     m.next = "DESC_CMD"
                     with m.If(regs.desc_count.value == 0):
@@ -734,9 +736,7 @@ class Engine(wiring.Component):
                     # an add's second input comes over weight port 0 at the same time.
                     m.d.comb += conv_go.eq(is_conv & ~abort & dma.rd_cmd.ready)
                     b_go = is_add & ~abort & dma.rd_cmd.ready
-                    m.d.comb += [wdmas[0].cmd.valid.eq(b_go),
-                                 wdmas[0].cmd.payload.addr.eq(d.in2_addr),
-                                 wdmas[0].cmd.payload.words.eq(in2_words)]
+                    m.d.comb += wdmas[0].cmd.valid.eq(b_go)
                     with m.If(b_go):
                         m.d.sync += [b_active.eq(1), b_k.eq(1), b_last.eq(wpv_in2_hot[0]),
                                      b_acc.eq(0), b_idx.eq(0),
@@ -771,10 +771,8 @@ class Engine(wiring.Component):
                 with m.Elif(wb_busy | loader_busy | ~wdmas[0].cmd.ready):
                     m.d.sync += stalls.eq(stalls + 1)
                 with m.Else():
-                    m.d.comb += [wdmas[0].cmd.valid.eq(1),
-                                 wdmas[0].cmd.payload.addr.eq(d.in2_addr),
-                                 wdmas[0].cmd.payload.words.eq(in2_words)]
-                    m.d.sync += [b_active.eq(1), fusing.eq(1), b_k.eq(1),
+                    m.d.comb += wdmas[0].cmd.valid.eq(1)
+                    m.d.sync += [b_active.eq(1), fusing.eq(1), fuse_wait.eq(0), b_k.eq(1),
                                  b_last.eq(wpv_in2_hot[0]), b_acc.eq(0),
                                  b_idx.eq(0), b_pending.eq(0), b_fin.eq(0), b_err.eq(0),
                                  a_err.eq(0)]
@@ -827,6 +825,7 @@ class Engine(wiring.Component):
                     with m.If(run_last):
                         m.next = "OUT_CMD"
                         with m.If(is_fused):
+                            m.d.sync += fuse_wait.eq(1)
                             m.next = "FUSE"
             # -- hand the out buffer to the write-back, then go on with the chain --
             with m.State("OUT_CMD"):
@@ -982,6 +981,12 @@ class Engine(wiring.Component):
 
         # ---- the weight loader: pass blocks into the free bank over the weight masters, while
         # the input band loads and the core computes ----
+        # Weight port 0's command: an add's or a conv-add's second input (the loader never
+        # runs then), else the loader's share; selected by registers, so that the reader's
+        # registers follow it while idle.
+        b_cmd = is_add | fuse_wait
+        m.d.comb += [wdmas[0].cmd.payload.addr.eq(Mux(b_cmd, d.in2_addr, port_addr[0])),
+                     wdmas[0].cmd.payload.words.eq(Mux(b_cmd, in2_words, port_words[0]))]
         all_ready = Const(1)
         for wd in wdmas:
             all_ready = all_ready & wd.cmd.ready
@@ -1012,9 +1017,10 @@ class Engine(wiring.Component):
                             & ~hold_loader):
                     for j, wd in enumerate(wdmas):
                         active = 1 if j == 0 else rows_of[j] != 0
-                        m.d.comb += [wd.cmd.valid.eq(active),
-                                     wd.cmd.payload.addr.eq(port_addr[j]),
-                                     wd.cmd.payload.words.eq(port_words[j])]
+                        m.d.comb += wd.cmd.valid.eq(active)
+                        if j:
+                            m.d.comb += [wd.cmd.payload.addr.eq(port_addr[j]),
+                                         wd.cmd.payload.words.eq(port_words[j])]
                         m.d.sync += [pk[j].eq(0), at_last[j].eq(wpr == 1), pidx[j].eq(j),
                                      pending[j].eq(active)]
                     m.d.sync += [hdr.eq(0), hdr_done.eq(0), bias_bad.eq(0), format_bad.eq(0),

@@ -442,7 +442,8 @@ class AvgPool(wiring.Component):
         # The slot is freed as its last lane enters PostProc.
         slot_valid = Signal(name="slot_valid")
         lane = Signal(range(v), name="lane")
-        slot_free = ~slot_valid | (post.i.ready & (lane == v - 1))
+        lane_last = Signal(name="lane_last", init=v == 1)   # lane == v - 1, a register
+        slot_free = ~slot_valid | (post.i.ready & lane_last)
         scan = _Scan(m, self.rd, issuing=issuing, addr=addr, inside=1, first=px == 0,
                      last=last_px, tag=ch, slot_free=slot_free)
 
@@ -459,9 +460,9 @@ class AvgPool(wiring.Component):
 
         # Serializer: one lane per cycle into PostProc.
         with m.If(slot_valid & post.i.ready):
-            m.d.sync += lane.eq(lane + 1)
-            with m.If(lane == v - 1):
-                m.d.sync += [lane.eq(0), slot_valid.eq(0)]
+            m.d.sync += [lane.eq(lane + 1), lane_last.eq(lane == v - 2)]
+            with m.If(lane_last):
+                m.d.sync += [lane.eq(0), lane_last.eq(v == 1), slot_valid.eq(0)]
         with m.If(scan.fire & scan.last):
             m.d.sync += [slot_valid.eq(1), slot_tag.eq(scan.tag)]
         m.d.comb += [post.i.valid.eq(slot_valid), post.i.payload.acc[0].eq(slot[lane]),
