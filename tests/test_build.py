@@ -501,3 +501,17 @@ def test_sliced_matches_full(tmp_path):
         assert sliced["DSP48E1"] == full["DSP48E1"]
         for key in ("LUT", "FF"):
             assert abs(sliced[key] - full[key]) <= 0.03 * full[key], (name, key, sliced, full)
+
+
+def test_timing_section_gives_the_latency_at_the_estimated_clock() -> None:
+    from rtl.build.report import timing_lines
+
+    cfg = preset("zc706")
+    part = {"fmax_MHz": 120.0, "period_ns": 8.33, "lut_levels": 7, "carry4": 0,
+            "start": "a", "end": "b", "dsp_limited": False, "synthesized": "whole"}
+    timing = {"fmax_mhz": 120.0, "model": "m", "parts": {"accel_core": part}}
+    text = "\n".join(timing_lines(timing, cfg, 1_200_000))
+    assert ("does **not** support the target" in text and "At 120 MHz an image of ResNet-18 "
+            "would take 10.00 ms instead of the 8.00 ms modelled at the target." in text)
+    fast = {**timing, "fmax_mhz": 200.0}
+    assert "supports the target. Model: m." in "\n".join(timing_lines(fast, cfg, 1_200_000))
