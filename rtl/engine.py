@@ -595,22 +595,12 @@ class Engine(wiring.Component):
         b_next = Signal.like(vec)
         unpack(b_word, b_k, d.in2_bits, b_acc, b_next)
         b_last = Signal()              # b_k is the vector's last word (registered)
-        # Whether the write-back under way has read vector b_tag (b_tag < out_idx), from
-        # registers: the comparisons of the cycle before (with the tag this cycle holds) and
-        # whether out_idx moved on since (a write-back never starts while a vector waits).
-        b_lt, b_eq, wb_moved = Signal(), Signal(), Signal()
-        wb_inc = Signal()              # the write-back moves on to its next vector
-        tag_read = ~wb_busy | b_lt | (b_eq & wb_moved)
         m.d.comb += [
-            adder.i.valid.eq(b_pending & tag_read),
+            adder.i.valid.eq(b_pending & (~wb_busy | (b_tag < out_idx))),
             b_ready.eq(b_active & (~b_last | ((fusing | (b_idx < act_addr))
                                               & (~b_pending | add_in)))),
         ]
         b_take = wdmas[0].o.valid & b_ready
-        b_done = b_take & b_last       # a vector completes: its tag is b_idx from now on
-        m.d.sync += [b_lt.eq(~wb_go & Mux(b_done, b_idx < out_idx, b_tag < out_idx)),
-                     b_eq.eq(~wb_go & Mux(b_done, b_idx == out_idx, b_tag == out_idx)),
-                     wb_moved.eq(wb_inc)]
         with m.If(add_in):
             m.d.sync += b_pending.eq(0)
         # The partner of vector b_idx is read whenever the one read before is no longer
@@ -976,7 +966,7 @@ class Engine(wiring.Component):
                 with m.If(dma.wr_data.ready):
                     m.d.sync += out_k.eq(out_k + 1)
                     with m.If(out_k == wb_wpv_last):
-                        m.d.comb += [out_rd_en.eq(1), wb_inc.eq(1)]
+                        m.d.comb += out_rd_en.eq(1)
                         m.d.sync += [out_k.eq(0), out_idx.eq(out_idx + 1)]
                         with m.If(out_idx == wb_last):
                             m.next = "WAIT"
