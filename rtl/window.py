@@ -106,28 +106,21 @@ class WindowGen(wiring.Component):
 
         iy, ix = iy0 + ky, ix0 + kx
         # The last indices are registers (the layer holds still from ``start`` on, and the
-        # first step comes a cycle after it).
-        def last_of(value, like, name):
-            sig = Signal.like(like, name=name)
-            m.d.sync += sig.eq(value - 1)
+        # first step comes a cycle after it), and so are the values before the last (a bit
+        # wider: -1 for a counter of one value, which it never holds), so that "the next
+        # value is the last" is a comparison of registers.
+        counters = ((L.kernel, kx, "kernel"), (L.chunks, ch, "chunks"), (L.out_w, ox, "out_w"),
+                    (L.out_h, oy, "out_h"))
+
+        def minus(value, like, n, name):
+            sig = Signal(len(like) + n - 1, name=name)
+            m.d.sync += sig.eq(value - n)
             return sig
 
-        k_last = last_of(L.kernel, kx, "kernel_last")
-        ch_last = last_of(L.chunks, ch, "chunks_last")
-        ox_last = last_of(L.out_w, ox, "out_w_last")
-        oy_last = last_of(L.out_h, oy, "out_h_last")
-
-        # The value before the last (a bit wider: -1 for a counter of one value, which it
-        # never holds), so that "the next value is the last" is a comparison of registers.
-        def before_last(value, like, name):
-            sig = Signal(len(like) + 1, name=name)
-            m.d.sync += sig.eq(value - 2)
-            return sig
-
-        k_pen = before_last(L.kernel, kx, "kernel_pen")
-        ch_pen = before_last(L.chunks, ch, "chunks_pen")
-        ox_pen = before_last(L.out_w, ox, "out_w_pen")
-        oy_pen = before_last(L.out_h, oy, "out_h_pen")
+        k_last, ch_last, ox_last, oy_last = (
+            minus(value, like, 1, f"{name}_last") for value, like, name in counters)
+        k_pen, ch_pen, ox_pen, oy_pen = (
+            minus(value, like, 2, f"{name}_pen") for value, like, name in counters)
         # Whether each counter is at its last value (``at_*``), and whether it and every
         # counter inside it are (``end_*``: the next step carries past it), are registers set
         # with the counters: a step's enable goes only to clock enables, and what the

@@ -120,7 +120,9 @@ def main() -> None:
               "buffer) and first weight passes load; an add's two inputs load at once (the",
               "second over a weight port); each block's residual add runs inside the conv",
               "before it (its row in the per-layer table is 0). Still exposed: each layer's",
-              "first band and last write-back (every layer is its own chain here); the passes",
+              "first band and last write-back when every layer is its own chain (as one chain",
+              "the next layer's start overlaps where its input is not the output being",
+              "written, not behind a single-tile layer); the passes",
               "leave rows of the arrays idle when a layer's filters are not a multiple of them;",
               "the max-pool reads each window element once (9 cycles per output vector).", ""]
     for board, facts in BOARDS.items():
