@@ -9,7 +9,7 @@ from rtl.dsp_array import DspArray
 from rtl.pot_array import PotArray
 from sim.runner import run_bench
 
-#: Bench configs: the two presets' structure (16 and 32 columns: adder-tree depth, packing
+#: Bench configs: the two presets' structure (16 and 64 columns: adder-tree depth, packing
 #: shift, accumulator width all as on the boards) with 4 PoT filters and 4 DSP lanes (two DSP
 #: pairs, so Fixed-8 and Fixed-4 pairs mix), because Icarus slows down with every row.
 SIM_CONFIGS: dict[str, HwConfig] = {
