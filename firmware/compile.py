@@ -34,6 +34,7 @@ from rtl.interface.descriptor import (
     FIELDS,
     Op,
     descriptor_bytes,
+    split_descriptors,
     unpack_descriptor,
 )
 from rtl.interface.stem import Fold, fold_input
@@ -257,18 +258,19 @@ def compile_network(model: QModel, package: BuildPackage, *, model_path: str | P
     dbytes = descriptor_bytes()
     relocs: list[int] = []
     table = image[plan.chain_addr:plan.chain_addr + plan.chain_count * dbytes].tobytes()
-    for i in range(plan.chain_count):
-        d = unpack_descriptor(table[i * dbytes:(i + 1) * dbytes])
+    descs = split_descriptors(table)
+    for i, raw in enumerate(descs):
+        d = unpack_descriptor(raw)
         for name in ADDRESS_FIELDS[Op(d["op"])]:
             relocs.append(plan.chain_addr + i * dbytes + 4 * _FIELD_INDEX[name])
     timing = DdrTiming.zynq_hp()
     layers = []
     for job in plan.jobs:
-        descs = [table[(job.desc_addr - plan.chain_addr) + k * dbytes:][:dbytes]
-                 for k in range(job.desc_count)]
+        first = (job.desc_addr - plan.chain_addr) // dbytes
         layers.append({"name": job.name, "op": job.op, "desc_offset": job.desc_addr,
                        "desc_count": job.desc_count, "out_offset": job.out.addr,
-                       "modelled_cycles": chain_cycles(cfg, descs, timing)})
+                       "modelled_cycles": chain_cycles(
+                           cfg, descs[first:first + job.desc_count], timing)})
     fold = plan.fold
     manifest: dict[str, Any] = {
         "format": FORMAT_NAME, "version": FORMAT_VERSION,
@@ -284,9 +286,7 @@ def compile_network(model: QModel, package: BuildPackage, *, model_path: str | P
                    "bits": plan.output.ttype.bits, "signed": plan.output.ttype.signed,
                    "bytes": 8 * plan.output.words(cfg)},
         "chain": {"offset": plan.chain_addr, "count": plan.chain_count,
-                  "modelled_cycles": chain_cycles(
-                      cfg, [table[k * dbytes:(k + 1) * dbytes]
-                            for k in range(plan.chain_count)], timing)},
+                  "modelled_cycles": chain_cycles(cfg, descs, timing)},
         "layers": layers,
         "cycle_model": {"clock_mhz": cfg.clock_mhz, "read_latency": timing.read_latency,
                         "write_latency": timing.write_latency},

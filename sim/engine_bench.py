@@ -23,7 +23,13 @@ from quant.random_model import random_conv_layer
 from rtl.config import HwConfig
 from rtl.cycle_model import DdrTiming, chain_cycles
 from rtl.interface.ddr import pack_feature_map, unpack_feature_map
-from rtl.interface.descriptor import Op, PostMode, descriptor_bytes, pack_descriptor
+from rtl.interface.descriptor import (
+    Op,
+    PostMode,
+    descriptor_bytes,
+    pack_descriptor,
+    split_descriptors,
+)
 from rtl.interface.regmap import ErrorCode, RegisterMap
 from rtl.interface.tiling import layer_descriptors
 from sim.ddr import LatencyAxiRam, weight_port_rams
@@ -299,9 +305,8 @@ async def reset_mid_layer_then_rerun(dut):
     # The soft reset comes when the cycle model expects half the tiles done.
     staged = stage_conv(tb, tb.cases[3], np.random.default_rng(8))
     assert staged.desc_count > 4
-    n = descriptor_bytes()
-    raw = tb.ram.read(staged.desc_addr, staged.desc_count * n)
-    half = [raw[k * n:(k + 1) * n] for k in range(staged.desc_count // 2)]
+    half = split_descriptors(tb.ram.read(staged.desc_addr, staged.desc_count
+                                         * descriptor_bytes()), 0, staged.desc_count // 2)
     abort_after = chain_cycles(tb.cfg, half, DdrTiming(read_latency=tb.read_latency))
     code, _ = await tb.run_layer(staged.desc_addr, timeout=50_000, count=staged.desc_count,
                                  abort_after=abort_after)

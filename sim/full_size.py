@@ -31,7 +31,7 @@ from quant.random_model import random_conv_layer, random_images
 from quant.resnet_graph import layer_shapes, resnet18_nodes
 from rtl.boards import BOARDS
 from rtl.config import HwConfig, preset
-from rtl.interface.descriptor import descriptor_bytes
+from rtl.interface.descriptor import descriptor_bytes, split_descriptors
 
 __all__ = ["BOARD_NAMES", "LAYERS", "TOLERANCE", "layer_model", "main", "run_full_size"]
 
@@ -108,9 +108,9 @@ def run_full_size(board: str, layers: tuple[str, ...] = LAYERS, *, seed: int = 0
         np.save(files["image.npy"], image)
         np.save(files["expected.npy"], golden.run(model, image[None])[0])
         offset, count = net.chain
-        dbytes = descriptor_bytes()
-        table = net.relocated(BASE, cfg.axi_addr_width)[offset:offset + count * dbytes]
-        descs = [table[i * dbytes:(i + 1) * dbytes] for i in range(count)]
+        table = net.relocated(BASE, cfg.axi_addr_width)[offset:offset + count
+                                                        * descriptor_bytes()]
+        descs = split_descriptors(table)
         jobs.append({"name": name, "network": str(files["ilmpq.npz"]),
                      "image": str(files["image.npy"]), "expected": str(files["expected.npy"]),
                      "modelled": chain_cycles(cfg, descs, bench_timing())})

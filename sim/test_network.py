@@ -68,7 +68,7 @@ def check_cycle_model(model, cfg: HwConfig, cycles_json: Path, *,
     layers, and the chain)."""
     from firmware.network import plan_network
     from rtl.cycle_model import chain_cycles
-    from rtl.interface.descriptor import descriptor_bytes
+    from rtl.interface.descriptor import descriptor_bytes, split_descriptors
     from sim.network_bench import BASE, SIZE
 
     plan = plan_network(model, cfg, base=BASE, size=SIZE)
@@ -77,9 +77,8 @@ def check_cycle_model(model, cfg: HwConfig, cycles_json: Path, *,
     measured = {row["name"]: row["cycles"] for row in record["layers"]}
     rows, chain = [], []
     for job in plan.jobs:
-        start = job.desc_addr - plan.chain_addr
-        descs = [table[start + i * descriptor_bytes():start + (i + 1) * descriptor_bytes()]
-                 for i in range(job.desc_count)]
+        descs = split_descriptors(table, (job.desc_addr - plan.chain_addr) // descriptor_bytes(),
+                                  job.desc_count)
         chain += descs
         rows.append((job.name, measured[job.name], chain_cycles(cfg, descs, bench_timing())))
     whole = ("(one chain)", record["chain"], chain_cycles(cfg, chain, bench_timing()))

@@ -163,14 +163,12 @@ def test_modelled_image_is_the_whole_chain(small_net) -> None:
     """The estimate of an image is the cycle model of the whole descriptor table as one
     chain, which overlaps layers and so beats the layers' sum."""
     from rtl.cycle_model import DdrTiming, chain_cycles
-    from rtl.interface.descriptor import descriptor_bytes
+    from rtl.interface.descriptor import descriptor_bytes, split_descriptors
 
     *_, net = small_net
     offset, count = net.chain
-    n = descriptor_bytes()
-    table = net.image[offset:offset + count * n].tobytes()
-    want = chain_cycles(net.cfg, [table[k * n:(k + 1) * n] for k in range(count)],
-                        DdrTiming.zynq_hp())
+    table = net.image[offset:offset + count * descriptor_bytes()].tobytes()
+    want = chain_cycles(net.cfg, split_descriptors(table), DdrTiming.zynq_hp())
     assert net.modelled_cycles == want
     assert want < sum(layer["modelled_cycles"] for layer in net.manifest["layers"])
 

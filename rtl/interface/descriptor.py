@@ -25,6 +25,7 @@ __all__ = [
     "descriptor_words32",
     "fusable_adds",
     "pack_descriptor",
+    "split_descriptors",
     "unpack_descriptor",
 ]
 
@@ -124,6 +125,15 @@ def pack_descriptor(**values: int) -> bytes:
         words.append(value)
     words += [0] * (descriptor_words32() - len(words))
     return struct.pack(f"<{len(words)}I", *words)
+
+
+def split_descriptors(table: bytes, start: int = 0, count: int | None = None) -> list[bytes]:
+    """The ``count`` descriptors (all that follow when None) of a table in DDR order from
+    descriptor ``start`` on, each as its bytes."""
+    n = descriptor_bytes()
+    if count is None:
+        count = len(table) // n - start
+    return [bytes(table[(start + k) * n:(start + k + 1) * n]) for k in range(count)]
 
 
 def unpack_descriptor(raw: bytes) -> dict[str, int]:
