@@ -41,7 +41,7 @@ from rtl.interface.regmap import Access, ErrorCode
 from .backend import Backend, DmaBuffer
 from .package import BuildPackage
 
-__all__ = ["EmuBackend", "EmuMemory", "execute_descriptor"]
+__all__ = ["EmuBackend", "EmuMemory", "check_descriptor", "execute_descriptor"]
 
 
 
@@ -104,7 +104,7 @@ def _mode_bits(mode: int, cfg) -> int:
 
 
 def _check_shape(d: dict[str, int], cfg) -> None:
-    """The engine's descriptor checks, in its order (``rtl.engine``: CHECK state)."""
+    """The engine's shape and size checks, in its order (``rtl.engine.check``)."""
     v, act, sgn = cfg.vec_len, cfg.act_bits, cfg.act_bits + 1
     op = d["op"]
     nonzero = d["in_h"] and d["in_w"] and d["in_c"] and d["out_c"]
@@ -232,9 +232,9 @@ def _conv(bus: _Bus, x: np.ndarray, d: dict[str, int], cfg) -> np.ndarray:
     return out.reshape(d["out_c"], d["out_h"], d["out_w"])
 
 
-def execute_descriptor(bus: _Bus, raw: bytes, cfg) -> None:
-    """Check and run one descriptor; raises ``_Fault`` with the engine's error code."""
-    d = unpack_descriptor(raw)
+def check_descriptor(bus: _Bus, d: dict[str, int], cfg) -> None:
+    """The engine's checks of a descriptor's fields, in its order (shape, size, alignment,
+    window: ``rtl.engine.check``); raises ``_Fault`` with the engine's error code."""
     _check_shape(d, cfg)
     op = Op(d["op"])
     in_shape = (d["in_c"], d["in_h"], d["in_w"])
@@ -250,6 +250,15 @@ def execute_descriptor(bus: _Bus, raw: bytes, cfg) -> None:
             raise _Fault(ErrorCode.MISALIGNED_ADDR)
     for name in ADDRESS_FIELDS[op]:
         bus.check(d[name], sizes[name])
+
+
+def execute_descriptor(bus: _Bus, raw: bytes, cfg) -> None:
+    """Check and run one descriptor; raises ``_Fault`` with the engine's error code."""
+    d = unpack_descriptor(raw)
+    check_descriptor(bus, d, cfg)
+    op = Op(d["op"])
+    in_shape = (d["in_c"], d["in_h"], d["in_w"])
+    out_shape = (d["out_c"], d["out_h"], d["out_w"])
     x = _read_map(bus, d["in_addr"], in_shape, d["in_bits"], cfg)
     if op == Op.CONV:
         y = _conv(bus, x, d, cfg)

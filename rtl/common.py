@@ -1,4 +1,5 @@
-"""Pieces shared by the compute arrays: payload layouts, config checks, pipelined adder trees."""
+"""Pieces shared by the compute arrays and the engine: payload layouts, config checks, pipelined
+adder trees, registers."""
 
 from __future__ import annotations
 
@@ -12,9 +13,11 @@ __all__ = [
     "act_width",
     "check_config",
     "delay",
+    "index_bits",
     "register",
     "result_layout",
     "skid_output",
+    "stage",
     "tree_depth",
     "tree_level",
 ]
@@ -67,6 +70,19 @@ def tree_level(terms: list[Value], carries: list[Value]) -> tuple[list[Value], l
     if len(terms) % 2:
         out.append(terms[-1])
     return out, carries
+
+
+def index_bits(n: int) -> int:
+    """Bits of an index below ``n`` (at least one)."""
+    return max(1, (n - 1).bit_length())
+
+
+def stage(m: Module, value: Value, shape: object, name: str) -> Signal:
+    """A register of ``shape`` loaded with ``value`` every cycle: one stage of a pipeline of
+    quantities derived from registers that stay stable while they are used."""
+    reg = Signal(shape, name=name)
+    m.d.sync += reg.eq(value)
+    return reg
 
 
 def register(m: Module, en: Value, value: Value, name: str, *, reset_less: bool = False

@@ -1,5 +1,5 @@
-"""The layer engine and the accelerator top: control registers, descriptor checks, DDR loads
-through the AXI4 master, the conv datapath, and the write-back of results (docs/engine.md).
+"""The layer engine: the sequencer of a chain of descriptors, the act and out buffers, the
+conv core and vector units, the prefetch of the next row tile (docs/engine.md).
 
 One START runs ``DESC_COUNT`` consecutive descriptors: the row tiles of a layer
 (``rtl.interface.tiling``) or a whole network. Each descriptor's input band and output band must
@@ -13,50 +13,43 @@ and its band loaded into the other half of the act buffer (docs/engine.md, "Over
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from .axil import AxiLiteSignature, AxiLiteSlave, register_signature
-from .config import HwConfig
-from .conv_core import ConvCore
-from .descriptor import descriptor_layout
-from .dma import AxiSignature, Dma, DmaReader
-from .interface.ddr import (
+from ..axil import register_signature
+from ..common import index_bits as _bits
+from ..common import stage
+from ..config import HwConfig
+from ..conv_core import ConvCore
+from ..descriptor import descriptor_layout
+from ..dma import AxiSignature, Dma, DmaReader
+from ..interface.ddr import (
     PASS_HEADER_WORDS,
     SLOT_FIELDS,
     SLOT_WORDS,
-    pass_block_words,
     row_words,
     weight_row_bits,
     word_bits,
     words_per_vector,
 )
-from .interface.descriptor import (
+from ..interface.descriptor import (
     DESC_MAGIC,
-    IN_BITS,
-    MAX_KERNEL,
     OUT_BITS,
-    Op,
     PostMode,
     descriptor_bytes,
 )
-from .interface.regmap import ErrorCode, RegisterMap, build_regmap
-from .vector_units import AddUnit, AvgPool, MaxPool, lane_bits
-from .window import window_layout
+from ..interface.regmap import ErrorCode, RegisterMap
+from ..vector_units import AddUnit, AvgPool, MaxPool, lane_bits
+from ..window import window_layout
+from .check import CHECK_CYCLES, DescriptorCheck
+from .unpack import MapReader, vector_layout
 
-__all__ = ["CHECK_CYCLES", "ELIG_CYCLES", "Accelerator", "Engine"]
+__all__ = ["ELIG_CYCLES", "Engine", "weight_buses"]
 
-#: Cycles in CHECK: the registers derived from a descriptor settle (``Engine``'s pipeline of
-#: products and comparisons) before the descriptor is accepted or refused.
-CHECK_CYCLES = 6
 #: Cycles the prefetch spends deciding whether the next descriptor's band loads early.
 ELIG_CYCLES = 4
-
-
-def _bits(n: int) -> int:
-    return max(1, (n - 1).bit_length())
 
 
 def weight_buses(cfg: HwConfig) -> dict[str, wiring.Member]:
@@ -128,73 +121,27 @@ class Engine(wiring.Component):
         desc = Signal(descriptor_layout())
         desc_words = descriptor_bytes() * 8 // word
         d = desc
-        # Quantities derived from the descriptor are computed in a pipeline of registers that
-        # follows ``desc`` (a product or a comparison per stage); CHECK waits CHECK_CYCLES for
-        # its last stage, and they stay stable while the descriptor runs.
+
         def reg(expr, shape, name):
-            sig = Signal(shape, name=name)
-            m.d.sync += sig.eq(expr)
-            return sig
+            return stage(m, expr, shape, name)
 
-        # The op's one-hots are registers too (stage 1).
-        # A conv-add is a conv whose (signed) result gets the residual add in the out buffer.
-        is_fused = reg(d.op == Op.CONV_ADD, 1, "is_fused")
-        is_conv = reg((d.op == Op.CONV) | (d.op == Op.CONV_ADD), 1, "is_conv")
-        is_add = reg(d.op == Op.ADD, 1, "is_add")
-        reads2 = is_add | is_fused     # a second input map at in2_addr
-        is_max = reg(d.op == Op.MAXPOOL, 1, "is_max")
-        is_avg = reg(d.op == Op.AVGPOOL, 1, "is_avg")
+        # The quantities derived from the descriptor and the check's verdicts: a pipeline of
+        # registers behind ``desc``; CHECK waits CHECK_CYCLES for its last stage, and they stay
+        # stable while the descriptor runs.
+        m.submodules.check = chk = DescriptorCheck(cfg=cfg)
+        m.d.comb += [chk.desc.eq(desc), chk.window_base.eq(regs.window_base.value),
+                     chk.window_size.eq(regs.window_size.value)]
+        is_fused, is_conv, is_add = chk.is_fused, chk.is_conv, chk.is_add
+        is_max, is_avg = chk.is_max, chk.is_avg
+        chunks_in, chunks_out, in_pixels = chk.chunks_in, chk.chunks_out, chk.in_pixels
+        wpv_in, wpv_out, pass_words = chk.wpv_in, chk.wpv_out, chk.pass_words
+        in_vecs, row_stride = chk.in_vecs, chk.row_stride
+        in_words, in2_words, out_words = chk.in_words, chk.in2_words, chk.out_words
+        out_last = chk.out_last
+        in_end, in2_end, out_end = chk.in_end, chk.in2_end, chk.out_end
+        sgn = cfg.act_bits + 1
 
-        # Stage 1.
-        chunks_in = reg((d.in_c + v - 1) >> logv, 16, "chunks_in")
-        chunks_out = reg((d.out_c + v - 1) >> logv, 16, "chunks_out")
-        in_pixels = reg(d.in_h * d.in_w, 32, "in_pixels")
-        out_pixels = reg(d.out_h * d.out_w, 32, "out_pixels")
-        kk = reg(d.kernel * d.kernel, 16, "kernel_sq")
-
-        def wpv(bits_sig, choices):
-            return Mux(bits_sig == choices[0], words_per_vector(cfg, choices[0]),
-                       wpv(bits_sig, choices[1:]) if len(choices) > 1 else 0)
-
-        wpv_in = reg(wpv(d.in_bits, IN_BITS), 8, "wpv_in")
-        wpv_in2 = reg(wpv(d.in2_bits, IN_BITS), 8, "wpv_in2")
-        wpv_out = reg(wpv(d.out_bits, OUT_BITS), 8, "wpv_out")
-        pass_words = reg(pass_block_words(cfg, 0) + d.steps * wpr, 32, "pass_words")
-        # Stage 2.
-        in_vecs = reg(in_pixels * chunks_in, 40, "in_vecs")
-        out_vecs = reg(out_pixels * chunks_out, 40, "out_vecs")
-        steps_calc = reg(kk * chunks_in, 24, "steps_calc")
-        weight_words = reg(d.passes * pass_words, 48, "weight_words")
-        row_stride = reg(d.in_w * chunks_in, window_layout(cfg).members["row_stride"],
-                         "row_stride")
-        # Stage 3.
-        in_words = reg(in_vecs * wpv_in, 48, "in_words")
-        in2_words = reg(Mux(is_fused, out_vecs, in_vecs) * wpv_in2, 48, "in2_words")
-        out_words = reg(out_vecs * wpv_out, 48, "out_words")
-        out_last = reg(out_vecs - 1, _bits(cfg.out_buf_depth + 1), "out_last")
-        wpv_in_last = reg(wpv_in - 1, 8, "wpv_in_last")
-        wpv_in2_last = reg(wpv_in2 - 1, 8, "wpv_in2_last")
-        # The unpackers count the words of a vector in one-hot registers; their last words
-        # are one-hot too (stage 4).
-        wpv_max = max(words_per_vector(cfg, bits) for bits in IN_BITS)
-        wpv_in_hot = reg(1 << wpv_in_last, wpv_max, "wpv_in_hot")
-        wpv_in2_hot = reg(1 << wpv_in2_last, wpv_max, "wpv_in2_hot")
-        # Stage 4: the byte ends of the maps.
-        in_end = reg(d.in_addr + in_words * 8, cfg.axi_addr_width + 20, "in_end")
-        in2_end = reg(d.in2_addr + in2_words * 8, cfg.axi_addr_width + 20, "in2_end")
-        out_end = reg(d.out_addr + out_words * 8, cfg.axi_addr_width + 20, "out_end")
-        w_end = reg(d.weight_addr + weight_words * 8, cfg.axi_addr_width + 20, "weight_end")
-
-        # Expected output size from the input size (stride 1 or 2).
-        span_h = d.in_h + d.pad_top + d.pad_bottom - d.kernel
-        span_w = d.in_w + d.pad_left + d.pad_right - d.kernel
-        exp_h = Mux(d.stride == 2, span_h >> 1, span_h) + 1
-        exp_w = Mux(d.stride == 2, span_w >> 1, span_w) + 1
-        act, sgn = cfg.act_bits, cfg.act_bits + 1
-        mode_bits = Mux(d.mode == PostMode.RELU, act, Mux(d.mode == PostMode.SIGNED, sgn, 32))
-
-        base, size = regs.window_base.value, regs.window_size.value
-        limit = reg(base + size, cfg.axi_addr_width + 2, "window_limit")
+        base, limit = regs.window_base.value, chk.window_limit
 
         def inside(addr, words):
             return (addr >= base) & (addr + words * 8 <= limit) & (words != 0)
@@ -204,56 +151,6 @@ class Engine(wiring.Component):
             # where the pointer is set, so DESC_CMD tests flags.
             return Cat(addr[:3] != 0, ~inside(addr, desc_words))
 
-        def inside_end(addr, end, words):
-            return (addr >= base) & (end <= limit) & (words != 0)
-
-        nonzero = reg((d.in_h != 0) & (d.in_w != 0) & (d.in_c != 0) & (d.out_c != 0), 1,
-                      "nonzero")
-        half = d.kernel >> 1
-        pads_ok = ((d.pad_top <= half) & (d.pad_bottom <= half) & (d.pad_left <= half)
-                   & (d.pad_right <= half))
-        # Two stages: the expected output size and the simple tests, then the comparison.
-        geom_ok = reg(((d.stride == 1) | (d.stride == 2)) & pads_ok
-                      & (d.in_h + d.pad_top + d.pad_bottom >= d.kernel)
-                      & (d.in_w + d.pad_left + d.pad_right >= d.kernel), 1, "geom_ok")
-        exp_h_r = reg(exp_h, len(d.out_h) + 2, "exp_h")
-        exp_w_r = reg(exp_w, len(d.out_w) + 2, "exp_w")
-        window_geom = reg(geom_ok & (d.out_h == exp_h_r) & (d.out_w == exp_w_r), 1,
-                          "window_geom")
-        kernel_ok = (d.kernel >= 1) & (d.kernel <= MAX_KERNEL)
-        conv_ok = (kernel_ok & window_geom & (d.mode <= PostMode.LOGITS)
-                   & ((d.in_bits == act) | (d.in_bits == 8)) & (d.out_bits == mode_bits)
-                   & (d.steps == steps_calc) & (d.passes != 0) & (d.passes <= 4096)
-                   & (~is_fused | ((d.mode <= PostMode.SIGNED)
-                                   & ((d.in2_bits == act) | (d.in2_bits == sgn)))))
-        same_map = (d.in_c == d.out_c) & (d.in_h == d.out_h) & (d.in_w == d.out_w)
-        add_ok = (same_map & (d.mode <= PostMode.SIGNED) & (d.out_bits == mode_bits)
-                  & ((d.in_bits == act) | (d.in_bits == sgn))
-                  & ((d.in2_bits == act) | (d.in2_bits == sgn)))
-        max_ok = ((d.kernel >= 1) & (d.kernel <= MAX_KERNEL) & window_geom
-                  & (d.in_c == d.out_c) & (d.in_bits == act) & (d.out_bits == act))
-        avg_ok = ((d.in_c == d.out_c) & (d.out_h == 1) & (d.out_w == 1) & (d.in_bits == act)
-                  & (d.out_bits == act))
-        # Stage 3: each op's verdict; stage 4: the op's (stage 4 for the windows).
-        op_ok = reg(Cat(conv_ok, add_ok, max_ok, avg_ok, d.magic == DESC_MAGIC), 5, "op_ok")
-        shape_ok = reg(op_ok[4] & nonzero & Mux(
-            is_conv, op_ok[0], Mux(is_add, op_ok[1], Mux(is_max, op_ok[2],
-                                                          Mux(is_avg, op_ok[3], 0)))),
-            1, "shape_ok")
-        size_ok = reg((d.in_h <= cfg.max_spatial) & (d.in_w <= cfg.max_spatial)
-                      & (d.in_c <= cfg.max_channels) & (d.out_c <= cfg.max_channels)
-                      & (in_vecs <= cfg.act_buf_depth) & (out_vecs <= cfg.out_buf_depth)
-                      & (~is_conv | ((d.steps <= cfg.weight_buf_depth)
-                                     & (d.steps * v <= cfg.max_reduction + v - 1))),
-                      1, "size_ok")
-        aligned = reg((d.in_addr[:3] == 0) & (d.out_addr[:3] == 0)
-                      & (~is_conv | (d.weight_addr[:3] == 0))
-                      & (~reads2 | (d.in2_addr[:3] == 0)), 1, "aligned")
-        window_ok = reg(inside_end(d.in_addr, in_end, in_words)
-                        & inside_end(d.out_addr, out_end, out_words)
-                        & (~is_conv | inside_end(d.weight_addr, w_end, weight_words))
-                        & (~reads2 | inside_end(d.in2_addr, in2_end, in2_words)),
-                        1, "window_ok")
         check_wait = Signal(range(CHECK_CYCLES + 1))
 
         # ---- the act buffer, shared by the conv core, the pools and the adder --------------
@@ -339,22 +236,18 @@ class Engine(wiring.Component):
         cycles = Signal(64)
         stalls = Signal(32)
         word_count = Signal(48)       # words taken from the read stream in this load
-        k = Signal(wpv_max)            # word within a vector, one-hot
-        vec = Signal(data.ArrayLayout(unsigned(lb), v))
         act_addr = Signal(_bits(cfg.act_buf_depth) + 1)
         # The add's second input comes over weight port 0 while the first loads: each of its
         # vectors meets its partner in the act buffer once that has come.
         b_active = Signal()            # the second input streams
         b_ready = Signal()             # weight port 0 may hand over a word of it
-        b_k = Signal(wpv_max)          # one-hot, like k
-        b_acc = Signal.like(vec)
         b_idx = Signal.like(act_addr)  # second-input vectors completed
         b_tag = Signal.like(act_addr)  # the one waiting for the adder
         b_fin = Signal()               # all of it has come
         b_err = Signal()               # with an error response
         a_err = Signal()               # the first input came with an error response
         b_pending = Signal()           # a full second-input vector waits for the adder
-        b_vec = Signal.like(vec)
+        b_vec = Signal(vector_layout(cfg))
         adds_in_flight = Signal(4)
         desc_ptr = Signal(cfg.axi_addr_width)   # the descriptor being run
         desc_idx = Signal(16)                   # its index in the chain
@@ -474,34 +367,25 @@ class Engine(wiring.Component):
         m.d.comb += dma.rd_data.ready.eq(1)
         rd_take = dma.rd_data.valid
 
-        # Unpacking one input word into the vector's lanes (sign-extending s{act_bits+1}).
-        # ``k_sig`` is the one-hot word index within the vector.
-        def unpack(word_sig, k_sig, bits_sig, acc, out) -> None:
-            # The element width's comparisons come from registers (stable while a map loads).
-            is_bits = {bits: reg(bits_sig == bits, 1, "is_bits") for bits in IN_BITS}
-            m.d.comb += out.eq(acc)
-            for bits in IN_BITS:
-                per = word // bits
-                with m.If(is_bits[bits]):
-                    for lane in range(v):
-                        with m.If(k_sig[lane // per]):
-                            field = word_sig[(lane % per) * bits:(lane % per + 1) * bits]
-                            ext = field.as_signed() if bits == sgn else field
-                            m.d.comb += out[lane].eq(ext)
-
-        next_vec = Signal.like(vec)
-        unpack(rd_word, k, d.in_bits, vec, next_vec)
-        # act_addr counts from the band's base (0, or pre_base for the prefetch).
-        m.d.comb += [act_wr.addr.eq(act_addr), act_wr.data.eq(next_vec)]
-        k_last = Signal()              # k is the vector's last word (registered)
-        with m.If(rd_take & filling):
-            m.d.sync += [vec.eq(next_vec), k.eq(k << 1),
-                         k_last.eq((k & (wpv_in_hot >> 1)) != 0)]
-            with m.If(k_last):
-                m.d.comb += act_wr.en.eq(1)
-                m.d.sync += [k.eq(1), k_last.eq(wpv_in_hot[0]), act_addr.eq(act_addr + 1)]
+        # An input band (the engine's or the prefetch's) into the act buffer, one vector as
+        # its last word comes; act_addr counts from the band's base (0, or pre_base).
+        m.submodules.map_in = map_in = MapReader(cfg=cfg)
+        m.d.comb += [map_in.bits.eq(d.in_bits), map_in.i.valid.eq(rd_take & filling),
+                     map_in.i.payload.eq(rd_word), map_in.o.ready.eq(1),
+                     act_wr.addr.eq(act_addr), act_wr.data.eq(map_in.o.payload),
+                     act_wr.en.eq(map_in.o.valid)]
+        with m.If(map_in.o.valid):
+            m.d.sync += act_addr.eq(act_addr + 1)
         with m.If(dma.rd_done):
             m.d.sync += filling.eq(0)
+
+        def band_read(addr, words, at) -> None:
+            # Start reading an input band into the act buffer from vector ``at``.
+            m.d.comb += [dma.rd_cmd.valid.eq(1), dma.rd_cmd.payload.addr.eq(addr),
+                         dma.rd_cmd.payload.words.eq(words)]
+            with m.If(dma.rd_cmd.ready):
+                m.d.comb += map_in.start.eq(1)
+                m.d.sync += [act_addr.eq(at), filling.eq(1)]
 
         # Assembling weight rows and slots from a pass block: port j's rows are j, j + P, ...
         # (P = weight_ports); port 0 first takes the header and the slots. A port's last word
@@ -591,16 +475,14 @@ class Engine(wiring.Component):
         # The second input: a vector completes once its partner is in the act buffer (read
         # that cycle) and the previous one has gone to the adder, which writes its result once
         # the write-back under way has read that vector of the out buffer.
-        b_word = wdmas[0].o.payload
-        b_next = Signal.like(vec)
-        unpack(b_word, b_k, d.in2_bits, b_acc, b_next)
-        b_last = Signal()              # b_k is the vector's last word (registered)
+        m.submodules.map_in2 = map_in2 = MapReader(cfg=cfg)
         m.d.comb += [
+            map_in2.bits.eq(d.in2_bits), map_in2.i.payload.eq(wdmas[0].o.payload),
+            map_in2.i.valid.eq(b_active & wdmas[0].o.valid),
+            map_in2.o.ready.eq((fusing | (b_idx < act_addr)) & (~b_pending | add_in)),
+            b_ready.eq(b_active & map_in2.i.ready),
             adder.i.valid.eq(b_pending & (~wb_busy | (b_tag < out_idx))),
-            b_ready.eq(b_active & (~b_last | ((fusing | (b_idx < act_addr))
-                                              & (~b_pending | add_in)))),
         ]
-        b_take = wdmas[0].o.valid & b_ready
         with m.If(add_in):
             m.d.sync += b_pending.eq(0)
         # The partner of vector b_idx is read whenever the one read before is no longer
@@ -611,13 +493,9 @@ class Engine(wiring.Component):
                 m.d.comb += [out_rd_addr.eq(b_idx), out_rd_en.eq(1)]
             with m.Else():
                 m.d.comb += [own_addr.eq(b_idx), own_en.eq(1)]
-        with m.If(b_take):
-            m.d.sync += [b_acc.eq(b_next), b_k.eq(b_k << 1),
-                         b_last.eq((b_k & (wpv_in2_hot >> 1)) != 0)]
-            with m.If(b_last):
-                m.d.sync += [b_k.eq(1), b_last.eq(wpv_in2_hot[0]), b_acc.eq(0),
-                             b_vec.eq(b_next), b_pending.eq(1), b_tag.eq(b_idx),
-                             b_idx.eq(b_idx + 1)]
+        with m.If(map_in2.o.valid & map_in2.o.ready):
+            m.d.sync += [b_vec.eq(map_in2.o.payload), b_pending.eq(1), b_tag.eq(b_idx),
+                         b_idx.eq(b_idx + 1)]
         with m.If(b_active & wdmas[0].done):
             m.d.sync += [b_fin.eq(1), b_err.eq(wdmas[0].error)]
 
@@ -636,19 +514,6 @@ class Engine(wiring.Component):
         def fail(error: ErrorCode) -> None:
             m.d.sync += code.eq(error)
             m.next = "FINISH"
-
-        def map_read(addr, words, *, second: bool, then: str) -> None:
-            # Start reading a feature map (the add's second input if ``second``), unless a
-            # soft reset asks to stop.
-            with m.If(abort):
-                fail(ErrorCode.ABORTED)
-            with m.Else():
-                m.d.comb += [dma.rd_cmd.valid.eq(1), dma.rd_cmd.payload.addr.eq(addr),
-                             dma.rd_cmd.payload.words.eq(words)]
-                with m.If(dma.rd_cmd.ready):
-                    m.d.sync += [k.eq(1), k_last.eq(wpv_in_hot[0]), act_addr.eq(0),
-                                 filling.eq(1)]
-                    m.next = then
 
         with m.FSM(name="engine"):
             with m.State("IDLE"):
@@ -697,13 +562,13 @@ class Engine(wiring.Component):
                 m.d.sync += check_wait.eq(check_wait + 1)
                 with m.If(check_wait != CHECK_CYCLES - 1):
                     pass
-                with m.Elif(~shape_ok):
+                with m.Elif(~chk.shape_ok):
                     fail(ErrorCode.BAD_DESCRIPTOR)
-                with m.Elif(~size_ok):
+                with m.Elif(~chk.size_ok):
                     fail(ErrorCode.LAYER_TOO_LARGE)
-                with m.Elif(~aligned):
+                with m.Elif(~chk.aligned):
                     fail(ErrorCode.MISALIGNED_ADDR)
-                with m.Elif(~window_ok):
+                with m.Elif(~chk.window_ok):
                     fail(ErrorCode.ADDR_OUT_OF_WINDOW)
                 with m.Else():
                     m.next = "ACT_CMD"
@@ -731,16 +596,21 @@ class Engine(wiring.Component):
                     m.d.sync += stalls.eq(stalls + 1)
                 with m.Else():
                     m.d.sync += [act_base.eq(0), run_bank0.eq(0)]
-                    map_read(d.in_addr, in_words, second=False, then="ACT_DATA")
+                    with m.If(abort):
+                        fail(ErrorCode.ABORTED)
+                    with m.Else():
+                        band_read(d.in_addr, in_words, 0)
+                        with m.If(dma.rd_cmd.ready):
+                            m.next = "ACT_DATA"
                     # A conv's weights load over their own masters while its input band loads;
                     # an add's second input comes over weight port 0 at the same time.
                     m.d.comb += conv_go.eq(is_conv & ~abort & dma.rd_cmd.ready)
                     b_go = is_add & ~abort & dma.rd_cmd.ready
                     m.d.comb += wdmas[0].cmd.valid.eq(b_go)
                     with m.If(b_go):
-                        m.d.sync += [b_active.eq(1), b_k.eq(1), b_last.eq(wpv_in2_hot[0]),
-                                     b_acc.eq(0), b_idx.eq(0),
-                                     b_pending.eq(0), b_fin.eq(0), b_err.eq(0), a_err.eq(0)]
+                        m.d.comb += map_in2.start.eq(1)
+                        m.d.sync += [b_active.eq(1), b_idx.eq(0), b_pending.eq(0),
+                                     b_fin.eq(0), b_err.eq(0), a_err.eq(0)]
             with m.State("ACT_DATA"):
                 m.d.sync += stalls.eq(stalls + 1)
                 with m.If(dma.rd_done):
@@ -771,11 +641,9 @@ class Engine(wiring.Component):
                 with m.Elif(wb_busy | loader_busy | ~wdmas[0].cmd.ready):
                     m.d.sync += stalls.eq(stalls + 1)
                 with m.Else():
-                    m.d.comb += wdmas[0].cmd.valid.eq(1)
-                    m.d.sync += [b_active.eq(1), fusing.eq(1), fuse_wait.eq(0), b_k.eq(1),
-                                 b_last.eq(wpv_in2_hot[0]), b_acc.eq(0),
-                                 b_idx.eq(0), b_pending.eq(0), b_fin.eq(0), b_err.eq(0),
-                                 a_err.eq(0)]
+                    m.d.comb += [wdmas[0].cmd.valid.eq(1), map_in2.start.eq(1)]
+                    m.d.sync += [b_active.eq(1), fusing.eq(1), fuse_wait.eq(0), b_idx.eq(0),
+                                 b_pending.eq(0), b_fin.eq(0), b_err.eq(0), a_err.eq(0)]
                     m.next = "B_DRAIN"
             # -- residual add: the rest of the second input, then the adder drains --
             with m.State("B_DRAIN"):
@@ -932,12 +800,10 @@ class Engine(wiring.Component):
                 with m.If(abort):
                     m.next = "READY"
                 with m.Else():
-                    m.d.comb += [dma.rd_cmd.valid.eq(1), dma.rd_cmd.payload.addr.eq(nd.in_addr),
-                                 dma.rd_cmd.payload.words.eq(n_in_words)]
+                    band = Mux(act_base == 0, act_half, 0)
+                    band_read(nd.in_addr, n_in_words, band)
                     with m.If(dma.rd_cmd.ready):
-                        band = Mux(act_base == 0, act_half, 0)
-                        m.d.sync += [k.eq(1), k_last.eq(wpv_in_hot[0]), act_addr.eq(band),
-                                     filling.eq(1), pre_base.eq(band)]
+                        m.d.sync += pre_base.eq(band)
                         m.next = "ACT_DATA"
             with m.State("ACT_DATA"):
                 m.d.comb += pre_busy.eq(1)
@@ -1059,55 +925,4 @@ class Engine(wiring.Component):
                         m.d.sync += [full.bit_select(load_idx[0] ^ load_bank0, 1).eq(1),
                                      load_idx.eq(load_idx + 1),
                                      load_more.eq(load_idx + 1 != d.passes)]
-        return m
-
-
-class Accelerator(wiring.Component):
-    """The accelerator top: AXI4-Lite register slave, the engine and its AXI4 master.
-
-    Members
-    -------
-    axil : In(AxiLiteSignature)
-        Control port (to the PS's general-purpose master).
-    bus : Out(AxiSignature)
-        DDR port for descriptors and feature maps (to a PS high-performance port).
-    wbus0, wbus1, ... : Out(AxiSignature)
-        ``HwConfig.weight_ports`` DDR ports for conv weights (each to its own HP port).
-    irq : Out(1)
-    """
-
-    def __init__(self, *, cfg: HwConfig) -> None:
-        self._cfg = cfg
-        self._regmap = build_regmap(cfg)
-        super().__init__({
-            "axil": In(AxiLiteSignature(addr_width=self._regmap.addr_width)),
-            "bus": Out(AxiSignature(addr_width=cfg.axi_addr_width,
-                                    data_width=cfg.axi_data_width)),
-            **weight_buses(cfg),
-            "irq": Out(1),
-        })
-
-    @property
-    def regmap(self) -> RegisterMap:
-        return self._regmap
-
-    @staticmethod
-    def bus_prefixes(cfg: HwConfig) -> dict[str, str]:
-        """Verilog port prefix of each bus member, in order: ``s_axil`` (the register
-        slave), ``m_axi`` (feature maps), then ``m_axi_w0`` .. (weights)."""
-        return {"axil": "s_axil", "bus": "m_axi",
-                **{f"wbus{j}": f"m_axi_w{j}" for j in range(cfg.weight_ports)}}
-
-    def elaborate(self, platform: object) -> Module:
-        m = Module()
-        m.submodules.regs = slave = AxiLiteSlave(regmap=self._regmap,
-                                                 addr_width=self._regmap.addr_width)
-        m.submodules.engine = engine = Engine(cfg=self._cfg, regmap=self._regmap)
-        wiring.connect(m, wiring.flipped(self.axil), slave.axil)
-        wiring.connect(m, slave.regs, engine.regs)
-        wiring.connect(m, engine.bus, wiring.flipped(self.bus))
-        for j in range(self._cfg.weight_ports):
-            wiring.connect(m, getattr(engine, f"wbus{j}"),
-                           wiring.flipped(getattr(self, f"wbus{j}")))
-        m.d.comb += self.irq.eq(engine.irq)
         return m

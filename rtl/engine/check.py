@@ -1,0 +1,203 @@
+"""The descriptor checks: the quantities the engine derives from a descriptor, and its verdicts."""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Module, Mux
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from ..common import check_config, index_bits, stage
+from ..config import HwConfig
+from ..descriptor import descriptor_layout
+from ..interface.ddr import pass_block_words, row_words, words_per_vector
+from ..interface.descriptor import DESC_MAGIC, IN_BITS, MAX_KERNEL, OUT_BITS, Op, PostMode
+from ..window import window_layout
+
+__all__ = ["CHECK_CYCLES", "DescriptorCheck"]
+
+#: Cycles in CHECK: the registers derived from a descriptor settle (``DescriptorCheck``'s
+#: pipeline of products and comparisons) before the descriptor is accepted or refused.
+CHECK_CYCLES = 6
+
+
+class DescriptorCheck(wiring.Component):
+    """What the engine derives from its descriptor, and whether it may run.
+
+    A pipeline of registers behind ``desc``, one product or comparison per stage, so that
+    no control path runs through a product of descriptor fields. The outputs follow a new
+    ``desc`` (with ``window_base`` and ``window_size`` stable) ``CHECK_CYCLES - 1`` cycles
+    later, the last cycle of the engine's CHECK state; they stay stable while ``desc`` does.
+    The verdicts are those of ``firmware.emu`` in the engine's order: ``shape_ok`` (else
+    BAD_DESCRIPTOR), ``size_ok`` (LAYER_TOO_LARGE), ``aligned`` (MISALIGNED_ADDR),
+    ``window_ok`` (ADDR_OUT_OF_WINDOW).
+
+    Parameters
+    ----------
+    cfg : HwConfig
+        The build; the buffer depths and limits bound the sizes.
+
+    Members
+    -------
+    desc : In(descriptor_layout())
+        The descriptor.
+    window_base, window_size : In(axi_addr_width)
+        The DDR window (``WINDOW_BASE``, ``WINDOW_SIZE``).
+    window_limit : Out(axi_addr_width + 2)
+        ``window_base + window_size`` (a cycle behind them).
+    is_conv, is_fused, is_add, is_max, is_avg : Out(1)
+        The op: a conv or a conv-add, a conv-add, an add, a max-pool, an average pool.
+    chunks_in, chunks_out : Out(16)
+        Channel chunks of ``V`` of the input and the output.
+    in_pixels : Out(32)
+        ``in_h * in_w``.
+    in_vecs : Out(40)
+        Act-buffer vectors of the input.
+    row_stride : Out
+        Vectors of an input row (``in_w * chunks_in``).
+    wpv_in, wpv_in2, wpv_out : Out(8)
+        Bus words per vector of the input, the second input and the output.
+    pass_words : Out(32)
+        Bus words of a pass block.
+    in_words, in2_words, out_words : Out(48)
+        Bus words of the input, the second input (an add's or a conv-add's) and the output.
+    out_last : Out
+        The last output vector (``out_vecs - 1``).
+    in_end, in2_end, out_end : Out(axi_addr_width + 20)
+        The byte ends of the maps.
+    shape_ok, size_ok, aligned, window_ok : Out(1)
+        The verdicts.
+    """
+
+    def __init__(self, *, cfg: HwConfig) -> None:
+        self._cfg = check_config(cfg, "Descriptor check")
+        aw = cfg.axi_addr_width
+        super().__init__({
+            "desc": In(descriptor_layout()),
+            "window_base": In(aw), "window_size": In(aw),
+            "window_limit": Out(aw + 2),
+            "is_conv": Out(1), "is_fused": Out(1), "is_add": Out(1), "is_max": Out(1),
+            "is_avg": Out(1),
+            "chunks_in": Out(16), "chunks_out": Out(16), "in_pixels": Out(32),
+            "in_vecs": Out(40), "row_stride": Out(window_layout(cfg).members["row_stride"]),
+            "wpv_in": Out(8), "wpv_in2": Out(8), "wpv_out": Out(8), "pass_words": Out(32),
+            "in_words": Out(48), "in2_words": Out(48), "out_words": Out(48),
+            "out_last": Out(index_bits(cfg.out_buf_depth + 1)),
+            "in_end": Out(aw + 20), "in2_end": Out(aw + 20), "out_end": Out(aw + 20),
+            "shape_ok": Out(1), "size_ok": Out(1), "aligned": Out(1), "window_ok": Out(1),
+        })
+
+    @property
+    def cfg(self) -> HwConfig:
+        return self._cfg
+
+    def elaborate(self, platform: object) -> Module:
+        m = Module()
+        cfg, d, v = self._cfg, self.desc, self._cfg.vec_len
+        logv = index_bits(v) if v > 1 else 0
+        aw = cfg.axi_addr_width
+
+        def reg(expr, shape, name):
+            return stage(m, expr, shape, name)
+
+        def out(name, expr):
+            sig = reg(expr, getattr(self, name).shape(), name)
+            m.d.comb += getattr(self, name).eq(sig)
+            return sig
+
+        # Stage 1: the op's one-hots (a conv-add is a conv whose signed result gets the
+        # residual add in the out buffer), chunk and pixel counts, words per vector.
+        is_fused = out("is_fused", d.op == Op.CONV_ADD)
+        is_conv = out("is_conv", (d.op == Op.CONV) | (d.op == Op.CONV_ADD))
+        is_add = out("is_add", d.op == Op.ADD)
+        reads2 = is_add | is_fused     # a second input map at in2_addr
+        is_max = out("is_max", d.op == Op.MAXPOOL)
+        is_avg = out("is_avg", d.op == Op.AVGPOOL)
+        chunks_in = out("chunks_in", (d.in_c + v - 1) >> logv)
+        chunks_out = out("chunks_out", (d.out_c + v - 1) >> logv)
+        in_pixels = out("in_pixels", d.in_h * d.in_w)
+        out_pixels = reg(d.out_h * d.out_w, 32, "out_pixels")
+        kk = reg(d.kernel * d.kernel, 16, "kernel_sq")
+
+        def wpv(bits_sig, choices):
+            return Mux(bits_sig == choices[0], words_per_vector(cfg, choices[0]),
+                       wpv(bits_sig, choices[1:]) if len(choices) > 1 else 0)
+
+        wpv_in = out("wpv_in", wpv(d.in_bits, IN_BITS))
+        wpv_in2 = out("wpv_in2", wpv(d.in2_bits, IN_BITS))
+        wpv_out = out("wpv_out", wpv(d.out_bits, OUT_BITS))
+        pass_words = out("pass_words", pass_block_words(cfg, 0) + d.steps * row_words(cfg))
+        # Stage 2.
+        in_vecs = out("in_vecs", in_pixels * chunks_in)
+        out_vecs = reg(out_pixels * chunks_out, 40, "out_vecs")
+        steps_calc = reg(kk * chunks_in, 24, "steps_calc")
+        weight_words = reg(d.passes * pass_words, 48, "weight_words")
+        out("row_stride", d.in_w * chunks_in)
+        # Stage 3.
+        in_words = out("in_words", in_vecs * wpv_in)
+        in2_words = out("in2_words", Mux(is_fused, out_vecs, in_vecs) * wpv_in2)
+        out_words = out("out_words", out_vecs * wpv_out)
+        out("out_last", out_vecs - 1)
+        # Stage 4: the byte ends of the maps.
+        in_end = out("in_end", d.in_addr + in_words * 8)
+        in2_end = out("in2_end", d.in2_addr + in2_words * 8)
+        out_end = out("out_end", d.out_addr + out_words * 8)
+        w_end = reg(d.weight_addr + weight_words * 8, aw + 20, "weight_end")
+
+        base = self.window_base
+        limit = out("window_limit", base + self.window_size)
+
+        def inside_end(addr, end, words):
+            return (addr >= base) & (end <= limit) & (words != 0)
+
+        # Expected output size from the input size (stride 1 or 2).
+        span_h = d.in_h + d.pad_top + d.pad_bottom - d.kernel
+        span_w = d.in_w + d.pad_left + d.pad_right - d.kernel
+        exp_h = Mux(d.stride == 2, span_h >> 1, span_h) + 1
+        exp_w = Mux(d.stride == 2, span_w >> 1, span_w) + 1
+        act, sgn = cfg.act_bits, cfg.act_bits + 1
+        mode_bits = Mux(d.mode == PostMode.RELU, act, Mux(d.mode == PostMode.SIGNED, sgn, 32))
+
+        nonzero = reg((d.in_h != 0) & (d.in_w != 0) & (d.in_c != 0) & (d.out_c != 0), 1,
+                      "nonzero")
+        half = d.kernel >> 1
+        pads_ok = ((d.pad_top <= half) & (d.pad_bottom <= half) & (d.pad_left <= half)
+                   & (d.pad_right <= half))
+        # Two stages: the expected output size and the simple tests, then the comparison.
+        geom_ok = reg(((d.stride == 1) | (d.stride == 2)) & pads_ok
+                      & (d.in_h + d.pad_top + d.pad_bottom >= d.kernel)
+                      & (d.in_w + d.pad_left + d.pad_right >= d.kernel), 1, "geom_ok")
+        exp_h_r = reg(exp_h, len(d.out_h) + 2, "exp_h")
+        exp_w_r = reg(exp_w, len(d.out_w) + 2, "exp_w")
+        window_geom = reg(geom_ok & (d.out_h == exp_h_r) & (d.out_w == exp_w_r), 1,
+                          "window_geom")
+        kernel_ok = (d.kernel >= 1) & (d.kernel <= MAX_KERNEL)
+        conv_ok = (kernel_ok & window_geom & (d.mode <= PostMode.LOGITS)
+                   & ((d.in_bits == act) | (d.in_bits == 8)) & (d.out_bits == mode_bits)
+                   & (d.steps == steps_calc) & (d.passes != 0) & (d.passes <= 4096)
+                   & (~is_fused | ((d.mode <= PostMode.SIGNED)
+                                   & ((d.in2_bits == act) | (d.in2_bits == sgn)))))
+        same_map = (d.in_c == d.out_c) & (d.in_h == d.out_h) & (d.in_w == d.out_w)
+        add_ok = (same_map & (d.mode <= PostMode.SIGNED) & (d.out_bits == mode_bits)
+                  & ((d.in_bits == act) | (d.in_bits == sgn))
+                  & ((d.in2_bits == act) | (d.in2_bits == sgn)))
+        max_ok = ((d.kernel >= 1) & (d.kernel <= MAX_KERNEL) & window_geom
+                  & (d.in_c == d.out_c) & (d.in_bits == act) & (d.out_bits == act))
+        avg_ok = ((d.in_c == d.out_c) & (d.out_h == 1) & (d.out_w == 1) & (d.in_bits == act)
+                  & (d.out_bits == act))
+        # Stage 3: each op's verdict; stage 4: the op's (stage 5 for the windows).
+        op_ok = reg(Cat(conv_ok, add_ok, max_ok, avg_ok, d.magic == DESC_MAGIC), 5, "op_ok")
+        out("shape_ok", op_ok[4] & nonzero & Mux(
+            is_conv, op_ok[0], Mux(is_add, op_ok[1], Mux(is_max, op_ok[2],
+                                                          Mux(is_avg, op_ok[3], 0)))))
+        out("size_ok", (d.in_h <= cfg.max_spatial) & (d.in_w <= cfg.max_spatial)
+            & (d.in_c <= cfg.max_channels) & (d.out_c <= cfg.max_channels)
+            & (in_vecs <= cfg.act_buf_depth) & (out_vecs <= cfg.out_buf_depth)
+            & (~is_conv | ((d.steps <= cfg.weight_buf_depth)
+                           & (d.steps * v <= cfg.max_reduction + v - 1))))
+        out("aligned", (d.in_addr[:3] == 0) & (d.out_addr[:3] == 0)
+            & (~is_conv | (d.weight_addr[:3] == 0)) & (~reads2 | (d.in2_addr[:3] == 0)))
+        out("window_ok", inside_end(d.in_addr, in_end, in_words)
+            & inside_end(d.out_addr, out_end, out_words)
+            & (~is_conv | inside_end(d.weight_addr, w_end, weight_words))
+            & (~reads2 | inside_end(d.in2_addr, in2_end, in2_words)))
+        return m

@@ -1,0 +1,95 @@
+"""The map reader: a feature map's bus words into act-buffer vectors (``rtl.interface.ddr``)."""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Mux, Signal, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..common import check_config, stage
+from ..config import HwConfig
+from ..interface.ddr import word_bits, words_per_vector
+from ..interface.descriptor import IN_BITS
+from ..vector_units import lane_bits
+
+__all__ = ["MapReader", "vector_layout"]
+
+
+def vector_layout(cfg: HwConfig) -> data.ArrayLayout:
+    """An act-buffer vector: ``V`` lanes of ``lane_bits(cfg)`` bits, two's complement."""
+    return data.ArrayLayout(unsigned(lane_bits(cfg)), cfg.vec_len)
+
+
+class MapReader(wiring.Component):
+    """Unpacks the bus words of a feature map into vectors of ``V`` lanes.
+
+    A vector of ``b``-bit elements (``b`` in ``IN_BITS``) takes
+    ``words_per_vector(cfg, b)`` words, element ``i`` at bit ``(i mod per_word) * b``
+    (``rtl.interface.ddr.pack_values``); each lane is zero-extended to ``lane_bits(cfg)``,
+    sign-extended when ``b`` is ``act_bits + 1`` (a signed pre-add branch).
+
+    The vector leaves with its last word, in the same cycle (no register between ``i`` and
+    ``o``): ``o.valid`` is ``i.valid`` on a vector's last word, which waits for ``o.ready``;
+    the other words are always taken. ``o.payload`` holds while ``i`` does.
+
+    Members
+    -------
+    bits : In(8)
+        The element width; compared in registers, so it is stable from two cycles before a
+        map's first word to its last.
+    start : In(1)
+        The next word taken is a vector's first (a new map).
+    i : In(stream.Signature(axi_data_width))
+        The map's bus words.
+    o : Out(stream.Signature(vector_layout(cfg)))
+        Its vectors.
+    """
+
+    def __init__(self, *, cfg: HwConfig) -> None:
+        self._cfg = check_config(cfg, "Map reader")
+        super().__init__({
+            "bits": In(8),
+            "start": In(1),
+            "i": In(stream.Signature(word_bits(cfg))),
+            "o": Out(stream.Signature(vector_layout(cfg))),
+        })
+
+    @property
+    def cfg(self) -> HwConfig:
+        return self._cfg
+
+    def elaborate(self, platform: object) -> Module:
+        m = Module()
+        cfg, v = self._cfg, self._cfg.vec_len
+        word, sgn = word_bits(cfg), cfg.act_bits + 1
+        wpv_max = max(words_per_vector(cfg, bits) for bits in IN_BITS)
+        # The element width's comparisons, and the one-hot of a vector's last word, are
+        # registers (stage 1 and 2).
+        is_bits = {bits: stage(m, self.bits == bits, 1, "is_bits") for bits in IN_BITS}
+        hot = 0
+        for bits in IN_BITS:
+            hot = Mux(is_bits[bits], 1 << (words_per_vector(cfg, bits) - 1), hot)
+        last_hot = stage(m, hot, wpv_max, "last_hot")
+
+        k = Signal(wpv_max)            # the word within the vector, one-hot
+        k_last = Signal()              # k is the vector's last word
+        acc = Signal(vector_layout(cfg))
+        vec = Signal(vector_layout(cfg))
+        m.d.comb += vec.eq(acc)
+        for bits in IN_BITS:
+            per = word // bits
+            with m.If(is_bits[bits]):
+                for lane in range(v):
+                    with m.If(k[lane // per]):
+                        field = self.i.payload[(lane % per) * bits:(lane % per + 1) * bits]
+                        m.d.comb += vec[lane].eq(field.as_signed() if bits == sgn else field)
+
+        m.d.comb += [self.o.payload.eq(vec), self.o.valid.eq(self.i.valid & k_last),
+                     self.i.ready.eq(~k_last | self.o.ready)]
+        with m.If(self.i.valid & self.i.ready):
+            m.d.sync += [acc.eq(vec), k.eq(k << 1), k_last.eq((k & (last_hot >> 1)) != 0)]
+            with m.If(k_last):
+                m.d.sync += [k.eq(1), k_last.eq(last_hot[0])]
+        with m.If(self.start):
+            m.d.sync += [k.eq(1), k_last.eq(last_hot[0])]
+        return m

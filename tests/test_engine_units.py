@@ -1,0 +1,303 @@
+"""The engine's components alone in the Amaranth simulator (``rtl.engine``: docs/engine.md,
+"Components"), each against an oracle of its own: the firmware emulator's descriptor checks,
+the host's DDR packing."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+from firmware import emu
+from rtl.config import HwConfig
+from rtl.engine import CHECK_CYCLES, DescriptorCheck, MapReader
+from rtl.interface.ddr import (
+    feature_map_words,
+    pass_block_words,
+    unpack_values,
+    words_per_vector,
+)
+from rtl.interface.descriptor import (
+    DESC_MAGIC,
+    FIELDS,
+    IN_BITS,
+    Op,
+    PostMode,
+    pack_descriptor,
+    unpack_descriptor,
+)
+from rtl.interface.regmap import ErrorCode
+from rtl.vector_units import lane_bits
+
+#: A small build (``V = 8``, three weight ports), as the engine bench's.
+pytestmark = pytest.mark.filterwarnings("ignore:.*created but never used")
+
+CFG = HwConfig(name="units", part="xc7z020clg400-1", clock_mhz=100.0, pot_rows=4,
+               pot_cols=8, dsp_rows=4, dsp_cols=8, max_reduction=7 * 7 * 8, max_channels=64,
+               max_spatial=64, act_buf_depth=256, weight_buf_depth=64, out_buf_depth=64,
+               result_lanes=4, weight_ports=3)
+
+
+def _sim(dut, bench) -> None:
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+
+
+# ---- DescriptorCheck ---------------------------------------------------------------------
+
+WINDOW = (0x1000_0000, 0x0010_0000)
+
+
+def _valid_descriptor(rng: np.random.Generator, cfg: HwConfig) -> dict[str, int]:
+    """A random descriptor that the engine accepts."""
+    while True:
+        d = _random_descriptor(rng, cfg)
+        if _emu_code(d, cfg) == ErrorCode.NONE:
+            return d
+
+
+def _random_descriptor(rng: np.random.Generator, cfg: HwConfig) -> dict[str, int]:
+    """A random descriptor of a well-formed layer."""
+    act, sgn = cfg.act_bits, cfg.act_bits + 1
+    op = Op(int(rng.choice([Op.CONV, Op.ADD, Op.MAXPOOL, Op.AVGPOOL, Op.CONV_ADD])))
+    c = int(rng.integers(1, 33))
+    h, w = (int(x) for x in rng.integers(1, 9, 2))
+    k, s = int(rng.integers(1, 4)), int(rng.integers(1, 3))
+    pads = [int(x) for x in rng.integers(0, k // 2 + 1, 4)]
+    mode = PostMode(int(rng.integers(0, {Op.CONV: 3, Op.ADD: 2, Op.CONV_ADD: 2}.get(op, 1))))
+    return _layer(cfg, op, c, max(h, k), max(w, k), k=k, s=s, pads=pads, mode=mode,
+                  out_c=int(rng.integers(1, 33)), passes=int(rng.integers(1, 4)),
+                  in_bits=int(rng.choice([act, 8 if op in (Op.CONV, Op.CONV_ADD) else sgn])),
+                  in2_bits=int(rng.choice([act, sgn])), at=8 * int(rng.integers(0, 64)))
+
+
+def _layer(cfg: HwConfig, op: Op, c: int, h: int, w: int, *, k: int = 1, s: int = 1,
+           pads: list[int] | None = None, mode: PostMode = PostMode.RELU, out_c: int = 0,
+           passes: int = 1, in_bits: int = 0, in2_bits: int = 0, at: int = 0
+           ) -> dict[str, int]:
+    """The descriptor of a layer as the host writes it: what ``op`` ignores is left out,
+    its maps and pass blocks one after another from the window's base (``+ at``)."""
+    act, sgn = cfg.act_bits, cfg.act_bits + 1
+    d = {name: 0 for name, _ in FIELDS}
+    d.update(magic=DESC_MAGIC, op=op, in_h=h, in_w=w, in_c=c, out_c=c, out_h=h, out_w=w,
+             kernel=1, stride=1, in_bits=act, out_bits=act)
+    if op in (Op.CONV, Op.CONV_ADD, Op.MAXPOOL):
+        pads = pads or [0] * 4
+        d.update(out_h=(h + pads[0] + pads[1] - k) // s + 1,
+                 out_w=(w + pads[2] + pads[3] - k) // s + 1, kernel=k, stride=s,
+                 pad_top=pads[0], pad_bottom=pads[1], pad_left=pads[2], pad_right=pads[3])
+    if op in (Op.CONV, Op.CONV_ADD):
+        d.update(out_c=out_c or c, mode=mode, in_bits=in_bits or act,
+                 out_bits={PostMode.RELU: act, PostMode.SIGNED: sgn, PostMode.LOGITS: 32}[mode],
+                 steps=cfg.steps(k, c), passes=passes)
+    if op == Op.ADD:
+        d.update(mode=mode, out_bits=act if mode == PostMode.RELU else sgn,
+                 in_bits=in_bits or act)
+    if op in (Op.ADD, Op.CONV_ADD):
+        d["in2_bits"] = in2_bits or act
+    if op == Op.AVGPOOL:
+        d.update(out_h=1, out_w=1)
+    sizes = {"in_addr": feature_map_words(cfg, (c, h, w), d["in_bits"]),
+             "out_addr": feature_map_words(cfg, (d["out_c"], d["out_h"], d["out_w"]),
+                                           d["out_bits"]),
+             "in2_addr": feature_map_words(cfg, (d["out_c"], d["out_h"], d["out_w"]),
+                                           d["in2_bits"] or act),
+             "weight_addr": d["passes"] * pass_block_words(cfg, d["steps"])}
+    addr = WINDOW[0] + at
+    for name in ("in_addr", "in2_addr", "out_addr", "weight_addr"):
+        d[name] = addr
+        addr += 8 * sizes[name]
+    return d
+
+
+#: Edge values a field is set to, beside a small step from its own value.
+EDGES = (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 31, 32, 33, 63, 64, 65, 255, 256, 4096, 4097,
+         0xFFFF, 1 << 31, 0xFFFF_FFFF)
+
+
+def _mutate(rng: np.random.Generator, d: dict[str, int]) -> dict[str, int]:
+    d = dict(d)
+    for _ in range(int(rng.integers(1, 3))):
+        if rng.random() < 0.3:
+            name = str(rng.choice(["in_addr", "in2_addr", "out_addr", "weight_addr"]))
+        else:
+            name = FIELDS[int(rng.integers(0, len(FIELDS)))][0]
+        if name.endswith("_addr"):
+            options = [d[name] + int(rng.choice([1, 4, -8, 8])), WINDOW[0] - 8,
+                       WINDOW[0] + WINDOW[1] - 8, WINDOW[0] + WINDOW[1], 0]
+        else:
+            options = [d[name] + int(rng.choice([-2, -1, 1, 2])), int(rng.choice(EDGES))]
+        d[name] = int(rng.choice(options)) & 0xFFFF_FFFF
+    return d
+
+
+def _emu_code(d: dict[str, int], cfg: HwConfig) -> ErrorCode:
+    bus = emu._Bus(emu.EmuMemory(8), *WINDOW)
+    try:
+        emu.check_descriptor(bus, d, cfg)
+    except emu._Fault as fault:
+        return ErrorCode(fault.code)
+    return ErrorCode.NONE
+
+
+def _descriptor_cases(n: int) -> list[dict[str, int]]:
+    rng = np.random.default_rng(11)
+    cases = []
+    for i in range(n):
+        d = _valid_descriptor(rng, CFG)
+        cases.append(d if i % 3 == 0 else _mutate(rng, d))
+    # The build's limits (rows, columns, channels, buffers, weight rows) and the fields'
+    # ranges, each at the edge and one beyond it.
+    avg, mp, conv = Op.AVGPOOL, Op.MAXPOOL, Op.CONV
+    edges = [(avg, 1, 64, 1, {}), (avg, 1, 65, 1, {}), (avg, 1, 1, 64, {}),
+             (avg, 1, 1, 65, {}), (avg, 64, 1, 1, {}), (avg, 65, 1, 1, {}),
+             (avg, 8, 16, 16, {}), (avg, 8, 16, 17, {}), (mp, 8, 8, 8, {}), (mp, 8, 8, 9, {}),
+             (conv, 8, 8, 1, {"k": 7, "pads": [3] * 4}),
+             (conv, 9, 8, 1, {"k": 7, "pads": [3] * 4}),
+             (conv, 1, 1, 1, {"passes": 4096}), (conv, 1, 1, 1, {"passes": 4097}),
+             (mp, 8, 4, 4, {"k": 3, "pads": [1, 1, 1, 1]}),
+             (mp, 8, 4, 4, {"k": 3, "pads": [1, 2, 1, 1]}),
+             (mp, 8, 4, 4, {"k": 3, "s": 3}), (mp, 8, 8, 8, {"k": 7}), (mp, 8, 8, 8, {"k": 8})]
+    cases += [_layer(CFG, op, c, h, w, **kw) for op, c, h, w, kw in edges]
+    fused = _layer(CFG, Op.CONV_ADD, 8, 4, 4, k=3, pads=[1] * 4)
+    cases += [{**fused, name: fused[name] + step} for step in (4, 2, 1)
+              for name in ("in_addr", "in2_addr", "out_addr", "weight_addr")]
+    return cases
+
+
+def test_descriptor_check_matches_the_emulator() -> None:
+    """Each verdict CHECK_CYCLES - 1 cycles after the descriptor, in the engine's order, is
+    the emulator's error code; every code comes up."""
+    cases = _descriptor_cases(400)
+    expected = [_emu_code(d, CFG) for d in cases]
+    seen = {code: expected.count(code) for code in set(expected)}
+    assert {ErrorCode.NONE, ErrorCode.BAD_DESCRIPTOR, ErrorCode.LAYER_TOO_LARGE,
+            ErrorCode.MISALIGNED_ADDR, ErrorCode.ADDR_OUT_OF_WINDOW} <= set(seen), seen
+    dut = DescriptorCheck(cfg=CFG)
+    got = []
+
+    async def bench(ctx):
+        ctx.set(dut.window_base, WINDOW[0])
+        ctx.set(dut.window_size, WINDOW[1])
+        for d in cases:
+            ctx.set(dut.desc.as_value(), int.from_bytes(pack_descriptor(**d), "little"))
+            await ctx.tick().repeat(CHECK_CYCLES - 1)
+            verdicts = [ctx.get(getattr(dut, name))
+                        for name in ("shape_ok", "size_ok", "aligned", "window_ok")]
+            codes = [ErrorCode.BAD_DESCRIPTOR, ErrorCode.LAYER_TOO_LARGE,
+                     ErrorCode.MISALIGNED_ADDR, ErrorCode.ADDR_OUT_OF_WINDOW]
+            got.append(next((c for c, ok in zip(codes, verdicts, strict=True) if not ok),
+                            ErrorCode.NONE))
+
+    _sim(dut, bench)
+    for d, want, have in zip(cases, expected, got, strict=True):
+        assert have == want, f"{have.name} for {want.name}: {d}"
+
+
+def test_descriptor_check_quantities() -> None:
+    """The derived sizes of accepted descriptors: the host's word counts and byte ends."""
+    rng = np.random.default_rng(5)
+    cases = [_valid_descriptor(rng, CFG) for _ in range(40)]
+    dut = DescriptorCheck(cfg=CFG)
+
+    async def bench(ctx):
+        ctx.set(dut.window_base, WINDOW[0])
+        ctx.set(dut.window_size, WINDOW[1])
+        for d in cases:
+            raw = pack_descriptor(**d)
+            assert unpack_descriptor(raw) == d
+            ctx.set(dut.desc.as_value(), int.from_bytes(raw, "little"))
+            await ctx.tick().repeat(CHECK_CYCLES - 1)
+            in_shape = (d["in_c"], d["in_h"], d["in_w"])
+            out_shape = (d["out_c"], d["out_h"], d["out_w"])
+            in_words = feature_map_words(CFG, in_shape, d["in_bits"])
+            out_words = feature_map_words(CFG, out_shape, d["out_bits"])
+            assert ctx.get(dut.in_words) == in_words
+            assert ctx.get(dut.out_words) == out_words
+            assert ctx.get(dut.in_end) == d["in_addr"] + 8 * in_words
+            assert ctx.get(dut.out_end) == d["out_addr"] + 8 * out_words
+            assert ctx.get(dut.out_last) == d["out_h"] * d["out_w"] * CFG.chunks(d["out_c"]) - 1
+            if d["in2_bits"] in IN_BITS:
+                shape2 = out_shape if d["op"] == Op.CONV_ADD else in_shape
+                assert ctx.get(dut.in2_words) == feature_map_words(CFG, shape2, d["in2_bits"])
+            assert ctx.get(dut.pass_words) == pass_block_words(CFG, d["steps"])
+            assert ctx.get(dut.row_stride) == d["in_w"] * CFG.chunks(d["in_c"])
+            assert ctx.get(dut.window_limit) == sum(WINDOW)
+            assert [ctx.get(dut.is_conv), ctx.get(dut.is_fused), ctx.get(dut.is_add),
+                    ctx.get(dut.is_max), ctx.get(dut.is_avg)] == [
+                d["op"] in (Op.CONV, Op.CONV_ADD), d["op"] == Op.CONV_ADD, d["op"] == Op.ADD,
+                d["op"] == Op.MAXPOOL, d["op"] == Op.AVGPOOL]
+
+    _sim(dut, bench)
+
+
+def test_descriptor_check_refuses_a_wrong_config() -> None:
+    with pytest.raises(TypeError, match=r"^Descriptor check configuration must be a HwConfig"):
+        DescriptorCheck(cfg=None)
+
+
+# ---- MapReader ---------------------------------------------------------------------------
+
+
+#: 32 lanes: a vector takes 2 to 4 bus words.
+CFG_32 = CFG.replace(name="units-32", pot_cols=32, dsp_cols=32, max_reduction=7 * 7 * 32)
+
+
+@pytest.mark.parametrize("cfg", [CFG, CFG_32], ids=["v8", "v32"])
+@pytest.mark.parametrize("bits", IN_BITS)
+def test_map_reader_unpacks_as_the_host_packs(cfg: HwConfig, bits: int) -> None:
+    """Random bus words of each element width, under input gaps and output backpressure,
+    become the vectors the host's unpacking reads from them; two maps, one ``start`` each."""
+    v, lb = cfg.vec_len, lane_bits(cfg)
+    wpv = words_per_vector(cfg, bits)
+    signed = bits == cfg.act_bits + 1
+    rng = np.random.default_rng(bits)
+    maps = [rng.integers(0, 1 << 63, (n, wpv), dtype=np.uint64) * 2 + 1 for n in (13, 7)]
+    want = [[unpack_values(vec, bits, v, signed=signed) & ((1 << lb) - 1) for vec in words]
+            for words in maps]
+    dut = MapReader(cfg=cfg)
+    got: list[list[list[int]]] = [[] for _ in maps]
+
+    async def producer(ctx):
+        ctx.set(dut.bits, bits)
+        await ctx.tick().repeat(2)
+        for words in maps:
+            ctx.set(dut.start, 1)
+            await ctx.tick()
+            ctx.set(dut.start, 0)
+            for word in words.reshape(-1):
+                while rng.random() < 0.3:
+                    ctx.set(dut.i.valid, 0)
+                    await ctx.tick()
+                ctx.set(dut.i.payload, int(word))
+                ctx.set(dut.i.valid, 1)
+                await ctx.tick().until(dut.i.ready)
+            ctx.set(dut.i.valid, 0)
+
+    async def consumer(ctx):
+        held, cycles = None, 0
+        for n, words in enumerate(maps):
+            while len(got[n]) < len(words):
+                ready = bool(rng.random() < 0.6)
+                ctx.set(dut.o.ready, ready)
+                _, _, valid, payload = await ctx.tick().sample(dut.o.valid, dut.o.payload)
+                cycles += 1
+                assert cycles < 2000, f"{sum(map(len, got))} vectors after {cycles} cycles"
+                lanes = [int(x) for x in payload]
+                if held is not None:
+                    assert valid and lanes == held, "a stalled vector changed"
+                held = None
+                if valid and ready:
+                    got[n].append(lanes)
+                elif valid:
+                    held = lanes
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(producer)
+    sim.add_testbench(consumer)
+    sim.run()
+    for n in range(len(maps)):
+        np.testing.assert_array_equal(np.array(got[n]), np.array(want[n]))
