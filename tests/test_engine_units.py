@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from amaranth.hdl import Elaboratable, Module
+from amaranth.lib.memory import Memory
 from amaranth.sim import Simulator
 
 from firmware import emu
 from rtl.config import HwConfig
-from rtl.engine import CHECK_CYCLES, DescriptorCheck, MapReader
+from rtl.engine import CHECK_CYCLES, DescriptorCheck, MapReader, Writer
+from rtl.engine.writer import out_vector_layout
 from rtl.interface.ddr import (
     feature_map_words,
     pass_block_words,
@@ -21,6 +24,7 @@ from rtl.interface.descriptor import (
     DESC_MAGIC,
     FIELDS,
     IN_BITS,
+    OUT_BITS,
     Op,
     PostMode,
     pack_descriptor,
@@ -301,3 +305,92 @@ def test_map_reader_unpacks_as_the_host_packs(cfg: HwConfig, bits: int) -> None:
     sim.run()
     for n in range(len(maps)):
         np.testing.assert_array_equal(np.array(got[n]), np.array(want[n]))
+
+
+# ---- Writer ------------------------------------------------------------------------------
+
+
+class _WriterBench(Elaboratable):
+    """The writer over an out buffer the testbench also writes (``wr``)."""
+
+    def __init__(self, cfg: HwConfig, init: list) -> None:
+        self.writer = Writer(cfg=cfg)
+        self.mem = Memory(shape=out_vector_layout(cfg), depth=cfg.out_buf_depth, init=init)
+        self.wr = self.mem.write_port()
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.writer, m.submodules.mem = self.writer, self.mem
+        rd = self.mem.read_port()
+        m.d.comb += [rd.addr.eq(self.writer.rd_addr), rd.en.eq(self.writer.rd_en),
+                     self.writer.rd_data.eq(rd.data)]
+        return m
+
+
+@pytest.mark.parametrize("bits", OUT_BITS)
+def test_writer_packs_as_the_host_unpacks(bits: int) -> None:
+    """Two write-backs of random out-buffer vectors under output backpressure: the words are
+    the host's packing of the vectors (read back with ``unpack_values``), each vector is read
+    before ``idx`` passes it (the testbench overwrites it then), ``count`` and ``err``
+    follow the DMA writer's ``done`` and ``error``."""
+    cfg, v = CFG_32, CFG_32.vec_len
+    signed = bits != cfg.act_bits
+    lo, hi = (-(1 << (bits - 1)), 1 << (bits - 1)) if signed else (0, 1 << bits)
+    rng = np.random.default_rng(bits)
+    wpv = words_per_vector(cfg, bits)
+    jobs = [(0x2000, 5), (0x4000, cfg.out_buf_depth)]          # (addr, vectors)
+    mem = [rng.integers(lo, hi, v).tolist() for _ in range(cfg.out_buf_depth)]
+    tb = _WriterBench(cfg, [list(x) for x in mem])
+    dut = tb.writer
+    words: list[list[int]] = [[] for _ in jobs]
+    snapshots = []
+
+    async def driver(ctx):
+        ctx.set(dut.clear, 1)
+        await ctx.tick()
+        ctx.set(dut.clear, 0)
+        for n, (addr, vecs) in enumerate(jobs):
+            snapshots.append([list(x) for x in mem])
+            ctx.set(dut.i.payload, {"addr": addr, "words": vecs * wpv, "last": vecs - 1,
+                                    "wpv": wpv, "bits": bits})
+            ctx.set(dut.i.valid, 1)
+            ctx.set(dut.cmd.ready, 0)
+            await ctx.tick().repeat(2)
+            assert not ctx.get(dut.busy), "started before the DMA writer took its command"
+            ctx.set(dut.cmd.ready, 1)
+            assert ctx.get(dut.cmd.valid) and ctx.get(dut.cmd.payload.addr) == addr
+            assert ctx.get(dut.cmd.payload.words) == vecs * wpv
+            await ctx.tick()
+            ctx.set(dut.i.valid, 0)
+            cleared = 0
+            while len(words[n]) < vecs * wpv:
+                ready = bool(rng.random() < 0.7)
+                ctx.set(dut.o.ready, ready)
+                # A vector that the writer has read may be overwritten at once.
+                idx = ctx.get(dut.idx)
+                ctx.set(tb.wr.en, cleared < idx)
+                if cleared < idx:
+                    mem[cleared] = rng.integers(lo, hi, v).tolist()
+                    ctx.set(tb.wr.addr, cleared)
+                    ctx.set(tb.wr.data, mem[cleared])
+                    cleared += 1
+                _, _, valid, word = await ctx.tick().sample(dut.o.valid, dut.o.payload)
+                if valid and ready:
+                    words[n].append(word)
+            ctx.set(dut.o.ready, 0)
+            ctx.set(tb.wr.en, 0)
+            await ctx.tick().repeat(3)
+            assert ctx.get(dut.busy) and not ctx.get(dut.o.valid)
+            ctx.set(dut.done, 1)
+            ctx.set(dut.error, n == 1)
+            await ctx.tick()
+            ctx.set(dut.done, 0)
+            await ctx.tick()
+            assert not ctx.get(dut.busy)
+            assert (ctx.get(dut.count), ctx.get(dut.err)) == (1, n == 1)
+
+    _sim(tb, driver)
+    for n, (_, vecs) in enumerate(jobs):
+        got = [unpack_values(np.array(words[n][j * wpv:(j + 1) * wpv], np.uint64), bits, v,
+                             signed=signed) for j in range(vecs)]
+        np.testing.assert_array_equal(np.array(got), np.array(snapshots[n][:vecs]))

@@ -13,7 +13,7 @@ and its band loaded into the other half of the act buffer (docs/engine.md, "Over
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -32,11 +32,9 @@ from ..interface.ddr import (
     row_words,
     weight_row_bits,
     word_bits,
-    words_per_vector,
 )
 from ..interface.descriptor import (
     DESC_MAGIC,
-    OUT_BITS,
     PostMode,
     descriptor_bytes,
 )
@@ -45,6 +43,7 @@ from ..vector_units import AddUnit, AvgPool, MaxPool, lane_bits
 from ..window import window_layout
 from .check import CHECK_CYCLES, DescriptorCheck
 from .unpack import MapReader, vector_layout
+from .writer import Writer
 
 __all__ = ["ELIG_CYCLES", "Engine", "weight_buses"]
 
@@ -289,23 +288,25 @@ class Engine(wiring.Component):
         pidx = [Signal(rows_bits, name=f"port{j}_idx") for j in range(n_ports)]
         bias_bad = Signal()
         format_bad = Signal()
-        out_idx = Signal(_bits(cfg.out_buf_depth + 1) + 1)
-        out_k = Signal(8)
         # The write-back of a descriptor's output drains on its own (its own copy of what it
         # needs) while the next descriptor of the chain is fetched and its input loaded.
-        wb_go = Signal()               # the write-back of the current descriptor starts
-        wb_busy = Signal()             # a write-back is under way
-        wb_err = Signal()              # a write-back came with an error response
-        wb_last = Signal.like(out_last)           # the last vector it reads
-        wb_wpv_last = Signal(8)                   # the last word of a vector
-        wb_bits = Signal.like(desc.out_bits)
+        m.submodules.writer = writer = Writer(cfg=cfg)
+        wiring.connect(m, writer.cmd, dma.wr_cmd)
+        wiring.connect(m, writer.o, dma.wr_data)
+        m.d.comb += [writer.done.eq(dma.wr_done), writer.error.eq(dma.wr_error),
+                     writer.rd_data.eq(Cat(*[rd.data for rd in out_rds])),
+                     writer.i.payload.addr.eq(d.out_addr), writer.i.payload.words.eq(out_words),
+                     writer.i.payload.last.eq(out_last), writer.i.payload.wpv.eq(wpv_out),
+                     writer.i.payload.bits.eq(d.out_bits)]
+        wb_busy = writer.busy          # a write-back is under way
+        wb_err = writer.err            # a write-back came with an error response
+        out_idx = writer.idx           # the out-buffer vectors it has read
         wb_lo = Signal(cfg.axi_addr_width + 2)      # bytes [wb_lo, wb_hi) being written
         wb_hi = Signal(cfg.axi_addr_width + 2)
         # Whether this descriptor's input maps overlap those bytes: a register (stage 5 behind
         # desc, like window_ok; wb_lo and wb_hi are set in OUT_CMD, before the descriptor).
         wb_hazard = reg(((d.in_addr < wb_hi) & (in_end > wb_lo))
                         | (is_add & (d.in2_addr < wb_hi) & (in2_end > wb_lo)), 1, "wb_hazard")
-        done_count = Signal(16)        # descriptors whose output is all in DDR
         # The next descriptor is fetched while a conv computes, and when it is the next row
         # tile of the same layer, its band is loaded into the other half of the act buffer.
         ndesc = Signal(descriptor_layout())
@@ -330,7 +331,7 @@ class Engine(wiring.Component):
             regs.error_code.value.eq(code),
             regs.cycles_lo.value.eq(cycles[:32]), regs.cycles_hi.value.eq(cycles[32:]),
             regs.stall_cycles.value.eq(stalls),
-            regs.desc_done.value.eq(done_count),
+            regs.desc_done.value.eq(writer.count),
             self.irq.eq((regs.irq_status.value.as_value() & regs.irq_enable.value.as_value())
                         != 0),
         ]
@@ -499,30 +500,19 @@ class Engine(wiring.Component):
         with m.If(b_active & wdmas[0].done):
             m.d.sync += [b_fin.eq(1), b_err.eq(wdmas[0].error)]
 
-        # Packing one output word from the vector read back from the out buffer.
-        out_lanes = Signal(data.ArrayLayout(signed(32), v))
-        m.d.comb += out_lanes.eq(Cat(*[rd.data for rd in out_rds]))
-        packed = Signal(word)
-        for bits in OUT_BITS:
-            per = word // bits
-            words = [Cat(*[out_lanes[i][:bits] for i in range(w * per, min(v, (w + 1) * per))])
-                     for w in range(words_per_vector(cfg, bits))]
-            with m.If(wb_bits == bits):
-                m.d.comb += packed.eq(Array(words)[out_k])
-        m.d.comb += dma.wr_data.payload.eq(packed)
-
         def fail(error: ErrorCode) -> None:
             m.d.sync += code.eq(error)
             m.next = "FINISH"
 
         with m.FSM(name="engine"):
             with m.State("IDLE"):
+                m.d.comb += writer.clear.eq(start)
                 with m.If(start):
                     m.d.sync += [busy.eq(1), done_flag.eq(0), code.eq(ErrorCode.NONE),
                                  cycles.eq(0), stalls.eq(0), desc_idx.eq(0), abort.eq(0),
-                                 desc_ptr.eq(regs.desc_addr.value), done_count.eq(0),
+                                 desc_ptr.eq(regs.desc_addr.value),
                                  ptr_bad.eq(desc_bad(regs.desc_addr.value)),
-                                 wb_err.eq(0), armed.eq(0), use_pre.eq(0), carried.eq(0),
+                                 armed.eq(0), use_pre.eq(0), carried.eq(0),
                                  fuse_wait.eq(0),
                                  fusing.eq(0), b_active.eq(0)]
                     m.next = "DESC_CMD"
@@ -704,13 +694,9 @@ class Engine(wiring.Component):
                 with m.Elif(wb_busy):
                     m.d.sync += stalls.eq(stalls + 1)
                 with m.Else():
-                    m.d.comb += [dma.wr_cmd.valid.eq(1), dma.wr_cmd.payload.addr.eq(d.out_addr),
-                                 dma.wr_cmd.payload.words.eq(out_words)]
-                    with m.If(dma.wr_cmd.ready):
-                        m.d.comb += wb_go.eq(1)
-                        m.d.sync += [wb_last.eq(out_last), wb_wpv_last.eq(wpv_out - 1),
-                                     wb_bits.eq(d.out_bits), wb_lo.eq(d.out_addr),
-                                     wb_hi.eq(out_end)]
+                    m.d.comb += writer.i.valid.eq(1)
+                    with m.If(writer.i.ready):
+                        m.d.sync += [wb_lo.eq(d.out_addr), wb_hi.eq(out_end)]
                         with m.If(~last_desc):
                             # The next descriptor of the chain.
                             m.d.sync += [desc_idx.eq(desc_idx + 1),
@@ -815,35 +801,10 @@ class Engine(wiring.Component):
                 with m.If(pre_clear):
                     m.next = "IDLE"
 
-        # ---- the write-back of the out buffer: one bus word a cycle; the next vector is read
-        # as the last word of the previous one leaves, so there is no gap between vectors ----
-        with m.FSM(name="writeback"):
-            with m.State("IDLE"):
-                with m.If(wb_go):
-                    m.d.sync += [wb_busy.eq(1), out_idx.eq(0), out_k.eq(0)]
-                    m.next = "READ"
-            with m.State("READ"):
-                m.d.comb += [out_rd_addr.eq(out_idx), out_rd_en.eq(1)]
-                m.next = "DATA"
-            with m.State("DATA"):
-                # The lanes' read data hold the vector while the read enable is low.
-                m.d.comb += [out_rd_addr.eq(out_idx + 1), out_rd_en.eq(0),
-                             dma.wr_data.valid.eq(1)]
-                with m.If(dma.wr_data.ready):
-                    m.d.sync += out_k.eq(out_k + 1)
-                    with m.If(out_k == wb_wpv_last):
-                        m.d.comb += out_rd_en.eq(1)
-                        m.d.sync += [out_k.eq(0), out_idx.eq(out_idx + 1)]
-                        with m.If(out_idx == wb_last):
-                            m.next = "WAIT"
-            with m.State("WAIT"):
-                with m.If(dma.wr_done):
-                    m.d.sync += wb_busy.eq(0)
-                    with m.If(dma.wr_error):
-                        m.d.sync += wb_err.eq(1)
-                    with m.Else():
-                        m.d.sync += done_count.eq(done_count + 1)
-                    m.next = "IDLE"
+        # The write-back reads the out buffer while it is busy (a conv-add's adder reads it
+        # only while no write-back is under way).
+        with m.If(wb_busy):
+            m.d.comb += [out_rd_addr.eq(writer.rd_addr), out_rd_en.eq(writer.rd_en)]
 
         # ---- the weight loader: pass blocks into the free bank over the weight masters, while
         # the input band loads and the core computes ----

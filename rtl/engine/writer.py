@@ -1,0 +1,145 @@
+"""The write-back: the out buffer's vectors packed into bus words for the DMA writer."""
+
+from __future__ import annotations
+
+from amaranth.hdl import Array, Cat, Module, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..common import check_config, index_bits
+from ..config import HwConfig
+from ..dma import DmaCommand
+from ..interface.ddr import word_bits, words_per_vector
+from ..interface.descriptor import OUT_BITS
+
+__all__ = ["Writer", "out_vector_layout", "write_job_layout"]
+
+
+def out_vector_layout(cfg: HwConfig) -> data.ArrayLayout:
+    """An out-buffer vector: ``V`` lanes of 32 bits (one memory per lane)."""
+    return data.ArrayLayout(signed(32), cfg.vec_len)
+
+
+def write_job_layout(cfg: HwConfig) -> data.StructLayout:
+    """A write-back: the DMA command (``addr``, ``words``), the last vector it reads from the
+    out buffer, the bus words per vector and the element width (``out_bits``)."""
+    return data.StructLayout({
+        "addr": unsigned(cfg.axi_addr_width), "words": unsigned(cfg.axi_addr_width),
+        "last": unsigned(index_bits(cfg.out_buf_depth + 1)), "wpv": unsigned(8),
+        "bits": unsigned(8),
+    })
+
+
+class Writer(wiring.Component):
+    """Writes the out buffer back to DDR, one bus word a cycle.
+
+    A job on ``i`` is taken (with its DMA command on ``cmd``, in the same cycle) when no
+    write-back is under way and the DMA writer takes the command; ``busy`` rises in the next
+    cycle. The writer then reads vectors ``0 .. last`` of the out buffer in order, and packs
+    each into ``wpv`` words of ``bits``-bit elements (``rtl.interface.ddr.pack_values``: the
+    lanes' low bits) on ``o``: the first word leaves two cycles after the job is taken, and
+    the next vector is read as the last word of a vector leaves, so a vector follows the one
+    before without a gap while ``o.ready`` holds. Once the DMA writer reports ``done``, the
+    write-back ends (``busy`` falls in the next cycle) and ``count`` goes up, or ``err`` is
+    set when the writes came back with an error.
+
+    Members
+    -------
+    i : In(stream.Signature(write_job_layout(cfg)))
+        The write-backs.
+    cmd : Out(stream.Signature(DmaCommand(cfg)))
+        Their DMA commands.
+    o : Out(stream.Signature(axi_data_width))
+        The packed words.
+    done, error : In(1)
+        The DMA writer has finished the command, with an error response.
+    rd_addr, rd_en : Out
+        The out buffer's read port (a ``Memory`` read port: ``rd_data`` follows a cycle
+        after ``rd_en`` and holds while it is low).
+    rd_data : In(out_vector_layout(cfg))
+    clear : In(1)
+        A run starts: ``err`` and ``count`` clear.
+    busy : Out(1)
+        A write-back is under way.
+    idx : Out
+        Vectors read from the out buffer so far: vector ``j`` may be overwritten once
+        ``j < idx`` (the interlocks of the results that follow).
+    err : Out(1)
+        A write-back of this run came back with an error response.
+    count : Out(16)
+        Write-backs of this run that ended without error.
+    """
+
+    def __init__(self, *, cfg: HwConfig) -> None:
+        self._cfg = check_config(cfg, "Writer")
+        super().__init__({
+            "i": In(stream.Signature(write_job_layout(cfg))),
+            "cmd": Out(stream.Signature(DmaCommand(cfg))),
+            "o": Out(stream.Signature(word_bits(cfg))),
+            "done": In(1), "error": In(1),
+            "rd_addr": Out(index_bits(cfg.out_buf_depth)), "rd_en": Out(1),
+            "rd_data": In(out_vector_layout(cfg)),
+            "clear": In(1),
+            "busy": Out(1), "idx": Out(index_bits(cfg.out_buf_depth + 1) + 1),
+            "err": Out(1), "count": Out(16),
+        })
+
+    @property
+    def cfg(self) -> HwConfig:
+        return self._cfg
+
+    def elaborate(self, platform: object) -> Module:
+        m = Module()
+        cfg, v, word = self._cfg, self._cfg.vec_len, word_bits(self._cfg)
+        job = self.i.payload
+        last = Signal.like(job.last)             # the job's own copy of what it needs
+        wpv_last = Signal(8)
+        bits = Signal.like(job.bits)
+        k = Signal(8)                            # the word within the vector
+        busy, idx = Signal(), Signal.like(self.idx)
+        m.d.comb += [self.busy.eq(busy), self.idx.eq(idx),
+                     self.cmd.payload.addr.eq(job.addr), self.cmd.payload.words.eq(job.words),
+                     self.cmd.valid.eq(self.i.valid & ~busy),
+                     self.i.ready.eq(~busy & self.cmd.ready)]
+
+        # Packing one output word from the vector read back from the out buffer.
+        lanes = self.rd_data
+        packed = Signal(word)
+        for b in OUT_BITS:
+            per = word // b
+            words = [Cat(*[lanes[i][:b] for i in range(w * per, min(v, (w + 1) * per))])
+                     for w in range(words_per_vector(cfg, b))]
+            with m.If(bits == b):
+                m.d.comb += packed.eq(Array(words)[k])
+        m.d.comb += self.o.payload.eq(packed)
+
+        with m.If(self.clear):
+            m.d.sync += [self.err.eq(0), self.count.eq(0)]
+        with m.FSM(name="writeback"):
+            with m.State("IDLE"):
+                with m.If(self.i.valid & self.i.ready):
+                    m.d.sync += [busy.eq(1), idx.eq(0), k.eq(0), last.eq(job.last),
+                                 wpv_last.eq(job.wpv - 1), bits.eq(job.bits)]
+                    m.next = "READ"
+            with m.State("READ"):
+                m.d.comb += [self.rd_addr.eq(idx), self.rd_en.eq(1)]
+                m.next = "DATA"
+            with m.State("DATA"):
+                # The lanes' read data hold the vector while the read enable is low.
+                m.d.comb += [self.rd_addr.eq(idx + 1), self.rd_en.eq(0), self.o.valid.eq(1)]
+                with m.If(self.o.ready):
+                    m.d.sync += k.eq(k + 1)
+                    with m.If(k == wpv_last):
+                        m.d.comb += self.rd_en.eq(1)
+                        m.d.sync += [k.eq(0), idx.eq(idx + 1)]
+                        with m.If(idx == last):
+                            m.next = "WAIT"
+            with m.State("WAIT"):
+                with m.If(self.done):
+                    m.d.sync += busy.eq(0)
+                    with m.If(self.error):
+                        m.d.sync += self.err.eq(1)
+                    with m.Else():
+                        m.d.sync += self.count.eq(self.count + 1)
+                    m.next = "IDLE"
+        return m
