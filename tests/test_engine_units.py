@@ -12,12 +12,19 @@ from amaranth.sim import Simulator
 
 from firmware import emu
 from rtl.config import HwConfig
-from rtl.engine import CHECK_CYCLES, DescriptorCheck, MapReader, Writer
+from rtl.engine import CHECK_CYCLES, DescriptorCheck, MapReader, WeightLoader, Writer
 from rtl.engine.writer import out_vector_layout
 from rtl.interface.ddr import (
+    PASS_HEADER_WORDS,
+    SLOT_FIELDS,
+    SLOT_WORDS,
     feature_map_words,
     pass_block_words,
+    pass_row_order,
+    row_words,
     unpack_values,
+    weight_row_bits,
+    word_bits,
     words_per_vector,
 )
 from rtl.interface.descriptor import (
@@ -394,3 +401,193 @@ def test_writer_packs_as_the_host_unpacks(bits: int) -> None:
         got = [unpack_values(np.array(words[n][j * wpv:(j + 1) * wpv], np.uint64), bits, v,
                              signed=signed) for j in range(vecs)]
         np.testing.assert_array_equal(np.array(got), np.array(snapshots[n][:vecs]))
+
+
+# ---- WeightLoader ------------------------------------------------------------------------
+
+
+def _pass_blocks(cfg: HwConfig, rng: np.random.Generator, passes: int, steps: int,
+                 flags: int = 0) -> tuple[list[int], list[dict]]:
+    """Random pass blocks in DDR order (``rtl.interface.ddr``: the header, two words per
+    slot, the rows in port order) and what each should put in its bank."""
+    wpr, word = row_words(cfg), word_bits(cfg)
+    half = 1 << (cfg.acc_bits - 1)
+    words, want = [], []
+    for _ in range(passes):
+        rows = [int(rng.integers(0, 1 << 62)) << (wpr * word - 62) | int(rng.integers(0, 1 << 62))
+                for _ in range(steps)]
+        slots = []
+        words.append(flags)
+        for _ in range(cfg.slots):
+            valid = int(rng.random() < 0.8)
+            # An invalid slot's bias may be anything; a valid one's fits the accumulator.
+            bias = int(rng.integers(-half, half)) if valid else int(rng.integers(-1 << 31,
+                                                                                 1 << 31))
+            fields = {"bias": bias, "mult": int(rng.integers(0, 1 << 16)),
+                      "shift": int(rng.integers(0, 64)), "valid": valid}
+            words.append(sum((fields[name] & ((1 << width) - 1)) << offset
+                             for name, (offset, width) in SLOT_FIELDS.items()))
+            channel = int(rng.integers(0, cfg.max_channels))
+            words.append(channel)
+            # The bank keeps the bias's low acc_bits bits (all of a valid slot's).
+            kept = (bias + half) % (2 * half) - half
+            slots.append({**fields, "bias": kept, "channel": channel})
+        for r in pass_row_order(cfg, steps):
+            words += [(rows[r] >> (word * i)) & ((1 << word) - 1) for i in range(wpr)]
+        want.append({"rows": [r & ((1 << weight_row_bits(cfg)) - 1) for r in rows],
+                     "slots": slots, "flags": flags & ((1 << (cfg.dsp_rows // 2)) - 1)})
+    return words, want
+
+
+def _run_loader(cfg: HwConfig, words: list[int], passes: int, steps: int, *,
+                tiles: int = 1, error_port: int | None = None, seed: int = 0):
+    """Runs the loader over ``words`` at ``BASE`` with a DMA reader model behind each port
+    (random gaps, ``done`` a cycle after the last word), ``tiles`` times over (the later
+    ones through ``follow``), emptying each bank as its pass comes. Returns the banks'
+    contents per pass, the passes marked full, and the final (code, full)."""
+    base = 0x4000
+    mem = dict(enumerate(words))
+    dut = WeightLoader(cfg=cfg)
+    rng = np.random.default_rng(seed)
+    banks = {0: {"rows": {}, "slots": {}, "flags": None}, 1: {"rows": {}, "slots": {},
+                                                               "flags": None}}
+    got: list[dict] = []
+    end = {}
+    fixed8 = "fixed8" in cfg.weight_formats
+    names = ["w_we", "w_bank", "w_waddr", "w_wdata", "slot_we", "slot_waddr"]
+    names += ["fixed8_we", "fixed8_wdata"] if fixed8 else []
+    fields = ["valid", "bias", "mult", "shift", "channel"]
+
+    def port_model(j):
+        port = getattr(dut, f"port{j}")
+
+        async def run(ctx):
+            while True:
+                ctx.set(port.cmd.ready, 1)
+                while True:
+                    _, _, valid, addr, count = await ctx.tick().sample(
+                        port.cmd.valid, port.cmd.payload.addr, port.cmd.payload.words)
+                    if valid:
+                        break
+                ctx.set(port.cmd.ready, 0)
+                await ctx.tick().repeat(int(rng.integers(1, 6)))
+                for i in range(count):
+                    while rng.random() < 0.3:
+                        ctx.set(port.data.valid, 0)
+                        await ctx.tick()
+                    ctx.set(port.data.payload, mem[(addr - base) // 8 + i])
+                    ctx.set(port.data.valid, 1)
+                    await ctx.tick().until(port.data.ready)
+                ctx.set(port.data.valid, 0)
+                ctx.set(port.done, 1)
+                ctx.set(port.error, j == error_port)
+                await ctx.tick()
+                ctx.set(port.done, 0)
+        return run
+
+    async def observer(ctx):
+        while True:
+            sampled = await ctx.tick().sample(*[getattr(dut.banks, n) for n in names],
+                                              *[getattr(dut.banks.slot_wdata, f)
+                                                for f in fields])
+            s = dict(zip(names + fields, sampled[2:], strict=True))
+            if s["w_we"]:
+                banks[s["w_bank"]]["rows"][s["w_waddr"]] = s["w_wdata"]
+            if s["slot_we"]:
+                banks[s["w_bank"]]["slots"][s["slot_waddr"]] = {f: s[f] for f in fields}
+            if fixed8 and s["fixed8_we"]:
+                banks[s["w_bank"]]["flags"] = s["fixed8_wdata"].as_value().value
+
+    async def control(ctx):
+        ctx.set(dut.weight_addr, base)
+        ctx.set(dut.steps, steps)
+        ctx.set(dut.passes, passes)
+        ctx.set(dut.pass_words, pass_block_words(cfg, steps))
+        await ctx.tick().repeat(4)
+        ctx.set(dut.start, 1)
+        await ctx.tick()
+        ctx.set(dut.start, 0)
+        bank0 = 0
+        for tile in range(tiles):
+            for p in range(passes):
+                bank = (p & 1) ^ bank0
+                for _ in range(3000):
+                    if ctx.get(dut.full) >> bank & 1 or ctx.get(dut.code):
+                        break
+                    await ctx.tick()
+                if not ctx.get(dut.full) >> bank & 1:
+                    break
+                b = banks[bank]
+                got.append({"rows": [b["rows"].get(r) for r in range(steps)],
+                            "slots": [b["slots"].get(s) for s in range(cfg.slots)],
+                            "flags": b["flags"] if fixed8 else 0, "bank": bank})
+                banks[bank] = {"rows": {}, "slots": {}, "flags": None}
+                if tile + 1 < tiles and p == passes - 1:
+                    # The next tile's passes follow on once this one's are all loaded.
+                    ctx.set(dut.follow, 1)
+                    await ctx.tick().until(dut.carried)
+                    ctx.set(dut.follow, 0)
+                    bank0 ^= passes & 1
+                ctx.set(dut.release, 1)
+                ctx.set(dut.release_bank, bank)
+                await ctx.tick()
+                ctx.set(dut.release, 0)
+            ctx.set(dut.clear, 1)
+            await ctx.tick()
+            ctx.set(dut.clear, 0)
+        await ctx.tick().repeat(20)
+        end.update(code=ctx.get(dut.code), full=ctx.get(dut.full), busy=ctx.get(dut.busy),
+                   carried=ctx.get(dut.carried))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    for j in range(cfg.weight_ports):
+        sim.add_testbench(port_model(j), background=True)
+    sim.add_testbench(observer, background=True)
+    sim.add_testbench(control)
+    sim.run()
+    return got, end
+
+
+@pytest.mark.parametrize("steps", [1, 2, 10])
+def test_weight_loader_fills_the_banks(steps: int) -> None:
+    """Three passes of random rows, slots and flags over three weight ports, twice (the
+    second tile through ``follow``): each pass lands whole in its bank, pass 0 of the second
+    tile in the bank after the first tile's last."""
+    cfg, passes = CFG, 3
+    words, want = _pass_blocks(cfg, np.random.default_rng(steps), passes, steps, flags=0b10)
+    got, end = _run_loader(cfg, words, passes, steps, tiles=2, seed=steps)
+    assert len(got) == 2 * passes
+    for n, g in enumerate(got):
+        w = want[n % passes]
+        assert g["bank"] == (n % passes & 1) ^ (n // passes)
+        assert g["rows"] == w["rows"], f"pass {n}: rows"
+        assert g["slots"] == w["slots"], f"pass {n}: slots"
+        assert g["flags"] == w["flags"], f"pass {n}: flags"
+    assert end == {"code": ErrorCode.NONE, "full": 0, "busy": 0, "carried": 0}
+
+
+@pytest.mark.parametrize("fault", ["bias", "format", "axi"])
+def test_weight_loader_error_codes(fault: str) -> None:
+    """A valid slot's bias beyond the accumulator, Fixed-8 pairs on a build without Fixed-8,
+    an error response on one port: the loader stops with its code, and the pass that had it
+    is not marked full (the pass before it is)."""
+    cfg, passes, steps = CFG, 3, 4
+    if fault == "format":
+        cfg = CFG.replace(name="units-no-fixed8", weight_formats=("pot4", "fixed4"))
+    words, _ = _pass_blocks(cfg, np.random.default_rng(3), passes, steps)
+    block = pass_block_words(cfg, steps)
+    if fault == "bias":                  # pass 1, slot 2
+        offset, width = SLOT_FIELDS["bias"]
+        at = block + PASS_HEADER_WORDS + 2 * SLOT_WORDS
+        big = 1 << (cfg.acc_bits - 1)
+        words[at] = (words[at] & ~(((1 << width) - 1) << offset)) | (1 << 63) | big << offset
+    elif fault == "format":              # pass 1's header
+        words[block] = 1
+    got, end = _run_loader(cfg, words, passes, steps,
+                           error_port=0 if fault == "axi" else None)
+    code = {"bias": ErrorCode.BAD_DESCRIPTOR, "format": ErrorCode.UNSUPPORTED_FORMAT,
+            "axi": ErrorCode.AXI_RESPONSE}[fault]
+    loaded = 0 if fault == "axi" else 1
+    assert len(got) == loaded and (end["code"], end["busy"]) == (code, 0)
+    assert end["full"] == 0

@@ -13,7 +13,7 @@ and its band loaded into the other half of the act buffer (docs/engine.md, "Over
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -25,23 +25,13 @@ from ..config import HwConfig
 from ..conv_core import ConvCore
 from ..descriptor import descriptor_layout
 from ..dma import AxiSignature, Dma, DmaReader
-from ..interface.ddr import (
-    PASS_HEADER_WORDS,
-    SLOT_FIELDS,
-    SLOT_WORDS,
-    row_words,
-    weight_row_bits,
-    word_bits,
-)
-from ..interface.descriptor import (
-    DESC_MAGIC,
-    PostMode,
-    descriptor_bytes,
-)
+from ..interface.ddr import word_bits
+from ..interface.descriptor import DESC_MAGIC, PostMode, descriptor_bytes
 from ..interface.regmap import ErrorCode, RegisterMap
 from ..vector_units import AddUnit, AvgPool, MaxPool, lane_bits
 from ..window import window_layout
 from .check import CHECK_CYCLES, DescriptorCheck
+from .loader import WeightLoader
 from .unpack import MapReader, vector_layout
 from .writer import Writer
 
@@ -94,10 +84,7 @@ class Engine(wiring.Component):
         cfg, regs, v = self._cfg, self.regs, self._cfg.vec_len
         logv = _bits(v) if v > 1 else 0
         lb = lane_bits(cfg)
-        wrow_bits = weight_row_bits(cfg)
-        word, wpr = word_bits(cfg), row_words(cfg)
-        n_slots = cfg.slots
-        ch_bits = _bits(cfg.max_channels)
+        word = word_bits(cfg)
 
         m.submodules.dma = dma = Dma(cfg=cfg)
         m.submodules.core = core = ConvCore(cfg=cfg)
@@ -254,40 +241,22 @@ class Engine(wiring.Component):
         next_bad = Signal(2)           # the same for desc_ptr + one descriptor (registered)
         pre_ptr_bad = Signal(2)        # the same for pre_ptr
         last_desc = Signal()           # desc_idx is the chain's last (registered)
-        load_idx = Signal(16)          # conv pass the loader fetches next
-        load_more = Signal()           # load_idx != passes (registered)
         run_idx = Signal(16)           # conv pass the core runs next
         run_last = Signal()            # run_idx + 1 == passes (registered)
-        full = Signal(2)               # weight bank holds a loaded, not yet run pass
         running = Signal()             # the core runs pass run_idx
         conv_go = Signal()             # starts the loader on this descriptor's passes
         # Pass p of a descriptor is in bank p[0] ^ (the bank of its pass 0): the loader
-        # (load_bank0) and the core (run_bank0) agree on it; after the last pass of a row tile
+        # (its bank0) and the core (run_bank0) agree on it; after the last pass of a row tile
         # the loader goes on with the next tile's passes (same weights) when that tile is
         # prefetched (carried), so they follow on in the banks.
-        load_bank0 = Signal()
+        m.submodules.loader = loader = WeightLoader(cfg=cfg)
+        full, load_code, carried = loader.full, loader.code, loader.carried
+        loader_busy = loader.busy      # the loader takes a burst
         run_bank0 = Signal()
-        carried = Signal()
         stop_loader = Signal()
         hold_loader = Signal()         # weight port 0 carries a conv-add's second input
         fuse_wait = Signal()           # the engine is in FUSE (registered)
-        load_code = Signal(8)          # an error the loader met (the runner reports it)
-        loader_busy = Signal()         # the loader takes a burst
         act_bad = Signal()             # a conv's input band came with an error response
-        # Where each weight port reads its share of the next pass block.
-        port_addr = [Signal(cfg.axi_addr_width, name=f"port{j}_addr") for j in range(n_ports)]
-        slot_lo = Signal(word)
-        head = PASS_HEADER_WORDS + SLOT_WORDS * n_slots
-        hdr = Signal(range(head + 1))  # header and slot words port 0 has taken
-        pending = Signal(n_ports)      # weight ports whose share of the pass is still coming
-        port_err = Signal()            # a weight port's read came with an error response
-        rows_bits = _bits(cfg.weight_buf_depth) + 1
-        rows_of = [Signal(rows_bits, name=f"port{j}_rows") for j in range(n_ports)]
-        prow = [Signal(wpr * word, name=f"port{j}_row") for j in range(n_ports)]
-        pk = [Signal(range(wpr), name=f"port{j}_k") for j in range(n_ports)]
-        pidx = [Signal(rows_bits, name=f"port{j}_idx") for j in range(n_ports)]
-        bias_bad = Signal()
-        format_bad = Signal()
         # The write-back of a descriptor's output drains on its own (its own copy of what it
         # needs) while the next descriptor of the chain is fetched and its input loaded.
         m.submodules.writer = writer = Writer(cfg=cfg)
@@ -388,82 +357,6 @@ class Engine(wiring.Component):
                 m.d.comb += map_in.start.eq(1)
                 m.d.sync += [act_addr.eq(at), filling.eq(1)]
 
-        # Assembling weight rows and slots from a pass block: port j's rows are j, j + P, ...
-        # (P = weight_ports); port 0 first takes the header and the slots. A port's last word
-        # of a row writes the row into the bank in the same cycle; when two ports would finish
-        # a row in one cycle, the higher-numbered waits a cycle.
-        w_rd = [wd.o.payload for wd in wdmas]
-        # Rows per port, from the steps of the descriptor (stable long before the loader):
-        # port j has steps // P rows, one more when j < steps % P (P = weight_ports). The
-        # quotient is a product by the reciprocal (exact below 2**rows_bits), the remainder
-        # and the rows registers after it.
-        steps_w = d.steps[:rows_bits]
-        shift = rows_bits + (n_ports - 1).bit_length()
-        recip = -(-(1 << shift) // n_ports)
-        steps_q = reg((steps_w * recip) >> shift, rows_bits, "steps_q")
-        steps_r = reg(steps_w - steps_q * n_ports, _bits(n_ports), "steps_r")
-        for j in range(n_ports):
-            m.d.sync += rows_of[j].eq(steps_q + (steps_r > j))
-        port_words = [Signal(32, name=f"port{j}_words") for j in range(n_ports)]
-        port_off = [Signal(32, name=f"port{j}_offset") for j in range(n_ports)]
-        for j in range(n_ports):
-            m.d.sync += [port_words[j].eq(rows_of[j] * wpr + (head if j == 0 else 0)),
-                         port_off[j].eq(0 if j == 0 else
-                                        head + sum(rows_of[i] for i in range(j)) * wpr)]
-        # Whether port 0 is past the header and slots, and whether each port is at its row's
-        # last word, are registers kept beside hdr and the word counters.
-        hdr_done = Signal()            # hdr == head
-        at_last = [Signal(name=f"port{j}_at_last") for j in range(n_ports)]  # pk == wpr - 1
-        in_rows = [hdr_done] + [Const(1)] * (n_ports - 1)
-        last = [in_rows[j] & at_last[j] for j in range(n_ports)]
-        w_take = [Signal(name=f"port{j}_take") for j in range(n_ports)]
-        w_write = [Signal(name=f"port{j}_write") for j in range(n_ports)]
-        loading = Signal()             # the loader is in DATA
-        for j, wd in enumerate(wdmas):
-            # A lower-numbered port offering its row's last word blocks this port's last
-            # word, whether or not that one is taken this cycle: no chain through the ports'
-            # readies.
-            blocked = Const(0)
-            for i in range(j):
-                blocked = blocked | (last[i] & wdmas[i].o.valid)
-            ready = loading & ~(last[j] & blocked)
-            # The loader (loading) and an add's second input (b_active) never share port 0,
-            # so the loader's take leaves out the second input's ready.
-            m.d.comb += [wd.o.ready.eq(Mux(b_active, b_ready, ready) if j == 0 else ready),
-                         w_take[j].eq(wd.o.valid & ready),
-                         w_write[j].eq(w_take[j] & last[j])]
-            next_row = Signal.like(prow[j], name=f"port{j}_next_row")
-            m.d.comb += next_row.eq(prow[j])
-            for r in range(wpr):
-                with m.If(pk[j] == r):
-                    m.d.comb += next_row.word_select(r, word).eq(w_rd[j])
-            with m.If(w_take[j] & in_rows[j]):
-                m.d.sync += [prow[j].eq(next_row), pk[j].eq(Mux(last[j], 0, pk[j] + 1)),
-                             at_last[j].eq(Mux(last[j], wpr == 1, pk[j] == wpr - 2))]
-                with m.If(last[j]):
-                    m.d.sync += pidx[j].eq(pidx[j] + n_ports)
-            with m.If(w_write[j]):
-                m.d.comb += [core.w_we.eq(1), core.w_waddr.eq(pidx[j]),
-                             core.w_wdata.eq(next_row[:wrow_bits])]
-        m.d.comb += core.w_bank.eq(load_idx[0] ^ load_bank0)
-        if "fixed8" in cfg.weight_formats:
-            m.d.comb += core.fixed8_wdata.eq(w_rd[0][:cfg.dsp_rows // 2])
-        def slot_field(name: str):
-            offset, width = SLOT_FIELDS[name]
-            return slot_lo[offset:offset + width]
-
-        slot_bias = slot_field("bias").as_signed()
-        m.d.comb += [
-            core.slot_waddr.eq((hdr - PASS_HEADER_WORDS) // SLOT_WORDS),
-            core.slot_wdata.valid.eq(slot_field("valid")),
-            core.slot_wdata.bias.eq(slot_bias),
-            core.slot_wdata.mult.eq(slot_field("mult")),
-            core.slot_wdata.shift.eq(slot_field("shift")),
-            core.slot_wdata.channel.eq(w_rd[0][:ch_bits]),
-        ]
-        bias_fits = (slot_bias >= -(1 << (cfg.acc_bits - 1))) & \
-            (slot_bias < (1 << (cfg.acc_bits - 1)))
-
         # The adder takes a second-input vector with its partner read from the act buffer.
         # Input a: from the act buffer (an add), or a conv-add's result from the out buffer
         # (its lanes' low bits: the signed result fits them).
@@ -506,13 +399,13 @@ class Engine(wiring.Component):
 
         with m.FSM(name="engine"):
             with m.State("IDLE"):
-                m.d.comb += writer.clear.eq(start)
+                m.d.comb += [writer.clear.eq(start), loader.clear.eq(start)]
                 with m.If(start):
                     m.d.sync += [busy.eq(1), done_flag.eq(0), code.eq(ErrorCode.NONE),
                                  cycles.eq(0), stalls.eq(0), desc_idx.eq(0), abort.eq(0),
                                  desc_ptr.eq(regs.desc_addr.value),
                                  ptr_bad.eq(desc_bad(regs.desc_addr.value)),
-                                 armed.eq(0), use_pre.eq(0), carried.eq(0),
+                                 armed.eq(0), use_pre.eq(0),
                                  fuse_wait.eq(0),
                                  fusing.eq(0), b_active.eq(0)]
                     m.next = "DESC_CMD"
@@ -572,9 +465,8 @@ class Engine(wiring.Component):
                                  armed.eq(~last_desc)]
                     with m.If(is_conv):
                         # The weights start loading, unless the loader carried on with them.
-                        m.d.comb += conv_go.eq(~abort & ~carried)
-                        m.d.sync += [carried.eq(0),
-                                     run_bank0.eq(Mux(carried, load_bank0, 0))]
+                        m.d.comb += [conv_go.eq(~abort & ~carried), loader.clear.eq(1)]
+                        m.d.sync += run_bank0.eq(Mux(carried, loader.bank0, 0))
                         m.next = "CONV"
                     with m.Else():
                         m.next = "POOL"
@@ -677,9 +569,9 @@ class Engine(wiring.Component):
                     m.d.comb += core.start.eq(1)
                     m.d.sync += running.eq(1)
                 with m.If(running & core.done):
+                    m.d.comb += [loader.release.eq(1), loader.release_bank.eq(bank)]
                     m.d.sync += [running.eq(0), run_idx.eq(run_idx + 1),
-                                 run_last.eq(run_idx + 2 == d.passes),
-                                 full.bit_select(bank, 1).eq(0)]
+                                 run_last.eq(run_idx + 2 == d.passes)]
                     with m.If(run_last):
                         m.next = "OUT_CMD"
                         with m.If(is_fused):
@@ -808,82 +700,34 @@ class Engine(wiring.Component):
 
         # ---- the weight loader: pass blocks into the free bank over the weight masters, while
         # the input band loads and the core computes ----
-        # Weight port 0's command: an add's or a conv-add's second input (the loader never
-        # runs then), else the loader's share; selected by registers, so that the reader's
-        # registers follow it while idle.
+        m.d.comb += [loader.weight_addr.eq(d.weight_addr), loader.steps.eq(d.steps),
+                     loader.passes.eq(d.passes), loader.pass_words.eq(pass_words),
+                     loader.start.eq(conv_go),
+                     # The next row tile of this layer is in: its passes follow on.
+                     loader.follow.eq(in_conv & pre_ready & pre_band & same_weights & ~abort
+                                      & ~act_bad),
+                     loader.stop.eq(abort | act_bad | stop_loader),
+                     loader.hold.eq(hold_loader)]
+        for name in loader.banks.signature.members:
+            m.d.comb += getattr(core, name).eq(getattr(loader.banks, name))
+        for j, wd in enumerate(wdmas):
+            port = getattr(loader, f"port{j}")
+            m.d.comb += [port.cmd.ready.eq(wd.cmd.ready), port.data.valid.eq(wd.o.valid),
+                         port.data.payload.eq(wd.o.payload), port.done.eq(wd.done),
+                         port.error.eq(wd.error)]
+            if j:
+                m.d.comb += [wd.cmd.valid.eq(port.cmd.valid), wd.cmd.payload.eq(port.cmd.payload),
+                             wd.o.ready.eq(port.data.ready)]
+        # Weight port 0 also carries an add's or a conv-add's second input (the loader never
+        # runs then): its command is chosen by registers, so that the reader's registers follow
+        # it while idle, and its words go to the second input while that streams.
         b_cmd = is_add | fuse_wait
-        m.d.comb += [wdmas[0].cmd.payload.addr.eq(Mux(b_cmd, d.in2_addr, port_addr[0])),
-                     wdmas[0].cmd.payload.words.eq(Mux(b_cmd, in2_words, port_words[0]))]
-        all_ready = Const(1)
-        for wd in wdmas:
-            all_ready = all_ready & wd.cmd.ready
-        done_now = Cat(*[wd.done for wd in wdmas])
-        err_now = Cat(*[wd.done & wd.error for wd in wdmas]).any()
-        still = Signal(n_ports)
-        m.d.comb += still.eq(pending & ~done_now)
-        with m.FSM(name="loader"):
-            with m.State("IDLE"):
-                # Both starts begin at the descriptor's first pass: the pass counter and the
-                # ports' addresses are set while idle, whether a start comes or not.
-                m.d.sync += [load_idx.eq(0), load_more.eq(1)]
-                m.d.sync += [port_addr[j].eq(d.weight_addr + port_off[j] * 8)
-                             for j in range(n_ports)]
-                with m.If(conv_go):
-                    m.d.sync += [full.eq(0), load_code.eq(ErrorCode.NONE), load_bank0.eq(0)]
-                    m.next = "CMD"
-                with m.Elif(in_conv & ~carried & pre_ready & pre_band & same_weights
-                            & (load_code == ErrorCode.NONE) & ~abort & ~act_bad):
-                    # The next row tile of this layer is in: its passes follow on.
-                    m.d.sync += [carried.eq(1), load_bank0.eq(load_bank0 ^ d.passes[0])]
-                    m.next = "CMD"
-            with m.State("CMD"):
-                with m.If(~load_more | (load_code != ErrorCode.NONE) | abort
-                          | act_bad | stop_loader):
-                    m.next = "IDLE"
-                with m.Elif(~full.bit_select(load_idx[0] ^ load_bank0, 1) & all_ready
-                            & ~hold_loader):
-                    for j, wd in enumerate(wdmas):
-                        active = 1 if j == 0 else rows_of[j] != 0
-                        m.d.comb += wd.cmd.valid.eq(active)
-                        if j:
-                            m.d.comb += [wd.cmd.payload.addr.eq(port_addr[j]),
-                                         wd.cmd.payload.words.eq(port_words[j])]
-                        m.d.sync += [pk[j].eq(0), at_last[j].eq(wpr == 1), pidx[j].eq(j),
-                                     pending[j].eq(active)]
-                    m.d.sync += [hdr.eq(0), hdr_done.eq(0), bias_bad.eq(0), format_bad.eq(0),
-                                 port_err.eq(0)]
-                    m.d.sync += [port_addr[j].eq(port_addr[j] + pass_words * 8)
-                                 for j in range(n_ports)]
-                    m.next = "DATA"
-            with m.State("DATA"):
-                m.d.comb += [loader_busy.eq(1), loading.eq(1)]
-                m.d.sync += pending.eq(still)
-                with m.If(err_now):
-                    m.d.sync += port_err.eq(1)
-                with m.If(w_take[0] & ~in_rows[0]):
-                    m.d.sync += [hdr.eq(hdr + 1), hdr_done.eq(hdr == head - 1)]
-                    with m.If(hdr < PASS_HEADER_WORDS):
-                        if "fixed8" in cfg.weight_formats:
-                            m.d.comb += core.fixed8_we.eq(1)
-                        else:
-                            with m.If(w_rd[0] != 0):     # Fixed-8 pairs the build lacks
-                                m.d.sync += format_bad.eq(1)
-                    with m.Elif((hdr - PASS_HEADER_WORDS) % SLOT_WORDS == 0):
-                        m.d.sync += slot_lo.eq(w_rd[0])
-                    with m.Else():
-                        m.d.comb += core.slot_we.eq(1)
-                        with m.If(slot_field("valid") & ~bias_fits):
-                            m.d.sync += bias_bad.eq(1)
-                with m.If(still == 0):
-                    m.next = "CMD"
-                    with m.If(port_err | err_now):
-                        m.d.sync += load_code.eq(ErrorCode.AXI_RESPONSE)
-                    with m.Elif(format_bad):
-                        m.d.sync += load_code.eq(ErrorCode.UNSUPPORTED_FORMAT)
-                    with m.Elif(bias_bad):
-                        m.d.sync += load_code.eq(ErrorCode.BAD_DESCRIPTOR)
-                    with m.Else():
-                        m.d.sync += [full.bit_select(load_idx[0] ^ load_bank0, 1).eq(1),
-                                     load_idx.eq(load_idx + 1),
-                                     load_more.eq(load_idx + 1 != d.passes)]
+        m.d.comb += [
+            wdmas[0].cmd.payload.addr.eq(Mux(b_cmd, d.in2_addr, loader.port0.cmd.payload.addr)),
+            wdmas[0].cmd.payload.words.eq(Mux(b_cmd, in2_words,
+                                              loader.port0.cmd.payload.words)),
+            wdmas[0].o.ready.eq(Mux(b_active, b_ready, loader.port0.data.ready)),
+        ]
+        with m.If(loader.port0.cmd.valid):
+            m.d.comb += wdmas[0].cmd.valid.eq(1)
         return m

@@ -1,0 +1,299 @@
+"""The weight loader: a conv's pass blocks over the weight ports into the core's weight banks."""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..common import check_config, index_bits, stage
+from ..config import HwConfig
+from ..conv_core import slot_layout
+from ..dma import DmaCommand
+from ..interface.ddr import (
+    PASS_HEADER_WORDS,
+    SLOT_FIELDS,
+    SLOT_WORDS,
+    row_words,
+    weight_row_bits,
+    word_bits,
+)
+from ..interface.regmap import ErrorCode
+
+__all__ = ["WeightLoader", "bank_write_signature", "reader_port_signature"]
+
+
+def reader_port_signature(cfg: HwConfig) -> wiring.Signature:
+    """A DMA reader seen from its user (``rtl.dma.DmaReader``: ``cmd``, ``o`` as ``data``,
+    ``done``, ``error``)."""
+    return wiring.Signature({
+        "cmd": Out(stream.Signature(DmaCommand(cfg))),
+        "data": In(stream.Signature(word_bits(cfg))),
+        "done": In(1), "error": In(1),
+    })
+
+
+def bank_write_signature(cfg: HwConfig) -> wiring.Signature:
+    """The write side of the conv core's weight banks (``rtl.conv_core.ConvCore``'s members
+    of the same names): weight rows, result slots and, with Fixed-8, its pair flags."""
+    members = {
+        "w_bank": Out(1),
+        "w_we": Out(1), "w_waddr": Out(index_bits(cfg.weight_buf_depth)),
+        "w_wdata": Out(weight_row_bits(cfg)),
+        "slot_we": Out(1), "slot_waddr": Out(index_bits(cfg.slots)),
+        "slot_wdata": Out(slot_layout(cfg)),
+    }
+    if "fixed8" in cfg.weight_formats:
+        members["fixed8_we"] = Out(1)
+        members["fixed8_wdata"] = Out(data.ArrayLayout(unsigned(1), cfg.dsp_rows // 2))
+    return wiring.Signature(members)
+
+
+class WeightLoader(wiring.Component):
+    """Loads a conv's passes into the free weight bank, a pass at a time, over all the
+    weight ports at once.
+
+    A pass block (``rtl.interface.ddr``) is read in ``P = weight_ports`` shares
+    (``port_span``): port 0 the header (Fixed-8 pair flags), the result slots and rows
+    ``0, P, 2P, ...``; port ``j`` rows ``j, j + P, ...``. Each port fills its own row register
+    and writes a finished row into the bank with its last word (in the same cycle); when two
+    ports finish a row in one cycle, the higher-numbered waits a cycle. Pass ``p`` goes to
+    bank ``p[0] ^ bank0``; a pass is issued once its bank is empty (``full``), the ports'
+    readers are all idle and ``hold`` is low, and it marks its bank full when all its shares
+    are in. A pass whose read came back with an error, whose header asks for Fixed-8 pairs
+    that the build lacks, or whose valid slot has a bias beyond ``acc_bits`` stops the loader
+    with ``code`` AXI_RESPONSE, UNSUPPORTED_FORMAT or BAD_DESCRIPTOR (in that order) and is
+    not marked full.
+
+    Parameters
+    ----------
+    cfg : HwConfig
+        The build: ports, bank depth, slots, weight formats.
+
+    Members
+    -------
+    weight_addr : In(axi_addr_width)
+        The first pass block (the descriptor's ``weight_addr``).
+    steps : In(32)
+        Weight rows per pass. Both stable from 4 cycles before ``start`` to the last pass.
+    passes : In(16)
+        Passes of the descriptor.
+    pass_words : In(32)
+        Bus words of a pass block.
+    start : In(1)
+        Load the descriptor's passes from pass 0 into bank 0 (taken while idle).
+    follow : In(1)
+        The next descriptor has the same weights and is ready: load its passes after these,
+        pass 0 in the bank after the last (taken while idle, once, without error).
+    stop : In(1)
+        Issue no further pass (one under way finishes).
+    hold : In(1)
+        Issue no pass yet (port 0 carries something else).
+    release : In(1)
+        The core has run the pass in bank ``release_bank``: it is empty again.
+    release_bank : In(1)
+    clear : In(1)
+        The passes that ``follow`` started are now the descriptor's own (``carried`` falls).
+    full : Out(2)
+        Which banks hold a pass that the core has not yet run.
+    bank0 : Out(1)
+        The bank of the pass 0 being loaded.
+    carried : Out(1)
+        ``follow`` was taken and not yet cleared.
+    busy : Out(1)
+        A pass is being read.
+    code : Out(8)
+        The error that stopped the loader (an ``ErrorCode``; cleared by ``start``).
+    port0, port1, ... : Out(reader_port_signature(cfg))
+        The weight ports' DMA readers.
+    banks : Out(bank_write_signature(cfg))
+        The core's weight banks.
+    """
+
+    def __init__(self, *, cfg: HwConfig) -> None:
+        self._cfg = check_config(cfg, "Weight loader")
+        super().__init__({
+            "weight_addr": In(cfg.axi_addr_width), "steps": In(32), "passes": In(16),
+            "pass_words": In(32),
+            "start": In(1), "follow": In(1), "stop": In(1), "hold": In(1),
+            "release": In(1), "release_bank": In(1), "clear": In(1),
+            "full": Out(2), "bank0": Out(1), "carried": Out(1), "busy": Out(1),
+            "code": Out(8),
+            **{f"port{j}": Out(reader_port_signature(cfg)) for j in range(cfg.weight_ports)},
+            "banks": Out(bank_write_signature(cfg)),
+        })
+
+    @property
+    def cfg(self) -> HwConfig:
+        return self._cfg
+
+    def elaborate(self, platform: object) -> Module:
+        m = Module()
+        cfg, banks = self._cfg, self.banks
+        n_ports, wpr, word = cfg.weight_ports, row_words(cfg), word_bits(cfg)
+        ports = [getattr(self, f"port{j}") for j in range(n_ports)]
+        head = PASS_HEADER_WORDS + SLOT_WORDS * cfg.slots
+        rows_bits = index_bits(cfg.weight_buf_depth) + 1
+
+        load_idx = Signal(16)          # the pass it fetches next
+        load_more = Signal()           # load_idx != passes (registered)
+        full, bank0, code = self.full, self.bank0, self.code
+        # Where each weight port reads its share of the next pass block.
+        port_addr = [Signal(cfg.axi_addr_width, name=f"port{j}_addr") for j in range(n_ports)]
+        slot_lo = Signal(word)
+        hdr = Signal(range(head + 1))  # header and slot words port 0 has taken
+        pending = Signal(n_ports)      # ports whose share of the pass is still coming
+        port_err = Signal()            # a port's read came with an error response
+        rows_of = [Signal(rows_bits, name=f"port{j}_rows") for j in range(n_ports)]
+        prow = [Signal(wpr * word, name=f"port{j}_row") for j in range(n_ports)]
+        pk = [Signal(range(wpr), name=f"port{j}_k") for j in range(n_ports)]
+        pidx = [Signal(rows_bits, name=f"port{j}_idx") for j in range(n_ports)]
+        bias_bad = Signal()
+        format_bad = Signal()
+        w_rd = [p.data.payload for p in ports]
+        m.d.comb += banks.w_bank.eq(load_idx[0] ^ bank0)
+
+        # Rows per port, from the steps (stable long before the loader): port j has
+        # steps // P rows, one more when j < steps % P. The quotient is a product by the
+        # reciprocal (exact below 2**rows_bits), the remainder and the rows registers after it.
+        steps_w = self.steps[:rows_bits]
+        shift = rows_bits + (n_ports - 1).bit_length()
+        recip = -(-(1 << shift) // n_ports)
+        steps_q = stage(m, (steps_w * recip) >> shift, rows_bits, "steps_q")
+        steps_r = stage(m, steps_w - steps_q * n_ports, index_bits(n_ports), "steps_r")
+        for j in range(n_ports):
+            m.d.sync += rows_of[j].eq(steps_q + (steps_r > j))
+        port_words = [Signal(32, name=f"port{j}_words") for j in range(n_ports)]
+        port_off = [Signal(32, name=f"port{j}_offset") for j in range(n_ports)]
+        for j in range(n_ports):
+            m.d.sync += [port_words[j].eq(rows_of[j] * wpr + (head if j == 0 else 0)),
+                         port_off[j].eq(0 if j == 0 else
+                                        head + sum(rows_of[i] for i in range(j)) * wpr)]
+            # The commands' payloads are registers (a reader's registers follow them while
+            # it is idle).
+            m.d.comb += [ports[j].cmd.payload.addr.eq(port_addr[j]),
+                         ports[j].cmd.payload.words.eq(port_words[j])]
+
+        # Assembling rows: whether port 0 is past the header and slots, and whether each
+        # port is at its row's last word, are registers kept beside hdr and the word counters.
+        hdr_done = Signal()            # hdr == head
+        at_last = [Signal(name=f"port{j}_at_last") for j in range(n_ports)]  # pk == wpr - 1
+        in_rows = [hdr_done] + [Const(1)] * (n_ports - 1)
+        last = [in_rows[j] & at_last[j] for j in range(n_ports)]
+        w_take = [Signal(name=f"port{j}_take") for j in range(n_ports)]
+        w_write = [Signal(name=f"port{j}_write") for j in range(n_ports)]
+        loading = Signal()             # in DATA
+        for j, p in enumerate(ports):
+            # A lower-numbered port offering its row's last word blocks this port's last
+            # word, whether or not that one is taken this cycle: no chain through the ports'
+            # readies.
+            blocked = Const(0)
+            for i in range(j):
+                blocked = blocked | (last[i] & ports[i].data.valid)
+            ready = loading & ~(last[j] & blocked)
+            m.d.comb += [p.data.ready.eq(ready), w_take[j].eq(p.data.valid & ready),
+                         w_write[j].eq(w_take[j] & last[j])]
+            next_row = Signal.like(prow[j], name=f"port{j}_next_row")
+            m.d.comb += next_row.eq(prow[j])
+            for r in range(wpr):
+                with m.If(pk[j] == r):
+                    m.d.comb += next_row.word_select(r, word).eq(w_rd[j])
+            with m.If(w_take[j] & in_rows[j]):
+                m.d.sync += [prow[j].eq(next_row), pk[j].eq(Mux(last[j], 0, pk[j] + 1)),
+                             at_last[j].eq(Mux(last[j], wpr == 1, pk[j] == wpr - 2))]
+                with m.If(last[j]):
+                    m.d.sync += pidx[j].eq(pidx[j] + n_ports)
+            with m.If(w_write[j]):
+                m.d.comb += [banks.w_we.eq(1), banks.w_waddr.eq(pidx[j]),
+                             banks.w_wdata.eq(next_row[:weight_row_bits(cfg)])]
+
+        # The header and the slots: two words a slot, its fields then its channel.
+        if "fixed8" in cfg.weight_formats:
+            m.d.comb += banks.fixed8_wdata.eq(w_rd[0][:cfg.dsp_rows // 2])
+
+        def slot_field(name: str):
+            offset, width = SLOT_FIELDS[name]
+            return slot_lo[offset:offset + width]
+
+        slot_bias = slot_field("bias").as_signed()
+        m.d.comb += [
+            banks.slot_waddr.eq((hdr - PASS_HEADER_WORDS) // SLOT_WORDS),
+            banks.slot_wdata.valid.eq(slot_field("valid")),
+            banks.slot_wdata.bias.eq(slot_bias),
+            banks.slot_wdata.mult.eq(slot_field("mult")),
+            banks.slot_wdata.shift.eq(slot_field("shift")),
+            banks.slot_wdata.channel.eq(w_rd[0][:index_bits(cfg.max_channels)]),
+        ]
+        bias_fits = ((slot_bias >= -(1 << (cfg.acc_bits - 1)))
+                     & (slot_bias < (1 << (cfg.acc_bits - 1))))
+
+        with m.If(self.release):
+            m.d.sync += full.bit_select(self.release_bank, 1).eq(0)
+        with m.If(self.clear):
+            m.d.sync += self.carried.eq(0)
+        all_ready = Const(1)
+        for p in ports:
+            all_ready = all_ready & p.cmd.ready
+        done_now = Cat(*[p.done for p in ports])
+        err_now = Cat(*[p.done & p.error for p in ports]).any()
+        still = Signal(n_ports)
+        m.d.comb += still.eq(pending & ~done_now)
+        with m.FSM(name="loader"):
+            with m.State("IDLE"):
+                # Both starts begin at the descriptor's first pass: the pass counter and the
+                # ports' addresses are set while idle, whether a start comes or not.
+                m.d.sync += [load_idx.eq(0), load_more.eq(1)]
+                m.d.sync += [port_addr[j].eq(self.weight_addr + port_off[j] * 8)
+                             for j in range(n_ports)]
+                with m.If(self.start):
+                    m.d.sync += [full.eq(0), code.eq(ErrorCode.NONE), bank0.eq(0)]
+                    m.next = "CMD"
+                with m.Elif(self.follow & ~self.carried & (code == ErrorCode.NONE)):
+                    m.d.sync += [self.carried.eq(1), bank0.eq(bank0 ^ self.passes[0])]
+                    m.next = "CMD"
+            with m.State("CMD"):
+                with m.If(~load_more | (code != ErrorCode.NONE) | self.stop):
+                    m.next = "IDLE"
+                with m.Elif(~full.bit_select(load_idx[0] ^ bank0, 1) & all_ready & ~self.hold):
+                    for j, p in enumerate(ports):
+                        active = 1 if j == 0 else rows_of[j] != 0
+                        m.d.comb += p.cmd.valid.eq(active)
+                        m.d.sync += [pk[j].eq(0), at_last[j].eq(wpr == 1), pidx[j].eq(j),
+                                     pending[j].eq(active)]
+                    m.d.sync += [hdr.eq(0), hdr_done.eq(0), bias_bad.eq(0), format_bad.eq(0),
+                                 port_err.eq(0)]
+                    m.d.sync += [port_addr[j].eq(port_addr[j] + self.pass_words * 8)
+                                 for j in range(n_ports)]
+                    m.next = "DATA"
+            with m.State("DATA"):
+                m.d.comb += [self.busy.eq(1), loading.eq(1)]
+                m.d.sync += pending.eq(still)
+                with m.If(err_now):
+                    m.d.sync += port_err.eq(1)
+                with m.If(w_take[0] & ~in_rows[0]):
+                    m.d.sync += [hdr.eq(hdr + 1), hdr_done.eq(hdr == head - 1)]
+                    with m.If(hdr < PASS_HEADER_WORDS):
+                        if "fixed8" in cfg.weight_formats:
+                            m.d.comb += banks.fixed8_we.eq(1)
+                        else:
+                            with m.If(w_rd[0] != 0):     # Fixed-8 pairs the build lacks
+                                m.d.sync += format_bad.eq(1)
+                    with m.Elif((hdr - PASS_HEADER_WORDS) % SLOT_WORDS == 0):
+                        m.d.sync += slot_lo.eq(w_rd[0])
+                    with m.Else():
+                        m.d.comb += banks.slot_we.eq(1)
+                        with m.If(slot_field("valid") & ~bias_fits):
+                            m.d.sync += bias_bad.eq(1)
+                with m.If(still == 0):
+                    m.next = "CMD"
+                    with m.If(port_err | err_now):
+                        m.d.sync += code.eq(ErrorCode.AXI_RESPONSE)
+                    with m.Elif(format_bad):
+                        m.d.sync += code.eq(ErrorCode.UNSUPPORTED_FORMAT)
+                    with m.Elif(bias_bad):
+                        m.d.sync += code.eq(ErrorCode.BAD_DESCRIPTOR)
+                    with m.Else():
+                        m.d.sync += [full.bit_select(load_idx[0] ^ bank0, 1).eq(1),
+                                     load_idx.eq(load_idx + 1),
+                                     load_more.eq(load_idx + 1 != self.passes)]
+        return m
