@@ -49,7 +49,7 @@ def weight_buses(cfg: HwConfig) -> dict[str, wiring.Member]:
 
 
 class Engine(wiring.Component):
-    """Runs one layer per START from a descriptor in DDR.
+    """Runs a chain of descriptors in DDR per START with the components of this package.
 
     Members
     -------
@@ -357,6 +357,18 @@ class Engine(wiring.Component):
                 m.d.comb += map_in.start.eq(1)
                 m.d.sync += [act_addr.eq(at), filling.eq(1)]
 
+        # A descriptor (the engine's or the prefetch's) over the same reader, word by word.
+        def desc_read(addr) -> None:
+            m.d.comb += [dma.rd_cmd.valid.eq(1), dma.rd_cmd.payload.addr.eq(addr),
+                         dma.rd_cmd.payload.words.eq(desc_words)]
+            with m.If(dma.rd_cmd.ready):
+                m.d.sync += word_count.eq(0)
+
+        def desc_take(target) -> None:
+            with m.If(rd_take):
+                m.d.sync += [target.as_value().word_select(word_count[:4], word).eq(rd_word),
+                             word_count.eq(word_count + 1)]
+
         # The adder takes a second-input vector with its partner read from the act buffer.
         # Input a: from the act buffer (an add), or a conv-add's result from the out buffer
         # (its lanes' low bits: the signed result fits them).
@@ -412,7 +424,6 @@ class Engine(wiring.Component):
                     with m.If(regs.desc_count.value == 0):
                         fail(ErrorCode.BAD_DESCRIPTOR)
             with m.State("DESC_CMD"):
-                a = desc_ptr
                 with m.If(abort):
                     fail(ErrorCode.ABORTED)
                 with m.Elif(pre_busy):
@@ -426,16 +437,14 @@ class Engine(wiring.Component):
                 with m.Elif(ptr_bad[1]):
                     fail(ErrorCode.ADDR_OUT_OF_WINDOW)
                 with m.Else():
-                    m.d.comb += [dma.rd_cmd.valid.eq(1), dma.rd_cmd.payload.addr.eq(a),
-                                 dma.rd_cmd.payload.words.eq(desc_words), pre_clear.eq(1)]
+                    m.d.comb += pre_clear.eq(1)
+                    desc_read(desc_ptr)
                     with m.If(dma.rd_cmd.ready):
-                        m.d.sync += [word_count.eq(0), use_pre.eq(0)]
+                        m.d.sync += use_pre.eq(0)
                         m.next = "DESC_DATA"
             with m.State("DESC_DATA"):
                 m.d.sync += stalls.eq(stalls + 1)
-                with m.If(rd_take):
-                    m.d.sync += [desc.as_value().word_select(word_count[:4], word).eq(rd_word),
-                                 word_count.eq(word_count + 1)]
+                desc_take(desc)
                 with m.If(dma.rd_done):
                     m.d.sync += check_wait.eq(0)
                     m.next = "CHECK"
@@ -651,16 +660,12 @@ class Engine(wiring.Component):
                 with m.If(abort | (pre_ptr_bad != 0)):
                     m.next = "READY"       # the engine fetches it itself and reports
                 with m.Else():
-                    m.d.comb += [dma.rd_cmd.valid.eq(1), dma.rd_cmd.payload.addr.eq(pre_ptr),
-                                 dma.rd_cmd.payload.words.eq(desc_words)]
+                    desc_read(pre_ptr)
                     with m.If(dma.rd_cmd.ready):
-                        m.d.sync += word_count.eq(0)
                         m.next = "DESC_DATA"
             with m.State("DESC_DATA"):
                 m.d.comb += pre_busy.eq(1)
-                with m.If(rd_take):
-                    m.d.sync += [nd.as_value().word_select(word_count[:4], word).eq(rd_word),
-                                 word_count.eq(word_count + 1)]
+                desc_take(nd)
                 with m.If(dma.rd_done):
                     m.d.sync += [pre_have.eq(~dma.rd_error), elig_wait.eq(0)]
                     m.next = "ELIG"

@@ -32,6 +32,11 @@ class MapReader(wiring.Component):
     ``o``): ``o.valid`` is ``i.valid`` on a vector's last word, which waits for ``o.ready``;
     the other words are always taken. ``o.payload`` holds while ``i`` does.
 
+    Parameters
+    ----------
+    cfg : HwConfig
+        The build: ``V``, the bus width, ``act_bits``.
+
     Members
     -------
     bits : In(8)

@@ -43,6 +43,11 @@ class Writer(wiring.Component):
     write-back ends (``busy`` falls in the next cycle) and ``count`` goes up, or ``err`` is
     set when the writes came back with an error.
 
+    Parameters
+    ----------
+    cfg : HwConfig
+        The build: ``V``, the bus width, the out buffer's depth.
+
     Members
     -------
     i : In(stream.Signature(write_job_layout(cfg)))
