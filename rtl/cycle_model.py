@@ -8,7 +8,8 @@ streams pass 0 over the weight ports while the band loads, and pass ``p + 1`` in
 weight bank while the core computes pass ``p``, each port its share; a pass issues one
 activation vector per cycle, and each output pixel's ``pot_rows + dsp_rows`` results leave
 in groups of ``result_lanes``, a group a beat, or one slot a beat for a group whose slots
-share an out-buffer lane, so a pixel costs ``max(steps, beats)`` cycles), for an add
+share an out-buffer lane (counted from the pass blocks' slots when the model is given the
+DDR image), so a pixel costs ``max(steps, beats)`` cycles), for an add
 the second input (over a weight port, beside the first), for a pool the scan; then hand the
 output band to the write-back. A chain overlaps its descriptors as the engine does: the
 write-back drains while the next descriptor runs, and while a conv or max-pool computes, the
