@@ -270,7 +270,8 @@ def compile_network(model: QModel, package: BuildPackage, *, model_path: str | P
         layers.append({"name": job.name, "op": job.op, "desc_offset": job.desc_addr,
                        "desc_count": job.desc_count, "out_offset": job.out.addr,
                        "modelled_cycles": chain_cycles(
-                           cfg, descs[first:first + job.desc_count], timing)})
+                           cfg, descs[first:first + job.desc_count], timing,
+                           memory=[(0, image)])})
     fold = plan.fold
     manifest: dict[str, Any] = {
         "format": FORMAT_NAME, "version": FORMAT_VERSION,
@@ -286,7 +287,7 @@ def compile_network(model: QModel, package: BuildPackage, *, model_path: str | P
                    "bits": plan.output.ttype.bits, "signed": plan.output.ttype.signed,
                    "bytes": 8 * plan.output.words(cfg)},
         "chain": {"offset": plan.chain_addr, "count": plan.chain_count,
-                  "modelled_cycles": chain_cycles(cfg, descs, timing)},
+                  "modelled_cycles": chain_cycles(cfg, descs, timing, memory=[(0, image)])},
         "layers": layers,
         "cycle_model": {"clock_mhz": cfg.clock_mhz, "read_latency": timing.read_latency,
                         "write_latency": timing.write_latency},

@@ -166,7 +166,9 @@ class ConvCore(wiring.Component):
 
     The pass takes ``out_h * out_w * kernel**2 * chunks`` issue cycles when neither the
     arrays nor ``o`` stall; the result path stalls the arrays on layers with fewer steps per
-    pixel than ``ceil((pot_rows + dsp_rows) / result_lanes)``.
+    pixel than its beats per pixel: ``ceil((pot_rows + dsp_rows) / result_lanes)``, plus
+    ``result_lanes - 1`` for each group whose slots share an output-buffer lane
+    (``rtl.cycle_model.result_beats``).
     """
 
     def __init__(self, *, cfg: HwConfig) -> None:

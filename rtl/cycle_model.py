@@ -7,7 +7,9 @@ Per descriptor: fetch it, load the input band, then for a conv the passes (the l
 streams pass 0 over the weight ports while the band loads, and pass ``p + 1`` into the free
 weight bank while the core computes pass ``p``, each port its share; a pass issues one
 activation vector per cycle, and each output pixel's ``pot_rows + dsp_rows`` results leave
-``result_lanes`` a cycle, so a pixel costs ``max(steps, slots / lanes)`` cycles), for an add
+in groups of ``result_lanes``, a group a beat, or one slot a beat for a group whose slots
+share an out-buffer lane (counted from the pass blocks' slots when the model is given the
+DDR image), so a pixel costs ``max(steps, beats)`` cycles), for an add
 the second input (over a weight port, beside the first), for a pool the scan; then hand the
 output band to the write-back. A chain overlaps its descriptors as the engine does: the
 write-back drains while the next descriptor runs, and while a conv or max-pool computes, the
@@ -22,7 +24,7 @@ whole-network bench (``sim/test_network.py``); the tolerance there is what it is
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,7 +37,14 @@ from .config import WEIGHT_FORMATS, HwConfig
 from .dma import MAX_BURST, MAX_OUTSTANDING
 from .dsp_array import dsp_latency
 from .engine import CHECK_CYCLES, ELIG_CYCLES
-from .interface.ddr import port_span, words_per_vector
+from .interface.ddr import (
+    PASS_HEADER_WORDS,
+    SLOT_FIELDS,
+    SLOT_WORDS,
+    pass_block_words,
+    port_span,
+    words_per_vector,
+)
 from .interface.descriptor import Op, descriptor_bytes, fusable_adds, unpack_descriptor
 from .interface.passes import pass_count
 from .interface.stem import fold_plan
@@ -45,7 +54,7 @@ from .pot_array import pot_latency
 
 __all__ = ["PHASES", "DdrTiming", "LayerCycles", "chain_cycles", "chain_phases",
            "descriptor_cycles", "descriptor_phases", "main", "markdown", "phase_markdown",
-           "phase_totals", "resnet18_cycles"]
+           "phase_totals", "resnet18_cycles", "result_beats"]
 
 
 @dataclass(frozen=True)
@@ -88,14 +97,67 @@ def _write(addr: int, words: int, t: DdrTiming) -> int:
     return 3 + words + 2 * (_bursts(addr, words) - 1) + t.write_latency
 
 
-def _pass_cycles(cfg: HwConfig, pixels: int, steps: int) -> int:
+def result_beats(cfg: HwConfig, channels: Sequence[int | None]) -> int:
+    """Cycles the conv core (``rtl.conv_core``) takes to send one output pixel's results of a
+    pass, ``channels`` the original channel of each of its ``slots`` result slots (None: no
+    result there). The slots go in groups of ``result_lanes``, one group a beat; a group
+    whose valid slots share an out-buffer lane (``channel % vec_len``) goes one slot a beat,
+    ``result_lanes`` beats, its empty slots included. A pass without such a group takes
+    ``result_groups`` beats."""
+    lanes, v = cfg.result_lanes, cfg.vec_len
+    beats = 0
+    for g in range(0, cfg.slots, lanes):
+        used = [c % v for c in channels[g:g + lanes] if c is not None]
+        beats += lanes if len(set(used)) < len(used) else 1
+    return beats
+
+
+#: Reads ``n`` bytes of DDR from an address (:func:`_memory_reader`).
+Reader = Callable[[int, int], bytes]
+
+
+def _memory_reader(memory: Iterable[tuple[int, Any]]) -> Reader:
+    """A reader of the DDR image given as (address, bytes) pieces (``plan.memory`` of
+    ``firmware.network``; a bytes-like piece may be a numpy ``uint8`` array)."""
+    pieces = [(addr, memoryview(blob).cast("B")) for addr, blob in memory]
+
+    def read(addr: int, n: int) -> bytes:
+        for base, view in pieces:
+            if base <= addr and addr + n <= base + len(view):
+                return bytes(view[addr - base:addr - base + n])
+        raise ValueError(f"the memory given to the cycle model does not hold bytes "
+                         f"{addr:#x}..{addr + n:#x}")
+    return read
+
+
+def _pass_beats(cfg: HwConfig, d: dict[str, int], read: Reader | None) -> list[int]:
+    """Result beats of each pass of a conv descriptor (:func:`result_beats`), from the slots of
+    its pass blocks in DDR (``read``); without them, ``result_groups`` each."""
+    if read is None:
+        return [cfg.result_groups] * d["passes"]
+    block = 8 * pass_block_words(cfg, d["steps"])
+    valid_bit = SLOT_FIELDS["valid"][0]
+    beats = []
+    for p in range(d["passes"]):
+        at = d["weight_addr"] + p * block + 8 * PASS_HEADER_WORDS
+        raw = read(at, 8 * SLOT_WORDS * cfg.slots)
+        channels: list[int | None] = []
+        for j in range(cfg.slots):
+            word = raw[8 * SLOT_WORDS * j:8 * SLOT_WORDS * (j + 1)]
+            fields, channel = (int.from_bytes(word[:8], "little"),
+                               int.from_bytes(word[8:16], "little"))
+            channels.append(channel if (fields >> valid_bit) & 1 else None)
+        beats.append(result_beats(cfg, channels))
+    return beats
+
+
+def _pass_cycles(cfg: HwConfig, pixels: int, steps: int, beats: int | None = None) -> int:
     """One conv pass from start to done: one vector per cycle unless the result path
-    (``result_lanes`` slots a beat) is slower; then the array, requantization and completion
-    latency. Groups of slots that share an output-buffer lane are not counted (the host
-    orders the filters of a pass to avoid them)."""
-    groups = cfg.result_groups
+    (``beats`` cycles a pixel, :func:`result_beats`; ``result_groups`` unless given) is
+    slower; then the array, requantization and completion latency."""
+    beats = cfg.result_groups if beats is None else beats
     array_latency = max(pot_latency(cfg), dsp_latency(cfg))
-    return pixels * max(steps, groups) + array_latency + PostProc.LATENCY + 4
+    return pixels * max(steps, beats) + array_latency + PostProc.LATENCY + 4
 
 
 #: Where a descriptor's cycles go (:func:`descriptor_phases`).
@@ -123,8 +185,8 @@ def _out_words(cfg: HwConfig, d: dict[str, int]) -> int:
             * words_per_vector(cfg, d["out_bits"]))
 
 
-def _schedule(cfg: HwConfig, descs: list[dict[str, int]], t: DdrTiming
-              ) -> tuple[int, dict[str, int]]:
+def _schedule(cfg: HwConfig, descs: list[dict[str, int]], t: DdrTiming,
+              read: Reader | None = None) -> tuple[int, dict[str, int]]:
     """Cycles of a chain and where they go. Each descriptor: fetch and check it, load its
     input band (the loader streams a conv's pass 0 meanwhile), then its compute; then its
     write-back drains while the next descriptor goes on (a band that the write-back still
@@ -133,7 +195,8 @@ def _schedule(cfg: HwConfig, descs: list[dict[str, int]], t: DdrTiming
     when it is the next row tile of the same layer and both bands fit half the act buffer,
     its band is loaded too. The run ends when the last write-back is done. Phases: each
     descriptor's own cycles; "descriptor" and "maps in" what the prefetch leaves exposed;
-    "write-back" what the overlap leaves exposed (the last one, and the waits for one)."""
+    "write-back" what the overlap leaves exposed (the last one, and the waits for one).
+    ``read``: the DDR image, for the conv passes' result slots (:func:`_pass_beats`)."""
     v = cfg.vec_len
     half = cfg.act_buf_depth // 2
     desc_read = _read(descriptor_bytes() * 8 // cfg.axi_data_width, t)
@@ -199,7 +262,8 @@ def _schedule(cfg: HwConfig, descs: list[dict[str, int]], t: DdrTiming
             # The weight ports read their shares of a pass at once; the slowest sets the pace.
             load = 1 + _read(max(port_span(cfg, d["steps"], j)[1]
                                  for j in range(cfg.weight_ports)), t)
-            compute = 1 + _pass_cycles(cfg, out_pixels, d["steps"])
+            computes = [1 + _pass_cycles(cfg, out_pixels, d["steps"], beats)
+                        for beats in _pass_beats(cfg, d, read)]
             # Absolute times at which each pass is in its bank and done, numbered on while the
             # loader carries on from one row tile to the next. Two banks: pass g loads once
             # pass g - 2 is done. A fresh loader starts with the input band's read.
@@ -215,14 +279,14 @@ def _schedule(cfg: HwConfig, descs: list[dict[str, int]], t: DdrTiming
                         issue = hold[1]
                     loaded.append(issue + load)
                 start = max(loaded[g], done[g - 1] if p else end)
-                finish = start + compute
+                finish = start + computes[p]
                 if p == 0:
                     # Results wait for the previous write-back to have read their vectors:
                     # a pass that outruns it ends as it ends.
                     finish = max(finish, free - t.write_latency)
                 done.append(finish)
-                ungated = max(loaded[g], ungated) + compute
-            own["compute"] = d["passes"] * compute
+                ungated = max(loaded[g], ungated) + computes[p]
+            own["compute"] = sum(computes)
             own["weights"] = ungated - end - own["compute"]
             body = done[-1] - end
             carried = False
@@ -290,18 +354,29 @@ def descriptor_cycles(cfg: HwConfig, d: dict[str, int], timing: DdrTiming | None
     return _schedule(cfg, [d], timing or DdrTiming())[0]
 
 
+#: The DDR image a chain runs on, as (address, bytes) pieces (``plan.memory`` of
+#: ``firmware.network``; a piece may be a numpy ``uint8`` array): with it the model reads
+#: each conv pass's result slots and counts the beats of groups whose slots share an
+#: out-buffer lane (:func:`result_beats`); without it it counts none.
+Memory = Iterable[tuple[int, Any]]
+
+
 def chain_cycles(cfg: HwConfig, descriptors: Iterable[bytes],
-                 timing: DdrTiming | None = None) -> int:
-    """Modelled cycles of a chain (what ``CYCLES_LO`` reads after its run)."""
+                 timing: DdrTiming | None = None, *, memory: Memory | None = None) -> int:
+    """Modelled cycles of a chain (what ``CYCLES_LO`` reads after its run); ``memory``: the
+    DDR image it runs on (:data:`Memory`)."""
     return _schedule(cfg, [unpack_descriptor(raw) for raw in descriptors],
-                     timing or DdrTiming())[0]
+                     timing or DdrTiming(),
+                     None if memory is None else _memory_reader(memory))[0]
 
 
 def chain_phases(cfg: HwConfig, descriptors: Iterable[bytes],
-                 timing: DdrTiming | None = None) -> dict[str, int]:
+                 timing: DdrTiming | None = None, *, memory: Memory | None = None
+                 ) -> dict[str, int]:
     """Where a chain's cycles go (:data:`PHASES`); they add up to :func:`chain_cycles`."""
     return _schedule(cfg, [unpack_descriptor(raw) for raw in descriptors],
-                     timing or DdrTiming())[1]
+                     timing or DdrTiming(),
+                     None if memory is None else _memory_reader(memory))[1]
 
 
 @dataclass(frozen=True)

@@ -108,12 +108,12 @@ def run_full_size(board: str, layers: tuple[str, ...] = LAYERS, *, seed: int = 0
         np.save(files["image.npy"], image)
         np.save(files["expected.npy"], golden.run(model, image[None])[0])
         offset, count = net.chain
-        table = net.relocated(BASE, cfg.axi_addr_width)[offset:offset + count
-                                                        * descriptor_bytes()]
-        descs = split_descriptors(table)
+        ddr = net.relocated(BASE, cfg.axi_addr_width)     # the network as it sits in DDR
+        descs = split_descriptors(ddr[offset:offset + count * descriptor_bytes()])
         jobs.append({"name": name, "network": str(files["ilmpq.npz"]),
                      "image": str(files["image.npy"]), "expected": str(files["expected.npy"]),
-                     "modelled": chain_cycles(cfg, descs, bench_timing())})
+                     "modelled": chain_cycles(cfg, descs, bench_timing(),
+                                              memory=[(BASE, ddr)])})
         ram = max(ram, net.size)
     size = -(-ram // (1 << 20)) * (1 << 20)
     results = out / "results.json"

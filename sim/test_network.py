@@ -31,18 +31,14 @@ CFG_STEM = HwConfig.from_dict({**CFG.to_dict(), "name": "network-sim-stem",
 
 
 #: How far the cycle model (rtl/cycle_model.py) may be from the RTL's own count, per layer
-#: and for the whole network. With DDR answering after ``READ_LATENCY`` cycles every layer of
-#: the default bench is within 2 % and the total within 0.5 %.
+#: and for the whole network, on every engine of these benches. With DDR answering after
+#: ``READ_LATENCY`` cycles every layer of the default bench is within 2 % and the total
+#: within 0.5 %; on the standard-stem network every layer is within 2.7 % and the total
+#: within 0.1 %. The model reads each pass's result slots from the network's DDR image: a
+#: group of slots that share an out-buffer lane goes one slot a beat, which on a layer with
+#: few steps per pixel (a 1 x 1 conv over two vectors of input channels) sets the pace.
 MODEL_TOLERANCE_LAYER = 0.03
 MODEL_TOLERANCE_TOTAL = 0.01
-#: The 32x32 stem networks (``CFG_STEM``, slow cases) keep the earlier bounds: there a 1x1
-#: stride-2 conv with 2 steps per pixel (layer2.0.downsample.0, with its residual add) was
-#: measured at 879 cycles against 773 modelled (at a pixel every 2 cycles the result path
-#: stalls in a way the model does not follow; at full size a pixel takes at least
-#: (pot_rows + dsp_rows) / result_lanes cycles, 11 on both presets); every other layer of the
-#: standard-stem network within 2.8 %, the total within 0.2 % (DDR latency 40). The trained
-#: digits model has not been re-measured.
-STEM_TOLERANCES = (0.25, 0.05)
 
 
 #: Cycles from a read burst's address to its first data in the benches' DDR (``sim.ddr``): the
@@ -62,8 +58,9 @@ def check_cycle_model(model, cfg: HwConfig, cycles_json: Path, *,
                                                          MODEL_TOLERANCE_TOTAL)
                       ) -> list[tuple[str, int, int]]:
     """Every layer's measured cycles (``CYCLES_LO`` of its chain, DDR answering reads after
-    ``READ_LATENCY`` cycles, no pauses) against the cycle model of the same descriptors, and
-    the whole network as one chain; returns (layer, measured, modelled), the chain last as
+    ``READ_LATENCY`` cycles, no pauses) against the cycle model of the same descriptors (on
+    the same DDR image, whose pass blocks give each pass's result beats), and the whole
+    network as one chain; returns (layer, measured, modelled), the chain last as
     ``"(one chain)"``. ``tolerances``: relative, per layer and in total (the sum of the
     layers, and the chain)."""
     from firmware.network import plan_network
@@ -80,8 +77,10 @@ def check_cycle_model(model, cfg: HwConfig, cycles_json: Path, *,
         descs = split_descriptors(table, (job.desc_addr - plan.chain_addr) // descriptor_bytes(),
                                   job.desc_count)
         chain += descs
-        rows.append((job.name, measured[job.name], chain_cycles(cfg, descs, bench_timing())))
-    whole = ("(one chain)", record["chain"], chain_cycles(cfg, chain, bench_timing()))
+        rows.append((job.name, measured[job.name],
+                     chain_cycles(cfg, descs, bench_timing(), memory=plan.memory)))
+    whole = ("(one chain)", record["chain"],
+             chain_cycles(cfg, chain, bench_timing(), memory=plan.memory))
     for name, got, want in rows:
         print(f"{name:24s} measured {got:7d} modelled {want:7d} {100 * (want - got) / got:+6.2f} %")
     for name, got, want in rows:
@@ -109,9 +108,7 @@ def _run(model, images, case: str, cfg: HwConfig = CFG) -> None:
                       "model": str(path), "network": str(net_path),
                       "images": np.asarray(images).tolist(),
                       "cycles_out": str(out / "cycles.json"), "read_latency": READ_LATENCY})
-    check_cycle_model(model, cfg, out / "cycles.json",
-                      tolerances=STEM_TOLERANCES if cfg is CFG_STEM else
-                      (MODEL_TOLERANCE_LAYER, MODEL_TOLERANCE_TOTAL))
+    check_cycle_model(model, cfg, out / "cycles.json")
 
 
 def test_random_resnet18_digits_size() -> None:

@@ -57,12 +57,14 @@ def _act_words(x, rows, cfg):
     return words
 
 
-def run_core(x, schemes, params, node, *, seed=0, stall=0.0, tile=None, cfg=CFG):
+def run_core(x, schemes, params, node, *, seed=0, stall=0.0, tile=None, cfg=CFG,
+             pass_cycles=None):
     """Load buffers the way the engine does, run every pass, gather the outputs.
 
     Passes alternate between the two weight banks, and pass ``p + 1`` is written into the
     idle bank while pass ``p`` runs. ``tile`` (a ``rtl.interface.tiling.RowTile``) runs only that
-    band of output rows from its input rows; the result then holds the band.
+    band of output rows from its input rows; the result then holds the band. Each pass's
+    cycles from ``start`` to ``done`` are appended to ``pass_cycles`` when given.
     """
     w, bias, mult, shift = params["weight"], params["bias"], params["mult"], params["shift"]
     cout, cin, k, _ = w.shape
@@ -139,10 +141,12 @@ def run_core(x, schemes, params, node, *, seed=0, stall=0.0, tile=None, cfg=CFG)
                             ch = int(payload.channel[i])
                             assert out[ch, pix // wo, pix % wo] == -999, "written twice"
                             out[ch, pix // wo, pix % wo] = int(payload.value[i])
+                cycles += 1
                 if done:
                     break
-                cycles += 1
                 assert cycles < 200 * ho * wo * k * k * chunks + 1000, "pass never finished"
+            if pass_cycles is not None:
+                pass_cycles.append(cycles)
             while pending:                       # a pass shorter than the next one's load
                 apply(ctx, pending.pop(0))
                 await ctx.tick()
@@ -205,3 +209,25 @@ def test_result_lanes(lanes):
     expected = golden.conv(x, node, params, cfg.act_bits)
     got = run_core(x, schemes, params, node, seed=lanes, stall=0.3, cfg=cfg)
     np.testing.assert_array_equal(got, expected)
+
+
+def test_pass_cycles_follow_the_cycle_model():
+    """Two steps a pixel, as many as the result groups: a pass takes as many cycles as the
+    cycle model says, a group of slots that share an out-buffer lane (four-element vectors:
+    frequent) costing ``result_lanes`` beats a pixel (``rtl.cycle_model.result_beats``)."""
+    from rtl.cycle_model import _pass_cycles, result_beats
+
+    rng = np.random.default_rng(7)
+    x, schemes, params, node = random_conv_layer(
+        rng, cin=8, cout=19, kernel=1, stride=1, pad=0, size=5, ratio=(60, 35, 5), relu=True,
+        in_bits=4, act_bits=CFG.act_bits)
+    cycles: list[int] = []
+    got = run_core(x, schemes, params, node, pass_cycles=cycles)
+    np.testing.assert_array_equal(got, golden.conv(x, node, params, CFG.act_bits))
+    beats = [result_beats(CFG, [None if s is None else s.channel
+                                for s in plan.slots(params["bias"], params["mult"],
+                                                    params["shift"])])
+             for plan in plan_passes(schemes, CFG)]
+    assert max(beats) > CFG.result_groups == CFG.steps(1, 8)     # a shared lane: it stalls
+    want = [_pass_cycles(CFG, 25, CFG.steps(1, 8), b) for b in beats]
+    assert all(abs(g - w) <= 1 for g, w in zip(cycles, want, strict=True)), (cycles, want)

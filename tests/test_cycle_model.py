@@ -121,3 +121,42 @@ def test_phases_add_up_to_the_cycles():
             is_mac = layer.op in ("conv", "fc")
             assert (phases["compute"] >= layer.mac_cycles > 0) if is_mac else (
                 phases["compute"] == phases["weights"] == 0 < phases["vector units"])
+
+
+def test_groups_that_share_a_lane_cost_a_beat_per_slot():
+    """A result group whose valid slots share an out-buffer lane goes one slot a beat
+    (``result_lanes`` beats); the model reads the slots from the DDR image it is given, and
+    on a pass with fewer steps than beats they set the pace of a pixel."""
+    from rtl.cycle_model import chain_cycles, result_beats
+    from rtl.interface.ddr import PASS_HEADER_WORDS, SLOT_FIELDS, SLOT_WORDS
+    from rtl.interface.descriptor import pack_descriptor
+
+    cfg = preset("pynq-z2")                 # 46 slots, 4 a group, 16 lanes
+    v, lanes, groups = cfg.vec_len, cfg.result_lanes, cfg.result_groups
+    distinct = list(range(cfg.slots))
+    assert result_beats(cfg, distinct) == groups
+    assert result_beats(cfg, [None] * cfg.slots) == groups      # an empty group: a beat too
+    shared = [v if s == 1 else s for s in distinct]     # slot 1's channel: slot 0's lane
+    assert result_beats(cfg, shared) == groups + lanes - 1
+    assert result_beats(cfg, [None, *shared[1:]]) == groups  # only valid slots count
+    two = list(distinct)
+    two[0], two[4] = 2 * v + 1, 3 * v + 5   # lanes 1 and 5: shared in groups 0 and 1
+    assert result_beats(cfg, two) == groups + 2 * (lanes - 1)
+
+    pixels, weight_addr = 64, 0x1000
+    desc = pack_descriptor(op=Op.CONV, in_c=v, in_h=1, in_w=pixels, out_c=v, out_h=1,
+                           out_w=pixels, kernel=1, stride=1, in_bits=4, out_bits=4,
+                           passes=1, steps=1, weight_addr=weight_addr, out_addr=0x8000)
+
+    def block(channels):
+        words = [0] * PASS_HEADER_WORDS
+        for c in channels:
+            words += [1 << SLOT_FIELDS["valid"][0], c] if c is not None else [0] * SLOT_WORDS
+        return b"".join(w.to_bytes(8, "little") for w in words)
+
+    plain = chain_cycles(cfg, [desc], memory=[(weight_addr, block(distinct))])
+    assert plain == chain_cycles(cfg, [desc])
+    assert chain_cycles(cfg, [desc], memory=[(weight_addr, block(two))]) == \
+        plain + pixels * 2 * (lanes - 1)
+    with pytest.raises(ValueError, match="does not hold"):
+        chain_cycles(cfg, [desc], memory=[(0, b"")])

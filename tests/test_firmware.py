@@ -168,7 +168,8 @@ def test_modelled_image_is_the_whole_chain(small_net) -> None:
     *_, net = small_net
     offset, count = net.chain
     table = net.image[offset:offset + count * descriptor_bytes()].tobytes()
-    want = chain_cycles(net.cfg, split_descriptors(table), DdrTiming.zynq_hp())
+    want = chain_cycles(net.cfg, split_descriptors(table), DdrTiming.zynq_hp(),
+                        memory=[(0, net.image)])
     assert net.modelled_cycles == want
     assert want < sum(layer["modelled_cycles"] for layer in net.manifest["layers"])
 
