@@ -11,7 +11,7 @@ from amaranth.lib.wiring import In, Out
 
 from quant import contract as C
 
-from .common import act_width, check_config
+from .common import act_width, check_config, index_bits
 from .config import HwConfig
 from .dsp_array import DspArray
 from .interface.ddr import weight_row_bits
@@ -21,10 +21,6 @@ from .vector_units import buffer_read_signature, lane_bits
 from .window import WindowGen, window_layout
 
 __all__ = ["ConvCore", "WeightBanks", "conv_layer_layout", "result_layout", "slot_layout"]
-
-
-def _bits(n: int) -> int:
-    return max(1, (n - 1).bit_length())
 
 
 def conv_layer_layout(cfg: HwConfig) -> data.StructLayout:
@@ -40,7 +36,7 @@ def slot_layout(cfg: HwConfig) -> data.StructLayout:
     """One result slot (PoT rows first, then DSP lanes): where it lands and its requant."""
     return data.StructLayout({
         "valid": unsigned(1),
-        "channel": unsigned(_bits(cfg.max_channels)),
+        "channel": unsigned(index_bits(cfg.max_channels)),
         "bias": signed(cfg.acc_bits),
         "mult": unsigned(C.MULT_BITS),
         "shift": unsigned(SHIFT_BITS),
@@ -54,13 +50,13 @@ def result_layout(cfg: HwConfig) -> data.StructLayout:
     pixel's first vector in the out buffer) and ``end`` ``base + out_chunks``, counted as
     the pixels go so that no multiplier sits on the result path."""
     lanes = cfg.result_lanes
-    vec_bits = _bits(cfg.out_buf_depth + 1) + 1
+    vec_bits = index_bits(cfg.out_buf_depth + 1) + 1
     return data.StructLayout({
-        "pixel": unsigned(2 * _bits(cfg.max_spatial + 1)),
+        "pixel": unsigned(2 * index_bits(cfg.max_spatial + 1)),
         "base": unsigned(vec_bits),
         "end": unsigned(vec_bits),
         "valid": data.ArrayLayout(unsigned(1), lanes),
-        "channel": data.ArrayLayout(unsigned(_bits(cfg.max_channels)), lanes),
+        "channel": data.ArrayLayout(unsigned(index_bits(cfg.max_channels)), lanes),
         "value": data.ArrayLayout(signed(OUT_BITS), lanes),
     })
 
@@ -84,16 +80,17 @@ class WeightBanks(wiring.Component):
         self._cfg, self._rows, self._pairs = cfg, rows, fixed8_pairs
         self._wbits = 4 * cfg.vec_len * rows
         self._groups = -(-rows // cfg.result_lanes)
-        addr = _bits(cfg.weight_buf_depth)
+        addr = index_bits(cfg.weight_buf_depth)
         members = {
             "w_bank": In(1),
             "w_we": In(1), "w_waddr": In(addr), "w_wdata": In(self._wbits),
-            "slot_we": In(1), "slot_waddr": In(_bits(rows)), "slot_wdata": In(slot_layout(cfg)),
+            "slot_we": In(1), "slot_waddr": In(index_bits(rows)),
+            "slot_wdata": In(slot_layout(cfg)),
             "rd_bank": In(1), "rd_en": In(1), "rd_addr": In(addr), "rd_data": Out(self._wbits),
-            "group": In(_bits(self._groups + 1)),
+            "group": In(index_bits(self._groups + 1)),
             "slots": Out(data.ArrayLayout(slot_layout(cfg), cfg.result_lanes)),
             "conflict": Out(1),
-            "peek": In(_bits(self._groups + 1)),
+            "peek": In(index_bits(self._groups + 1)),
             "peek_valid": Out(cfg.result_lanes), "peek_conflict": Out(1),
             "first_valid": Out(cfg.result_lanes), "first_conflict": Out(1),
         }
@@ -183,9 +180,9 @@ class ConvCore(wiring.Component):
             "done": Out(1),
             "rd": In(buffer_read_signature(cfg)),
             "w_bank": In(1),
-            "w_we": In(1), "w_waddr": In(_bits(cfg.weight_buf_depth)),
+            "w_we": In(1), "w_waddr": In(index_bits(cfg.weight_buf_depth)),
             "w_wdata": In(self._wbits),
-            "slot_we": In(1), "slot_waddr": In(_bits(self._slots)),
+            "slot_we": In(1), "slot_waddr": In(index_bits(self._slots)),
             "slot_wdata": In(slot_layout(cfg)),
             "o": Out(stream.Signature(result_layout(cfg))),
         }
@@ -202,7 +199,7 @@ class ConvCore(wiring.Component):
 
         m.submodules.pot = pot = PotArray(cfg=cfg)
         m.submodules.dsp = dsp = DspArray(cfg=cfg)
-        ch_bits, pix_bits = _bits(cfg.max_channels), 2 * _bits(cfg.max_spatial + 1)
+        ch_bits, pix_bits = index_bits(cfg.max_channels), 2 * index_bits(cfg.max_spatial + 1)
         vec_bits = len(self.o.payload.base)
         m.submodules.post = post = PostProc(
             cfg=cfg, lanes=cfg.result_lanes,
@@ -228,7 +225,7 @@ class ConvCore(wiring.Component):
         m.d.comb += banks.rd_bank.eq(run_bank)
 
         # ---- issue: the window generator walks (oy, ox, chunk, ky, kx) --------------------
-        step = Signal(_bits(depth + 1), name="step")
+        step = Signal(index_bits(depth + 1), name="step")
         first = gen.chunk_first & gen.win_first
         last = gen.chunk_last & gen.win_last
 
@@ -238,7 +235,7 @@ class ConvCore(wiring.Component):
         adv = ~valid1 | both_ready
         m.d.comb += [gen.start.eq(self.start & ~busy), gen.adv.eq(adv),
                      act_rd.en.eq(adv), banks.rd_en.eq(adv),
-                     act_rd.addr.eq(gen.addr), banks.rd_addr.eq(step[:_bits(depth)])]
+                     act_rd.addr.eq(gen.addr), banks.rd_addr.eq(step[:index_bits(depth)])]
         with m.If(adv):
             m.d.sync += [valid1.eq(gen.valid), pad1.eq(~gen.inside), first1.eq(first),
                          last1.eq(last)]
@@ -286,8 +283,8 @@ class ConvCore(wiring.Component):
         m.d.comb += dsp.o.ready.eq(~dsp_full)
         res = Signal(data.ArrayLayout(data.ArrayLayout(acc, lanes), groups))
         ser_busy = Signal()
-        g = Signal(_bits(groups + 1))
-        sub = Signal(_bits(lanes + 1))
+        g = Signal(index_bits(groups + 1))
+        sub = Signal(index_bits(lanes + 1))
         pixel = Signal(pix_bits)
         pix_base = Signal(vec_bits)     # pixel * out_chunks
         pix_end = Signal(vec_bits)      # pix_base + out_chunks

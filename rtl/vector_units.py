@@ -9,7 +9,7 @@ from amaranth.lib.wiring import In, Out
 
 from quant import contract as C
 
-from .common import check_config
+from .common import check_config, index_bits
 from .config import HwConfig
 from .interface.descriptor import PostMode
 from .postproc import SHIFT_BITS, PostProc
@@ -31,10 +31,6 @@ __all__ = [
 ]
 
 
-def _bits(n: int) -> int:
-    return max(1, (n - 1).bit_length())
-
-
 def lane_bits(cfg: HwConfig) -> int:
     """Width of one element in an act-buffer word: two's complement, wide enough for the
     first layer's pixels and for signed ``s{act_bits+1}`` pre-add values (8 for the presets).
@@ -49,7 +45,7 @@ def buffer_read_signature(cfg: HwConfig) -> ReadPort.Signature:
     ``addr`` appears on ``data`` the cycle after ``en`` is high and holds while ``en`` is low.
     A word holds ``cfg.vec_len`` elements of :func:`lane_bits` bits, element ``i`` at bits
     ``[i * lane_bits, (i + 1) * lane_bits)``; word ``(y * width + x) * chunks + chunk``."""
-    return ReadPort.Signature(addr_width=_bits(cfg.act_buf_depth),
+    return ReadPort.Signature(addr_width=index_bits(cfg.act_buf_depth),
                               shape=cfg.vec_len * lane_bits(cfg))
 
 
@@ -248,8 +244,8 @@ def maxpool_output_layout(cfg: HwConfig) -> data.StructLayout:
     """One max-pool result: output ``pixel`` (``oy * out_w + ox``), ``chunk``, and the
     ``vec_len`` maxima as act-buffer lanes."""
     return data.StructLayout({
-        "pixel": unsigned(2 * _bits(cfg.max_spatial + 1)),
-        "chunk": unsigned(_bits(cfg.max_channels // cfg.vec_len + 2)),
+        "pixel": unsigned(2 * index_bits(cfg.max_spatial + 1)),
+        "chunk": unsigned(index_bits(cfg.max_channels // cfg.vec_len + 2)),
         "value": data.ArrayLayout(unsigned(lane_bits(cfg)), cfg.vec_len),
     })
 
@@ -350,8 +346,8 @@ def avgpool_layer_layout(cfg: HwConfig) -> data.StructLayout:
     ``H * W`` of the input map in the act buffer, ``chunks`` = ``ceil(C / V)``, and the
     pool's requantization ``mult``/``shift``."""
     return data.StructLayout({
-        "pixels": unsigned(_bits(cfg.act_buf_depth + 1)),
-        "chunks": unsigned(_bits(cfg.max_channels // cfg.vec_len + 2)),
+        "pixels": unsigned(index_bits(cfg.act_buf_depth + 1)),
+        "chunks": unsigned(index_bits(cfg.max_channels // cfg.vec_len + 2)),
         "mult": unsigned(C.MULT_BITS), "shift": unsigned(SHIFT_BITS),
     })
 
@@ -360,7 +356,7 @@ def avgpool_output_layout(cfg: HwConfig) -> data.StructLayout:
     """One average-pool result: ``chunk`` and its ``vec_len`` pooled values as act-buffer
     lanes (``u{act_bits}``, zero-extended)."""
     return data.StructLayout({
-        "chunk": unsigned(_bits(cfg.max_channels // cfg.vec_len + 2)),
+        "chunk": unsigned(index_bits(cfg.max_channels // cfg.vec_len + 2)),
         "value": data.ArrayLayout(unsigned(lane_bits(cfg)), cfg.vec_len),
     })
 
@@ -432,7 +428,7 @@ class AvgPool(wiring.Component):
 
         ch = Signal(ch_bits, name="ch")
         px = Signal(len(L.pixels), name="px")
-        addr = Signal(_bits(cfg.act_buf_depth) + 1, name="addr")
+        addr = Signal(index_bits(cfg.act_buf_depth) + 1, name="addr")
         issuing, issue_done = Signal(), Signal()
         # The last indices are registers (the layer holds still from ``start`` on).
         px_last, ch_last = Signal.like(px, name="px_last"), Signal.like(ch, name="ch_last")

@@ -15,6 +15,7 @@ from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
+from .common import index_bits
 from .config import HwConfig
 from .interface.descriptor import MAX_KERNEL
 
@@ -22,10 +23,6 @@ __all__ = ["MAX_PAD", "WindowGen", "window_layout"]
 
 #: Largest kernel and padding the generator walks (ResNet's stem: 7x7, padding 3).
 MAX_PAD = 3
-
-
-def _bits(n: int) -> int:
-    return max(1, (n - 1).bit_length())
 
 
 def window_layout(cfg: HwConfig) -> data.StructLayout:
@@ -36,14 +33,14 @@ def window_layout(cfg: HwConfig) -> data.StructLayout:
     ``kernel`` 1..7, ``stride`` 1..2; ``pad_top``/``pad_left`` 0..3: zero rows above and
     columns left of the map.
     """
-    sp = _bits(cfg.max_spatial + 1)
+    sp = index_bits(cfg.max_spatial + 1)
     return data.StructLayout({
         "height": unsigned(sp), "width": unsigned(sp),
-        "chunks": unsigned(_bits(cfg.max_channels // cfg.vec_len + 2)),
-        "row_stride": unsigned(_bits(cfg.act_buf_depth + 1)),
+        "chunks": unsigned(index_bits(cfg.max_channels // cfg.vec_len + 2)),
+        "row_stride": unsigned(index_bits(cfg.act_buf_depth + 1)),
         "out_h": unsigned(sp), "out_w": unsigned(sp),
-        "kernel": unsigned(_bits(MAX_KERNEL + 1)), "stride": unsigned(2),
-        "pad_top": unsigned(_bits(MAX_PAD + 1)), "pad_left": unsigned(_bits(MAX_PAD + 1)),
+        "kernel": unsigned(index_bits(MAX_KERNEL + 1)), "stride": unsigned(2),
+        "pad_top": unsigned(index_bits(MAX_PAD + 1)), "pad_left": unsigned(index_bits(MAX_PAD + 1)),
     })
 
 
@@ -73,7 +70,7 @@ class WindowGen(wiring.Component):
 
     def __init__(self, *, cfg: HwConfig) -> None:
         self._cfg = cfg
-        self._addr_bits = _bits(cfg.act_buf_depth)
+        self._addr_bits = index_bits(cfg.act_buf_depth)
         super().__init__({
             "layer": In(window_layout(cfg)),
             "start": In(1), "adv": In(1),
@@ -86,8 +83,8 @@ class WindowGen(wiring.Component):
     def elaborate(self, platform: object) -> Module:
         m = Module()
         cfg, L = self._cfg, self.layer
-        sp = _bits(cfg.max_spatial + 1) + 2
-        ab = _bits(cfg.act_buf_depth) + sp + 2       # signed address (negative in padding)
+        sp = index_bits(cfg.max_spatial + 1) + 2
+        ab = index_bits(cfg.act_buf_depth) + sp + 2       # signed address (negative in padding)
         kb = len(L.kernel)
         oy, ox = Signal(sp, name="oy"), Signal(sp, name="ox")
         ky, kx = Signal(kb, name="ky"), Signal(kb, name="kx")
