@@ -16,7 +16,6 @@ from numpy.lib.stride_tricks import sliding_window_view
 from quant import contract as C
 from rtl.interface.ddr import (
     PASS_HEADER_WORDS,
-    SLOT_FIELDS,
     SLOT_WORDS,
     feature_map_words,
     pack_feature_map,
@@ -24,6 +23,7 @@ from rtl.interface.ddr import (
     pass_row_order,
     row_words,
     unpack_feature_map,
+    unpack_slot,
     word_bits,
 )
 from rtl.interface.descriptor import (
@@ -176,13 +176,10 @@ def _decode_pass(block: np.ndarray, steps: int, kernel: int, in_c: int, cfg
     lo4 = np.where(nib >= 8, nib - 16, nib)            # a Fixed-4 lane, or a Fixed-8 high half
     out = []
     for slot in range(rows):
-        word = int(block[PASS_HEADER_WORDS + SLOT_WORDS * slot])
-        field = {name: (word >> off) & ((1 << width) - 1)
-                 for name, (off, width) in SLOT_FIELDS.items()}
-        if not field["valid"]:
+        at = PASS_HEADER_WORDS + SLOT_WORDS * slot
+        field = unpack_slot(block[at:at + SLOT_WORDS])
+        if field is None:
             continue
-        channel = int(block[PASS_HEADER_WORDS + SLOT_WORDS * slot + 1])
-        bias = field["bias"] - (1 << 32) if field["bias"] >= 1 << 31 else field["bias"]
         if slot < cfg.pot_rows:
             w = C.pot_decode(nib[:, slot])
         else:
@@ -193,7 +190,7 @@ def _decode_pass(block: np.ndarray, steps: int, kernel: int, in_c: int, cfg
                 w = lo4[:, slot]
         # steps run over (chunk, ky, kx), kx innermost; column = channel within the chunk
         w = w.reshape(-1, kernel, kernel, v).transpose(0, 3, 1, 2).reshape(-1, kernel, kernel)
-        out.append((channel, bias, field["mult"], field["shift"], w[:in_c]))
+        out.append((field["channel"], field["bias"], field["mult"], field["shift"], w[:in_c]))
     return out
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rtl.config import HwConfig
-from rtl.interface.ddr import SLOT_FIELDS, SLOT_WORDS, pass_row_order, row_words, word_bits
+from rtl.interface.ddr import SLOT_WORDS, pack_slot, pass_row_order, row_words, word_bits
 from rtl.interface.descriptor import Op
 from rtl.interface.tiling import layer_descriptors
 
@@ -62,10 +62,8 @@ def prepare_conv(weight: np.ndarray, scheme: np.ndarray, bias: np.ndarray, mult:
             if slot is None:
                 words += [0] * SLOT_WORDS
             else:
-                fields = {"bias": slot.bias, "mult": slot.mult, "shift": slot.shift, "valid": 1}
-                words.append(sum((fields[name] & ((1 << width) - 1)) << offset
-                                 for name, (offset, width) in SLOT_FIELDS.items()))
-                words.append(slot.channel)
+                words += pack_slot(channel=slot.channel, bias=slot.bias, mult=slot.mult,
+                                   shift=slot.shift)
         rows = weight_rows(w, scheme, plan, cfg)
         steps = len(rows)
         for r in pass_row_order(cfg, steps):

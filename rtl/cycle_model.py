@@ -28,6 +28,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from quant import contract as C
 from quant.resnet_graph import layer_shapes, resnet18_nodes
 from quant.schemes import parse_ratio, scheme_counts
@@ -39,10 +41,10 @@ from .dsp_array import dsp_latency
 from .engine import CHECK_CYCLES, ELIG_CYCLES
 from .interface.ddr import (
     PASS_HEADER_WORDS,
-    SLOT_FIELDS,
     SLOT_WORDS,
     pass_block_words,
     port_span,
+    unpack_slot,
     words_per_vector,
 )
 from .interface.descriptor import Op, descriptor_bytes, fusable_adds, unpack_descriptor
@@ -136,18 +138,13 @@ def _pass_beats(cfg: HwConfig, d: dict[str, int], read: Reader | None) -> list[i
     if read is None:
         return [cfg.result_groups] * d["passes"]
     block = 8 * pass_block_words(cfg, d["steps"])
-    valid_bit = SLOT_FIELDS["valid"][0]
     beats = []
     for p in range(d["passes"]):
         at = d["weight_addr"] + p * block + 8 * PASS_HEADER_WORDS
-        raw = read(at, 8 * SLOT_WORDS * cfg.slots)
-        channels: list[int | None] = []
-        for j in range(cfg.slots):
-            word = raw[8 * SLOT_WORDS * j:8 * SLOT_WORDS * (j + 1)]
-            fields, channel = (int.from_bytes(word[:8], "little"),
-                               int.from_bytes(word[8:16], "little"))
-            channels.append(channel if (fields >> valid_bit) & 1 else None)
-        beats.append(result_beats(cfg, channels))
+        words = np.frombuffer(read(at, 8 * SLOT_WORDS * cfg.slots), "<u8")
+        slots = [unpack_slot(words[SLOT_WORDS * j:SLOT_WORDS * (j + 1)])
+                 for j in range(cfg.slots)]
+        beats.append(result_beats(cfg, [None if s is None else s["channel"] for s in slots]))
     return beats
 
 

@@ -128,7 +128,7 @@ def test_groups_that_share_a_lane_cost_a_beat_per_slot():
     (``result_lanes`` beats); the model reads the slots from the DDR image it is given, and
     on a pass with fewer steps than beats they set the pace of a pixel."""
     from rtl.cycle_model import chain_cycles, result_beats
-    from rtl.interface.ddr import PASS_HEADER_WORDS, SLOT_FIELDS, SLOT_WORDS
+    from rtl.interface.ddr import PASS_HEADER_WORDS, SLOT_WORDS, pack_slot
     from rtl.interface.descriptor import pack_descriptor
 
     cfg = preset("pynq-z2")                 # 46 slots, 4 a group, 16 lanes
@@ -151,7 +151,8 @@ def test_groups_that_share_a_lane_cost_a_beat_per_slot():
     def block(channels):
         words = [0] * PASS_HEADER_WORDS
         for c in channels:
-            words += [1 << SLOT_FIELDS["valid"][0], c] if c is not None else [0] * SLOT_WORDS
+            words += ([0] * SLOT_WORDS if c is None
+                      else pack_slot(channel=c, bias=0, mult=0, shift=0))
         return b"".join(w.to_bytes(8, "little") for w in words)
 
     plain = chain_cycles(cfg, [desc], memory=[(weight_addr, block(distinct))])

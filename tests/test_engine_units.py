@@ -19,6 +19,7 @@ from rtl.interface.ddr import (
     SLOT_FIELDS,
     SLOT_WORDS,
     feature_map_words,
+    pack_slot,
     pass_block_words,
     pass_row_order,
     row_words,
@@ -425,10 +426,8 @@ def _pass_blocks(cfg: HwConfig, rng: np.random.Generator, passes: int, steps: in
                                                                                  1 << 31))
             fields = {"bias": bias, "mult": int(rng.integers(0, 1 << 16)),
                       "shift": int(rng.integers(0, 64)), "valid": valid}
-            words.append(sum((fields[name] & ((1 << width) - 1)) << offset
-                             for name, (offset, width) in SLOT_FIELDS.items()))
             channel = int(rng.integers(0, cfg.max_channels))
-            words.append(channel)
+            words += pack_slot(channel=channel, **fields)
             # The bank keeps the bias's low acc_bits bits (all of a valid slot's).
             kept = (bias + half) % (2 * half) - half
             slots.append({**fields, "bias": kept, "channel": channel})

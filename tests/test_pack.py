@@ -5,7 +5,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rtl.interface.ddr import pack_values, unpack_values, values_per_word
+from rtl.interface.ddr import (
+    SLOT_WORDS,
+    pack_slot,
+    pack_values,
+    unpack_slot,
+    unpack_values,
+    values_per_word,
+)
 
 
 def test_bit_positions_by_hand():
@@ -41,3 +48,17 @@ def test_out_of_range_values_are_refused():
         unpack_values(np.zeros(2, np.uint64), 4, 33, signed=False)
     with pytest.raises(ValueError, match=r"^bus word width must be 32 or 64 bits, not 48$"):
         values_per_word(4, 48)
+
+
+def test_result_slot_by_hand_and_round_trip():
+    """A slot's first word holds bias (bits 0..31, two's complement), mult (32..47), shift
+    (48..53) and valid (63); the second the channel. An empty slot reads as None."""
+    words = pack_slot(channel=77, bias=-2, mult=0x1234, shift=5)
+    assert len(words) == SLOT_WORDS
+    assert words == [(1 << 63) | (5 << 48) | (0x1234 << 32) | 0xFFFF_FFFE, 77]
+    assert unpack_slot(np.array(words, np.uint64)) == {"bias": -2, "mult": 0x1234, "shift": 5,
+                                                       "channel": 77}
+    assert unpack_slot(pack_slot(channel=3, bias=2**31 - 1, mult=0, shift=63))["bias"] \
+        == 2**31 - 1
+    assert unpack_slot([0] * SLOT_WORDS) is None
+    assert unpack_slot(pack_slot(channel=9, bias=1, mult=1, shift=1, valid=0)) is None

@@ -8,15 +8,17 @@ describes the layouts; the engine (``rtl.engine``, ``rtl.conv_core``) and the ho
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from ..config import HwConfig
 
 __all__ = ["PASS_HEADER_WORDS", "SLOT_FIELDS", "SLOT_WORDS", "feature_map_words",
-           "pack_feature_map", "pack_values", "pass_block_words", "pass_row_order",
-           "port_rows", "port_span", "row_words",
-           "unpack_feature_map", "unpack_values", "values_per_word", "weight_row_bits",
-           "word_bits", "words_per_vector"]
+           "pack_feature_map", "pack_slot", "pack_values", "pass_block_words", "pass_row_order",
+           "port_rows", "port_span", "row_words", "unpack_feature_map", "unpack_slot",
+           "unpack_values", "values_per_word", "weight_row_bits", "word_bits",
+           "words_per_vector"]
 
 #: Words before the slots of a pass block: the Fixed-8 pair flags.
 PASS_HEADER_WORDS = 1
@@ -25,6 +27,29 @@ SLOT_WORDS = 2
 #: (bit offset, width) of the fields of a slot's first word.
 SLOT_FIELDS: dict[str, tuple[int, int]] = {"bias": (0, 32), "mult": (32, 16),
                                            "shift": (48, 6), "valid": (63, 1)}
+
+
+def pack_slot(*, channel: int, bias: int, mult: int, shift: int, valid: int = 1) -> list[int]:
+    """The ``SLOT_WORDS`` words of one result slot of a pass block: the fields of
+    ``SLOT_FIELDS`` (each cut to its width; ``bias`` in two's complement), then the output
+    channel. An empty slot is ``[0] * SLOT_WORDS``."""
+    fields = {"bias": bias, "mult": mult, "shift": shift, "valid": valid}
+    return [sum((fields[name] & ((1 << width) - 1)) << offset
+                for name, (offset, width) in SLOT_FIELDS.items()), channel]
+
+
+def unpack_slot(words: Any) -> dict[str, int] | None:
+    """The fields of one result slot from its ``SLOT_WORDS`` words (``bias`` signed, and
+    ``channel``), as the engine reads them; None for a slot whose ``valid`` bit is clear."""
+    word = int(words[0])
+    field = {name: (word >> offset) & ((1 << width) - 1)
+             for name, (offset, width) in SLOT_FIELDS.items()}
+    if not field.pop("valid"):
+        return None
+    bias_bits = SLOT_FIELDS["bias"][1]
+    if field["bias"] >> (bias_bits - 1):
+        field["bias"] -= 1 << bias_bits
+    return {**field, "channel": int(words[1])}
 
 
 # ---- narrow integers in bus words ---------------------------------------------------------------
