@@ -53,7 +53,8 @@ __all__ = [
 ]
 
 FORMAT_NAME = "ilmpq-compiled-network"
-FORMAT_VERSION = 1
+#: 2: descriptors of layout version 3 (kernel height and width), the stem's fold may unroll.
+FORMAT_VERSION = 2
 #: Margin over the cycle model's estimate before a layer counts as hung.
 TIMEOUT_MARGIN = 20
 _FIELD_INDEX = {name: i for i, (name, _) in enumerate(FIELDS)}
@@ -150,7 +151,8 @@ class CompiledNetwork:
                             f"{image.dtype}")
         if spec["fold"]:
             f = spec["fold"]
-            image = fold_input(image, Fold(f["kernel"], f["pad"], tuple(f["in_shape"])))
+            image = fold_input(image, Fold(f["kernel"], f["pad"], tuple(f["in_shape"]),
+                                           f["unroll"]))
         words = pack_feature_map(image, spec["bits"], signed=False, cfg=self.cfg)
         return words.astype("<u8").tobytes()
 
@@ -282,7 +284,8 @@ def compile_network(model: QModel, package: BuildPackage, *, model_path: str | P
         "input": {"offset": plan.input.addr, "shape": list(model.input_shape),
                   "bits": plan.input.ttype.bits,
                   "fold": ({"kernel": fold.kernel, "pad": fold.pad,
-                            "in_shape": list(fold.in_shape)} if fold else None)},
+                            "in_shape": list(fold.in_shape), "unroll": fold.unroll}
+                           if fold else None)},
         "output": {"offset": plan.output.addr, "shape": list(plan.output.shape),
                    "bits": plan.output.ttype.bits, "signed": plan.output.ttype.signed,
                    "bytes": 8 * plan.output.words(cfg)},

@@ -124,7 +124,7 @@ def weight_rows(weight: np.ndarray, scheme: np.ndarray, plan: ConvPass, cfg: HwC
                 ) -> list[int]:
     """The ``K / V`` weight-buffer rows of one pass, as integers.
 
-    ``weight`` is the layer's (O, I, k, k) (or (O, I)) int8 array. Steps run over
+    ``weight`` is the layer's (O, I, kh, kw) (or (O, I)) int8 array. Steps run over
     ``(chunk, ky, kx)`` with ``kx`` innermost, the walk of ``rtl.window.WindowGen``; input
     channel ``chunk * V + col`` is column
     ``col`` (zero beyond I). In a row, PoT row ``r``'s code for column ``c`` sits at bit
@@ -135,13 +135,13 @@ def weight_rows(weight: np.ndarray, scheme: np.ndarray, plan: ConvPass, cfg: HwC
     w = np.asarray(weight)
     if w.ndim == 2:
         w = w[:, :, None, None]
-    out_ch, in_ch, k, _ = w.shape
+    out_ch, in_ch, kh, kw = w.shape
     chunks = cfg.chunks(in_ch)
-    padded = np.zeros((out_ch, chunks * v, k, k), np.int64)
+    padded = np.zeros((out_ch, chunks * v, kh, kw), np.int64)
     padded[:, :in_ch] = w
     # (O, chunk, ky, kx, col)
-    steps = padded.reshape(out_ch, chunks, v, k, k).transpose(0, 1, 3, 4, 2)
-    steps = steps.reshape(out_ch, k * k * chunks, v)
+    steps = padded.reshape(out_ch, chunks, v, kh, kw).transpose(0, 1, 3, 4, 2)
+    steps = steps.reshape(out_ch, kh * kw * chunks, v)
     nsteps = steps.shape[1]
     nibbles = np.zeros((cfg.slots, nsteps, v), np.int64)
     for r, f in enumerate(plan.pot):

@@ -110,20 +110,20 @@ def _check_shape(d: dict[str, int], cfg) -> None:
     nonzero = d["in_h"] and d["in_w"] and d["in_c"] and d["out_c"]
 
     def window_geom() -> bool:
-        k, half = d["kernel"], d["kernel"] // 2
-        if d["stride"] not in (1, 2) or max(d["pad_top"], d["pad_bottom"], d["pad_left"],
-                                            d["pad_right"]) > half:
+        kh, kw = d["kernel_h"], d["kernel_w"]
+        if (d["stride"] not in (1, 2) or max(d["pad_top"], d["pad_bottom"]) > kh // 2
+                or max(d["pad_left"], d["pad_right"]) > kw // 2):
             return False
-        span_h = d["in_h"] + d["pad_top"] + d["pad_bottom"] - k
-        span_w = d["in_w"] + d["pad_left"] + d["pad_right"] - k
+        span_h = d["in_h"] + d["pad_top"] + d["pad_bottom"] - kh
+        span_w = d["in_w"] + d["pad_left"] + d["pad_right"] - kw
         return (span_h >= 0 and span_w >= 0 and d["out_h"] == span_h // d["stride"] + 1
                 and d["out_w"] == span_w // d["stride"] + 1)
 
-    kernel_ok = 1 <= d["kernel"] <= MAX_KERNEL
+    kernel_ok = 1 <= d["kernel_h"] <= MAX_KERNEL and 1 <= d["kernel_w"] <= MAX_KERNEL
     if op in (Op.CONV, Op.CONV_ADD):
         ok = (kernel_ok and window_geom() and d["mode"] <= PostMode.LOGITS
               and d["in_bits"] in (act, 8) and d["out_bits"] == _mode_bits(d["mode"], cfg)
-              and d["steps"] == cfg.steps(d["kernel"], d["in_c"])
+              and d["steps"] == cfg.steps((d["kernel_h"], d["kernel_w"]), d["in_c"])
               and 0 < d["passes"] <= 4096)
         if op == Op.CONV_ADD:
             ok = ok and d["mode"] <= PostMode.SIGNED and d["in2_bits"] in (act, sgn)
@@ -157,10 +157,10 @@ def _read_map(bus: _Bus, addr: int, shape: tuple[int, int, int], bits: int, cfg
     return unpack_feature_map(words, shape, bits, signed=_signed(bits, cfg), cfg=cfg)
 
 
-def _decode_pass(block: np.ndarray, steps: int, kernel: int, in_c: int, cfg
+def _decode_pass(block: np.ndarray, steps: int, kernel: tuple[int, int], in_c: int, cfg
                  ) -> list[tuple[int, int, int, int, np.ndarray]]:
-    """(channel, bias, mult, shift, weight (in_c, k, k)) of every result slot of one pass
-    block, decoded as the engine reads it."""
+    """(channel, bias, mult, shift, weight (in_c, kh, kw)) of every result slot of one pass
+    block, decoded as the engine reads it; ``kernel`` is ``(kh, kw)``."""
     v, rows = cfg.vec_len, cfg.slots
     flags = int(block[0])
     if flags and "fixed8" not in cfg.weight_formats:
@@ -189,21 +189,22 @@ def _decode_pass(block: np.ndarray, steps: int, kernel: int, in_c: int, cfg
             else:
                 w = lo4[:, slot]
         # steps run over (chunk, ky, kx), kx innermost; column = channel within the chunk
-        w = w.reshape(-1, kernel, kernel, v).transpose(0, 3, 1, 2).reshape(-1, kernel, kernel)
+        w = w.reshape(-1, *kernel, v).transpose(0, 3, 1, 2).reshape(-1, *kernel)
         out.append((field["channel"], field["bias"], field["mult"], field["shift"], w[:in_c]))
     return out
 
 
 def _windows(x: np.ndarray, d: dict[str, int]) -> np.ndarray:
-    """(C, Ho, Wo, k, k) windows of the input padded per side."""
+    """(C, Ho, Wo, kh, kw) windows of the input padded per side."""
     x = np.pad(x, ((0, 0), (d["pad_top"], d["pad_bottom"]), (d["pad_left"], d["pad_right"])))
-    k, s = d["kernel"], d["stride"]
-    return sliding_window_view(x, (k, k), axis=(1, 2))[:, ::s, ::s][:, :d["out_h"], :d["out_w"]]
+    s = d["stride"]
+    win = sliding_window_view(x, (d["kernel_h"], d["kernel_w"]), axis=(1, 2))
+    return win[:, ::s, ::s][:, :d["out_h"], :d["out_w"]]
 
 
 def _conv(bus: _Bus, x: np.ndarray, d: dict[str, int], cfg) -> np.ndarray:
-    k = d["kernel"]
-    win = _windows(x, d)                                         # (C, Ho, Wo, k, k)
+    k = (d["kernel_h"], d["kernel_w"])
+    win = _windows(x, d)                                         # (C, Ho, Wo, kh, kw)
     cols = win.transpose(1, 2, 0, 3, 4).reshape(d["out_h"] * d["out_w"], -1)
     out = np.zeros((d["out_c"], d["out_h"] * d["out_w"]), np.int64)
     block_words = pass_block_words(cfg, d["steps"])

@@ -24,25 +24,26 @@ class ConvLayer:
     weights: np.ndarray     # uint64 words: the pass blocks
     passes: int
     steps: int
+    kernel: tuple[int, int]     # (height, width)
     cfg: HwConfig
 
     def descriptors(self, *, in_addr: int, out_addr: int, weight_addr: int,
                     in_shape: tuple[int, int, int], out_shape: tuple[int, int, int],
-                    kernel: int, stride: int, pad: int, mode: int, in_bits: int,
+                    stride: int, pad: int, mode: int, in_bits: int,
                     out_bits: int, name: str = "conv") -> list[bytes]:
         """The layer's descriptors, one per row tile (:mod:`rtl.interface.tiling`), to run as
         one chain (``DESC_COUNT``)."""
         return layer_descriptors(
             self.cfg, pad=pad, name=name, op=Op.CONV, in_addr=in_addr, out_addr=out_addr,
             weight_addr=weight_addr, in_c=in_shape[0], in_h=in_shape[1], in_w=in_shape[2],
-            out_c=out_shape[0], out_h=out_shape[1], out_w=out_shape[2], kernel=kernel,
-            stride=stride, mode=int(mode), in_bits=in_bits, out_bits=out_bits,
-            passes=self.passes, steps=self.steps)
+            out_c=out_shape[0], out_h=out_shape[1], out_w=out_shape[2],
+            kernel_h=self.kernel[0], kernel_w=self.kernel[1], stride=stride, mode=int(mode),
+            in_bits=in_bits, out_bits=out_bits, passes=self.passes, steps=self.steps)
 
 
 def prepare_conv(weight: np.ndarray, scheme: np.ndarray, bias: np.ndarray, mult: np.ndarray,
                  shift: np.ndarray, cfg: HwConfig) -> ConvLayer:
-    """Pass blocks of a conv (O, I, k, k) or fc (O, I) layer.
+    """Pass blocks of a conv (O, I, kh, kw) or fc (O, I) layer.
 
     Block of one pass (:func:`pass_block_words` words): a word of Fixed-8 pair flags; per
     result slot two words (the fields of ``SLOT_FIELDS``, then the original channel); then
@@ -68,4 +69,4 @@ def prepare_conv(weight: np.ndarray, scheme: np.ndarray, bias: np.ndarray, mult:
         steps = len(rows)
         for r in pass_row_order(cfg, steps):
             words += [(rows[r] >> (word * i)) & ((1 << word) - 1) for i in range(wpr)]
-    return ConvLayer(np.array(words, np.uint64), len(plans), steps, cfg)
+    return ConvLayer(np.array(words, np.uint64), len(plans), steps, tuple(w.shape[2:]), cfg)

@@ -140,17 +140,18 @@ def plan_network(model: QModel, cfg: HwConfig, *, base: int, size: int,
         if op in ("conv", "fc"):
             p = model.params(name)
             weight = p["weight"]
-            conv = node if op == "conv" else {"kernel": 1, "stride": 1, "padding": 0}
+            conv = node if op == "conv" else {"stride": 1, "padding": 0}
             if fold and node is readers[0]:
                 weight = fold_weight(weight, fold)
-                conv = {"kernel": fold.folded_kernel, "stride": 1, "padding": 0}
+                conv = {"stride": 1, "padding": 0}
             layer = prepare_conv(weight, p["scheme"], p["bias"], p["mult"], p["shift"], cfg)
             w_addr = alloc.take(8 * len(layer.weights))
             plan.memory.append((w_addr, layer.weights.astype("<u8").tobytes()))
             mode = (PostMode.LOGITS if op == "fc" else
                     PostMode.RELU if node["relu"] else PostMode.SIGNED)
-            fields.update(op=Op.CONV, weight_addr=w_addr, kernel=conv["kernel"],
-                          stride=conv["stride"], pad=conv["padding"], mode=int(mode),
+            fields.update(op=Op.CONV, weight_addr=w_addr, kernel_h=layer.kernel[0],
+                          kernel_w=layer.kernel[1], stride=conv["stride"],
+                          pad=conv["padding"], mode=int(mode),
                           passes=layer.passes, steps=layer.steps)
         elif op == "add":
             src2 = buffers[node["inputs"][1]]
@@ -159,7 +160,8 @@ def plan_network(model: QModel, cfg: HwConfig, *, base: int, size: int,
                           mode=int(PostMode.RELU if node["relu"] else PostMode.SIGNED),
                           mult_a=ma, shift_a=sa, mult_b=mb, shift_b=sb)
         elif op == "maxpool":
-            fields.update(op=Op.MAXPOOL, kernel=node["kernel"], stride=node["stride"],
+            fields.update(op=Op.MAXPOOL, kernel_h=node["kernel"], kernel_w=node["kernel"],
+                          stride=node["stride"],
                           pad=node["padding"], mode=int(PostMode.RELU))
         else:
             fields.update(op=Op.AVGPOOL, mult_a=node["mult"], shift_a=node["shift"],

@@ -298,9 +298,11 @@ class HwConfig:
         """``vec_len``-element vectors that hold ``channels`` channels of one pixel."""
         return -(-channels // self.vec_len)
 
-    def steps(self, kernel: int, channels: int) -> int:
-        """Activation vectors of one dot product: every kernel tap of every chunk."""
-        return kernel * kernel * self.chunks(channels)
+    def steps(self, kernel: int | tuple[int, int], channels: int) -> int:
+        """Activation vectors of one dot product: every kernel tap of every chunk.
+        ``kernel``: the side of a square kernel, or its ``(height, width)``."""
+        kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
+        return kh * kw * self.chunks(channels)
 
     @property
     def max_chunks(self) -> int:

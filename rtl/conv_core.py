@@ -161,7 +161,7 @@ class ConvCore(wiring.Component):
     original channels. ``done`` pulses when the last result has been taken; the bank is free
     from then on.
 
-    The pass takes ``out_h * out_w * kernel**2 * chunks`` issue cycles when neither the
+    The pass takes ``out_h * out_w * kernel_h * kernel_w * chunks`` issue cycles when neither the
     arrays nor ``o`` stall; the result path stalls the arrays on layers with fewer steps per
     pixel than its beats per pixel: ``ceil((pot_rows + dsp_rows) / result_lanes)``, plus
     ``result_lanes - 1`` for each group whose slots share an output-buffer lane

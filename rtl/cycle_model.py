@@ -315,7 +315,7 @@ def _schedule(cfg: HwConfig, descs: list[dict[str, int]], t: DdrTiming,
             body = max(second - act, 0, gate - t.write_latency + ADD_WAIT) + ADD_TAIL
         elif op == Op.MAXPOOL:
             # Its results wait until the write-back under way has read their vectors.
-            own["vector units"] = 2 + out_vecs * d["kernel"] ** 2 + 3
+            own["vector units"] = 2 + out_vecs * d["kernel_h"] * d["kernel_w"] + 3
             body = max(own["vector units"], gate - t.write_latency)
         else:
             pixels = d["in_h"] * d["in_w"]
@@ -454,16 +454,19 @@ def resnet18_cycles(cfg: HwConfig, ratio: str | tuple[int, int, int], *, image: 
                 counts[C.SCHEME_CODE[s]] * WEIGHT_FORMATS[s] for s in C.SCHEMES) / 8)
             stride, pad = node.get("stride", 1), node.get("padding", 0)
             fold = fold_plan(node, (ci, hi, wi), cfg) if src == "input" else None
+            kernel = (k, k)
             if fold:                     # as firmware.network runs it: space-to-depth
-                (ci, hi, wi), k, stride, pad = fold.folded_shape, fold.folded_kernel, 1, 0
+                (ci, hi, wi), kernel, stride, pad = (fold.folded_shape, fold.folded_kernel,
+                                                     1, 0)
                 fields.update(in_c=ci, in_h=hi, in_w=wi)
-            fields.update(op=Op.CONV, kernel=k, stride=stride, passes=_passes(cfg, co, ratio),
-                          steps=cfg.steps(k, ci))
+            fields.update(op=Op.CONV, kernel_h=kernel[0], kernel_w=kernel[1], stride=stride,
+                          passes=_passes(cfg, co, ratio), steps=cfg.steps(kernel, ci))
         elif op == "add":
             fields.update(op=Op.ADD, in2_addr=addr[node["inputs"][1]],
                           in2_bits=bits[node["inputs"][1]])
         elif op == "maxpool":
-            fields.update(op=Op.MAXPOOL, kernel=node["kernel"], stride=node["stride"])
+            fields.update(op=Op.MAXPOOL, kernel_h=node["kernel"], kernel_w=node["kernel"],
+                          stride=node["stride"])
             pad = node["padding"]
         else:
             fields.update(op=Op.AVGPOOL)

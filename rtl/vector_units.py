@@ -261,10 +261,10 @@ class MaxPool(wiring.Component):
     last result has been taken; ``busy`` is high from ``start`` until then. ``start`` is
     ignored while busy. Elements are compared as unsigned lanes (``u{act_bits}`` maps).
 
-    Cycles: ``out_h * out_w * chunks * kernel**2`` read cycles when ``o`` does not stall; a
-    window's result is on ``o`` 2 cycles after its last element was read; ``done`` is high 3
-    cycles after the last read (see docs/engine.md). ``o`` holding a result stalls the reads
-    only when the next window's last element needs the result slot.
+    Cycles: ``out_h * out_w * chunks * kernel_h * kernel_w`` read cycles when ``o`` does not
+    stall; a window's result is on ``o`` 2 cycles after its last element was read; ``done`` is
+    high 3 cycles after the last read (see docs/engine.md). ``o`` holding a result stalls the
+    reads only when the next window's last element needs the result slot.
 
     Parameters
     ----------

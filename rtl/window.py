@@ -30,8 +30,8 @@ def window_layout(cfg: HwConfig) -> data.StructLayout:
 
     ``height``/``width``: the map in the act buffer; ``chunks``: ``ceil(C / V)``;
     ``row_stride``: ``width * chunks`` (words per map row); ``out_h``/``out_w``: output size;
-    ``kernel`` 1..7, ``stride`` 1..2; ``pad_top``/``pad_left`` 0..3: zero rows above and
-    columns left of the map.
+    ``kernel_h``/``kernel_w`` 1..7 (the window's rows and columns), ``stride`` 1..2;
+    ``pad_top``/``pad_left`` 0..3: zero rows above and columns left of the map.
     """
     sp = index_bits(cfg.max_spatial + 1)
     return data.StructLayout({
@@ -39,7 +39,8 @@ def window_layout(cfg: HwConfig) -> data.StructLayout:
         "chunks": unsigned(index_bits(cfg.max_channels // cfg.vec_len + 2)),
         "row_stride": unsigned(index_bits(cfg.act_buf_depth + 1)),
         "out_h": unsigned(sp), "out_w": unsigned(sp),
-        "kernel": unsigned(index_bits(MAX_KERNEL + 1)), "stride": unsigned(2),
+        "kernel_h": unsigned(index_bits(MAX_KERNEL + 1)),
+        "kernel_w": unsigned(index_bits(MAX_KERNEL + 1)), "stride": unsigned(2),
         "pad_top": unsigned(index_bits(MAX_PAD + 1)), "pad_left": unsigned(index_bits(MAX_PAD + 1)),
     })
 
@@ -49,8 +50,8 @@ class WindowGen(wiring.Component):
 
     A position is on the outputs while ``valid`` is high and is taken in a cycle with
     ``adv`` high; the next one (or the end) follows in the next cycle. ``start`` while
-    idle begins a walk of ``out_h * out_w * chunks * kernel**2`` positions; ``done`` goes
-    high when the last one has been taken and stays high until the next ``start``.
+    idle begins a walk of ``out_h * out_w * chunks * kernel_h * kernel_w`` positions; ``done``
+    goes high when the last one has been taken and stays high until the next ``start``.
 
     Members
     -------
@@ -62,7 +63,7 @@ class WindowGen(wiring.Component):
     inside : Out(1)
         The position lies in the map (else it is zero padding).
     win_first, win_last : Out(1)
-        ``ky == kx == 0``; ``ky == kx == kernel - 1``.
+        ``ky == kx == 0``; ``ky == kernel_h - 1`` and ``kx == kernel_w - 1``.
     chunk_first, chunk_last : Out(1)
         First and last chunk.
     done : Out(1)
@@ -85,7 +86,7 @@ class WindowGen(wiring.Component):
         cfg, L = self._cfg, self.layer
         sp = index_bits(cfg.max_spatial + 1) + 2
         ab = index_bits(cfg.act_buf_depth) + sp + 2       # signed address (negative in padding)
-        kb = len(L.kernel)
+        kb = len(L.kernel_h)
         oy, ox = Signal(sp, name="oy"), Signal(sp, name="ox")
         ky, kx = Signal(kb, name="ky"), Signal(kb, name="kx")
         ch = Signal(len(L.chunks), name="ch")
@@ -106,17 +107,17 @@ class WindowGen(wiring.Component):
         # first step comes a cycle after it), and so are the values before the last (a bit
         # wider: -1 for a counter of one value, which it never holds), so that "the next
         # value is the last" is a comparison of registers.
-        counters = ((L.kernel, kx, "kernel"), (L.chunks, ch, "chunks"), (L.out_w, ox, "out_w"),
-                    (L.out_h, oy, "out_h"))
+        counters = ((L.kernel_w, kx, "kernel_w"), (L.kernel_h, ky, "kernel_h"),
+                    (L.chunks, ch, "chunks"), (L.out_w, ox, "out_w"), (L.out_h, oy, "out_h"))
 
         def minus(value, like, n, name):
             sig = Signal(len(like) + n - 1, name=name)
             m.d.sync += sig.eq(value - n)
             return sig
 
-        k_last, ch_last, ox_last, oy_last = (
+        kw_last, kh_last, ch_last, ox_last, oy_last = (
             minus(value, like, 1, f"{name}_last") for value, like, name in counters)
-        k_pen, ch_pen, ox_pen, oy_pen = (
+        kw_pen, kh_pen, ch_pen, ox_pen, oy_pen = (
             minus(value, like, 2, f"{name}_pen") for value, like, name in counters)
         # Whether each counter is at its last value (``at_*``), and whether it and every
         # counter inside it are (``end_*``: the next step carries past it), are registers set
@@ -157,7 +158,8 @@ class WindowGen(wiring.Component):
                          iy0.eq(-L.pad_top), ix0.eq(-L.pad_left),
                          row_oy.eq(init_row), row_k.eq(init_row),
                          col_init.eq(init_col), col_ox.eq(init_col), col_k.eq(init_col)]
-            set_ends(L.kernel == 1, L.kernel == 1, L.chunks == 1, L.out_w == 1, L.out_h == 1)
+            set_ends(L.kernel_w == 1, L.kernel_h == 1, L.chunks == 1, L.out_w == 1,
+                     L.out_h == 1)
 
         def step(count, at_last, last, pen, inner_end, own_end):
             # A counter inside which every counter ends steps: to 0 past its last value.
@@ -165,8 +167,8 @@ class WindowGen(wiring.Component):
                     Mux(inner_end, Mux(own_end, last == 0, count == pen), at_last))
 
         with m.If(running & self.adv):
-            kx_n, kx_at = step(kx, last_kx, k_last, k_pen, 1, end_kx)
-            ky_n, ky_at = step(ky, last_ky, k_last, k_pen, end_kx, end_ky)
+            kx_n, kx_at = step(kx, last_kx, kw_last, kw_pen, 1, end_kx)
+            ky_n, ky_at = step(ky, last_ky, kh_last, kh_pen, end_kx, end_ky)
             ch_n, ch_at = step(ch, last_ch, ch_last, ch_pen, end_ky, end_ch)
             ox_n, ox_at = step(ox, last_ox, ox_last, ox_pen, end_ch, end_ox)
             oy_n, oy_at = step(oy, last_oy, oy_last, oy_pen, end_ox, end_oy)

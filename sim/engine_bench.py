@@ -31,6 +31,7 @@ from rtl.interface.descriptor import (
     split_descriptors,
 )
 from rtl.interface.regmap import ErrorCode, RegisterMap
+from rtl.interface.stem import Fold, fold_input, fold_weight
 from rtl.interface.tiling import layer_descriptors
 from sim.ddr import LatencyAxiRam, weight_port_rams
 from sim.rtl_backend import RamBuffer, RtlBackend
@@ -154,6 +155,12 @@ def stage_conv(tb, case, rng) -> Staged:
         expected = golden.conv(x, node, params, cfg.act_bits)[0]
         mode = PostMode.RELU if case["relu"] else PostMode.SIGNED
         out_bits = cfg.act_bits if case["relu"] else cfg.act_bits + 1
+    stride, pad = case["s"], case["p"]
+    if case.get("unroll"):      # the stem as the host runs it: folded and unrolled (4x1)
+        fold = Fold(case["k"], pad, x.shape[1:], unroll=True)
+        x = fold_input(x[0], fold)[None]
+        params = {**params, "weight": fold_weight(params["weight"], fold)}
+        stride, pad = 1, 0
     layer = prepare_conv(params["weight"], schemes, params["bias"], params["mult"],
                          params["shift"], cfg)
     act = pack_feature_map(x[0], case["in_bits"], signed=False, cfg=cfg)
@@ -165,7 +172,7 @@ def stage_conv(tb, case, rng) -> Staged:
     tb.ram.write(w_addr, layer.weights.astype("<u8").tobytes())
     descs = layer.descriptors(
         in_addr=in_addr, out_addr=out_addr, weight_addr=w_addr, in_shape=x.shape[1:],
-        out_shape=expected.shape, kernel=case["k"], stride=case["s"], pad=case["p"],
+        out_shape=expected.shape, stride=stride, pad=pad,
         mode=mode, in_bits=case["in_bits"], out_bits=out_bits)
     assert in_addr - desc_addr >= len(descs) * descriptor_bytes()
     tb.ram.write(desc_addr, b"".join(descs))
@@ -202,7 +209,8 @@ def stage_vector(tb, case, rng) -> Staged:
     elif op == "maxpool":
         k, s, p = case.get("k", 3), case.get("s", 2), case.get("p", 1)
         expected = golden.maxpool(a, k, s, p)[0]
-        fields.update(op=Op.MAXPOOL, kernel=k, stride=s, pad=p, out_h=expected.shape[1],
+        fields.update(op=Op.MAXPOOL, kernel_h=k, kernel_w=k, stride=s, pad=p,
+                      out_h=expected.shape[1],
                       out_w=expected.shape[2])
     else:
         mult, shift = C.quantize_multiplier(1.5 / (h * h))
@@ -248,13 +256,14 @@ async def malformed_descriptors_set_error_codes(dut):
     await tb.reset()
     cfg = tb.cfg
     good = dict(op=1, in_addr=BASE + 0x400, out_addr=BASE + 0x8000, weight_addr=BASE + 0x4000,
-                in_c=4, in_h=5, in_w=5, out_c=4, out_h=5, out_w=5, kernel=3, stride=1,
+                in_c=4, in_h=5, in_w=5, out_c=4, out_h=5, out_w=5, kernel_h=3, kernel_w=3,
+                stride=1,
                 pad_top=1, pad_bottom=1, pad_left=1, pad_right=1,
                 mode=0, in_bits=4, out_bits=cfg.act_bits, passes=1,
                 steps=cfg.steps(3, 4))
     cases = [
-        (dict(magic=0x1234), 1), (dict(op=9), 1), (dict(kernel=8), 1), (dict(out_h=4), 1),
-        (dict(kernel=0), 1),
+        (dict(magic=0x1234), 1), (dict(op=9), 1), (dict(kernel_h=8), 1), (dict(out_h=4), 1),
+        (dict(kernel_w=0), 1), (dict(kernel_w=1), 1),
         (dict(in_c=0), 1), (dict(stride=3), 1), (dict(steps=5), 1), (dict(out_bits=8), 1),
         (dict(pad_bottom=2), 1), (dict(pad_left=0), 1), (dict(pad_top=0), 1),
         (dict(in_c=cfg.max_channels + 1, steps=cfg.steps(3, cfg.max_channels + 1)),

@@ -27,6 +27,9 @@ CASES = [
     # Even kernels: the folded stem (4x4, stride 1, no padding, 12 channels) and a 2x2/2.
     dict(cin=12, cout=10, k=4, s=1, p=0, size=11, ratio=[60, 35, 5], relu=True, in_bits=8),
     dict(cin=5, cout=6, k=2, s=2, p=0, size=6, ratio=[60, 35, 5], relu=False, in_bits=4),
+    # The stem folded and unrolled (rtl.interface.stem): a 4x1 kernel on 48 channels.
+    dict(cin=3, cout=10, k=7, s=2, p=3, size=13, ratio=[60, 35, 5], relu=True, in_bits=8,
+         unroll=True),
     dict(cin=16, cout=10, k=1, s=1, p=0, size=1, ratio=[65, 30, 5], relu=False, in_bits=4,
          fc=True),
 ]

@@ -13,6 +13,7 @@ from quant.random_model import random_conv_layer
 from rtl.config import HwConfig
 from rtl.conv_core import ConvCore
 from rtl.interface.descriptor import PostMode
+from rtl.interface.stem import Fold, fold_input, fold_weight
 from rtl.interface.tiling import row_tile
 from rtl.vector_units import lane_bits
 
@@ -67,14 +68,14 @@ def run_core(x, schemes, params, node, *, seed=0, stall=0.0, tile=None, cfg=CFG,
     cycles from ``start`` to ``done`` are appended to ``pass_cycles`` when given.
     """
     w, bias, mult, shift = params["weight"], params["bias"], params["mult"], params["shift"]
-    cout, cin, k, _ = w.shape
+    cout, cin, kh, kw = w.shape
     _, _, h, wd = x.shape
     pad, stride = node["padding"], node["stride"]
     chunks = -(-cin // cfg.vec_len)
     if tile is None:
-        tile = row_tile(0, (h + 2 * pad - k) // stride + 1, in_h=h, kernel=k, stride=stride,
+        tile = row_tile(0, (h + 2 * pad - kh) // stride + 1, in_h=h, kernel=kh, stride=stride,
                         pad=pad)
-    ho, wo = tile.out_rows, (wd + 2 * pad - k) // stride + 1
+    ho, wo = tile.out_rows, (wd + 2 * pad - kw) // stride + 1
     act_words = _act_words(x, range(tile.in_row0, tile.in_row0 + tile.in_rows), cfg)
     passes = plan_passes(schemes, cfg)
     out = np.full((cout, ho, wo), -999, np.int64)
@@ -111,9 +112,9 @@ def run_core(x, schemes, params, node, *, seed=0, stall=0.0, tile=None, cfg=CFG,
             await ctx.tick()
         ctx.set(harness.act_we, 0)
         ctx.set(dut.layer, {"height": tile.in_rows, "width": wd, "chunks": chunks,
-                            "row_stride": wd * chunks, "out_h": ho, "out_w": wo, "kernel": k,
-                            "stride": stride, "pad_top": tile.pad_top, "pad_left": pad,
-                            "mode": mode})
+                            "row_stride": wd * chunks, "out_h": ho, "out_w": wo, "kernel_h": kh,
+                            "kernel_w": kw, "stride": stride, "pad_top": tile.pad_top,
+                            "pad_left": pad, "mode": mode})
         for group in pass_writes(passes[0], 0):
             apply(ctx, group)
             await ctx.tick()
@@ -144,7 +145,7 @@ def run_core(x, schemes, params, node, *, seed=0, stall=0.0, tile=None, cfg=CFG,
                 cycles += 1
                 if done:
                     break
-                assert cycles < 200 * ho * wo * k * k * chunks + 1000, "pass never finished"
+                assert cycles < 200 * ho * wo * kh * kw * chunks + 1000, "pass never finished"
             if pass_cycles is not None:
                 pass_cycles.append(cycles)
             while pending:                       # a pass shorter than the next one's load
@@ -174,6 +175,23 @@ def test_conv_core_matches_golden(cin, cout, k, s, p, size, ratio, relu, bits):
         in_bits=bits, act_bits=CFG.act_bits)
     expected = golden.conv(x, node, params, CFG.act_bits)
     got = run_core(x, schemes, params, node, seed=cout, stall=0.3)
+    np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("unroll", [False, True])
+def test_conv_core_folded_stem_matches_golden(unroll):
+    """The stem folded by space-to-depth (4x4 on 12 channels) and, unrolled, a 4x1 kernel
+    on 48 channels (``rtl.interface.stem``): the golden model's results of the 7x7/2 layer."""
+    rng = np.random.default_rng(7 + unroll)
+    x, schemes, params, node = random_conv_layer(
+        rng, cin=3, cout=9, kernel=7, stride=2, pad=3, size=9, ratio=(60, 35, 5), relu=True,
+        in_bits=8, act_bits=CFG.act_bits)
+    expected = golden.conv(x, node, params, CFG.act_bits)
+    fold = Fold(7, 3, x.shape[1:], unroll)
+    folded = {**params, "weight": fold_weight(params["weight"], fold)}
+    assert folded["weight"].shape[2:] == fold.folded_kernel == ((4, 1) if unroll else (4, 4))
+    got = run_core(fold_input(x[0], fold)[None], schemes, folded,
+                   {**node, "stride": 1, "padding": 0}, seed=3, stall=0.2)
     np.testing.assert_array_equal(got, expected)
 
 

@@ -34,7 +34,7 @@ def test_resnet18_on_the_presets(board, ratio):
 
 def _conv(cfg, *, passes, steps, pixels):
     return dict(op=Op.CONV, in_c=cfg.vec_len, in_h=1, in_w=pixels, out_c=cfg.vec_len,
-                out_h=1, out_w=pixels, kernel=1, stride=1, in_bits=4, out_bits=4,
+                out_h=1, out_w=pixels, kernel_h=1, kernel_w=1, stride=1, in_bits=4, out_bits=4,
                 passes=passes, steps=steps)
 
 
@@ -145,7 +145,7 @@ def test_groups_that_share_a_lane_cost_a_beat_per_slot():
 
     pixels, weight_addr = 64, 0x1000
     desc = pack_descriptor(op=Op.CONV, in_c=v, in_h=1, in_w=pixels, out_c=v, out_h=1,
-                           out_w=pixels, kernel=1, stride=1, in_bits=4, out_bits=4,
+                           out_w=pixels, kernel_h=1, kernel_w=1, stride=1, in_bits=4, out_bits=4,
                            passes=1, steps=1, weight_addr=weight_addr, out_addr=0x8000)
 
     def block(channels):

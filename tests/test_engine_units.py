@@ -76,34 +76,40 @@ def _random_descriptor(rng: np.random.Generator, cfg: HwConfig) -> dict[str, int
     op = Op(int(rng.choice([Op.CONV, Op.ADD, Op.MAXPOOL, Op.AVGPOOL, Op.CONV_ADD])))
     c = int(rng.integers(1, 33))
     h, w = (int(x) for x in rng.integers(1, 9, 2))
-    k, s = int(rng.integers(1, 4)), int(rng.integers(1, 3))
-    pads = [int(x) for x in rng.integers(0, k // 2 + 1, 4)]
+    kh, s = int(rng.integers(1, 4)), int(rng.integers(1, 3))
+    kw = kh if rng.random() < 0.7 else int(rng.integers(1, 4))      # some not square
+    pads = [int(x) for x in rng.integers(0, kh // 2 + 1, 2)]
+    pads += [int(x) for x in rng.integers(0, kw // 2 + 1, 2)]
     mode = PostMode(int(rng.integers(0, {Op.CONV: 3, Op.ADD: 2, Op.CONV_ADD: 2}.get(op, 1))))
-    return _layer(cfg, op, c, max(h, k), max(w, k), k=k, s=s, pads=pads, mode=mode,
+    return _layer(cfg, op, c, max(h, kh), max(w, kw), k=(kh, kw), s=s, pads=pads, mode=mode,
                   out_c=int(rng.integers(1, 33)), passes=int(rng.integers(1, 4)),
                   in_bits=int(rng.choice([act, 8 if op in (Op.CONV, Op.CONV_ADD) else sgn])),
                   in2_bits=int(rng.choice([act, sgn])), at=8 * int(rng.integers(0, 64)))
 
 
-def _layer(cfg: HwConfig, op: Op, c: int, h: int, w: int, *, k: int = 1, s: int = 1,
+def _layer(cfg: HwConfig, op: Op, c: int, h: int, w: int, *, k: int | tuple[int, int] = 1,
+           s: int = 1,
            pads: list[int] | None = None, mode: PostMode = PostMode.RELU, out_c: int = 0,
            passes: int = 1, in_bits: int = 0, in2_bits: int = 0, at: int = 0
            ) -> dict[str, int]:
     """The descriptor of a layer as the host writes it: what ``op`` ignores is left out,
-    its maps and pass blocks one after another from the window's base (``+ at``)."""
+    its maps and pass blocks one after another from the window's base (``+ at``). ``k``:
+    a square kernel's side, or ``(height, width)``."""
     act, sgn = cfg.act_bits, cfg.act_bits + 1
+    kh, kw = (k, k) if isinstance(k, int) else k
     d = {name: 0 for name, _ in FIELDS}
     d.update(magic=DESC_MAGIC, op=op, in_h=h, in_w=w, in_c=c, out_c=c, out_h=h, out_w=w,
-             kernel=1, stride=1, in_bits=act, out_bits=act)
+             kernel_h=1, kernel_w=1, stride=1, in_bits=act, out_bits=act)
     if op in (Op.CONV, Op.CONV_ADD, Op.MAXPOOL):
         pads = pads or [0] * 4
-        d.update(out_h=(h + pads[0] + pads[1] - k) // s + 1,
-                 out_w=(w + pads[2] + pads[3] - k) // s + 1, kernel=k, stride=s,
+        d.update(out_h=(h + pads[0] + pads[1] - kh) // s + 1,
+                 out_w=(w + pads[2] + pads[3] - kw) // s + 1, kernel_h=kh, kernel_w=kw,
+                 stride=s,
                  pad_top=pads[0], pad_bottom=pads[1], pad_left=pads[2], pad_right=pads[3])
     if op in (Op.CONV, Op.CONV_ADD):
         d.update(out_c=out_c or c, mode=mode, in_bits=in_bits or act,
                  out_bits={PostMode.RELU: act, PostMode.SIGNED: sgn, PostMode.LOGITS: 32}[mode],
-                 steps=cfg.steps(k, c), passes=passes)
+                 steps=cfg.steps((kh, kw), c), passes=passes)
     if op == Op.ADD:
         d.update(mode=mode, out_bits=act if mode == PostMode.RELU else sgn,
                  in_bits=in_bits or act)
@@ -171,7 +177,13 @@ def _descriptor_cases(n: int) -> list[dict[str, int]]:
              (conv, 1, 1, 1, {"passes": 4096}), (conv, 1, 1, 1, {"passes": 4097}),
              (mp, 8, 4, 4, {"k": 3, "pads": [1, 1, 1, 1]}),
              (mp, 8, 4, 4, {"k": 3, "pads": [1, 2, 1, 1]}),
-             (mp, 8, 4, 4, {"k": 3, "s": 3}), (mp, 8, 8, 8, {"k": 7}), (mp, 8, 8, 8, {"k": 8})]
+             (mp, 8, 4, 4, {"k": 3, "s": 3}), (mp, 8, 8, 8, {"k": 7}), (mp, 8, 8, 8, {"k": 8}),
+             (conv, 8, 8, 8, {"k": (4, 1)}), (conv, 8, 8, 8, {"k": (1, 7)}),
+             (conv, 8, 8, 8, {"k": (8, 1)}), (conv, 8, 8, 8, {"k": (1, 8)}),
+             (conv, 8, 8, 8, {"k": (3, 1), "pads": [1, 1, 0, 0]}),
+             (conv, 8, 8, 8, {"k": (3, 1), "pads": [1, 1, 1, 0]}),
+             (conv, 8, 8, 8, {"k": (1, 3), "pads": [0, 0, 1, 1]}),
+             (conv, 8, 8, 8, {"k": (1, 3), "pads": [1, 0, 1, 1]})]
     cases += [_layer(CFG, op, c, h, w, **kw) for op, c, h, w, kw in edges]
     fused = _layer(CFG, Op.CONV_ADD, 8, 4, 4, k=3, pads=[1] * 4)
     cases += [{**fused, name: fused[name] + step} for step in (4, 2, 1)

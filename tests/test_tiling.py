@@ -84,8 +84,8 @@ def test_golden_by_tiles_equals_whole_layer(k, s, p, h, rows):
 
 def _conv_fields(**over):
     fields = dict(op=Op.CONV, in_addr=0x10000, out_addr=0x80000, weight_addr=0x40000,
-                  in_c=10, in_h=12, in_w=12, out_c=20, out_h=12, out_w=12, kernel=3, stride=1,
-                  mode=0, in_bits=4, out_bits=4, passes=3, steps=18)
+                  in_c=10, in_h=12, in_w=12, out_c=20, out_h=12, out_w=12, kernel_h=3, kernel_w=3,
+                  stride=1, mode=0, in_bits=4, out_bits=4, passes=3, steps=18)
     return {**fields, **over}
 
 

@@ -207,7 +207,7 @@ def _maxpool_layer(x, k, s, p, chunks):
     _, h, w = x.shape
     return {"height": h, "width": w, "chunks": chunks, "row_stride": w * chunks,
             "out_h": (h + 2 * p - k) // s + 1, "out_w": (w + 2 * p - k) // s + 1,
-            "kernel": k, "stride": s, "pad_top": p, "pad_left": p}
+            "kernel_h": k, "kernel_w": k, "stride": s, "pad_top": p, "pad_left": p}
 
 
 def _check_maxpool(x, k, s, p, out, cfg=CFG):

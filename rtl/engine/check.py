@@ -116,7 +116,7 @@ class DescriptorCheck(wiring.Component):
         chunks_out = out("chunks_out", (d.out_c + v - 1) >> logv)
         in_pixels = out("in_pixels", d.in_h * d.in_w)
         out_pixels = reg(d.out_h * d.out_w, 32, "out_pixels")
-        kk = reg(d.kernel * d.kernel, 16, "kernel_sq")
+        kk = reg(d.kernel_h * d.kernel_w, 16, "kernel_taps")
 
         def wpv(bits_sig, choices):
             return Mux(bits_sig == choices[0], words_per_vector(cfg, choices[0]),
@@ -150,8 +150,8 @@ class DescriptorCheck(wiring.Component):
             return (addr >= base) & (end <= limit) & (words != 0)
 
         # Expected output size from the input size (stride 1 or 2).
-        span_h = d.in_h + d.pad_top + d.pad_bottom - d.kernel
-        span_w = d.in_w + d.pad_left + d.pad_right - d.kernel
+        span_h = d.in_h + d.pad_top + d.pad_bottom - d.kernel_h
+        span_w = d.in_w + d.pad_left + d.pad_right - d.kernel_w
         exp_h = Mux(d.stride == 2, span_h >> 1, span_h) + 1
         exp_w = Mux(d.stride == 2, span_w >> 1, span_w) + 1
         act, sgn = cfg.act_bits, cfg.act_bits + 1
@@ -159,18 +159,19 @@ class DescriptorCheck(wiring.Component):
 
         nonzero = reg((d.in_h != 0) & (d.in_w != 0) & (d.in_c != 0) & (d.out_c != 0), 1,
                       "nonzero")
-        half = d.kernel >> 1
-        pads_ok = ((d.pad_top <= half) & (d.pad_bottom <= half) & (d.pad_left <= half)
-                   & (d.pad_right <= half))
+        half_h, half_w = d.kernel_h >> 1, d.kernel_w >> 1
+        pads_ok = ((d.pad_top <= half_h) & (d.pad_bottom <= half_h) & (d.pad_left <= half_w)
+                   & (d.pad_right <= half_w))
         # Two stages: the expected output size and the simple tests, then the comparison.
         geom_ok = reg(((d.stride == 1) | (d.stride == 2)) & pads_ok
-                      & (d.in_h + d.pad_top + d.pad_bottom >= d.kernel)
-                      & (d.in_w + d.pad_left + d.pad_right >= d.kernel), 1, "geom_ok")
+                      & (d.in_h + d.pad_top + d.pad_bottom >= d.kernel_h)
+                      & (d.in_w + d.pad_left + d.pad_right >= d.kernel_w), 1, "geom_ok")
         exp_h_r = reg(exp_h, len(d.out_h) + 2, "exp_h")
         exp_w_r = reg(exp_w, len(d.out_w) + 2, "exp_w")
         window_geom = reg(geom_ok & (d.out_h == exp_h_r) & (d.out_w == exp_w_r), 1,
                           "window_geom")
-        kernel_ok = (d.kernel >= 1) & (d.kernel <= MAX_KERNEL)
+        kernel_ok = ((d.kernel_h >= 1) & (d.kernel_h <= MAX_KERNEL) & (d.kernel_w >= 1)
+                     & (d.kernel_w <= MAX_KERNEL))
         conv_ok = (kernel_ok & window_geom & (d.mode <= PostMode.LOGITS)
                    & ((d.in_bits == act) | (d.in_bits == 8)) & (d.out_bits == mode_bits)
                    & (d.steps == steps_calc) & (d.passes != 0) & (d.passes <= 4096)
@@ -180,7 +181,7 @@ class DescriptorCheck(wiring.Component):
         add_ok = (same_map & (d.mode <= PostMode.SIGNED) & (d.out_bits == mode_bits)
                   & ((d.in_bits == act) | (d.in_bits == sgn))
                   & ((d.in2_bits == act) | (d.in2_bits == sgn)))
-        max_ok = ((d.kernel >= 1) & (d.kernel <= MAX_KERNEL) & window_geom
+        max_ok = (kernel_ok & window_geom
                   & (d.in_c == d.out_c) & (d.in_bits == act) & (d.out_bits == act))
         avg_ok = ((d.in_c == d.out_c) & (d.out_h == 1) & (d.out_w == 1) & (d.in_bits == act)
                   & (d.out_bits == act))

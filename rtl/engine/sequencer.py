@@ -315,7 +315,8 @@ class Engine(wiring.Component):
         m.d.comb += [window.height.eq(d.in_h), window.width.eq(d.in_w),
                      window.chunks.eq(chunks_in), window.row_stride.eq(row_stride),
                      window.out_h.eq(d.out_h), window.out_w.eq(d.out_w),
-                     window.kernel.eq(d.kernel), window.stride.eq(d.stride),
+                     window.kernel_h.eq(d.kernel_h), window.kernel_w.eq(d.kernel_w),
+                     window.stride.eq(d.stride),
                      window.pad_top.eq(d.pad_top), window.pad_left.eq(d.pad_left)]
         for name in window_layout(cfg).members:
             m.d.comb += getattr(core.layer, name).eq(getattr(window, name))

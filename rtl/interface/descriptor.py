@@ -29,8 +29,9 @@ __all__ = [
     "unpack_descriptor",
 ]
 
-#: First word of every descriptor: ASCII "DSC2" (layout version 2: padding per side).
-DESC_MAGIC = 0x32435344
+#: First word of every descriptor: ASCII "DSC3" (layout version 3: padding per side, the
+#: kernel's height and width).
+DESC_MAGIC = 0x33435344
 
 
 class Op(enum.IntEnum):
@@ -56,18 +57,20 @@ FIELDS: tuple[tuple[str, str], ...] = (
     ("weight_addr", "DDR byte address of the conv pass blocks (else 0)"),
     ("in_h", "input height"), ("in_w", "input width"), ("in_c", "input channels"),
     ("out_h", "output height"), ("out_w", "output width"), ("out_c", "output channels"),
-    ("kernel", "kernel size (1 to 7)"), ("stride", "stride (1, 2)"),
-    ("pad_top", "zero rows above the input (<= kernel // 2; a row tile pads only at the "
+    ("kernel_h", "kernel height (1 to 7)"),
+    ("kernel_w", "kernel width (1 to 7; the unrolled stem's is 1, docs/engine.md)"),
+    ("stride", "stride (1, 2)"),
+    ("pad_top", "zero rows above the input (<= kernel_h // 2; a row tile pads only at the "
                 "map's own top)"),
-    ("pad_bottom", "zero rows below the input (<= kernel // 2)"),
-    ("pad_left", "zero columns left of the input (<= kernel // 2)"),
-    ("pad_right", "zero columns right of the input (<= kernel // 2)"),
+    ("pad_bottom", "zero rows below the input (<= kernel_h // 2)"),
+    ("pad_left", "zero columns left of the input (<= kernel_w // 2)"),
+    ("pad_right", "zero columns right of the input (<= kernel_w // 2)"),
     ("mode", "PostMode of the output (RELU, SIGNED, LOGITS)"),
     ("in_bits", "storage bits of one input element (4, 5, 6, 8)"),
     ("in2_bits", "storage bits of one element of the (conv-)add's second input"),
     ("out_bits", "storage bits of one output element (4, 5, 6, 8, 32)"),
     ("passes", "conv passes (pass blocks at weight_addr)"),
-    ("steps", "weight rows per pass: kernel * kernel * ceil(in_c / V)"),
+    ("steps", "weight rows per pass: kernel_h * kernel_w * ceil(in_c / V)"),
     ("mult_a", "requant multiplier of input a (add, conv-add, avgpool)"),
     ("shift_a", "requant shift of input a"),
     ("mult_b", "requant multiplier of input b (add)"),
@@ -75,7 +78,7 @@ FIELDS: tuple[tuple[str, str], ...] = (
 )
 
 
-#: Largest window (``kernel``) the engine runs: the stem's 7 x 7.
+#: Largest window side (``kernel_h``, ``kernel_w``) the engine runs: the stem's 7 x 7.
 MAX_KERNEL = 7
 #: Storage widths (``in_bits``, ``in2_bits``) of input elements the engine unpacks.
 IN_BITS = (4, 5, 6, 8)

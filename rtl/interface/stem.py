@@ -13,6 +13,17 @@ the kernel zero-extended to an even size. Every product and every sum is the sam
 results are bit-exact; zero weights are legal in every scheme (PoT code 0). The host writes
 ``S`` instead of the image (:func:`fold_input`) and the layer's weights folded
 (:func:`fold_weight`).
+
+Where ``vec_len`` has room for more (12 channels fill 12 of zc706's 64 lanes), the fold
+also *unrolls* the folded kernel's columns into the channels: ``U[(b, c'), y, x] =
+S[c', y, x + b]`` for ``b < k'`` gives a ``k' x 1`` convolution on ``12 k'`` channels,
+
+    out[o, y, x] = sum_{a, b, c'} Wf[o, c', a, b] * U[(b, c'), y + a, x],
+
+which takes ``k' * ceil(12 k' / V)`` weight rows per pixel instead of ``k' * k'``: 4
+instead of 16 on zc706 (V = 64), 12 on pynq-z2 (V = 16). The host writes ``U`` (``k'``
+times the channels, ``k' - 1`` fewer columns); the engine reads the same number of bus
+words per pixel where a pixel's channels fit one vector either way.
 """
 
 from __future__ import annotations
@@ -29,51 +40,79 @@ __all__ = ["Fold", "fold_input", "fold_plan", "fold_weight"]
 @dataclass(frozen=True)
 class Fold:
     """How a stride-2 layer with kernel ``kernel`` and padding ``pad`` on a
-    ``(channels, height, width)`` input is folded: the folded input's shape and kernel."""
+    ``(channels, height, width)`` input is folded (and, with ``unroll``, its folded kernel's
+    columns unrolled into the channels): the folded input's shape and kernel."""
 
     kernel: int
     pad: int
     in_shape: tuple[int, int, int]
+    unroll: bool = False
 
     @property
-    def folded_kernel(self) -> int:
+    def side(self) -> int:
+        """The folded kernel's side ``k'`` before any unrolling."""
         return -(-self.kernel // 2)
+
+    @property
+    def folded_kernel(self) -> tuple[int, int]:
+        """``(height, width)`` of the kernel the engine runs."""
+        return (self.side, 1 if self.unroll else self.side)
 
     @property
     def folded_shape(self) -> tuple[int, int, int]:
         c, h, w = self.in_shape
-        return 4 * c, -(-(h + 2 * self.pad) // 2), -(-(w + 2 * self.pad) // 2)
+        hs, ws = -(-(h + 2 * self.pad) // 2), -(-(w + 2 * self.pad) // 2)
+        if self.unroll:
+            return 4 * c * self.side, hs, ws - self.side + 1
+        return 4 * c, hs, ws
 
 
 def fold_plan(node: dict, in_shape: tuple[int, int, int], cfg: HwConfig) -> Fold | None:
-    """A :class:`Fold` if ``node`` is a stride-2 conv whose folded form takes fewer weight
-    rows per output pixel on ``cfg``, else None."""
+    """The :class:`Fold` (unrolled or not) that takes the fewest weight rows per output pixel
+    on ``cfg`` if ``node`` is a stride-2 conv that folding makes cheaper, else None. Between
+    equal counts the plain fold wins: it writes fewer bytes. The unrolled fold is taken only
+    where the input band of one output row fits half the act buffer, so that the engine can
+    still load a band while it computes the one before (``rtl.interface.tiling``)."""
     if node.get("op") != "conv" or node.get("stride") != 2:
         return None
     k, c = node["kernel"], in_shape[0]
-    fold = Fold(k, node["padding"], tuple(in_shape))
-    steps = cfg.steps(k, c)
-    folded = cfg.steps(fold.folded_kernel, 4 * c)
-    return fold if folded < steps else None
+    best, steps = None, cfg.steps(k, c)
+    for unroll in (False, True):
+        fold = Fold(k, node["padding"], tuple(in_shape), unroll)
+        ch, _, width = fold.folded_shape
+        folded = cfg.steps(fold.folded_kernel, ch)
+        band = fold.side * width * cfg.chunks(ch)
+        if folded < steps and width >= 1 and (not unroll or band <= cfg.act_buf_depth // 2):
+            best, steps = fold, folded
+    return best
 
 
 def fold_input(x: np.ndarray, fold: Fold) -> np.ndarray:
-    """The folded input ``S`` (4C, Hs, Ws) of an image (C, H, W): zero-padded by ``pad``
+    """The folded input of an image (C, H, W): ``S`` (4C, Hs, Ws), zero-padded by ``pad``
     (and one more row/column where the padded size is odd), then 2 x 2 blocks to channels
-    ``4 * c + 2 * dy + dx``."""
+    ``4 * c + 2 * dy + dx``; unrolled, ``U`` (4C k', Hs, Ws - k' + 1) with channel
+    ``4C * b + c'`` holding ``S[c']`` shifted left by ``b`` columns."""
     c, h, w = fold.in_shape
     if tuple(x.shape) != (c, h, w):
         raise ValueError(f"input of shape {tuple(x.shape)}, the fold expects {(c, h, w)}")
-    _, hs, ws = fold.folded_shape
+    hs, ws = -(-(h + 2 * fold.pad) // 2), -(-(w + 2 * fold.pad) // 2)
     p = np.zeros((c, 2 * hs, 2 * ws), np.int64)
     p[:, fold.pad:fold.pad + h, fold.pad:fold.pad + w] = x
-    return p.reshape(c, hs, 2, ws, 2).transpose(0, 2, 4, 1, 3).reshape(4 * c, hs, ws)
+    s = p.reshape(c, hs, 2, ws, 2).transpose(0, 2, 4, 1, 3).reshape(4 * c, hs, ws)
+    if not fold.unroll:
+        return s
+    width = fold.folded_shape[2]
+    return np.concatenate([s[:, :, b:b + width] for b in range(fold.side)])
 
 
 def fold_weight(weight: np.ndarray, fold: Fold) -> np.ndarray:
-    """The folded kernel (O, 4C, k', k') of a (O, C, k, k) kernel, same dtype."""
+    """The folded kernel of a (O, C, k, k) kernel, same dtype: (O, 4C, k', k'), or unrolled
+    (O, 4C k', k', 1) with channel ``4C * b + c'`` holding column ``b``."""
     o, c, k, _ = weight.shape
-    kf = fold.folded_kernel
+    kf = fold.side
     w8 = np.zeros((o, c, 2 * kf, 2 * kf), weight.dtype)
     w8[:, :, :k, :k] = weight
-    return w8.reshape(o, c, kf, 2, kf, 2).transpose(0, 1, 3, 5, 2, 4).reshape(o, 4 * c, kf, kf)
+    wf = w8.reshape(o, c, kf, 2, kf, 2).transpose(0, 1, 3, 5, 2, 4).reshape(o, 4 * c, kf, kf)
+    if not fold.unroll:
+        return wf
+    return wf.transpose(0, 3, 1, 2).reshape(o, kf * 4 * c, kf, 1)

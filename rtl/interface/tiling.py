@@ -39,7 +39,8 @@ class RowTile:
 def row_tile(out_row0: int, out_rows: int, *, in_h: int, kernel: int, stride: int,
              pad: int) -> RowTile:
     """The input band and the padding of output rows ``[out_row0, out_row0 + out_rows)`` of a
-    window layer (conv or max-pool) with ``pad`` zero rows around an ``in_h``-row map."""
+    window layer (conv or max-pool) with ``pad`` zero rows around an ``in_h``-row map;
+    ``kernel``: the window's height."""
     first = out_row0 * stride - pad                      # first input row, may be < 0
     end = (out_row0 + out_rows - 1) * stride - pad + kernel
     lo, hi = max(first, 0), min(end, in_h)
@@ -110,7 +111,7 @@ def layer_descriptors(cfg: HwConfig, *, pad: int = 0, name: str = "layer",
                               f"hardware config with a deeper act buffer "
                               f"(HwConfig.act_buf_depth)")
         return [pack_descriptor(**base)]
-    window = (1, 1, 0) if op == Op.ADD else (fields["kernel"], fields["stride"], pad)
+    window = (1, 1, 0) if op == Op.ADD else (fields["kernel_h"], fields["stride"], pad)
     tiles = plan_row_tiles(in_h=in_h, in_row_vectors=in_row, out_h=out_h,
                            out_row_vectors=out_row, kernel=window[0], stride=window[1],
                            pad=window[2], cfg=cfg, name=name,
