@@ -209,16 +209,28 @@ def _json_constant(text: str) -> Any:
     raise _JSONLimit(f"{text}, which is not a number JSON allows")
 
 
-def _json_depth(value: Any) -> int:
-    """Nesting depth of a parsed JSON value (a scalar is 0), without recursion."""
-    deepest, stack = 0, [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict | list):
+def _text_depth(text: str) -> int:
+    """The deepest nesting of ``[`` and ``{`` in JSON text, outside strings: measured before
+    parsing, since the C parser recurses as deep as the text goes, and a process that raised
+    its recursion limit (Amaranth's elaboration does) may run out of stack instead of
+    raising RecursionError."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
             deepest = max(deepest, depth)
-            if depth <= MAX_JSON_DEPTH:
-                children = item.values() if isinstance(item, dict) else item
-                stack.extend((c, depth + 1) for c in children)
+        elif ch in "]}":
+            depth -= 1
     return deepest
 
 
@@ -226,7 +238,15 @@ def _parse_manifest(raw: np.ndarray, where: str) -> dict[str, Any]:
     """The manifest JSON object, refusing damaged text, NaN/Infinity, integers longer than
     ``MAX_JSON_DIGITS`` digits and nesting deeper than ``MAX_JSON_DEPTH``."""
     try:
-        manifest = json.loads(raw.tobytes().decode(), parse_int=_json_int,
+        text = raw.tobytes().decode()
+    except UnicodeDecodeError as exc:
+        raise ModelFormatError(f"{where} has a corrupt manifest ({exc}); "
+                               f"export it again") from None
+    if _text_depth(text) > MAX_JSON_DEPTH:
+        raise ModelFormatError(f"{where} has a manifest nested deeper than "
+                               f"{MAX_JSON_DEPTH} levels; export it again")
+    try:
+        manifest = json.loads(text, parse_int=_json_int,
                               parse_float=_json_float, parse_constant=_json_constant)
     except _JSONLimit as exc:
         raise ModelFormatError(f"{where} has a manifest holding {exc}; export it "
@@ -239,9 +259,6 @@ def _parse_manifest(raw: np.ndarray, where: str) -> dict[str, Any]:
                                f"export it again") from None
     if not isinstance(manifest, dict):
         raise ModelFormatError(f"{where} manifest must be a JSON object")
-    if _json_depth(manifest) > MAX_JSON_DEPTH:
-        raise ModelFormatError(f"{where} has a manifest nested deeper than "
-                               f"{MAX_JSON_DEPTH} levels; export it again")
     return manifest
 
 
