@@ -244,13 +244,14 @@ class CompiledNetwork:
                 f"model; compile it again with 'python -m firmware.compile'")
 
 
-def compile_network(model: QModel, package: BuildPackage, *, model_path: str | Path
-                    ) -> CompiledNetwork:
-    """Plan ``model`` for the package's hardware at offset 0 and record how to relocate it."""
+def compile_network(model: QModel, package: BuildPackage, *, model_path: str | Path,
+                    fuse_pool: bool | None = None) -> CompiledNetwork:
+    """Plan ``model`` for the package's hardware at offset 0 and record how to relocate it;
+    ``fuse_pool``: as :func:`firmware.network.plan_network`'s."""
     from rtl.cycle_model import DdrTiming, chain_cycles  # PC only: the RTL's latencies
 
     cfg = package.cfg
-    plan = plan_network(model, cfg, base=0, size=1 << cfg.axi_addr_width)
+    plan = plan_network(model, cfg, base=0, size=1 << cfg.axi_addr_width, fuse_pool=fuse_pool)
     end = max(addr + len(blob) for addr, blob in plan.memory)
     end = max(end, plan.input.addr + 8 * plan.input.words(cfg),
               plan.output.addr + 8 * plan.output.words(cfg))

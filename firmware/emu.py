@@ -31,9 +31,12 @@ from rtl.interface.descriptor import (
     DESC_MAGIC,
     IN_BITS,
     MAX_KERNEL,
+    POOL_LEAD,
+    POOL_TOP,
     Op,
     PostMode,
     descriptor_bytes,
+    pooled_size,
     unpack_descriptor,
 )
 from rtl.interface.regmap import Access, ErrorCode
@@ -139,6 +142,10 @@ def _check_shape(d: dict[str, int], cfg) -> None:
               and d["in_bits"] == act and d["out_bits"] == act)
     else:
         ok = False
+    if d["pool"]:        # a max-pool in a ReLU conv's write-back, of at least one row
+        ok = ok and (op == Op.CONV and d["mode"] == PostMode.RELU
+                     and d["pool"] in (POOL_TOP, POOL_LEAD)
+                     and _pooled_shape(d)[1] >= 1)
     if d["magic"] != DESC_MAGIC or not nonzero or not ok:
         raise _Fault(ErrorCode.BAD_DESCRIPTOR)
     in_vecs = d["in_h"] * d["in_w"] * cfg.chunks(d["in_c"])
@@ -149,6 +156,27 @@ def _check_shape(d: dict[str, int], cfg) -> None:
             or (op in (Op.CONV, Op.CONV_ADD) and (d["steps"] > cfg.weight_buf_depth
                                    or d["steps"] * v > cfg.max_reduction + v - 1))):
         raise _Fault(ErrorCode.LAYER_TOO_LARGE)
+
+
+def _pooled_shape(d: dict[str, int]) -> tuple[int, int, int]:
+    """(C, H, W) of the map a descriptor writes: its conv band max-pooled when ``pool``."""
+    if not d["pool"]:
+        return d["out_c"], d["out_h"], d["out_w"]
+    return (d["out_c"], *pooled_size(d["out_h"], d["out_w"], d["pool"]))
+
+
+def _pool_band(y: np.ndarray, pool: int) -> np.ndarray:
+    """The max-pool (3 x 3, stride 2, zero padding) of a conv band ``y`` (C, H, W) of
+    unsigned values: a zero column left and right, a zero row above at POOL_TOP, and the last
+    window may reach one zero row below the band."""
+    c, h, w = y.shape
+    ph, pw = pooled_size(h, w, pool)
+    top = int(pool == POOL_TOP)
+    padded = np.zeros((c, 2 * ph + 1, 2 * pw + 1), y.dtype)   # the rows and columns read
+    rows = min(h, 2 * ph + 1 - top)
+    padded[:, top:top + rows, 1:1 + w] = y[:, :rows]           # 2 * pw >= w
+    win = sliding_window_view(padded, (3, 3), axis=(1, 2))[:, ::2, ::2]
+    return win.max(axis=(3, 4))
 
 
 def _read_map(bus: _Bus, addr: int, shape: tuple[int, int, int], bits: int, cfg
@@ -238,7 +266,7 @@ def check_descriptor(bus: _Bus, d: dict[str, int], cfg) -> None:
     in_shape = (d["in_c"], d["in_h"], d["in_w"])
     out_shape = (d["out_c"], d["out_h"], d["out_w"])
     sizes = {"in_addr": 8 * feature_map_words(cfg, in_shape, d["in_bits"]),
-             "out_addr": 8 * feature_map_words(cfg, out_shape, d["out_bits"]),
+             "out_addr": 8 * feature_map_words(cfg, _pooled_shape(d), d["out_bits"]),
              "weight_addr": 8 * d["passes"] * pass_block_words(cfg, d["steps"]),
              "in2_addr": 8 * feature_map_words(cfg, out_shape if op == Op.CONV_ADD else in_shape,
                                                d["in2_bits"])
@@ -260,6 +288,8 @@ def execute_descriptor(bus: _Bus, raw: bytes, cfg) -> None:
     x = _read_map(bus, d["in_addr"], in_shape, d["in_bits"], cfg)
     if op == Op.CONV:
         y = _conv(bus, x, d, cfg)
+        if d["pool"]:                # the band's max-pool is written instead of the band
+            y = _pool_band(y, d["pool"])
     elif op == Op.CONV_ADD:       # the conv's signed result, then the residual add
         a = _conv(bus, x, {**d, "mode": PostMode.SIGNED}, cfg)
         b = _read_map(bus, d["in2_addr"], out_shape, d["in2_bits"], cfg)

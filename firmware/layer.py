@@ -9,7 +9,7 @@ import numpy as np
 
 from rtl.config import HwConfig
 from rtl.interface.ddr import SLOT_WORDS, pack_slot, pass_row_order, row_words, word_bits
-from rtl.interface.descriptor import Op
+from rtl.interface.descriptor import POOL_TOP, Op
 from rtl.interface.tiling import layer_descriptors
 
 from .conv import plan_passes, weight_rows
@@ -30,15 +30,18 @@ class ConvLayer:
     def descriptors(self, *, in_addr: int, out_addr: int, weight_addr: int,
                     in_shape: tuple[int, int, int], out_shape: tuple[int, int, int],
                     stride: int, pad: int, mode: int, in_bits: int,
-                    out_bits: int, name: str = "conv") -> list[bytes]:
+                    out_bits: int, name: str = "conv", pool: bool = False) -> list[bytes]:
         """The layer's descriptors, one per row tile (:mod:`rtl.interface.tiling`), to run as
-        one chain (``DESC_COUNT``)."""
+        one chain (``DESC_COUNT``); with ``pool``, the tiles write the max-pool (3 x 3,
+        stride 2, padding 1) of the output at ``out_addr`` instead (``out_shape``: the
+        conv's)."""
+        extra = {"pool": POOL_TOP} if pool else {}
         return layer_descriptors(
             self.cfg, pad=pad, name=name, op=Op.CONV, in_addr=in_addr, out_addr=out_addr,
             weight_addr=weight_addr, in_c=in_shape[0], in_h=in_shape[1], in_w=in_shape[2],
             out_c=out_shape[0], out_h=out_shape[1], out_w=out_shape[2],
             kernel_h=self.kernel[0], kernel_w=self.kernel[1], stride=stride, mode=int(mode),
-            in_bits=in_bits, out_bits=out_bits, passes=self.passes, steps=self.steps)
+            in_bits=in_bits, out_bits=out_bits, passes=self.passes, steps=self.steps, **extra)
 
 
 def prepare_conv(weight: np.ndarray, scheme: np.ndarray, bias: np.ndarray, mult: np.ndarray,

@@ -18,9 +18,16 @@ from quant.fit import check_fits
 from quant.model_format import QModel
 from rtl.config import HwConfig
 from rtl.interface.ddr import feature_map_words
-from rtl.interface.descriptor import Op, PostMode, descriptor_bytes, fusable_adds
+from rtl.interface.descriptor import (
+    POOL_TOP,
+    Op,
+    PostMode,
+    descriptor_bytes,
+    fusable_adds,
+    fusable_pools,
+)
 from rtl.interface.stem import Fold, fold_plan, fold_weight
-from rtl.interface.tiling import layer_descriptors
+from rtl.interface.tiling import layer_descriptors, pool_fusion_pays
 
 from .layer import prepare_conv
 
@@ -79,11 +86,15 @@ class _Allocator:
 
 
 def plan_network(model: QModel, cfg: HwConfig, *, base: int, size: int,
-                 fuse: bool = True) -> NetworkPlan:
+                 fuse: bool = True, fuse_pool: bool | None = None) -> NetworkPlan:
     """Lay out ``model`` in DDR from ``base`` (a window of ``size`` bytes) for ``cfg``.
 
     With ``fuse``, a residual add runs inside the conv that produces its input
-    (:func:`fusable_adds`): the add's output is written, the conv's is never stored.
+    (:func:`fusable_adds`): the add's output is written, the conv's is never stored; so does
+    the stem's max-pool (:func:`fusable_pools`: one "conv+maxpool" job named after the conv,
+    its output the pool's) where that pays (:func:`pool_fusion_pays`: its tiles fit the
+    buffers and recompute less than the fusion saves; with ``fuse_pool`` True wherever the
+    tiles fit, False never), else it runs on its own.
     Raises ``quant.fit.ModelMismatchError`` if the model does not fit the hardware, and
     ValueError if the plan does not fit the window.
     """
@@ -104,8 +115,9 @@ def plan_network(model: QModel, cfg: HwConfig, *, base: int, size: int,
     buffers = {"input": buffer("input", fold.folded_shape if fold else None)}
     plan = NetworkPlan(cfg, (base, size), buffers["input"], buffers["input"], fold=fold)
     layers: list[tuple[str, str, list[bytes], Buffer]] = []
-    fused = fusable_adds(model.nodes) if fuse else {}
-    pending: dict[str, dict] = {}       # a fused conv's fields, until its add
+    pools = fusable_pools(model.nodes) if fuse and fuse_pool is not False else {}
+    fused = {**fusable_adds(model.nodes), **pools} if fuse else {}
+    pending: dict[str, dict] = {}       # a fused conv's fields, until its add or max-pool
     for node in model.nodes:
         name, op = node["name"], node["op"]
         src = buffers[node["inputs"][0]]
@@ -126,6 +138,14 @@ def plan_network(model: QModel, cfg: HwConfig, *, base: int, size: int,
                 raise ValueError(f"{name}: {src2.ttype.bits}-bit inputs are not supported "
                                  f"by the engine")
             layers.append((conv_name, "conv+add",
+                           layer_descriptors(cfg, name=conv_name, **fields), out))
+            continue
+        if op == "maxpool" and node["inputs"][0] in pending:   # in the conv's write-back
+            conv_name = node["inputs"][0]
+            out = buffers[name] = buffer(name)
+            fields = {**pending.pop(conv_name), "out_addr": out.addr,
+                      "out_bits": out.ttype.bits, "pool": POOL_TOP}
+            layers.append((conv_name, "conv+maxpool",
                            layer_descriptors(cfg, name=conv_name, **fields), out))
             continue
         out = (Buffer(0, info[name].shape, info[name].ttype) if name in fused
@@ -169,6 +189,13 @@ def plan_network(model: QModel, cfg: HwConfig, *, base: int, size: int,
         for bits in (fields["in_bits"], fields.get("in2_bits", act)):
             if bits not in (act, sgn, 8):
                 raise ValueError(f"{name}: {bits}-bit inputs are not supported by the engine")
+        if name in pools and not pool_fusion_pays(cfg, name=name, always=bool(fuse_pool),
+                                                  **fields):
+            # Its tiles in pooled rows (a lead row each) do not fit the buffers, or recompute
+            # more than the fusion saves: the conv is stored and the pool runs on its own.
+            del fused[name]
+            out = buffers[name] = buffer(name)
+            fields["out_addr"] = out.addr
         if name in fused:
             pending[name] = fields
             continue

@@ -137,11 +137,11 @@ def _report(results: list[RunResult], args: argparse.Namespace, net: CompiledNet
     first = results[0]
     if args.per_layer and first.layers:
         what = "modelled cycles" if emulated else "cycles"
-        print(f"\n{'layer':28s} {'op':8s} {'tiles':>5s} {what:>15s} {'ms':>9s}"
+        print(f"\n{'layer':28s} {'op':12s} {'tiles':>5s} {what:>15s} {'ms':>9s}"
               + ("" if emulated else f" {'modelled':>12s}"))
         for layer in first.layers:
             cycles = layer.modelled_cycles if emulated else layer.cycles
-            print(f"{layer.name:28s} {layer.op:8s} {layer.tiles:5d} {cycles:15,d} "
+            print(f"{layer.name:28s} {layer.op:12s} {layer.tiles:5d} {cycles:15,d} "
                   f"{cycles / (mhz * 1e3):9.3f}"
                   + ("" if emulated else f" {layer.modelled_cycles:12,d}"))
     modelled = net.modelled_cycles

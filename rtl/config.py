@@ -177,6 +177,11 @@ class HwConfig:
             raise ValueError(
                 f"HwConfig.pot_cols ({self.pot_cols}) and HwConfig.dsp_cols ({self.dsp_cols}) "
                 f"must be equal: both arrays take the same activation vector each cycle")
+        if self.out_buf_depth > self.act_buf_depth:
+            raise ValueError(
+                f"HwConfig.out_buf_depth ({self.out_buf_depth}) must be at most act_buf_depth "
+                f"({self.act_buf_depth}): the write-back's max-pool walks the out buffer with "
+                f"the act buffer's window generator")
         if self.dsp_pack > self.dsp_max_pack:
             raise ValueError(
                 f"HwConfig.dsp_pack must be at most {self.dsp_max_pack} with "

@@ -47,10 +47,18 @@ from .interface.ddr import (
     unpack_slot,
     words_per_vector,
 )
-from .interface.descriptor import Op, descriptor_bytes, fusable_adds, unpack_descriptor
+from .interface.descriptor import (
+    POOL_TOP,
+    Op,
+    descriptor_bytes,
+    fusable_adds,
+    fusable_pools,
+    pooled_size,
+    unpack_descriptor,
+)
 from .interface.passes import pass_count
 from .interface.stem import fold_plan
-from .interface.tiling import layer_descriptors
+from .interface.tiling import layer_descriptors, pool_fusion_pays
 from .postproc import PostProc
 from .pot_array import pot_latency
 
@@ -178,8 +186,26 @@ def _in_words(cfg: HwConfig, d: dict[str, int]) -> int:
 
 
 def _out_words(cfg: HwConfig, d: dict[str, int]) -> int:
-    return (d["out_h"] * d["out_w"] * cfg.chunks(d["out_c"])
-            * words_per_vector(cfg, d["out_bits"]))
+    """Bus words the write-back writes: the output band, or its max-pool (``pool``)."""
+    h, w = (pooled_size(d["out_h"], d["out_w"], d["pool"]) if d.get("pool")
+            else (d["out_h"], d["out_w"]))
+    return h * w * cfg.chunks(d["out_c"]) * words_per_vector(cfg, d["out_bits"])
+
+
+#: Cycles from a pooled write-back's job to its max-pool's first read, and from a pooled
+#: vector's last read to its last word leaving.
+POOL_START, POOL_TAIL = 2, 3
+
+
+def _pool_write(cfg: HwConfig, d: dict[str, int], t: DdrTiming) -> int:
+    """Cycles of a pooled write-back (``pool``): the max-pool walks the band in the out
+    buffer, 9 reads a pooled vector, and each pooled vector leaves as its words; the DMA
+    writes them as they come, unless the words themselves take longer."""
+    ph, pw = pooled_size(d["out_h"], d["out_w"], d["pool"])
+    vecs = ph * pw * cfg.chunks(d["out_c"])
+    wpv = words_per_vector(cfg, d["out_bits"])
+    walk = POOL_START + vecs * max(9, wpv) + wpv + POOL_TAIL + t.write_latency
+    return max(walk, _write(d.get("out_addr", 0), vecs * wpv, t))
 
 
 def _schedule(cfg: HwConfig, descs: list[dict[str, int]], t: DdrTiming,
@@ -324,9 +350,10 @@ def _schedule(cfg: HwConfig, descs: list[dict[str, int]], t: DdrTiming,
         handoff = end + body
         # One output word a cycle: the out buffer reads the next vector as the last word of
         # a vector leaves.
-        out_words = out_vecs * words_per_vector(cfg, d["out_bits"])
+        out_words = _out_words(cfg, d)
         out_addr = d.get("out_addr", 0)
-        free = handoff + 1 + 1 + _write(out_addr, out_words, t) + 1
+        wb = _pool_write(cfg, d, t) if d.get("pool") else _write(out_addr, out_words, t)
+        free = handoff + 1 + 1 + wb + 1
         written = (out_addr, out_addr + 8 * out_words)
         now = handoff + 1
         for name in PHASES:
@@ -415,24 +442,28 @@ def resnet18_cycles(cfg: HwConfig, ratio: str | tuple[int, int, int], *, image: 
     addr = {"input": 0}                     # a DDR region of its own for every tensor
 
     fused = fusable_adds(nodes)
-    held: dict[str, tuple] = {}             # a fused conv, until its add
+    pools = fusable_pools(nodes)            # where it pays (pool_fusion_pays), as the firmware
+    held: dict[str, tuple] = {}             # a fused conv, until its add or max-pool
     for node in nodes:
         name, op = node["name"], node["op"]
-        if op == "add" and any(i in held for i in node["inputs"]):
+        if op in ("add", "maxpool") and any(i in held for i in node["inputs"]):
             conv = next(i for i in node["inputs"] if i in held)
-            other = next(i for i in node["inputs"] if i != conv)
-            bits[name] = act if node["relu"] else sgn
+            bits[name] = act if op == "maxpool" or node["relu"] else sgn
             addr[name] = len(addr) << 24
             fields, pad, mac_cycles, macs, weight_bytes = held.pop(conv)
-            fields.update(op=Op.CONV_ADD, out_addr=addr[name], out_bits=bits[name],
-                          in2_addr=addr[other], in2_bits=bits[other])
+            fields.update(out_addr=addr[name], out_bits=bits[name])
+            if op == "add":
+                other = next(i for i in node["inputs"] if i != conv)
+                fields.update(op=Op.CONV_ADD, in2_addr=addr[other], in2_bits=bits[other])
+            else:
+                fields.update(pool=POOL_TOP)      # the max-pool in the conv's write-back
             descs = layer_descriptors(cfg, pad=pad, name=conv, **fields)
             if descriptors is not None:
                 descriptors.extend(descs)
             out.append(LayerCycles(conv, "conv", len(descs), chain_cycles(cfg, descs, timing),
                                    mac_cycles, tuple(chain_phases(cfg, descs, timing).items()),
                                    macs, weight_bytes))
-            # The add runs inside the conv (Op.CONV_ADD): no tile of its own.
+            # The add or pool runs inside the conv: no tile of its own.
             out.append(LayerCycles(name, op, 0, 0, 0, tuple(dict.fromkeys(PHASES, 0).items())))
             continue
         src = node["inputs"][0]
@@ -470,7 +501,8 @@ def resnet18_cycles(cfg: HwConfig, ratio: str | tuple[int, int, int], *, image: 
             pad = node["padding"]
         else:
             fields.update(op=Op.AVGPOOL)
-        if name in fused:
+        if name in fused or (name in pools and pool_fusion_pays(cfg, name=name, pad=pad,
+                                                                **fields)):
             held[name] = (fields, pad, mac_cycles, macs, weight_bytes)
             continue
         descs = layer_descriptors(cfg, pad=pad, name=name, **fields)

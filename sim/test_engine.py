@@ -30,6 +30,10 @@ CASES = [
     # The stem folded and unrolled (rtl.interface.stem): a 4x1 kernel on 48 channels.
     dict(cin=3, cout=10, k=7, s=2, p=3, size=13, ratio=[60, 35, 5], relu=True, in_bits=8,
          unroll=True),
+    # ResNet's stem max-pool (3x3/2, padding 1) in the conv's write-back: 14 x 14 pooled to
+    # 7 x 7 in row tiles, each but the first led by the band above's last conv row.
+    dict(cin=6, cout=6, k=3, s=1, p=1, size=14, ratio=[60, 35, 5], relu=True, in_bits=4,
+         pool=True),
     dict(cin=16, cout=10, k=1, s=1, p=0, size=1, ratio=[65, 30, 5], relu=False, in_bits=4,
          fc=True),
 ]

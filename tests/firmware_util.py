@@ -31,10 +31,11 @@ def make_package(folder: Path, cfg: HwConfig, **manifest) -> BuildPackage:
     return BuildPackage.load(folder)
 
 
-def compiled(model: QModel, package: BuildPackage, folder: Path, name: str = "model"
-             ) -> tuple[Path, Path, CompiledNetwork]:
-    """Save ``model``, compile it for ``package``; (model path, network path, network)."""
+def compiled(model: QModel, package: BuildPackage, folder: Path, name: str = "model",
+             fuse_pool: bool | None = None) -> tuple[Path, Path, CompiledNetwork]:
+    """Save ``model``, compile it for ``package`` (``fuse_pool``: as ``plan_network``'s);
+    (model path, network path, network)."""
     model_path = model.save(folder / f"{name}.npz")
-    net = compile_network(model, package, model_path=model_path)
+    net = compile_network(model, package, model_path=model_path, fuse_pool=fuse_pool)
     net_path = net.save(folder / f"{name}.ilmpq.npz")
     return model_path, net_path, CompiledNetwork.load(net_path)

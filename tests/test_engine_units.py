@@ -11,6 +11,7 @@ from amaranth.lib.memory import Memory
 from amaranth.sim import Simulator
 
 from firmware import emu
+from quant import golden
 from rtl.config import HwConfig
 from rtl.engine import CHECK_CYCLES, DescriptorCheck, MapReader, WeightLoader, Writer
 from rtl.engine.writer import out_vector_layout
@@ -33,9 +34,12 @@ from rtl.interface.descriptor import (
     FIELDS,
     IN_BITS,
     OUT_BITS,
+    POOL_LEAD,
+    POOL_TOP,
     Op,
     PostMode,
     pack_descriptor,
+    pooled_size,
     unpack_descriptor,
 )
 from rtl.interface.regmap import ErrorCode
@@ -81,16 +85,20 @@ def _random_descriptor(rng: np.random.Generator, cfg: HwConfig) -> dict[str, int
     pads = [int(x) for x in rng.integers(0, kh // 2 + 1, 2)]
     pads += [int(x) for x in rng.integers(0, kw // 2 + 1, 2)]
     mode = PostMode(int(rng.integers(0, {Op.CONV: 3, Op.ADD: 2, Op.CONV_ADD: 2}.get(op, 1))))
+    pool = 0
+    if op == Op.CONV and rng.random() < 0.3:      # a pooled conv band
+        pool, mode = int(rng.choice([POOL_TOP, POOL_LEAD])), PostMode.RELU
     return _layer(cfg, op, c, max(h, kh), max(w, kw), k=(kh, kw), s=s, pads=pads, mode=mode,
                   out_c=int(rng.integers(1, 33)), passes=int(rng.integers(1, 4)),
                   in_bits=int(rng.choice([act, 8 if op in (Op.CONV, Op.CONV_ADD) else sgn])),
-                  in2_bits=int(rng.choice([act, sgn])), at=8 * int(rng.integers(0, 64)))
+                  in2_bits=int(rng.choice([act, sgn])), at=8 * int(rng.integers(0, 64)),
+                  pool=pool)
 
 
 def _layer(cfg: HwConfig, op: Op, c: int, h: int, w: int, *, k: int | tuple[int, int] = 1,
            s: int = 1,
            pads: list[int] | None = None, mode: PostMode = PostMode.RELU, out_c: int = 0,
-           passes: int = 1, in_bits: int = 0, in2_bits: int = 0, at: int = 0
+           passes: int = 1, in_bits: int = 0, in2_bits: int = 0, at: int = 0, pool: int = 0
            ) -> dict[str, int]:
     """The descriptor of a layer as the host writes it: what ``op`` ignores is left out,
     its maps and pass blocks one after another from the window's base (``+ at``). ``k``:
@@ -117,9 +125,12 @@ def _layer(cfg: HwConfig, op: Op, c: int, h: int, w: int, *, k: int | tuple[int,
         d["in2_bits"] = in2_bits or act
     if op == Op.AVGPOOL:
         d.update(out_h=1, out_w=1)
+    written = (d["out_h"], d["out_w"])
+    if pool:
+        d["pool"] = pool
+        written = pooled_size(d["out_h"], d["out_w"], pool)
     sizes = {"in_addr": feature_map_words(cfg, (c, h, w), d["in_bits"]),
-             "out_addr": feature_map_words(cfg, (d["out_c"], d["out_h"], d["out_w"]),
-                                           d["out_bits"]),
+             "out_addr": feature_map_words(cfg, (d["out_c"], *written), d["out_bits"]),
              "in2_addr": feature_map_words(cfg, (d["out_c"], d["out_h"], d["out_w"]),
                                            d["in2_bits"] or act),
              "weight_addr": d["passes"] * pass_block_words(cfg, d["steps"])}
@@ -183,7 +194,12 @@ def _descriptor_cases(n: int) -> list[dict[str, int]]:
              (conv, 8, 8, 8, {"k": (3, 1), "pads": [1, 1, 0, 0]}),
              (conv, 8, 8, 8, {"k": (3, 1), "pads": [1, 1, 1, 0]}),
              (conv, 8, 8, 8, {"k": (1, 3), "pads": [0, 0, 1, 1]}),
-             (conv, 8, 8, 8, {"k": (1, 3), "pads": [1, 0, 1, 1]})]
+             (conv, 8, 8, 8, {"k": (1, 3), "pads": [1, 0, 1, 1]}),
+             (conv, 8, 1, 8, {"pool": POOL_TOP}), (conv, 8, 1, 8, {"pool": POOL_LEAD}),
+             (conv, 8, 2, 8, {"pool": POOL_LEAD}), (conv, 8, 5, 5, {"pool": 3}),
+             (conv, 8, 5, 5, {"pool": POOL_TOP, "mode": PostMode.SIGNED}),
+             (Op.CONV_ADD, 8, 5, 5, {"pool": POOL_TOP, "mode": PostMode.RELU}),
+             (mp, 8, 5, 5, {"k": 3, "pool": POOL_TOP})]
     cases += [_layer(CFG, op, c, h, w, **kw) for op, c, h, w, kw in edges]
     fused = _layer(CFG, Op.CONV_ADD, 8, 4, 4, k=3, pads=[1] * 4)
     cases += [{**fused, name: fused[name] + step} for step in (4, 2, 1)
@@ -237,7 +253,9 @@ def test_descriptor_check_quantities() -> None:
             in_shape = (d["in_c"], d["in_h"], d["in_w"])
             out_shape = (d["out_c"], d["out_h"], d["out_w"])
             in_words = feature_map_words(CFG, in_shape, d["in_bits"])
-            out_words = feature_map_words(CFG, out_shape, d["out_bits"])
+            pooled = pooled_size(d["out_h"], d["out_w"], d["pool"])
+            out_words = feature_map_words(CFG, (d["out_c"], *pooled) if d["pool"]
+                                          else out_shape, d["out_bits"])
             assert ctx.get(dut.in_words) == in_words
             assert ctx.get(dut.out_words) == out_words
             assert ctx.get(dut.in_end) == d["in_addr"] + 8 * in_words
@@ -249,6 +267,11 @@ def test_descriptor_check_quantities() -> None:
             assert ctx.get(dut.pass_words) == pass_block_words(CFG, d["steps"])
             assert ctx.get(dut.row_stride) == d["in_w"] * CFG.chunks(d["in_c"])
             assert ctx.get(dut.window_limit) == sum(WINDOW)
+            assert ctx.get(dut.out_row) == d["out_w"] * CFG.chunks(d["out_c"])
+            assert [ctx.get(dut.is_pool), ctx.get(dut.pool_top)] == [
+                d["pool"] != 0, d["pool"] == POOL_TOP]
+            if d["pool"]:
+                assert (ctx.get(dut.pool_h), ctx.get(dut.pool_w)) == pooled
             assert [ctx.get(dut.is_conv), ctx.get(dut.is_fused), ctx.get(dut.is_add),
                     ctx.get(dut.is_max), ctx.get(dut.is_avg)] == [
                 d["op"] in (Op.CONV, Op.CONV_ADD), d["op"] == Op.CONV_ADD, d["op"] == Op.ADD,
@@ -414,6 +437,80 @@ def test_writer_packs_as_the_host_unpacks(bits: int) -> None:
         got = [unpack_values(np.array(words[n][j * wpv:(j + 1) * wpv], np.uint64), bits, v,
                              signed=signed) for j in range(vecs)]
         np.testing.assert_array_equal(np.array(got), np.array(snapshots[n][:vecs]))
+
+
+@pytest.mark.parametrize(("h", "w", "c", "pool"), [
+    (7, 4, 12, POOL_TOP),      # a whole map: a zero row above, one below the last window
+    (5, 5, 8, POOL_LEAD),      # a middle band: its first row leads into the windows
+    (6, 9, 3, POOL_LEAD),      # the bottom band of an odd map: one zero row below
+    (2, 1, 8, POOL_TOP),
+])
+def test_writer_pools_the_band(h: int, w: int, c: int, pool: int) -> None:
+    """A pooled write-back: the words are the max-pool (3 x 3, stride 2) of the band in the
+    out buffer (``quant.golden.maxpool`` of the band with its zero rows and columns), while
+    the testbench overwrites every vector as soon as ``idx`` passes it; ``idx`` ends past the
+    band."""
+    cfg, v, act = CFG, CFG.vec_len, CFG.act_bits
+    chunks = cfg.chunks(c)
+    rng = np.random.default_rng(h * 100 + w * 10 + pool)
+    band = rng.integers(0, 1 << act, (chunks * v, h, w))
+    band[c:] = 0
+    top = pool == POOL_TOP
+    padded = np.pad(band, ((0, 0), (int(top), 1), (1, 1)))
+    ph, pw = pooled_size(h, w, pool)
+    want = golden.maxpool(padded[None], 3, 2, 0)[0][:, :ph, :pw]
+    assert want.shape[1:] == (ph, pw)
+    vecs = h * w * chunks
+    mem = [band[k * v:(k + 1) * v, y, x].tolist() for y in range(h) for x in range(w)
+           for k in range(chunks)]
+    mem += [[0] * v for _ in range(cfg.out_buf_depth - vecs)]
+    tb = _WriterBench(cfg, [list(x) for x in mem])
+    dut = tb.writer
+    wpv = words_per_vector(cfg, act)
+    out_words: list[int] = []
+
+    async def driver(ctx):
+        window = {"height": h, "width": w, "chunks": chunks, "row_stride": w * chunks,
+                  "out_h": ph, "out_w": pw, "kernel_h": 0, "kernel_w": 0, "stride": 0,
+                  "pad_top": int(top), "pad_left": 0}
+        ctx.set(dut.i.payload, {"addr": 0x2000, "words": ph * pw * chunks * wpv,
+                                "last": vecs - 1, "wpv": wpv, "bits": act, "pool": 1,
+                                "window": window})
+        ctx.set(dut.i.valid, 1)
+        ctx.set(dut.cmd.ready, 1)
+        await ctx.tick()
+        ctx.set(dut.i.valid, 0)
+        cleared = 0
+        for _ in range(100 * vecs + 200):
+            ready = bool(rng.random() < 0.7)
+            ctx.set(dut.o.ready, ready)
+            idx = ctx.get(dut.idx)
+            ctx.set(tb.wr.en, cleared < min(idx, vecs))
+            if cleared < min(idx, vecs):       # a freed vector is overwritten at once
+                ctx.set(tb.wr.addr, cleared)
+                ctx.set(tb.wr.data, [(1 << act) - 1] * v)
+                cleared += 1
+            _, _, valid, word = await ctx.tick().sample(dut.o.valid, dut.o.payload)
+            if valid and ready:
+                out_words.append(word)
+            if len(out_words) == ph * pw * chunks * wpv and ctx.get(dut.idx) == vecs:
+                break
+        ctx.set(tb.wr.en, 0)
+        await ctx.tick().repeat(3)
+        assert ctx.get(dut.busy) and not ctx.get(dut.o.valid)
+        assert ctx.get(dut.idx) == vecs
+        ctx.set(dut.done, 1)
+        await ctx.tick()
+        ctx.set(dut.done, 0)
+        await ctx.tick()
+        assert not ctx.get(dut.busy) and ctx.get(dut.count) == 1
+
+    _sim(tb, driver)
+    assert len(out_words) == ph * pw * chunks * wpv
+    got = np.array([unpack_values(np.array(out_words[j * wpv:(j + 1) * wpv], np.uint64), act,
+                                  v, signed=False) for j in range(ph * pw * chunks)])
+    got = got.reshape(ph, pw, chunks * v).transpose(2, 0, 1)
+    np.testing.assert_array_equal(got, want)
 
 
 # ---- WeightLoader ------------------------------------------------------------------------

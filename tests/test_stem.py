@@ -50,7 +50,7 @@ def test_unrolled_fold_equals_the_layer(k, p, size, cin):
     """The folded kernel's columns unrolled into the channels: a k' x 1 kernel on 4C k'
     channels gives the layer's dot products."""
     rng = np.random.default_rng(k * 10 + size)
-    x, _, params, node = random_conv_layer(rng, cin=cin, cout=9, kernel=k, stride=2, pad=p,
+    x, _, params, _ = random_conv_layer(rng, cin=cin, cout=9, kernel=k, stride=2, pad=p,
                                            size=size, ratio=(60, 35, 5), relu=True,
                                            in_bits=8, act_bits=4)
     fold = Fold(k, p, (cin, size, size), unroll=True)

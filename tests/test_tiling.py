@@ -3,15 +3,35 @@ the golden model run tile by tile equal to the whole layer."""
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, event, given, settings
 from hypothesis import strategies as st
 
 from quant import golden
 from quant.random_model import random_conv_layer
 from rtl.config import HwConfig
-from rtl.interface.ddr import words_per_vector
-from rtl.interface.descriptor import Op, unpack_descriptor
-from rtl.interface.tiling import RowTile, TilingError, layer_descriptors, plan_row_tiles, row_tile
+from rtl.interface.ddr import (
+    feature_map_words,
+    pack_feature_map,
+    unpack_feature_map,
+    words_per_vector,
+)
+from rtl.interface.descriptor import (
+    POOL_LEAD,
+    POOL_TOP,
+    Op,
+    PostMode,
+    pooled_size,
+    unpack_descriptor,
+)
+from rtl.interface.tiling import (
+    RowTile,
+    TilingError,
+    layer_descriptors,
+    plan_pooled_tiles,
+    plan_row_tiles,
+    pooled_span,
+    row_tile,
+)
 
 CFG = HwConfig(name="tile-test", part="xc7z020clg400-1", clock_mhz=100.0, pot_rows=4,
                pot_cols=8, dsp_rows=4, dsp_cols=8, max_reduction=7 * 7 * 8, max_channels=64,
@@ -164,3 +184,176 @@ def test_weight_ports_read_contiguous_shares_of_a_pass(ports, steps):
         assert rows == list(range(port, steps, ports))
         at = first + words
     assert at == pass_block_words(cfg, steps)
+
+
+# ---- a conv with its max-pool (3 x 3, stride 2, padding 1) in the write-back ---------------
+
+@settings(max_examples=300, deadline=None)
+@given(k=st.sampled_from([1, 3, 5, 7]), s=st.sampled_from([1, 2]), data=st.data(),
+       h=st.integers(1, 40), width=st.integers(1, 40), cin=st.integers(1, 40),
+       cout=st.integers(1, 40), out_buf=st.sampled_from([16, 32, 64, 128]),
+       act_buf=st.sampled_from([64, 128, 256, 512]), ping_pong=st.booleans())
+def test_pooled_tiles_cover_the_pooled_rows_and_fit(k, s, data, h, width, cin, cout, out_buf,
+                                                    act_buf, ping_pong):
+    p = data.draw(st.integers(0, k // 2))
+    assume(h + 2 * p >= k and width + 2 * p >= k and out_buf <= act_buf)
+    cfg = CFG.replace(out_buf_depth=out_buf, act_buf_depth=act_buf)
+    out_h = (h + 2 * p - k) // s + 1
+    out_w = (width + 2 * p - k) // s + 1
+    in_row, out_row = width * cfg.chunks(cin), out_w * cfg.chunks(cout)
+    geometry = dict(in_h=h, in_row_vectors=in_row, out_h=out_h, out_row_vectors=out_row,
+                    kernel=k, stride=s, pad=p, cfg=cfg, name="stem", ping_pong=ping_pong)
+    try:
+        bands = plan_pooled_tiles(**geometry)
+    except TilingError as exc:
+        assert str(exc).startswith("stem: one pooled output row needs ")
+        singles = [row_tile(*pooled_span(r, 1, out_h), in_h=h, kernel=k, stride=s, pad=p)
+                   for r in range((out_h + 1) // 2)]
+        assert any(t.out_rows * out_row > out_buf or t.in_rows * in_row > act_buf
+                   for t in singles)
+        return
+    ph = pooled_size(out_h, out_w, POOL_TOP)[0]
+    assert [r for r0, n, _ in bands for r in range(r0, r0 + n)] == list(range(ph))
+    for r0, n, t in bands:
+        pool = POOL_TOP if r0 == 0 else POOL_LEAD
+        assert t.out_row0 == (0 if r0 == 0 else 2 * r0 - 1)
+        assert t.out_row0 + t.out_rows == min(out_h, 2 * (r0 + n))
+        assert pooled_size(t.out_rows, out_w, pool)[0] == n
+        assert t.out_rows * out_row <= out_buf
+        assert t == row_tile(t.out_row0, t.out_rows, in_h=h, kernel=k, stride=s, pad=p)
+    # The ping-pong rule of plan_row_tiles: bands of at most half the act buffer when one
+    # pooled row allows it; and each band as large as the buffers allow.
+    singles = [row_tile(*pooled_span(r, 1, out_h), in_h=h, kernel=k, stride=s, pad=p)
+               for r in range(ph)]
+    half = act_buf // 2
+    limit = (half if ping_pong and len(bands) > 1
+             and max(t.in_rows for t in singles) * in_row <= half else act_buf)
+    for r0, n, t in bands:
+        assert t.in_rows * in_row <= limit
+        if r0 + n < ph:
+            more = row_tile(*pooled_span(r0, n + 1, out_h), in_h=h, kernel=k, stride=s, pad=p)
+            assert more.out_rows * out_row > out_buf or more.in_rows * in_row > limit
+
+
+def _pooled_on_emulator(cfg, x, params, node, *, in_bits):
+    """The pooled conv tiled by ``layer_descriptors`` and run tile by tile on the emulator:
+    (descriptors, each tile's pooled band as it wrote it, the whole pooled map in DDR)."""
+    from firmware import emu
+    from firmware.layer import prepare_conv
+
+    layer = prepare_conv(params["weight"], params["scheme"], params["bias"], params["mult"],
+                         params["shift"], cfg)
+    (cin, h, w), cout = x.shape[1:], params["weight"].shape[0]
+    k, s, p = node["kernel"], node["stride"], node["padding"]
+    out_h, out_w = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
+    pooled = (cout, *pooled_size(out_h, out_w, POOL_TOP))
+    base, size = 0x1000_0000, 1 << 20
+    in_addr, w_addr = base, base + 0x4_0000
+    out_addr = w_addr + 8 * len(layer.weights) + 64
+    descs = layer_descriptors(
+        cfg, pad=p, name="stem", op=Op.CONV, in_addr=in_addr, out_addr=out_addr,
+        weight_addr=w_addr, in_c=cin, in_h=h, in_w=w, out_c=cout, out_h=out_h, out_w=out_w,
+        kernel_h=k, kernel_w=k, stride=s, mode=int(PostMode.RELU), in_bits=in_bits,
+        out_bits=cfg.act_bits, passes=layer.passes, steps=layer.steps, pool=POOL_TOP)
+    memory = emu.EmuMemory(size, base)
+    memory.data[:] = b"\xa5" * size                   # what a tile fails to write shows up
+    bus = emu._Bus(memory, base, size)
+    bus.write(in_addr, pack_feature_map(x[0], in_bits, signed=False, cfg=cfg)
+              .astype("<u8").tobytes())
+    bus.write(w_addr, layer.weights.astype("<u8").tobytes())
+    bands = []
+    for raw in descs:
+        emu.execute_descriptor(bus, raw, cfg)
+        d = unpack_descriptor(raw)
+        shape = (cout, *pooled_size(d["out_h"], d["out_w"], d["pool"]))
+        words = bus.words(d["out_addr"], feature_map_words(cfg, shape, cfg.act_bits))
+        bands.append(unpack_feature_map(words, shape, cfg.act_bits, signed=False, cfg=cfg))
+    words = bus.words(out_addr, feature_map_words(cfg, pooled, cfg.act_bits))
+    whole = unpack_feature_map(words, pooled, cfg.act_bits, signed=False, cfg=cfg)
+    return [unpack_descriptor(raw) for raw in descs], bands, whole
+
+
+def _pooled_case(seed, *, k, s, p, h, w, cin, cout, out_buf, act_buf, in_bits=4):
+    cfg = CFG.replace(out_buf_depth=out_buf, act_buf_depth=act_buf, max_reduction=1152,
+                      weight_buf_depth=128)
+    rng = np.random.default_rng(seed)
+    x, _, params, node = random_conv_layer(rng, cin=cin, cout=cout, kernel=k, stride=s,
+                                           pad=p, size=max(h, w), ratio=(60, 35, 5),
+                                           relu=True, in_bits=in_bits, act_bits=4)
+    x = x[:, :, :h, :w]
+    expected = golden.maxpool(golden.conv(x, node, params, 4), 3, 2, 1)[0]
+    descs, bands, whole = _pooled_on_emulator(cfg, x, params, node, in_bits=in_bits)
+    np.testing.assert_array_equal(np.concatenate(bands, axis=1), expected)
+    np.testing.assert_array_equal(whole, expected)
+    assert [d["pool"] for d in descs] == [POOL_TOP] + [POOL_LEAD] * (len(descs) - 1)
+    return descs
+
+
+@pytest.mark.parametrize(("k", "s", "p", "h", "w", "cout", "out_buf", "act_buf"), [
+    (3, 1, 1, 11, 9, 6, 32, 256),     # odd H and W: the last window reaches a zero row
+    (3, 1, 1, 12, 10, 6, 32, 256),    # even H and W
+    (7, 2, 3, 29, 13, 8, 32, 256),    # the stem, 7x7/2: 15 x 7 conv rows
+    (7, 2, 3, 26, 17, 8, 32, 256),    # 13 x 9
+    (5, 1, 2, 9, 7, 10, 64, 128),     # two chunks of output channels
+    (1, 1, 0, 7, 5, 3, 16, 64),
+    (3, 2, 1, 17, 9, 6, 16, 64),      # one pooled row a tile
+])
+def test_pooled_conv_by_tiles_equals_golden(k, s, p, h, w, cout, out_buf, act_buf):
+    """Each tile, its lead row recomputed, writes its band of the max-pool: the bands, and
+    the map they make in DDR, equal the golden conv and max-pool of the whole layer."""
+    descs = _pooled_case(h * 100 + w, k=k, s=s, p=p, h=h, w=w, cin=5, cout=cout,
+                         out_buf=out_buf, act_buf=act_buf)
+    assert len(descs) >= 3
+
+
+@settings(max_examples=60, deadline=None)
+@given(k=st.sampled_from([1, 3, 5, 7]), s=st.sampled_from([1, 2]), data=st.data(),
+       h=st.integers(1, 24), w=st.integers(1, 24), cin=st.integers(1, 12),
+       cout=st.integers(1, 16), out_buf=st.sampled_from([16, 32, 64, 128]),
+       act_buf=st.sampled_from([64, 128, 256]), in_bits=st.sampled_from([4, 8]),
+       seed=st.integers(0, 1 << 16))
+def test_random_pooled_convs_equal_golden(k, s, data, h, w, cin, cout, out_buf, act_buf,
+                                          in_bits, seed):
+    p = data.draw(st.integers(0, k // 2))
+    assume(h + 2 * p >= k and w + 2 * p >= k and out_buf <= act_buf)
+    try:
+        descs = _pooled_case(seed, k=k, s=s, p=p, h=h, w=w, cin=cin, cout=cout,
+                             out_buf=out_buf, act_buf=act_buf, in_bits=in_bits)
+    except TilingError:
+        assume(False)                  # the buffers hold no pooled row: nothing to run
+    event(f"{min(len(descs), 3)}+ tiles")
+
+
+def test_pooled_descriptors_point_at_the_pooled_bands():
+    """13 x 5 conv rows of 15 out-buffer words: 4 conv rows a tile, so 2 pooled rows at the
+    top (conv rows 0-3), then 1 a tile (3 conv rows), each from the last conv row of the
+    band above."""
+    fields = _conv_fields(in_h=13, out_h=13, in_w=5, out_w=5, pool=POOL_TOP)
+    descs = [unpack_descriptor(d) for d in layer_descriptors(CFG, pad=1, **fields)]
+    in_row = 8 * 5 * 2 * words_per_vector(CFG, 4)        # bytes of one input row
+    pooled_row = 8 * 3 * 3 * words_per_vector(CFG, 4)    # of one pooled row (3 columns)
+    # (first pooled row, pooled rows, first conv row, conv rows); the last band's last
+    # window reads a zero row below conv row 12, so it pools 2 rows from 4 conv rows.
+    plan = [(0, 2, 0, 4), (2, 1, 3, 3), (3, 1, 5, 3), (4, 1, 7, 3), (5, 2, 9, 4)]
+    assert len(descs) == len(plan)
+    for d, (r0, n, c0, rows) in zip(descs, plan, strict=True):
+        t = row_tile(c0, rows, in_h=13, kernel=3, stride=1, pad=1)
+        assert d["pool"] == (POOL_TOP if r0 == 0 else POOL_LEAD)
+        assert (d["out_h"], d["out_w"], d["in_h"], d["in_w"]) == (rows, 5, t.in_rows, 5)
+        assert pooled_size(d["out_h"], d["out_w"], d["pool"]) == (n, 3)
+        assert (d["pad_top"], d["pad_bottom"], d["pad_left"], d["pad_right"]) == (
+            t.pad_top, t.pad_bottom, 1, 1)
+        assert d["in_addr"] == 0x10000 + t.in_row0 * in_row
+        assert d["out_addr"] == 0x80000 + r0 * pooled_row
+        assert (d["op"], d["weight_addr"], d["passes"], d["steps"]) == (Op.CONV, 0x40000, 3, 18)
+
+
+def test_pooled_layer_without_room_for_one_pooled_row():
+    """Two conv rows of 33 out-buffer words (the top pooled row) do not fit 64."""
+    with pytest.raises(TilingError, match=r"^conv1: one pooled output row needs \d+ "
+                                          r"act-buffer and 99 out-buffer words, the build has "
+                                          r"256 and 64; use a hardware config with deeper"):
+        layer_descriptors(CFG, pad=1, name="conv1",
+                          **_conv_fields(in_w=11, out_w=11, pool=POOL_TOP))
+    # The same layer unpooled fits: one conv row a tile.
+    assert len(layer_descriptors(CFG, pad=1, **_conv_fields(in_w=11, out_w=11))) == 12

@@ -10,7 +10,16 @@ from ..common import check_config, index_bits, stage
 from ..config import HwConfig
 from ..descriptor import descriptor_layout
 from ..interface.ddr import pass_block_words, row_words, words_per_vector
-from ..interface.descriptor import DESC_MAGIC, IN_BITS, MAX_KERNEL, OUT_BITS, Op, PostMode
+from ..interface.descriptor import (
+    DESC_MAGIC,
+    IN_BITS,
+    MAX_KERNEL,
+    OUT_BITS,
+    POOL_LEAD,
+    POOL_TOP,
+    Op,
+    PostMode,
+)
 from ..window import window_layout
 
 __all__ = ["CHECK_CYCLES", "DescriptorCheck"]
@@ -59,9 +68,16 @@ class DescriptorCheck(wiring.Component):
     pass_words : Out(32)
         Bus words of a pass block.
     in_words, in2_words, out_words : Out(48)
-        Bus words of the input, the second input (an add's or a conv-add's) and the output.
+        Bus words of the input, the second input (an add's or a conv-add's) and the output
+        (a pooled conv's: of the pooled band).
     out_last : Out
-        The last output vector (``out_vecs - 1``).
+        The last output vector in the out buffer (``out_vecs - 1``).
+    is_pool, pool_top : Out(1)
+        The conv's band is max-pooled in the write-back (``pool``); with a zero row above.
+    pool_h, pool_w : Out
+        The pooled band's rows and columns (``rtl.interface.descriptor.pooled_size``).
+    out_row : Out
+        Out-buffer vectors of a row of the output (``out_w * chunks_out``).
     in_end, in2_end, out_end : Out(axi_addr_width + 20)
         The byte ends of the maps.
     shape_ok, size_ok, aligned, window_ok : Out(1)
@@ -82,6 +98,10 @@ class DescriptorCheck(wiring.Component):
             "wpv_in": Out(8), "wpv_in2": Out(8), "wpv_out": Out(8), "pass_words": Out(32),
             "in_words": Out(48), "in2_words": Out(48), "out_words": Out(48),
             "out_last": Out(index_bits(cfg.out_buf_depth + 1)),
+            "is_pool": Out(1), "pool_top": Out(1),
+            "pool_h": Out(window_layout(cfg).members["out_h"]),
+            "pool_w": Out(window_layout(cfg).members["out_w"]),
+            "out_row": Out(window_layout(cfg).members["row_stride"]),
             "in_end": Out(aw + 20), "in2_end": Out(aw + 20), "out_end": Out(aw + 20),
             "shape_ok": Out(1), "size_ok": Out(1), "aligned": Out(1), "window_ok": Out(1),
         })
@@ -116,6 +136,17 @@ class DescriptorCheck(wiring.Component):
         chunks_out = out("chunks_out", (d.out_c + v - 1) >> logv)
         in_pixels = out("in_pixels", d.in_h * d.in_w)
         out_pixels = reg(d.out_h * d.out_w, 32, "out_pixels")
+        # A pooled band: its size, and the pixels the write-back writes.
+        out("is_pool", d.pool != 0)
+        top = d.pool == POOL_TOP
+        out("pool_top", top)
+        out("pool_h", (d.out_h + top) >> 1)
+        out("pool_w", (d.out_w + 1) >> 1)
+        wb_pixels = reg(Mux(d.pool != 0, ((d.out_h + top) >> 1) * ((d.out_w + 1) >> 1),
+                            d.out_h * d.out_w), 32, "wb_pixels")
+        pool_ok = reg((d.pool == 0) | ((d.pool <= POOL_LEAD) & (d.op == Op.CONV)
+                                       & (d.mode == PostMode.RELU) & (d.out_h + top >= 2)),
+                      1, "pool_ok")
         kk = reg(d.kernel_h * d.kernel_w, 16, "kernel_taps")
 
         def wpv(bits_sig, choices):
@@ -129,13 +160,15 @@ class DescriptorCheck(wiring.Component):
         # Stage 2.
         in_vecs = out("in_vecs", in_pixels * chunks_in)
         out_vecs = reg(out_pixels * chunks_out, 40, "out_vecs")
+        wb_vecs = reg(wb_pixels * chunks_out, 40, "wb_vecs")
+        out("out_row", d.out_w * chunks_out)
         steps_calc = reg(kk * chunks_in, 24, "steps_calc")
         weight_words = reg(d.passes * pass_words, 48, "weight_words")
         out("row_stride", d.in_w * chunks_in)
         # Stage 3.
         in_words = out("in_words", in_vecs * wpv_in)
         in2_words = out("in2_words", Mux(is_fused, out_vecs, in_vecs) * wpv_in2)
-        out_words = out("out_words", out_vecs * wpv_out)
+        out_words = out("out_words", wb_vecs * wpv_out)
         out("out_last", out_vecs - 1)
         # Stage 4: the byte ends of the maps.
         in_end = out("in_end", d.in_addr + in_words * 8)
@@ -187,7 +220,7 @@ class DescriptorCheck(wiring.Component):
                   & (d.out_bits == act))
         # Stage 3: each op's verdict; stage 4: the op's (stage 5 for the windows).
         op_ok = reg(Cat(conv_ok, add_ok, max_ok, avg_ok, d.magic == DESC_MAGIC), 5, "op_ok")
-        out("shape_ok", op_ok[4] & nonzero & Mux(
+        out("shape_ok", op_ok[4] & nonzero & pool_ok & Mux(
             is_conv, op_ok[0], Mux(is_add, op_ok[1], Mux(is_max, op_ok[2],
                                                           Mux(is_avg, op_ok[3], 0)))))
         out("size_ok", (d.in_h <= cfg.max_spatial) & (d.in_w <= cfg.max_spatial)

@@ -267,6 +267,13 @@ class Engine(wiring.Component):
                      writer.i.payload.addr.eq(d.out_addr), writer.i.payload.words.eq(out_words),
                      writer.i.payload.last.eq(out_last), writer.i.payload.wpv.eq(wpv_out),
                      writer.i.payload.bits.eq(d.out_bits)]
+        # A pooled conv: the writer walks the band in the out buffer (its kernel, stride and
+        # left padding are the writer's own).
+        wjob = writer.i.payload
+        m.d.comb += [wjob.pool.eq(chk.is_pool), wjob.window.height.eq(d.out_h),
+                     wjob.window.width.eq(d.out_w), wjob.window.chunks.eq(chunks_out),
+                     wjob.window.row_stride.eq(chk.out_row), wjob.window.out_h.eq(chk.pool_h),
+                     wjob.window.out_w.eq(chk.pool_w), wjob.window.pad_top.eq(chk.pool_top)]
         wb_busy = writer.busy          # a write-back is under way
         wb_err = writer.err            # a write-back came with an error response
         out_idx = writer.idx           # the out-buffer vectors it has read

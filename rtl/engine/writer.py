@@ -1,8 +1,9 @@
-"""The write-back: the out buffer's vectors packed into bus words for the DMA writer."""
+"""The write-back: the out buffer's vectors (or their max-pool) packed into bus words for the
+DMA writer."""
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Cat, Module, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -11,6 +12,8 @@ from ..config import HwConfig
 from ..dma import DmaCommand
 from ..interface.ddr import word_bits, words_per_vector
 from ..interface.descriptor import OUT_BITS
+from ..vector_units import MaxPool, lane_bits
+from ..window import window_layout
 
 __all__ = ["Writer", "out_vector_layout", "write_job_layout"]
 
@@ -21,12 +24,15 @@ def out_vector_layout(cfg: HwConfig) -> data.ArrayLayout:
 
 
 def write_job_layout(cfg: HwConfig) -> data.StructLayout:
-    """A write-back: the DMA command (``addr``, ``words``), the last vector it reads from the
-    out buffer, the bus words per vector and the element width (``out_bits``)."""
+    """A write-back: the DMA command (``addr``, ``words``), the last vector of the out buffer
+    it covers, the bus words per vector and the element width (``out_bits``); with ``pool``,
+    the max-pool that it writes instead of the vectors: ``window`` walks the out buffer's
+    band (``rtl.window.window_layout``: the band's size, the pooled size, ``pad_top``; the
+    writer sets the 3 x 3 kernel, the stride 2 and the zero column at the left)."""
     return data.StructLayout({
         "addr": unsigned(cfg.axi_addr_width), "words": unsigned(cfg.axi_addr_width),
         "last": unsigned(index_bits(cfg.out_buf_depth + 1)), "wpv": unsigned(8),
-        "bits": unsigned(8),
+        "bits": unsigned(8), "pool": unsigned(1), "window": window_layout(cfg),
     })
 
 
@@ -42,6 +48,13 @@ class Writer(wiring.Component):
     before without a gap while ``o.ready`` holds. Once the DMA writer reports ``done``, the
     write-back ends (``busy`` falls in the next cycle) and ``count`` goes up, or ``err`` is
     set when the writes came back with an error.
+
+    A job with ``pool`` writes the max-pool (3 x 3, stride 2) of the band instead: a
+    :class:`~rtl.vector_units.MaxPool` started two cycles after the job is taken walks the
+    out buffer (one element a cycle, ``out_h * out_w * chunks * 9`` reads; the lanes' low
+    ``lane_bits``, unsigned: a ReLU band), and each pooled vector leaves as ``wpv`` words.
+    ``idx`` then moves on by whole rows of the band as the pooled rows complete: once pooled
+    row ``r`` has left, the rows before ``2 r + 2 - pad_top`` are free.
 
     Parameters
     ----------
@@ -67,8 +80,8 @@ class Writer(wiring.Component):
     busy : Out(1)
         A write-back is under way.
     idx : Out
-        Vectors read from the out buffer so far: vector ``j`` may be overwritten once
-        ``j < idx`` (the interlocks of the results that follow).
+        Vectors of the out buffer this write-back no longer needs: vector ``j`` may be
+        overwritten once ``j < idx`` (the interlocks of the results that follow).
     err : Out(1)
         A write-back of this run came back with an error response.
     count : Out(16)
@@ -107,8 +120,19 @@ class Writer(wiring.Component):
                      self.cmd.valid.eq(self.i.valid & ~busy),
                      self.i.ready.eq(~busy & self.cmd.ready)]
 
-        # Packing one output word from the vector read back from the out buffer.
-        lanes = self.rd_data
+        # The max-pool of a pooled job walks the band in the out buffer (the lanes' low bits).
+        m.submodules.pool = pool = MaxPool(cfg=cfg)
+        win = Signal(window_layout(cfg))
+        pooling = Signal()
+        lb = lane_bits(cfg)
+        m.d.comb += [pool.layer.eq(win),
+                     pool.rd.data.eq(Cat(*[self.rd_data[i][:lb] for i in range(v)]))]
+
+        # Packing one output word from the vector read back from the out buffer, or from the
+        # pooled vector.
+        lanes = Signal(out_vector_layout(cfg))
+        for i in range(v):
+            m.d.comb += lanes[i].eq(Mux(pooling, pool.o.payload.value[i], self.rd_data[i]))
         packed = Signal(word)
         for b in OUT_BITS:
             per = word // b
@@ -118,14 +142,25 @@ class Writer(wiring.Component):
                 m.d.comb += packed.eq(Array(words)[k])
         m.d.comb += self.o.payload.eq(packed)
 
+        # Pooled rows: the chunk and column of the next pooled vector, and the band's rows
+        # that the next pooled row frees (the first: those above its windows).
+        p_ch, p_col = Signal.like(win.chunks), Signal.like(win.out_w)
+        nxt = Signal.like(idx)
+
         with m.If(self.clear):
             m.d.sync += [self.err.eq(0), self.count.eq(0)]
         with m.FSM(name="writeback"):
             with m.State("IDLE"):
                 with m.If(self.i.valid & self.i.ready):
                     m.d.sync += [busy.eq(1), idx.eq(0), k.eq(0), last.eq(job.last),
-                                 wpv_last.eq(job.wpv - 1), bits.eq(job.bits)]
-                    m.next = "READ"
+                                 wpv_last.eq(job.wpv - 1), bits.eq(job.bits),
+                                 pooling.eq(job.pool), win.eq(job.window),
+                                 win.kernel_h.eq(3), win.kernel_w.eq(3), win.stride.eq(2),
+                                 win.pad_left.eq(1), p_ch.eq(0), p_col.eq(0)]
+                    with m.If(job.pool):
+                        m.next = "POOL_GO"
+                    with m.Else():
+                        m.next = "READ"
             with m.State("READ"):
                 m.d.comb += [self.rd_addr.eq(idx), self.rd_en.eq(1)]
                 m.next = "DATA"
@@ -139,6 +174,26 @@ class Writer(wiring.Component):
                         m.d.sync += [k.eq(0), idx.eq(idx + 1)]
                         with m.If(idx == last):
                             m.next = "WAIT"
+            with m.State("POOL_GO"):
+                m.d.comb += pool.start.eq(1)
+                m.d.sync += nxt.eq(Mux(win.pad_top, win.row_stride, win.row_stride << 1))
+                m.next = "POOL"
+            with m.State("POOL"):
+                m.d.comb += [self.rd_addr.eq(pool.rd.addr), self.rd_en.eq(pool.rd.en),
+                             self.o.valid.eq(pool.o.valid)]
+                with m.If(pool.o.valid & self.o.ready):
+                    m.d.sync += k.eq(k + 1)
+                    with m.If(k == wpv_last):
+                        m.d.comb += pool.o.ready.eq(1)
+                        m.d.sync += [k.eq(0), p_ch.eq(p_ch + 1)]
+                        with m.If(p_ch == win.chunks - 1):
+                            m.d.sync += [p_ch.eq(0), p_col.eq(p_col + 1)]
+                            with m.If(p_col == win.out_w - 1):
+                                m.d.sync += [p_col.eq(0), nxt.eq(nxt + (win.row_stride << 1)),
+                                             idx.eq(Mux(nxt > last, last + 1, nxt))]
+                with m.If(pool.done):
+                    m.d.sync += [idx.eq(last + 1), pooling.eq(0)]
+                    m.next = "WAIT"
             with m.State("WAIT"):
                 with m.If(self.done):
                     m.d.sync += busy.eq(0)

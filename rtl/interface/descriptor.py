@@ -19,12 +19,16 @@ __all__ = [
     "IN_BITS",
     "MAX_KERNEL",
     "OUT_BITS",
+    "POOL_LEAD",
+    "POOL_TOP",
     "Op",
     "PostMode",
     "descriptor_bytes",
     "descriptor_words32",
     "fusable_adds",
+    "fusable_pools",
     "pack_descriptor",
+    "pooled_size",
     "split_descriptors",
     "unpack_descriptor",
 ]
@@ -66,6 +70,9 @@ FIELDS: tuple[tuple[str, str], ...] = (
     ("pad_left", "zero columns left of the input (<= kernel_w // 2)"),
     ("pad_right", "zero columns right of the input (<= kernel_w // 2)"),
     ("mode", "PostMode of the output (RELU, SIGNED, LOGITS)"),
+    ("pool", "a conv's output max-pooled (3 x 3, stride 2, padding 1) in its write-back: "
+             "0 none; POOL_TOP the band's first row is the map's row 0 (a zero row above); "
+             "POOL_LEAD its first row only leads into the windows below it"),
     ("in_bits", "storage bits of one input element (4, 5, 6, 8)"),
     ("in2_bits", "storage bits of one element of the (conv-)add's second input"),
     ("out_bits", "storage bits of one output element (4, 5, 6, 8, 32)"),
@@ -76,6 +83,18 @@ FIELDS: tuple[tuple[str, str], ...] = (
     ("mult_b", "requant multiplier of input b (add)"),
     ("shift_b", "requant shift of input b"),
 )
+
+
+#: ``pool`` values (:func:`pooled_size`): a pooled band that starts at the map's top, and one
+#: whose first conv row is the last row of the band above (it only feeds the windows below).
+POOL_TOP, POOL_LEAD = 1, 2
+
+
+def pooled_size(out_h: int, out_w: int, pool: int) -> tuple[int, int]:
+    """Rows and columns a conv band of ``out_h x out_w`` pools to (``pool`` POOL_TOP or
+    POOL_LEAD): windows of 3 x 3, stride 2, a zero column left and right, a zero row above at
+    POOL_TOP; the last window may reach one zero row below the band."""
+    return (out_h + (pool == POOL_TOP)) // 2, (out_w + 1) // 2
 
 
 #: Largest window side (``kernel_h``, ``kernel_w``) the engine runs: the stem's 7 x 7.
@@ -147,18 +166,39 @@ def unpack_descriptor(raw: bytes) -> dict[str, int]:
     return dict(zip((n for n, _ in FIELDS), values[:len(FIELDS)], strict=True))
 
 
-def fusable_adds(nodes: list[dict]) -> dict[str, str]:
-    """Residual adds that run inside the conv that produces one of their inputs (a conv
-    without ReLU, right before the add, whose output nothing else reads): conv name -> add
-    name. Such a pair runs as one ``Op.CONV_ADD`` job named after the conv."""
+def _readers(nodes: list[dict]) -> dict[str, int]:
+    """How many inputs of ``nodes`` read each tensor."""
     readers: dict[str, int] = {}
     for node in nodes:
         for name in node["inputs"]:
             readers[name] = readers.get(name, 0) + 1
+    return readers
+
+
+def fusable_adds(nodes: list[dict]) -> dict[str, str]:
+    """Residual adds that run inside the conv that produces one of their inputs (a conv
+    without ReLU, right before the add, whose output nothing else reads): conv name -> add
+    name. Such a pair runs as one ``Op.CONV_ADD`` job named after the conv."""
+    readers = _readers(nodes)
     fused = {}
     for node, nxt in itertools.pairwise(nodes):
         if (node["op"] == "conv" and not node["relu"] and nxt["op"] == "add"
                 and node["name"] in nxt["inputs"] and readers[node["name"]] == 1
                 and len(set(nxt["inputs"])) == 2):
+            fused[node["name"]] = nxt["name"]
+    return fused
+
+
+def fusable_pools(nodes: list[dict]) -> dict[str, str]:
+    """Max-pools (3 x 3, stride 2, padding 1: ResNet's stem) that run in the write-back of
+    the conv they pool (a conv with ReLU, right before the pool, whose output nothing else
+    reads): conv name -> pool name. Such a pair runs as one ``Op.CONV`` job with ``pool``
+    set, named after the conv."""
+    readers = _readers(nodes)
+    fused = {}
+    for node, nxt in itertools.pairwise(nodes):
+        if (node["op"] == "conv" and node["relu"] and nxt["op"] == "maxpool"
+                and (nxt["kernel"], nxt["stride"], nxt["padding"]) == (3, 2, 1)
+                and nxt["inputs"] == [node["name"]] and readers[node["name"]] == 1):
             fused[node["name"]] = nxt["name"]
     return fused
