@@ -85,6 +85,12 @@ WIDE_CASES = [
     dict(cin=10, cout=20, k=3, s=1, p=1, size=20, ratio=[60, 35, 5], relu=True, in_bits=4),
     dict(cin=100, cout=6, k=1, s=1, p=0, size=1, ratio=[65, 30, 5], relu=False, in_bits=4,
          fc=True),
+    # The stem as zc706 runs it: folded and unrolled (48 of the 64 lanes), and a conv whose
+    # max-pool runs in its write-back.
+    dict(cin=3, cout=6, k=7, s=2, p=3, size=13, ratio=[60, 35, 5], relu=True, in_bits=8,
+         unroll=True),
+    dict(cin=6, cout=6, k=3, s=1, p=1, size=14, ratio=[60, 35, 5], relu=True, in_bits=4,
+         pool=True),
 ]
 WIDE_VECTOR_CASES = [
     dict(op="add", c=70, h=4, signed_a=True, signed_b=False, relu=True),
