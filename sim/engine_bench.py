@@ -254,8 +254,10 @@ async def layers_match_golden(dut):
         model = chain_cycles(tb.cfg, descs, DdrTiming(read_latency=tb.read_latency),
                              memory=[(0, image)])
         cycles = await run_staged(tb, staged, f"case {i}: {case}")
+        # The model knows no pauses: its figure is a floor here, not a check (the network
+        # benches check it, on a DDR without pauses).
         dut._log.info(f"case {i} {case}: {staged.desc_count} tile(s), {cycles} cycles "
-                      f"(modelled {model}, {100 * (model - cycles) / cycles:+.2f} %)")
+                      f"(modelled without this bench's AXI pauses: {model})")
 
 
 @cocotb.test()
