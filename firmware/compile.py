@@ -37,7 +37,7 @@ from rtl.interface.descriptor import (
     split_descriptors,
     unpack_descriptor,
 )
-from rtl.interface.stem import Fold, fold_input
+from rtl.interface.stem import Fold, fold_input, split_pixels
 
 from .network import plan_network
 from .package import BuildPackage
@@ -53,8 +53,8 @@ __all__ = [
 ]
 
 FORMAT_NAME = "ilmpq-compiled-network"
-#: 2: descriptors of layout version 3 (kernel height and width), the stem's fold may unroll.
-FORMAT_VERSION = 2
+#: 3: descriptors of layout version 4 (``split``), the input may be split into nibbles.
+FORMAT_VERSION = 3
 #: Margin over the cycle model's estimate before a layer counts as hung.
 TIMEOUT_MARGIN = 20
 _FIELD_INDEX = {name: i for i, (name, _) in enumerate(FIELDS)}
@@ -147,12 +147,14 @@ class CompiledNetwork:
             raise ValueError(f"the network takes images of shape {tuple(spec['shape'])} "
                              f"(C, H, W), not {tuple(image.shape)}")
         if not np.issubdtype(image.dtype, np.integer):
-            raise TypeError(f"images must hold integer pixels (u{spec['bits']}), not "
-                            f"{image.dtype}")
+            bits = 8 if spec["split"] else spec["bits"]
+            raise TypeError(f"images must hold integer pixels (u{bits}), not {image.dtype}")
         if spec["fold"]:
             f = spec["fold"]
             image = fold_input(image, Fold(f["kernel"], f["pad"], tuple(f["in_shape"]),
                                            f["unroll"]))
+        if spec["split"]:
+            image = split_pixels(image, self.cfg)
         words = pack_feature_map(image, spec["bits"], signed=False, cfg=self.cfg)
         return words.astype("<u8").tobytes()
 
@@ -286,7 +288,8 @@ def compile_network(model: QModel, package: BuildPackage, *, model_path: str | P
                   "bits": plan.input.ttype.bits,
                   "fold": ({"kernel": fold.kernel, "pad": fold.pad,
                             "in_shape": list(fold.in_shape), "unroll": fold.unroll}
-                           if fold else None)},
+                           if fold else None),
+                  "split": plan.split},
         "output": {"offset": plan.output.addr, "shape": list(plan.output.shape),
                    "bits": plan.output.ttype.bits, "signed": plan.output.ttype.signed,
                    "bytes": 8 * plan.output.words(cfg)},

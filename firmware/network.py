@@ -26,7 +26,14 @@ from rtl.interface.descriptor import (
     fusable_adds,
     fusable_pools,
 )
-from rtl.interface.stem import Fold, fold_plan, fold_weight
+from rtl.interface.stem import (
+    NIBBLE_BITS,
+    Fold,
+    fold_plan,
+    fold_weight,
+    split_channels,
+    split_weight,
+)
 from rtl.interface.tiling import layer_descriptors, pool_fusion_pays
 
 from .layer import prepare_conv
@@ -73,6 +80,9 @@ class NetworkPlan:
     chain_count: int = 0
     #: The first layer runs folded (space-to-depth, ``rtl.interface.stem``), or None.
     fold: Fold | None = None
+    #: The input is written split into nibbles (a ``split_input`` build,
+    #: ``rtl.interface.stem.split_pixels``), after any fold.
+    split: bool = False
 
 
 class _Allocator:
@@ -112,8 +122,18 @@ def plan_network(model: QModel, cfg: HwConfig, *, base: int, size: int,
     # the folded image, and the layer's weights are folded to match.
     readers = [n for n in model.nodes if "input" in n["inputs"]]
     fold = (fold_plan(readers[0], info["input"].shape, cfg) if len(readers) == 1 else None)
-    buffers = {"input": buffer("input", fold.folded_shape if fold else None)}
-    plan = NetworkPlan(cfg, (base, size), buffers["input"], buffers["input"], fold=fold)
+    shape = fold.folded_shape if fold else info["input"].shape
+    # On a split_input build the pixels go into the arrays as nibbles: the input map holds
+    # their low and high nibbles in chunks of their own (check_fits: only convs read it).
+    if cfg.split_input:
+        shape = (split_channels(shape[0], cfg), *shape[1:])
+        ttype = C.TensorType(False, NIBBLE_BITS)
+        buffers = {"input": Buffer(alloc.take(8 * feature_map_words(cfg, shape, ttype.bits)),
+                                   shape, ttype)}
+    else:
+        buffers = {"input": buffer("input", shape)}
+    plan = NetworkPlan(cfg, (base, size), buffers["input"], buffers["input"], fold=fold,
+                       split=cfg.split_input)
     layers: list[tuple[str, str, list[bytes], Buffer]] = []
     pools = fusable_pools(model.nodes) if fuse and fuse_pool is not False else {}
     fused = {**fusable_adds(model.nodes), **pools} if fuse else {}
@@ -164,6 +184,9 @@ def plan_network(model: QModel, cfg: HwConfig, *, base: int, size: int,
             if fold and node is readers[0]:
                 weight = fold_weight(weight, fold)
                 conv = {"stride": 1, "padding": 0}
+            if plan.split and node["inputs"][0] == "input":
+                weight = split_weight(weight, cfg)
+                fields["split"] = 1
             layer = prepare_conv(weight, p["scheme"], p["bias"], p["mult"], p["shift"], cfg)
             w_addr = alloc.take(8 * len(layer.weights))
             plan.memory.append((w_addr, layer.weights.astype("<u8").tobytes()))
@@ -187,7 +210,7 @@ def plan_network(model: QModel, cfg: HwConfig, *, base: int, size: int,
             fields.update(op=Op.AVGPOOL, mult_a=node["mult"], shift_a=node["shift"],
                           mode=int(PostMode.RELU))
         for bits in (fields["in_bits"], fields.get("in2_bits", act)):
-            if bits not in (act, sgn, 8):
+            if bits not in (act, sgn, NIBBLE_BITS if plan.split else 8):
                 raise ValueError(f"{name}: {bits}-bit inputs are not supported by the engine")
         if name in pools and not pool_fusion_pays(cfg, name=name, always=bool(fuse_pool),
                                                   **fields):

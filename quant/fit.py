@@ -44,6 +44,13 @@ def check_fits(model: QModel, cfg: HwConfig) -> None:
     if model.input_bits > cfg.input_bits:
         problems.append(f"model input is {model.input_bits}-bit, hardware reads "
                         f"{cfg.input_bits}-bit")
+    if cfg.split_input:      # the pixels reach the arrays as nibbles: only a conv splits them
+        others = sorted(n["name"] for n in model.nodes
+                        if "input" in n["inputs"] and n["op"] not in ("conv", "fc"))
+        if others:
+            problems.append(f"{', '.join(others)} read(s) the network input, but this "
+                            f"hardware (split_input) takes pixels only into a conv or fc "
+                            f"layer; build without split_input")
     info = model.infer()
     for node in model.layers():
         name = node["name"]

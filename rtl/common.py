@@ -31,8 +31,8 @@ def check_config(cfg: object, who: str) -> HwConfig:
 
 
 def act_width(cfg: HwConfig) -> int:
-    """Width of one activation on the array inputs: wide enough for first-layer pixels too."""
-    return max(cfg.act_bits, cfg.input_bits)
+    """Width of one activation on the array inputs (``HwConfig.array_bits``)."""
+    return cfg.array_bits
 
 
 def act_layout(cfg: HwConfig) -> data.ArrayLayout:

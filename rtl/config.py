@@ -65,6 +65,11 @@ class HwConfig:
     act_bits: int = 4
     #: Width of the unsigned first-layer input (image pixels) in bits. Example: ``8``.
     input_bits: int = 8
+    #: The first layer's pixels reach the arrays as 4-bit nibbles, ``x = 16 hi + lo``, the
+    #: high nibbles in reduction steps of their own that the accumulators take times 16
+    #: (docs/arrays.md), so that the arrays and the act buffer are only ``act_bits`` wide
+    #: (cheaper PoT MACs, four lanes per DSP48E1). Example: ``True``.
+    split_input: bool = False
     #: Weight formats the arrays implement. Example: ``("pot4", "fixed4", "fixed8")``.
     weight_formats: tuple[str, ...] = ("pot4", "fixed4", "fixed8")
     #: PoT filters computed in parallel by the LUT shift-add array. Example: ``24``.
@@ -126,6 +131,7 @@ class HwConfig:
         object.__setattr__(self, "clock_mhz", float(self.clock_mhz))
         _check_int("act_bits", self.act_bits, choices=_ACT_BITS)
         _check_int("input_bits", self.input_bits, lo=self.act_bits, hi=8)
+        _check_type("split_input", self.split_input, bool)
         if not isinstance(self.weight_formats, (tuple, list)):
             raise TypeError(
                 f"HwConfig.weight_formats must be a tuple of format names, not "
@@ -185,7 +191,7 @@ class HwConfig:
         if self.dsp_pack > self.dsp_max_pack:
             raise ValueError(
                 f"HwConfig.dsp_pack must be at most {self.dsp_max_pack} with "
-                f"{max(self.act_bits, self.input_bits)}-bit array inputs (the top lane must end "
+                f"{self.array_bits}-bit array inputs (the top lane must end "
                 f"within the DSP48E1's {DSP_A_BITS}-bit operand), not {self.dsp_pack}")
         if self.dsp_pack == 2 and self.dsp_rows % 2:
             raise ValueError(
@@ -262,24 +268,37 @@ class HwConfig:
 
     @property
     def max_activation(self) -> int:
-        """Largest unsigned value on any array input (first-layer pixels included)."""
+        """Largest unsigned input value of any layer (first-layer pixels included): what a dot
+        product multiplies, whether or not the pixels reach the arrays whole."""
         return (1 << max(self.act_bits, self.input_bits)) - 1
+
+    @property
+    def array_bits(self) -> int:
+        """Width of the unsigned activations on the array inputs: ``act_bits`` when the
+        pixels arrive as nibbles (:attr:`split_input`), else wide enough for them too."""
+        return self.act_bits if self.split_input else max(self.act_bits, self.input_bits)
+
+    @property
+    def max_array_input(self) -> int:
+        """Largest unsigned value on an array input (a pixel, or a pixel's nibble)."""
+        return (1 << self.array_bits) - 1
 
     @property
     def buffer_lane_bits(self) -> int:
         """Width of one element in an act-buffer word: two's complement, wide enough for the
-        first layer's pixels and for signed ``s{act_bits+1}`` values (8 for the presets)."""
-        return max(self.act_bits, self.input_bits, self.act_bits + 1)
+        array inputs and for signed ``s{act_bits+1}`` values (8 for 8-bit pixels, 5 when they
+        arrive as nibbles)."""
+        return max(self.array_bits, self.act_bits + 1)
 
     @property
     def dsp_lane_field(self) -> int:
         """Bits ``f`` between neighbouring lanes of a packed DSP48E1 product.
 
-        A lane's product ``p = a * w`` (``a <= max_activation``, ``|w| <= 8``) plus the borrow
+        A lane's product ``p = a * w`` (``a <= max_array_input``, ``|w| <= 8``) plus the borrow
         ``q`` in [-2, 1] it receives from the lane below must have ``floor((p + q) / 2**f)`` in
         [-2, 1] (the four values a 2-bit canary tells apart): ``2**(f + 1) >= 8 * a_max + 2``.
         """
-        need = LANE_ABS_MAX * self.max_activation + 2
+        need = LANE_ABS_MAX * self.max_array_input + 2
         return (need - 1).bit_length() - 1
 
     @property

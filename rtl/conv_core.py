@@ -26,10 +26,12 @@ __all__ = ["ConvCore", "WeightBanks", "conv_layer_layout", "result_layout", "slo
 def conv_layer_layout(cfg: HwConfig) -> data.StructLayout:
     """Layer parameters of one pass; stable from ``start`` until ``done``: the window of
     ``rtl.window.window_layout`` (map, output size, kernel, stride, padding at the top and
-    the left), ``mode``, a :class:`PostMode`, and ``out_chunks``, the output's vectors per
-    pixel (only the results' ``base`` and ``end`` use it)."""
+    the left), ``mode``, a :class:`PostMode`, ``out_chunks``, the output's vectors per
+    pixel (only the results' ``base`` and ``end`` use it), and ``split``: the input's odd
+    chunks are high nibbles (a ``split_input`` build only)."""
     return data.StructLayout({**dict(window_layout(cfg).members), "mode": unsigned(2),
-                              "out_chunks": window_layout(cfg).members["chunks"]})
+                              "out_chunks": window_layout(cfg).members["chunks"],
+                              "split": unsigned(1)})
 
 
 def slot_layout(cfg: HwConfig) -> data.StructLayout:
@@ -229,8 +231,10 @@ class ConvCore(wiring.Component):
         first = gen.chunk_first & gen.win_first
         last = gen.chunk_last & gen.win_last
 
-        # Stage 1: memory data for the vector issued the cycle before.
+        # Stage 1: memory data for the vector issued the cycle before. A split input's odd
+        # chunks hold high nibbles: the arrays take their products times 16 (``hi``).
         valid1, pad1, first1, last1 = Signal(), Signal(), Signal(), Signal()
+        hi1 = Signal()
         both_ready = pot.i.ready & dsp.i.ready
         adv = ~valid1 | both_ready
         m.d.comb += [gen.start.eq(self.start & ~busy), gen.adv.eq(adv),
@@ -239,6 +243,8 @@ class ConvCore(wiring.Component):
         with m.If(adv):
             m.d.sync += [valid1.eq(gen.valid), pad1.eq(~gen.inside), first1.eq(first),
                          last1.eq(last)]
+            if cfg.split_input:
+                m.d.sync += hi1.eq(L.split & gen.chunk_odd)
         with m.If(~busy):
             m.d.sync += step.eq(0)
         with m.Elif(gen.valid & adv):
@@ -260,6 +266,8 @@ class ConvCore(wiring.Component):
         ]
         if pairs:
             m.d.comb += dsp.i.payload.fixed8.eq(banks.fixed8)
+        if cfg.split_input:
+            m.d.comb += [pot.i.payload.hi.eq(hi1), dsp.i.payload.hi.eq(hi1)]
 
         # ---- results: each array's output is taken as soon as it comes (the two latencies
         # differ), a pixel's results are joined, then requantized ``result_lanes`` slots a

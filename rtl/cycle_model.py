@@ -57,7 +57,7 @@ from .interface.descriptor import (
     unpack_descriptor,
 )
 from .interface.passes import pass_count
-from .interface.stem import fold_plan
+from .interface.stem import NIBBLE_BITS, fold_plan, split_channels
 from .interface.tiling import layer_descriptors, pool_fusion_pays
 from .postproc import PostProc
 from .pot_array import pot_latency
@@ -438,7 +438,8 @@ def resnet18_cycles(cfg: HwConfig, ratio: str | tuple[int, int, int], *, image: 
     shapes = layer_shapes(nodes, image, 3)
     v, act, sgn = cfg.vec_len, cfg.act_bits, cfg.act_bits + 1
     out: list[LayerCycles] = []
-    bits = {"input": cfg.input_bits}        # storage bits of every tensor
+    # Storage bits of every tensor: the pixels, or on a split_input build their nibbles.
+    bits = {"input": NIBBLE_BITS if cfg.split_input else cfg.input_bits}
     addr = {"input": 0}                     # a DDR region of its own for every tensor
 
     fused = fusable_adds(nodes)
@@ -490,6 +491,9 @@ def resnet18_cycles(cfg: HwConfig, ratio: str | tuple[int, int, int], *, image: 
                 (ci, hi, wi), kernel, stride, pad = (fold.folded_shape, fold.folded_kernel,
                                                      1, 0)
                 fields.update(in_c=ci, in_h=hi, in_w=wi)
+            if src == "input" and cfg.split_input:      # low and high nibbles in turn
+                ci = split_channels(ci, cfg)
+                fields.update(in_c=ci, split=1)
             fields.update(op=Op.CONV, kernel_h=kernel[0], kernel_w=kernel[1], stride=stride,
                           passes=_passes(cfg, co, ratio), steps=cfg.steps(kernel, ci))
         elif op == "add":

@@ -66,6 +66,8 @@ class WindowGen(wiring.Component):
         ``ky == kx == 0``; ``ky == kernel_h - 1`` and ``kx == kernel_w - 1``.
     chunk_first, chunk_last : Out(1)
         First and last chunk.
+    chunk_odd : Out(1)
+        The chunk's index is odd (a split input's high nibbles).
     done : Out(1)
     """
 
@@ -77,7 +79,7 @@ class WindowGen(wiring.Component):
             "start": In(1), "adv": In(1),
             "valid": Out(1), "addr": Out(self._addr_bits), "inside": Out(1),
             "win_first": Out(1), "win_last": Out(1),
-            "chunk_first": Out(1), "chunk_last": Out(1),
+            "chunk_first": Out(1), "chunk_last": Out(1), "chunk_odd": Out(1),
             "done": Out(1),
         })
 
@@ -134,7 +136,7 @@ class WindowGen(wiring.Component):
             self.addr.eq((row_k + col_k + ch)[:self._addr_bits]),
             self.inside.eq((iy >= 0) & (iy < L.height) & (ix >= 0) & (ix < L.width)),
             self.win_first.eq((ky == 0) & (kx == 0)), self.win_last.eq(end_ky),
-            self.chunk_first.eq(ch == 0), self.chunk_last.eq(last_ch),
+            self.chunk_first.eq(ch == 0), self.chunk_last.eq(last_ch), self.chunk_odd.eq(ch[0]),
         ]
 
         def set_ends(kx_at, ky_at, ch_at, ox_at, oy_at):

@@ -52,6 +52,8 @@ CFG = HwConfig(name="units", part="xc7z020clg400-1", clock_mhz=100.0, pot_rows=4
                pot_cols=8, dsp_rows=4, dsp_cols=8, max_reduction=7 * 7 * 8, max_channels=64,
                max_spatial=64, act_buf_depth=256, weight_buf_depth=64, out_buf_depth=64,
                result_lanes=4, weight_ports=3)
+#: The same build with the first layer's pixels split into nibbles (``split`` descriptors).
+CFG_SPLIT = CFG.replace(name="units-split", split_input=True)
 
 
 def _sim(dut, bench) -> None:
@@ -85,21 +87,25 @@ def _random_descriptor(rng: np.random.Generator, cfg: HwConfig) -> dict[str, int
     pads = [int(x) for x in rng.integers(0, kh // 2 + 1, 2)]
     pads += [int(x) for x in rng.integers(0, kw // 2 + 1, 2)]
     mode = PostMode(int(rng.integers(0, {Op.CONV: 3, Op.ADD: 2, Op.CONV_ADD: 2}.get(op, 1))))
-    pool = 0
+    pool = split = 0
     if op == Op.CONV and rng.random() < 0.3:      # a pooled conv band
         pool, mode = int(rng.choice([POOL_TOP, POOL_LEAD])), PostMode.RELU
+    pixels = 4 if cfg.split_input else 8
+    if op == Op.CONV and cfg.split_input and rng.random() < 0.4:   # nibbles, chunks in pairs
+        split, c = 1, 2 * cfg.vec_len * int(rng.integers(1, 3))
     return _layer(cfg, op, c, max(h, kh), max(w, kw), k=(kh, kw), s=s, pads=pads, mode=mode,
                   out_c=int(rng.integers(1, 33)), passes=int(rng.integers(1, 4)),
-                  in_bits=int(rng.choice([act, 8 if op in (Op.CONV, Op.CONV_ADD) else sgn])),
+                  in_bits=4 if split else int(rng.choice(
+                      [act, pixels if op in (Op.CONV, Op.CONV_ADD) else sgn])),
                   in2_bits=int(rng.choice([act, sgn])), at=8 * int(rng.integers(0, 64)),
-                  pool=pool)
+                  pool=pool, split=split)
 
 
 def _layer(cfg: HwConfig, op: Op, c: int, h: int, w: int, *, k: int | tuple[int, int] = 1,
            s: int = 1,
            pads: list[int] | None = None, mode: PostMode = PostMode.RELU, out_c: int = 0,
-           passes: int = 1, in_bits: int = 0, in2_bits: int = 0, at: int = 0, pool: int = 0
-           ) -> dict[str, int]:
+           passes: int = 1, in_bits: int = 0, in2_bits: int = 0, at: int = 0, pool: int = 0,
+           split: int = 0) -> dict[str, int]:
     """The descriptor of a layer as the host writes it: what ``op`` ignores is left out,
     its maps and pass blocks one after another from the window's base (``+ at``). ``k``:
     a square kernel's side, or ``(height, width)``."""
@@ -107,7 +113,7 @@ def _layer(cfg: HwConfig, op: Op, c: int, h: int, w: int, *, k: int | tuple[int,
     kh, kw = (k, k) if isinstance(k, int) else k
     d = {name: 0 for name, _ in FIELDS}
     d.update(magic=DESC_MAGIC, op=op, in_h=h, in_w=w, in_c=c, out_c=c, out_h=h, out_w=w,
-             kernel_h=1, kernel_w=1, stride=1, in_bits=act, out_bits=act)
+             kernel_h=1, kernel_w=1, stride=1, in_bits=act, out_bits=act, split=split)
     if op in (Op.CONV, Op.CONV_ADD, Op.MAXPOOL):
         pads = pads or [0] * 4
         d.update(out_h=(h + pads[0] + pads[1] - kh) // s + 1,
@@ -171,11 +177,11 @@ def _emu_code(d: dict[str, int], cfg: HwConfig) -> ErrorCode:
     return ErrorCode.NONE
 
 
-def _descriptor_cases(n: int) -> list[dict[str, int]]:
+def _descriptor_cases(n: int, cfg: HwConfig) -> list[dict[str, int]]:
     rng = np.random.default_rng(11)
     cases = []
     for i in range(n):
-        d = _valid_descriptor(rng, CFG)
+        d = _valid_descriptor(rng, cfg)
         cases.append(d if i % 3 == 0 else _mutate(rng, d))
     # The build's limits (rows, columns, channels, buffers, weight rows) and the fields'
     # ranges, each at the edge and one beyond it.
@@ -199,23 +205,41 @@ def _descriptor_cases(n: int) -> list[dict[str, int]]:
              (conv, 8, 2, 8, {"pool": POOL_LEAD}), (conv, 8, 5, 5, {"pool": 3}),
              (conv, 8, 5, 5, {"pool": POOL_TOP, "mode": PostMode.SIGNED}),
              (Op.CONV_ADD, 8, 5, 5, {"pool": POOL_TOP, "mode": PostMode.RELU}),
-             (mp, 8, 5, 5, {"k": 3, "pool": POOL_TOP})]
-    cases += [_layer(CFG, op, c, h, w, **kw) for op, c, h, w, kw in edges]
-    fused = _layer(CFG, Op.CONV_ADD, 8, 4, 4, k=3, pads=[1] * 4)
+             (mp, 8, 5, 5, {"k": 3, "pool": POOL_TOP}),
+             # split inputs: only a conv's, 4-bit, chunks in pairs, split 1 (on a split build)
+             (conv, 16, 4, 4, {"split": 1, "in_bits": 4, "k": 3}),
+             (conv, 9, 4, 4, {"split": 1, "in_bits": 4}),
+             (conv, 8, 4, 4, {"split": 1, "in_bits": 4}),
+             (conv, 16, 4, 4, {"split": 1, "in_bits": 8}),
+             (conv, 16, 4, 4, {"split": 2, "in_bits": 4}),
+             (conv, 16, 4, 4, {"in_bits": 8}), (conv, 16, 4, 4, {"in_bits": 4}),
+             (Op.CONV_ADD, 16, 4, 4, {"split": 1, "in_bits": 4, "mode": PostMode.SIGNED}),
+             (mp, 16, 4, 4, {"split": 1}), (avg, 16, 4, 4, {"split": 1}),
+             (Op.ADD, 16, 4, 4, {"split": 1})]
+    cases += [_layer(cfg, op, c, h, w, **kw) for op, c, h, w, kw in edges]
+    fused = _layer(cfg, Op.CONV_ADD, 8, 4, 4, k=3, pads=[1] * 4)
     cases += [{**fused, name: fused[name] + step} for step in (4, 2, 1)
               for name in ("in_addr", "in2_addr", "out_addr", "weight_addr")]
     return cases
 
 
-def test_descriptor_check_matches_the_emulator() -> None:
+@pytest.mark.parametrize("cfg", [CFG, CFG_SPLIT], ids=["plain", "split"])
+def test_descriptor_check_matches_the_emulator(cfg: HwConfig) -> None:
     """Each verdict CHECK_CYCLES - 1 cycles after the descriptor, in the engine's order, is
-    the emulator's error code; every code comes up."""
-    cases = _descriptor_cases(400)
-    expected = [_emu_code(d, CFG) for d in cases]
+    the emulator's error code; every code comes up; on a split build, split convs are run
+    and wrong ones refused."""
+    cases = _descriptor_cases(400, cfg)
+    expected = [_emu_code(d, cfg) for d in cases]
     seen = {code: expected.count(code) for code in set(expected)}
     assert {ErrorCode.NONE, ErrorCode.BAD_DESCRIPTOR, ErrorCode.LAYER_TOO_LARGE,
             ErrorCode.MISALIGNED_ADDR, ErrorCode.ADDR_OUT_OF_WINDOW} <= set(seen), seen
-    dut = DescriptorCheck(cfg=CFG)
+    if cfg.split_input:
+        split_ok = [d for d, code in zip(cases, expected, strict=True)
+                    if d["split"] and code == ErrorCode.NONE]
+        split_bad = [d for d, code in zip(cases, expected, strict=True)
+                     if d["split"] and code == ErrorCode.BAD_DESCRIPTOR]
+        assert len(split_ok) > 10 and len(split_bad) > 10, (len(split_ok), len(split_bad))
+    dut = DescriptorCheck(cfg=cfg)
     got = []
 
     async def bench(ctx):
@@ -268,6 +292,7 @@ def test_descriptor_check_quantities() -> None:
             assert ctx.get(dut.row_stride) == d["in_w"] * CFG.chunks(d["in_c"])
             assert ctx.get(dut.window_limit) == sum(WINDOW)
             assert ctx.get(dut.out_row) == d["out_w"] * CFG.chunks(d["out_c"])
+            assert ctx.get(dut.is_split) == 0
             assert [ctx.get(dut.is_pool), ctx.get(dut.pool_top)] == [
                 d["pool"] != 0, d["pool"] == POOL_TOP]
             if d["pool"]:

@@ -69,13 +69,15 @@ def test_constants_describe_the_config(board: str) -> None:
     assert regmap["ID"].reset == cfg.config_hash == regmap.config_hash
     assert regmap["HW_ARRAY"].reset == cfg.pot_rows | cfg.dsp_rows << 16
     assert regmap["HW_DATA"].reset == (cfg.pot_cols | cfg.act_bits << 16 | cfg.input_bits << 20
-                                       | cfg.acc_bits << 24)
+                                       | cfg.acc_bits << 24 | cfg.split_input << 30)
     assert regmap["HW_BUS"].reset == (cfg.axi_data_width | cfg.axi_addr_width << 8
                                       | 0b111 << 16)
     assert regmap["HW_CLOCK"].reset == {"pynq-z2": 100_000, "zc706": 150_000}[board]
     assert regmap["HW_DATA"].unpack(regmap["HW_DATA"].reset) == {
         "vec_len": cfg.vec_len, "act_bits": cfg.act_bits, "input_bits": cfg.input_bits,
-        "acc_bits": cfg.acc_bits}
+        "acc_bits": cfg.acc_bits, "split_input": int(cfg.split_input)}
+    split = build_regmap(cfg.replace(split_input=True, input_bits=8))["HW_DATA"]
+    assert split.unpack(split.reset)["split_input"] == 1
     consts = [reg.name for reg in regmap if reg.constant]
     assert consts == ["MAGIC", "VERSION", "ID", "HW_ARRAY", "HW_DATA", "HW_BUS", "HW_CLOCK"]
 

@@ -72,6 +72,8 @@ class DescriptorCheck(wiring.Component):
         (a pooled conv's: of the pooled band).
     out_last : Out
         The last output vector in the out buffer (``out_vecs - 1``).
+    is_split : Out(1)
+        The conv's input is split into nibbles (``split``).
     is_pool, pool_top : Out(1)
         The conv's band is max-pooled in the write-back (``pool``); with a zero row above.
     pool_h, pool_w : Out
@@ -98,7 +100,7 @@ class DescriptorCheck(wiring.Component):
             "wpv_in": Out(8), "wpv_in2": Out(8), "wpv_out": Out(8), "pass_words": Out(32),
             "in_words": Out(48), "in2_words": Out(48), "out_words": Out(48),
             "out_last": Out(index_bits(cfg.out_buf_depth + 1)),
-            "is_pool": Out(1), "pool_top": Out(1),
+            "is_split": Out(1), "is_pool": Out(1), "pool_top": Out(1),
             "pool_h": Out(window_layout(cfg).members["out_h"]),
             "pool_w": Out(window_layout(cfg).members["out_w"]),
             "out_row": Out(window_layout(cfg).members["row_stride"]),
@@ -136,6 +138,7 @@ class DescriptorCheck(wiring.Component):
         chunks_out = out("chunks_out", (d.out_c + v - 1) >> logv)
         in_pixels = out("in_pixels", d.in_h * d.in_w)
         out_pixels = reg(d.out_h * d.out_w, 32, "out_pixels")
+        out("is_split", d.split[0] if cfg.split_input else 0)
         # A pooled band: its size, and the pixels the write-back writes.
         out("is_pool", d.pool != 0)
         top = d.pool == POOL_TOP
@@ -205,8 +208,16 @@ class DescriptorCheck(wiring.Component):
                           "window_geom")
         kernel_ok = ((d.kernel_h >= 1) & (d.kernel_h <= MAX_KERNEL) & (d.kernel_w >= 1)
                      & (d.kernel_w <= MAX_KERNEL))
-        conv_ok = (kernel_ok & window_geom & (d.mode <= PostMode.LOGITS)
-                   & ((d.in_bits == act) | (d.in_bits == 8)) & (d.out_bits == mode_bits)
+        # A conv reads act_bits maps, and the first layer's pixels: 8-bit, or on a split_input
+        # build 4-bit nibbles (``split``: an even chunk count, low and high chunks in turn).
+        if cfg.split_input:
+            split_ok = (d.split == 0) | ((d.split == 1) & (d.op == Op.CONV) & (d.in_bits == 4)
+                                         & ~chunks_in[0])
+            pixels_ok = (d.in_bits == act) | (d.in_bits == 4)
+        else:
+            split_ok, pixels_ok = d.split == 0, (d.in_bits == act) | (d.in_bits == 8)
+        conv_ok = (kernel_ok & window_geom & (d.mode <= PostMode.LOGITS) & split_ok
+                   & pixels_ok & (d.out_bits == mode_bits)
                    & (d.steps == steps_calc) & (d.passes != 0) & (d.passes <= 4096)
                    & (~is_fused | ((d.mode <= PostMode.SIGNED)
                                    & ((d.in2_bits == act) | (d.in2_bits == sgn)))))
@@ -218,8 +229,10 @@ class DescriptorCheck(wiring.Component):
                   & (d.in_c == d.out_c) & (d.in_bits == act) & (d.out_bits == act))
         avg_ok = ((d.in_c == d.out_c) & (d.out_h == 1) & (d.out_w == 1) & (d.in_bits == act)
                   & (d.out_bits == act))
-        # Stage 3: each op's verdict; stage 4: the op's (stage 5 for the windows).
-        op_ok = reg(Cat(conv_ok, add_ok, max_ok, avg_ok, d.magic == DESC_MAGIC), 5, "op_ok")
+        # Stage 3: each op's verdict; stage 4: the op's (stage 5 for the windows). Only a
+        # conv may be split.
+        op_ok = reg(Cat(conv_ok, add_ok & (d.split == 0), max_ok & (d.split == 0),
+                        avg_ok & (d.split == 0), d.magic == DESC_MAGIC), 5, "op_ok")
         out("shape_ok", op_ok[4] & nonzero & pool_ok & Mux(
             is_conv, op_ok[0], Mux(is_add, op_ok[1], Mux(is_max, op_ok[2],
                                                           Mux(is_avg, op_ok[3], 0)))))

@@ -328,7 +328,7 @@ class Engine(wiring.Component):
         for name in window_layout(cfg).members:
             m.d.comb += getattr(core.layer, name).eq(getattr(window, name))
         m.d.comb += [core.layer.mode.eq(Mux(is_fused, PostMode.SIGNED, d.mode)),
-                     core.layer.out_chunks.eq(chunks_out),
+                     core.layer.out_chunks.eq(chunks_out), core.layer.split.eq(chk.is_split),
                      maxpool.layer.eq(window)]
         ap = avgpool.layer
         m.d.comb += [ap.pixels.eq(in_pixels), ap.chunks.eq(chunks_in), ap.mult.eq(d.mult_a),

@@ -33,9 +33,9 @@ __all__ = [
     "unpack_descriptor",
 ]
 
-#: First word of every descriptor: ASCII "DSC3" (layout version 3: padding per side, the
-#: kernel's height and width).
-DESC_MAGIC = 0x33435344
+#: First word of every descriptor: ASCII "DSC4" (layout version 4: padding per side, the
+#: kernel's height and width, the split first-layer input).
+DESC_MAGIC = 0x34435344
 
 
 class Op(enum.IntEnum):
@@ -73,6 +73,9 @@ FIELDS: tuple[tuple[str, str], ...] = (
     ("pool", "a conv's output max-pooled (3 x 3, stride 2, padding 1) in its write-back: "
              "0 none; POOL_TOP the band's first row is the map's row 0 (a zero row above); "
              "POOL_LEAD its first row only leads into the windows below it"),
+    ("split", "1: a conv's input holds the first layer's pixels as 4-bit nibbles, chunk 2k "
+              "their low and chunk 2k + 1 their high nibbles, which the arrays take times 16 "
+              "(only on a split_input build; in_bits 4, an even chunk count)"),
     ("in_bits", "storage bits of one input element (4, 5, 6, 8)"),
     ("in2_bits", "storage bits of one element of the (conv-)add's second input"),
     ("out_bits", "storage bits of one output element (4, 5, 6, 8, 32)"),

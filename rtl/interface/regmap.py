@@ -605,6 +605,9 @@ def build_regmap(cfg: HwConfig) -> RegisterMap:
         (Field("input_bits", 20, 4, "First-layer input (pixel) width in bits."),
          cfg.input_bits),
         (Field("acc_bits", 24, 6, "Accumulator width in bits."), cfg.acc_bits),
+        (Field("split_input", 30, 1, "1 if first-layer pixels enter the arrays as 4-bit "
+               "nibbles (a first conv's input is written split, docs/engine.md)."),
+         int(cfg.split_input)),
     ])
     b.const("HW_BUS", "DDR master bus widths and implemented weight formats.", [
         (Field("axi_data_width", 0, 8, "Data width of the AXI4 master to DDR in bits."),

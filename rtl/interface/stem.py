@@ -24,6 +24,17 @@ which takes ``k' * ceil(12 k' / V)`` weight rows per pixel instead of ``k' * k'`
 instead of 16 on zc706 (V = 64), 12 on pynq-z2 (V = 16). The host writes ``U`` (``k'``
 times the channels, ``k' - 1`` fewer columns); the engine reads the same number of bus
 words per pixel where a pixel's channels fit one vector either way.
+
+On a build with ``split_input`` the arrays take only ``act_bits``-wide activations, so the
+host also *splits* the (folded) input's pixels into nibbles, ``x = 16 hi + lo``
+(:func:`split_pixels`): chunk ``2k`` of the split map holds the low nibbles of channels
+``kV .. kV + V - 1``, chunk ``2k + 1`` their high nibbles, and the layer's weights repeat
+each chunk's columns for its high chunk (:func:`split_weight`). The descriptor's ``split``
+tells the arrays to take an odd chunk's products times 16, so
+
+    sum_c w[c] x[c] = sum_c w[c] lo[c] + 16 sum_c w[c] hi[c]
+
+is the same integer: the steps per pixel double, every product is a 4-bit one.
 """
 
 from __future__ import annotations
@@ -34,7 +45,11 @@ import numpy as np
 
 from ..config import HwConfig
 
-__all__ = ["Fold", "fold_input", "fold_plan", "fold_weight"]
+__all__ = ["NIBBLE_BITS", "Fold", "fold_input", "fold_plan", "fold_weight", "split_channels",
+           "split_pixels", "split_weight"]
+
+#: Width of the pieces a ``split_input`` build's first-layer pixels are cut into.
+NIBBLE_BITS = 4
 
 
 @dataclass(frozen=True)
@@ -72,16 +87,21 @@ def fold_plan(node: dict, in_shape: tuple[int, int, int], cfg: HwConfig) -> Fold
     on ``cfg`` if ``node`` is a stride-2 conv that folding makes cheaper, else None. Between
     equal counts the plain fold wins: it writes fewer bytes. The unrolled fold is taken only
     where the input band of one output row fits half the act buffer, so that the engine can
-    still load a band while it computes the one before (``rtl.interface.tiling``)."""
+    still load a band while it computes the one before (``rtl.interface.tiling``). On a
+    ``split_input`` build the counts are those of the split map."""
     if node.get("op") != "conv" or node.get("stride") != 2:
         return None
+
+    def stored(channels: int) -> int:     # channels of the map in the act buffer
+        return split_channels(channels, cfg) if cfg.split_input else channels
+
     k, c = node["kernel"], in_shape[0]
-    best, steps = None, cfg.steps(k, c)
+    best, steps = None, cfg.steps(k, stored(c))
     for unroll in (False, True):
         fold = Fold(k, node["padding"], tuple(in_shape), unroll)
         ch, _, width = fold.folded_shape
-        folded = cfg.steps(fold.folded_kernel, ch)
-        band = fold.side * width * cfg.chunks(ch)
+        folded = cfg.steps(fold.folded_kernel, stored(ch))
+        band = fold.side * width * cfg.chunks(stored(ch))
         if folded < steps and width >= 1 and (not unroll or band <= cfg.act_buf_depth // 2):
             best, steps = fold, folded
     return best
@@ -116,3 +136,39 @@ def fold_weight(weight: np.ndarray, fold: Fold) -> np.ndarray:
     if not fold.unroll:
         return wf
     return wf.transpose(0, 3, 1, 2).reshape(o, kf * 4 * c, kf, 1)
+
+
+def split_channels(channels: int, cfg: HwConfig) -> int:
+    """Channels of the split map of a ``channels``-channel input: a low and a high chunk of
+    ``vec_len`` for every chunk of the input."""
+    return 2 * cfg.vec_len * cfg.chunks(channels)
+
+
+def split_pixels(x: np.ndarray, cfg: HwConfig) -> np.ndarray:
+    """The split map (``split_channels(C)``, H, W) of unsigned pixels (C, H, W) of at most
+    ``2 * NIBBLE_BITS`` bits: chunk ``2k`` the low nibbles of chunk ``k``'s channels, chunk
+    ``2k + 1`` their high nibbles (zero channels pad the last chunk)."""
+    x = np.asarray(x)
+    top = (1 << 2 * NIBBLE_BITS) - 1
+    if x.size and (x.min() < 0 or x.max() > top):
+        raise ValueError(f"pixels to split must be in [0, {top}], found "
+                         f"[{x.min()}, {x.max()}]")
+    c, h, w = x.shape
+    v, chunks = cfg.vec_len, cfg.chunks(c)
+    padded = np.zeros((chunks, 1, v, h, w), np.int64)
+    padded.reshape(chunks * v, h, w)[:c] = x
+    low = padded & ((1 << NIBBLE_BITS) - 1)
+    return np.concatenate([low, padded >> NIBBLE_BITS], axis=1).reshape(2 * chunks * v, h, w)
+
+
+def split_weight(weight: np.ndarray, cfg: HwConfig) -> np.ndarray:
+    """The weights (O, ``split_channels(I)``, kh, kw) of a (O, I, kh, kw) layer for its split
+    input: chunk ``k``'s columns in chunks ``2k`` and ``2k + 1``, same dtype (an fc layer's
+    (O, I) as (O, ``split_channels(I)``))."""
+    if weight.ndim == 2:
+        return split_weight(weight[:, :, None, None], cfg)[:, :, 0, 0]
+    o, c, kh, kw = weight.shape
+    v, chunks = cfg.vec_len, cfg.chunks(c)
+    padded = np.zeros((o, chunks, 1, v, kh, kw), weight.dtype)
+    padded.reshape(o, chunks * v, kh, kw)[:, :c] = weight
+    return np.concatenate([padded, padded], axis=2).reshape(o, 2 * chunks * v, kh, kw)
