@@ -46,7 +46,9 @@ def dsp_input_layout(cfg: HwConfig) -> data.StructLayout:
     ``fixed8[k]`` (only if the config supports Fixed-8): lanes ``2k`` and ``2k + 1`` form one
     Fixed-8 filter whose weight ``w`` arrives as ``weight[2k][c] = w & 15`` (the low nibble's
     bits) and ``weight[2k+1][c] = w >> 4``; it must stay the same from ``first`` to ``last``;
-    ``first``/``last``: this vector starts/ends a dot product.
+    ``first``/``last``: this vector starts/ends a dot product; ``hi`` (only if
+    ``cfg.split_input``): this vector holds high nibbles of first-layer pixels, so its products
+    count 16 times (it may change from vector to vector of a dot product).
     """
     fields: dict[str, object] = {
         "act": act_layout(cfg),
@@ -57,6 +59,8 @@ def dsp_input_layout(cfg: HwConfig) -> data.StructLayout:
         fields["fixed8"] = data.ArrayLayout(unsigned(1), cfg.dsp_rows // 2)
     fields["first"] = unsigned(1)
     fields["last"] = unsigned(1)
+    if cfg.split_input:
+        fields["hi"] = unsigned(1)
     return data.StructLayout(fields)
 
 
@@ -94,6 +98,11 @@ class DspArray(wiring.Component):
     ``sum_lo + 16 * sum_hi`` while lane ``2k + 1`` outputs 0. A Fixed-8 filter thus runs at
     full rate on the two lanes that could hold two Fixed-4 filters.
 
+    Split input (``cfg.split_input``): the activations are ``act_bits`` wide (a pixel's nibble
+    at most 15, so four lanes fit a DSP48E1) and a vector flagged ``hi`` counts 16 times: the
+    lane-total registers take its totals shifted left by four (one 2:1 multiplexer per bit),
+    so the accumulators and the Fixed-8 combination add ``16 *`` its products unchanged.
+
     Timing: the result of a dot product whose ``last`` vector is accepted in cycle ``t`` is
     valid on ``o`` in cycle ``t + latency`` (``latency = 6 + ceil(log2(dsp_cols))``) when ``o``
     is not stalled. Backpressure stalls the whole pipeline when a result arrives
@@ -110,7 +119,8 @@ class DspArray(wiring.Component):
     Members
     -------
     i : In(stream.Signature(dsp_input_layout(cfg)))
-        Activation vector, lane weights, Fixed-8 pair modes, first/last flags.
+        Activation vector, lane weights, Fixed-8 pair modes, first/last flags (and ``hi``
+        with split_input).
     o : Out(stream.Signature(ArrayLayout(signed(acc_bits), dsp_rows)))
         One dot product per lane, once per ``last`` vector.
 
@@ -165,7 +175,7 @@ class DspArray(wiring.Component):
         f, offs = cfg.dsp_lane_field, self.offsets
         has8 = _has_fixed8(cfg)
         pairs = cfg.dsp_rows // 2 if has8 else 0
-        a_max = cfg.max_activation
+        a_max = cfg.max_array_input  # what the multipliers see (a pixel's nibble if split)
         en = Signal()  # every pipeline register moves together (a register: see skid_output)
         m.d.comb += self.i.ready.eq(en)
         take = self.i.valid & en
@@ -177,6 +187,9 @@ class DspArray(wiring.Component):
         first = delay(m, en, pay.first, stages, "first")
         last = delay(m, en, pay.last, stages, "last")
         modes = [delay(m, en, pay.fixed8[k], stages, f"fixed8_p{k}") for k in range(pairs)]
+        # ``hi`` (split_input only) reaches the lane-total stage, one stage before the
+        # accumulators, where it shifts the lane totals by four.
+        hi = delay(m, en, pay.hi, stages - 1, "hi") if cfg.split_input else None
 
         def data_reg(value: Value, name: str) -> Signal:
             return register(m, en, value, name, reset_less=True)
@@ -253,6 +266,11 @@ class DspArray(wiring.Component):
                 level += 1
             return terms[0]
 
+        # Lane totals. For a ``hi`` vector (split_input) the lane total register takes the
+        # total times 16, one 2:1 multiplexer per bit: the accumulators, and a Fixed-8 pair's
+        # ``lo + 16 * hi`` combination, then add 16 times the vector's products unchanged.
+        bound = LANE_ABS_MAX * a_max * cols
+        total_bits = bound.bit_length() + 1
         totals: list[Signal] = []
         for j in range(cfg.dsp_rows):
             vsum = reduce([Value.cast(v).as_signed() for v in lane_vals[j]], f"vsum_l{j}")
@@ -260,8 +278,10 @@ class DspArray(wiring.Component):
                 total = vsum - reduce(lane_borrows[j], f"qsum_l{j}")
             else:
                 total = vsum
-            bound = LANE_ABS_MAX * a_max * cols
-            totals.append(data_reg(total[:bound.bit_length() + 1].as_signed(), f"lane_l{j}"))
+            total = total[:total_bits].as_signed()
+            if hi is not None:
+                total = Mux(hi, Cat(Const(0, LANE_BITS), total).as_signed(), total)
+            totals.append(data_reg(total, f"lane_l{j}"))
 
         acc = [Signal(signed(acc_bits), name=f"acc_l{j}") for j in range(cfg.dsp_rows)]
         result = Signal(self.o.payload.shape())

@@ -30,15 +30,20 @@ def pot_input_layout(cfg: HwConfig) -> data.StructLayout:
 
     ``act``: the ``vec_len`` unsigned activations of this cycle (shared by every filter);
     ``weight[r][c]``: the PoT-4 code of filter ``r`` for activation ``c``;
-    ``first``/``last``: this vector starts/ends a dot product (both set for a one-vector one).
+    ``first``/``last``: this vector starts/ends a dot product (both set for a one-vector one);
+    ``hi`` (only if ``cfg.split_input``): this vector holds high nibbles of first-layer pixels,
+    so its products count 16 times (it may change from vector to vector of a dot product).
     """
-    return data.StructLayout({
+    fields: dict[str, object] = {
         "act": act_layout(cfg),
         "weight": data.ArrayLayout(data.ArrayLayout(unsigned(POT_CODE_BITS), cfg.vec_len),
                                    cfg.pot_rows),
         "first": unsigned(1),
         "last": unsigned(1),
-    })
+    }
+    if cfg.split_input:
+        fields["hi"] = unsigned(1)
+    return data.StructLayout(fields)
 
 
 #: Columns summed by one chain of pipelined adders (see :class:`PotArray`); chains of at most
@@ -94,7 +99,10 @@ class PotArray(wiring.Component):
     anywhere and synthesis uses no DSP48E1), sums the products and accumulates the sums from
     the vector flagged ``first`` to the one flagged ``last``. The dot products of all filters
     then leave on ``o`` as one payload. Accumulators are ``cfg.acc_bits`` wide, enough for
-    ``max_reduction``.
+    ``max_reduction``. With ``cfg.split_input`` a vector flagged ``hi`` (high nibbles of
+    first-layer pixels) adds its sums times 16: ``16 * (sum + c)`` through the accumulator
+    adder's operand ``Cat(c, c, c, c, sum)`` and its unchanged carry-in ``c``, one 2:1
+    multiplexer per accumulator bit.
 
     The columns are summed in chains of up to :data:`CHAIN` columns: stage 1 adds a chain's
     first two columns, stage ``j`` subtracts the (inverted) product of column ``j`` from the
@@ -122,7 +130,7 @@ class PotArray(wiring.Component):
     Members
     -------
     i : In(stream.Signature(pot_input_layout(cfg)))
-        Activation vector, weight codes, first/last flags.
+        Activation vector, weight codes, first/last flags (and ``hi`` with split_input).
     o : Out(stream.Signature(ArrayLayout(signed(acc_bits), pot_rows)))
         One dot product per filter, once per ``last`` vector.
 
@@ -180,6 +188,8 @@ class PotArray(wiring.Component):
         first_in = delay(m, en, self.i.payload.first, stages - 1, "first")
         valid = register(m, en, valid_in, f"valid_d{stages}")
         last = delay(m, en, self.i.payload.last, stages, "last")
+        # ``hi`` (split_input only) belongs to the sums entering the accumulators, like ``last``.
+        hi = delay(m, en, self.i.payload.hi, stages, "hi") if cfg.split_input else None
 
         # Column ``j`` of a chain (j >= 1) is added in chain stage ``j``, ``j - 1`` cycles after
         # the vector was taken: its activation (once per column, for every row) and its weight
@@ -247,10 +257,19 @@ class PotArray(wiring.Component):
         # operands are two registers (one LUT per bit and no LUT level in front of the carry
         # chain). The reset wins over the update of the vector leaving the stage, whose sum
         # has already gone to the output if it was a ``last`` one.
+        # A ``hi`` vector (split_input) adds ``16 * (sum + c)``: the operand ``Cat(c, c, c, c,
+        # sum)`` is ``16 * sum + 15 * c`` and the carry-in ``c`` stays the same, so the
+        # accumulator adder gets one 2:1 multiplexer per bit on its sum operand (it merges into
+        # the LUT in front of the carry chain, whose other operand stays a register).
         acc = [Signal(signed(acc_bits), name=f"acc_r{r}") for r in range(rows)]
         result = Signal(self.o.payload.shape())
         for r in range(rows):
-            nxt = (acc[r] + sums[r] + carries_out[r])[:acc_bits]
+            c = carries_out[r]
+            if hi is None:
+                operand = sums[r]
+            else:
+                operand = Mux(hi, Cat(c.replicate(4), sums[r]).as_signed(), sums[r])
+            nxt = (acc[r] + operand + c)[:acc_bits]
             m.d.comb += result[r].eq(nxt)
             with m.If(en & valid):
                 m.d.sync += acc[r].eq(nxt)

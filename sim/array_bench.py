@@ -141,6 +141,9 @@ async def random_and_extremes(dut) -> None:
     payloads = tb.payloads(jobs)
     rng = np.random.default_rng(p["seed"] + 7)
     tb.log.info("%s array, %d jobs, %d vectors", tb.array, len(jobs), len(payloads))
+    if tb.cfg.split_input:  # the expected values count these vectors' activations 16 times
+        tb.log.info("split input: %d vectors with hi",
+                    sum(int(job.hi.sum()) for job in jobs))
     cocotb.start_soon(tb.drive(payloads, _random_flags(rng, p["gap"])))
     results = await tb.collect(len(jobs), len(payloads), _random_flags(rng, p["stall"]))
     tb.check(jobs, results)
@@ -172,7 +175,8 @@ async def full_rate_and_latency(dut) -> None:
 @cocotb.test()
 async def every_product(dut) -> None:
     """DSP array only: every activation times every weight combination of one DSP48E1's lanes
-    (Fixed-4) and every Fixed-8 weight, at full rate."""
+    (Fixed-4) and every Fixed-8 weight, at full rate (split configs: every activation 0..15,
+    ``hi`` on every other vector)."""
     tb = TB(dut)
     if tb.array != "dsp" or not tb.params.get("every_product"):
         return

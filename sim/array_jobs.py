@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from amaranth.lib import data
@@ -31,13 +31,16 @@ class Job:
     ``acts`` (V, cols) unsigned activations; ``lanes`` (rows, V, cols) what the hardware's weight
     field receives (PoT-4 codes, or signed 4-bit lane values); ``fixed8`` (rows // 2,) pair
     modes of the DSP array, or None; ``weights`` (rows, V * cols) the integer weight values the
-    golden model multiplies (a Fixed-8 pair's weight in its low row, zeros in its high row).
+    golden model multiplies (a Fixed-8 pair's weight in its low row, zeros in its high row);
+    ``hi`` (V,) the ``hi`` flag of each vector (a ``split_input`` array only: the vector holds
+    high nibbles and its activations count 16 times), or None.
     """
 
     acts: np.ndarray
     lanes: np.ndarray
     weights: np.ndarray
     fixed8: np.ndarray | None = None
+    hi: np.ndarray | None = None
 
     @property
     def vectors(self) -> int:
@@ -45,12 +48,34 @@ class Job:
 
 
 def expected(job: Job) -> np.ndarray:
-    """The golden model's dot products of one job: (rows,) int64."""
-    return dot_products(job.acts.reshape(1, -1), job.weights)[0]
+    """The golden model's dot products of one job: (rows,) int64. A ``hi`` vector's
+    activations are the high nibbles of the pixels ``16 * hi + lo``: they count 16 times."""
+    acts = np.asarray(job.acts, dtype=np.int64)
+    if job.hi is not None:
+        acts = acts * np.where(np.asarray(job.hi, dtype=bool), 16, 1)[:, None]
+    return dot_products(acts.reshape(1, -1), job.weights)[0]
 
 
 def _act_max(cfg: HwConfig) -> int:
-    return cfg.max_activation
+    """Largest value on an array input: a pixel, or a pixel's nibble on a split_input array."""
+    return cfg.max_array_input
+
+
+def _with_hi(cfg: HwConfig, jobs: list[Job], n_extreme: int, seed: int) -> list[Job]:
+    """On a ``split_input`` array give every job ``hi`` flags: each extreme job three times,
+    with ``hi`` on every vector (the largest products: 16 * 15 times the largest weights), on
+    none and on every other vector, and random ``hi`` flags (half the vectors) on the random
+    jobs. Other arrays: the jobs unchanged."""
+    if not cfg.split_input:
+        return jobs
+    rng = np.random.default_rng(seed + 1_000_003)
+    out = []
+    for job in jobs[:n_extreme]:
+        for hi in (np.ones(job.vectors), np.zeros(job.vectors), np.arange(job.vectors) % 2):
+            out.append(replace(job, hi=hi.astype(np.int64)))
+    for job in jobs[n_extreme:]:
+        out.append(replace(job, hi=(rng.random(job.vectors) < 0.5).astype(np.int64)))
+    return out
 
 
 def _random_acts(rng: np.random.Generator, cfg: HwConfig, shape: tuple[int, ...]) -> np.ndarray:
@@ -81,6 +106,7 @@ def pot_jobs(cfg: HwConfig, n_random: int, seed: int) -> list[Job]:
     for value in (-(1 << C.POT_EXP_MAX), 1 << C.POT_EXP_MAX):
         codes = np.full((rows, longest, cols), int(C.pot_encode(value)))
         jobs.append(_pot_job(cfg, np.full((longest, cols), amax), codes))
+    n_extreme = len(jobs)
     total = 0
     while total < n_random:
         v = int(rng.integers(1, 9)) if rng.random() < 0.9 else int(rng.integers(9, 41))
@@ -88,7 +114,7 @@ def pot_jobs(cfg: HwConfig, n_random: int, seed: int) -> list[Job]:
         codes[codes == 8] = 0  # reserved code: covered by the extreme jobs
         jobs.append(_pot_job(cfg, _random_acts(rng, cfg, (v, cols)), codes))
         total += v
-    return jobs
+    return _with_hi(cfg, jobs, n_extreme, seed)
 
 
 def dsp_job(acts: np.ndarray, w: np.ndarray, fixed8: np.ndarray) -> Job:
@@ -134,6 +160,7 @@ def dsp_jobs(cfg: HwConfig, n_random: int, seed: int) -> list[Job]:
             w = np.full((rows, v, cols), lo4)
             w[2::4] = lo8  # the low rows of the odd (Fixed-8) pairs
             jobs.append(dsp_job(acts, w, half8))
+    n_extreme = len(jobs)
     total = 0
     while total < n_random:
         v = int(rng.integers(1, 9)) if rng.random() < 0.9 else int(rng.integers(9, 41))
@@ -146,7 +173,7 @@ def dsp_jobs(cfg: HwConfig, n_random: int, seed: int) -> list[Job]:
             w[2 * k] = w8[2 * k]
         jobs.append(dsp_job(_random_acts(rng, cfg, (v, cols)), w, fixed8))
         total += v
-    return jobs
+    return _with_hi(cfg, jobs, n_extreme, seed)
 
 
 def dsp_every_product_jobs(cfg: HwConfig, seed: int) -> list[Job]:
@@ -181,6 +208,8 @@ def dsp_every_product_jobs(cfg: HwConfig, seed: int) -> list[Job]:
         for idx in chunks(w8.size):
             w = np.broadcast_to(w8[idx], (rows, 1, cols)).copy()  # high rows are ignored
             jobs.append(dsp_job(a8[idx][None, :], w, all8))
+    if cfg.split_input:  # the products do not depend on hi: every other vector has it set
+        jobs = [replace(job, hi=np.array([k % 2])) for k, job in enumerate(jobs)]
     return jobs
 
 
@@ -195,6 +224,8 @@ def vector_fields(job: Job) -> dict[str, np.ndarray]:
     }
     if job.fixed8 is not None:
         fields["fixed8"] = np.broadcast_to(job.fixed8, (v, job.fixed8.size))
+    if job.hi is not None:
+        fields["hi"] = np.asarray(job.hi).reshape(v, 1)
     return fields
 
 

@@ -1,4 +1,5 @@
-"""pytest entry for the cocotb array benches: both arrays, two configs, bit-exact vs golden."""
+"""pytest entry for the cocotb array benches: both arrays, two configs with and without
+``split_input``, bit-exact vs golden."""
 
 from __future__ import annotations
 
@@ -15,6 +16,14 @@ from sim.runner import run_bench
 SIM_CONFIGS: dict[str, HwConfig] = {
     f"{board}-scaled": preset(board).replace(name=f"{board}-scaled", pot_rows=4, dsp_rows=4)
     for board in ("pynq-z2", "zc706")
+}
+
+#: The same with ``split_input``: the first layer's 8-bit pixels reach the arrays as 4-bit
+#: nibbles (act width 4), high-nibble vectors (``hi``, random per vector) counted 16 times, and
+#: four lanes per DSP48E1.
+SPLIT_CONFIGS: dict[str, HwConfig] = {
+    f"{name}-split": cfg.replace(name=f"{name}-split", split_input=True, dsp_pack=4)
+    for name, cfg in SIM_CONFIGS.items()
 }
 
 #: Random vectors per array and config (on top of the extreme jobs).
@@ -36,9 +45,35 @@ def test_array_bench(array: str, name: str) -> None:
     _run(array, name, SIM_CONFIGS[name], N_RANDOM, seed=2024, every_product=array == "dsp")
 
 
+@pytest.mark.parametrize("name", list(SPLIT_CONFIGS))
+@pytest.mark.parametrize("array", ["pot", "dsp"])
+def test_array_bench_split(array: str, name: str) -> None:
+    """Split configs: random ``hi`` on the random vectors, the extremes with ``hi`` on every
+    vector (activation 15, largest weights, Fixed-8 pairs), on none and on every other one."""
+    _run(array, name, SPLIT_CONFIGS[name], N_RANDOM, seed=2025)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(SPLIT_CONFIGS))
+def test_array_bench_split_every_product(name: str) -> None:
+    """Split configs' DSP array with every activation 0..15 times every Fixed-4 combination of
+    a DSP48E1's four lanes and every Fixed-8 weight (about a minute each in Icarus)."""
+    _run("dsp", f"{name}-all", SPLIT_CONFIGS[name], N_RANDOM, seed=2026, every_product=True)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("board", ["pynq-z2", "zc706"])
 @pytest.mark.parametrize("array", ["pot", "dsp"])
 def test_array_bench_full_preset(array: str, board: str) -> None:
     """The presets at their full array shapes, with another seed (minutes in Icarus)."""
     _run(array, board, preset(board), N_RANDOM, seed=7)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("board", ["pynq-z2", "zc706"])
+@pytest.mark.parametrize("array", ["pot", "dsp"])
+def test_array_bench_full_preset_split(array: str, board: str) -> None:
+    """The presets at their full array shapes with ``split_input`` and four lanes per DSP48E1
+    (minutes in Icarus)."""
+    cfg = preset(board).replace(name=f"{board}-split", split_input=True, dsp_pack=4)
+    _run(array, cfg.name, cfg, N_RANDOM, seed=8)

@@ -28,6 +28,13 @@ CFG_PORTS = CFG.replace(name="network-sim-ports", weight_ports=3)
 #: the trained digits model.
 CFG_STEM = HwConfig.from_dict({**CFG.to_dict(), "name": "network-sim-stem",
                                "act_buf_depth": 256, "out_buf_depth": 128})
+#: The default engine with 4-bit arrays (four lanes per DSP48E1): the first layer's pixels
+#: arrive as nibbles (``split_input``, docs/engine.md).
+CFG_SPLIT = CFG.replace(name="network-sim-split", split_input=True, dsp_pack=4)
+#: The standard-stem engine so built, its act buffer doubled: a band of the split stem's
+#: output row is 304 vectors (4 rows of 19 pixels of 4 chunks).
+CFG_STEM_SPLIT = CFG_STEM.replace(name="network-sim-stem-split", split_input=True, dsp_pack=4,
+                                  act_buf_depth=512)
 
 
 #: How far the cycle model (rtl/cycle_model.py) may be from the RTL's own count, per layer
@@ -117,6 +124,24 @@ def test_random_resnet18_digits_size() -> None:
     """Every layer kind of ResNet-18 (small stem, 8x8 input, width 0.125) in sequence."""
     model = random_resnet18(3, input_shape=(3, 8, 8), width=0.125, ratio="60:35:5")
     _run(model, random_images(np.random.default_rng(4), 1, (3, 8, 8)), "network-random")
+
+
+def test_random_resnet18_split_input() -> None:
+    """The default network on 4-bit arrays: the first conv's pixels split into low and high
+    nibbles, the high ones' products taken times 16; bit-exact, the model as tight."""
+    model = random_resnet18(3, input_shape=(3, 8, 8), width=0.125, ratio="60:35:5")
+    images = random_images(np.random.default_rng(4), 1, (3, 8, 8))
+    images[0][:, 0, 0] = 255                           # both nibbles at their top
+    _run(model, images, "network-split", CFG_SPLIT)
+
+
+@pytest.mark.slow
+def test_random_resnet18_standard_stem_split_input() -> None:
+    """The standard stem (folded, its max-pool in the write-back) on 4-bit arrays."""
+    model = random_resnet18(5, input_shape=(3, 32, 32), width=0.25, ratio="65:30:5",
+                            small_stem=False)
+    _run(model, random_images(np.random.default_rng(6), 2, (3, 32, 32)), "network-stem-split",
+         CFG_STEM_SPLIT, fuse_pool=True)
 
 
 @pytest.mark.slow

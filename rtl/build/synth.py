@@ -636,8 +636,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--config", default="pynq-z2",
                         help=f"board preset ({', '.join(preset_names())}) or a HwConfig JSON file")
     parser.add_argument("--array", choices=("pot", "dsp", "both"), default="both")
-    parser.add_argument("--set", action="append", default=[], metavar="FIELD=INT",
-                        help="override an integer HwConfig field, e.g. --set pot_rows=4")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="override an integer or true/false HwConfig field, e.g. --set "
+                             "pot_rows=4 --set split_input=true")
     parser.add_argument("--timing", action="store_true",
                         help="also estimate the worst register-to-register path and clock")
     parser.add_argument("--json", action="store_true", help="print figures as JSON lines")
@@ -648,8 +649,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         changes = {}
         for item in args.set:
             name, sep, value = item.partition("=")
+            if sep and value.lower() in ("true", "false"):
+                changes[name] = value.lower() == "true"
+                continue
             if not sep or not value.lstrip("-").isdigit():
-                raise ValueError(f"--set takes FIELD=INTEGER, not {item!r}")
+                raise ValueError(f"--set takes FIELD=INTEGER or FIELD=true/false, not {item!r}")
             changes[name] = int(value)
         if changes:
             cfg = cfg.replace(**changes)
