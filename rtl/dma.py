@@ -157,14 +157,25 @@ class DmaReader(wiring.Component):
         # a defined value from time zero in any simulator.
         arvalid = Signal()
         m.d.comb += [bus.arvalid.eq(arvalid), bus.araddr.eq(addr), bus.arlen.eq(beats - 1)]
-        # Bursts whose address went out and whose last beat has not come back.
-        flying = Signal(range(MAX_OUTSTANDING + 1), name="flying")
+        # Bursts whose address went out and whose last beat has not come back, counted
+        # one-hot (bit k: k bursts in flight), so that whether none will be left, and whether
+        # another may go out, pick between registers by the bus's handshakes: no adder or
+        # comparison behind ``rready``.
+        flying = Signal(MAX_OUTSTANDING + 1, name="flying", init=1)
         ar_fire = arvalid & bus.arready
         r_last = bus.rvalid & bus.rready & bus.rlast
         rem_next = Signal.like(remaining)
-        fly_next = Signal.like(flying)
+        up, down = Signal(), Signal()
         m.d.comb += [rem_next.eq(remaining - Mux(ar_fire, beats, 0)),
-                     fly_next.eq(flying + ar_fire - r_last)]
+                     up.eq(ar_fire & ~r_last), down.eq(r_last & ~ar_fire)]
+        fly_next = Signal.like(flying)
+        m.d.comb += fly_next.eq(Mux(up, flying << 1, Mux(down, flying >> 1, flying)))
+        # fly_next is 0 / below MAX_OUTSTANDING, from the registered one-hot bits.
+        none_left = Signal()
+        below_max = Signal()
+        m.d.comb += [none_left.eq(Mux(down, flying[1], ~up & flying[0])),
+                     below_max.eq(~Mux(up, flying[MAX_OUTSTANDING - 1],
+                                       ~down & flying[MAX_OUTSTANDING]))]
         # rem_next == 0 without the subtraction: beats never exceeds remaining, so the words
         # run out exactly when remaining is beats (a burst going out) or zero.
         low = (MAX_BURST).bit_length()
@@ -175,7 +186,7 @@ class DmaReader(wiring.Component):
             with m.State("IDLE"):
                 # The registers follow the command's payload while idle, so that only the
                 # state waits for ``cmd.valid``.
-                m.d.sync += [addr.eq(self.cmd.payload.addr), flying.eq(0),
+                m.d.sync += [addr.eq(self.cmd.payload.addr), flying.eq(1),
                              remaining.eq(self.cmd.payload.words)]
                 with m.If(self.cmd.valid):
                     m.next = "CHECK"
@@ -191,11 +202,11 @@ class DmaReader(wiring.Component):
                 # An address stays offered until taken; the next one goes out while fewer
                 # than MAX_OUTSTANDING bursts are in flight, not in the cycle right after an
                 # address was taken (``beats`` follows the new address a cycle later).
-                more = ~rem_zero & (fly_next < MAX_OUTSTANDING)
+                more = ~rem_zero & below_max
                 m.d.sync += arvalid.eq(Mux(arvalid, ~bus.arready, more))
                 with m.If(bus.rvalid & self.o.ready & (bus.rresp != 0)):
                     m.d.sync += self.error.eq(1)
-                with m.If(rem_zero & (fly_next == 0)):
+                with m.If(rem_zero & none_left):
                     m.next = "DONE"
             with m.State("DONE"):
                 m.next = "IDLE"

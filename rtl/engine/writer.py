@@ -114,6 +114,7 @@ class Writer(wiring.Component):
         wpv_last = Signal(8)
         bits = Signal.like(job.bits)
         k = Signal(8)                            # the word within the vector
+        k_last = Signal()                        # k == wpv_last (a register beside k)
         busy, idx = Signal(), Signal.like(self.idx)
         m.d.comb += [self.busy.eq(busy), self.idx.eq(idx),
                      self.cmd.payload.addr.eq(job.addr), self.cmd.payload.words.eq(job.words),
@@ -146,13 +147,16 @@ class Writer(wiring.Component):
         # that the next pooled row frees (the first: those above its windows).
         p_ch, p_col = Signal.like(win.chunks), Signal.like(win.out_w)
         nxt = Signal.like(idx)
+        # The last chunk and column of the pooled rows, registers set in POOL_GO.
+        ch_end, col_end = Signal.like(win.chunks), Signal.like(win.out_w)
 
         with m.If(self.clear):
             m.d.sync += [self.err.eq(0), self.count.eq(0)]
         with m.FSM(name="writeback"):
             with m.State("IDLE"):
                 with m.If(self.i.valid & self.i.ready):
-                    m.d.sync += [busy.eq(1), idx.eq(0), k.eq(0), last.eq(job.last),
+                    m.d.sync += [busy.eq(1), idx.eq(0), k.eq(0), k_last.eq(job.wpv == 1),
+                                 last.eq(job.last),
                                  wpv_last.eq(job.wpv - 1), bits.eq(job.bits),
                                  pooling.eq(job.pool), win.eq(job.window),
                                  win.kernel_h.eq(3), win.kernel_w.eq(3), win.stride.eq(2),
@@ -168,27 +172,28 @@ class Writer(wiring.Component):
                 # The lanes' read data hold the vector while the read enable is low.
                 m.d.comb += [self.rd_addr.eq(idx + 1), self.rd_en.eq(0), self.o.valid.eq(1)]
                 with m.If(self.o.ready):
-                    m.d.sync += k.eq(k + 1)
-                    with m.If(k == wpv_last):
+                    m.d.sync += [k.eq(k + 1), k_last.eq(k + 1 == wpv_last)]
+                    with m.If(k_last):
                         m.d.comb += self.rd_en.eq(1)
-                        m.d.sync += [k.eq(0), idx.eq(idx + 1)]
+                        m.d.sync += [k.eq(0), k_last.eq(wpv_last == 0), idx.eq(idx + 1)]
                         with m.If(idx == last):
                             m.next = "WAIT"
             with m.State("POOL_GO"):
                 m.d.comb += pool.start.eq(1)
-                m.d.sync += nxt.eq(Mux(win.pad_top, win.row_stride, win.row_stride << 1))
+                m.d.sync += [nxt.eq(Mux(win.pad_top, win.row_stride, win.row_stride << 1)),
+                             ch_end.eq(win.chunks - 1), col_end.eq(win.out_w - 1)]
                 m.next = "POOL"
             with m.State("POOL"):
                 m.d.comb += [self.rd_addr.eq(pool.rd.addr), self.rd_en.eq(pool.rd.en),
                              self.o.valid.eq(pool.o.valid)]
                 with m.If(pool.o.valid & self.o.ready):
-                    m.d.sync += k.eq(k + 1)
-                    with m.If(k == wpv_last):
+                    m.d.sync += [k.eq(k + 1), k_last.eq(k + 1 == wpv_last)]
+                    with m.If(k_last):
                         m.d.comb += pool.o.ready.eq(1)
-                        m.d.sync += [k.eq(0), p_ch.eq(p_ch + 1)]
-                        with m.If(p_ch == win.chunks - 1):
+                        m.d.sync += [k.eq(0), k_last.eq(wpv_last == 0), p_ch.eq(p_ch + 1)]
+                        with m.If(p_ch == ch_end):
                             m.d.sync += [p_ch.eq(0), p_col.eq(p_col + 1)]
-                            with m.If(p_col == win.out_w - 1):
+                            with m.If(p_col == col_end):
                                 m.d.sync += [p_col.eq(0), nxt.eq(nxt + (win.row_stride << 1)),
                                              idx.eq(Mux(nxt > last, last + 1, nxt))]
                 with m.If(pool.done):
