@@ -27,6 +27,7 @@ from rtl.interface.stem import (
     split_weight,
 )
 from tests.firmware_util import SMALL, compiled, make_package
+from tests.test_stem import _taps
 
 #: SMALL with the pixels split (its act buffer doubled: the split stem's band of one output
 #: row takes 288 words).
@@ -77,14 +78,6 @@ def test_split_layer_equals_the_layer(fold, k, s, p, size, cin) -> None:
     got = golden.conv2d_acc(scaled[None], w, stride, pad)[0] if w.shape[2] == w.shape[3] \
         else _taps(scaled, w)
     np.testing.assert_array_equal(got, expected)
-
-
-def _taps(x: np.ndarray, w: np.ndarray) -> np.ndarray:
-    _, kh, kw = w.shape[1:]
-    ho, wo = x.shape[1] - kh + 1, x.shape[2] - kw + 1
-    return sum(np.einsum("oc,cyx->oyx", w[:, :, a, b].astype(np.int64),
-                         x[:, a:a + ho, b:b + wo].astype(np.int64))
-               for a in range(kh) for b in range(kw))
 
 
 def test_split_pixels_refuses_values_out_of_range() -> None:
