@@ -14,6 +14,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from quant import contract as C
+from rtl.config import NIBBLE_BITS
 from rtl.interface.ddr import (
     PASS_HEADER_WORDS,
     SLOT_WORDS,
@@ -125,7 +126,7 @@ def _check_shape(d: dict[str, int], cfg) -> None:
     kernel_ok = 1 <= d["kernel_h"] <= MAX_KERNEL and 1 <= d["kernel_w"] <= MAX_KERNEL
     if op in (Op.CONV, Op.CONV_ADD):
         ok = (kernel_ok and window_geom() and d["mode"] <= PostMode.LOGITS
-              and d["in_bits"] in (act, 4 if cfg.split_input else 8)
+              and d["in_bits"] in (act, NIBBLE_BITS if cfg.split_input else 8)
               and d["out_bits"] == _mode_bits(d["mode"], cfg)
               and d["steps"] == cfg.steps((d["kernel_h"], d["kernel_w"]), d["in_c"])
               and 0 < d["passes"] <= 4096)
@@ -149,7 +150,7 @@ def _check_shape(d: dict[str, int], cfg) -> None:
                      and _pooled_shape(d)[1] >= 1)
     if d["split"]:       # a first layer's pixels as nibbles, low and high chunks in turn
         ok = ok and (op == Op.CONV and cfg.split_input and d["split"] == 1
-                     and d["in_bits"] == 4 and cfg.chunks(d["in_c"]) % 2 == 0)
+                     and d["in_bits"] == NIBBLE_BITS and cfg.chunks(d["in_c"]) % 2 == 0)
     if d["magic"] != DESC_MAGIC or not nonzero or not ok:
         raise _Fault(ErrorCode.BAD_DESCRIPTOR)
     in_vecs = d["in_h"] * d["in_w"] * cfg.chunks(d["in_c"])
@@ -237,7 +238,7 @@ def _windows(x: np.ndarray, d: dict[str, int]) -> np.ndarray:
 def _conv(bus: _Bus, x: np.ndarray, d: dict[str, int], cfg) -> np.ndarray:
     k = (d["kernel_h"], d["kernel_w"])
     if d["split"]:       # the arrays take a high-nibble chunk's products times 16
-        x = x * np.where(np.arange(d["in_c"]) // cfg.vec_len % 2, 16, 1)[:, None, None]
+        x = x << np.where(np.arange(d["in_c"]) // cfg.vec_len % 2, NIBBLE_BITS, 0)[:, None, None]
     win = _windows(x, d)                                         # (C, Ho, Wo, kh, kw)
     cols = win.transpose(1, 2, 0, 3, 4).reshape(d["out_h"] * d["out_w"], -1)
     out = np.zeros((d["out_c"], d["out_h"] * d["out_w"]), np.int64)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from quant import contract as C
 from quant.fit import check_fits
 from quant.model_format import QModel
-from rtl.config import HwConfig
+from rtl.config import NIBBLE_BITS, HwConfig
 from rtl.interface.ddr import feature_map_words
 from rtl.interface.descriptor import (
     POOL_TOP,
@@ -27,7 +27,6 @@ from rtl.interface.descriptor import (
     fusable_pools,
 )
 from rtl.interface.stem import (
-    NIBBLE_BITS,
     Fold,
     fold_plan,
     fold_weight,
@@ -113,10 +112,10 @@ def plan_network(model: QModel, cfg: HwConfig, *, base: int, size: int,
     alloc = _Allocator(base)
     act, sgn = cfg.act_bits, cfg.act_bits + 1
 
-    def buffer(name: str, shape: tuple[int, int, int] | None = None) -> Buffer:
-        meta = info[name]
-        buf = Buffer(0, shape or meta.shape, meta.ttype)
-        return Buffer(alloc.take(8 * buf.words(cfg)), buf.shape, meta.ttype)
+    def buffer(name: str, shape: tuple[int, int, int] | None = None,
+               ttype: C.TensorType | None = None) -> Buffer:
+        buf = Buffer(0, shape or info[name].shape, ttype or info[name].ttype)
+        return Buffer(alloc.take(8 * buf.words(cfg)), buf.shape, buf.ttype)
 
     # A stride-2 first layer on few channels runs folded (rtl.interface.stem): the host writes
     # the folded image, and the layer's weights are folded to match.
@@ -126,10 +125,8 @@ def plan_network(model: QModel, cfg: HwConfig, *, base: int, size: int,
     # On a split_input build the pixels go into the arrays as nibbles: the input map holds
     # their low and high nibbles in chunks of their own (check_fits: only convs read it).
     if cfg.split_input:
-        shape = (split_channels(shape[0], cfg), *shape[1:])
-        ttype = C.TensorType(False, NIBBLE_BITS)
-        buffers = {"input": Buffer(alloc.take(8 * feature_map_words(cfg, shape, ttype.bits)),
-                                   shape, ttype)}
+        buffers = {"input": buffer("input", (split_channels(shape[0], cfg), *shape[1:]),
+                                   C.TensorType(False, NIBBLE_BITS))}
     else:
         buffers = {"input": buffer("input", shape)}
     plan = NetworkPlan(cfg, (base, size), buffers["input"], buffers["input"], fold=fold,

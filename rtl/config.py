@@ -30,6 +30,9 @@ BRAM36_BITS = 36 * 1024
 DSP_A_BITS = 25
 #: Width of one DSP lane weight (a Fixed-4 value, or one nibble of a Fixed-8 weight).
 LANE_BITS = 4
+#: Width of the pieces a ``split_input`` build's first-layer pixels are cut into: a pixel is
+#: ``2**NIBBLE_BITS * hi + lo`` (``rtl.interface.stem.split_pixels``).
+NIBBLE_BITS = 4
 #: Largest |lane weight| the multiplier sees: a Fixed-8 pair's high lane carries
 #: ``hi + lo[3]`` in [-8, 8] (``rtl.dsp_array.DspArray``), so lanes are packed as 5-bit values.
 LANE_ABS_MAX = 8

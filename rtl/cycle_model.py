@@ -35,7 +35,7 @@ from quant.resnet_graph import layer_shapes, resnet18_nodes
 from quant.schemes import parse_ratio, scheme_counts
 
 from .boards import BOARDS, PARTS
-from .config import WEIGHT_FORMATS, HwConfig
+from .config import NIBBLE_BITS, WEIGHT_FORMATS, HwConfig
 from .dma import MAX_BURST, MAX_OUTSTANDING
 from .dsp_array import dsp_latency
 from .engine import CHECK_CYCLES, ELIG_CYCLES
@@ -57,7 +57,7 @@ from .interface.descriptor import (
     unpack_descriptor,
 )
 from .interface.passes import pass_count
-from .interface.stem import NIBBLE_BITS, fold_plan, split_channels
+from .interface.stem import fold_plan, split_channels
 from .interface.tiling import layer_descriptors, pool_fusion_pays
 from .postproc import PostProc
 from .pot_array import pot_latency

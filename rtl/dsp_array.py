@@ -16,7 +16,7 @@ from .common import (
     tree_depth,
     tree_level,
 )
-from .config import DSP_A_BITS, LANE_ABS_MAX, LANE_BITS, HwConfig
+from .config import DSP_A_BITS, LANE_ABS_MAX, LANE_BITS, NIBBLE_BITS, HwConfig
 
 __all__ = ["DSP_B_BITS", "DSP_STAGES", "DspArray", "dsp_input_layout", "dsp_latency",
            "lane_offsets"]
@@ -280,7 +280,7 @@ class DspArray(wiring.Component):
                 total = vsum
             total = total[:total_bits].as_signed()
             if hi is not None:
-                total = Mux(hi, Cat(Const(0, LANE_BITS), total).as_signed(), total)
+                total = Mux(hi, Cat(Const(0, NIBBLE_BITS), total).as_signed(), total)
             totals.append(data_reg(total, f"lane_l{j}"))
 
         acc = [Signal(signed(acc_bits), name=f"acc_l{j}") for j in range(cfg.dsp_rows)]

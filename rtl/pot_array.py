@@ -17,7 +17,7 @@ from .common import (
     tree_depth,
     tree_level,
 )
-from .config import HwConfig
+from .config import NIBBLE_BITS, HwConfig
 
 __all__ = ["PotArray", "pot_input_layout", "pot_latency"]
 
@@ -268,7 +268,7 @@ class PotArray(wiring.Component):
             if hi is None:
                 operand = sums[r]
             else:
-                operand = Mux(hi, Cat(c.replicate(4), sums[r]).as_signed(), sums[r])
+                operand = Mux(hi, Cat(c.replicate(NIBBLE_BITS), sums[r]).as_signed(), sums[r])
             nxt = (acc[r] + operand + c)[:acc_bits]
             m.d.comb += result[r].eq(nxt)
             with m.If(en & valid):

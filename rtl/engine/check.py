@@ -7,7 +7,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from ..common import check_config, index_bits, stage
-from ..config import HwConfig
+from ..config import NIBBLE_BITS, HwConfig
 from ..descriptor import descriptor_layout
 from ..interface.ddr import pass_block_words, row_words, words_per_vector
 from ..interface.descriptor import (
@@ -211,9 +211,9 @@ class DescriptorCheck(wiring.Component):
         # A conv reads act_bits maps, and the first layer's pixels: 8-bit, or on a split_input
         # build 4-bit nibbles (``split``: an even chunk count, low and high chunks in turn).
         if cfg.split_input:
-            split_ok = (d.split == 0) | ((d.split == 1) & (d.op == Op.CONV) & (d.in_bits == 4)
-                                         & ~chunks_in[0])
-            pixels_ok = (d.in_bits == act) | (d.in_bits == 4)
+            split_ok = (d.split == 0) | ((d.split == 1) & (d.op == Op.CONV)
+                                         & (d.in_bits == NIBBLE_BITS) & ~chunks_in[0])
+            pixels_ok = (d.in_bits == act) | (d.in_bits == NIBBLE_BITS)
         else:
             split_ok, pixels_ok = d.split == 0, (d.in_bits == act) | (d.in_bits == 8)
         conv_ok = (kernel_ok & window_geom & (d.mode <= PostMode.LOGITS) & split_ok

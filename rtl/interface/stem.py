@@ -43,13 +43,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..config import HwConfig
+from ..config import NIBBLE_BITS, HwConfig
 
-__all__ = ["NIBBLE_BITS", "Fold", "fold_input", "fold_plan", "fold_weight", "split_channels",
+__all__ = ["Fold", "fold_input", "fold_plan", "fold_weight", "split_channels",
            "split_pixels", "split_weight"]
 
-#: Width of the pieces a ``split_input`` build's first-layer pixels are cut into.
-NIBBLE_BITS = 4
 
 
 @dataclass(frozen=True)
