@@ -260,11 +260,14 @@ def test_descriptor_check_matches_the_emulator(cfg: HwConfig) -> None:
         assert have == want, f"{have.name} for {want.name}: {d}"
 
 
-def test_descriptor_check_quantities() -> None:
+@pytest.mark.parametrize("cfg", [CFG, CFG_SPLIT], ids=["plain", "split"])
+def test_descriptor_check_quantities(cfg: HwConfig) -> None:
     """The derived sizes of accepted descriptors: the host's word counts and byte ends."""
     rng = np.random.default_rng(5)
-    cases = [_valid_descriptor(rng, CFG) for _ in range(40)]
-    dut = DescriptorCheck(cfg=CFG)
+    cases = [_valid_descriptor(rng, cfg) for _ in range(40)]
+    if cfg.split_input:
+        assert any(d["split"] for d in cases)
+    dut = DescriptorCheck(cfg=cfg)
 
     async def bench(ctx):
         ctx.set(dut.window_base, WINDOW[0])
@@ -276,23 +279,23 @@ def test_descriptor_check_quantities() -> None:
             await ctx.tick().repeat(CHECK_CYCLES - 1)
             in_shape = (d["in_c"], d["in_h"], d["in_w"])
             out_shape = (d["out_c"], d["out_h"], d["out_w"])
-            in_words = feature_map_words(CFG, in_shape, d["in_bits"])
+            in_words = feature_map_words(cfg, in_shape, d["in_bits"])
             pooled = pooled_size(d["out_h"], d["out_w"], d["pool"])
-            out_words = feature_map_words(CFG, (d["out_c"], *pooled) if d["pool"]
+            out_words = feature_map_words(cfg, (d["out_c"], *pooled) if d["pool"]
                                           else out_shape, d["out_bits"])
             assert ctx.get(dut.in_words) == in_words
             assert ctx.get(dut.out_words) == out_words
             assert ctx.get(dut.in_end) == d["in_addr"] + 8 * in_words
             assert ctx.get(dut.out_end) == d["out_addr"] + 8 * out_words
-            assert ctx.get(dut.out_last) == d["out_h"] * d["out_w"] * CFG.chunks(d["out_c"]) - 1
+            assert ctx.get(dut.out_last) == d["out_h"] * d["out_w"] * cfg.chunks(d["out_c"]) - 1
             if d["in2_bits"] in IN_BITS:
                 shape2 = out_shape if d["op"] == Op.CONV_ADD else in_shape
-                assert ctx.get(dut.in2_words) == feature_map_words(CFG, shape2, d["in2_bits"])
-            assert ctx.get(dut.pass_words) == pass_block_words(CFG, d["steps"])
-            assert ctx.get(dut.row_stride) == d["in_w"] * CFG.chunks(d["in_c"])
+                assert ctx.get(dut.in2_words) == feature_map_words(cfg, shape2, d["in2_bits"])
+            assert ctx.get(dut.pass_words) == pass_block_words(cfg, d["steps"])
+            assert ctx.get(dut.row_stride) == d["in_w"] * cfg.chunks(d["in_c"])
             assert ctx.get(dut.window_limit) == sum(WINDOW)
-            assert ctx.get(dut.out_row) == d["out_w"] * CFG.chunks(d["out_c"])
-            assert ctx.get(dut.is_split) == 0
+            assert ctx.get(dut.out_row) == d["out_w"] * cfg.chunks(d["out_c"])
+            assert ctx.get(dut.is_split) == d["split"]
             assert [ctx.get(dut.is_pool), ctx.get(dut.pool_top)] == [
                 d["pool"] != 0, d["pool"] == POOL_TOP]
             if d["pool"]:
