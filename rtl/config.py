@@ -458,6 +458,8 @@ def _check_int(name: str, value: Any, *, lo: int | None = None, hi: int | None =
 # 20 DSP lanes: 34.78 ms, against 38.23 ms for 24 rows and 18 lanes (2 / 4 / 7 / 13 passes);
 # 28 rows and 22 lanes would model 34.55 ms but leave 15.6 % of the LUTs for routing and
 # 3.6 % of the BRAM, the least on either preset.
+# Clocks (docs/engine.md, "Timing"): the timing estimate of the core supports pynq-z2's
+# 100 MHz (115 MHz) and falls 2.7 % short of zc706's 150 MHz (146 MHz).
 PRESETS: dict[str, HwConfig] = {
     cfg.name: cfg for cfg in (
         HwConfig(name="pynq-z2", part=BOARDS["pynq-z2"].part.name, clock_mhz=100.0,

@@ -393,13 +393,19 @@ class ConvCore(wiring.Component):
         owed = Signal(pix_bits + 1)
         none_owed, one_owed = Signal(), Signal()
         inc, dec = gen.valid & adv & last, pixel_done
+        # The counter's next values come from it alone, so that the carry chains run beside
+        # the handshakes that choose between them.
+        # (kept as wires, so that synthesis does not fold the handshakes into the chains).
+        owed_up = Signal.like(owed, attrs={"keep": 1})
+        owed_down = Signal.like(owed, attrs={"keep": 1})
+        m.d.comb += [owed_up.eq(owed + 1), owed_down.eq(owed - 1)]
         with m.If(~busy):
             m.d.sync += [pixel.eq(0), owed.eq(0), none_owed.eq(1), one_owed.eq(0),
                          pix_base.eq(0), pix_end.eq(L.out_chunks)]
         with m.Elif(inc & ~dec):
-            m.d.sync += [owed.eq(owed + 1), none_owed.eq(0), one_owed.eq(none_owed)]
+            m.d.sync += [owed.eq(owed_up), none_owed.eq(0), one_owed.eq(none_owed)]
         with m.Elif(dec & ~inc):
-            m.d.sync += [owed.eq(owed - 1), none_owed.eq(one_owed), one_owed.eq(owed == 2)]
+            m.d.sync += [owed.eq(owed_down), none_owed.eq(one_owed), one_owed.eq(owed == 2)]
         finished = gen.done & none_owed & ~ser_busy & (inflight == 0) & \
             ~valid1 & ~pot.o.valid & ~dsp.o.valid & ~pot_full & ~dsp_full & ~skid_valid
         with m.If(self.start & ~busy):

@@ -83,12 +83,13 @@ class DdrTiming:
 
 
 def _read(words: int, t: DdrTiming) -> int:
-    """Cycles of a DMA read of ``words`` words: the command, its window check (a cycle,
-    from the registers it was taken into), the first latency, one word per cycle, and the
-    latency that the bursts in flight cannot cover."""
+    """Cycles of a DMA read of ``words`` words: the command (taken in two cycles), its
+    window check (a cycle, from the registers it was taken into), the first latency, one
+    word per cycle, the latency that the bursts in flight cannot cover, and the last word's
+    way out of the reader's two-entry buffer (two cycles)."""
     bursts = math.ceil(words / MAX_BURST)
     per_burst = max(MAX_BURST, math.ceil((t.read_latency + MAX_BURST) / MAX_OUTSTANDING))
-    return 3 + t.read_latency + words + max(0, per_burst - MAX_BURST) * (bursts - 1)
+    return 6 + t.read_latency + words + max(0, per_burst - MAX_BURST) * (bursts - 1)
 
 
 def _bursts(addr: int, words: int) -> int:

@@ -7,6 +7,7 @@ from amaranth.hdl import Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .common import skid_output
 from .config import HwConfig
 
 __all__ = ["MAX_BURST", "MAX_OUTSTANDING", "AxiSignature", "Dma", "DmaCommand", "DmaReader",
@@ -120,13 +121,15 @@ def _status(m: Module, fsm, unit: wiring.Component) -> None:
 class DmaReader(wiring.Component):
     """Reads ``words`` bus words from ``addr`` and streams them out in order.
 
-    A command is taken into registers, then checked against
+    A command is taken into registers (two cycles; ``cmd.ready`` is a register that falls as
+    one is taken), then checked against
     ``[window_base, window_base + window_size)`` (and word alignment) in the next cycle,
     before any bus traffic; a failing one sets ``error`` (held until the next command) and
     finishes without reading. Bursts are INCR, at most 16 beats, never crossing
     a 4 KiB boundary, up to ``MAX_OUTSTANDING`` in flight (same ID, so the data comes back
-    in order); ``rready`` follows ``o.ready``, so the stream's
-    backpressure reaches the bus. ``done`` pulses when the last word has left on ``o`` (or at
+    in order); the data pass a two-entry buffer whose free entry is ``rready``, so the
+    stream's backpressure reaches the bus a cycle later and a word reaches ``o`` a cycle after
+    its beat. ``done`` pulses when the last word has left on ``o`` (or at
     once after an error). A read response other than OKAY also sets ``error``.
 
     Members
@@ -150,9 +153,11 @@ class DmaReader(wiring.Component):
         m.d.comb += [bus.arburst.eq(1), bus.arsize.eq((wb - 1).bit_length()),
                      bus.arcache.eq(0b0011), bus.arid.eq(0)]
         # Read data comes only in RUN (after an address, until the last burst's last beat),
-        # so the stream follows the bus whatever the state.
-        m.d.comb += [self.o.payload.eq(bus.rdata), self.o.valid.eq(bus.rvalid),
-                     bus.rready.eq(self.o.ready)]
+        # so the stream follows the bus whatever the state, through a two-entry buffer:
+        # ``rready`` is a register, so the consumers' ready reaches only the buffer, not the
+        # bursts' bookkeeping or the state.
+        rready = skid_output(m, self.o, bus.rvalid, bus.rdata)
+        m.d.comb += bus.rready.eq(rready)
         # Valid/ready toward the bus come straight from registers: no combinational path, and
         # a defined value from time zero in any simulator.
         arvalid = Signal()
@@ -182,14 +187,24 @@ class DmaReader(wiring.Component):
         rem_zero = Signal()
         m.d.comb += rem_zero.eq((remaining[low:] == 0)
                                 & (remaining[:low] == Mux(ar_fire, beats, 0)))
+        # The command is taken into registers of its own (which follow the payload while
+        # idle, so that only the state waits for ``cmd.valid``), and into the transfer's
+        # registers a cycle later: the path from whatever chooses the command ends at them.
+        # ``cmd.ready`` is a register of its own, which falls as a command is taken: the
+        # state moves on from it, not from ``cmd.valid``, and those who offer commands see a
+        # flip-flop, not a decoded state.
+        cmd_addr = Signal.like(addr)
+        cmd_words = Signal.like(remaining)
+        ready = Signal(init=1, name="cmd_ready")
         with m.FSM(name="dma_rd") as fsm:
             with m.State("IDLE"):
-                # The registers follow the command's payload while idle, so that only the
-                # state waits for ``cmd.valid``.
-                m.d.sync += [addr.eq(self.cmd.payload.addr), flying.eq(1),
-                             remaining.eq(self.cmd.payload.words)]
-                with m.If(self.cmd.valid):
+                with m.If(~ready):
+                    m.d.sync += [addr.eq(cmd_addr), remaining.eq(cmd_words), flying.eq(1)]
                     m.next = "CHECK"
+                with m.Else():
+                    m.d.sync += [cmd_addr.eq(self.cmd.payload.addr),
+                                 cmd_words.eq(self.cmd.payload.words),
+                                 ready.eq(~self.cmd.valid)]
             with m.State("CHECK"):
                 m.d.sync += [self.error.eq(~ok), arvalid.eq(ok)]
                 m.next = "RUN"
@@ -204,13 +219,19 @@ class DmaReader(wiring.Component):
                 # address was taken (``beats`` follows the new address a cycle later).
                 more = ~rem_zero & below_max
                 m.d.sync += arvalid.eq(Mux(arvalid, ~bus.arready, more))
-                with m.If(bus.rvalid & self.o.ready & (bus.rresp != 0)):
+                with m.If(bus.rvalid & rready & (bus.rresp != 0)):
                     m.d.sync += self.error.eq(1)
                 with m.If(rem_zero & none_left):
+                    m.next = "DRAIN"
+            with m.State("DRAIN"):
+                # The last words leave the buffer.
+                with m.If(~self.o.valid):
                     m.next = "DONE"
             with m.State("DONE"):
+                m.d.sync += ready.eq(1)
                 m.next = "IDLE"
-        _status(m, fsm, self)
+        m.d.comb += [self.cmd.ready.eq(ready), self.done.eq(fsm.ongoing("DONE")),
+                     self.busy.eq(~ready & ~fsm.ongoing("DONE"))]
         return m
 
 

@@ -371,6 +371,8 @@ class TimingReport:
 
 
 _SEQ_PREFIX = ("FD", "SRL", "DSP48E1", "RAMB")
+#: Worst paths ending at distinct cells that a :class:`TimingReport` lists (``worst``).
+WORST_ENDPOINTS = 5
 
 
 def _register(cell: str) -> str:
@@ -570,7 +572,7 @@ def estimate_timing(netlist: dict[str, Any], top: str, model: TimingModel) -> Ti
     path.reverse()  # start register first, endpoint last
     _, lut, mux, c4, _ = arrival[end_bit]
     worst = []
-    for t, name, b in ends[:5]:
+    for t, name, b in ends[:WORST_ENDPOINTS]:
         a = arrival[b]
         worst.append((round(t, 3), a[1], a[3], f"{cells[name]['type']} {_register(name)}"))
     driven = [(fanout[b], b) for b, (name, _) in driver.items()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+import operator
+
 from amaranth.hdl import Cat, Module, Mux
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
@@ -26,7 +29,7 @@ __all__ = ["CHECK_CYCLES", "DescriptorCheck"]
 
 #: Cycles in CHECK: the registers derived from a descriptor settle (``DescriptorCheck``'s
 #: pipeline of products and comparisons) before the descriptor is accepted or refused.
-CHECK_CYCLES = 6
+CHECK_CYCLES = 7
 
 
 class DescriptorCheck(wiring.Component):
@@ -140,21 +143,20 @@ class DescriptorCheck(wiring.Component):
         out_pixels = reg(d.out_h * d.out_w, 32, "out_pixels")
         out("is_split", d.split[0] if cfg.split_input else 0)
         # A pooled band: its size, and the pixels the write-back writes.
-        out("is_pool", d.pool != 0)
+        is_pool = out("is_pool", d.pool != 0)
         top = d.pool == POOL_TOP
         out("pool_top", top)
-        out("pool_h", (d.out_h + top) >> 1)
-        out("pool_w", (d.out_w + 1) >> 1)
-        wb_pixels = reg(Mux(d.pool != 0, ((d.out_h + top) >> 1) * ((d.out_w + 1) >> 1),
-                            d.out_h * d.out_w), 32, "wb_pixels")
+        pool_h = out("pool_h", (d.out_h + top) >> 1)
+        pool_w = out("pool_w", (d.out_w + 1) >> 1)
         pool_ok = reg((d.pool == 0) | ((d.pool <= POOL_LEAD) & (d.op == Op.CONV)
                                        & (d.mode == PostMode.RELU) & (d.out_h + top >= 2)),
                       1, "pool_ok")
         kk = reg(d.kernel_h * d.kernel_w, 16, "kernel_taps")
 
         def wpv(bits_sig, choices):
-            return Mux(bits_sig == choices[0], words_per_vector(cfg, choices[0]),
-                       wpv(bits_sig, choices[1:]) if len(choices) > 1 else 0)
+            # The widths exclude each other: an OR of each one's count, not a priority chain.
+            counts = [Mux(bits_sig == b, words_per_vector(cfg, b), 0) for b in choices]
+            return functools.reduce(operator.or_, counts)
 
         wpv_in = out("wpv_in", wpv(d.in_bits, IN_BITS))
         wpv_in2 = out("wpv_in2", wpv(d.in2_bits, IN_BITS))
@@ -163,7 +165,10 @@ class DescriptorCheck(wiring.Component):
         # Stage 2.
         in_vecs = out("in_vecs", in_pixels * chunks_in)
         out_vecs = reg(out_pixels * chunks_out, 40, "out_vecs")
-        wb_vecs = reg(wb_pixels * chunks_out, 40, "wb_vecs")
+        # The write-back's pixels and words come a stage later (its out_end one stage before
+        # the window verdicts), from registered pooled sizes: no adder in front of a
+        # multiplier.
+        wb_pixels = reg(Mux(is_pool, pool_h * pool_w, out_pixels), 32, "wb_pixels")
         out("out_row", d.out_w * chunks_out)
         steps_calc = reg(kk * chunks_in, 24, "steps_calc")
         weight_words = reg(d.passes * pass_words, 48, "weight_words")
@@ -171,13 +176,15 @@ class DescriptorCheck(wiring.Component):
         # Stage 3.
         in_words = out("in_words", in_vecs * wpv_in)
         in2_words = out("in2_words", Mux(is_fused, out_vecs, in_vecs) * wpv_in2)
-        out_words = out("out_words", wb_vecs * wpv_out)
+        wb_vecs = reg(wb_pixels * chunks_out, 40, "wb_vecs")
         out("out_last", out_vecs - 1)
-        # Stage 4: the byte ends of the maps.
+        # Stage 4: the byte ends of the maps (the write-back's words).
         in_end = out("in_end", d.in_addr + in_words * 8)
         in2_end = out("in2_end", d.in2_addr + in2_words * 8)
-        out_end = out("out_end", d.out_addr + out_words * 8)
+        out_words = out("out_words", wb_vecs * wpv_out)
         w_end = reg(d.weight_addr + weight_words * 8, aw + 20, "weight_end")
+        # Stage 5: the write-back's byte end.
+        out_end = out("out_end", d.out_addr + out_words * 8)
 
         base = self.window_base
         limit = out("window_limit", base + self.window_size)
@@ -199,9 +206,19 @@ class DescriptorCheck(wiring.Component):
         pads_ok = ((d.pad_top <= half_h) & (d.pad_bottom <= half_h) & (d.pad_left <= half_w)
                    & (d.pad_right <= half_w))
         # Two stages: the expected output size and the simple tests, then the comparison.
+        # The window fits the padded input: only read where the kernel is valid (kernel_ok,
+        # at most MAX_KERNEL) and the pads are (pads_ok, at most half of it), so the sum
+        # needs only their low bits and an input at least MAX_KERNEL + 1 tall always fits
+        # (a short carry chain instead of 32-bit sums).
+        kb = MAX_KERNEL.bit_length()
+
+        def fits(size, pad_a, pad_b, kernel):
+            return ((size > MAX_KERNEL)
+                    | (size[:kb] + pad_a[:kb - 1] + pad_b[:kb - 1] >= kernel[:kb]))
+
         geom_ok = reg(((d.stride == 1) | (d.stride == 2)) & pads_ok
-                      & (d.in_h + d.pad_top + d.pad_bottom >= d.kernel_h)
-                      & (d.in_w + d.pad_left + d.pad_right >= d.kernel_w), 1, "geom_ok")
+                      & fits(d.in_h, d.pad_top, d.pad_bottom, d.kernel_h)
+                      & fits(d.in_w, d.pad_left, d.pad_right, d.kernel_w), 1, "geom_ok")
         exp_h_r = reg(exp_h, len(d.out_h) + 2, "exp_h")
         exp_w_r = reg(exp_w, len(d.out_w) + 2, "exp_w")
         window_geom = reg(geom_ok & (d.out_h == exp_h_r) & (d.out_w == exp_w_r), 1,
@@ -217,10 +234,11 @@ class DescriptorCheck(wiring.Component):
         else:
             split_ok, pixels_ok = d.split == 0, (d.in_bits == act) | (d.in_bits == 8)
         conv_ok = (kernel_ok & window_geom & (d.mode <= PostMode.LOGITS) & split_ok
-                   & pixels_ok & (d.out_bits == mode_bits)
-                   & (d.steps == steps_calc) & (d.passes != 0) & (d.passes <= 4096)
-                   & (~is_fused | ((d.mode <= PostMode.SIGNED)
-                                   & ((d.in2_bits == act) | (d.in2_bits == sgn)))))
+                   & pixels_ok)
+        conv_ok2 = ((d.out_bits == mode_bits)
+                    & (d.steps == steps_calc) & (d.passes != 0) & (d.passes <= 4096)
+                    & (~is_fused | ((d.mode <= PostMode.SIGNED)
+                                    & ((d.in2_bits == act) | (d.in2_bits == sgn)))))
         same_map = (d.in_c == d.out_c) & (d.in_h == d.out_h) & (d.in_w == d.out_w)
         add_ok = (same_map & (d.mode <= PostMode.SIGNED) & (d.out_bits == mode_bits)
                   & ((d.in_bits == act) | (d.in_bits == sgn))
@@ -229,13 +247,13 @@ class DescriptorCheck(wiring.Component):
                   & (d.in_c == d.out_c) & (d.in_bits == act) & (d.out_bits == act))
         avg_ok = ((d.in_c == d.out_c) & (d.out_h == 1) & (d.out_w == 1) & (d.in_bits == act)
                   & (d.out_bits == act))
-        # Stage 3: each op's verdict; stage 4: the op's (stage 5 for the windows). Only a
-        # conv may be split.
+        # Stage 3: each op's verdict (a conv's in two halves); stage 4: the op's (stage 6 for
+        # the windows). Only a conv may be split.
         op_ok = reg(Cat(conv_ok, add_ok & (d.split == 0), max_ok & (d.split == 0),
-                        avg_ok & (d.split == 0), d.magic == DESC_MAGIC), 5, "op_ok")
+                        avg_ok & (d.split == 0), d.magic == DESC_MAGIC, conv_ok2), 6, "op_ok")
         out("shape_ok", op_ok[4] & nonzero & pool_ok & Mux(
-            is_conv, op_ok[0], Mux(is_add, op_ok[1], Mux(is_max, op_ok[2],
-                                                          Mux(is_avg, op_ok[3], 0)))))
+            is_conv, op_ok[0] & op_ok[5], Mux(is_add, op_ok[1], Mux(is_max, op_ok[2],
+                                                                    Mux(is_avg, op_ok[3], 0)))))
         out("size_ok", (d.in_h <= cfg.max_spatial) & (d.in_w <= cfg.max_spatial)
             & (d.in_c <= cfg.max_channels) & (d.out_c <= cfg.max_channels)
             & (in_vecs <= cfg.act_buf_depth) & (out_vecs <= cfg.out_buf_depth)

@@ -13,6 +13,8 @@ and its band loaded into the other half of the act buffer (docs/engine.md, "Over
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
@@ -161,10 +163,22 @@ class Engine(wiring.Component):
         # ---- the out buffer: one memory per lane, so conv results land in several lanes at
         # their own addresses in one cycle; the vector units write all lanes of one word ------
         out_mems = [Memory(shape=32, depth=cfg.out_buf_depth, init=[]) for _ in range(v)]
+        # Each lane's write port takes its address, data and enable from registers, a cycle
+        # after the results and vectors below choose them (``out_wrs``): no path from the
+        # conv core's output buffer through the lane matching into the block RAMs. A write only
+        # ever lands later than its interlock allowed, and every read of a written vector
+        # comes at least two cycles after it.
         out_wrs, out_rds = [], []
         for lane, mem in enumerate(out_mems):
             m.submodules[f"out_mem_{lane}"] = mem
-            out_wrs.append(mem.write_port())
+            port = mem.write_port()
+            wr = SimpleNamespace(en=Signal(name=f"out_wr_en_{lane}"),
+                                 addr=Signal.like(port.addr, name=f"out_wr_addr_{lane}"),
+                                 data=Signal.like(port.data, name=f"out_wr_data_{lane}"))
+            m.d.comb += [port.en.eq(stage(m, wr.en, 1, f"out_we_{lane}")),
+                         port.addr.eq(stage(m, wr.addr, len(port.addr), f"out_wa_{lane}")),
+                         port.data.eq(stage(m, wr.data, len(port.data), f"out_wd_{lane}"))]
+            out_wrs.append(wr)
             out_rds.append(mem.read_port())
         out_rd_addr, out_rd_en = Signal.like(out_rds[0].addr), Signal()
         for rd in out_rds:
@@ -233,6 +247,8 @@ class Engine(wiring.Component):
         b_err = Signal()               # with an error response
         a_err = Signal()               # the first input came with an error response
         b_pending = Signal()           # a full second-input vector waits for the adder
+        add_clear = Signal()           # and the write-back under way has read its vector
+        partner_in = Signal()          # the partner of vector b_idx is in the act buffer
         b_vec = Signal(vector_layout(cfg))
         adds_in_flight = Signal(4)
         desc_ptr = Signal(cfg.axi_addr_width)   # the descriptor being run
@@ -393,9 +409,9 @@ class Engine(wiring.Component):
         m.d.comb += [
             map_in2.bits.eq(d.in2_bits), map_in2.i.payload.eq(wdmas[0].o.payload),
             map_in2.i.valid.eq(b_active & wdmas[0].o.valid),
-            map_in2.o.ready.eq((fusing | (b_idx < act_addr)) & (~b_pending | add_in)),
+            map_in2.o.ready.eq((fusing | partner_in) & (~b_pending | add_in)),
             b_ready.eq(b_active & map_in2.i.ready),
-            adder.i.valid.eq(b_pending & (~wb_busy | (b_tag < out_idx))),
+            adder.i.valid.eq(b_pending & add_clear),
         ]
         with m.If(add_in):
             m.d.sync += b_pending.eq(0)
@@ -407,9 +423,27 @@ class Engine(wiring.Component):
                 m.d.comb += [out_rd_addr.eq(b_idx), out_rd_en.eq(1)]
             with m.Else():
                 m.d.comb += [own_addr.eq(b_idx), own_en.eq(1)]
-        with m.If(map_in2.o.valid & map_in2.o.ready):
+        b_take = map_in2.o.valid & map_in2.o.ready
+        with m.If(b_take):
             m.d.sync += [b_vec.eq(map_in2.o.payload), b_pending.eq(1), b_tag.eq(b_idx),
                          b_idx.eq(b_idx + 1)]
+        # The adder's interlock with the write-back under way, from registers of the cycle
+        # before (no path from the write-back's counter into weight port 0's ready): whether
+        # the waiting vector (b_tag, or b_idx when a vector was taken in that cycle) had been
+        # read by then. While the second input streams, the write-back only moves on and
+        # ``wb_busy`` only falls (the add's own write-back starts after it), so the register
+        # is at worst a cycle late, never early.
+        tag_clear, idx_clear, took = Signal(), Signal(), Signal()
+        m.d.sync += [tag_clear.eq(~wb_busy | (b_tag < out_idx)),
+                     idx_clear.eq(~wb_busy | (b_idx < out_idx)), took.eq(b_take)]
+        m.d.comb += add_clear.eq(Mux(took, idx_clear, tag_clear))
+        # Likewise whether the partner of vector b_idx is in the act buffer (the first input
+        # only grows while the second streams), from the cycle before: b_idx then, or the one
+        # after it when a vector was taken. Both clear as the second input starts, when the
+        # act buffer's count starts again from 0.
+        idx_in, next_in = Signal(), Signal()
+        m.d.sync += [idx_in.eq(b_idx < act_addr), next_in.eq(b_idx + 1 < act_addr)]
+        m.d.comb += partner_in.eq(Mux(took, next_in, idx_in))
         with m.If(b_active & wdmas[0].done):
             m.d.sync += [b_fin.eq(1), b_err.eq(wdmas[0].error)]
 
@@ -509,7 +543,8 @@ class Engine(wiring.Component):
                     with m.If(b_go):
                         m.d.comb += map_in2.start.eq(1)
                         m.d.sync += [b_active.eq(1), b_idx.eq(0), b_pending.eq(0),
-                                     b_fin.eq(0), b_err.eq(0), a_err.eq(0)]
+                                     b_fin.eq(0), b_err.eq(0), a_err.eq(0),
+                                     idx_in.eq(0), next_in.eq(0), took.eq(0)]
             with m.State("ACT_DATA"):
                 m.d.sync += stalls.eq(stalls + 1)
                 with m.If(dma.rd_done):
@@ -647,12 +682,14 @@ class Engine(wiring.Component):
         def clear_of(lo, hi):
             return (nd.in_addr >= hi) | (n_in_end <= lo)
 
-        eligible = reg((nd.magic == DESC_MAGIC) & (nd.op == d.op) & (is_conv | is_max)
-                    & (nd.in_w == d.in_w) & (nd.in_c == d.in_c) & (nd.in_bits == d.in_bits)
-                    & (nd.in_h != 0) & (n_in_vecs <= act_half)
-                    & ((act_base != 0) | (in_vecs <= act_half))
-                    & clear_of(d.out_addr, out_end)
-                    & (~wb_busy | clear_of(wb_lo, wb_hi)), 1, "eligible")
+        # Its terms as registers of their own, ANDed after them: each a shallow tree.
+        eligible = (reg((nd.magic == DESC_MAGIC) & (nd.op == d.op) & (is_conv | is_max)
+                        & (nd.in_w == d.in_w) & (nd.in_c == d.in_c)
+                        & (nd.in_bits == d.in_bits) & (nd.in_h != 0), 1, "elig_same")
+                    & reg((n_in_vecs <= act_half) & ((act_base != 0) | (in_vecs <= act_half)),
+                          1, "elig_fits")
+                    & reg(clear_of(d.out_addr, out_end), 1, "elig_clear")
+                    & reg(~wb_busy | clear_of(wb_lo, wb_hi), 1, "elig_wb"))
         same_weights = reg((nd.weight_addr == d.weight_addr) & (nd.passes == d.passes)
                            & (nd.steps == d.steps), 1, "same_weights")
         elig_wait = Signal(range(ELIG_CYCLES + 1))

@@ -43,7 +43,8 @@ class MapReader(wiring.Component):
         The element width; compared in registers, so it is stable from two cycles before a
         map's first word to its last.
     start : In(1)
-        The next word taken is a vector's first (a new map).
+        The next word taken is a vector's first (a new map); registered, so no word may come
+        in the cycle after it.
     i : In(stream.Signature(axi_data_width))
         The map's bus words.
     o : Out(stream.Signature(vector_layout(cfg)))
@@ -95,6 +96,9 @@ class MapReader(wiring.Component):
             m.d.sync += [acc.eq(vec), k.eq(k << 1), k_last.eq((k & (last_hot >> 1)) != 0)]
             with m.If(k_last):
                 m.d.sync += [k.eq(1), k_last.eq(last_hot[0])]
-        with m.If(self.start):
+        # ``start`` takes effect a cycle late (a register: no path from the engine's command
+        # logic into the word counter); a map's first word comes from the DMA reader several
+        # cycles after its command at the earliest.
+        with m.If(stage(m, self.start, 1, "start_r")):
             m.d.sync += [k.eq(1), k_last.eq(last_hot[0])]
         return m

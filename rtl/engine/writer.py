@@ -3,11 +3,11 @@ DMA writer."""
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..common import check_config, index_bits
+from ..common import check_config, index_bits, skid_output
 from ..config import HwConfig
 from ..dma import DmaCommand
 from ..interface.ddr import word_bits, words_per_vector
@@ -43,18 +43,21 @@ class Writer(wiring.Component):
     write-back is under way and the DMA writer takes the command; ``busy`` rises in the next
     cycle. The writer then reads vectors ``0 .. last`` of the out buffer in order, and packs
     each into ``wpv`` words of ``bits``-bit elements (``rtl.interface.ddr.pack_values``: the
-    lanes' low bits) on ``o``: the first word leaves two cycles after the job is taken, and
-    the next vector is read as the last word of a vector leaves, so a vector follows the one
-    before without a gap while ``o.ready`` holds. Once the DMA writer reports ``done``, the
-    write-back ends (``busy`` falls in the next cycle) and ``count`` goes up, or ``err`` is
-    set when the writes came back with an error.
+    lanes' low bits) on ``o``: a vector is packed into a shift register as it is taken, and
+    its words leave from there through a two-entry output buffer
+    (:func:`~rtl.common.skid_output`). The first word leaves four cycles after the job is
+    taken; the next vector is read as one goes into the register and taken as its last word
+    leaves, so a vector follows the one before without a gap while ``o.ready`` holds. Once
+    the DMA writer reports ``done``, the write-back ends (``busy`` falls in the next cycle)
+    and ``count`` goes up, or ``err`` is set when the writes came back with an error.
 
     A job with ``pool`` writes the max-pool (3 x 3, stride 2) of the band instead: a
     :class:`~rtl.vector_units.MaxPool` started two cycles after the job is taken walks the
     out buffer (one element a cycle, ``out_h * out_w * chunks * 9`` reads; the lanes' low
-    ``lane_bits``, unsigned: a ReLU band), and each pooled vector leaves as ``wpv`` words.
-    ``idx`` then moves on by whole rows of the band as the pooled rows complete: once pooled
-    row ``r`` has left, the rows before ``2 r + 2 - pad_top`` are free.
+    ``lane_bits``, unsigned: a ReLU band), and each pooled vector comes through a two-entry
+    buffer into the shift register and leaves as ``wpv`` words. ``idx`` then moves on by
+    whole rows of the band as the pooled rows complete: once pooled row ``r`` has gone into
+    the register, the rows before ``2 r + 2 - pad_top`` are free.
 
     Parameters
     ----------
@@ -111,11 +114,15 @@ class Writer(wiring.Component):
         cfg, v, word = self._cfg, self._cfg.vec_len, word_bits(self._cfg)
         job = self.i.payload
         last = Signal.like(job.last)             # the job's own copy of what it needs
-        wpv_last = Signal(8)
+        most = max(words_per_vector(cfg, b) for b in OUT_BITS)
+        last_mark = Signal(most)                 # one-hot: the vector's last word
         bits = Signal.like(job.bits)
-        k = Signal(8)                            # the word within the vector
-        k_last = Signal()                        # k == wpv_last (a register beside k)
+        marks = Signal(most)                     # last_mark, moved on a bit per word sent
+        k_last = marks[0]                        # the word leaving is the vector's last
         busy, idx = Signal(), Signal.like(self.idx)
+        ridx = Signal.like(last)                 # the vector in the out buffer's read data
+        pend = Signal()                          # which has not gone into sr yet
+        pool_done = Signal()                     # the max-pool has sent its last vector
         m.d.comb += [self.busy.eq(busy), self.idx.eq(idx),
                      self.cmd.payload.addr.eq(job.addr), self.cmd.payload.words.eq(job.words),
                      self.cmd.valid.eq(self.i.valid & ~busy),
@@ -129,19 +136,46 @@ class Writer(wiring.Component):
         m.d.comb += [pool.layer.eq(win),
                      pool.rd.data.eq(Cat(*[self.rd_data[i][:lb] for i in range(v)]))]
 
-        # Packing one output word from the vector read back from the out buffer, or from the
-        # pooled vector.
+        # The vector being sent, packed into its words (``rtl.interface.ddr.pack_values``) as
+        # it is taken from the out buffer or the max-pool: word 0 leaves first and the register
+        # moves on by a word as each leaves, so no word is chosen by a counter on the way out.
         lanes = Signal(out_vector_layout(cfg))
+        # The pooled vectors come through a two-entry buffer too: the max-pool's window walk
+        # sees a registered ready, not this writer's state and handshakes.
+        pooled = stream.Signature(pool.o.payload.shape()).create()
+        m.d.comb += pool.o.ready.eq(skid_output(m, pooled, pool.o.valid, pool.o.payload))
         for i in range(v):
-            m.d.comb += lanes[i].eq(Mux(pooling, pool.o.payload.value[i], self.rd_data[i]))
-        packed = Signal(word)
+            m.d.comb += lanes[i].eq(Mux(pooling, pooled.payload.value[i], self.rd_data[i]))
+        packed = Signal(most * word)
         for b in OUT_BITS:
             per = word // b
-            words = [Cat(*[lanes[i][:b] for i in range(w * per, min(v, (w + 1) * per))])
-                     for w in range(words_per_vector(cfg, b))]
             with m.If(bits == b):
-                m.d.comb += packed.eq(Array(words)[k])
-        m.d.comb += self.o.payload.eq(packed)
+                for w in range(words_per_vector(cfg, b)):
+                    m.d.comb += packed[w * word:(w + 1) * word].eq(
+                        Cat(*[lanes[i][:b] for i in range(w * per, min(v, (w + 1) * per))]))
+        sr = Signal(most * word)
+        have = Signal()              # sr holds words of a vector still to leave
+        # The words leave through a two-entry buffer: the DMA writer's ready reaches only its
+        # control (``o_ready`` is a register), not the packing behind it.
+        o_ready = skid_output(m, self.o, have, sr[:word])
+        send = have & o_ready
+        last_send = send & k_last    # a vector's last word leaves
+        # sr is free for the next vector (and loads whatever is offered; ``have`` says whether
+        # it was one): a signal of its own, so that its fan-out to all of sr stays off the
+        # control's paths.
+        free = Signal()
+        m.d.comb += free.eq(~have | (o_ready & k_last))
+        with m.If(free):
+            m.d.sync += sr.eq(packed)
+        with m.Elif(o_ready):
+            m.d.sync += sr.eq(sr[word:])
+        take = Signal()              # the next vector (read, or pooled) goes into sr
+        with m.If(take):
+            m.d.sync += [have.eq(1), marks.eq(last_mark)]
+        with m.Elif(send):
+            m.d.sync += marks.eq(marks[1:])
+            with m.If(k_last):
+                m.d.sync += have.eq(0)
 
         # Pooled rows: the chunk and column of the next pooled vector, and the band's rows
         # that the next pooled row frees (the first: those above its windows).
@@ -155,9 +189,9 @@ class Writer(wiring.Component):
         with m.FSM(name="writeback"):
             with m.State("IDLE"):
                 with m.If(self.i.valid & self.i.ready):
-                    m.d.sync += [busy.eq(1), idx.eq(0), k.eq(0), k_last.eq(job.wpv == 1),
-                                 last.eq(job.last),
-                                 wpv_last.eq(job.wpv - 1), bits.eq(job.bits),
+                    m.d.sync += [busy.eq(1), idx.eq(0), last.eq(job.last),
+                                 last_mark.eq(Const(1, most) << (job.wpv - 1)[:8]),
+                                 bits.eq(job.bits),
                                  pooling.eq(job.pool), win.eq(job.window),
                                  win.kernel_h.eq(3), win.kernel_w.eq(3), win.stride.eq(2),
                                  win.pad_left.eq(1), p_ch.eq(0), p_col.eq(0)]
@@ -166,18 +200,20 @@ class Writer(wiring.Component):
                     with m.Else():
                         m.next = "READ"
             with m.State("READ"):
-                m.d.comb += [self.rd_addr.eq(idx), self.rd_en.eq(1)]
+                m.d.comb += [self.rd_addr.eq(0), self.rd_en.eq(1)]
+                m.d.sync += [ridx.eq(0), pend.eq(1)]
                 m.next = "DATA"
             with m.State("DATA"):
-                # The lanes' read data hold the vector while the read enable is low.
-                m.d.comb += [self.rd_addr.eq(idx + 1), self.rd_en.eq(0), self.o.valid.eq(1)]
-                with m.If(self.o.ready):
-                    m.d.sync += [k.eq(k + 1), k_last.eq(k + 1 == wpv_last)]
-                    with m.If(k_last):
-                        m.d.comb += self.rd_en.eq(1)
-                        m.d.sync += [k.eq(0), k_last.eq(wpv_last == 0), idx.eq(idx + 1)]
-                        with m.If(idx == last):
-                            m.next = "WAIT"
+                # The out buffer's read data hold vector ridx while the read enable is low
+                # (pend: it has not gone into sr yet); the next one is read as it goes in.
+                m.d.comb += [take.eq(pend & free), self.rd_addr.eq(ridx + 1)]
+                with m.If(take):
+                    m.d.comb += self.rd_en.eq(ridx != last)
+                    m.d.sync += [ridx.eq(ridx + 1), pend.eq(ridx != last)]
+                with m.If(last_send):
+                    m.d.sync += idx.eq(idx + 1)
+                    with m.If(idx == last):
+                        m.next = "WAIT"
             with m.State("POOL_GO"):
                 m.d.comb += pool.start.eq(1)
                 m.d.sync += [nxt.eq(Mux(win.pad_top, win.row_stride, win.row_stride << 1)),
@@ -185,19 +221,21 @@ class Writer(wiring.Component):
                 m.next = "POOL"
             with m.State("POOL"):
                 m.d.comb += [self.rd_addr.eq(pool.rd.addr), self.rd_en.eq(pool.rd.en),
-                             self.o.valid.eq(pool.o.valid)]
-                with m.If(pool.o.valid & self.o.ready):
-                    m.d.sync += [k.eq(k + 1), k_last.eq(k + 1 == wpv_last)]
-                    with m.If(k_last):
-                        m.d.comb += pool.o.ready.eq(1)
-                        m.d.sync += [k.eq(0), k_last.eq(wpv_last == 0), p_ch.eq(p_ch + 1)]
-                        with m.If(p_ch == ch_end):
-                            m.d.sync += [p_ch.eq(0), p_col.eq(p_col + 1)]
-                            with m.If(p_col == col_end):
-                                m.d.sync += [p_col.eq(0), nxt.eq(nxt + (win.row_stride << 1)),
-                                             idx.eq(Mux(nxt > last, last + 1, nxt))]
+                             take.eq(pooled.valid & free),
+                             pooled.ready.eq(take)]
+                with m.If(take):
+                    m.d.sync += p_ch.eq(p_ch + 1)
+                    with m.If(p_ch == ch_end):
+                        m.d.sync += [p_ch.eq(0), p_col.eq(p_col + 1)]
+                        with m.If(p_col == col_end):
+                            m.d.sync += [p_col.eq(0), nxt.eq(nxt + (win.row_stride << 1)),
+                                         idx.eq(Mux(nxt > last, last + 1, nxt))]
+                # The pool is done once its last vector has gone into the buffer; the
+                # write-back, once that has gone through and left sr.
                 with m.If(pool.done):
-                    m.d.sync += [idx.eq(last + 1), pooling.eq(0)]
+                    m.d.sync += [idx.eq(last + 1), pool_done.eq(1)]
+                with m.If((pool.done | pool_done) & ~pooled.valid & ~have):
+                    m.d.sync += [pooling.eq(0), pool_done.eq(0)]
                     m.next = "WAIT"
             with m.State("WAIT"):
                 with m.If(self.done):
