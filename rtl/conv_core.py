@@ -395,7 +395,8 @@ class ConvCore(wiring.Component):
         inc, dec = gen.valid & adv & last, pixel_done
         # The counter's next values come from it alone, so that the carry chains run beside
         # the handshakes that choose between them.
-        # (kept as wires, so that synthesis does not fold the handshakes into the chains).
+        # (kept as wires; Yosys's ABC still folds the handshakes into the chain, so this is
+        # the core's worst path today: docs/engine.md, "Timing").
         owed_up = Signal.like(owed, attrs={"keep": 1})
         owed_down = Signal.like(owed, attrs={"keep": 1})
         m.d.comb += [owed_up.eq(owed + 1), owed_down.eq(owed - 1)]
