@@ -106,7 +106,8 @@ def delay(m: Module, en: Value, value: Value, stages: int, name: str, *,
     return value
 
 
-def skid_output(m: Module, o: object, push: Value, result: Value) -> Signal:
+def skid_output(m: Module, o: object, push: Value, result: Value, *,
+                ready: Signal | None = None) -> Signal:
     """Drive stream ``o`` from a pipeline through a two-entry output buffer; return the
     pipeline's enable, a register.
 
@@ -118,6 +119,10 @@ def skid_output(m: Module, o: object, push: Value, result: Value) -> Signal:
     thousands of pipeline clock enables, nor to ``i.ready``), and the buffer's control logic
     reads the low-fan-out ``skid_valid`` instead of it. When ``o`` is always ready the pipeline
     never stops.
+
+    ``ready``, when given, is driven with the enable's value for the pipeline's input stream,
+    from ``skid_valid`` (inverted), not from the enable: whatever waits on the input's ready
+    then sees a flip-flop of a few loads, not one that drives every pipeline register.
     """
     en = Signal(init=1, name="pipe_en")
     skid = Signal(o.payload.shape(), name="skid", reset_less=True)
@@ -141,4 +146,6 @@ def skid_output(m: Module, o: object, push: Value, result: Value) -> Signal:
         with m.Else():
             m.d.sync += [o.payload.eq(result), o.valid.eq(1)]
     m.d.sync += [skid_valid.eq(skid_next), en.eq(~skid_next)]
+    if ready is not None:
+        m.d.comb += ready.eq(~skid_valid)
     return en

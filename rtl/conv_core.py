@@ -389,24 +389,24 @@ class ConvCore(wiring.Component):
         fire_out = post.o.valid & post.o.ready
         m.d.sync += inflight.eq(inflight + fire_in - fire_out)
         # Output pixels the generator has finished and the serializer not yet (``owed``),
-        # with whether there are none or one as registers.
-        owed = Signal(pix_bits + 1)
+        # with whether there are none or one as registers. A pixel is owed from its last
+        # beat's issue until the serializer has sent it; meanwhile that beat holds one of the
+        # DSP side's places: stage 1, the DSP array's pipeline (``latency`` stages and the
+        # second entry of its two-entry output buffer), ``res_dsp``, the serializer. The
+        # counter is as wide as that bound needs (not as wide as a layer's pixel count), so
+        # its carry chain stays short behind the arrays' ready.
+        owed_max = 1 + dsp.latency + 1 + 1 + 1
+        owed = Signal(range(owed_max + 1))
         none_owed, one_owed = Signal(), Signal()
+        self._owed, self._owed_max = owed, owed_max     # for the bench that checks the bound
         inc, dec = gen.valid & adv & last, pixel_done
-        # The counter's next values come from it alone, so that the carry chains run beside
-        # the handshakes that choose between them.
-        # (kept as wires; Yosys's ABC still folds the handshakes into the chain, so this is
-        # the core's worst path today: docs/engine.md, "Timing").
-        owed_up = Signal.like(owed, attrs={"keep": 1})
-        owed_down = Signal.like(owed, attrs={"keep": 1})
-        m.d.comb += [owed_up.eq(owed + 1), owed_down.eq(owed - 1)]
         with m.If(~busy):
             m.d.sync += [pixel.eq(0), owed.eq(0), none_owed.eq(1), one_owed.eq(0),
                          pix_base.eq(0), pix_end.eq(L.out_chunks)]
         with m.Elif(inc & ~dec):
-            m.d.sync += [owed.eq(owed_up), none_owed.eq(0), one_owed.eq(none_owed)]
+            m.d.sync += [owed.eq(owed + 1), none_owed.eq(0), one_owed.eq(none_owed)]
         with m.Elif(dec & ~inc):
-            m.d.sync += [owed.eq(owed_down), none_owed.eq(one_owed), one_owed.eq(owed == 2)]
+            m.d.sync += [owed.eq(owed - 1), none_owed.eq(one_owed), one_owed.eq(owed == 2)]
         finished = gen.done & none_owed & ~ser_busy & (inflight == 0) & \
             ~valid1 & ~pot.o.valid & ~dsp.o.valid & ~pot_full & ~dsp_full & ~skid_valid
         with m.If(self.start & ~busy):

@@ -58,9 +58,9 @@ def DmaCommand(cfg: HwConfig) -> data.StructLayout:
 def _window_ok(m: Module, cfg: HwConfig, addr, words, base, size) -> Signal:
     """Whether ``[addr, addr + 8 * words)`` is aligned, non-empty and inside the window.
 
-    ``addr`` and ``words`` are the registers the command was taken into, and the window's
-    end is a register too (the window is set before any command), so the check is an adder
-    and two comparisons between registers."""
+    ``addr`` and ``words`` are registers (those the command was taken into, or those that
+    offer it), and the window's end is a register too (the window is set before any
+    command), so the check is an adder and two comparisons behind registers."""
     wb = cfg.axi_data_width // 8
     ok = Signal(name="window_ok")
     end = Signal(cfg.axi_addr_width + 2)
@@ -101,15 +101,18 @@ def _dma_members(cfg: HwConfig, data: str, flow) -> dict[str, wiring.Member]:
 
 class _Transfer:
     """Per-command state both directions use: address, words left, this burst's length and
-    the window check of the command just taken (from its registers, in the cycle after)."""
+    the window check (``ok``) of ``checked``, an ``(addr, words)`` pair: by default the
+    transfer's own registers, so that ``ok`` holds for the command taken in the cycle
+    before."""
 
-    def __init__(self, m: Module, unit: wiring.Component, cfg: HwConfig) -> None:
+    def __init__(self, m: Module, unit: wiring.Component, cfg: HwConfig,
+                 checked: tuple | None = None) -> None:
         self.wb = cfg.axi_data_width // 8
         self.addr = Signal(cfg.axi_addr_width)
         self.remaining = Signal(cfg.axi_addr_width)
         self.beats = _burst_len(m, cfg, self.addr, self.remaining)
-        self.ok = _window_ok(m, cfg, self.addr, self.remaining, unit.window_base,
-                             unit.window_size)
+        self.ok = _window_ok(m, cfg, *(checked or (self.addr, self.remaining)),
+                             unit.window_base, unit.window_size)
 
 
 def _status(m: Module, fsm, unit: wiring.Component) -> None:
@@ -252,8 +255,11 @@ class DmaWriter(wiring.Component):
     def elaborate(self, platform: object) -> Module:
         m = Module()
         cfg, bus = self._cfg, self.bus
-        t = _Transfer(m, self, cfg)
-        wb, addr, remaining, beats, ok = t.wb, t.addr, t.remaining, t.beats, t.ok
+        # The window check of the command offered, registered as it is taken: the check's
+        # adder and comparisons end at a flip-flop, not at ``awvalid`` and the state.
+        t = _Transfer(m, self, cfg, checked=(self.cmd.payload.addr, self.cmd.payload.words))
+        wb, addr, remaining, beats = t.wb, t.addr, t.remaining, t.beats
+        ok = Signal(name="cmd_ok")
         left = Signal(range(MAX_BURST + 1))
         m.d.comb += [bus.awburst.eq(1), bus.awsize.eq((wb - 1).bit_length()),
                      bus.awcache.eq(0b0011), bus.awid.eq(0),
@@ -272,7 +278,7 @@ class DmaWriter(wiring.Component):
         with m.FSM(name="dma_wr") as fsm:
             with m.State("IDLE"):
                 m.d.sync += [addr.eq(self.cmd.payload.addr),
-                             remaining.eq(self.cmd.payload.words), fresh.eq(1)]
+                             remaining.eq(self.cmd.payload.words), fresh.eq(1), ok.eq(t.ok)]
                 with m.If(self.cmd.valid):
                     m.d.sync += self.error.eq(0)
                     m.next = "NEXT"

@@ -106,9 +106,10 @@ class DspArray(wiring.Component):
     Timing: the result of a dot product whose ``last`` vector is accepted in cycle ``t`` is
     valid on ``o`` in cycle ``t + latency`` (``latency = 6 + ceil(log2(dsp_cols))``) when ``o``
     is not stalled. Backpressure stalls the whole pipeline when a result arrives
-    while ``o`` still holds an untaken one: ``i.ready`` and every pipeline clock enable are one
-    register, high while the two-entry output buffer (:func:`~rtl.common.skid_output`) has its
-    second entry free, so without backpressure one vector is accepted every cycle.
+    while ``o`` still holds an untaken one: ``i.ready`` and every pipeline clock enable are
+    high while the two-entry output buffer (:func:`~rtl.common.skid_output`) has its second
+    entry free (the enables from one register, ``i.ready`` from the buffer's own flag, of few
+    loads), so without backpressure one vector is accepted every cycle.
 
     Parameters
     ----------
@@ -177,7 +178,6 @@ class DspArray(wiring.Component):
         pairs = cfg.dsp_rows // 2 if has8 else 0
         a_max = cfg.max_array_input  # what the multipliers see (a pixel's nibble if split)
         en = Signal()  # every pipeline register moves together (a register: see skid_output)
-        m.d.comb += self.i.ready.eq(en)
         take = self.i.valid & en
         pay = self.i.payload
 
@@ -297,5 +297,5 @@ class DspArray(wiring.Component):
             m.d.comb += result[j].eq(nxt)
             with m.If(en & valid):
                 m.d.sync += acc[j].eq(nxt)
-        m.d.comb += en.eq(skid_output(m, self.o, valid & last, result))
+        m.d.comb += en.eq(skid_output(m, self.o, valid & last, result, ready=self.i.ready))
         return m

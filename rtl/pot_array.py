@@ -117,8 +117,9 @@ class PotArray(wiring.Component):
     ``chains = ceil(pot_cols / chain)`` (:func:`pot_latency`; 9 for 16 columns, 10 for 32,
     always below :func:`~rtl.dsp_array.dsp_latency`). Backpressure stalls the whole pipeline
     when a result arrives while ``o`` still holds an untaken one: ``i.ready`` and every
-    pipeline clock enable are one register, high while the two-entry output buffer
-    (:func:`~rtl.common.skid_output`) has its second entry free, so without backpressure one
+    pipeline clock enable are high while the two-entry output buffer
+    (:func:`~rtl.common.skid_output`) has its second entry free (the enables from one register,
+    ``i.ready`` from the buffer's own flag, of few loads), so without backpressure one
     vector is accepted every cycle. ``o.valid`` and ``o.payload`` never depend on ``o.ready``
     and hold until taken.
 
@@ -174,7 +175,6 @@ class PotArray(wiring.Component):
         cfg = self._cfg
         rows, cols, acc_bits = self.rows, self.cols, cfg.acc_bits
         en = Signal()  # every pipeline register moves together (a register: see skid_output)
-        m.d.comb += self.i.ready.eq(en)
         take = self.i.valid & en
 
         mag_bits = act_width(cfg) + (1 << 3) - 2  # largest shift: exponent code 7 -> 2**6
@@ -275,5 +275,5 @@ class PotArray(wiring.Component):
                 m.d.sync += acc[r].eq(nxt)
             with m.If(en & valid_in & first_in):
                 m.d.sync += acc[r].eq(0)
-        m.d.comb += en.eq(skid_output(m, self.o, valid & last, result))
+        m.d.comb += en.eq(skid_output(m, self.o, valid & last, result, ready=self.i.ready))
         return m

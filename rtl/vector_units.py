@@ -447,6 +447,11 @@ class AvgPool(wiring.Component):
         sums = [Signal(self._sum_bits, name=f"sum_{i}") for i in range(v)]
         slot = Signal(data.ArrayLayout(self._sum_bits, v), name="slot")
         slot_tag = Signal(ch_bits, name="slot_tag")
+        # The slot moves on by a lane as each goes into PostProc, so PostProc takes lane 0:
+        # no multiplexer over the lanes on the way into its multiplier. (A chunk's last pixel
+        # loads the slot below, after this, in the cycle its last lane goes.)
+        with m.If(slot_valid & post.i.ready):
+            m.d.sync += slot.eq(slot.as_value()[self._sum_bits:])
         with m.If(scan.fire):
             for i, (acc, elem) in enumerate(zip(sums, _lanes(scan.data, cfg), strict=True)):
                 new = Mux(scan.first, elem, acc + elem)
@@ -461,7 +466,7 @@ class AvgPool(wiring.Component):
                 m.d.sync += [lane.eq(0), lane_last.eq(v == 1), slot_valid.eq(0)]
         with m.If(scan.fire & scan.last):
             m.d.sync += [slot_valid.eq(1), slot_tag.eq(scan.tag)]
-        m.d.comb += [post.i.valid.eq(slot_valid), post.i.payload.acc[0].eq(slot[lane]),
+        m.d.comb += [post.i.valid.eq(slot_valid), post.i.payload.acc[0].eq(slot[0]),
                      post.i.payload.bias[0].eq(0), post.i.payload.mult[0].eq(L.mult),
                      post.i.payload.shift[0].eq(L.shift),
                      post.i.payload.mode.eq(PostMode.RELU), post.i.payload.tag.eq(slot_tag)]

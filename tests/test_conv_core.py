@@ -12,6 +12,7 @@ from quant import golden
 from quant.random_model import random_conv_layer
 from rtl.config import HwConfig
 from rtl.conv_core import ConvCore
+from rtl.dsp_array import dsp_latency
 from rtl.interface.descriptor import PostMode
 from rtl.interface.stem import Fold, fold_input, fold_weight
 from rtl.interface.tiling import row_tile
@@ -59,13 +60,14 @@ def _act_words(x, rows, cfg):
 
 
 def run_core(x, schemes, params, node, *, seed=0, stall=0.0, tile=None, cfg=CFG,
-             pass_cycles=None):
+             pass_cycles=None, owed=None):
     """Load buffers the way the engine does, run every pass, gather the outputs.
 
     Passes alternate between the two weight banks, and pass ``p + 1`` is written into the
     idle bank while pass ``p`` runs. ``tile`` (a ``rtl.interface.tiling.RowTile``) runs only that
     band of output rows from its input rows; the result then holds the band. Each pass's
-    cycles from ``start`` to ``done`` are appended to ``pass_cycles`` when given.
+    cycles from ``start`` to ``done`` are appended to ``pass_cycles`` when given, and the core's
+    count of owed pixels every cycle to ``owed``.
     """
     w, bias, mult, shift = params["weight"], params["bias"], params["mult"], params["shift"]
     cout, cin, kh, kw = w.shape
@@ -143,6 +145,8 @@ def run_core(x, schemes, params, node, *, seed=0, stall=0.0, tile=None, cfg=CFG,
                             assert out[ch, pix // wo, pix % wo] == -999, "written twice"
                             out[ch, pix // wo, pix % wo] = int(payload.value[i])
                 cycles += 1
+                if owed is not None:
+                    owed.append(ctx.get(dut._owed))
                 if done:
                     break
                 assert cycles < 200 * ho * wo * kh * kw * chunks + 1000, "pass never finished"
@@ -249,3 +253,19 @@ def test_pass_cycles_follow_the_cycle_model():
     assert max(beats) > CFG.result_groups == CFG.steps(1, 8)     # a shared lane: it stalls
     want = [_pass_cycles(CFG, 25, CFG.steps(1, 8), b) for b in beats]
     assert all(abs(g - w) <= 1 for g, w in zip(cycles, want, strict=True)), (cycles, want)
+
+
+def test_owed_pixel_count_stays_within_its_bound():
+    """The core counts the pixels issued and not yet sent in a counter only as wide as the
+    pipeline can hold (``rtl.conv_core``: stage 1, the DSP array's stages and the second entry
+    of its output buffer, its result register, the serializer). A 1x1 layer of one chunk issues a pixel a beat; with the output stalled
+    most of the time the pipeline fills: the count reaches its bound and never passes it."""
+    rng = np.random.default_rng(11)
+    x, schemes, params, node = random_conv_layer(
+        rng, cin=CFG.vec_len, cout=9, kernel=1, stride=1, pad=0, size=7, ratio=(60, 35, 5),
+        relu=True, in_bits=4, act_bits=CFG.act_bits)
+    seen: list[int] = []
+    got = run_core(x, schemes, params, node, seed=5, stall=0.9, owed=seen)
+    np.testing.assert_array_equal(got, golden.conv(x, node, params, CFG.act_bits))
+    bound = 1 + dsp_latency(CFG) + 1 + 2
+    assert max(seen) == bound, (max(seen), bound)

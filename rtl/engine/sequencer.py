@@ -373,18 +373,20 @@ class Engine(wiring.Component):
         with m.If(dma.rd_done):
             m.d.sync += filling.eq(0)
 
-        def band_read(addr, words, at) -> None:
+        # The reader's commands come from four states (the engine's and the prefetch's
+        # DESC_CMD and ACT_CMD); each asks with ``valid`` alone, and what it asks for is
+        # chosen once, by state, after both machines (``rd_cmd_payload``), so that the
+        # payload is a shallow multiplexer, not a chain of every state's conditions.
+        def band_read(at) -> None:
             # Start reading an input band into the act buffer from vector ``at``.
-            m.d.comb += [dma.rd_cmd.valid.eq(1), dma.rd_cmd.payload.addr.eq(addr),
-                         dma.rd_cmd.payload.words.eq(words)]
+            m.d.comb += dma.rd_cmd.valid.eq(1)
             with m.If(dma.rd_cmd.ready):
                 m.d.comb += map_in.start.eq(1)
                 m.d.sync += [act_addr.eq(at), filling.eq(1)]
 
         # A descriptor (the engine's or the prefetch's) over the same reader, word by word.
-        def desc_read(addr) -> None:
-            m.d.comb += [dma.rd_cmd.valid.eq(1), dma.rd_cmd.payload.addr.eq(addr),
-                         dma.rd_cmd.payload.words.eq(desc_words)]
+        def desc_read() -> None:
+            m.d.comb += dma.rd_cmd.valid.eq(1)
             with m.If(dma.rd_cmd.ready):
                 m.d.sync += word_count.eq(0)
 
@@ -451,7 +453,7 @@ class Engine(wiring.Component):
             m.d.sync += code.eq(error)
             m.next = "FINISH"
 
-        with m.FSM(name="engine"):
+        with m.FSM(name="engine") as engine_fsm:
             with m.State("IDLE"):
                 m.d.comb += [writer.clear.eq(start), loader.clear.eq(start)]
                 with m.If(start):
@@ -480,7 +482,7 @@ class Engine(wiring.Component):
                     fail(ErrorCode.ADDR_OUT_OF_WINDOW)
                 with m.Else():
                     m.d.comb += pre_clear.eq(1)
-                    desc_read(desc_ptr)
+                    desc_read()
                     with m.If(dma.rd_cmd.ready):
                         m.d.sync += use_pre.eq(0)
                         m.next = "DESC_DATA"
@@ -532,7 +534,7 @@ class Engine(wiring.Component):
                     with m.If(abort):
                         fail(ErrorCode.ABORTED)
                     with m.Else():
-                        band_read(d.in_addr, in_words, 0)
+                        band_read(0)
                         with m.If(dma.rd_cmd.ready):
                             m.next = "ACT_DATA"
                     # A conv's weights load over their own masters while its input band loads;
@@ -693,7 +695,7 @@ class Engine(wiring.Component):
         same_weights = reg((nd.weight_addr == d.weight_addr) & (nd.passes == d.passes)
                            & (nd.steps == d.steps), 1, "same_weights")
         elig_wait = Signal(range(ELIG_CYCLES + 1))
-        with m.FSM(name="prefetch"):
+        with m.FSM(name="prefetch") as prefetch_fsm:
             with m.State("IDLE"):
                 with m.If(computing & armed & ~abort):
                     m.d.sync += [armed.eq(0), pre_ptr.eq(desc_ptr + descriptor_bytes()),
@@ -705,7 +707,7 @@ class Engine(wiring.Component):
                 with m.If(abort | (pre_ptr_bad != 0)):
                     m.next = "READY"       # the engine fetches it itself and reports
                 with m.Else():
-                    desc_read(pre_ptr)
+                    desc_read()
                     with m.If(dma.rd_cmd.ready):
                         m.next = "DESC_DATA"
             with m.State("DESC_DATA"):
@@ -729,7 +731,7 @@ class Engine(wiring.Component):
                     m.next = "READY"
                 with m.Else():
                     band = Mux(act_base == 0, act_half, 0)
-                    band_read(nd.in_addr, n_in_words, band)
+                    band_read(band)
                     with m.If(dma.rd_cmd.ready):
                         m.d.sync += pre_base.eq(band)
                         m.next = "ACT_DATA"
@@ -742,6 +744,17 @@ class Engine(wiring.Component):
                 m.d.comb += pre_ready.eq(1)
                 with m.If(pre_clear):
                     m.next = "IDLE"
+
+        # What the reader is asked for (see band_read): the prefetch asks only while it is
+        # busy, and the engine only while it is not (DESC_CMD waits for it; ACT_CMD follows a
+        # DESC_CMD and comes before the conv that starts the prefetch).
+        pre_desc, eng_desc = prefetch_fsm.ongoing("DESC_CMD"), engine_fsm.ongoing("DESC_CMD")
+        m.d.comb += [
+            dma.rd_cmd.payload.addr.eq(Mux(pre_busy, Mux(pre_desc, pre_ptr, nd.in_addr),
+                                           Mux(eng_desc, desc_ptr, d.in_addr))),
+            dma.rd_cmd.payload.words.eq(Mux(pre_busy, Mux(pre_desc, desc_words, n_in_words),
+                                            Mux(eng_desc, desc_words, in_words))),
+        ]
 
         # The write-back reads the out buffer while it is busy (a conv-add's adder reads it
         # only while no write-back is under way).

@@ -122,6 +122,8 @@ class Writer(wiring.Component):
         busy, idx = Signal(), Signal.like(self.idx)
         ridx = Signal.like(last)                 # the vector in the out buffer's read data
         pend = Signal()                          # which has not gone into sr yet
+        more = Signal()                          # ridx != last: a vector follows ridx
+        last_m1 = Signal.like(last)              # last - 1, to compare ridx with
         pool_done = Signal()                     # the max-pool has sent its last vector
         m.d.comb += [self.busy.eq(busy), self.idx.eq(idx),
                      self.cmd.payload.addr.eq(job.addr), self.cmd.payload.words.eq(job.words),
@@ -190,6 +192,7 @@ class Writer(wiring.Component):
             with m.State("IDLE"):
                 with m.If(self.i.valid & self.i.ready):
                     m.d.sync += [busy.eq(1), idx.eq(0), last.eq(job.last),
+                                 last_m1.eq(job.last - 1),
                                  last_mark.eq(Const(1, most) << (job.wpv - 1)[:8]),
                                  bits.eq(job.bits),
                                  pooling.eq(job.pool), win.eq(job.window),
@@ -201,15 +204,18 @@ class Writer(wiring.Component):
                         m.next = "READ"
             with m.State("READ"):
                 m.d.comb += [self.rd_addr.eq(0), self.rd_en.eq(1)]
-                m.d.sync += [ridx.eq(0), pend.eq(1)]
+                m.d.sync += [ridx.eq(0), pend.eq(1), more.eq(last != 0)]
                 m.next = "DATA"
             with m.State("DATA"):
                 # The out buffer's read data hold vector ridx while the read enable is low
                 # (pend: it has not gone into sr yet); the next one is read as it goes in.
+                # Whether one follows is a register (``more``), so the read enable, which
+                # fans out to every block RAM of the out buffer, waits on no comparison;
+                # it is set by comparing registers (ridx + 1 != last as ridx != last - 1).
                 m.d.comb += [take.eq(pend & free), self.rd_addr.eq(ridx + 1)]
                 with m.If(take):
-                    m.d.comb += self.rd_en.eq(ridx != last)
-                    m.d.sync += [ridx.eq(ridx + 1), pend.eq(ridx != last)]
+                    m.d.comb += self.rd_en.eq(more)
+                    m.d.sync += [ridx.eq(ridx + 1), pend.eq(more), more.eq(ridx != last_m1)]
                 with m.If(last_send):
                     m.d.sync += idx.eq(idx + 1)
                     with m.If(idx == last):
