@@ -458,11 +458,12 @@ def _check_int(name: str, value: Any, *, lo: int | None = None, hi: int | None =
 # 20 DSP lanes: 34.78 ms, against 38.23 ms for 24 rows and 18 lanes (2 / 4 / 7 / 13 passes);
 # 28 rows and 22 lanes would model 34.55 ms but leave 15.6 % of the LUTs for routing and
 # 3.6 % of the BRAM, the least on either preset.
-# Clocks (docs/engine.md, "Timing"): the timing estimate of the core supports pynq-z2's
-# 100 MHz (115 MHz) and falls 2.7 % short of zc706's 150 MHz (146 MHz).
+# Clocks (docs/engine.md, "Timing"): the fastest the timing estimate of every part supports
+# and the board makes. pynq-z2: 1000/9 MHz, FCLK0 straight from the PS's 1000 MHz IO PLL
+# (/ 3 / 3; the next, 125 MHz, is past the estimate); zc706: 150 MHz from an MMCM.
 PRESETS: dict[str, HwConfig] = {
     cfg.name: cfg for cfg in (
-        HwConfig(name="pynq-z2", part=BOARDS["pynq-z2"].part.name, clock_mhz=100.0,
+        HwConfig(name="pynq-z2", part=BOARDS["pynq-z2"].part.name, clock_mhz=1000 / 9,
                  pot_rows=26, pot_cols=16, dsp_rows=20, dsp_cols=16, dsp_pack=3,
                  act_buf_depth=4096, weight_buf_depth=512, out_buf_depth=2048,
                  result_lanes=4),
