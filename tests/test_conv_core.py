@@ -258,8 +258,9 @@ def test_pass_cycles_follow_the_cycle_model():
 def test_owed_pixel_count_stays_within_its_bound():
     """The core counts the pixels issued and not yet sent in a counter only as wide as the
     pipeline can hold (``rtl.conv_core``: stage 1, the DSP array's stages and the second entry
-    of its output buffer, its result register, the serializer). A 1x1 layer of one chunk issues a pixel a beat; with the output stalled
-    most of the time the pipeline fills: the count reaches its bound and never passes it."""
+    of its output buffer, its result register, the serializer). A 1x1 layer of one chunk issues
+    a pixel a beat; with the output stalled most of the time the pipeline fills: the count
+    reaches its bound and never passes it."""
     rng = np.random.default_rng(11)
     x, schemes, params, node = random_conv_layer(
         rng, cin=CFG.vec_len, cout=9, kernel=1, stride=1, pad=0, size=7, ratio=(60, 35, 5),
