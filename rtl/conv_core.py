@@ -18,7 +18,7 @@ from .interface.ddr import weight_row_bits
 from .postproc import OUT_BITS, SHIFT_BITS, PostProc
 from .pot_array import PotArray
 from .vector_units import buffer_read_signature, lane_bits
-from .window import WindowGen, window_layout
+from .window import WindowGen, rows_shape, window_layout
 
 __all__ = ["ConvCore", "WeightBanks", "conv_layer_layout", "result_layout", "slot_layout"]
 
@@ -150,7 +150,9 @@ class ConvCore(wiring.Component):
 
     The act buffer is outside, shared with the vector units: ``rd`` is its read port (word
     ``(y * width + x) * chunks + chunk``, lane ``i`` at bits ``[i * lane_bits, ...)``, see
-    ``rtl.vector_units.buffer_read_signature``).
+    ``rtl.vector_units.buffer_read_signature``). ``rows`` (all ones unless driven) counts the
+    map rows in it: a pass may start while the map still loads, and each output row waits
+    until the rows its windows reach are in (``rtl.window.WindowGen``).
 
     Weights are double-buffered: two banks, each holding one pass (weight rows ``w_*``, one
     per step, laid out as ``rtl.interface.ddr`` says; result slots ``slot_*``; Fixed-8 pair
@@ -178,6 +180,7 @@ class ConvCore(wiring.Component):
         members = {
             "layer": In(conv_layer_layout(cfg)),
             "start": In(1), "bank": In(1),
+            "rows": In(rows_shape(cfg), init=(1 << rows_shape(cfg).width) - 1),
             "busy": Out(1),
             "done": Out(1),
             "rd": In(buffer_read_signature(cfg)),
@@ -209,6 +212,7 @@ class ConvCore(wiring.Component):
         m.submodules.window = gen = WindowGen(cfg=cfg)
         for name in window_layout(cfg).members:
             m.d.comb += getattr(gen.layer, name).eq(getattr(L, name))
+        m.d.comb += gen.rows.eq(self.rows)
 
         # ---- buffers: two banks of weight rows, slots and Fixed-8 flags --------------------
         depth = cfg.weight_buf_depth

@@ -209,6 +209,34 @@ def _pool_write(cfg: HwConfig, d: dict[str, int], t: DdrTiming) -> int:
     return max(walk, _write(d.get("out_addr", 0), vecs * wpv, t))
 
 
+#: Cycles from a conv band's read command to its first pass's earliest start (the engine goes
+#: to CONV as the command is taken), and from an input row's last vector to the window
+#: generator presenting an output row that reaches it (the row count, then its check).
+STREAM_START, ROW_GAP = 1, 0
+#: Cycles from a conv's last pass start to its first pixel's results being marked final for
+#: its own write-back (beyond the pixel's issue and the arrays' and requantization's latency),
+#: and from the last pass's end to the write-back's end beyond its last pixel's words and
+#: the write response.
+EARLY_WB, EARLY_TAIL = 4, 6
+
+
+def _row_waits(cfg: HwConfig, d: dict[str, int], start: int, band: int, t: DdrTiming,
+               per_pixel: int) -> int:
+    """Cycles a conv's first pass, started at ``start`` while its band streams in (read from
+    ``band`` on), waits for input rows: each output row is issued once the rows its windows
+    reach (``oy * stride - pad_top + kernel_h``) are in, and the issue stalls meanwhile."""
+    row_words = d["in_w"] * cfg.chunks(d["in_c"]) * words_per_vector(cfg, d["in_bits"])
+    row_cycles = d["out_w"] * per_pixel
+    wait = 0
+    for r in range(d["out_h"]):
+        need = min(d["in_h"], r * d["stride"] - d.get("pad_top", 0) + d["kernel_h"])
+        if need <= 0:
+            continue
+        avail = band + 1 + _read(need * row_words, t) + ROW_GAP
+        wait += max(0, avail - (start + r * row_cycles + wait))
+    return wait
+
+
 def _schedule(cfg: HwConfig, descs: list[dict[str, int]], t: DdrTiming,
               read: Reader | None = None) -> tuple[int, dict[str, int]]:
     """Cycles of a chain and where they go. Each descriptor: fetch and check it, load its
@@ -232,6 +260,7 @@ def _schedule(cfg: HwConfig, descs: list[dict[str, int]], t: DdrTiming,
     base = 0                # where the band sits in the act buffer
     carried = False         # the loader carried on with this descriptor's passes
     hold = (0, 0)           # cycles in which a conv-add holds the loader off weight port 0
+    is_conv = (Op.CONV, Op.CONV_ADD)
     loaded: list[int] = []
     done: list[int] = []
     for i, d in enumerate(descs):
@@ -242,6 +271,7 @@ def _schedule(cfg: HwConfig, descs: list[dict[str, int]], t: DdrTiming,
         own = dict.fromkeys(PHASES, 0)
         in_words = _in_words(cfg, d)
         in_addr = d.get("in_addr", 0)
+        stream = None           # the cycle a conv's band starts loading beside its first pass
         if prefetched is not None and prefetched[1]:
             # Taken, checked, then straight to the passes (the weights start loading).
             act = 1
@@ -262,6 +292,8 @@ def _schedule(cfg: HwConfig, descs: list[dict[str, int]], t: DdrTiming,
                 band = max(band, free)
             end = band + act    # the input band is in
             base = 0
+            if d["op"] in is_conv:
+                stream = band
         prefetched = None
         if d["op"] in (Op.CONV, Op.CONV_ADD, Op.MAXPOOL) and i + 1 < len(descs):
             n = descs[i + 1]
@@ -282,19 +314,24 @@ def _schedule(cfg: HwConfig, descs: list[dict[str, int]], t: DdrTiming,
             prefetched = (ready, band_ok)
         gate = free - end       # the out buffer is free from then on (relative to ``end``)
         op = d["op"]
-        if op in (Op.CONV, Op.CONV_ADD):
+        if op in is_conv:
             # The weight ports read their shares of a pass at once; the slowest sets the pace.
             load = 1 + _read(max(port_span(cfg, d["steps"], j)[1]
                                  for j in range(cfg.weight_ports)), t)
+            pass_beats = _pass_beats(cfg, d, read)
             computes = [1 + _pass_cycles(cfg, out_pixels, d["steps"], beats)
-                        for beats in _pass_beats(cfg, d, read)]
+                        for beats in pass_beats]
             # Absolute times at which each pass is in its bank and done, numbered on while the
             # loader carries on from one row tile to the next. Two banks: pass g loads once
             # pass g - 2 is done. A fresh loader starts with the input band's read.
             if not carried:
                 loaded, done = [end + 1 - act + load], []
             first = len(done)
-            ungated = end
+            # The passes start as the band's read does (it streams in beside the first), or
+            # once a prefetched band is taken.
+            begin = end if stream is None else stream + STREAM_START
+            ungated = begin
+            waits = 0
             for p in range(d["passes"]):
                 g = first + p
                 if g == len(loaded):
@@ -302,17 +339,25 @@ def _schedule(cfg: HwConfig, descs: list[dict[str, int]], t: DdrTiming,
                     if hold[0] <= issue < hold[1]:      # weight port 0 carried a second input
                         issue = hold[1]
                     loaded.append(issue + load)
-                start = max(loaded[g], done[g - 1] if p else end)
+                start = max(loaded[g], done[g - 1] if p else begin)
+                last_start = start
                 finish = start + computes[p]
+                if p == 0 and stream is not None:
+                    waits = _row_waits(cfg, d, start, stream, t, max(d["steps"], pass_beats[0]))
+                    finish += waits
                 if p == 0:
                     # Results wait for the previous write-back to have read their vectors:
                     # a pass that outruns it ends as it ends.
                     finish = max(finish, free - t.write_latency)
                 done.append(finish)
-                ungated = max(loaded[g], ungated) + computes[p]
+                ungated = max(loaded[g], ungated) + computes[p] + (waits if p == 0 else 0)
             own["compute"] = sum(computes)
-            own["weights"] = ungated - end - own["compute"]
-            body = done[-1] - end
+            own["weights"] = ungated - begin - own["compute"] - waits
+            if stream is not None:       # only what the first pass waited for rows is exposed
+                own["maps in"] = begin - stream + waits
+            # The conv ends once its last pass has and its band is in (a stride may leave the
+            # last rows unread).
+            body = max(done[-1], end) - end
             carried = False
             if prefetched is not None and prefetched[1]:
                 n = descs[i + 1]
@@ -354,9 +399,25 @@ def _schedule(cfg: HwConfig, descs: list[dict[str, int]], t: DdrTiming,
         out_words = _out_words(cfg, d)
         out_addr = d.get("out_addr", 0)
         wb = _pool_write(cfg, d, t) if d.get("pool") else _write(out_addr, out_words, t)
-        free = handoff + 1 + 1 + wb + 1
+        early = None
+        if op == Op.CONV and not d.get("pool") and out_pixels > 1:
+            # A plain conv's write-back starts while its last pass runs, once the write-back
+            # before has drained, the band is in and the first pixel's results are final,
+            # and follows the pass pixel by pixel.
+            first = (max(d["steps"], pass_beats[-1]) + max(pot_latency(cfg), dsp_latency(cfg))
+                     + PostProc.LATENCY + EARLY_WB)
+            early = max(last_start + first, free, end)
+            if early >= handoff:
+                early = None
+        if early is None:
+            free = handoff + 1 + 1 + wb + 1
+            now = handoff + 1
+        else:
+            free = max(early + 1 + wb + 1,
+                       handoff + EARLY_TAIL + t.write_latency
+                       + chunks_out * words_per_vector(cfg, d["out_bits"]))
+            now = handoff
         written = (out_addr, out_addr + 8 * out_words)
-        now = handoff + 1
         for name in PHASES:
             phases[name] += own[name]
     phases["write-back"] = free - sum(phases.values())

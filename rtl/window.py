@@ -19,10 +19,16 @@ from .common import index_bits
 from .config import HwConfig
 from .interface.descriptor import MAX_KERNEL
 
-__all__ = ["MAX_PAD", "WindowGen", "window_layout"]
+__all__ = ["MAX_PAD", "WindowGen", "rows_shape", "window_layout"]
 
 #: Largest kernel and padding the generator walks (ResNet's stem: 7x7, padding 3).
 MAX_PAD = 3
+
+
+def rows_shape(cfg: HwConfig) -> unsigned:
+    """The count of map rows present in the act buffer (``WindowGen.rows``): wide enough
+    that all ones passes every output row's need (``height + kernel_h`` at most)."""
+    return unsigned(index_bits(cfg.max_spatial + MAX_KERNEL + 2))
 
 
 def window_layout(cfg: HwConfig) -> data.StructLayout:
@@ -57,6 +63,12 @@ class WindowGen(wiring.Component):
     -------
     layer : In(window_layout(cfg))
     start, adv : In(1)
+    rows : In(rows_shape(cfg)), all ones unless driven
+        Rows of the map present in the act buffer (it only grows during a walk): an output
+        row's positions are presented once the rows its windows reach are in
+        (``oy * stride - pad_top + kernel_h``, counted from the map's first row), so a walk
+        may start while its map still loads (docs/engine.md, "Overlap"). Checked
+        a cycle late (a register), which is never early while the count only grows.
     valid : Out(1)
     addr : Out(addr_bits)
         Act-buffer word of the position (meaningless where ``inside`` is low).
@@ -77,6 +89,7 @@ class WindowGen(wiring.Component):
         super().__init__({
             "layer": In(window_layout(cfg)),
             "start": In(1), "adv": In(1),
+            "rows": In(rows_shape(cfg), init=(1 << rows_shape(cfg).width) - 1),
             "valid": Out(1), "addr": Out(self._addr_bits), "inside": Out(1),
             "win_first": Out(1), "win_last": Out(1),
             "chunk_first": Out(1), "chunk_last": Out(1), "chunk_odd": Out(1),
@@ -99,6 +112,10 @@ class WindowGen(wiring.Component):
         col_k = Signal(signed(ab), name="col_k")      # col_ox + kx * chunks
         col_init = Signal(signed(ab), name="col_init")
         running = Signal()
+        # Rows the current output row's windows reach (iy0 + kernel_h), and whether they are
+        # in: a register, computed from the value ``need`` takes in the next cycle.
+        need = Signal(signed(sp + 2), name="need")
+        rows_in = Signal(name="rows_in")
 
         def times_pad(pad, value):
             # pad * value for pad <= 3: two shifted adds, no multiplier.
@@ -132,7 +149,7 @@ class WindowGen(wiring.Component):
         end_ox, end_oy = Signal(name="end_ox"), Signal(name="end_oy")
         end_kx = last_kx
         m.d.comb += [
-            self.valid.eq(running),
+            self.valid.eq(running & rows_in),
             self.addr.eq((row_k + col_k + ch)[:self._addr_bits]),
             self.inside.eq((iy >= 0) & (iy < L.height) & (ix >= 0) & (ix < L.width)),
             self.win_first.eq((ky == 0) & (kx == 0)), self.win_last.eq(end_ky),
@@ -160,6 +177,8 @@ class WindowGen(wiring.Component):
                          iy0.eq(-L.pad_top), ix0.eq(-L.pad_left),
                          row_oy.eq(init_row), row_k.eq(init_row),
                          col_init.eq(init_col), col_ox.eq(init_col), col_k.eq(init_col)]
+            first_need = L.kernel_h - L.pad_top
+            m.d.sync += [need.eq(first_need), rows_in.eq(first_need <= self.rows)]
             set_ends(L.kernel_w == 1, L.kernel_h == 1, L.chunks == 1, L.out_w == 1,
                      L.out_h == 1)
 
@@ -168,7 +187,11 @@ class WindowGen(wiring.Component):
             return (Mux(inner_end, Mux(own_end, 0, count + 1), count),
                     Mux(inner_end, Mux(own_end, last == 0, count == pen), at_last))
 
-        with m.If(running & self.adv):
+        step_en = running & rows_in & self.adv
+        with m.If(running):
+            next_need = Mux(step_en & end_ox, need + L.stride, need)
+            m.d.sync += [need.eq(next_need), rows_in.eq(next_need <= self.rows)]
+        with m.If(step_en):
             kx_n, kx_at = step(kx, last_kx, kw_last, kw_pen, 1, end_kx)
             ky_n, ky_at = step(ky, last_ky, kh_last, kh_pen, end_kx, end_ky)
             ch_n, ch_at = step(ch, last_ch, ch_last, ch_pen, end_ky, end_ch)

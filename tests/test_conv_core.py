@@ -27,8 +27,9 @@ CFG = HwConfig(name="conv-test", part="xc7z020clg400-1", clock_mhz=100.0, pot_ro
 class Harness(Elaboratable):
     """ConvCore with an act buffer in front, loaded through a plain write port."""
 
-    def __init__(self, cfg: HwConfig = CFG) -> None:
+    def __init__(self, cfg: HwConfig = CFG, garbage=None) -> None:
         self.cfg = cfg
+        self.garbage = garbage or []
         self.core = ConvCore(cfg=cfg)
         self.act_we = Signal()
         self.act_waddr = Signal(range(CFG.act_buf_depth))
@@ -38,7 +39,7 @@ class Harness(Elaboratable):
         m = Module()
         m.submodules.core = self.core
         m.submodules.act = mem = Memory(shape=len(self.act_wdata), depth=CFG.act_buf_depth,
-                                        init=[])
+                                        init=self.garbage)
         wr = mem.write_port()
         m.d.comb += [wr.en.eq(self.act_we), wr.addr.eq(self.act_waddr),
                      wr.data.eq(self.act_wdata)]
@@ -60,8 +61,12 @@ def _act_words(x, rows, cfg):
 
 
 def run_core(x, schemes, params, node, *, seed=0, stall=0.0, tile=None, cfg=CFG,
-             pass_cycles=None, owed=None):
+             pass_cycles=None, owed=None, stream=0):
     """Load buffers the way the engine does, run every pass, gather the outputs.
+
+    ``stream``: the input rows are written while the first pass runs, a vector every
+    ``stream`` cycles, ``rows`` counting the complete ones (as the engine streams a band in),
+    over an act buffer that holds random words before (a read ahead of its row is wrong).
 
     Passes alternate between the two weight banks, and pass ``p + 1`` is written into the
     idle bank while pass ``p`` runs. ``tile`` (a ``rtl.interface.tiling.RowTile``) runs only that
@@ -81,9 +86,12 @@ def run_core(x, schemes, params, node, *, seed=0, stall=0.0, tile=None, cfg=CFG,
     act_words = _act_words(x, range(tile.in_row0, tile.in_row0 + tile.in_rows), cfg)
     passes = plan_passes(schemes, cfg)
     out = np.full((cout, ho, wo), -999, np.int64)
-    harness = Harness(cfg)
-    dut = harness.core
     rng = np.random.default_rng(seed)
+    word_max = 1 << (cfg.vec_len * lane_bits(cfg))
+    garbage = ([int(g) for g in rng.integers(0, word_max, cfg.act_buf_depth)] if stream
+               else None)
+    harness = Harness(cfg, garbage)
+    dut = harness.core
     mode = PostMode.RELU if node["relu"] else PostMode.SIGNED
 
     def pass_writes(plan, bank):
@@ -106,13 +114,32 @@ def run_core(x, schemes, params, node, *, seed=0, stall=0.0, tile=None, cfg=CFG,
         for sig, value in group:
             ctx.set(sig, value)
 
-    async def bench(ctx):
+    row_words = wd * chunks
+    started = []
+
+    async def load(ctx):
+        """The act buffer's words, before the passes or (``stream``) beside the first."""
+        if stream:
+            ctx.set(dut.rows, 0)
+            while not started:
+                await ctx.tick()
         for a, word in enumerate(act_words):
             ctx.set(harness.act_we, 1)
             ctx.set(harness.act_waddr, a)
             ctx.set(harness.act_wdata, word)
             await ctx.tick()
-        ctx.set(harness.act_we, 0)
+            ctx.set(harness.act_we, 0)
+            if stream and (a + 1) % row_words == 0:
+                ctx.set(dut.rows, (a + 1) // row_words)
+            for _ in range(max(stream, 1) - 1):
+                await ctx.tick()
+        if stream:
+            ctx.set(dut.rows, (1 << len(dut.rows)) - 1)
+        started.append("loaded")
+
+    async def bench(ctx):
+        if not stream:
+            await load(ctx)
         ctx.set(dut.layer, {"height": tile.in_rows, "width": wd, "chunks": chunks,
                             "row_stride": wd * chunks, "out_h": ho, "out_w": wo, "kernel_h": kh,
                             "kernel_w": kw, "stride": stride, "pad_top": tile.pad_top,
@@ -124,6 +151,7 @@ def run_core(x, schemes, params, node, *, seed=0, stall=0.0, tile=None, cfg=CFG,
         for p in range(len(passes)):
             ctx.set(dut.bank, p % 2)
             ctx.set(dut.start, 1)
+            started.append(p)
             await ctx.tick()
             ctx.set(dut.start, 0)
             pending = pass_writes(passes[p + 1], (p + 1) % 2) if p + 1 < len(passes) else []
@@ -161,7 +189,10 @@ def run_core(x, schemes, params, node, *, seed=0, stall=0.0, tile=None, cfg=CFG,
     sim = Simulator(harness)
     sim.add_clock(1e-8)
     sim.add_testbench(bench)
+    if stream:
+        sim.add_testbench(load, background=True)
     sim.run()
+    assert "loaded" in started
     return out[None]
 
 
@@ -217,6 +248,28 @@ def test_conv_core_row_tiles_match_golden(k, s, p, size, rows):
         got = run_core(x, schemes, params, node, seed=row0, stall=0.2, tile=tile)
         np.testing.assert_array_equal(got, expected[:, :, row0:row0 + tile.out_rows],
                                       f"tile {tile}")
+
+
+@pytest.mark.parametrize(("k", "s", "p", "size", "rows", "every"), [
+    (3, 1, 1, 6, None, 3),    # slower than the core: it waits for each output row's rows
+    (3, 2, 1, 8, 3, 1),       # a stride-2 tile (the last input row is never needed)
+    (1, 2, 0, 6, None, 2),    # a 1x1 downsample
+    (7, 2, 3, 9, 2, 4),       # the stem's shape, a middle tile
+])
+def test_conv_core_streamed_band_matches_golden(k, s, p, size, rows, every):
+    """The input band streams in while the first pass runs (``rows``, as the engine loads
+    it): no window reads a row before it is in, and the results are the golden model's."""
+    rng = np.random.default_rng(size * 10 + k + every)
+    x, schemes, params, node = random_conv_layer(
+        rng, cin=6, cout=10, kernel=k, stride=s, pad=p, size=size, ratio=(60, 35, 5),
+        relu=True, in_bits=4, act_bits=CFG.act_bits)
+    expected = golden.conv(x, node, params, CFG.act_bits)
+    ho = expected.shape[2]
+    row0 = 0 if rows is None else min(rows, ho - 1)
+    n = ho - row0 if rows is None else min(rows, ho - row0)
+    tile = row_tile(row0, n, in_h=size, kernel=k, stride=s, pad=p)
+    got = run_core(x, schemes, params, node, seed=k, stall=0.2, tile=tile, stream=every)
+    np.testing.assert_array_equal(got, expected[:, :, row0:row0 + tile.out_rows])
 
 
 @pytest.mark.parametrize("lanes", [1, 2])

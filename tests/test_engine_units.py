@@ -472,6 +472,61 @@ def test_writer_packs_as_the_host_unpacks(bits: int) -> None:
         np.testing.assert_array_equal(np.array(got), np.array(snapshots[n][:vecs]))
 
 
+@pytest.mark.parametrize("every", [1, 3, 9])
+def test_writer_streams_behind_avail(every: int) -> None:
+    """A write-back given while its vectors are still being computed (``avail`` grows, a
+    vector every ``every`` cycles, each written into the out buffer over a garbage word two
+    cycles before ``avail`` passes it, as the engine's registered writes land): the words are
+    the final vectors', so no vector was read before it was final."""
+    cfg, v, bits = CFG_32, CFG_32.vec_len, 4
+    rng = np.random.default_rng(every)
+    wpv, vecs = words_per_vector(cfg, bits), 40
+    final = [rng.integers(0, 16, v).tolist() for _ in range(vecs)]
+    garbage = [rng.integers(0, 16, v).tolist() for _ in range(cfg.out_buf_depth)]
+    tb = _WriterBench(cfg, [list(x) for x in garbage])
+    dut = tb.writer
+    words: list[int] = []
+
+    async def producer(ctx):
+        ctx.set(dut.avail, 0)
+        for j in range(vecs):
+            ctx.set(tb.wr.en, 1)
+            ctx.set(tb.wr.addr, j)
+            ctx.set(tb.wr.data, final[j])
+            await ctx.tick()
+            ctx.set(tb.wr.en, 0)
+            await ctx.tick().repeat(2)
+            ctx.set(dut.avail, j + 1)
+            if every > 1:
+                await ctx.tick().repeat(every - 1)
+        ctx.set(dut.avail, (1 << len(dut.avail)) - 1)
+
+    async def driver(ctx):
+        while ctx.get(dut.avail) == 0:            # vector 0 is final when the job comes
+            await ctx.tick()
+        ctx.set(dut.i.payload, {"addr": 0x2000, "words": vecs * wpv, "last": vecs - 1,
+                                "wpv": wpv, "bits": bits})
+        ctx.set(dut.i.valid, 1)
+        ctx.set(dut.cmd.ready, 1)
+        await ctx.tick()
+        ctx.set(dut.i.valid, 0)
+        while len(words) < vecs * wpv:
+            ready = bool(rng.random() < 0.8)
+            ctx.set(dut.o.ready, ready)
+            _, _, valid, word = await ctx.tick().sample(dut.o.valid, dut.o.payload)
+            if valid and ready:
+                words.append(word)
+
+    sim = Simulator(tb)
+    sim.add_clock(1e-8)
+    sim.add_testbench(driver)
+    sim.add_testbench(producer, background=True)
+    sim.run()
+    got = [unpack_values(np.array(words[j * wpv:(j + 1) * wpv], np.uint64), bits, v,
+                         signed=False) for j in range(vecs)]
+    np.testing.assert_array_equal(np.array(got), np.array(final))
+
+
 @pytest.mark.parametrize(("h", "w", "c", "pool"), [
     (7, 4, 12, POOL_TOP),      # a whole map: a zero row above, one below the last window
     (5, 5, 8, POOL_LEAD),      # a middle band: its first row leads into the windows

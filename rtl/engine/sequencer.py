@@ -31,7 +31,7 @@ from ..interface.ddr import word_bits
 from ..interface.descriptor import DESC_MAGIC, PostMode, descriptor_bytes
 from ..interface.regmap import ErrorCode, RegisterMap
 from ..vector_units import AddUnit, AvgPool, MaxPool, lane_bits
-from ..window import window_layout
+from ..window import rows_shape, window_layout
 from .check import CHECK_CYCLES, DescriptorCheck
 from .loader import WeightLoader
 from .unpack import MapReader, vector_layout
@@ -273,6 +273,23 @@ class Engine(wiring.Component):
         hold_loader = Signal()         # weight port 0 carries a conv-add's second input
         fuse_wait = Signal()           # the engine is in FUSE (registered)
         act_bad = Signal()             # a conv's input band came with an error response
+        # A conv's band streams in while its first pass computes: ``live`` while it loads,
+        # ``band_rows`` its complete rows so far, which the window generator waits for row by
+        # row (``row_end``: the next vector ends a row; ``row_left``: vectors of the row
+        # after the next one).
+        live = Signal()
+        band_rows = Signal(rows_shape(cfg))
+        row_left = Signal.like(row_stride)
+        row_end = Signal()
+        conv_over = Signal()           # the last pass is done; the band is still loading
+        # A plain conv's write-back starts while its last pass computes: ``wb_own`` once the
+        # writer has taken this descriptor's job, ``wb_hold`` while the last pass still runs;
+        # ``wb_mark`` the out-buffer vectors before the pixel whose results the last pass
+        # sends (final), ``wb_avail`` the same a cycle later (the out buffer's writes are
+        # registered).
+        wb_own, wb_hold = Signal(), Signal()
+        wb_mark = Signal(_bits(cfg.out_buf_depth + 1) + 1)
+        wb_avail = Signal.like(wb_mark)
         # The write-back of a descriptor's output drains on its own (its own copy of what it
         # needs) while the next descriptor of the chain is fetched and its input loaded.
         m.submodules.writer = writer = Writer(cfg=cfg)
@@ -370,6 +387,16 @@ class Engine(wiring.Component):
                      act_wr.en.eq(map_in.o.valid)]
         with m.If(map_in.o.valid):
             m.d.sync += act_addr.eq(act_addr + 1)
+            with m.If(live):
+                with m.If(row_end):
+                    m.d.sync += [band_rows.eq(band_rows + 1), row_left.eq(row_stride - 1),
+                                 row_end.eq(row_stride == 1)]
+                with m.Else():
+                    m.d.sync += [row_left.eq(row_left - 1), row_end.eq(row_left == 1)]
+        m.d.comb += core.rows.eq(Mux(live, band_rows, (1 << len(band_rows)) - 1))
+        with m.If(live & dma.rd_done):
+            # The band is in: the prefetch may start, an error is reported from CONV.
+            m.d.sync += [live.eq(0), act_bad.eq(dma.rd_error), armed.eq(~last_desc)]
         with m.If(dma.rd_done):
             m.d.sync += filling.eq(0)
 
@@ -453,6 +480,16 @@ class Engine(wiring.Component):
             m.d.sync += code.eq(error)
             m.next = "FINISH"
 
+        def advance() -> None:
+            # The output is handed to the write-back: on to the next descriptor of the chain.
+            m.d.sync += wb_own.eq(0)
+            with m.If(~last_desc):
+                m.d.sync += [desc_idx.eq(desc_idx + 1),
+                             desc_ptr.eq(desc_ptr + descriptor_bytes()), ptr_bad.eq(next_bad)]
+                m.next = "DESC_CMD"
+            with m.Else():
+                m.next = "FINISH"
+
         with m.FSM(name="engine") as engine_fsm:
             with m.State("IDLE"):
                 m.d.comb += [writer.clear.eq(start), loader.clear.eq(start)]
@@ -462,7 +499,8 @@ class Engine(wiring.Component):
                                  desc_ptr.eq(regs.desc_addr.value),
                                  ptr_bad.eq(desc_bad(regs.desc_addr.value)),
                                  armed.eq(0), use_pre.eq(0),
-                                 fuse_wait.eq(0),
+                                 fuse_wait.eq(0), live.eq(0), conv_over.eq(0),
+                                 wb_own.eq(0), wb_hold.eq(0),
                                  fusing.eq(0), b_active.eq(0)]
                     m.next = "DESC_CMD"
                     with m.If(regs.desc_count.value == 0):
@@ -535,7 +573,14 @@ class Engine(wiring.Component):
                         fail(ErrorCode.ABORTED)
                     with m.Else():
                         band_read(0)
-                        with m.If(dma.rd_cmd.ready):
+                        with m.If(dma.rd_cmd.ready & is_conv):
+                            # The passes start while the band streams in.
+                            m.d.sync += [live.eq(1), band_rows.eq(0), row_left.eq(row_stride - 1),
+                                         row_end.eq(row_stride == 1), conv_over.eq(0),
+                                         run_idx.eq(0), run_last.eq(d.passes == 1),
+                                         running.eq(0)]
+                            m.next = "CONV"
+                        with m.Elif(dma.rd_cmd.ready):
                             m.next = "ACT_DATA"
                     # A conv's weights load over their own masters while its input band loads;
                     # an add's second input comes over weight port 0 at the same time.
@@ -550,20 +595,14 @@ class Engine(wiring.Component):
             with m.State("ACT_DATA"):
                 m.d.sync += stalls.eq(stalls + 1)
                 with m.If(dma.rd_done):
-                    m.d.sync += [run_idx.eq(0), run_last.eq(d.passes == 1), running.eq(0)]
-                    with m.If(is_conv):
-                        # An error is reported from CONV once the loader has stopped.
-                        m.d.sync += [act_bad.eq(dma.rd_error),
-                                     armed.eq(~last_desc)]
-                        m.next = "CONV"
-                    with m.Elif(is_add):
+                    with m.If(is_add):
                         # Reported once the second input has come too.
                         m.d.sync += a_err.eq(dma.rd_error)
                         m.next = "B_DRAIN"
                     with m.Else():
                         m.d.sync += armed.eq(is_max & ~last_desc)
                         m.next = "POOL"
-                    with m.If(dma.rd_error & ~is_conv & ~is_add):
+                    with m.If(dma.rd_error & ~is_add):
                         fail(ErrorCode.AXI_RESPONSE)
             # -- a conv-add: once the out buffer is the conv's alone (the write-back before has
             # drained) and weight port 0 is free, the second input streams in over it and each
@@ -614,23 +653,49 @@ class Engine(wiring.Component):
                 m.d.comb += core.bank.eq(bank)
                 with m.If(~core.busy):
                     m.d.sync += stalls.eq(stalls + 1)
+
+                def conv_next() -> None:
+                    with m.If(wb_own):
+                        advance()        # its write-back is under way
+                    with m.Elif(is_fused):
+                        m.d.sync += fuse_wait.eq(1)
+                        m.next = "FUSE"
+                    with m.Else():
+                        m.next = "OUT_CMD"
+
+                # The last pass runs: once the write-back before has drained, this one starts
+                # (a plain conv's; no error pending, the band in, the first pixel sent).
+                early = (running & ~core.done & run_last & ~wb_own & ~wb_busy & ~is_fused
+                         & ~chk.is_pool
+                         & ~live & ~act_bad & ~abort & ~wb_err & (load_code == ErrorCode.NONE)
+                         & (wb_avail != 0))
+                with m.If(early):
+                    m.d.comb += writer.i.valid.eq(1)
+                    with m.If(writer.i.ready):
+                        m.d.sync += [wb_own.eq(1), wb_lo.eq(d.out_addr), wb_hi.eq(out_end)]
+
+                # The last pass may end before the rows that no window reaches are in.
+                with m.If(conv_over & ~live):
+                    m.d.sync += conv_over.eq(0)
+                    conv_next()
                 with m.If((load_code != ErrorCode.NONE) | abort | act_bad | wb_err):
-                    # Finish what runs, let the loader end its burst, then report.
-                    with m.If(~running & ~core.busy & ~loader_busy):
+                    # Finish what runs, let the loader end its burst and the band come, then
+                    # report.
+                    with m.If(~running & ~core.busy & ~loader_busy & ~live):
                         fail(Mux(abort, ErrorCode.ABORTED,
                                  Mux(act_bad | wb_err, ErrorCode.AXI_RESPONSE, load_code)))
                 with m.Elif(~running & ~core.busy & full.bit_select(bank, 1)):
                     m.d.comb += core.start.eq(1)
-                    m.d.sync += running.eq(1)
+                    m.d.sync += [running.eq(1), wb_hold.eq(run_last)]
                 with m.If(running & core.done):
+                    m.d.sync += wb_hold.eq(0)
                     m.d.comb += [loader.release.eq(1), loader.release_bank.eq(bank)]
                     m.d.sync += [running.eq(0), run_idx.eq(run_idx + 1),
                                  run_last.eq(run_idx + 2 == d.passes)]
-                    with m.If(run_last):
-                        m.next = "OUT_CMD"
-                        with m.If(is_fused):
-                            m.d.sync += fuse_wait.eq(1)
-                            m.next = "FUSE"
+                    with m.If(run_last & live):
+                        m.d.sync += conv_over.eq(1)
+                    with m.Elif(run_last):
+                        conv_next()
             # -- hand the out buffer to the write-back, then go on with the chain --
             with m.State("OUT_CMD"):
                 with m.If(abort):
@@ -643,14 +708,7 @@ class Engine(wiring.Component):
                     m.d.comb += writer.i.valid.eq(1)
                     with m.If(writer.i.ready):
                         m.d.sync += [wb_lo.eq(d.out_addr), wb_hi.eq(out_end)]
-                        with m.If(~last_desc):
-                            # The next descriptor of the chain.
-                            m.d.sync += [desc_idx.eq(desc_idx + 1),
-                                         desc_ptr.eq(desc_ptr + descriptor_bytes()),
-                                         ptr_bad.eq(next_bad)]
-                            m.next = "DESC_CMD"
-                        with m.Else():
-                            m.next = "FINISH"
+                        advance()
             with m.State("FINISH"):
                 # The run ends when the last write-back has drained.
                 final = Mux(code != ErrorCode.NONE, code,
@@ -668,7 +726,17 @@ class Engine(wiring.Component):
         # result taken in that cycle; the write-back only moves on meanwhile).
         mp_clear = Signal()
         m.d.sync += mp_clear.eq(~wb_busy | (mp_next < out_idx))
-        m.d.comb += [core.o.ready.eq(~wb_busy | (conv_end <= out_idx)),
+        # The last pass's results (pixel by pixel) mark the vectors before theirs final for
+        # this descriptor's own write-back, which they do not wait for.
+        with m.If(core.start):
+            m.d.sync += [wb_mark.eq(0), wb_avail.eq(0)]
+        with m.Else():
+            with m.If(wb_hold & core.o.valid & core.o.ready):
+                m.d.sync += wb_mark.eq(conv_base)
+            m.d.sync += wb_avail.eq(wb_mark)
+        m.d.comb += writer.avail.eq(Mux(stage(m, wb_hold, 1, "wb_hold_late"), wb_avail,
+                                        (1 << len(writer.avail)) - 1))
+        m.d.comb += [core.o.ready.eq(~wb_busy | wb_own | (conv_end <= out_idx)),
                      maxpool.o.ready.eq(mp_clear)]
 
         # ---- the prefetch: while a conv computes, the next descriptor of the chain, and when
@@ -697,7 +765,7 @@ class Engine(wiring.Component):
         elig_wait = Signal(range(ELIG_CYCLES + 1))
         with m.FSM(name="prefetch") as prefetch_fsm:
             with m.State("IDLE"):
-                with m.If(computing & armed & ~abort):
+                with m.If(computing & armed & ~live & ~abort):
                     m.d.sync += [armed.eq(0), pre_ptr.eq(desc_ptr + descriptor_bytes()),
                                  pre_ptr_bad.eq(next_bad),
                                  pre_have.eq(0), pre_band.eq(0), pre_bad.eq(0)]

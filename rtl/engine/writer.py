@@ -78,6 +78,12 @@ class Writer(wiring.Component):
         The out buffer's read port (a ``Memory`` read port: ``rd_data`` follows a cycle
         after ``rd_en`` and holds while it is low).
     rd_data : In(out_vector_layout(cfg))
+    avail : In, all ones unless driven
+        Vectors of the out buffer that are final (it only grows during a job): a plain job
+        reads vector ``j`` only once ``j < avail``, so a conv's write-back can start while
+        its last pass still computes (docs/engine.md, "Overlap"). The
+        check is a register a cycle behind ``avail``, which is never early while it grows;
+        vector 0 must be final when the job is given.
     clear : In(1)
         A run starts: ``err`` and ``count`` clear.
     busy : Out(1)
@@ -100,6 +106,8 @@ class Writer(wiring.Component):
             "done": In(1), "error": In(1),
             "rd_addr": Out(index_bits(cfg.out_buf_depth)), "rd_en": Out(1),
             "rd_data": In(out_vector_layout(cfg)),
+            "avail": In(index_bits(cfg.out_buf_depth + 1) + 1,
+                        init=(1 << (index_bits(cfg.out_buf_depth + 1) + 1)) - 1),
             "clear": In(1),
             "busy": Out(1), "idx": Out(index_bits(cfg.out_buf_depth + 1) + 1),
             "err": Out(1), "count": Out(16),
@@ -125,6 +133,9 @@ class Writer(wiring.Component):
         more = Signal()                          # ridx != last: a vector follows ridx
         last_m1 = Signal.like(last)              # last - 1, to compare ridx with
         pool_done = Signal()                     # the max-pool has sent its last vector
+        # The vector after ridx is final (``avail``): a register, from the ridx of the next
+        # cycle, so the read enable waits on no comparison.
+        final = Signal()
         m.d.comb += [self.busy.eq(busy), self.idx.eq(idx),
                      self.cmd.payload.addr.eq(job.addr), self.cmd.payload.words.eq(job.words),
                      self.cmd.valid.eq(self.i.valid & ~busy),
@@ -204,7 +215,8 @@ class Writer(wiring.Component):
                         m.next = "READ"
             with m.State("READ"):
                 m.d.comb += [self.rd_addr.eq(0), self.rd_en.eq(1)]
-                m.d.sync += [ridx.eq(0), pend.eq(1), more.eq(last != 0)]
+                m.d.sync += [ridx.eq(0), pend.eq(1), more.eq(last != 0),
+                             final.eq(self.avail > 1)]
                 m.next = "DATA"
             with m.State("DATA"):
                 # The out buffer's read data hold vector ridx while the read enable is low
@@ -212,7 +224,9 @@ class Writer(wiring.Component):
                 # Whether one follows is a register (``more``), so the read enable, which
                 # fans out to every block RAM of the out buffer, waits on no comparison;
                 # it is set by comparing registers (ridx + 1 != last as ridx != last - 1).
-                m.d.comb += [take.eq(pend & free), self.rd_addr.eq(ridx + 1)]
+                m.d.comb += [take.eq(pend & free & (final | ~more)),
+                             self.rd_addr.eq(ridx + 1)]
+                m.d.sync += final.eq(Mux(take, ridx + 2 < self.avail, ridx + 1 < self.avail))
                 with m.If(take):
                     m.d.comb += self.rd_en.eq(more)
                     m.d.sync += [ridx.eq(ridx + 1), pend.eq(more), more.eq(ridx != last_m1)]
