@@ -38,7 +38,7 @@ from .boards import BOARDS, PARTS
 from .config import NIBBLE_BITS, WEIGHT_FORMATS, HwConfig
 from .dma import MAX_BURST, MAX_OUTSTANDING
 from .dsp_array import dsp_latency
-from .engine import CHECK_CYCLES, ELIG_CYCLES
+from .engine import AHEAD_CYCLES, CHECK_CYCLES, ELIG_CYCLES
 from .interface.ddr import (
     PASS_HEADER_WORDS,
     SLOT_WORDS,
@@ -359,14 +359,21 @@ def _schedule(cfg: HwConfig, descs: list[dict[str, int]], t: DdrTiming,
             # last rows unread).
             body = max(done[-1], end) - end
             carried = False
-            if prefetched is not None and prefetched[1]:
-                n = descs[i + 1]
+            n = descs[i + 1] if prefetched is not None else None
+            if n is not None and n["op"] in is_conv and \
+                    0 < n["steps"] <= cfg.weight_buf_depth and n["passes"] > 0:
+                # The loader carries on with the next conv's passes once this one's are
+                # loaded and that one is fetched: at once when they are the same weights (the
+                # next row tile), else once it has taken the next one's fields.
                 resume = max(loaded[-1], prefetched[0])
-                if (n["weight_addr"], n["passes"], n["steps"]) == \
-                        (d["weight_addr"], d["passes"], d["steps"]) and resume < done[-1]:
-                    # The loader carries on with the next row tile's passes.
+                if (n["weight_addr"], n["passes"], n["steps"]) != \
+                        (d["weight_addr"], d["passes"], d["steps"]):
+                    resume += 1 + AHEAD_CYCLES
+                if resume < done[-1]:
+                    n_load = 1 + _read(max(port_span(cfg, n["steps"], j)[1]
+                                           for j in range(cfg.weight_ports)), t)
                     g = len(loaded)
-                    loaded.append(max(resume + 1, done[g - 2] if g >= 2 else 0) + load)
+                    loaded.append(max(resume + 1, done[g - 2] if g >= 2 else 0) + n_load)
                     carried = True
             if op == Op.CONV_ADD:
                 # Once the write-back before has drained and weight port 0 is free, the second

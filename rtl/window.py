@@ -189,8 +189,11 @@ class WindowGen(wiring.Component):
 
         step_en = running & rows_in & self.adv
         with m.If(running):
-            next_need = Mux(step_en & end_ox, need + L.stride, need)
-            m.d.sync += [need.eq(next_need), rows_in.eq(next_need <= self.rows)]
+            # Both verdicts from registers, chosen by the step: no comparison behind it.
+            row_step = step_en & end_ox
+            m.d.sync += [need.eq(Mux(row_step, need + L.stride, need)),
+                         rows_in.eq(Mux(row_step, need + L.stride <= self.rows,
+                                        need <= self.rows))]
         with m.If(step_en):
             kx_n, kx_at = step(kx, last_kx, kw_last, kw_pen, 1, end_kx)
             ky_n, ky_at = step(ky, last_ky, kh_last, kh_pen, end_kx, end_ky)

@@ -22,13 +22,14 @@ from quant import golden
 from quant.random_model import random_conv_layer
 from rtl.config import HwConfig
 from rtl.cycle_model import DdrTiming, chain_cycles
-from rtl.interface.ddr import pack_feature_map, unpack_feature_map
+from rtl.interface.ddr import pack_feature_map, pack_slot, pass_block_words, unpack_feature_map
 from rtl.interface.descriptor import (
     Op,
     PostMode,
     descriptor_bytes,
     pack_descriptor,
     split_descriptors,
+    unpack_descriptor,
 )
 from rtl.interface.regmap import ErrorCode, RegisterMap
 from rtl.interface.stem import Fold, fold_input, fold_weight
@@ -306,6 +307,36 @@ async def malformed_descriptors_set_error_codes(dut):
     tb.ram.write(desc_addr, pack_descriptor(**avg) * 2 + pack_descriptor(**good, magic=0))
     got, _ = await tb.run_layer(desc_addr, timeout=20000, count=5)
     assert got == 1 and await tb.read_reg("DESC_DONE") == 2
+
+
+@cocotb.test()
+async def a_bad_conv_after_a_good_one_fails_at_its_own_index(dut):
+    """The loader goes on with the next conv's passes while a conv computes, before that one
+    is checked: a next conv whose weights lie outside the window still fails with
+    ADDR_OUT_OF_WINDOW as its own (DESC_DONE counts the good one, whose output is whole and
+    right), and one whose passes hold a bias beyond the accumulator with BAD_DESCRIPTOR."""
+    tb = TB(dut)
+    await tb.reset()
+    size = descriptor_bytes()
+    for change, code in ((dict(weight_addr=BASE + SIZE - 8), ErrorCode.ADDR_OUT_OF_WINDOW),
+                         (dict(weight_addr=BASE + 0x400), ErrorCode.BAD_DESCRIPTOR)):
+        staged = stage_conv(tb, tb.cases[0], np.random.default_rng(11))
+        last = staged.desc_addr + (staged.desc_count - 1) * size
+        bad = unpack_descriptor(tb.ram.read(last, size))
+        bad.update(change)
+        if code == ErrorCode.BAD_DESCRIPTOR:
+            # Its pass block: no Fixed-8 pairs, a first slot whose bias does not fit the
+            # accumulator, the rest zeros.
+            block = [0, *pack_slot(channel=0, bias=1 << 30, mult=1, shift=0)]
+            words = pass_block_words(tb.cfg, bad["steps"]) * bad["passes"]
+            tb.ram.write(BASE + 0x400, np.array(block + [0] * (words - len(block)),
+                                                "<u8").tobytes())
+        tb.ram.write(last + size, pack_descriptor(**bad))
+        got, _ = await tb.run_layer(staged.desc_addr, timeout=400_000,
+                                    count=staged.desc_count + 1)
+        assert got == code, f"{change}: error code {got}, expected {code}"
+        assert await tb.read_reg("DESC_DONE") == staged.desc_count, change
+        staged.check(tb, f"the good conv before {change}")
 
 
 @cocotb.test()

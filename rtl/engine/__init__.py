@@ -11,9 +11,9 @@ with them over the act and out buffers, the conv core and the vector units;
 from .accelerator import Accelerator
 from .check import CHECK_CYCLES, DescriptorCheck
 from .loader import WeightLoader
-from .sequencer import ELIG_CYCLES, Engine, weight_buses
+from .sequencer import AHEAD_CYCLES, ELIG_CYCLES, Engine, weight_buses
 from .unpack import MapReader
 from .writer import Writer
 
-__all__ = ["CHECK_CYCLES", "ELIG_CYCLES", "Accelerator", "DescriptorCheck", "Engine",
-           "MapReader", "WeightLoader", "Writer", "weight_buses"]
+__all__ = ["AHEAD_CYCLES", "CHECK_CYCLES", "ELIG_CYCLES", "Accelerator", "DescriptorCheck",
+           "Engine", "MapReader", "WeightLoader", "Writer", "weight_buses"]

@@ -83,8 +83,10 @@ class WeightLoader(wiring.Component):
     start : In(1)
         Load the descriptor's passes from pass 0 into bank 0 (taken while idle).
     follow : In(1)
-        The next descriptor has the same weights and is ready: load its passes after these,
-        pass 0 in the bank after the last (taken while idle, once, without error).
+        The next descriptor is ready: load its passes after these, pass 0 in the bank after
+        the last (taken while idle, once, without error). ``weight_addr``, ``steps``,
+        ``passes`` and ``pass_words`` are then the next descriptor's, from 4 cycles before
+        ``follow`` on (the same values, when it has the same weights).
     stop : In(1)
         Issue no further pass (one under way finishes).
     hold : In(1)
@@ -102,6 +104,8 @@ class WeightLoader(wiring.Component):
         ``follow`` was taken and not yet cleared.
     busy : Out(1)
         A pass is being read.
+    idle : Out(1)
+        No pass is being issued or read (all of the descriptor's are, or it stopped).
     code : Out(8)
         The error that stopped the loader (an ``ErrorCode``; cleared by ``start``).
     port0, port1, ... : Out(reader_port_signature(cfg))
@@ -118,6 +122,7 @@ class WeightLoader(wiring.Component):
             "start": In(1), "follow": In(1), "stop": In(1), "hold": In(1),
             "release": In(1), "release_bank": In(1), "clear": In(1),
             "full": Out(2), "bank0": Out(1), "carried": Out(1), "busy": Out(1),
+            "idle": Out(1),
             "code": Out(8),
             **{f"port{j}": Out(reader_port_signature(cfg)) for j in range(cfg.weight_ports)},
             "banks": Out(bank_write_signature(cfg)),
@@ -137,6 +142,7 @@ class WeightLoader(wiring.Component):
 
         load_idx = Signal(16)          # the pass it fetches next
         load_more = Signal()           # load_idx != passes (registered)
+        odd = Signal()                 # the passes being loaded are odd in number
         full, bank0, code = self.full, self.bank0, self.code
         # Where each weight port reads its share of the next pass block.
         port_addr = [Signal(cfg.axi_addr_width, name=f"port{j}_addr") for j in range(n_ports)]
@@ -240,16 +246,19 @@ class WeightLoader(wiring.Component):
         m.d.comb += still.eq(pending & ~done_now)
         with m.FSM(name="loader"):
             with m.State("IDLE"):
+                m.d.comb += self.idle.eq(1)
                 # Both starts begin at the descriptor's first pass: the pass counter and the
                 # ports' addresses are set while idle, whether a start comes or not.
                 m.d.sync += [load_idx.eq(0), load_more.eq(1)]
                 m.d.sync += [port_addr[j].eq(self.weight_addr + port_off[j] * 8)
                              for j in range(n_ports)]
                 with m.If(self.start):
-                    m.d.sync += [full.eq(0), code.eq(ErrorCode.NONE), bank0.eq(0)]
+                    m.d.sync += [full.eq(0), code.eq(ErrorCode.NONE), bank0.eq(0),
+                                 odd.eq(self.passes[0])]
                     m.next = "CMD"
                 with m.Elif(self.follow & ~self.carried & (code == ErrorCode.NONE)):
-                    m.d.sync += [self.carried.eq(1), bank0.eq(bank0 ^ self.passes[0])]
+                    m.d.sync += [self.carried.eq(1), bank0.eq(bank0 ^ odd),
+                                 odd.eq(self.passes[0])]
                     m.next = "CMD"
             with m.State("CMD"):
                 with m.If(~load_more | (code != ErrorCode.NONE) | self.stop):

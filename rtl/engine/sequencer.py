@@ -27,8 +27,8 @@ from ..config import HwConfig
 from ..conv_core import ConvCore
 from ..descriptor import descriptor_layout
 from ..dma import AxiSignature, Dma, DmaReader
-from ..interface.ddr import word_bits
-from ..interface.descriptor import DESC_MAGIC, PostMode, descriptor_bytes
+from ..interface.ddr import pass_block_words, row_words, word_bits
+from ..interface.descriptor import DESC_MAGIC, Op, PostMode, descriptor_bytes
 from ..interface.regmap import ErrorCode, RegisterMap
 from ..vector_units import AddUnit, AvgPool, MaxPool, lane_bits
 from ..window import rows_shape, window_layout
@@ -37,10 +37,13 @@ from .loader import WeightLoader
 from .unpack import MapReader, vector_layout
 from .writer import Writer
 
-__all__ = ["ELIG_CYCLES", "Engine", "weight_buses"]
+__all__ = ["AHEAD_CYCLES", "ELIG_CYCLES", "Engine", "weight_buses"]
 
 #: Cycles the prefetch spends deciding whether the next descriptor's band loads early.
 ELIG_CYCLES = 4
+#: Cycles from the loader taking the next conv's fields to its going on with their passes
+#: (the loader's rows per port settle; ``rtl.engine.loader.WeightLoader.follow``).
+AHEAD_CYCLES = 5
 
 
 def weight_buses(cfg: HwConfig) -> dict[str, wiring.Member]:
@@ -269,6 +272,7 @@ class Engine(wiring.Component):
         full, load_code, carried = loader.full, loader.code, loader.carried
         loader_busy = loader.busy      # the loader takes a burst
         run_bank0 = Signal()
+        ahead = Signal()               # the loader has the next descriptor's fields
         stop_loader = Signal()
         hold_loader = Signal()         # weight port 0 carries a conv-add's second input
         fuse_wait = Signal()           # the engine is in FUSE (registered)
@@ -500,7 +504,7 @@ class Engine(wiring.Component):
                                  ptr_bad.eq(desc_bad(regs.desc_addr.value)),
                                  armed.eq(0), use_pre.eq(0),
                                  fuse_wait.eq(0), live.eq(0), conv_over.eq(0),
-                                 wb_own.eq(0), wb_hold.eq(0),
+                                 wb_own.eq(0), wb_hold.eq(0), ahead.eq(0),
                                  fusing.eq(0), b_active.eq(0)]
                     m.next = "DESC_CMD"
                     with m.If(regs.desc_count.value == 0):
@@ -547,7 +551,9 @@ class Engine(wiring.Component):
                 with m.Else():
                     m.next = "ACT_CMD"
             with m.State("ACT_CMD"):
-                m.d.sync += act_bad.eq(0)
+                # The loader's fields are this descriptor's again (the same as the next's it
+                # may have taken: this is that one, checked).
+                m.d.sync += [act_bad.eq(0), ahead.eq(0)]
                 with m.If(use_pre):
                     # The band is in already (the prefetch checked it is the next row tile of
                     # the same layer, a conv or a max-pool).
@@ -568,7 +574,7 @@ class Engine(wiring.Component):
                 with m.Elif(is_add & ~wdmas[0].cmd.ready):
                     m.d.sync += stalls.eq(stalls + 1)
                 with m.Else():
-                    m.d.sync += [act_base.eq(0), run_bank0.eq(0)]
+                    m.d.sync += [act_base.eq(0), run_bank0.eq(Mux(carried, loader.bank0, 0))]
                     with m.If(abort):
                         fail(ErrorCode.ABORTED)
                     with m.Else():
@@ -584,7 +590,9 @@ class Engine(wiring.Component):
                             m.next = "ACT_DATA"
                     # A conv's weights load over their own masters while its input band loads;
                     # an add's second input comes over weight port 0 at the same time.
-                    m.d.comb += conv_go.eq(is_conv & ~abort & dma.rd_cmd.ready)
+                    # (unless the loader went on with them from the descriptor before).
+                    m.d.comb += [conv_go.eq(is_conv & ~abort & dma.rd_cmd.ready & ~carried),
+                                 loader.clear.eq(is_conv & dma.rd_cmd.ready)]
                     b_go = is_add & ~abort & dma.rd_cmd.ready
                     m.d.comb += wdmas[0].cmd.valid.eq(b_go)
                     with m.If(b_go):
@@ -678,7 +686,8 @@ class Engine(wiring.Component):
                 with m.If(conv_over & ~live):
                     m.d.sync += conv_over.eq(0)
                     conv_next()
-                with m.If((load_code != ErrorCode.NONE) | abort | act_bad | wb_err):
+                # A loader error while it carries the next descriptor's passes is that one's.
+                with m.If(((load_code != ErrorCode.NONE) & ~carried) | abort | act_bad | wb_err):
                     # Finish what runs, let the loader end its burst and the band come, then
                     # report.
                     with m.If(~running & ~core.busy & ~loader_busy & ~live):
@@ -762,6 +771,14 @@ class Engine(wiring.Component):
                     & reg(~wb_busy | clear_of(wb_lo, wb_hi), 1, "elig_wb"))
         same_weights = reg((nd.weight_addr == d.weight_addr) & (nd.passes == d.passes)
                            & (nd.steps == d.steps), 1, "same_weights")
+        # Whether the loader may go on with the next descriptor's passes: a conv whose passes
+        # fit the banks (its other faults are the check's to report when it runs; an error of
+        # its passes is reported there too).
+        next_conv = reg(((nd.op == Op.CONV) | (nd.op == Op.CONV_ADD)) & (nd.magic == DESC_MAGIC)
+                        & (nd.steps != 0) & (nd.steps <= cfg.weight_buf_depth)
+                        & (nd.passes != 0) & (nd.weight_addr[:3] == 0), 1, "next_conv")
+        next_pass_words = reg(pass_block_words(cfg, 0) + nd.steps * row_words(cfg), 32,
+                              "next_pass_words")
         elig_wait = Signal(range(ELIG_CYCLES + 1))
         with m.FSM(name="prefetch") as prefetch_fsm:
             with m.State("IDLE"):
@@ -831,12 +848,22 @@ class Engine(wiring.Component):
 
         # ---- the weight loader: pass blocks into the free bank over the weight masters, while
         # the input band loads and the core computes ----
-        m.d.comb += [loader.weight_addr.eq(d.weight_addr), loader.steps.eq(d.steps),
-                     loader.passes.eq(d.passes), loader.pass_words.eq(pass_words),
+        # Once this conv's passes are all loaded and the next descriptor is a conv, the
+        # loader goes on with its passes: at once when they are these (the next row tile),
+        # else once the loader has taken the next one's fields (``ahead``, AHEAD_CYCLES).
+        may_follow = in_conv & pre_ready & pre_have & next_conv & ~abort & ~act_bad & ~live
+        with m.If(may_follow & ~same_weights & loader.idle & ~carried
+                  & (load_code == ErrorCode.NONE)):
+            m.d.sync += ahead.eq(1)
+        ahead_ok = ahead
+        for k in range(AHEAD_CYCLES):
+            ahead_ok = stage(m, ahead_ok & ahead, 1, f"ahead_{k}")
+        m.d.comb += [loader.weight_addr.eq(Mux(ahead, nd.weight_addr, d.weight_addr)),
+                     loader.steps.eq(Mux(ahead, nd.steps, d.steps)),
+                     loader.passes.eq(Mux(ahead, nd.passes, d.passes)),
+                     loader.pass_words.eq(Mux(ahead, next_pass_words, pass_words)),
                      loader.start.eq(conv_go),
-                     # The next row tile of this layer is in: its passes follow on.
-                     loader.follow.eq(in_conv & pre_ready & pre_band & same_weights & ~abort
-                                      & ~act_bad),
+                     loader.follow.eq(may_follow & (same_weights | (ahead_ok & ahead))),
                      loader.stop.eq(abort | act_bad | stop_loader),
                      loader.hold.eq(hold_loader)]
         for name in loader.banks.signature.members:
