@@ -178,7 +178,7 @@ def _overlap(lo: int, hi: int, lo2: int, hi2: int) -> bool:
 #: to the add's last vector when that write-back is the slower.
 ADD_TAIL, ADD_WAIT = 2, 0
 #: Cycles from a conv-add's last pass to its second input's read.
-FUSE_GAP = 1
+FUSE_GAP = 2
 
 
 def _in_words(cfg: HwConfig, d: dict[str, int]) -> int:
@@ -357,7 +357,7 @@ def _schedule(cfg: HwConfig, descs: list[dict[str, int]], t: DdrTiming,
                 own["maps in"] = begin - stream + waits
             # The conv ends once its last pass has and its band is in (a stride may leave the
             # last rows unread).
-            body = max(done[-1], end) - end
+            body = max(done[-1], end) + 1 - end
             carried = False
             n = descs[i + 1] if prefetched is not None else None
             if n is not None and n["op"] in is_conv and \
@@ -423,7 +423,7 @@ def _schedule(cfg: HwConfig, descs: list[dict[str, int]], t: DdrTiming,
             free = max(early + 1 + wb + 1,
                        handoff + EARLY_TAIL + t.write_latency
                        + chunks_out * words_per_vector(cfg, d["out_bits"]))
-            now = handoff
+            now = handoff + 1
         written = (out_addr, out_addr + 8 * out_words)
         for name in PHASES:
             phases[name] += own[name]

@@ -285,13 +285,14 @@ class Engine(wiring.Component):
         band_rows = Signal(rows_shape(cfg))
         row_left = Signal.like(row_stride)
         row_end = Signal()
-        conv_over = Signal()           # the last pass is done; the band is still loading
+        conv_over = Signal()           # the last pass is done
         # A plain conv's write-back starts while its last pass computes: ``wb_own`` once the
         # writer has taken this descriptor's job, ``wb_hold`` while the last pass still runs;
         # ``wb_mark`` the out-buffer vectors before the pixel whose results the last pass
         # sends (final), ``wb_avail`` the same a cycle later (the out buffer's writes are
         # registered).
         wb_own, wb_hold = Signal(), Signal()
+        early_go = Signal()            # the writer is offered this conv's job early
         wb_mark = Signal(_bits(cfg.out_buf_depth + 1) + 1)
         wb_avail = Signal.like(wb_mark)
         # The write-back of a descriptor's output drains on its own (its own copy of what it
@@ -663,26 +664,18 @@ class Engine(wiring.Component):
                     m.d.sync += stalls.eq(stalls + 1)
 
                 def conv_next() -> None:
-                    with m.If(wb_own):
-                        advance()        # its write-back is under way
-                    with m.Elif(is_fused):
+                    # (OUT_CMD goes on at once when the write-back is under way already.)
+                    with m.If(is_fused & ~wb_own):
                         m.d.sync += fuse_wait.eq(1)
                         m.next = "FUSE"
                     with m.Else():
                         m.next = "OUT_CMD"
 
-                # The last pass runs: once the write-back before has drained, this one starts
-                # (a plain conv's; no error pending, the band in, the first pixel sent).
-                early = (running & ~core.done & run_last & ~wb_own & ~wb_busy & ~is_fused
-                         & ~chk.is_pool
-                         & ~live & ~act_bad & ~abort & ~wb_err & (load_code == ErrorCode.NONE)
-                         & (wb_avail != 0))
-                with m.If(early):
-                    m.d.comb += writer.i.valid.eq(1)
-                    with m.If(writer.i.ready):
-                        m.d.sync += [wb_own.eq(1), wb_lo.eq(d.out_addr), wb_hi.eq(out_end)]
-
-                # The last pass may end before the rows that no window reaches are in.
+                # The conv ends the cycle after its last pass (a register: the core's done
+                # reaches no state logic), and not before its band is in (a stride may leave
+                # the last rows unread).
+                # A conv-add's second input comes next over weight port 0: the loader holds off.
+                m.d.comb += hold_loader.eq(conv_over & is_fused)
                 with m.If(conv_over & ~live):
                     m.d.sync += conv_over.eq(0)
                     conv_next()
@@ -693,7 +686,7 @@ class Engine(wiring.Component):
                     with m.If(~running & ~core.busy & ~loader_busy & ~live):
                         fail(Mux(abort, ErrorCode.ABORTED,
                                  Mux(act_bad | wb_err, ErrorCode.AXI_RESPONSE, load_code)))
-                with m.Elif(~running & ~core.busy & full.bit_select(bank, 1)):
+                with m.Elif(~running & ~conv_over & ~core.busy & full.bit_select(bank, 1)):
                     m.d.comb += core.start.eq(1)
                     m.d.sync += [running.eq(1), wb_hold.eq(run_last)]
                 with m.If(running & core.done):
@@ -701,16 +694,16 @@ class Engine(wiring.Component):
                     m.d.comb += [loader.release.eq(1), loader.release_bank.eq(bank)]
                     m.d.sync += [running.eq(0), run_idx.eq(run_idx + 1),
                                  run_last.eq(run_idx + 2 == d.passes)]
-                    with m.If(run_last & live):
+                    with m.If(run_last):
                         m.d.sync += conv_over.eq(1)
-                    with m.Elif(run_last):
-                        conv_next()
             # -- hand the out buffer to the write-back, then go on with the chain --
             with m.State("OUT_CMD"):
                 with m.If(abort):
                     fail(ErrorCode.ABORTED)
                 with m.Elif(wb_err):
                     fail(ErrorCode.AXI_RESPONSE)
+                with m.Elif(wb_own):
+                    advance()            # its write-back is under way
                 with m.Elif(wb_busy):
                     m.d.sync += stalls.eq(stalls + 1)
                 with m.Else():
@@ -745,6 +738,19 @@ class Engine(wiring.Component):
             m.d.sync += wb_avail.eq(wb_mark)
         m.d.comb += writer.avail.eq(Mux(stage(m, wb_hold, 1, "wb_hold_late"), wb_avail,
                                         (1 << len(writer.avail)) - 1))
+        # A conv's last pass runs: once the write-back before has drained, this one starts
+        # (a plain conv's; no error pending, the band in, the first pixel sent). The verdict is
+        # a register (what it reads only moves one way meanwhile; a job taken as the pass ends
+        # is met in OUT_CMD), and the job is offered outside the state machine (``running``
+        # holds the engine in CONV).
+        early = stage(m, in_conv & running & run_last & ~wb_own & ~wb_busy & ~is_fused
+                      & ~chk.is_pool & ~live & ~act_bad & ~abort & ~wb_err
+                      & (load_code == ErrorCode.NONE) & (wb_avail != 0), 1, "wb_early")
+        m.d.comb += early_go.eq(early & running & ~wb_own)
+        with m.If(early_go):
+            m.d.comb += writer.i.valid.eq(1)
+            with m.If(writer.i.ready):
+                m.d.sync += [wb_own.eq(1), wb_lo.eq(d.out_addr), wb_hi.eq(out_end)]
         m.d.comb += [core.o.ready.eq(~wb_busy | wb_own | (conv_end <= out_idx)),
                      maxpool.o.ready.eq(mp_clear)]
 

@@ -3,6 +3,9 @@ DMA writer."""
 
 from __future__ import annotations
 
+import operator
+from functools import reduce
+
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -124,7 +127,7 @@ class Writer(wiring.Component):
         last = Signal.like(job.last)             # the job's own copy of what it needs
         most = max(words_per_vector(cfg, b) for b in OUT_BITS)
         last_mark = Signal(most)                 # one-hot: the vector's last word
-        bits = Signal.like(job.bits)
+        width_is = {b: Signal(name=f"width_is_{b}") for b in OUT_BITS}
         marks = Signal(most)                     # last_mark, moved on a bit per word sent
         k_last = marks[0]                        # the word leaving is the vector's last
         busy, idx = Signal(), Signal.like(self.idx)
@@ -133,9 +136,10 @@ class Writer(wiring.Component):
         more = Signal()                          # ridx != last: a vector follows ridx
         last_m1 = Signal.like(last)              # last - 1, to compare ridx with
         pool_done = Signal()                     # the max-pool has sent its last vector
-        # The vector after ridx is final (``avail``): a register, from the ridx of the next
-        # cycle, so the read enable waits on no comparison.
-        final = Signal()
+        # ``pend``, and the vector after ridx is final (``avail``) or there is none: one
+        # register, from the ridx of the next cycle, so that the read enable (which reaches
+        # every lane's block RAM) waits on no comparison and on no more terms than ``pend``.
+        go = Signal()
         m.d.comb += [self.busy.eq(busy), self.idx.eq(idx),
                      self.cmd.payload.addr.eq(job.addr), self.cmd.payload.words.eq(job.words),
                      self.cmd.valid.eq(self.i.valid & ~busy),
@@ -159,13 +163,17 @@ class Writer(wiring.Component):
         m.d.comb += pool.o.ready.eq(skid_output(m, pooled, pool.o.valid, pool.o.payload))
         for i in range(v):
             m.d.comb += lanes[i].eq(Mux(pooling, pooled.payload.value[i], self.rd_data[i]))
+        # The element width as one-hot registers (set with the job): the packing is an AND-OR
+        # of the widths' layouts, with no comparison in front of it.
         packed = Signal(most * word)
+        layouts = []
         for b in OUT_BITS:
             per = word // b
-            with m.If(bits == b):
-                for w in range(words_per_vector(cfg, b)):
-                    m.d.comb += packed[w * word:(w + 1) * word].eq(
-                        Cat(*[lanes[i][:b] for i in range(w * per, min(v, (w + 1) * per))]))
+            words = [Cat(*[lanes[i][:b] for i in range(w * per, min(v, (w + 1) * per))])
+                     for w in range(words_per_vector(cfg, b))]
+            layouts.append(Mux(width_is[b], Cat(*[Cat(x, Const(0, word - len(x)))
+                                                  for x in words]), 0))
+        m.d.comb += packed.eq(reduce(operator.or_, layouts))
         sr = Signal(most * word)
         have = Signal()              # sr holds words of a vector still to leave
         # The words leave through a two-entry buffer: the DMA writer's ready reaches only its
@@ -205,7 +213,7 @@ class Writer(wiring.Component):
                     m.d.sync += [busy.eq(1), idx.eq(0), last.eq(job.last),
                                  last_m1.eq(job.last - 1),
                                  last_mark.eq(Const(1, most) << (job.wpv - 1)[:8]),
-                                 bits.eq(job.bits),
+                                 *[width_is[b].eq(job.bits == b) for b in OUT_BITS],
                                  pooling.eq(job.pool), win.eq(job.window),
                                  win.kernel_h.eq(3), win.kernel_w.eq(3), win.stride.eq(2),
                                  win.pad_left.eq(1), p_ch.eq(0), p_col.eq(0)]
@@ -216,7 +224,7 @@ class Writer(wiring.Component):
             with m.State("READ"):
                 m.d.comb += [self.rd_addr.eq(0), self.rd_en.eq(1)]
                 m.d.sync += [ridx.eq(0), pend.eq(1), more.eq(last != 0),
-                             final.eq(self.avail > 1)]
+                             go.eq((self.avail > 1) | (last == 0))]
                 m.next = "DATA"
             with m.State("DATA"):
                 # The out buffer's read data hold vector ridx while the read enable is low
@@ -224,9 +232,9 @@ class Writer(wiring.Component):
                 # Whether one follows is a register (``more``), so the read enable, which
                 # fans out to every block RAM of the out buffer, waits on no comparison;
                 # it is set by comparing registers (ridx + 1 != last as ridx != last - 1).
-                m.d.comb += [take.eq(pend & free & (final | ~more)),
-                             self.rd_addr.eq(ridx + 1)]
-                m.d.sync += final.eq(Mux(take, ridx + 2 < self.avail, ridx + 1 < self.avail))
+                m.d.comb += [take.eq(go & free), self.rd_addr.eq(ridx + 1)]
+                m.d.sync += go.eq(Mux(take, more & ((ridx + 2 < self.avail) | (ridx == last_m1)),
+                                      pend & ((ridx + 1 < self.avail) | ~more)))
                 with m.If(take):
                     m.d.comb += self.rd_en.eq(more)
                     m.d.sync += [ridx.eq(ridx + 1), pend.eq(more), more.eq(ridx != last_m1)]
