@@ -18,7 +18,7 @@ from .interface.ddr import weight_row_bits
 from .postproc import OUT_BITS, SHIFT_BITS, PostProc
 from .pot_array import PotArray
 from .vector_units import buffer_read_signature, lane_bits
-from .window import WindowGen, rows_shape, window_layout
+from .window import WindowGen, rows_all, rows_shape, window_layout
 
 __all__ = ["ConvCore", "WeightBanks", "conv_layer_layout", "result_layout", "slot_layout"]
 
@@ -180,7 +180,7 @@ class ConvCore(wiring.Component):
         members = {
             "layer": In(conv_layer_layout(cfg)),
             "start": In(1), "bank": In(1),
-            "rows": In(rows_shape(cfg), init=(1 << rows_shape(cfg).width) - 1),
+            "rows": In(rows_shape(cfg), init=rows_all(cfg)),
             "busy": Out(1),
             "done": Out(1),
             "rd": In(buffer_read_signature(cfg)),

@@ -220,6 +220,12 @@ STREAM_START, ROW_GAP = 1, 0
 EARLY_WB, EARLY_TAIL = 4, 6
 
 
+def _pass_load(cfg: HwConfig, steps: int, t: DdrTiming) -> int:
+    """Cycles the loader takes for a pass of ``steps`` weight rows: the weight ports read
+    their shares at once, and the slowest sets the pace."""
+    return 1 + _read(max(port_span(cfg, steps, j)[1] for j in range(cfg.weight_ports)), t)
+
+
 def _row_waits(cfg: HwConfig, d: dict[str, int], start: int, band: int, t: DdrTiming,
                per_pixel: int) -> int:
     """Cycles a conv's first pass, started at ``start`` while its band streams in (read from
@@ -315,9 +321,7 @@ def _schedule(cfg: HwConfig, descs: list[dict[str, int]], t: DdrTiming,
         gate = free - end       # the out buffer is free from then on (relative to ``end``)
         op = d["op"]
         if op in is_conv:
-            # The weight ports read their shares of a pass at once; the slowest sets the pace.
-            load = 1 + _read(max(port_span(cfg, d["steps"], j)[1]
-                                 for j in range(cfg.weight_ports)), t)
+            load = _pass_load(cfg, d["steps"], t)
             pass_beats = _pass_beats(cfg, d, read)
             computes = [1 + _pass_cycles(cfg, out_pixels, d["steps"], beats)
                         for beats in pass_beats]
@@ -370,10 +374,9 @@ def _schedule(cfg: HwConfig, descs: list[dict[str, int]], t: DdrTiming,
                         (d["weight_addr"], d["passes"], d["steps"]):
                     resume += 1 + AHEAD_CYCLES
                 if resume < done[-1]:
-                    n_load = 1 + _read(max(port_span(cfg, n["steps"], j)[1]
-                                           for j in range(cfg.weight_ports)), t)
                     g = len(loaded)
-                    loaded.append(max(resume + 1, done[g - 2] if g >= 2 else 0) + n_load)
+                    loaded.append(max(resume + 1, done[g - 2] if g >= 2 else 0)
+                                  + _pass_load(cfg, n["steps"], t))
                     carried = True
             if op == Op.CONV_ADD:
                 # Once the write-back before has drained and weight port 0 is free, the second
@@ -418,12 +421,11 @@ def _schedule(cfg: HwConfig, descs: list[dict[str, int]], t: DdrTiming,
                 early = None
         if early is None:
             free = handoff + 1 + 1 + wb + 1
-            now = handoff + 1
         else:
             free = max(early + 1 + wb + 1,
                        handoff + EARLY_TAIL + t.write_latency
                        + chunks_out * words_per_vector(cfg, d["out_bits"]))
-            now = handoff + 1
+        now = handoff + 1
         written = (out_addr, out_addr + 8 * out_words)
         for name in PHASES:
             phases[name] += own[name]

@@ -19,7 +19,7 @@ from .common import index_bits
 from .config import HwConfig
 from .interface.descriptor import MAX_KERNEL
 
-__all__ = ["MAX_PAD", "WindowGen", "rows_shape", "window_layout"]
+__all__ = ["MAX_PAD", "WindowGen", "rows_all", "rows_shape", "window_layout"]
 
 #: Largest kernel and padding the generator walks (ResNet's stem: 7x7, padding 3).
 MAX_PAD = 3
@@ -29,6 +29,11 @@ def rows_shape(cfg: HwConfig) -> unsigned:
     """The count of map rows present in the act buffer (``WindowGen.rows``): wide enough
     that all ones passes every output row's need (``height + kernel_h`` at most)."""
     return unsigned(index_bits(cfg.max_spatial + MAX_KERNEL + 2))
+
+
+def rows_all(cfg: HwConfig) -> int:
+    """The row count of a map that is all in (:func:`rows_shape`'s all ones)."""
+    return (1 << rows_shape(cfg).width) - 1
 
 
 def window_layout(cfg: HwConfig) -> data.StructLayout:
@@ -89,7 +94,7 @@ class WindowGen(wiring.Component):
         super().__init__({
             "layer": In(window_layout(cfg)),
             "start": In(1), "adv": In(1),
-            "rows": In(rows_shape(cfg), init=(1 << rows_shape(cfg).width) - 1),
+            "rows": In(rows_shape(cfg), init=rows_all(cfg)),
             "valid": Out(1), "addr": Out(self._addr_bits), "inside": Out(1),
             "win_first": Out(1), "win_last": Out(1),
             "chunk_first": Out(1), "chunk_last": Out(1), "chunk_odd": Out(1),

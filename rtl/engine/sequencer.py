@@ -31,7 +31,7 @@ from ..interface.ddr import pass_block_words, row_words, word_bits
 from ..interface.descriptor import DESC_MAGIC, Op, PostMode, descriptor_bytes
 from ..interface.regmap import ErrorCode, RegisterMap
 from ..vector_units import AddUnit, AvgPool, MaxPool, lane_bits
-from ..window import rows_shape, window_layout
+from ..window import rows_all, rows_shape, window_layout
 from .check import CHECK_CYCLES, DescriptorCheck
 from .loader import WeightLoader
 from .unpack import MapReader, vector_layout
@@ -398,7 +398,7 @@ class Engine(wiring.Component):
                                  row_end.eq(row_stride == 1)]
                 with m.Else():
                     m.d.sync += [row_left.eq(row_left - 1), row_end.eq(row_left == 1)]
-        m.d.comb += core.rows.eq(Mux(live, band_rows, (1 << len(band_rows)) - 1))
+        m.d.comb += core.rows.eq(Mux(live, band_rows, rows_all(cfg)))
         with m.If(live & dma.rd_done):
             # The band is in: the prefetch may start, an error is reported from CONV.
             m.d.sync += [live.eq(0), act_bad.eq(dma.rd_error), armed.eq(~last_desc)]
