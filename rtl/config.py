@@ -470,7 +470,7 @@ PRESETS: dict[str, HwConfig] = {
         HwConfig(name="zc706", part=BOARDS["zc706"].part.name, clock_mhz=150.0,
                  pot_rows=42, pot_cols=64, dsp_rows=26, dsp_cols=64, dsp_pack=3,
                  act_buf_depth=4096, weight_buf_depth=256, out_buf_depth=2048,
-                 result_lanes=8, weight_ports=3),
+                 result_lanes=16, weight_ports=3),
     )
 }
 

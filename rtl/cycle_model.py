@@ -42,6 +42,7 @@ from .engine import AHEAD_CYCLES, CHECK_CYCLES, ELIG_CYCLES
 from .interface.ddr import (
     PASS_HEADER_WORDS,
     SLOT_WORDS,
+    feature_map_words,
     pass_block_words,
     port_span,
     unpack_slot,
@@ -182,8 +183,7 @@ FUSE_GAP = 2
 
 
 def _in_words(cfg: HwConfig, d: dict[str, int]) -> int:
-    return (d["in_h"] * d["in_w"] * cfg.chunks(d["in_c"])
-            * words_per_vector(cfg, d["in_bits"]))
+    return feature_map_words(cfg, (d["in_c"], d["in_h"], d["in_w"]), d["in_bits"])
 
 
 def _out_words(cfg: HwConfig, d: dict[str, int]) -> int:
@@ -231,7 +231,7 @@ def _row_waits(cfg: HwConfig, d: dict[str, int], start: int, band: int, t: DdrTi
     """Cycles a conv's first pass, started at ``start`` while its band streams in (read from
     ``band`` on), waits for input rows: each output row is issued once the rows its windows
     reach (``oy * stride - pad_top + kernel_h``) are in, and the issue stalls meanwhile."""
-    row_words = d["in_w"] * cfg.chunks(d["in_c"]) * words_per_vector(cfg, d["in_bits"])
+    row_words = feature_map_words(cfg, (d["in_c"], 1, d["in_w"]), d["in_bits"])
     row_cycles = d["out_w"] * per_pixel
     wait = 0
     for r in range(d["out_h"]):

@@ -34,6 +34,7 @@ from rtl.interface.descriptor import (
     FIELDS,
     IN_BITS,
     OUT_BITS,
+    PIXEL_BITS,
     POOL_LEAD,
     POOL_TOP,
     Op,
@@ -324,25 +325,37 @@ def test_descriptor_check_refuses_a_wrong_config() -> None:
 CFG_32 = CFG.replace(name="units-32", pot_cols=32, dsp_cols=32, max_reduction=7 * 7 * 32)
 
 
-@pytest.mark.parametrize("cfg", [CFG, CFG_32], ids=["v8", "v32"])
-@pytest.mark.parametrize("bits", IN_BITS)
-def test_map_reader_unpacks_as_the_host_packs(cfg: HwConfig, bits: int) -> None:
+#: (config, element width, words a vector): every width at its full vector, and pixel maps
+#: (``PIXEL_BITS``) of fewer channels in fewer words (``vector_words``), the rest zero.
+MAP_READS = ([(c, b, words_per_vector(c, b)) for c in (CFG, CFG_32) for b in IN_BITS]
+             + [(CFG_32, PIXEL_BITS, 1), (CFG_32, PIXEL_BITS, 3)])
+
+
+@pytest.mark.parametrize("cfg, bits, wpv", MAP_READS,
+                         ids=[f"v{c.vec_len}-{b}bit-{w}w" for c, b, w in MAP_READS])
+def test_map_reader_unpacks_as_the_host_packs(cfg: HwConfig, bits: int, wpv: int) -> None:
     """Random bus words of each element width, under input gaps and output backpressure,
-    become the vectors the host's unpacking reads from them; two maps, one ``start`` each."""
+    become the vectors the host's unpacking reads from them; two maps, one ``start`` each.
+    A pixel map's vector of fewer words has zeros past them, whatever came before."""
     v, lb = cfg.vec_len, lane_bits(cfg)
-    wpv = words_per_vector(cfg, bits)
     signed = bits == cfg.act_bits + 1
-    rng = np.random.default_rng(bits)
-    maps = [rng.integers(0, 1 << 63, (n, wpv), dtype=np.uint64) * 2 + 1 for n in (13, 7)]
-    want = [[unpack_values(vec, bits, v, signed=signed) & ((1 << lb) - 1) for vec in words]
+    rng = np.random.default_rng(bits + 16 * wpv)
+    full = words_per_vector(cfg, bits)
+    # A full-width map first: the narrow one's lanes past its words must not keep its values.
+    maps = [rng.integers(0, 1 << 63, (n, w), dtype=np.uint64) * 2 + 1
+            for n, w in ((13, full), (7, wpv))]
+    want = [[unpack_values(np.concatenate([vec, np.zeros(full - vec.size, np.uint64)]), bits, v,
+                           signed=signed) & ((1 << lb) - 1) for vec in words]
             for words in maps]
     dut = MapReader(cfg=cfg)
     got: list[list[list[int]]] = [[] for _ in maps]
 
     async def producer(ctx):
         ctx.set(dut.bits, bits)
+        ctx.set(dut.words, full)
         await ctx.tick().repeat(2)
         for words in maps:
+            ctx.set(dut.words, words.shape[1])
             ctx.set(dut.start, 1)
             await ctx.tick()
             ctx.set(dut.start, 0)

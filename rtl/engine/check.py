@@ -12,12 +12,19 @@ from amaranth.lib.wiring import In, Out
 from ..common import check_config, index_bits, stage
 from ..config import NIBBLE_BITS, HwConfig
 from ..descriptor import descriptor_layout
-from ..interface.ddr import pass_block_words, row_words, words_per_vector
+from ..interface.ddr import (
+    pass_block_words,
+    row_words,
+    values_per_word,
+    word_bits,
+    words_per_vector,
+)
 from ..interface.descriptor import (
     DESC_MAGIC,
     IN_BITS,
     MAX_KERNEL,
     OUT_BITS,
+    PIXEL_BITS,
     POOL_LEAD,
     POOL_TOP,
     Op,
@@ -158,7 +165,12 @@ class DescriptorCheck(wiring.Component):
             counts = [Mux(bits_sig == b, words_per_vector(cfg, b), 0) for b in choices]
             return functools.reduce(operator.or_, counts)
 
-        wpv_in = out("wpv_in", wpv(d.in_bits, IN_BITS))
+        # A pixel map of at most V channels keeps only the words its channels fill
+        # (``rtl.interface.ddr.vector_words``): ceil(in_c / per_word), per_word a power of 2.
+        per_pixel_word = values_per_word(PIXEL_BITS, word_bits(cfg))
+        dense = (d.in_c + per_pixel_word - 1) >> (per_pixel_word.bit_length() - 1)
+        wpv_in = out("wpv_in", Mux((d.in_bits == PIXEL_BITS) & (d.in_c <= v), dense,
+                                   wpv(d.in_bits, IN_BITS)))
         wpv_in2 = out("wpv_in2", wpv(d.in2_bits, IN_BITS))
         wpv_out = out("wpv_out", wpv(d.out_bits, OUT_BITS))
         pass_words = out("pass_words", pass_block_words(cfg, 0) + d.steps * row_words(cfg))
@@ -232,28 +244,39 @@ class DescriptorCheck(wiring.Component):
                                          & (d.in_bits == NIBBLE_BITS) & ~chunks_in[0])
             pixels_ok = (d.in_bits == act) | (d.in_bits == NIBBLE_BITS)
         else:
-            split_ok, pixels_ok = d.split == 0, (d.in_bits == act) | (d.in_bits == 8)
-        conv_ok = (kernel_ok & window_geom & (d.mode <= PostMode.LOGITS) & split_ok
-                   & pixels_ok)
-        conv_ok2 = ((d.out_bits == mode_bits)
-                    & (d.steps == steps_calc) & (d.passes != 0) & (d.passes <= 4096)
-                    & (~is_fused | ((d.mode <= PostMode.SIGNED)
-                                    & ((d.in2_bits == act) | (d.in2_bits == sgn)))))
-        same_map = (d.in_c == d.out_c) & (d.in_h == d.out_h) & (d.in_w == d.out_w)
-        add_ok = (same_map & (d.mode <= PostMode.SIGNED) & (d.out_bits == mode_bits)
-                  & ((d.in_bits == act) | (d.in_bits == sgn))
-                  & ((d.in2_bits == act) | (d.in2_bits == sgn)))
-        max_ok = (kernel_ok & window_geom
-                  & (d.in_c == d.out_c) & (d.in_bits == act) & (d.out_bits == act))
-        avg_ok = ((d.in_c == d.out_c) & (d.out_h == 1) & (d.out_w == 1) & (d.in_bits == act)
-                  & (d.out_bits == act))
-        # Stage 3: each op's verdict (a conv's in two halves); stage 4: the op's (stage 6 for
-        # the windows). Only a conv may be split.
-        op_ok = reg(Cat(conv_ok, add_ok & (d.split == 0), max_ok & (d.split == 0),
-                        avg_ok & (d.split == 0), d.magic == DESC_MAGIC, conv_ok2), 6, "op_ok")
+            split_ok = d.split == 0
+            pixels_ok = (d.in_bits == act) | (d.in_bits == PIXEL_BITS)
+        # The verdicts' terms a stage each (the descriptor's own comparisons from stage 1,
+        # the split test at 2, the steps' at 3), so that no op verdict is a deep AND of
+        # comparisons of descriptor fields: a conv's, an add's, a max-pool's and an average
+        # pool's then at stage 4, the op's at 5 (the windows' at 6).
+        fused_ok = ((d.op != Op.CONV_ADD)
+                    | ((d.mode <= PostMode.SIGNED)
+                       & ((d.in2_bits == act) | (d.in2_bits == sgn))))
+        conv_desc = reg(kernel_ok & (d.mode <= PostMode.LOGITS) & pixels_ok
+                        & (d.passes != 0) & (d.passes <= 4096) & fused_ok, 1, "conv_desc")
+        conv_split = reg(split_ok, 1, "conv_split")
+        bits_ok = reg(d.out_bits == mode_bits, 1, "bits_ok")
+        steps_ok = reg(d.steps == steps_calc, 1, "steps_ok")
+        same_map = reg((d.in_c == d.out_c) & (d.in_h == d.out_h) & (d.in_w == d.out_w), 1,
+                       "same_map")
+        same_c = reg(d.in_c == d.out_c, 1, "same_c")
+        unsplit = reg(d.split == 0, 1, "unsplit")
+        ins_ok = reg(((d.in_bits == act) | (d.in_bits == sgn))
+                     & ((d.in2_bits == act) | (d.in2_bits == sgn)), 1, "ins_ok")
+        acts_ok = reg((d.in_bits == act) & (d.out_bits == act), 1, "acts_ok")
+        kernel_r = reg(kernel_ok, 1, "kernel_ok")
+        add_desc = reg(d.mode <= PostMode.SIGNED, 1, "add_mode")
+        avg_desc = reg((d.out_h == 1) & (d.out_w == 1), 1, "avg_size")
+        magic_ok = reg(d.magic == DESC_MAGIC, 1, "magic_ok")
+        conv_ok = conv_desc & conv_split & window_geom & bits_ok & steps_ok
+        add_ok = same_map & add_desc & bits_ok & ins_ok & unsplit
+        max_ok = kernel_r & window_geom & same_c & acts_ok & unsplit
+        avg_ok = same_c & avg_desc & acts_ok & unsplit
+        op_ok = reg(Cat(conv_ok, add_ok, max_ok, avg_ok, magic_ok), 5, "op_ok")
         out("shape_ok", op_ok[4] & nonzero & pool_ok & Mux(
-            is_conv, op_ok[0] & op_ok[5], Mux(is_add, op_ok[1], Mux(is_max, op_ok[2],
-                                                                    Mux(is_avg, op_ok[3], 0)))))
+            is_conv, op_ok[0], Mux(is_add, op_ok[1], Mux(is_max, op_ok[2],
+                                                         Mux(is_avg, op_ok[3], 0)))))
         out("size_ok", (d.in_h <= cfg.max_spatial) & (d.in_w <= cfg.max_spatial)
             & (d.in_c <= cfg.max_channels) & (d.out_c <= cfg.max_channels)
             & (in_vecs <= cfg.act_buf_depth) & (out_vecs <= cfg.out_buf_depth)

@@ -386,7 +386,8 @@ class Engine(wiring.Component):
         # An input band (the engine's or the prefetch's) into the act buffer, one vector as
         # its last word comes; act_addr counts from the band's base (0, or pre_base).
         m.submodules.map_in = map_in = MapReader(cfg=cfg)
-        m.d.comb += [map_in.bits.eq(d.in_bits), map_in.i.valid.eq(rd_take & filling),
+        m.d.comb += [map_in.bits.eq(d.in_bits), map_in.words.eq(wpv_in),
+                     map_in.i.valid.eq(rd_take & filling),
                      map_in.i.payload.eq(rd_word), map_in.o.ready.eq(1),
                      act_wr.addr.eq(act_addr), act_wr.data.eq(map_in.o.payload),
                      act_wr.en.eq(map_in.o.valid)]
@@ -441,7 +442,8 @@ class Engine(wiring.Component):
         # the write-back under way has read that vector of the out buffer.
         m.submodules.map_in2 = map_in2 = MapReader(cfg=cfg)
         m.d.comb += [
-            map_in2.bits.eq(d.in2_bits), map_in2.i.payload.eq(wdmas[0].o.payload),
+            map_in2.bits.eq(d.in2_bits), map_in2.words.eq(chk.wpv_in2),
+            map_in2.i.payload.eq(wdmas[0].o.payload),
             map_in2.i.valid.eq(b_active & wdmas[0].o.valid),
             map_in2.o.ready.eq((fusing | partner_in) & (~b_pending | add_in)),
             b_ready.eq(b_active & map_in2.i.ready),

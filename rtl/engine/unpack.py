@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal, unsigned
+from amaranth.hdl import Cat, Module, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..common import check_config, stage
 from ..config import HwConfig
 from ..interface.ddr import word_bits, words_per_vector
-from ..interface.descriptor import IN_BITS
+from ..interface.descriptor import IN_BITS, PIXEL_BITS
 from ..vector_units import lane_bits
 
 __all__ = ["MapReader", "vector_layout"]
@@ -23,10 +23,11 @@ def vector_layout(cfg: HwConfig) -> data.ArrayLayout:
 class MapReader(wiring.Component):
     """Unpacks the bus words of a feature map into vectors of ``V`` lanes.
 
-    A vector of ``b``-bit elements (``b`` in ``IN_BITS``) takes
-    ``words_per_vector(cfg, b)`` words, element ``i`` at bit ``(i mod per_word) * b``
-    (``rtl.interface.ddr.pack_values``); each lane is zero-extended to ``lane_bits(cfg)``,
-    sign-extended when ``b`` is ``act_bits + 1`` (a signed pre-add branch).
+    A vector of ``b``-bit elements (``b`` in ``IN_BITS``) takes ``words`` words (the map's
+    ``rtl.interface.ddr.vector_words``: ``words_per_vector(cfg, b)``, fewer for a pixel map),
+    element ``i`` at bit ``(i mod per_word) * b`` (``rtl.interface.ddr.pack_values``); each
+    lane is zero-extended to ``lane_bits(cfg)``, sign-extended when ``b`` is ``act_bits + 1``
+    (a signed pre-add branch); the lanes past ``words`` words are zero.
 
     The vector leaves with its last word, in the same cycle (no register between ``i`` and
     ``o``): ``o.valid`` is ``i.valid`` on a vector's last word, which waits for ``o.ready``;
@@ -42,6 +43,8 @@ class MapReader(wiring.Component):
     bits : In(8)
         The element width; compared in registers, so it is stable from two cycles before a
         map's first word to its last.
+    words : In(8)
+        Bus words of a vector, 1 to ``words_per_vector(cfg, bits)``; stable as ``bits`` is.
     start : In(1)
         The next word taken is a vector's first (a new map); registered, so no word may come
         in the cycle after it.
@@ -55,6 +58,7 @@ class MapReader(wiring.Component):
         self._cfg = check_config(cfg, "Map reader")
         super().__init__({
             "bits": In(8),
+            "words": In(8),
             "start": In(1),
             "i": In(stream.Signature(word_bits(cfg))),
             "o": Out(stream.Signature(vector_layout(cfg))),
@@ -69,13 +73,12 @@ class MapReader(wiring.Component):
         cfg, v = self._cfg, self._cfg.vec_len
         word, sgn = word_bits(cfg), cfg.act_bits + 1
         wpv_max = max(words_per_vector(cfg, bits) for bits in IN_BITS)
-        # The element width's comparisons, and the one-hot of a vector's last word, are
-        # registers (stage 1 and 2).
+        # The element width's comparisons, the one-hot of a vector's last word and the words
+        # a vector fills are registers.
         is_bits = {bits: stage(m, self.bits == bits, 1, "is_bits") for bits in IN_BITS}
-        hot = 0
-        for bits in IN_BITS:
-            hot = Mux(is_bits[bits], 1 << (words_per_vector(cfg, bits) - 1), hot)
-        last_hot = stage(m, hot, wpv_max, "last_hot")
+        last_hot = stage(m, Cat(self.words == j + 1 for j in range(wpv_max)), wpv_max,
+                         "last_hot")
+        filled = stage(m, Cat(self.words > j for j in range(wpv_max)), wpv_max, "filled")
 
         k = Signal(wpv_max)            # the word within the vector, one-hot
         k_last = Signal()              # k is the vector's last word
@@ -89,6 +92,10 @@ class MapReader(wiring.Component):
                     with m.If(k[lane // per]):
                         field = self.i.payload[(lane % per) * bits:(lane % per + 1) * bits]
                         m.d.comb += vec[lane].eq(field.as_signed() if bits == sgn else field)
+                    if bits == PIXEL_BITS and lane // per > 0:
+                        # A lane of a word past a pixel map's vector: zero.
+                        with m.If(~filled[lane // per]):
+                            m.d.comb += vec[lane].eq(0)
 
         m.d.comb += [self.o.payload.eq(vec), self.o.valid.eq(self.i.valid & k_last),
                      self.i.ready.eq(~k_last | self.o.ready)]

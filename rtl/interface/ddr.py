@@ -13,11 +13,12 @@ from typing import Any
 import numpy as np
 
 from ..config import HwConfig
+from .descriptor import PIXEL_BITS
 
 __all__ = ["PASS_HEADER_WORDS", "SLOT_FIELDS", "SLOT_WORDS", "feature_map_words",
            "pack_feature_map", "pack_slot", "pack_values", "pass_block_words", "pass_row_order",
            "port_rows", "port_span", "row_words", "unpack_feature_map", "unpack_slot",
-           "unpack_values", "values_per_word", "weight_row_bits", "word_bits",
+           "unpack_values", "values_per_word", "vector_words", "weight_row_bits", "word_bits",
            "words_per_vector"]
 
 #: Words before the slots of a pass block: the Fixed-8 pair flags.
@@ -125,10 +126,21 @@ def words_per_vector(cfg: HwConfig, bits: int) -> int:
     return -(-cfg.vec_len // values_per_word(bits, word_bits(cfg)))
 
 
+def vector_words(cfg: HwConfig, bits: int, channels: int) -> int:
+    """DDR words of one vector of a ``channels``-channel map of ``bits``-bit elements in DDR:
+    :func:`words_per_vector`, except for a map of 8-bit pixels (``PIXEL_BITS``, the image or
+    its fold, written by the host only) of at most ``V`` channels, whose vectors keep only the
+    words their channels fill (the lanes past them read as zero): zc706's folded stem, 48
+    channels, takes 6 words a pixel instead of 8."""
+    if bits == PIXEL_BITS and channels <= cfg.vec_len:
+        return max(1, -(-channels // values_per_word(bits, word_bits(cfg))))
+    return words_per_vector(cfg, bits)
+
+
 def feature_map_words(cfg: HwConfig, shape: tuple[int, int, int], bits: int) -> int:
-    """DDR words of a (C, H, W) feature map of ``bits``-bit elements."""
+    """DDR words of a (C, H, W) feature map of ``bits``-bit elements (:func:`vector_words`)."""
     c, h, w = shape
-    return h * w * cfg.chunks(c) * words_per_vector(cfg, bits)
+    return h * w * cfg.chunks(c) * vector_words(cfg, bits, c)
 
 
 def weight_row_bits(cfg: HwConfig) -> int:
@@ -175,13 +187,14 @@ def port_span(cfg: HwConfig, steps: int, port: int) -> tuple[int, int]:
 
 def pack_feature_map(x: np.ndarray, bits: int, *, signed: bool, cfg: HwConfig) -> np.ndarray:
     """(C, H, W) integers to DDR words: ``[h][w][chunk]`` vectors of ``V`` elements, each
-    vector in its own ``ceil(V / (64 // bits))`` words, element ``i`` of a word at bit
-    ``i * bits`` (docs/engine.md). Vectorized: a 224 x 224 x 3 image packs in milliseconds."""
+    vector in its own ``ceil(V / (64 // bits))`` words (a pixel map's in fewer,
+    :func:`vector_words`), element ``i`` of a word at bit ``i * bits`` (docs/engine.md).
+    Vectorized: a 224 x 224 x 3 image packs in milliseconds."""
     x = np.asarray(x)
     c, h, w = x.shape
     v, word = cfg.vec_len, word_bits(cfg)
     _check_range(x, bits, signed)
-    per_vec, per_word = words_per_vector(cfg, bits), values_per_word(bits, word)
+    per_vec, per_word = vector_words(cfg, bits, c), values_per_word(bits, word)
     narrow = np.dtype(f"u{max(1, 1 << (bits - 1).bit_length() >> 3)}") if bits <= 32 else None
     # [h][w][chunk][element] holds channel chunk * V + element, two's complement; the last
     # chunk's missing channels and the elements past V in a vector's last word are zero.
@@ -189,7 +202,9 @@ def pack_feature_map(x: np.ndarray, bits: int, *, signed: bool, cfg: HwConfig) -
     full = np.zeros((h, w, cfg.chunks(c) * v), narrow)
     full[:, :, :c] = hwc
     lanes = full.reshape(h, w, -1, v)
-    if per_vec * per_word > v:
+    if per_vec * per_word < v:                  # a pixel map's vectors: the words it fills
+        lanes = lanes[..., :per_vec * per_word]
+    elif per_vec * per_word > v:
         lanes = np.concatenate([lanes, np.zeros((h, w, lanes.shape[2], per_vec * per_word - v),
                                                 narrow)], axis=-1)
     return _pack_rows(lanes.reshape(-1, per_word), bits, word).astype(np.uint64, copy=False)
@@ -200,7 +215,7 @@ def unpack_feature_map(words: np.ndarray, shape: tuple[int, int, int], bits: int
     """Inverse of :func:`pack_feature_map`: (C, H, W) int64."""
     c, h, w = shape
     v, word = cfg.vec_len, word_bits(cfg)
-    per_vec = words_per_vector(cfg, bits)
+    per_vec = vector_words(cfg, bits, c)
     per_word = values_per_word(bits, word)
     words = np.asarray(words, np.uint64).reshape(-1)
     if words.size != feature_map_words(cfg, shape, bits):

@@ -102,8 +102,11 @@ def pooled_size(out_h: int, out_w: int, pool: int) -> tuple[int, int]:
 
 #: Largest window side (``kernel_h``, ``kernel_w``) the engine runs: the stem's 7 x 7.
 MAX_KERNEL = 7
+#: Storage width of the image's pixels (and of its fold): the only 8-bit maps, which only the
+#: host writes; a conv reads them (``rtl.interface.ddr.vector_words``).
+PIXEL_BITS = 8
 #: Storage widths (``in_bits``, ``in2_bits``) of input elements the engine unpacks.
-IN_BITS = (4, 5, 6, 8)
+IN_BITS = (4, 5, 6, PIXEL_BITS)
 #: Storage widths (``out_bits``) of output elements the engine packs (32: logits).
 OUT_BITS = (4, 5, 6, 8, 32)
 

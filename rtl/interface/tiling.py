@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..config import HwConfig
-from .ddr import words_per_vector
+from .ddr import vector_words
 from .descriptor import POOL_LEAD, POOL_TOP, Op, pack_descriptor
 
 __all__ = ["RowTile", "TilingError", "layer_descriptors", "plan_pooled_tiles",
@@ -185,7 +185,7 @@ def layer_descriptors(cfg: HwConfig, *, pad: int = 0, name: str = "layer",
                     ping_pong=op in (Op.CONV, Op.CONV_ADD, Op.MAXPOOL))
 
     def row_bytes(width: int, channels: int, bits: int) -> int:
-        return 8 * width * cfg.chunks(channels) * words_per_vector(cfg, bits)
+        return 8 * width * cfg.chunks(channels) * vector_words(cfg, bits, channels)
 
     in_step = row_bytes(in_w, in_c, fields["in_bits"])
     if fields.get("pool"):           # out_addr is the pooled map's, out_h/out_w the conv's
@@ -236,5 +236,5 @@ def pool_fusion_pays(cfg: HwConfig, *, name: str = "layer", always: bool = False
     pixel = max(fields["steps"], cfg.result_groups)
     recompute = (len(tiles) - 1) * fields["out_w"] * pixel * fields["passes"]
     saved = 2 * (fields["out_h"] * fields["out_w"] * cfg.chunks(fields["out_c"])
-                 * words_per_vector(cfg, fields["out_bits"]))
+                 * vector_words(cfg, fields["out_bits"], fields["out_c"]))
     return recompute < saved
