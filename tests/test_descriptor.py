@@ -20,7 +20,7 @@ def test_pack_places_fields_in_order_and_pads():
     assert len(raw) == descriptor_bytes() and len(raw) % 8 == 0
     words = struct.unpack(f"<{len(raw) // 4}I", raw)
     names = [n for n, _ in FIELDS]
-    assert words[0] == DESC_MAGIC == int.from_bytes(b"DSC4", "little")
+    assert words[0] == DESC_MAGIC == int.from_bytes(b"DSC5", "little")
     assert words[names.index("op")] == 2
     assert words[names.index("in_addr")] == 0x1000
     assert words[names.index("shift_b")] == 7

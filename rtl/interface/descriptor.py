@@ -33,9 +33,11 @@ __all__ = [
     "unpack_descriptor",
 ]
 
-#: First word of every descriptor: ASCII "DSC4" (layout version 4: padding per side, the
-#: kernel's height and width, the split first-layer input).
-DESC_MAGIC = 0x34435344
+#: First word of every descriptor: ASCII "DSC5" (layout version 5: padding per side, the
+#: kernel's height and width, the split first-layer input; an 8-bit pixel map of at most
+#: ``V`` channels in the words its channels fill, ``rtl.interface.ddr.vector_words``, so that
+#: an engine built before reads no such map the old way: it refuses the descriptor).
+DESC_MAGIC = 0x35435344
 
 
 class Op(enum.IntEnum):
