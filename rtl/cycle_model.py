@@ -178,8 +178,10 @@ def _overlap(lo: int, hi: int, lo2: int, hi2: int) -> bool:
 #: Cycles from an add's last vector in to its write-back, and from the write-back under way
 #: to the add's last vector when that write-back is the slower.
 ADD_TAIL, ADD_WAIT = 2, 0
-#: Cycles from a conv-add's last pass to its second input's read.
-FUSE_GAP = 2
+#: Cycles from a conv-add's last pass to its second input's read; from the adder's last sum
+#: to its write-back's last vector leaving the writer's buffer (the write-back, a stream job
+#: taken as the second input starts, writes the sums as they come).
+FUSE_GAP, FUSE_TAIL = 2, 2
 
 
 def _in_words(cfg: HwConfig, d: dict[str, int]) -> int:
@@ -327,9 +329,10 @@ def _schedule(cfg: HwConfig, descs: list[dict[str, int]], t: DdrTiming,
                         for beats in pass_beats]
             # Absolute times at which each pass is in its bank and done, numbered on while the
             # loader carries on from one row tile to the next. Two banks: pass g loads once
-            # pass g - 2 is done. A fresh loader starts with the input band's read.
+            # pass g - 2 is done. A fresh loader starts a cycle after the input band's read
+            # command (its start is a register).
             if not carried:
-                loaded, done = [end + 1 - act + load], []
+                loaded, done = [end + 2 - act + load], []
             first = len(done)
             # The passes start as the band's read does (it streams in beside the first), or
             # once a prefetched band is taken.
@@ -380,13 +383,15 @@ def _schedule(cfg: HwConfig, descs: list[dict[str, int]], t: DdrTiming,
                     carried = True
             if op == Op.CONV_ADD:
                 # Once the write-back before has drained and weight port 0 is free, the second
-                # input streams in over it and is added to the result in the out buffer.
+                # input streams in over it, is added to the result, and the sums go to the
+                # write-back as they come.
                 second = 1 + _read(out_vecs * words_per_vector(cfg, d["in2_bits"]), t)
                 start = max(done[-1] + FUSE_GAP, free, loaded[-1] if carried else 0)
                 own["maps in"] += second
                 own["vector units"] = ADD_TAIL
                 body = start - end + second + ADD_TAIL
                 hold = (start, start + second)
+                streamed = start
         elif op == Op.ADD:
             # The second input comes over a weight port while the first loads; the adder
             # takes a vector a cycle as both come (and as the write-back under way frees the
@@ -409,6 +414,7 @@ def _schedule(cfg: HwConfig, descs: list[dict[str, int]], t: DdrTiming,
         out_words = _out_words(cfg, d)
         out_addr = d.get("out_addr", 0)
         wb = _pool_write(cfg, d, t) if d.get("pool") else _write(out_addr, out_words, t)
+        wpv_out = words_per_vector(cfg, d["out_bits"])
         early = None
         if op == Op.CONV and not d.get("pool") and out_pixels > 1:
             # A plain conv's write-back starts while its last pass runs, once the write-back
@@ -419,12 +425,13 @@ def _schedule(cfg: HwConfig, descs: list[dict[str, int]], t: DdrTiming,
             early = max(last_start + first, free, end)
             if early >= handoff:
                 early = None
-        if early is None:
+        if op == Op.CONV_ADD:
+            free = max(streamed + 1 + wb + 1, handoff + FUSE_TAIL + wpv_out + t.write_latency)
+        elif early is None:
             free = handoff + 1 + 1 + wb + 1
         else:
             free = max(early + 1 + wb + 1,
-                       handoff + EARLY_TAIL + t.write_latency
-                       + chunks_out * words_per_vector(cfg, d["out_bits"]))
+                       handoff + EARLY_TAIL + t.write_latency + chunks_out * wpv_out)
         now = handoff + 1
         written = (out_addr, out_addr + 8 * out_words)
         for name in PHASES:

@@ -57,11 +57,20 @@ CFG = HwConfig(name="units", part="xc7z020clg400-1", clock_mhz=100.0, pot_rows=4
 CFG_SPLIT = CFG.replace(name="units-split", split_input=True)
 
 
-def _sim(dut, bench) -> None:
+def _sim(dut, bench, background=None) -> None:
+    """Run ``bench`` on ``dut`` (with ``background`` beside it, if given)."""
     sim = Simulator(dut)
     sim.add_clock(1e-8)
     sim.add_testbench(bench)
+    if background is not None:
+        sim.add_testbench(background, background=True)
     sim.run()
+
+
+def _vectors(words: list[int], wpv: int, bits: int, v: int, *, signed: bool) -> np.ndarray:
+    """The vectors a writer sent as ``wpv`` words each."""
+    return np.array([unpack_values(np.array(words[j:j + wpv], np.uint64), bits, v,
+                                   signed=signed) for j in range(0, len(words), wpv)])
 
 
 # ---- DescriptorCheck ---------------------------------------------------------------------
@@ -530,14 +539,66 @@ def test_writer_streams_behind_avail(every: int) -> None:
             if valid and ready:
                 words.append(word)
 
-    sim = Simulator(tb)
-    sim.add_clock(1e-8)
-    sim.add_testbench(driver)
-    sim.add_testbench(producer, background=True)
-    sim.run()
-    got = [unpack_values(np.array(words[j * wpv:(j + 1) * wpv], np.uint64), bits, v,
-                         signed=False) for j in range(vecs)]
-    np.testing.assert_array_equal(np.array(got), np.array(final))
+    _sim(tb, driver, producer)
+    np.testing.assert_array_equal(_vectors(words, wpv, bits, v, signed=False), np.array(final))
+
+
+@pytest.mark.parametrize("bits", [4, 5])
+def test_writer_writes_a_stream(bits: int) -> None:
+    """A ``stream`` job (a conv-add's): vectors come on ``vin`` at random gaps and wait for
+    its ready, and the words leave under output backpressure: they are the vectors' packing,
+    in order; the out buffer (garbage) is never read; ``idx`` counts the vectors streamed."""
+    cfg, v = CFG_32, CFG_32.vec_len
+    rng = np.random.default_rng(100 + bits)
+    signed = bits == cfg.act_bits + 1
+    lo, hi = (-(1 << (bits - 1)), 1 << (bits - 1)) if signed else (0, 1 << bits)
+    wpv, vecs = words_per_vector(cfg, bits), 23
+    vectors = [rng.integers(lo, hi, v).tolist() for _ in range(vecs)]
+    garbage = [rng.integers(-99, 99, v).tolist() for _ in range(cfg.out_buf_depth)]
+    tb = _WriterBench(cfg, [list(x) for x in garbage])
+    dut = tb.writer
+    words: list[int] = []
+
+    async def producer(ctx):
+        await ctx.tick().repeat(3)
+        for vec in vectors:
+            while rng.random() < 0.4:
+                ctx.set(dut.vin.valid, 0)
+                await ctx.tick()
+            ctx.set(dut.vin.payload, [x & ((1 << lane_bits(cfg)) - 1) for x in vec])
+            ctx.set(dut.vin.valid, 1)
+            await ctx.tick().until(dut.vin.ready)
+        ctx.set(dut.vin.valid, 0)
+
+    async def driver(ctx):
+        ctx.set(dut.i.payload, {"addr": 0x2000, "words": vecs * wpv, "last": vecs - 1,
+                                "wpv": wpv, "bits": bits, "stream": 1})
+        ctx.set(dut.i.valid, 1)
+        ctx.set(dut.cmd.ready, 1)
+        await ctx.tick()
+        ctx.set(dut.i.valid, 0)
+        taken = 0
+        while len(words) < vecs * wpv:
+            ready = bool(rng.random() < 0.7)
+            ctx.set(dut.o.ready, ready)
+            assert not ctx.get(dut.rd_en), "a stream job read the out buffer"
+            taken += ctx.get(dut.streamed)
+            _, _, valid, word = await ctx.tick().sample(dut.o.valid, dut.o.payload)
+            assert ctx.get(dut.idx) == taken
+            if valid and ready:
+                words.append(word)
+        ctx.set(dut.o.ready, 0)
+        await ctx.tick().repeat(3)
+        assert ctx.get(dut.busy) and taken == vecs
+        ctx.set(dut.done, 1)
+        await ctx.tick()
+        ctx.set(dut.done, 0)
+        await ctx.tick()
+        assert not ctx.get(dut.busy) and ctx.get(dut.count) == 1
+
+    _sim(tb, driver, producer)
+    np.testing.assert_array_equal(_vectors(words, wpv, bits, v, signed=signed),
+                                  np.array(vectors))
 
 
 @pytest.mark.parametrize(("h", "w", "c", "pool"), [

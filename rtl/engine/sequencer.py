@@ -17,6 +17,7 @@ from types import SimpleNamespace
 
 from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
@@ -44,6 +45,9 @@ ELIG_CYCLES = 4
 #: Cycles from the loader taking the next conv's fields to its going on with their passes
 #: (the loader's rows per port settle; ``rtl.engine.loader.WeightLoader.follow``).
 AHEAD_CYCLES = 5
+#: Sums of a conv-add on their way from the adder's input to its write-back: the FIFO between
+#: them holds this many (more than the round trip of a sum, so one flows every cycle).
+FUSE_DEPTH = 8
 
 
 def weight_buses(cfg: HwConfig) -> dict[str, wiring.Member]:
@@ -293,6 +297,7 @@ class Engine(wiring.Component):
         # registered).
         wb_own, wb_hold = Signal(), Signal()
         early_go = Signal()            # the writer is offered this conv's job early
+        out_go = Signal()              # the writer is offered the job in OUT_CMD (a register)
         wb_mark = Signal(_bits(cfg.out_buf_depth + 1) + 1)
         wb_avail = Signal.like(wb_mark)
         # The write-back of a descriptor's output drains on its own (its own copy of what it
@@ -304,7 +309,7 @@ class Engine(wiring.Component):
                      writer.rd_data.eq(Cat(*[rd.data for rd in out_rds])),
                      writer.i.payload.addr.eq(d.out_addr), writer.i.payload.words.eq(out_words),
                      writer.i.payload.last.eq(out_last), writer.i.payload.wpv.eq(wpv_out),
-                     writer.i.payload.bits.eq(d.out_bits)]
+                     writer.i.payload.bits.eq(d.out_bits), writer.i.payload.stream.eq(is_fused)]
         # A pooled conv: the writer walks the band in the out buffer (its kernel, stride and
         # left padding are the writer's own).
         wjob = writer.i.payload
@@ -352,8 +357,12 @@ class Engine(wiring.Component):
         with m.If(busy):
             m.d.sync += cycles.eq(cycles + 1)
         # Registered a cycle behind desc_ptr and desc_idx; read only once they have settled.
+        # (DESC_COUNT - 1 and whether it is 0 are registers too: the count is written before
+        # START, and stays.)
+        count_m1 = stage(m, regs.desc_count.value - 1, len(regs.desc_count.value), "count_m1")
+        count_zero = stage(m, regs.desc_count.value == 0, 1, "count_zero")
         m.d.sync += [next_bad.eq(desc_bad(desc_ptr + descriptor_bytes())),
-                     last_desc.eq(desc_idx + 1 == regs.desc_count.value)]
+                     last_desc.eq(desc_idx == count_m1)]
 
         # Layer parameters of the units come from the descriptor.
         window = Signal(window_layout(cfg))
@@ -437,6 +446,27 @@ class Engine(wiring.Component):
         add_in = adder.i.valid & adder.i.ready
         add_out = adder.o.valid & adder.o.ready
         m.d.sync += adds_in_flight.eq(adds_in_flight + add_in - add_out)
+        # A conv-add's sums go straight to its write-back (a ``stream`` job, taken as the
+        # second input starts), which never reads the out buffer meanwhile, through a FIFO of
+        # FUSE_DEPTH: the adder cannot wait, so no more sums are in it and the FIFO than the
+        # FIFO holds (``fuse_ahead``, a register: a sum counts from the adder's input to its
+        # leaving the FIFO, about six cycles, so a sum a cycle flows).
+        m.submodules.fuse_fifo = fuse_fifo = SyncFIFOBuffered(width=v * lb, depth=FUSE_DEPTH)
+        fuse_ahead = Signal(range(FUSE_DEPTH + 1))
+        # FUSE goes on once the write-back before has drained, the loader is idle and weight
+        # port 0's reader and the writer take commands: a register (all of it only moves that
+        # way while the engine waits in FUSE, the loader held), so the second input's command
+        # and the write-back's job are given from it, outside the state machine.
+        fuse_go = Signal()
+        m.d.sync += fuse_go.eq(fuse_wait & ~fuse_go & ~abort & ~wb_err & ~wb_busy & ~loader_busy
+                               & wdmas[0].cmd.ready & writer.i.ready)
+        fuse_pop = fuse_fifo.r_rdy & fuse_fifo.r_en
+        m.d.sync += fuse_ahead.eq(fuse_ahead + (add_in & fusing) - fuse_pop)
+        m.d.comb += [fuse_fifo.w_data.eq(adder.o.payload.value.as_value()),
+                     fuse_fifo.w_en.eq(adder.o.valid & fusing),
+                     writer.vin.valid.eq(fuse_fifo.r_rdy),
+                     writer.vin.payload.eq(fuse_fifo.r_data),
+                     fuse_fifo.r_en.eq(writer.vin.ready)]
         # The second input: a vector completes once its partner is in the act buffer (read
         # that cycle) and the previous one has gone to the adder, which writes its result once
         # the write-back under way has read that vector of the out buffer.
@@ -447,8 +477,10 @@ class Engine(wiring.Component):
             map_in2.i.valid.eq(b_active & wdmas[0].o.valid),
             map_in2.o.ready.eq((fusing | partner_in) & (~b_pending | add_in)),
             b_ready.eq(b_active & map_in2.i.ready),
-            adder.i.valid.eq(b_pending & add_clear),
+            adder.i.valid.eq(b_pending & add_clear & (~fusing | (fuse_ahead < FUSE_DEPTH))),
         ]
+        with m.If(fuse_go):          # FUSE's go (above)
+            m.d.comb += [wdmas[0].cmd.valid.eq(1), map_in2.start.eq(1), writer.i.valid.eq(1)]
         with m.If(add_in):
             m.d.sync += b_pending.eq(0)
         # The partner of vector b_idx is read whenever the one read before is no longer
@@ -472,7 +504,8 @@ class Engine(wiring.Component):
         tag_clear, idx_clear, took = Signal(), Signal(), Signal()
         m.d.sync += [tag_clear.eq(~wb_busy | (b_tag < out_idx)),
                      idx_clear.eq(~wb_busy | (b_idx < out_idx)), took.eq(b_take)]
-        m.d.comb += add_clear.eq(Mux(took, idx_clear, tag_clear))
+        # (A conv-add's own write-back reads none of the out buffer: no interlock.)
+        m.d.comb += add_clear.eq(fusing | Mux(took, idx_clear, tag_clear))
         # Likewise whether the partner of vector b_idx is in the act buffer (the first input
         # only grows while the second streams), from the cycle before: b_idx then, or the one
         # after it when a vector was taken. Both clear as the second input starts, when the
@@ -510,7 +543,7 @@ class Engine(wiring.Component):
                                  wb_own.eq(0), wb_hold.eq(0), ahead.eq(0),
                                  fusing.eq(0), b_active.eq(0)]
                     m.next = "DESC_CMD"
-                    with m.If(regs.desc_count.value == 0):
+                    with m.If(count_zero):
                         fail(ErrorCode.BAD_DESCRIPTOR)
             with m.State("DESC_CMD"):
                 with m.If(abort):
@@ -616,21 +649,23 @@ class Engine(wiring.Component):
                     with m.If(dma.rd_error & ~is_add):
                         fail(ErrorCode.AXI_RESPONSE)
             # -- a conv-add: once the out buffer is the conv's alone (the write-back before has
-            # drained) and weight port 0 is free, the second input streams in over it and each
-            # of its vectors is added to the conv's result in place --
+            # drained) and weight port 0 is free, the second input streams in over it, each of
+            # its vectors is added to the conv's result, and the sums go to the write-back,
+            # whose job is taken at once --
             with m.State("FUSE"):
                 m.d.comb += hold_loader.eq(1)
-                with m.If(abort):
+                with m.If(fuse_go):          # the commands and the job: below
+                    m.d.sync += [b_active.eq(1), fusing.eq(1), fuse_wait.eq(0), b_idx.eq(0),
+                                 b_pending.eq(0), b_fin.eq(0), b_err.eq(0), a_err.eq(0),
+                                 fuse_ahead.eq(0), wb_own.eq(1), wb_lo.eq(d.out_addr),
+                                 wb_hi.eq(out_end)]
+                    m.next = "B_DRAIN"
+                with m.Elif(abort):
                     fail(ErrorCode.ABORTED)
                 with m.Elif(wb_err):
                     fail(ErrorCode.AXI_RESPONSE)
-                with m.Elif(wb_busy | loader_busy | ~wdmas[0].cmd.ready):
-                    m.d.sync += stalls.eq(stalls + 1)
                 with m.Else():
-                    m.d.comb += [wdmas[0].cmd.valid.eq(1), map_in2.start.eq(1)]
-                    m.d.sync += [b_active.eq(1), fusing.eq(1), fuse_wait.eq(0), b_idx.eq(0),
-                                 b_pending.eq(0), b_fin.eq(0), b_err.eq(0), a_err.eq(0)]
-                    m.next = "B_DRAIN"
+                    m.d.sync += stalls.eq(stalls + 1)
             # -- residual add: the rest of the second input, then the adder drains --
             with m.State("B_DRAIN"):
                 m.d.sync += stalls.eq(stalls + 1)
@@ -700,19 +735,17 @@ class Engine(wiring.Component):
                         m.d.sync += conv_over.eq(1)
             # -- hand the out buffer to the write-back, then go on with the chain --
             with m.State("OUT_CMD"):
-                with m.If(abort):
+                with m.If(out_go):       # the job is given (below)
+                    m.d.sync += [wb_lo.eq(d.out_addr), wb_hi.eq(out_end)]
+                    advance()
+                with m.Elif(abort):
                     fail(ErrorCode.ABORTED)
                 with m.Elif(wb_err):
                     fail(ErrorCode.AXI_RESPONSE)
                 with m.Elif(wb_own):
                     advance()            # its write-back is under way
-                with m.Elif(wb_busy):
-                    m.d.sync += stalls.eq(stalls + 1)
                 with m.Else():
-                    m.d.comb += writer.i.valid.eq(1)
-                    with m.If(writer.i.ready):
-                        m.d.sync += [wb_lo.eq(d.out_addr), wb_hi.eq(out_end)]
-                        advance()
+                    m.d.sync += stalls.eq(stalls + 1)
             with m.State("FINISH"):
                 # The run ends when the last write-back has drained.
                 final = Mux(code != ErrorCode.NONE, code,
@@ -748,6 +781,13 @@ class Engine(wiring.Component):
         early = stage(m, in_conv & running & run_last & ~wb_own & ~wb_busy & ~is_fused
                       & ~chk.is_pool & ~live & ~act_bad & ~abort & ~wb_err
                       & (load_code == ErrorCode.NONE) & (wb_avail != 0), 1, "wb_early")
+        # OUT_CMD gives the write-back its job once no write-back is under way and the writer
+        # takes one: a register (in OUT_CMD only the write-back moves, and only towards
+        # that), from which the job is offered outside the state machine.
+        m.d.sync += out_go.eq(engine_fsm.ongoing("OUT_CMD") & ~out_go & ~abort & ~wb_err
+                              & ~wb_own & ~wb_busy & writer.i.ready)
+        with m.If(out_go):
+            m.d.comb += writer.i.valid.eq(1)
         m.d.comb += early_go.eq(early & running & ~wb_own)
         with m.If(early_go):
             m.d.comb += writer.i.valid.eq(1)
@@ -850,8 +890,8 @@ class Engine(wiring.Component):
         ]
 
         # The write-back reads the out buffer while it is busy (a conv-add's adder reads it
-        # only while no write-back is under way).
-        with m.If(wb_busy):
+        # only while no write-back is under way but its own, which reads none of it).
+        with m.If(wb_busy & ~fusing):
             m.d.comb += [out_rd_addr.eq(writer.rd_addr), out_rd_en.eq(writer.rd_en)]
 
         # ---- the weight loader: pass blocks into the free bank over the weight masters, while
@@ -870,10 +910,18 @@ class Engine(wiring.Component):
                      loader.steps.eq(Mux(ahead, nd.steps, d.steps)),
                      loader.passes.eq(Mux(ahead, nd.passes, d.passes)),
                      loader.pass_words.eq(Mux(ahead, next_pass_words, pass_words)),
-                     loader.start.eq(conv_go),
+                     # (a cycle after the band's command: a register, no path from the
+                     # engine's state into the loader's)
+                     loader.start.eq(stage(m, conv_go, 1, "conv_go_r")),
                      loader.follow.eq(may_follow & (same_weights | (ahead_ok & ahead))),
-                     loader.stop.eq(abort | act_bad | stop_loader),
-                     loader.hold.eq(hold_loader)]
+                     # Registers (no path from the engine's state into the loader's): the
+                     # hold starts as a conv-add's last pass ends, a cycle before conv_over;
+                     # a command the loader takes as a stop comes is waited for (FINISH, the
+                     # conv's error path).
+                     loader.stop.eq(stage(m, abort | act_bad | stop_loader, 1, "stop_loader_r")),
+                     loader.hold.eq(stage(m, hold_loader | (in_conv & running & core.done
+                                                            & run_last & is_fused),
+                                          1, "hold_loader_r"))]
         for name in loader.banks.signature.members:
             m.d.comb += getattr(core, name).eq(getattr(loader.banks, name))
         for j, wd in enumerate(wdmas):

@@ -10,7 +10,7 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..common import check_config, index_bits, skid_output
+from ..common import check_config, index_bits, skid_output, stage
 from ..config import HwConfig
 from ..dma import DmaCommand
 from ..interface.ddr import word_bits, words_per_vector
@@ -36,6 +36,7 @@ def write_job_layout(cfg: HwConfig) -> data.StructLayout:
         "addr": unsigned(cfg.axi_addr_width), "words": unsigned(cfg.axi_addr_width),
         "last": unsigned(index_bits(cfg.out_buf_depth + 1)), "wpv": unsigned(8),
         "bits": unsigned(8), "pool": unsigned(1), "window": window_layout(cfg),
+        "stream": unsigned(1),
     })
 
 
@@ -62,6 +63,11 @@ class Writer(wiring.Component):
     whole rows of the band as the pooled rows complete: once pooled row ``r`` has gone into
     the register, the rows before ``2 r + 2 - pad_top`` are free.
 
+    A job with ``stream`` (a conv-add's) writes the ``last + 1`` vectors that come on
+    ``vin`` instead of reading the out buffer (the residual adder reads it meanwhile): they
+    come through the same two-entry buffer (``vin.ready`` is its room, a register), and
+    ``idx`` counts those that have gone into the shift register (``streamed``).
+
     Parameters
     ----------
     cfg : HwConfig
@@ -81,6 +87,10 @@ class Writer(wiring.Component):
         The out buffer's read port (a ``Memory`` read port: ``rd_data`` follows a cycle
         after ``rd_en`` and holds while it is low).
     rd_data : In(out_vector_layout(cfg))
+    vin : In(stream.Signature(ArrayLayout(unsigned(lane_bits), V)))
+        A ``stream`` job's vectors (the lanes' low bits are packed).
+    streamed : Out(1)
+        A vector of ``vin`` goes into the shift register.
     avail : In, all ones unless driven
         Vectors of the out buffer that are final (it only grows during a job): a plain job
         reads vector ``j`` only once ``j < avail``, so a conv's write-back can start while
@@ -109,6 +119,9 @@ class Writer(wiring.Component):
             "done": In(1), "error": In(1),
             "rd_addr": Out(index_bits(cfg.out_buf_depth)), "rd_en": Out(1),
             "rd_data": In(out_vector_layout(cfg)),
+            "vin": In(stream.Signature(data.ArrayLayout(unsigned(lane_bits(cfg)),
+                                                        cfg.vec_len))),
+            "streamed": Out(1),
             "avail": In(index_bits(cfg.out_buf_depth + 1) + 1,
                         init=(1 << (index_bits(cfg.out_buf_depth + 1) + 1)) - 1),
             "clear": In(1),
@@ -136,6 +149,10 @@ class Writer(wiring.Component):
         more = Signal()                          # ridx != last: a vector follows ridx
         last_m1 = Signal.like(last)              # last - 1, to compare ridx with
         pool_done = Signal()                     # the max-pool has sent its last vector
+        streaming = Signal()                     # a stream job: its vectors come on vin
+        # All of a stream job's vectors have been taken (a cycle behind idx; 0 in the job's
+        # first two cycles, whatever idx held before).
+        s_all = stage(m, streaming & (idx > last), 1, "stream_all")
         # ``pend``, and the vector after ridx is final (``avail``) or there is none: one
         # register, from the ridx of the next cycle, so that the read enable (which reaches
         # every lane's block RAM) waits on no comparison and on no more terms than ``pend``.
@@ -159,8 +176,13 @@ class Writer(wiring.Component):
         lanes = Signal(out_vector_layout(cfg))
         # The pooled vectors come through a two-entry buffer too: the max-pool's window walk
         # sees a registered ready, not this writer's state and handshakes.
+        # A stream job's vectors come through it as well (``streaming``: from vin).
         pooled = stream.Signature(pool.o.payload.shape()).create()
-        m.d.comb += pool.o.ready.eq(skid_output(m, pooled, pool.o.valid, pool.o.payload))
+        src = Signal(pool.o.payload.shape())
+        m.d.comb += [src.eq(pool.o.payload),
+                     src.value.eq(Mux(streaming, self.vin.payload, pool.o.payload.value))]
+        room = skid_output(m, pooled, Mux(streaming, self.vin.valid, pool.o.valid), src)
+        m.d.comb += [pool.o.ready.eq(room), self.vin.ready.eq(room)]
         for i in range(v):
             m.d.comb += lanes[i].eq(Mux(pooling, pooled.payload.value[i], self.rd_data[i]))
         # The element width as one-hot registers (set with the job): the packing is an AND-OR
@@ -214,10 +236,13 @@ class Writer(wiring.Component):
                                  last_m1.eq(job.last - 1),
                                  last_mark.eq(Const(1, most) << (job.wpv - 1)[:8]),
                                  *[width_is[b].eq(job.bits == b) for b in OUT_BITS],
-                                 pooling.eq(job.pool), win.eq(job.window),
+                                 pooling.eq(job.pool | job.stream), streaming.eq(job.stream),
+                                 win.eq(job.window),
                                  win.kernel_h.eq(3), win.kernel_w.eq(3), win.stride.eq(2),
                                  win.pad_left.eq(1), p_ch.eq(0), p_col.eq(0)]
-                    with m.If(job.pool):
+                    with m.If(job.stream):
+                        m.next = "STREAM"
+                    with m.Elif(job.pool):
                         m.next = "POOL_GO"
                     with m.Else():
                         m.next = "READ"
@@ -232,10 +257,13 @@ class Writer(wiring.Component):
                 # Whether one follows is a register (``more``), so the read enable, which
                 # fans out to every block RAM of the out buffer, waits on no comparison;
                 # it is set by comparing registers (ridx + 1 != last as ridx != last - 1).
-                m.d.comb += [take.eq(go & free), self.rd_addr.eq(ridx + 1)]
-                m.d.sync += go.eq(Mux(take, more & ((ridx + 2 < self.avail) | (ridx == last_m1)),
+                # (``take`` as this state drives it, not through the other states' terms.)
+                take_read = go & free
+                m.d.comb += [take.eq(take_read), self.rd_addr.eq(ridx + 1)]
+                m.d.sync += go.eq(Mux(take_read,
+                                      more & ((ridx + 2 < self.avail) | (ridx == last_m1)),
                                       pend & ((ridx + 1 < self.avail) | ~more)))
-                with m.If(take):
+                with m.If(take_read):
                     m.d.comb += self.rd_en.eq(more)
                     m.d.sync += [ridx.eq(ridx + 1), pend.eq(more), more.eq(ridx != last_m1)]
                 with m.If(last_send):
@@ -264,6 +292,17 @@ class Writer(wiring.Component):
                     m.d.sync += [idx.eq(last + 1), pool_done.eq(1)]
                 with m.If((pool.done | pool_done) & ~pooled.valid & ~have):
                     m.d.sync += [pooling.eq(0), pool_done.eq(0)]
+                    m.next = "WAIT"
+            with m.State("STREAM"):
+                # A conv-add's sums, as they come; done once all are taken (a register behind
+                # idx, no comparison behind the take) and the last has left sr.
+                take_stream = pooled.valid & free
+                m.d.comb += [take.eq(take_stream), pooled.ready.eq(take_stream),
+                             self.streamed.eq(take_stream)]
+                with m.If(take_stream):
+                    m.d.sync += idx.eq(idx + 1)
+                with m.If(s_all & ~have):
+                    m.d.sync += [pooling.eq(0), streaming.eq(0)]
                     m.next = "WAIT"
             with m.State("WAIT"):
                 with m.If(self.done):
