@@ -224,8 +224,8 @@ EARLY_WB, EARLY_TAIL = 4, 6
 
 def _pass_load(cfg: HwConfig, steps: int, t: DdrTiming) -> int:
     """Cycles the loader takes for a pass of ``steps`` weight rows: the weight ports read
-    their shares at once, and the slowest sets the pace."""
-    return 1 + _read(max(port_span(cfg, steps, j)[1] for j in range(cfg.weight_ports)), t)
+    their shares at once, and the slowest sets the pace (its done is registered: a cycle)."""
+    return 2 + _read(max(port_span(cfg, steps, j)[1] for j in range(cfg.weight_ports)), t)
 
 
 def _row_waits(cfg: HwConfig, d: dict[str, int], start: int, band: int, t: DdrTiming,

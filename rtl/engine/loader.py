@@ -240,8 +240,10 @@ class WeightLoader(wiring.Component):
         all_ready = Const(1)
         for p in ports:
             all_ready = all_ready & p.cmd.ready
-        done_now = Cat(*[p.done for p in ports])
-        err_now = Cat(*[p.done & p.error for p in ports]).any()
+        # The ports' ends, registered (no path from a reader's state into the banks' full
+        # flags and the pass count): a pass is complete a cycle after its last port's done.
+        done_now = stage(m, Cat(*[p.done for p in ports]), n_ports, "ports_done")
+        err_now = stage(m, Cat(*[p.done & p.error for p in ports]).any(), 1, "ports_err")
         still = Signal(n_ports)
         m.d.comb += still.eq(pending & ~done_now)
         with m.FSM(name="loader"):

@@ -229,6 +229,21 @@ class Writer(wiring.Component):
 
         with m.If(self.clear):
             m.d.sync += [self.err.eq(0), self.count.eq(0)]
+        # A pooled vector taken in POOL (``walk``: a register of that state, so the state's
+        # decoding stays off these counters' paths): the next one's chunk and column, and
+        # at the end of a pooled row the rows it frees, which ``idx`` takes a cycle later
+        # (``row_done``, ``row_free``: late is safe, idx only frees).
+        walk = Signal()
+        row_done = Signal()
+        row_free = Signal.like(idx)
+        m.d.sync += row_done.eq(0)
+        with m.If(pooled.valid & free & walk):
+            m.d.sync += p_ch.eq(p_ch + 1)
+            with m.If(p_ch == ch_end):
+                m.d.sync += [p_ch.eq(0), p_col.eq(p_col + 1)]
+                with m.If(p_col == col_end):
+                    m.d.sync += [p_col.eq(0), nxt.eq(nxt + (win.row_stride << 1)),
+                                 row_done.eq(1), row_free.eq(Mux(nxt > last, last + 1, nxt))]
         with m.FSM(name="writeback"):
             with m.State("IDLE"):
                 with m.If(self.i.valid & self.i.ready):
@@ -273,25 +288,22 @@ class Writer(wiring.Component):
             with m.State("POOL_GO"):
                 m.d.comb += pool.start.eq(1)
                 m.d.sync += [nxt.eq(Mux(win.pad_top, win.row_stride, win.row_stride << 1)),
-                             ch_end.eq(win.chunks - 1), col_end.eq(win.out_w - 1)]
+                             ch_end.eq(win.chunks - 1), col_end.eq(win.out_w - 1),
+                             walk.eq(1)]
                 m.next = "POOL"
             with m.State("POOL"):
                 m.d.comb += [self.rd_addr.eq(pool.rd.addr), self.rd_en.eq(pool.rd.en),
                              take.eq(pooled.valid & free),
                              pooled.ready.eq(take)]
-                with m.If(take):
-                    m.d.sync += p_ch.eq(p_ch + 1)
-                    with m.If(p_ch == ch_end):
-                        m.d.sync += [p_ch.eq(0), p_col.eq(p_col + 1)]
-                        with m.If(p_col == col_end):
-                            m.d.sync += [p_col.eq(0), nxt.eq(nxt + (win.row_stride << 1)),
-                                         idx.eq(Mux(nxt > last, last + 1, nxt))]
+                # (The pooled vector's chunk and column move on above, from ``walk``.)
+                with m.If(row_done & ~pool_done):      # (the pool's end frees them all)
+                    m.d.sync += idx.eq(row_free)
                 # The pool is done once its last vector has gone into the buffer; the
                 # write-back, once that has gone through and left sr.
                 with m.If(pool.done):
                     m.d.sync += [idx.eq(last + 1), pool_done.eq(1)]
                 with m.If((pool.done | pool_done) & ~pooled.valid & ~have):
-                    m.d.sync += [pooling.eq(0), pool_done.eq(0)]
+                    m.d.sync += [pooling.eq(0), pool_done.eq(0), walk.eq(0)]
                     m.next = "WAIT"
             with m.State("STREAM"):
                 # A conv-add's sums, as they come; done once all are taken (a register behind
