@@ -178,10 +178,13 @@ def _overlap(lo: int, hi: int, lo2: int, hi2: int) -> bool:
 #: Cycles from an add's last vector in to its write-back, and from the write-back under way
 #: to the add's last vector when that write-back is the slower.
 ADD_TAIL, ADD_WAIT = 2, 0
-#: Cycles from a conv-add's last pass to its second input's read; from the adder's last sum
-#: to its write-back's last vector leaving the writer's buffer (the write-back, a stream job
-#: taken as the second input starts, writes the sums as they come).
-FUSE_GAP, FUSE_TAIL = 2, 2
+#: Cycles from a conv-add's last pass start to its second input's read (the add starts while
+#: that pass runs, once the write-back before has drained); from the last pass's end to the
+#: adder taking the last vector when the pass is the slower (its last pixel marked final, the
+#: partner read); from the adder's last sum to its write-back's last vector leaving the
+#: writer's buffer (the write-back, a stream job taken as the second input starts, writes the
+#: sums as they come).
+FUSE_GAP, FUSE_LAST, FUSE_TAIL = 4, 6, 2
 
 
 def _in_words(cfg: HwConfig, d: dict[str, int]) -> int:
@@ -366,32 +369,42 @@ def _schedule(cfg: HwConfig, descs: list[dict[str, int]], t: DdrTiming,
             # last rows unread).
             body = max(done[-1], end) + 1 - end
             carried = False
+            fuse = None
+            if op == Op.CONV_ADD:
+                # Once its last pass runs and the write-back before has drained, the second
+                # input streams in over weight port 0 (the loader held off meanwhile), each
+                # vector is added to the result once the pass has marked it final, and the sums
+                # go to the write-back as they come.
+                second = 1 + _read(out_vecs * words_per_vector(cfg, d["in2_bits"]), t)
+                start = max(last_start + FUSE_GAP, free)
+                fuse = (start, max(start + second, done[-1] + FUSE_LAST))
             n = descs[i + 1] if prefetched is not None else None
             if n is not None and n["op"] in is_conv and \
                     0 < n["steps"] <= cfg.weight_buf_depth and n["passes"] > 0:
                 # The loader carries on with the next conv's passes once this one's are
                 # loaded and that one is fetched: at once when they are the same weights (the
-                # next row tile), else once it has taken the next one's fields.
+                # next row tile), else once it has taken the next one's fields; while this
+                # conv runs, and not while its second input holds weight port 0.
                 resume = max(loaded[-1], prefetched[0])
                 if (n["weight_addr"], n["passes"], n["steps"]) != \
                         (d["weight_addr"], d["passes"], d["steps"]):
                     resume += 1 + AHEAD_CYCLES
+                if fuse is not None and resume + 1 >= fuse[0]:
+                    resume = max(resume, fuse[1] + 1)
                 if resume < done[-1]:
                     g = len(loaded)
                     loaded.append(max(resume + 1, done[g - 2] if g >= 2 else 0)
                                   + _pass_load(cfg, n["steps"], t))
                     carried = True
-            if op == Op.CONV_ADD:
-                # Once the write-back before has drained and weight port 0 is free, the second
-                # input streams in over it, is added to the result, and the sums go to the
-                # write-back as they come.
-                second = 1 + _read(out_vecs * words_per_vector(cfg, d["in2_bits"]), t)
-                start = max(done[-1] + FUSE_GAP, free, loaded[-1] if carried else 0)
-                own["maps in"] += second
+                    if fuse is not None and fuse[0] > resume:   # the carried load goes first
+                        start = max(fuse[0], loaded[-1])
+                        fuse = (start, max(start + second, done[-1] + FUSE_LAST))
+            if fuse is not None:        # only what the adds outlast the conv is exposed
+                own["maps in"] += max(0, fuse[1] - max(done[-1] + 1, end))
                 own["vector units"] = ADD_TAIL
-                body = start - end + second + ADD_TAIL
-                hold = (start, start + second)
-                streamed = start
+                body = max(fuse[1], done[-1] + 1, end) - end + ADD_TAIL
+                hold = fuse
+                streamed = fuse[0]
         elif op == Op.ADD:
             # The second input comes over a weight port while the first loads; the adder
             # takes a vector a cycle as both come (and as the write-back under way frees the

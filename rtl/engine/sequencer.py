@@ -223,7 +223,7 @@ class Engine(wiring.Component):
         m.d.comb += conv_end.eq(r.end)
         fusing = Signal()              # a conv-add's residual add runs on the out buffer
         for lane, wr in enumerate(out_wrs):
-            with m.If(is_conv & ~fusing):
+            with m.If(is_conv):            # (a conv-add's sums go to its write-back)
                 # The core never puts two valid results for one lane in a beat.
                 for i in range(cfg.result_lanes):
                     with m.If(r.valid[i] & ((r.channel[i] & (v - 1)) == lane)):
@@ -279,7 +279,8 @@ class Engine(wiring.Component):
         ahead = Signal()               # the loader has the next descriptor's fields
         stop_loader = Signal()
         hold_loader = Signal()         # weight port 0 carries a conv-add's second input
-        fuse_wait = Signal()           # the engine is in FUSE (registered)
+        hold_r = Signal()              # the same a cycle later, as the loader sees it
+        fuse_wait = Signal()           # a conv-add's second input is to start (a register)
         act_bad = Signal()             # a conv's input band came with an error response
         # A conv's band streams in while its first pass computes: ``live`` while it loads,
         # ``band_rows`` its complete rows so far, which the window generator waits for row by
@@ -296,6 +297,7 @@ class Engine(wiring.Component):
         # sends (final), ``wb_avail`` the same a cycle later (the out buffer's writes are
         # registered).
         wb_own, wb_hold = Signal(), Signal()
+        wb_hold_late = Signal()        # wb_hold a cycle later, as wb_avail follows wb_mark
         early_go = Signal()            # the writer is offered this conv's job early
         out_go = Signal()              # the writer is offered the job in OUT_CMD (a register)
         wb_mark = Signal(_bits(cfg.out_buf_depth + 1) + 1)
@@ -453,15 +455,28 @@ class Engine(wiring.Component):
         # leaving the FIFO, about six cycles, so a sum a cycle flows).
         m.submodules.fuse_fifo = fuse_fifo = SyncFIFOBuffered(width=v * lb, depth=FUSE_DEPTH)
         fuse_ahead = Signal(range(FUSE_DEPTH + 1))
-        # FUSE goes on once the write-back before has drained, the loader is idle and weight
+        # A conv-add's second input starts once its last pass runs (or once the conv is over,
+        # in FUSE), the write-back before has drained, the loader is held and idle and weight
         # port 0's reader and the writer take commands: a register (all of it only moves that
-        # way while the engine waits in FUSE, the loader held), so the second input's command
-        # and the write-back's job are given from it, outside the state machine.
+        # way meanwhile), so the second input's command and the write-back's job are given
+        # from it, outside the state machine; it counts while ``fuse_wait`` still stands (an
+        # error the conv reports meanwhile clears that).
         fuse_go = Signal()
-        m.d.sync += fuse_go.eq(fuse_wait & ~fuse_go & ~abort & ~wb_err & ~wb_busy & ~loader_busy
-                               & wdmas[0].cmd.ready & writer.i.ready)
+        m.d.sync += fuse_go.eq(fuse_wait & hold_r & ~fuse_go & ~abort & ~wb_err & ~wb_busy
+                               & ~loader_busy & wdmas[0].cmd.ready & writer.i.ready)
+        fuse_start = fuse_go & fuse_wait
         fuse_pop = fuse_fifo.r_rdy & fuse_fifo.r_en
         m.d.sync += fuse_ahead.eq(fuse_ahead + (add_in & fusing) - fuse_pop)
+        # The loader holds off weight port 0 from then until the adds are over.
+        m.d.comb += hold_loader.eq(fuse_wait | fusing)
+        add_over = b_fin & ~b_pending & (adds_in_flight == 0) & ~adder.o.valid
+        with m.If(fusing & add_over):
+            m.d.sync += [b_active.eq(0), fusing.eq(0)]
+        with m.If(fuse_start):
+            m.d.sync += [b_active.eq(1), fusing.eq(1), fuse_wait.eq(0), b_idx.eq(0),
+                         b_pending.eq(0), b_fin.eq(0), b_err.eq(0), a_err.eq(0),
+                         fuse_ahead.eq(0), wb_own.eq(1), wb_lo.eq(d.out_addr),
+                         wb_hi.eq(out_end)]
         m.d.comb += [fuse_fifo.w_data.eq(adder.o.payload.value.as_value()),
                      fuse_fifo.w_en.eq(adder.o.valid & fusing),
                      writer.vin.valid.eq(fuse_fifo.r_rdy),
@@ -475,11 +490,11 @@ class Engine(wiring.Component):
             map_in2.bits.eq(d.in2_bits), map_in2.words.eq(chk.wpv_in2),
             map_in2.i.payload.eq(wdmas[0].o.payload),
             map_in2.i.valid.eq(b_active & wdmas[0].o.valid),
-            map_in2.o.ready.eq((fusing | partner_in) & (~b_pending | add_in)),
+            map_in2.o.ready.eq(partner_in & (~b_pending | add_in)),
             b_ready.eq(b_active & map_in2.i.ready),
-            adder.i.valid.eq(b_pending & add_clear & (~fusing | (fuse_ahead < FUSE_DEPTH))),
+            adder.i.valid.eq(b_pending & add_clear),
         ]
-        with m.If(fuse_go):          # FUSE's go (above)
+        with m.If(fuse_start):
             m.d.comb += [wdmas[0].cmd.valid.eq(1), map_in2.start.eq(1), writer.i.valid.eq(1)]
         with m.If(add_in):
             m.d.sync += b_pending.eq(0)
@@ -500,24 +515,33 @@ class Engine(wiring.Component):
         # the waiting vector (b_tag, or b_idx when a vector was taken in that cycle) had been
         # read by then. While the second input streams, the write-back only moves on and
         # ``wb_busy`` only falls (the add's own write-back starts after it), so the register
-        # is at worst a cycle late, never early.
+        # is at worst a cycle late, never early. A conv-add's own write-back reads none of the
+        # out buffer; its adder waits instead for room in the FIFO, from the count of the
+        # cycle before with one sum of margin (it grows by at most one a cycle).
         tag_clear, idx_clear, took = Signal(), Signal(), Signal()
-        m.d.sync += [tag_clear.eq(~wb_busy | (b_tag < out_idx)),
-                     idx_clear.eq(~wb_busy | (b_idx < out_idx)), took.eq(b_take)]
-        # (A conv-add's own write-back reads none of the out buffer: no interlock.)
-        m.d.comb += add_clear.eq(fusing | Mux(took, idx_clear, tag_clear))
-        # Likewise whether the partner of vector b_idx is in the act buffer (the first input
-        # only grows while the second streams), from the cycle before: b_idx then, or the one
-        # after it when a vector was taken. Both clear as the second input starts, when the
-        # act buffer's count starts again from 0.
+        room = fuse_ahead < FUSE_DEPTH - 1
+        m.d.sync += [tag_clear.eq(Mux(is_fused, room, ~wb_busy | (b_tag < out_idx))),
+                     idx_clear.eq(Mux(is_fused, room, ~wb_busy | (b_idx < out_idx))),
+                     took.eq(b_take)]
+        m.d.comb += add_clear.eq(Mux(took, idx_clear, tag_clear))
+        # Likewise whether the partner of vector b_idx is there, from the cycle before: b_idx
+        # then, or the one after it when a vector was taken. An add's partner is in the act
+        # buffer once the first input has come that far (it only grows while the second
+        # streams; both clear as the second input starts, when the act buffer's count starts
+        # again from 0); a conv-add's is in the out buffer once the last pass has marked it
+        # final (``wb_avail``, which only grows while the pass runs, or all once it is over).
         idx_in, next_in = Signal(), Signal()
-        m.d.sync += [idx_in.eq(b_idx < act_addr), next_in.eq(b_idx + 1 < act_addr)]
+
+        def partner(j):
+            return Mux(is_fused, ~wb_hold_late | (j < wb_avail), j < act_addr)
+
+        m.d.sync += [idx_in.eq(partner(b_idx)), next_in.eq(partner(b_idx + 1))]
         m.d.comb += partner_in.eq(Mux(took, next_in, idx_in))
         with m.If(b_active & wdmas[0].done):
             m.d.sync += [b_fin.eq(1), b_err.eq(wdmas[0].error)]
 
         def fail(error: ErrorCode) -> None:
-            m.d.sync += code.eq(error)
+            m.d.sync += [code.eq(error), fuse_wait.eq(0)]
             m.next = "FINISH"
 
         def advance() -> None:
@@ -653,12 +677,7 @@ class Engine(wiring.Component):
             # its vectors is added to the conv's result, and the sums go to the write-back,
             # whose job is taken at once --
             with m.State("FUSE"):
-                m.d.comb += hold_loader.eq(1)
-                with m.If(fuse_go):          # the commands and the job: below
-                    m.d.sync += [b_active.eq(1), fusing.eq(1), fuse_wait.eq(0), b_idx.eq(0),
-                                 b_pending.eq(0), b_fin.eq(0), b_err.eq(0), a_err.eq(0),
-                                 fuse_ahead.eq(0), wb_own.eq(1), wb_lo.eq(d.out_addr),
-                                 wb_hi.eq(out_end)]
+                with m.If(wb_own | fuse_start):     # (its commands and job: above)
                     m.next = "B_DRAIN"
                 with m.Elif(abort):
                     fail(ErrorCode.ABORTED)
@@ -669,8 +688,7 @@ class Engine(wiring.Component):
             # -- residual add: the rest of the second input, then the adder drains --
             with m.State("B_DRAIN"):
                 m.d.sync += stalls.eq(stalls + 1)
-                m.d.comb += hold_loader.eq(fusing)
-                with m.If(b_fin & ~b_pending & (adds_in_flight == 0) & ~adder.o.valid):
+                with m.If(add_over):
                     m.d.sync += [b_active.eq(0), fusing.eq(0)]
                     with m.If(a_err | b_err):
                         fail(ErrorCode.AXI_RESPONSE)
@@ -701,9 +719,11 @@ class Engine(wiring.Component):
                     m.d.sync += stalls.eq(stalls + 1)
 
                 def conv_next() -> None:
-                    # (OUT_CMD goes on at once when the write-back is under way already.)
-                    with m.If(is_fused & ~wb_own):
-                        m.d.sync += fuse_wait.eq(1)
+                    # (OUT_CMD goes on at once when the write-back is under way already; a
+                    # conv-add's second input may stream already, or wait to.)
+                    with m.If(is_fused):
+                        with m.If(~fuse_wait & ~wb_own):    # (wb_own: it started already)
+                            m.d.sync += fuse_wait.eq(1)
                         m.next = "FUSE"
                     with m.Else():
                         m.next = "OUT_CMD"
@@ -711,8 +731,13 @@ class Engine(wiring.Component):
                 # The conv ends the cycle after its last pass (a register: the core's done
                 # reaches no state logic), and not before its band is in (a stride may leave
                 # the last rows unread).
-                # A conv-add's second input comes next over weight port 0: the loader holds off.
-                m.d.comb += hold_loader.eq(conv_over & is_fused)
+                # A conv-add's second input starts streaming over weight port 0 as its last
+                # pass starts, once the write-back before has drained (the loader holds off
+                # from then on; the pass marks vectors final for the adder as it goes).
+                with m.If(running & run_last & is_fused & ~fuse_wait & ~fusing & ~wb_own
+                          & ~wb_busy & ~abort & ~act_bad & ~wb_err
+                          & (load_code == ErrorCode.NONE)):
+                    m.d.sync += fuse_wait.eq(1)
                 with m.If(conv_over & ~live):
                     m.d.sync += conv_over.eq(0)
                     conv_next()
@@ -720,7 +745,8 @@ class Engine(wiring.Component):
                 with m.If(((load_code != ErrorCode.NONE) & ~carried) | abort | act_bad | wb_err):
                     # Finish what runs, let the loader end its burst and the band come, then
                     # report.
-                    with m.If(~running & ~core.busy & ~loader_busy & ~live):
+                    with m.If(~running & ~core.busy & ~loader_busy & ~live & ~fusing
+                              & ~fuse_start):
                         fail(Mux(abort, ErrorCode.ABORTED,
                                  Mux(act_bad | wb_err, ErrorCode.AXI_RESPONSE, load_code)))
                 with m.Elif(~running & ~conv_over & ~core.busy & full.bit_select(bank, 1)):
@@ -771,7 +797,8 @@ class Engine(wiring.Component):
             with m.If(wb_hold & core.o.valid & core.o.ready):
                 m.d.sync += wb_mark.eq(conv_base)
             m.d.sync += wb_avail.eq(wb_mark)
-        m.d.comb += writer.avail.eq(Mux(stage(m, wb_hold, 1, "wb_hold_late"), wb_avail,
+        m.d.sync += wb_hold_late.eq(wb_hold)
+        m.d.comb += writer.avail.eq(Mux(wb_hold_late, wb_avail,
                                         (1 << len(writer.avail)) - 1))
         # A conv's last pass runs: once the write-back before has drained, this one starts
         # (a plain conv's; no error pending, the band in, the first pixel sent). The verdict is
@@ -915,13 +942,12 @@ class Engine(wiring.Component):
                      loader.start.eq(stage(m, conv_go, 1, "conv_go_r")),
                      loader.follow.eq(may_follow & (same_weights | (ahead_ok & ahead))),
                      # Registers (no path from the engine's state into the loader's): the
-                     # hold starts as a conv-add's last pass ends, a cycle before conv_over;
-                     # a command the loader takes as a stop comes is waited for (FINISH, the
-                     # conv's error path).
+                     # hold (a conv-add's second input from its wait to its end); a command
+                     # the loader takes as a stop comes is waited for (FINISH, the conv's
+                     # error path).
                      loader.stop.eq(stage(m, abort | act_bad | stop_loader, 1, "stop_loader_r")),
-                     loader.hold.eq(stage(m, hold_loader | (in_conv & running & core.done
-                                                            & run_last & is_fused),
-                                          1, "hold_loader_r"))]
+                     loader.hold.eq(hold_r)]
+        m.d.sync += hold_r.eq(hold_loader)
         for name in loader.banks.signature.members:
             m.d.comb += getattr(core, name).eq(getattr(loader.banks, name))
         for j, wd in enumerate(wdmas):
@@ -934,8 +960,11 @@ class Engine(wiring.Component):
                              wd.o.ready.eq(port.data.ready)]
         # Weight port 0 also carries an add's or a conv-add's second input (the loader never
         # runs then): its command is chosen by registers, so that the reader's registers follow
-        # it while idle, and its words go to the second input while that streams.
-        b_cmd = is_add | fuse_wait
+        # it while idle, and its words go to the second input while that streams. A conv-add's
+        # is chosen only once the loader sees its hold (``hold_r``: no command of the loader
+        # can start then), not as ``fuse_wait`` rises, when a pass the loader carries on with
+        # may still start, and would read from the second input's address.
+        b_cmd = is_add | (fuse_wait & hold_r)
         m.d.comb += [
             wdmas[0].cmd.payload.addr.eq(Mux(b_cmd, d.in2_addr, loader.port0.cmd.payload.addr)),
             wdmas[0].cmd.payload.words.eq(Mux(b_cmd, in2_words,
