@@ -234,6 +234,10 @@ class Writer(wiring.Component):
         # at the end of a pooled row the rows it frees, which ``idx`` takes a cycle later
         # (``row_done``, ``row_free``: late is safe, idx only frees).
         walk = Signal()
+        # The buffer's vectors go into sr in POOL (``walk``) and STREAM (``streaming``):
+        # registers of those states, so the buffer's handshake, which loads its wide
+        # payload, never passes through the state's decoding.
+        m.d.comb += pooled.ready.eq((walk | streaming) & free)
         row_done = Signal()
         row_free = Signal.like(idx)
         m.d.sync += row_done.eq(0)
@@ -293,8 +297,7 @@ class Writer(wiring.Component):
                 m.next = "POOL"
             with m.State("POOL"):
                 m.d.comb += [self.rd_addr.eq(pool.rd.addr), self.rd_en.eq(pool.rd.en),
-                             take.eq(pooled.valid & free),
-                             pooled.ready.eq(take)]
+                             take.eq(pooled.valid & free)]
                 # (The pooled vector's chunk and column move on above, from ``walk``.)
                 with m.If(row_done & ~pool_done):      # (the pool's end frees them all)
                     m.d.sync += idx.eq(row_free)
@@ -309,8 +312,7 @@ class Writer(wiring.Component):
                 # A conv-add's sums, as they come; done once all are taken (a register behind
                 # idx, no comparison behind the take) and the last has left sr.
                 take_stream = pooled.valid & free
-                m.d.comb += [take.eq(take_stream), pooled.ready.eq(take_stream),
-                             self.streamed.eq(take_stream)]
+                m.d.comb += [take.eq(take_stream), self.streamed.eq(take_stream)]
                 with m.If(take_stream):
                     m.d.sync += idx.eq(idx + 1)
                 with m.If(s_all & ~have):
