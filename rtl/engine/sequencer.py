@@ -598,6 +598,11 @@ class Engine(wiring.Component):
                         fail(ErrorCode.AXI_RESPONSE)
             with m.State("CHECK"):
                 m.d.sync += check_wait.eq(check_wait + 1)
+                # An add's second-input state starts afresh (nothing streams now): here, not
+                # as it starts in ACT_CMD, so that the wide counter's reset waits on no more
+                # than this state.
+                m.d.sync += [b_idx.eq(0), b_pending.eq(0), b_fin.eq(0), b_err.eq(0),
+                             a_err.eq(0)]
                 with m.If(check_wait != CHECK_CYCLES - 1):
                     pass
                 with m.Elif(~chk.shape_ok):
@@ -657,9 +662,7 @@ class Engine(wiring.Component):
                     m.d.comb += wdmas[0].cmd.valid.eq(b_go)
                     with m.If(b_go):
                         m.d.comb += map_in2.start.eq(1)
-                        m.d.sync += [b_active.eq(1), b_idx.eq(0), b_pending.eq(0),
-                                     b_fin.eq(0), b_err.eq(0), a_err.eq(0),
-                                     idx_in.eq(0), next_in.eq(0), took.eq(0)]
+                        m.d.sync += [b_active.eq(1), idx_in.eq(0), next_in.eq(0), took.eq(0)]
             with m.State("ACT_DATA"):
                 m.d.sync += stalls.eq(stalls + 1)
                 with m.If(dma.rd_done):
