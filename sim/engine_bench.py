@@ -132,10 +132,14 @@ class Staged:
         self.desc_count = desc_count
         self.out_bits, self.signed = out_bits, signed
 
+    def out_words(self, cfg) -> int:
+        """Bus words of the output map."""
+        return len(pack_feature_map(np.zeros(self.expected.shape, np.int64), self.out_bits,
+                                    signed=True, cfg=cfg))
+
     def check(self, tb, label: str) -> None:
         cfg = tb.cfg
-        words = len(pack_feature_map(np.zeros(self.expected.shape, np.int64), self.out_bits,
-                                     signed=True, cfg=cfg))
+        words = self.out_words(cfg)
         raw = np.frombuffer(tb.ram.read(self.out_addr, 8 * words), "<u8")
         got = unpack_feature_map(raw, self.expected.shape, self.out_bits, signed=self.signed,
                                  cfg=cfg)
@@ -318,19 +322,23 @@ async def a_bad_conv_after_a_good_one_fails_at_its_own_index(dut):
     tb = TB(dut)
     await tb.reset()
     size = descriptor_bytes()
-    for change, code in ((dict(weight_addr=BASE + SIZE - 8), ErrorCode.ADDR_OUT_OF_WINDOW),
-                         (dict(weight_addr=BASE + 0x400), ErrorCode.BAD_DESCRIPTOR)):
+    for code in (ErrorCode.ADDR_OUT_OF_WINDOW, ErrorCode.BAD_DESCRIPTOR):
         staged = stage_conv(tb, tb.cases[0], np.random.default_rng(11))
         last = staged.desc_addr + (staged.desc_count - 1) * size
         bad = unpack_descriptor(tb.ram.read(last, size))
-        bad.update(change)
-        if code == ErrorCode.BAD_DESCRIPTOR:
-            # Its pass block: no Fixed-8 pairs, a first slot whose bias does not fit the
+        words = pass_block_words(tb.cfg, bad["steps"]) * bad["passes"]
+        if code == ErrorCode.ADDR_OUT_OF_WINDOW:
+            change = dict(weight_addr=BASE + SIZE - 8)
+        else:
+            # Its pass blocks, at the top of the window, clear of the good conv's descriptors,
+            # maps and weights: no Fixed-8 pairs, a first slot whose bias does not fit the
             # accumulator, the rest zeros.
+            change = dict(weight_addr=(BASE + SIZE - 8 * words) & ~63)
+            assert change["weight_addr"] >= staged.out_addr + GUARD + 8 * staged.out_words(tb.cfg)
             block = [0, *pack_slot(channel=0, bias=1 << 30, mult=1, shift=0)]
-            words = pass_block_words(tb.cfg, bad["steps"]) * bad["passes"]
-            tb.ram.write(BASE + 0x400, np.array(block + [0] * (words - len(block)),
-                                                "<u8").tobytes())
+            tb.ram.write(change["weight_addr"],
+                         np.array(block + [0] * (words - len(block)), "<u8").tobytes())
+        bad.update(change)
         tb.ram.write(last + size, pack_descriptor(**bad))
         got, _ = await tb.run_layer(staged.desc_addr, timeout=400_000,
                                     count=staged.desc_count + 1)
