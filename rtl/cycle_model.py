@@ -418,8 +418,11 @@ def _schedule(cfg: HwConfig, descs: list[dict[str, int]], t: DdrTiming,
             own["vector units"] = 2 + out_vecs * d["kernel_h"] * d["kernel_w"] + 3
             body = max(own["vector units"], gate - t.write_latency)
         else:
+            # The average pool reads a chunk's pixels a cycle each; a chunk's sums go
+            # through its one requantizer a lane a cycle, and its collector takes a cycle to
+            # hand on each vector: after the first chunk, each takes the longer of the two.
             pixels = d["in_h"] * d["in_w"]
-            own["vector units"] = 2 + chunks_in * max(pixels, v) + v + 3
+            own["vector units"] = 2 + pixels + (chunks_in - 1) * max(pixels, v + 1) + v + 3
             body = max(gate, 0) + own["vector units"]
         handoff = end + body
         # One output word a cycle: the out buffer reads the next vector as the last word of
