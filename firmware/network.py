@@ -25,6 +25,7 @@ from rtl.interface.descriptor import (
     descriptor_bytes,
     fusable_adds,
     fusable_pools,
+    run_order,
 )
 from rtl.interface.stem import (
     Fold,
@@ -132,10 +133,12 @@ def plan_network(model: QModel, cfg: HwConfig, *, base: int, size: int,
     plan = NetworkPlan(cfg, (base, size), buffers["input"], buffers["input"], fold=fold,
                        split=cfg.split_input)
     layers: list[tuple[str, str, list[bytes], Buffer]] = []
-    pools = fusable_pools(model.nodes) if fuse and fuse_pool is not False else {}
-    fused = {**fusable_adds(model.nodes), **pools} if fuse else {}
+    # A conv that reads the same map as an earlier one runs right after it, from its band.
+    nodes = run_order(model.nodes)
+    pools = fusable_pools(nodes) if fuse and fuse_pool is not False else {}
+    fused = {**fusable_adds(nodes), **pools} if fuse else {}
     pending: dict[str, dict] = {}       # a fused conv's fields, until its add or max-pool
-    for node in model.nodes:
+    for node in nodes:
         name, op = node["name"], node["op"]
         src = buffers[node["inputs"][0]]
         if op == "add" and any(i in pending for i in node["inputs"]):

@@ -55,6 +55,7 @@ from .interface.descriptor import (
     fusable_adds,
     fusable_pools,
     pooled_size,
+    run_order,
     unpack_descriptor,
 )
 from .interface.passes import pass_count
@@ -187,6 +188,7 @@ ADD_TAIL, ADD_WAIT = 2, 0
 FUSE_GAP, FUSE_LAST, FUSE_TAIL = 4, 6, 2
 
 
+
 def _in_words(cfg: HwConfig, d: dict[str, int]) -> int:
     return feature_map_words(cfg, (d["in_c"], d["in_h"], d["in_w"]), d["in_bits"])
 
@@ -255,20 +257,21 @@ def _schedule(cfg: HwConfig, descs: list[dict[str, int]], t: DdrTiming,
     write-back drains while the next descriptor goes on (a band that the write-back still
     writes waits for it; a conv's results wait until it has read their pixel, an add or a
     pool waits until it is done). While a conv computes, the next descriptor is fetched, and
-    when it is the next row tile of the same layer and both bands fit half the act buffer,
-    its band is loaded too. The run ends when the last write-back is done. Phases: each
-    descriptor's own cycles; "descriptor" and "maps in" what the prefetch leaves exposed;
-    "write-back" what the overlap leaves exposed (the last one, and the waits for one).
+    when it is the next row tile of the same layer and both bands fit the act buffer, its
+    band is loaded too (only its rows past this band's where the two share rows); a conv
+    whose band is the first rows of this one's reads nothing. The run ends when the last
+    write-back is done. Phases: each descriptor's own cycles; "descriptor" and "maps in" what
+    the prefetch leaves exposed; "write-back" what the overlap leaves exposed (the last one,
+    and the waits for one).
     ``read``: the DDR image, for the conv passes' result slots (:func:`_pass_beats`)."""
     v = cfg.vec_len
-    half = cfg.act_buf_depth // 2
     desc_read = _read(descriptor_bytes() * 8 // cfg.axi_data_width, t)
     phases = dict.fromkeys(PHASES, 0)
     now = 0                 # the cycle the descriptor's fetch starts
     free = 0                # the first cycle the last write-back is done
     written = (0, 0)        # the bytes it writes
-    prefetched = None       # (the cycle the prefetch is ready, with the band)
-    base = 0                # where the band sits in the act buffer
+    prefetched = None       # (the cycle the prefetch is ready, with the band; the cycle it
+                            # has looked at the descriptor)
     carried = False         # the loader carried on with this descriptor's passes
     hold = (0, 0)           # cycles in which a conv-add holds the loader off weight port 0
     is_conv = (Op.CONV, Op.CONV_ADD)
@@ -289,7 +292,6 @@ def _schedule(cfg: HwConfig, descs: list[dict[str, int]], t: DdrTiming,
             end = max(now, prefetched[0]) + 2 + CHECK_CYCLES
             own["descriptor"] = 1 + CHECK_CYCLES
             own["maps in"] = end - now - own["descriptor"]
-            base = half - base
         else:
             if prefetched is None:
                 own["descriptor"] = 1 + desc_read + CHECK_CYCLES
@@ -302,7 +304,6 @@ def _schedule(cfg: HwConfig, descs: list[dict[str, int]], t: DdrTiming,
             if _overlap(in_addr, in_addr + 8 * in_words, *written):
                 band = max(band, free)
             end = band + act    # the input band is in
-            base = 0
             if d["op"] in is_conv:
                 stream = band
         prefetched = None
@@ -311,18 +312,30 @@ def _schedule(cfg: HwConfig, descs: list[dict[str, int]], t: DdrTiming,
             ready = end + 1 + 1 + desc_read + ELIG_CYCLES    # fetched and looked at
             out_addr = d.get("out_addr", 0)
             n_words, n_addr = _in_words(cfg, n), n.get("in_addr", 0)
-            band_ok = (n["op"] == d["op"] and n["in_w"] == d["in_w"]
-                       and n["in_c"] == d["in_c"]
-                       and n["in_bits"] == d["in_bits"]
-                       and n["in_h"] * n["in_w"] * chunks_in <= half
-                       and (base != 0 or in_vecs <= half)
-                       and not _overlap(n_addr, n_addr + 8 * n_words, out_addr,
-                                        out_addr + 8 * _out_words(cfg, d))
-                       and not (free > ready and _overlap(n_addr, n_addr + 8 * n_words,
-                                                          *written)))
-            if band_ok:
-                ready += 1 + _read(n_words, t)
-            prefetched = (ready, band_ok)
+            n_end = n_addr + 8 * n_words
+            rows = (n["in_w"] == d["in_w"] and n["in_c"] == d["in_c"] and n["in_h"] > 0
+                    and n["in_bits"] == d["in_bits"]
+                    and not _overlap(n_addr, n_end, out_addr, out_addr + 8 * _out_words(cfg, d))
+                    and not (free > ready and _overlap(n_addr, n_end, *written)))
+            n_vecs = n["in_h"] * n["in_w"] * chunks_in
+            d_end = in_addr + 8 * in_words
+            if rows and d["op"] in is_conv and n["op"] in is_conv and n_addr == in_addr \
+                    and n.get("split", 0) == d.get("split", 0) and n["in_h"] <= d["in_h"]:
+                # The band in the act buffer is the next's (its first rows: a 1 x 1 stride-2
+                # conv leaves the last row of its block's map unread): nothing is read.
+                prefetched = (ready, True, ready)
+            elif rows and n["op"] == d["op"] and in_vecs + n_vecs <= cfg.act_buf_depth \
+                    and in_addr <= n_addr <= d_end <= n_end:
+                # The shared rows stay; the rest is read from where this band ends (nothing
+                # where the next band ends where this one does), then placed (a cycle), and
+                # used if it is whole vectors.
+                fresh = (n_end - d_end) // 8
+                whole = fresh % (in_words // in_vecs) == 0
+                prefetched = (ready + (2 + _read(fresh, t) if fresh else 0), whole, ready)
+            elif rows and n["op"] == d["op"] and in_vecs + n_vecs <= cfg.act_buf_depth:
+                prefetched = (ready + 1 + _read(n_words, t), True, ready)
+            else:
+                prefetched = (ready, False, ready)
         gate = free - end       # the out buffer is free from then on (relative to ``end``)
         op = d["op"]
         if op in is_conv:
@@ -385,7 +398,7 @@ def _schedule(cfg: HwConfig, descs: list[dict[str, int]], t: DdrTiming,
                 # loaded and that one is fetched: at once when they are the same weights (the
                 # next row tile), else once it has taken the next one's fields; while this
                 # conv runs, and not while its second input holds weight port 0.
-                resume = max(loaded[-1], prefetched[0])
+                resume = max(loaded[-1], prefetched[2])
                 if (n["weight_addr"], n["passes"], n["steps"]) != \
                         (d["weight_addr"], d["passes"], d["steps"]):
                     resume += 1 + AHEAD_CYCLES
@@ -528,7 +541,7 @@ def resnet18_cycles(cfg: HwConfig, ratio: str | tuple[int, int, int], *, image: 
     be tiled into the buffers."""
     ratio = parse_ratio(ratio)
     check_formats(cfg, ratio)
-    nodes = resnet18_nodes(width=1.0, num_classes=1000, in_channels=3)
+    nodes = run_order(resnet18_nodes(width=1.0, num_classes=1000, in_channels=3))
     shapes = layer_shapes(nodes, image, 3)
     v, act, sgn = cfg.vec_len, cfg.act_bits, cfg.act_bits + 1
     out: list[LayerCycles] = []

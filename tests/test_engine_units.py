@@ -405,6 +405,38 @@ def test_map_reader_unpacks_as_the_host_packs(cfg: HwConfig, bits: int, wpv: int
         np.testing.assert_array_equal(np.array(got[n]), np.array(want[n]))
 
 
+@pytest.mark.parametrize("wpv", [1, 3, 4])
+def test_map_reader_says_whether_its_words_are_whole_vectors(wpv: int) -> None:
+    """After ``start`` and ``n`` words, ``whole`` is set exactly when ``n`` is a multiple of
+    the words a vector (the prefetch uses a band's part past the band before only then)."""
+    dut = MapReader(cfg=CFG_32)
+    seen: list[tuple[int, int]] = []
+
+    async def bench(ctx):
+        ctx.set(dut.bits, PIXEL_BITS)
+        ctx.set(dut.words, wpv)
+        ctx.set(dut.o.ready, 1)
+        await ctx.tick().repeat(2)
+        for n in range(2 * wpv + 2):
+            ctx.set(dut.start, 1)
+            await ctx.tick()
+            ctx.set(dut.start, 0)
+            await ctx.tick()
+            for k in range(n):
+                ctx.set(dut.i.payload, k + 1)
+                ctx.set(dut.i.valid, 1)
+                await ctx.tick()
+            ctx.set(dut.i.valid, 0)
+            await ctx.tick()
+            seen.append((n, ctx.get(dut.whole)))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert seen == [(n, int(n % wpv == 0)) for n in range(2 * wpv + 2)]
+
+
 # ---- Writer ------------------------------------------------------------------------------
 
 

@@ -25,6 +25,7 @@ from rtl.interface.descriptor import (
     fusable_adds,
     fusable_pools,
     pooled_size,
+    run_order,
     split_descriptors,
     unpack_descriptor,
 )
@@ -135,7 +136,8 @@ def test_emulated_network_with_fused_pool_equals_golden(tmp_path, cfg, name) -> 
     acc = Accelerator(EmuBackend(pkg, memory_size=net.size + 4096), pkg)
     acc.load(net)
     # A job named after a conv that runs its add or max-pool writes that node's tensor.
-    inside = {"conv+add": fusable_adds(model.nodes), "conv+maxpool": fusable_pools(model.nodes)}
+    nodes = run_order(model.nodes)
+    inside = {"conv+add": fusable_adds(nodes), "conv+maxpool": fusable_pools(nodes)}
     result = acc.infer(images[0], per_layer=True)
     np.testing.assert_array_equal(result.logits, expected[0])
     memory = acc.backend.memory

@@ -152,9 +152,9 @@ class Engine(wiring.Component):
         m.submodules.act_mem = act_mem = Memory(shape=v * lb, depth=cfg.act_buf_depth, init=[])
         act_wr, act_rd = act_mem.write_port(), act_mem.read_port()
         own_addr, own_en = Signal.like(act_rd.addr), Signal()
-        # A conv's or max-pool's band sits at act_base: 0, or the upper half when it was loaded
-        # while the previous row tile computed from the lower one.
-        act_half = cfg.act_buf_depth // 2
+        # A conv's or max-pool's band sits at act_base: 0, or, when it was loaded while the
+        # previous row tile computed, where the prefetch put it (the buffer is a ring: the
+        # addresses from act_base wrap at its power-of-two depth).
         act_base = Signal.like(act_rd.addr)
         for unit in (core, maxpool, avgpool):
             m.d.comb += unit.rd.data.eq(act_rd.data)
@@ -341,6 +341,7 @@ class Engine(wiring.Component):
         pre_bad = Signal()             # that band came with an error response
         pre_busy = Signal()            # the prefetch is reading
         pre_ready = Signal()           # the prefetch has finished
+        pre_known = Signal()           # it has looked at the next descriptor (ELIG is over)
         pre_clear = Signal()           # the engine takes (or drops) what it prefetched
         filling = Signal()             # an input band loads into the act buffer (the
                                        # engine's or the prefetch's ACT_DATA)
@@ -827,12 +828,18 @@ class Engine(wiring.Component):
                      maxpool.o.ready.eq(mp_clear)]
 
         # ---- the prefetch: while a conv computes, the next descriptor of the chain, and when
-        # it is the next row tile of the same layer (same input width, channels and format)
-        # and both bands fit half the act buffer, its band into the other half. A band that
-        # this conv's output or the write-back under way covers is not read early. ----
+        # it is the next row tile of the same layer (same input width, channels and format),
+        # its band into the act buffer right after this one's (a ring: the addresses wrap),
+        # where both fit. A band that begins inside this one (the rows that the tiles'
+        # windows share) is read from where this one ends: its first rows are those in the
+        # buffer already. A band that this conv's output or the write-back under way covers
+        # is not read early. ----
         nd = ndesc
+        depth = cfg.act_buf_depth
         # A pipeline of registers behind ndesc, as behind desc: ELIG waits ELIG_CYCLES for it.
+        dp = _bits(depth) + 2                    # the act-buffer counts' low bits compared
         n_in_vecs = reg(nd.in_h * row_stride, 48, "next_in_vecs")
+        n_small = reg(n_in_vecs <= depth, 1, "next_small")
         n_in_words = reg(n_in_vecs * wpv_in, 48, "next_in_words")
         n_in_end = reg(nd.in_addr + n_in_words * 8, cfg.axi_addr_width + 20, "next_in_end")
 
@@ -840,13 +847,33 @@ class Engine(wiring.Component):
             return (nd.in_addr >= hi) | (n_in_end <= lo)
 
         # Its terms as registers of their own, ANDed after them: each a shallow tree.
-        eligible = (reg((nd.magic == DESC_MAGIC) & (nd.op == d.op) & (is_conv | is_max)
-                        & (nd.in_w == d.in_w) & (nd.in_c == d.in_c)
-                        & (nd.in_bits == d.in_bits) & (nd.in_h != 0), 1, "elig_same")
-                    & reg((n_in_vecs <= act_half) & ((act_base != 0) | (in_vecs <= act_half)),
-                          1, "elig_fits")
-                    & reg(clear_of(d.out_addr, out_end), 1, "elig_clear")
-                    & reg(~wb_busy | clear_of(wb_lo, wb_hi), 1, "elig_wb"))
+        same_rows = reg((nd.magic == DESC_MAGIC) & (nd.in_w == d.in_w) & (nd.in_c == d.in_c)
+                        & (nd.in_bits == d.in_bits) & (nd.in_h != 0), 1, "elig_rows")
+        clear = (reg(clear_of(d.out_addr, out_end), 1, "elig_clear")
+                 & reg(~wb_busy | clear_of(wb_lo, wb_hi), 1, "elig_wb"))
+        eligible = (same_rows & reg((nd.op == d.op) & (is_conv | is_max), 1, "elig_same")
+                    & n_small & reg(in_vecs[:dp] + n_in_vecs[:dp] <= depth, 1, "elig_fits")
+                    & clear)
+        # The next band begins inside this one (or where it ends) and ends at or after it:
+        # only its part past this one is read, and only if that part is whole vectors (the
+        # map reader says so once it is in) is the band used.
+        overlap = (reg((nd.in_addr >= d.in_addr) & (nd.in_addr <= in_end), 1, "ovl_begin")
+                   & reg(n_in_end >= in_end, 1, "ovl_end"))
+        # ... and ends where this one does: all of it is in the buffer already.
+        within = reg(n_in_end == in_end, 1, "ovl_within")
+        pre_ovl = Signal()             # the prefetch reads the part past this band
+        # A conv whose band is the first rows of this conv's (the same map from the same
+        # address: ResNet's downsample after its block's first conv, firmware's run order)
+        # computes from this band as it stands in the act buffer: nothing is read.
+        reuse = (same_rows & clear
+                 & reg(is_conv & ((nd.op == Op.CONV) | (nd.op == Op.CONV_ADD))
+                       & (nd.in_addr == d.in_addr) & (nd.split == d.split)
+                       & (nd.in_h[:16] <= d.in_h[:16]), 1, "elig_reuse"))
+        # What the prefetch reads, and where the band begins in the ring.
+        pre_addr = Signal(cfg.axi_addr_width)
+        pre_words = Signal.like(dma.rd_cmd.payload.words)
+        after = Signal.like(act_base)            # the first vector after this band
+        m.d.sync += after.eq(act_base + in_vecs)
         same_weights = reg((nd.weight_addr == d.weight_addr) & (nd.passes == d.passes)
                            & (nd.steps == d.steps), 1, "same_weights")
         # Whether the loader may go on with the next descriptor's passes: a conv whose passes
@@ -884,27 +911,50 @@ class Engine(wiring.Component):
                 m.d.sync += elig_wait.eq(elig_wait + 1)
                 with m.If(elig_wait != ELIG_CYCLES - 1):
                     pass
+                with m.Elif(pre_have & reuse & ~abort):
+                    m.d.sync += [pre_band.eq(1), pre_base.eq(act_base), pre_bad.eq(act_bad)]
+                    m.next = "READY"
                 with m.Elif(pre_have & eligible & ~abort):
-                    m.next = "ACT_CMD"
+                    with m.If(overlap):
+                        nw = len(pre_words)
+                        m.d.sync += [pre_addr.eq(in_end), pre_ovl.eq(1),
+                                     pre_words.eq(n_in_end[3:3 + nw] - in_end[3:3 + nw])]
+                        with m.If(within):
+                            m.d.sync += [pre_band.eq(1), pre_bad.eq(act_bad),
+                                         pre_base.eq(after - n_in_vecs)]
+                            m.next = "READY"
+                        with m.Else():
+                            m.next = "ACT_CMD"
+                    with m.Else():
+                        m.d.sync += [pre_addr.eq(nd.in_addr), pre_words.eq(n_in_words),
+                                     pre_base.eq(after), pre_ovl.eq(0)]
+                        m.next = "ACT_CMD"
                 with m.Else():
                     m.next = "READY"
             with m.State("ACT_CMD"):
-                m.d.comb += pre_busy.eq(1)
+                m.d.comb += [pre_busy.eq(1), pre_known.eq(1)]
                 with m.If(abort):
                     m.next = "READY"
                 with m.Else():
-                    band = Mux(act_base == 0, act_half, 0)
-                    band_read(band)
+                    band_read(after)
                     with m.If(dma.rd_cmd.ready):
-                        m.d.sync += pre_base.eq(band)
                         m.next = "ACT_DATA"
             with m.State("ACT_DATA"):
-                m.d.comb += pre_busy.eq(1)
+                m.d.comb += [pre_busy.eq(1), pre_known.eq(1)]
                 with m.If(dma.rd_done):
-                    m.d.sync += [pre_band.eq(1), pre_bad.eq(dma.rd_error)]
-                    m.next = "READY"
+                    m.d.sync += [pre_band.eq(~pre_ovl), pre_bad.eq(dma.rd_error)]
+                    with m.If(pre_ovl):
+                        m.next = "PLACE"
+                    with m.Else():
+                        m.next = "READY"
+            with m.State("PLACE"):
+                # The part past this band is in (its last vector written): the band ends
+                # where the writes did. It is used only if that part was whole vectors.
+                m.d.comb += [pre_busy.eq(1), pre_known.eq(1)]
+                m.d.sync += [pre_band.eq(map_in.whole), pre_base.eq(act_addr - n_in_vecs)]
+                m.next = "READY"
             with m.State("READY"):
-                m.d.comb += pre_ready.eq(1)
+                m.d.comb += [pre_ready.eq(1), pre_known.eq(1)]
                 with m.If(pre_clear):
                     m.next = "IDLE"
 
@@ -913,9 +963,9 @@ class Engine(wiring.Component):
         # DESC_CMD and comes before the conv that starts the prefetch).
         pre_desc, eng_desc = prefetch_fsm.ongoing("DESC_CMD"), engine_fsm.ongoing("DESC_CMD")
         m.d.comb += [
-            dma.rd_cmd.payload.addr.eq(Mux(pre_busy, Mux(pre_desc, pre_ptr, nd.in_addr),
+            dma.rd_cmd.payload.addr.eq(Mux(pre_busy, Mux(pre_desc, pre_ptr, pre_addr),
                                            Mux(eng_desc, desc_ptr, d.in_addr))),
-            dma.rd_cmd.payload.words.eq(Mux(pre_busy, Mux(pre_desc, desc_words, n_in_words),
+            dma.rd_cmd.payload.words.eq(Mux(pre_busy, Mux(pre_desc, desc_words, pre_words),
                                             Mux(eng_desc, desc_words, in_words))),
         ]
 
@@ -928,8 +978,9 @@ class Engine(wiring.Component):
         # the input band loads and the core computes ----
         # Once this conv's passes are all loaded and the next descriptor is a conv, the
         # loader goes on with its passes: at once when they are these (the next row tile),
-        # else once the loader has taken the next one's fields (``ahead``, AHEAD_CYCLES).
-        may_follow = in_conv & pre_ready & pre_have & next_conv & ~abort & ~act_bad & ~live
+        # else once the loader has taken the next one's fields (``ahead``, AHEAD_CYCLES);
+        # while the next band loads too (over the map port: the weights have their own).
+        may_follow = in_conv & pre_known & pre_have & next_conv & ~abort & ~act_bad & ~live
         with m.If(may_follow & ~same_weights & loader.idle & ~carried
                   & (load_code == ErrorCode.NONE)):
             m.d.sync += ahead.eq(1)

@@ -52,6 +52,8 @@ class MapReader(wiring.Component):
         The map's bus words.
     o : Out(stream.Signature(vector_layout(cfg)))
         Its vectors.
+    whole : Out(1)
+        The words taken since ``start`` are whole vectors (the next is a vector's first).
     """
 
     def __init__(self, *, cfg: HwConfig) -> None:
@@ -62,6 +64,7 @@ class MapReader(wiring.Component):
             "start": In(1),
             "i": In(stream.Signature(word_bits(cfg))),
             "o": Out(stream.Signature(vector_layout(cfg))),
+            "whole": Out(1),
         })
 
     @property
@@ -97,7 +100,8 @@ class MapReader(wiring.Component):
                         with m.If(~filled[lane // per]):
                             m.d.comb += vec[lane].eq(0)
 
-        m.d.comb += [self.o.payload.eq(vec), self.o.valid.eq(self.i.valid & k_last),
+        m.d.comb += [self.whole.eq(k[0]), self.o.payload.eq(vec),
+                     self.o.valid.eq(self.i.valid & k_last),
                      self.i.ready.eq(~k_last | self.o.ready)]
         with m.If(self.i.valid & self.i.ready):
             m.d.sync += [acc.eq(vec), k.eq(k << 1), k_last.eq((k & (last_hot >> 1)) != 0)]

@@ -29,6 +29,7 @@ __all__ = [
     "fusable_pools",
     "pack_descriptor",
     "pooled_size",
+    "run_order",
     "split_descriptors",
     "unpack_descriptor",
 ]
@@ -181,6 +182,26 @@ def _readers(nodes: list[dict]) -> dict[str, int]:
         for name in node["inputs"]:
             readers[name] = readers.get(name, 0) + 1
     return readers
+
+
+def run_order(nodes: list[dict]) -> list[dict]:
+    """``nodes`` in the order the engine runs them: a conv that reads the same map as an
+    earlier conv runs right after it (ResNet's downsample after its block's first conv), so
+    that it computes from the band that conv left in the act buffer instead of reading the
+    map again (docs/engine.md, band reuse). A conv whose add or max-pool follows it at once
+    (:func:`fusable_adds`, :func:`fusable_pools`) keeps its partner next to it. Every node
+    still comes after its inputs."""
+    order = list(nodes)
+    for node in nodes:
+        if node["op"] != "conv":
+            continue
+        at = order.index(node)
+        for i, first in enumerate(order[:at - 1]):
+            if (first["op"] == "conv" and first["inputs"] == node["inputs"]
+                    and order[i + 1]["op"] not in ("add", "maxpool")):
+                order.insert(i + 1, order.pop(at))
+                break
+    return order
 
 
 def fusable_adds(nodes: list[dict]) -> dict[str, str]:
