@@ -111,7 +111,7 @@ def main() -> None:
         ms = 1e3 * cfg.clock_mhz
         paper = facts.paper.latency_ms
         lines.append(f"| {board} | {':'.join(map(str, ratio))} | {cfg.clock_mhz:g} MHz | "
-                     f"{cycles:,} | {cycles / ms:.1f} ms | {ideal / ms:.1f} ms | {paper} ms |")
+                     f"{cycles:,} | {cycles / ms:.2f} ms | {ideal / ms:.2f} ms | {paper} ms |")
     from rtl.cycle_model import phase_markdown
     lines += ["", "Weights come over their own HP ports (`HwConfig.weight_ports`: 1 on pynq-z2,",
               "3 on zc706); pynq-z2's out buffer holds layer4 whole (2048 vectors). A tile's",
