@@ -400,8 +400,12 @@ class Engine(wiring.Component):
         m.submodules.map_in = map_in = MapReader(cfg=cfg)
         m.d.comb += [map_in.bits.eq(d.in_bits), map_in.words.eq(wpv_in),
                      map_in.i.valid.eq(rd_take & filling),
-                     map_in.i.payload.eq(rd_word), map_in.o.ready.eq(1),
-                     act_wr.addr.eq(act_addr), act_wr.data.eq(map_in.o.payload),
+                     map_in.i.payload.eq(rd_word), map_in.o.ready.eq(1)]
+        # The write is a register behind the reader (no path from its unpacking into the
+        # block RAM's data pins): a vector lands a cycle after it is counted, still before
+        # any reader may ask for it (the row count and the add's partner flag are registers
+        # behind the count, and a read's address is taken a cycle after it is asked).
+        m.d.sync += [act_wr.addr.eq(act_addr), act_wr.data.eq(map_in.o.payload),
                      act_wr.en.eq(map_in.o.valid)]
         with m.If(map_in.o.valid):
             m.d.sync += act_addr.eq(act_addr + 1)
