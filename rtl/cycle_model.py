@@ -188,7 +188,6 @@ ADD_TAIL, ADD_WAIT = 2, 0
 FUSE_GAP, FUSE_LAST, FUSE_TAIL = 4, 6, 2
 
 
-
 def _in_words(cfg: HwConfig, d: dict[str, int]) -> int:
     return feature_map_words(cfg, (d["in_c"], d["in_h"], d["in_w"]), d["in_bits"])
 
