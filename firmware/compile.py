@@ -152,7 +152,7 @@ class CompiledNetwork:
         if spec["fold"]:
             f = spec["fold"]
             image = fold_input(image, Fold(f["kernel"], f["pad"], tuple(f["in_shape"]),
-                                           f["unroll"]))
+                                           f["unroll"], f.get("lanes", 0)))
         if spec["split"]:
             image = split_pixels(image, self.cfg)
         words = pack_feature_map(image, spec["bits"], signed=False, cfg=self.cfg)
@@ -287,7 +287,8 @@ def compile_network(model: QModel, package: BuildPackage, *, model_path: str | P
         "input": {"offset": plan.input.addr, "shape": list(model.input_shape),
                   "bits": plan.input.ttype.bits,
                   "fold": ({"kernel": fold.kernel, "pad": fold.pad,
-                            "in_shape": list(fold.in_shape), "unroll": fold.unroll}
+                            "in_shape": list(fold.in_shape), "unroll": fold.unroll,
+                            "lanes": fold.lanes}
                            if fold else None),
                   "split": plan.split},
         "output": {"offset": plan.output.addr, "shape": list(plan.output.shape),

@@ -23,6 +23,8 @@ from rtl.interface.ddr import (
     pass_block_words,
     pass_row_order,
     row_words,
+    stored_input,
+    stored_input_words,
     unpack_feature_map,
     unpack_slot,
     word_bits,
@@ -32,6 +34,7 @@ from rtl.interface.descriptor import (
     DESC_MAGIC,
     IN_BITS,
     MAX_KERNEL,
+    PIXEL_BITS,
     POOL_LEAD,
     POOL_TOP,
     Op,
@@ -41,6 +44,7 @@ from rtl.interface.descriptor import (
     unpack_descriptor,
 )
 from rtl.interface.regmap import Access, ErrorCode
+from rtl.interface.stem import unroll_columns
 
 from .backend import Backend, DmaBuffer
 from .package import BuildPackage
@@ -151,6 +155,10 @@ def _check_shape(d: dict[str, int], cfg) -> None:
     if d["split"]:       # a first layer's pixels as nibbles, low and high chunks in turn
         ok = ok and (op == Op.CONV and cfg.split_input and d["split"] == 1
                      and d["in_bits"] == NIBBLE_BITS and cfg.chunks(d["in_c"]) % 2 == 0)
+    if d["unroll"]:      # a pixel map whose neighbouring columns the engine unrolls
+        ok = ok and (op in (Op.CONV, Op.CONV_ADD) and cfg.tap_lanes > 0 and d["unroll"] == 1
+                     and d["in_c"] == v and d["in_bits"] == PIXEL_BITS and d["kernel_w"] == 1
+                     and d["stride"] == 1 and d["pad_left"] == d["pad_right"] == 0)
     if d["magic"] != DESC_MAGIC or not nonzero or not ok:
         raise _Fault(ErrorCode.BAD_DESCRIPTOR)
     in_vecs = d["in_h"] * d["in_w"] * cfg.chunks(d["in_c"])
@@ -272,7 +280,7 @@ def check_descriptor(bus: _Bus, d: dict[str, int], cfg) -> None:
     op = Op(d["op"])
     in_shape = (d["in_c"], d["in_h"], d["in_w"])
     out_shape = (d["out_c"], d["out_h"], d["out_w"])
-    sizes = {"in_addr": 8 * feature_map_words(cfg, in_shape, d["in_bits"]),
+    sizes = {"in_addr": 8 * stored_input_words(cfg, d),
              "out_addr": 8 * feature_map_words(cfg, _pooled_shape(d), d["out_bits"]),
              "weight_addr": 8 * d["passes"] * pass_block_words(cfg, d["steps"]),
              "in2_addr": 8 * feature_map_words(cfg, out_shape if op == Op.CONV_ADD else in_shape,
@@ -292,7 +300,9 @@ def execute_descriptor(bus: _Bus, raw: bytes, cfg) -> None:
     op = Op(d["op"])
     in_shape = (d["in_c"], d["in_h"], d["in_w"])
     out_shape = (d["out_c"], d["out_h"], d["out_w"])
-    x = _read_map(bus, d["in_addr"], in_shape, d["in_bits"], cfg)
+    x = _read_map(bus, d["in_addr"], stored_input(cfg, d), d["in_bits"], cfg)
+    if d["unroll"]:
+        x = unroll_columns(x, cfg.unroll_taps)
     if op == Op.CONV:
         y = _conv(bus, x, d, cfg)
         if d["pool"]:                # the band's max-pool is written instead of the band

@@ -30,12 +30,16 @@ class ConvLayer:
     def descriptors(self, *, in_addr: int, out_addr: int, weight_addr: int,
                     in_shape: tuple[int, int, int], out_shape: tuple[int, int, int],
                     stride: int, pad: int, mode: int, in_bits: int,
-                    out_bits: int, name: str = "conv", pool: bool = False) -> list[bytes]:
+                    out_bits: int, name: str = "conv", pool: bool = False,
+                    unroll: bool = False) -> list[bytes]:
         """The layer's descriptors, one per row tile (:mod:`rtl.interface.tiling`), to run as
         one chain (``DESC_COUNT``); with ``pool``, the tiles write the max-pool (3 x 3,
         stride 2, padding 1) of the output at ``out_addr`` instead (``out_shape``: the
-        conv's)."""
+        conv's); with ``unroll``, the engine unrolls the pixel map at ``in_addr``
+        (``in_shape``: the unrolled map's, ``HwConfig.unroll_taps``)."""
         extra = {"pool": POOL_TOP} if pool else {}
+        if unroll:
+            extra["unroll"] = 1
         return layer_descriptors(
             self.cfg, pad=pad, name=name, op=Op.CONV, in_addr=in_addr, out_addr=out_addr,
             weight_addr=weight_addr, in_c=in_shape[0], in_h=in_shape[1], in_w=in_shape[2],

@@ -122,7 +122,7 @@ def plan_network(model: QModel, cfg: HwConfig, *, base: int, size: int,
     # the folded image, and the layer's weights are folded to match.
     readers = [n for n in model.nodes if "input" in n["inputs"]]
     fold = (fold_plan(readers[0], info["input"].shape, cfg) if len(readers) == 1 else None)
-    shape = fold.folded_shape if fold else info["input"].shape
+    shape = fold.stored_shape if fold else info["input"].shape
     # On a split_input build the pixels go into the arrays as nibbles: the input map holds
     # their low and high nibbles in chunks of their own (check_fits: only convs read it).
     if cfg.split_input:
@@ -184,6 +184,9 @@ def plan_network(model: QModel, cfg: HwConfig, *, base: int, size: int,
             if fold and node is readers[0]:
                 weight = fold_weight(weight, fold)
                 conv = {"stride": 1, "padding": 0}
+                if fold.lanes:       # the engine unrolls the folded map it reads
+                    c, _, w = fold.folded_shape
+                    fields.update(in_c=c, in_w=w, unroll=1)
             if plan.split and node["inputs"][0] == "input":
                 weight = split_weight(weight, cfg)
                 fields["split"] = 1

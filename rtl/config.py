@@ -114,6 +114,13 @@ class HwConfig:
     #: rows of a pass are dealt to them in turn (``rtl.interface.ddr.pass_row_order``), so
     #: they load a pass ``weight_ports`` words a cycle. Example: ``3``.
     weight_ports: int = 1
+    #: Taps of the engine's column unroller (0: none; else a power of two from 2 to
+    #: ``vec_len``): a conv with ``unroll`` set reads a pixel map of ``vec_len / unroll_taps``
+    #: channels and computes on ``unroll_taps`` neighbouring pixels of a row side by side in
+    #: one vector (``rtl.engine.unpack.Unroller``), so that the folded stem's ``k' x 1``
+    #: kernel reads each pixel once instead of ``k'`` times (``rtl.interface.stem``). Not
+    #: built on a ``split_input`` build (:attr:`tap_lanes`). Example: ``4``.
+    unroll_taps: int = 0
 
     def __post_init__(self) -> None:
         _check_type("name", self.name, str)
@@ -180,6 +187,11 @@ class HwConfig:
                              f"from 64-bit words), not {self.axi_data_width!r}")
         _check_int("axi_addr_width", self.axi_addr_width, lo=16, hi=32)
         _check_int("weight_ports", self.weight_ports, lo=1, hi=3)
+        _check_int("unroll_taps", self.unroll_taps, lo=0, hi=self.pot_cols)
+        if self.unroll_taps and (self.unroll_taps < 2
+                                 or self.unroll_taps & (self.unroll_taps - 1)):
+            raise ValueError(f"HwConfig.unroll_taps must be 0 or a power of two from 2 to the "
+                             f"vector length {self.pot_cols}, not {self.unroll_taps!r}")
 
         # Parts that must agree with each other.
         if self.pot_cols != self.dsp_cols:
@@ -241,6 +253,14 @@ class HwConfig:
     def vec_len(self) -> int:
         """Activations per cycle, shared by both arrays."""
         return self.pot_cols
+
+    @property
+    def tap_lanes(self) -> int:
+        """Lanes of one unrolled tap (``vec_len / unroll_taps``): the channels of the pixel map
+        an ``unroll`` conv reads. 0 where the engine has no unroller: ``unroll_taps`` 0, or a
+        ``split_input`` build, whose pixels come as nibbles, not the 8-bit pixels it takes."""
+        return self.vec_len // self.unroll_taps if self.unroll_taps and not self.split_input \
+            else 0
 
     @property
     def pot_macs(self) -> int:
@@ -470,7 +490,7 @@ PRESETS: dict[str, HwConfig] = {
         HwConfig(name="zc706", part=BOARDS["zc706"].part.name, clock_mhz=150.0,
                  pot_rows=42, pot_cols=64, dsp_rows=26, dsp_cols=64, dsp_pack=3,
                  act_buf_depth=4096, weight_buf_depth=256, out_buf_depth=2048,
-                 result_lanes=16, weight_ports=3),
+                 result_lanes=16, weight_ports=3, unroll_taps=4),
     )
 }
 

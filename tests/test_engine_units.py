@@ -14,6 +14,7 @@ from firmware import emu
 from quant import golden
 from rtl.config import HwConfig
 from rtl.engine import CHECK_CYCLES, DescriptorCheck, MapReader, WeightLoader, Writer
+from rtl.engine.unpack import Unroller
 from rtl.engine.writer import out_vector_layout
 from rtl.interface.ddr import (
     PASS_HEADER_WORDS,
@@ -24,6 +25,7 @@ from rtl.interface.ddr import (
     pass_block_words,
     pass_row_order,
     row_words,
+    stored_input_words,
     unpack_values,
     weight_row_bits,
     word_bits,
@@ -44,6 +46,7 @@ from rtl.interface.descriptor import (
     unpack_descriptor,
 )
 from rtl.interface.regmap import ErrorCode
+from rtl.interface.stem import unroll_columns
 from rtl.vector_units import lane_bits
 
 #: A small build (``V = 8``, three weight ports), as the engine bench's.
@@ -55,6 +58,8 @@ CFG = HwConfig(name="units", part="xc7z020clg400-1", clock_mhz=100.0, pot_rows=4
                result_lanes=4, weight_ports=3)
 #: The same build with the first layer's pixels split into nibbles (``split`` descriptors).
 CFG_SPLIT = CFG.replace(name="units-split", split_input=True)
+#: The same build with a column unroller of 2 taps (``unroll`` descriptors on 4-lane pixels).
+CFG_UNROLL = CFG.replace(name="units-unroll", unroll_taps=2)
 
 
 def _sim(dut, bench, background=None) -> None:
@@ -103,19 +108,22 @@ def _random_descriptor(rng: np.random.Generator, cfg: HwConfig) -> dict[str, int
     pixels = 4 if cfg.split_input else 8
     if op == Op.CONV and cfg.split_input and rng.random() < 0.4:   # nibbles, chunks in pairs
         split, c = 1, 2 * cfg.vec_len * int(rng.integers(1, 3))
+    unroll = int(op in (Op.CONV, Op.CONV_ADD) and cfg.tap_lanes > 0 and rng.random() < 0.4)
+    if unroll:       # an unrolled pixel map: V channels, a k x 1 kernel over whole rows
+        c, kw, s, pads[2:] = cfg.vec_len, 1, 1, [0, 0]
     return _layer(cfg, op, c, max(h, kh), max(w, kw), k=(kh, kw), s=s, pads=pads, mode=mode,
                   out_c=int(rng.integers(1, 33)), passes=int(rng.integers(1, 4)),
-                  in_bits=4 if split else int(rng.choice(
+                  in_bits=4 if split else PIXEL_BITS if unroll else int(rng.choice(
                       [act, pixels if op in (Op.CONV, Op.CONV_ADD) else sgn])),
                   in2_bits=int(rng.choice([act, sgn])), at=8 * int(rng.integers(0, 64)),
-                  pool=pool, split=split)
+                  pool=pool, split=split, unroll=unroll)
 
 
 def _layer(cfg: HwConfig, op: Op, c: int, h: int, w: int, *, k: int | tuple[int, int] = 1,
            s: int = 1,
            pads: list[int] | None = None, mode: PostMode = PostMode.RELU, out_c: int = 0,
            passes: int = 1, in_bits: int = 0, in2_bits: int = 0, at: int = 0, pool: int = 0,
-           split: int = 0) -> dict[str, int]:
+           split: int = 0, unroll: int = 0) -> dict[str, int]:
     """The descriptor of a layer as the host writes it: what ``op`` ignores is left out,
     its maps and pass blocks one after another from the window's base (``+ at``). ``k``:
     a square kernel's side, or ``(height, width)``."""
@@ -123,7 +131,8 @@ def _layer(cfg: HwConfig, op: Op, c: int, h: int, w: int, *, k: int | tuple[int,
     kh, kw = (k, k) if isinstance(k, int) else k
     d = {name: 0 for name, _ in FIELDS}
     d.update(magic=DESC_MAGIC, op=op, in_h=h, in_w=w, in_c=c, out_c=c, out_h=h, out_w=w,
-             kernel_h=1, kernel_w=1, stride=1, in_bits=act, out_bits=act, split=split)
+             kernel_h=1, kernel_w=1, stride=1, in_bits=act, out_bits=act, split=split,
+             unroll=unroll)
     if op in (Op.CONV, Op.CONV_ADD, Op.MAXPOOL):
         pads = pads or [0] * 4
         d.update(out_h=(h + pads[0] + pads[1] - kh) // s + 1,
@@ -145,7 +154,7 @@ def _layer(cfg: HwConfig, op: Op, c: int, h: int, w: int, *, k: int | tuple[int,
     if pool:
         d["pool"] = pool
         written = pooled_size(d["out_h"], d["out_w"], pool)
-    sizes = {"in_addr": feature_map_words(cfg, (c, h, w), d["in_bits"]),
+    sizes = {"in_addr": stored_input_words(cfg, d),
              "out_addr": feature_map_words(cfg, (d["out_c"], *written), d["out_bits"]),
              "in2_addr": feature_map_words(cfg, (d["out_c"], d["out_h"], d["out_w"]),
                                            d["in2_bits"] or act),
@@ -229,7 +238,22 @@ def _descriptor_cases(n: int, cfg: HwConfig) -> list[dict[str, int]]:
              (conv, 16, 4, 4, {"in_bits": 8}), (conv, 16, 4, 4, {"in_bits": 4}),
              (Op.CONV_ADD, 16, 4, 4, {"split": 1, "in_bits": 4, "mode": PostMode.SIGNED}),
              (mp, 16, 4, 4, {"split": 1}), (avg, 16, 4, 4, {"split": 1}),
-             (Op.ADD, 16, 4, 4, {"split": 1})]
+             (Op.ADD, 16, 4, 4, {"split": 1}),
+             # unrolled pixel maps: a conv's, V channels of 8-bit pixels, k x 1, stride 1, no
+             # column pads, unroll 1 (on a build with the unroller)
+             (conv, 8, 4, 4, {"unroll": 1, "in_bits": 8, "k": (2, 1)}),
+             (conv, 8, 4, 4, {"unroll": 1, "in_bits": 8, "k": (3, 1), "pads": [1, 1, 0, 0]}),
+             (Op.CONV_ADD, 8, 4, 4, {"unroll": 1, "in_bits": 8, "k": (2, 1),
+                                     "mode": PostMode.SIGNED}),
+             (conv, 8, 4, 4, {"unroll": 2, "in_bits": 8, "k": (2, 1)}),
+             (conv, 16, 4, 4, {"unroll": 1, "in_bits": 8, "k": (2, 1)}),
+             (conv, 4, 4, 4, {"unroll": 1, "in_bits": 8, "k": (2, 1)}),
+             (conv, 8, 4, 4, {"unroll": 1, "in_bits": 4, "k": (2, 1)}),
+             (conv, 8, 4, 4, {"unroll": 1, "in_bits": 8, "k": (2, 3)}),
+             (conv, 8, 5, 5, {"unroll": 1, "in_bits": 8, "k": (1, 1), "s": 2}),
+             (conv, 8, 4, 4, {"unroll": 1, "in_bits": 8, "k": (3, 3), "pads": [0, 0, 1, 1]}),
+             (mp, 8, 4, 4, {"unroll": 1, "k": 3}), (avg, 8, 4, 4, {"unroll": 1}),
+             (Op.ADD, 8, 4, 4, {"unroll": 1})]
     cases += [_layer(cfg, op, c, h, w, **kw) for op, c, h, w, kw in edges]
     fused = _layer(cfg, Op.CONV_ADD, 8, 4, 4, k=3, pads=[1] * 4)
     cases += [{**fused, name: fused[name] + step} for step in (4, 2, 1)
@@ -237,11 +261,12 @@ def _descriptor_cases(n: int, cfg: HwConfig) -> list[dict[str, int]]:
     return cases
 
 
-@pytest.mark.parametrize("cfg", [CFG, CFG_SPLIT], ids=["plain", "split"])
+@pytest.mark.parametrize("cfg", [CFG, CFG_SPLIT, CFG_UNROLL], ids=["plain", "split", "unroll"])
 def test_descriptor_check_matches_the_emulator(cfg: HwConfig) -> None:
     """Each verdict CHECK_CYCLES - 1 cycles after the descriptor, in the engine's order, is
     the emulator's error code; every code comes up; on a split build, split convs are run
-    and wrong ones refused."""
+    and wrong ones refused; on a build with the unroller, unrolled convs likewise (and
+    refused on the others)."""
     cases = _descriptor_cases(400, cfg)
     expected = [_emu_code(d, cfg) for d in cases]
     seen = {code: expected.count(code) for code in set(expected)}
@@ -253,6 +278,12 @@ def test_descriptor_check_matches_the_emulator(cfg: HwConfig) -> None:
         split_bad = [d for d, code in zip(cases, expected, strict=True)
                      if d["split"] and code == ErrorCode.BAD_DESCRIPTOR]
         assert len(split_ok) > 10 and len(split_bad) > 10, (len(split_ok), len(split_bad))
+    unrolled = [code for d, code in zip(cases, expected, strict=True) if d["unroll"]]
+    if cfg.tap_lanes:
+        assert unrolled.count(ErrorCode.NONE) > 10, unrolled
+        assert unrolled.count(ErrorCode.BAD_DESCRIPTOR) > 10, unrolled
+    else:
+        assert unrolled and set(unrolled) == {ErrorCode.BAD_DESCRIPTOR}, unrolled
     dut = DescriptorCheck(cfg=cfg)
     got = []
 
@@ -274,13 +305,15 @@ def test_descriptor_check_matches_the_emulator(cfg: HwConfig) -> None:
         assert have == want, f"{have.name} for {want.name}: {d}"
 
 
-@pytest.mark.parametrize("cfg", [CFG, CFG_SPLIT], ids=["plain", "split"])
+@pytest.mark.parametrize("cfg", [CFG, CFG_SPLIT, CFG_UNROLL], ids=["plain", "split", "unroll"])
 def test_descriptor_check_quantities(cfg: HwConfig) -> None:
     """The derived sizes of accepted descriptors: the host's word counts and byte ends."""
     rng = np.random.default_rng(5)
     cases = [_valid_descriptor(rng, cfg) for _ in range(40)]
     if cfg.split_input:
         assert any(d["split"] for d in cases)
+    if cfg.tap_lanes:
+        assert any(d["unroll"] for d in cases)
     dut = DescriptorCheck(cfg=cfg)
 
     async def bench(ctx):
@@ -293,7 +326,7 @@ def test_descriptor_check_quantities(cfg: HwConfig) -> None:
             await ctx.tick().repeat(CHECK_CYCLES - 1)
             in_shape = (d["in_c"], d["in_h"], d["in_w"])
             out_shape = (d["out_c"], d["out_h"], d["out_w"])
-            in_words = feature_map_words(cfg, in_shape, d["in_bits"])
+            in_words = stored_input_words(cfg, d)
             pooled = pooled_size(d["out_h"], d["out_w"], d["pool"])
             out_words = feature_map_words(cfg, (d["out_c"], *pooled) if d["pool"]
                                           else out_shape, d["out_bits"])
@@ -310,6 +343,7 @@ def test_descriptor_check_quantities(cfg: HwConfig) -> None:
             assert ctx.get(dut.window_limit) == sum(WINDOW)
             assert ctx.get(dut.out_row) == d["out_w"] * cfg.chunks(d["out_c"])
             assert ctx.get(dut.is_split) == d["split"]
+            assert ctx.get(dut.is_unroll) == d["unroll"]
             assert [ctx.get(dut.is_pool), ctx.get(dut.pool_top)] == [
                 d["pool"] != 0, d["pool"] == POOL_TOP]
             if d["pool"]:
@@ -435,6 +469,53 @@ def test_map_reader_says_whether_its_words_are_whole_vectors(wpv: int) -> None:
     sim.add_testbench(bench)
     sim.run()
     assert seen == [(n, int(n % wpv == 0)) for n in range(2 * wpv + 2)]
+
+
+@pytest.mark.parametrize("taps, v", [(2, 8), (4, 8), (4, 16)])
+def test_unroller_puts_a_rows_pixels_side_by_side(taps: int, v: int) -> None:
+    """Rows of random pixels on ``tap_lanes`` lanes (the lanes past them random too), in
+    gaps, become the host's ``unroll_columns`` of them, ``row`` vectors a row; then a map
+    with ``on`` low passes unchanged, and a new ``start`` begins a row anew."""
+    cfg = CFG.replace(name=f"units-unroll{taps}-{v}", pot_cols=v, dsp_cols=v,
+                      max_reduction=7 * 7 * v, unroll_taps=taps)
+    lanes, lb = cfg.tap_lanes, lane_bits(cfg)
+    rng = np.random.default_rng(taps + v)
+    h, row = 3, 5
+    pixels = rng.integers(0, 1 << lb, (h, row + taps - 1, v))        # (row, column, lane)
+    want = unroll_columns(pixels[:, :, :lanes].transpose(2, 0, 1), taps)   # (V, h, row)
+    want = list(want.transpose(1, 2, 0).reshape(-1, v))
+    plain = rng.integers(0, 1 << lb, (4, v))
+    dut = Unroller(cfg=cfg)
+    got: list[list[int]] = []
+
+    async def bench(ctx):
+        ctx.set(dut.o.ready, 1)
+        for on, vectors in ((1, pixels.reshape(-1, v)), (0, plain), (1, pixels.reshape(-1, v))):
+            ctx.set(dut.on, on)
+            ctx.set(dut.row, row)
+            ctx.set(dut.start, 1)
+            await ctx.tick()
+            ctx.set(dut.start, 0)
+            await ctx.tick().repeat(2)
+            for vec in vectors:
+                while rng.random() < 0.3:
+                    ctx.set(dut.i.valid, 0)
+                    await ctx.tick()
+                ctx.set(dut.i.payload, [int(x) for x in vec])
+                ctx.set(dut.i.valid, 1)
+                if ctx.get(dut.o.valid):
+                    got.append([int(x) for x in ctx.get(dut.o.payload)])
+                await ctx.tick()
+            ctx.set(dut.i.valid, 0)
+
+    _sim(dut, bench)
+    expect = want + [list(map(int, p)) for p in plain] + want
+    np.testing.assert_array_equal(np.array(got), np.array(expect))
+
+
+def test_unroller_needs_taps() -> None:
+    with pytest.raises(ValueError, match="builds no unroller"):
+        Unroller(cfg=CFG)
 
 
 # ---- Writer ------------------------------------------------------------------------------

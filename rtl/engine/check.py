@@ -16,6 +16,7 @@ from ..interface.ddr import (
     pass_block_words,
     row_words,
     values_per_word,
+    vector_words,
     word_bits,
     words_per_vector,
 )
@@ -84,6 +85,9 @@ class DescriptorCheck(wiring.Component):
         The last output vector in the out buffer (``out_vecs - 1``).
     is_split : Out(1)
         The conv's input is split into nibbles (``split``).
+    is_unroll : Out(1)
+        The conv's input is a pixel map the engine unrolls (``unroll``,
+        ``rtl.engine.unpack.Unroller``): ``in_words`` and ``wpv_in`` are the stored map's.
     is_pool, pool_top : Out(1)
         The conv's band is max-pooled in the write-back (``pool``); with a zero row above.
     pool_h, pool_w : Out
@@ -110,7 +114,7 @@ class DescriptorCheck(wiring.Component):
             "wpv_in": Out(8), "wpv_in2": Out(8), "wpv_out": Out(8), "pass_words": Out(32),
             "in_words": Out(48), "in2_words": Out(48), "out_words": Out(48),
             "out_last": Out(index_bits(cfg.out_buf_depth + 1)),
-            "is_split": Out(1), "is_pool": Out(1), "pool_top": Out(1),
+            "is_split": Out(1), "is_unroll": Out(1), "is_pool": Out(1), "pool_top": Out(1),
             "pool_h": Out(window_layout(cfg).members["out_h"]),
             "pool_w": Out(window_layout(cfg).members["out_w"]),
             "out_row": Out(window_layout(cfg).members["row_stride"]),
@@ -149,6 +153,11 @@ class DescriptorCheck(wiring.Component):
         in_pixels = out("in_pixels", d.in_h * d.in_w)
         out_pixels = reg(d.out_h * d.out_w, 32, "out_pixels")
         out("is_split", d.split[0] if cfg.split_input else 0)
+        # An unrolled pixel map (HwConfig.unroll_taps): T - 1 more pixels a row in DDR, each
+        # in the words of tap_lanes channels.
+        taps = cfg.unroll_taps if cfg.tap_lanes else 0
+        is_unroll = out("is_unroll", (d.unroll == 1) if taps else 0)
+        row_extra = reg(d.in_h * max(taps - 1, 0), 32, "row_extra")
         # A pooled band: its size, and the pixels the write-back writes.
         is_pool = out("is_pool", d.pool != 0)
         top = d.pool == POOL_TOP
@@ -169,13 +178,16 @@ class DescriptorCheck(wiring.Component):
         # (``rtl.interface.ddr.vector_words``): ceil(in_c / per_word), per_word a power of 2.
         per_pixel_word = values_per_word(PIXEL_BITS, word_bits(cfg))
         dense = (d.in_c + per_pixel_word - 1) >> (per_pixel_word.bit_length() - 1)
-        wpv_in = out("wpv_in", Mux((d.in_bits == PIXEL_BITS) & (d.in_c <= v), dense,
-                                   wpv(d.in_bits, IN_BITS)))
+        wpv_in = out("wpv_in", Mux(
+            d.unroll[0] & bool(taps), vector_words(cfg, PIXEL_BITS, max(cfg.tap_lanes, 1)),
+            Mux((d.in_bits == PIXEL_BITS) & (d.in_c <= v), dense, wpv(d.in_bits, IN_BITS))))
         wpv_in2 = out("wpv_in2", wpv(d.in2_bits, IN_BITS))
         wpv_out = out("wpv_out", wpv(d.out_bits, OUT_BITS))
         pass_words = out("pass_words", pass_block_words(cfg, 0) + d.steps * row_words(cfg))
         # Stage 2.
         in_vecs = out("in_vecs", in_pixels * chunks_in)
+        read_vecs = reg(Mux(is_unroll, in_pixels + row_extra, in_pixels * chunks_in), 40,
+                        "read_vecs")
         out_vecs = reg(out_pixels * chunks_out, 40, "out_vecs")
         # The write-back's pixels and words come a stage later (its out_end one stage before
         # the window verdicts), from registered pooled sizes: no adder in front of a
@@ -186,7 +198,7 @@ class DescriptorCheck(wiring.Component):
         weight_words = reg(d.passes * pass_words, 48, "weight_words")
         out("row_stride", d.in_w * chunks_in)
         # Stage 3.
-        in_words = out("in_words", in_vecs * wpv_in)
+        in_words = out("in_words", read_vecs * wpv_in)
         in2_words = out("in2_words", Mux(is_fused, out_vecs, in_vecs) * wpv_in2)
         wb_vecs = reg(wb_pixels * chunks_out, 40, "wb_vecs")
         out("out_last", out_vecs - 1)
@@ -269,12 +281,18 @@ class DescriptorCheck(wiring.Component):
         add_desc = reg(d.mode <= PostMode.SIGNED, 1, "add_mode")
         avg_desc = reg((d.out_h == 1) & (d.out_w == 1), 1, "avg_size")
         magic_ok = reg(d.magic == DESC_MAGIC, 1, "magic_ok")
+        # An unrolled map: a conv's 8-bit pixels, V channels in T taps, a k x 1 kernel over
+        # whole rows.
+        unroll_ok = reg((d.unroll == 0) | (
+            (d.unroll == 1) & bool(taps) & ((d.op == Op.CONV) | (d.op == Op.CONV_ADD))
+            & (d.in_c == v) & (d.in_bits == PIXEL_BITS) & (d.kernel_w == 1) & (d.stride == 1)
+            & (d.pad_left == 0) & (d.pad_right == 0)), 1, "unroll_ok")
         conv_ok = conv_desc & conv_split & window_geom & bits_ok & steps_ok
         add_ok = same_map & add_desc & bits_ok & ins_ok & unsplit
         max_ok = kernel_r & window_geom & same_c & acts_ok & unsplit
         avg_ok = same_c & avg_desc & acts_ok & unsplit
         op_ok = reg(Cat(conv_ok, add_ok, max_ok, avg_ok, magic_ok), 5, "op_ok")
-        out("shape_ok", op_ok[4] & nonzero & pool_ok & Mux(
+        out("shape_ok", op_ok[4] & nonzero & pool_ok & unroll_ok & Mux(
             is_conv, op_ok[0], Mux(is_add, op_ok[1], Mux(is_max, op_ok[2],
                                                          Mux(is_avg, op_ok[3], 0)))))
         out("size_ok", (d.in_h <= cfg.max_spatial) & (d.in_w <= cfg.max_spatial)

@@ -35,7 +35,7 @@ from ..vector_units import AddUnit, AvgPool, MaxPool, lane_bits
 from ..window import rows_all, rows_shape, window_layout
 from .check import CHECK_CYCLES, DescriptorCheck
 from .loader import WeightLoader
-from .unpack import MapReader, vector_layout
+from .unpack import MapReader, Unroller, vector_layout
 from .writer import Writer
 
 __all__ = ["AHEAD_CYCLES", "ELIG_CYCLES", "Engine", "weight_buses"]
@@ -400,14 +400,25 @@ class Engine(wiring.Component):
         m.submodules.map_in = map_in = MapReader(cfg=cfg)
         m.d.comb += [map_in.bits.eq(d.in_bits), map_in.words.eq(wpv_in),
                      map_in.i.valid.eq(rd_take & filling),
-                     map_in.i.payload.eq(rd_word), map_in.o.ready.eq(1)]
+                     map_in.i.payload.eq(rd_word)]
+        # A pixel map that the engine unrolls (``unroll``) passes the unroller, which puts each
+        # pixel beside the ones before it in its row; any other map passes it unchanged.
+        band_in = map_in.o
+        if cfg.tap_lanes:
+            m.submodules.unroller = unroller = Unroller(cfg=cfg)
+            m.d.comb += [unroller.on.eq(chk.is_unroll), unroller.row.eq(d.in_w),
+                         unroller.i.valid.eq(map_in.o.valid),
+                         unroller.i.payload.eq(map_in.o.payload),
+                         map_in.o.ready.eq(unroller.i.ready)]
+            band_in = unroller.o
+        m.d.comb += band_in.ready.eq(1)
         # The write is a register behind the reader (no path from its unpacking into the
         # block RAM's data pins): a vector lands a cycle after it is counted, still before
         # any reader may ask for it (the row count and the add's partner flag are registers
         # behind the count, and a read's address is taken a cycle after it is asked).
-        m.d.sync += [act_wr.addr.eq(act_addr), act_wr.data.eq(map_in.o.payload),
-                     act_wr.en.eq(map_in.o.valid)]
-        with m.If(map_in.o.valid):
+        m.d.sync += [act_wr.addr.eq(act_addr), act_wr.data.eq(band_in.payload),
+                     act_wr.en.eq(band_in.valid)]
+        with m.If(band_in.valid):
             m.d.sync += act_addr.eq(act_addr + 1)
             with m.If(live):
                 with m.If(row_end):
@@ -431,6 +442,8 @@ class Engine(wiring.Component):
             m.d.comb += dma.rd_cmd.valid.eq(1)
             with m.If(dma.rd_cmd.ready):
                 m.d.comb += map_in.start.eq(1)
+                if cfg.tap_lanes:
+                    m.d.comb += unroller.start.eq(1)
                 m.d.sync += [act_addr.eq(at), filling.eq(1)]
 
         # A descriptor (the engine's or the prefetch's) over the same reader, word by word.
@@ -844,15 +857,22 @@ class Engine(wiring.Component):
         dp = _bits(depth) + 2                    # the act-buffer counts' low bits compared
         n_in_vecs = reg(nd.in_h * row_stride, 48, "next_in_vecs")
         n_small = reg(n_in_vecs <= depth, 1, "next_small")
-        n_in_words = reg(n_in_vecs * wpv_in, 48, "next_in_words")
+        # Its words: an unrolled map's rows are T - 1 pixels longer in DDR than in the buffer.
+        read_stride = reg(row_stride + Mux(chk.is_unroll, max(cfg.unroll_taps - 1, 0), 0),
+                          len(row_stride) + 1, "read_stride")
+        n_read_vecs = reg(nd.in_h * read_stride, 48, "next_read_vecs")
+        n_in_words = reg(n_read_vecs * wpv_in, 48, "next_in_words")
         n_in_end = reg(nd.in_addr + n_in_words * 8, cfg.axi_addr_width + 20, "next_in_end")
 
         def clear_of(lo, hi):
             return (nd.in_addr >= hi) | (n_in_end <= lo)
 
         # Its terms as registers of their own, ANDed after them: each a shallow tree.
+        # (Without an unroller, ``unroll`` is 0 in every descriptor the check lets run.)
+        same_unroll = (nd.unroll == d.unroll) if cfg.tap_lanes else 1
         same_rows = reg((nd.magic == DESC_MAGIC) & (nd.in_w == d.in_w) & (nd.in_c == d.in_c)
-                        & (nd.in_bits == d.in_bits) & (nd.in_h != 0), 1, "elig_rows")
+                        & (nd.in_bits == d.in_bits) & same_unroll & (nd.in_h != 0),
+                        1, "elig_rows")
         clear = (reg(clear_of(d.out_addr, out_end), 1, "elig_clear")
                  & reg(~wb_busy | clear_of(wb_lo, wb_hi), 1, "elig_wb"))
         eligible = (same_rows & reg((nd.op == d.op) & (is_conv | is_max), 1, "elig_same")

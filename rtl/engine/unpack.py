@@ -1,8 +1,9 @@
-"""The map reader: a feature map's bus words into act-buffer vectors (``rtl.interface.ddr``)."""
+"""The map reader: a feature map's bus words into act-buffer vectors (``rtl.interface.ddr``);
+the unroller: neighbouring pixels of a row side by side (``HwConfig.unroll_taps``)."""
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Signal, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -12,7 +13,7 @@ from ..interface.ddr import word_bits, words_per_vector
 from ..interface.descriptor import IN_BITS, PIXEL_BITS
 from ..vector_units import lane_bits
 
-__all__ = ["MapReader", "vector_layout"]
+__all__ = ["MapReader", "Unroller", "vector_layout"]
 
 
 def vector_layout(cfg: HwConfig) -> data.ArrayLayout:
@@ -112,4 +113,71 @@ class MapReader(wiring.Component):
         # cycles after its command at the earliest.
         with m.If(stage(m, self.start, 1, "start_r")):
             m.d.sync += [k.eq(1), k_last.eq(last_hot[0])]
+        return m
+
+
+class Unroller(wiring.Component):
+    """Puts ``T = unroll_taps`` neighbouring pixels of a row side by side in one vector.
+
+    With ``on``, the vectors on ``i`` are the pixels of a map of ``L = tap_lanes`` channels,
+    row after row of ``row + T - 1`` pixels; each pixel ``x >= T - 1`` of a row leaves on
+    ``o`` as the vector ``U`` whose lanes ``b L .. b L + L - 1`` hold pixel ``x - T + 1 + b``'s
+    lanes ``0 .. L - 1`` (``rtl.interface.stem.unroll_columns``): ``row`` vectors a row, the
+    first ``T - 1`` pixels of a row only fill the window. Without ``on``, ``i`` passes as it
+    is. ``o`` leaves in the cycle ``i`` comes (as from ``MapReader``): its lanes are a
+    multiplexer of ``i`` and the ``T - 1`` pixels before, which are registers.
+
+    Members
+    -------
+    on : In(1)
+        Unroll (stable from two cycles before a map's first vector to its last).
+    row : In(16)
+        Vectors ``o`` takes a row (the unrolled map's width); stable as ``on`` is.
+    start : In(1)
+        The next vector is a row's first (a new map); registered, as ``MapReader.start``.
+    i : In(stream.Signature(vector_layout(cfg)))
+    o : Out(stream.Signature(vector_layout(cfg)))
+    """
+
+    def __init__(self, *, cfg: HwConfig) -> None:
+        self._cfg = check_config(cfg, "Unroller")
+        if not cfg.tap_lanes:
+            raise ValueError(f"config {cfg.name!r} builds no unroller (HwConfig.unroll_taps 0, "
+                             f"or a split_input build)")
+        super().__init__({
+            "on": In(1), "row": In(16), "start": In(1),
+            "i": In(stream.Signature(vector_layout(cfg))),
+            "o": Out(stream.Signature(vector_layout(cfg))),
+        })
+
+    def elaborate(self, platform: object) -> Module:
+        m = Module()
+        cfg = self._cfg
+        taps, lanes = cfg.unroll_taps, cfg.tap_lanes
+        lane = unsigned(lane_bits(cfg))
+        # The T - 1 pixels before the one on ``i`` (the oldest first), their first L lanes.
+        before = [Signal(data.ArrayLayout(lane, lanes), name=f"before{b}")
+                  for b in range(taps - 1)]
+        col = Signal(range(cfg.max_spatial + taps))   # the pixel on ``i`` within its row
+        full = Signal()                               # col >= T - 1
+        last_col = stage(m, self.row + (taps - 2), 17, "last_col")
+        on = stage(m, self.on, 1, "on_r")
+        unrolled = Signal(vector_layout(cfg))
+        for j in range(cfg.vec_len):
+            b, c = divmod(j, lanes)
+            m.d.comb += unrolled[j].eq(self.i.payload[c] if b == taps - 1 else before[b][c])
+        m.d.comb += [self.o.payload.eq(Mux(on, unrolled, self.i.payload)),
+                     self.o.valid.eq(self.i.valid & (~on | full)),
+                     self.i.ready.eq(self.o.ready)]
+        with m.If(self.i.valid & self.i.ready):
+            m.d.sync += [before[b].eq(before[b + 1]) for b in range(taps - 2)]
+            m.d.sync += before[-1].eq(self.i.payload.as_value()[:len(before[-1].as_value())])
+            with m.If(col == last_col):
+                m.d.sync += [col.eq(0), full.eq(0)]
+            with m.Else():
+                m.d.sync += col.eq(col + 1)
+                with m.If(col == taps - 2):
+                    m.d.sync += full.eq(1)
+        with m.If(stage(m, self.start, 1, "start_r")):
+            m.d.sync += [col.eq(0), full.eq(0)]
         return m

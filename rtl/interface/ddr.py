@@ -17,7 +17,8 @@ from .descriptor import PIXEL_BITS
 
 __all__ = ["PASS_HEADER_WORDS", "SLOT_FIELDS", "SLOT_WORDS", "feature_map_words",
            "pack_feature_map", "pack_slot", "pack_values", "pass_block_words", "pass_row_order",
-           "port_rows", "port_span", "row_words", "unpack_feature_map", "unpack_slot",
+           "port_rows", "port_span", "row_words", "stored_input",
+           "stored_input_words", "unpack_feature_map", "unpack_slot",
            "unpack_values", "values_per_word", "vector_words", "weight_row_bits", "word_bits",
            "words_per_vector"]
 
@@ -141,6 +142,21 @@ def feature_map_words(cfg: HwConfig, shape: tuple[int, int, int], bits: int) -> 
     """DDR words of a (C, H, W) feature map of ``bits``-bit elements (:func:`vector_words`)."""
     c, h, w = shape
     return h * w * cfg.chunks(c) * vector_words(cfg, bits, c)
+
+
+def stored_input(cfg: HwConfig, fields: dict[str, int]) -> tuple[int, int, int]:
+    """(C, H, W) of a descriptor's input map as it is in DDR: ``in_c x in_h x in_w``, or for
+    an ``unroll`` conv the pixel map the engine unrolls, ``tap_lanes`` channels and
+    ``unroll_taps - 1`` more columns (``rtl.engine.unpack.Unroller``)."""
+    c, h, w = fields["in_c"], fields["in_h"], fields["in_w"]
+    if fields.get("unroll"):
+        return cfg.tap_lanes, h, w + cfg.unroll_taps - 1
+    return c, h, w
+
+
+def stored_input_words(cfg: HwConfig, fields: dict[str, int]) -> int:
+    """DDR words of a descriptor's input map (:func:`stored_input`)."""
+    return feature_map_words(cfg, stored_input(cfg, fields), fields["in_bits"])
 
 
 def weight_row_bits(cfg: HwConfig) -> int:

@@ -79,6 +79,9 @@ FIELDS: tuple[tuple[str, str], ...] = (
     ("split", "1: a conv's input holds the first layer's pixels as 4-bit nibbles, chunk 2k "
               "their low and chunk 2k + 1 their high nibbles, which the arrays take times 16 "
               "(only on a split_input build; in_bits 4, an even chunk count)"),
+    ("unroll", "1: a conv's input in DDR is a map of 8-bit pixels on V / unroll_taps channels "
+               "and unroll_taps - 1 more columns, whose neighbouring pixels the engine puts side "
+               "by side (HwConfig.unroll_taps; in_c V, kernel_w 1, stride 1, no column pads)"),
     ("in_bits", "storage bits of one input element (4, 5, 6, 8)"),
     ("in2_bits", "storage bits of one element of the (conv-)add's second input"),
     ("out_bits", "storage bits of one output element (4, 5, 6, 8, 32)"),

@@ -22,8 +22,10 @@ S[c', y, x + b]`` for ``b < k'`` gives a ``k' x 1`` convolution on ``12 k'`` cha
 
 which takes ``k' * ceil(12 k' / V)`` weight rows per pixel instead of ``k' * k'``: 4
 instead of 16 on zc706 (V = 64), 12 on pynq-z2 (V = 16). The host writes ``U`` (``k'``
-times the channels, ``k' - 1`` fewer columns); the engine reads the same number of bus
-words per pixel where a pixel's channels fit one vector either way.
+times the channels, ``k' - 1`` fewer columns), or, on a build whose engine unrolls
+(``HwConfig.unroll_taps`` = ``k'``, zc706), ``S`` itself on ``V / k'`` channels: the engine
+puts each pixel beside the ``k' - 1`` before it as the row streams in (tap ``b`` at
+channel ``b V / k'``), so it reads every pixel once, 2 bus words on zc706 instead of 6.
 
 On a build with ``split_input`` the arrays take only ``act_bits``-wide activations, so the
 host also *splits* the (folded) input's pixels into nibbles, ``x = 16 hi + lo``
@@ -46,7 +48,7 @@ import numpy as np
 from ..config import NIBBLE_BITS, HwConfig
 
 __all__ = ["Fold", "fold_input", "fold_plan", "fold_weight", "split_channels",
-           "split_pixels", "split_weight"]
+           "split_pixels", "split_weight", "unroll_columns"]
 
 
 
@@ -54,12 +56,17 @@ __all__ = ["Fold", "fold_input", "fold_plan", "fold_weight", "split_channels",
 class Fold:
     """How a stride-2 layer with kernel ``kernel`` and padding ``pad`` on a
     ``(channels, height, width)`` input is folded (and, with ``unroll``, its folded kernel's
-    columns unrolled into the channels): the folded input's shape and kernel."""
+    columns unrolled into the channels): the folded input's shape and kernel. ``lanes``: 0
+    where the host unrolls, else the engine does (``HwConfig.unroll_taps``, the descriptor's
+    ``unroll``): the host writes the folded map on ``lanes`` channels (``tap_lanes``, the
+    folded channels zero-padded), and tap ``b`` of the unrolled map is at channel
+    ``lanes * b``."""
 
     kernel: int
     pad: int
     in_shape: tuple[int, int, int]
     unroll: bool = False
+    lanes: int = 0
 
     @property
     def side(self) -> int:
@@ -72,18 +79,35 @@ class Fold:
         return (self.side, 1 if self.unroll else self.side)
 
     @property
+    def tap_channels(self) -> int:
+        """Channel stride of the unrolled taps: the folded channels, or ``lanes``."""
+        return self.lanes or 4 * self.in_shape[0]
+
+    @property
     def folded_shape(self) -> tuple[int, int, int]:
+        """The shape of the map the engine's conv runs on."""
         c, h, w = self.in_shape
         hs, ws = -(-(h + 2 * self.pad) // 2), -(-(w + 2 * self.pad) // 2)
         if self.unroll:
-            return 4 * c * self.side, hs, ws - self.side + 1
+            return self.tap_channels * self.side, hs, ws - self.side + 1
         return 4 * c, hs, ws
+
+    @property
+    def stored_shape(self) -> tuple[int, int, int]:
+        """The shape of the map the host writes: the folded map, or where the engine unrolls
+        it, the folded map before unrolling on ``lanes`` channels."""
+        if self.lanes:
+            _, hs, width = self.folded_shape
+            return self.lanes, hs, width + self.side - 1
+        return self.folded_shape
 
 
 def fold_plan(node: dict, in_shape: tuple[int, int, int], cfg: HwConfig) -> Fold | None:
     """The :class:`Fold` (unrolled or not) that takes the fewest weight rows per output pixel
     on ``cfg`` if ``node`` is a stride-2 conv that folding makes cheaper, else None. Between
-    equal counts the plain fold wins: it writes fewer bytes. The unrolled fold is taken only
+    equal counts the fold with the fewest bytes to read wins: the plain fold before the host's
+    unroll, and the engine's unroll (``HwConfig.unroll_taps`` taps equal to ``k'``, the
+    folded channels within ``tap_lanes``) before either. An unrolled fold is taken only
     where the input band of one output row fits half the act buffer, so that the engine can
     still load a band while it computes the one before (``rtl.interface.tiling``). On a
     ``split_input`` build the counts are those of the split map."""
@@ -94,22 +118,39 @@ def fold_plan(node: dict, in_shape: tuple[int, int, int], cfg: HwConfig) -> Fold
         return split_channels(channels, cfg) if cfg.split_input else channels
 
     k, c = node["kernel"], in_shape[0]
+    shape = tuple(in_shape)
+    candidates = [Fold(k, node["padding"], shape, unroll) for unroll in (False, True)]
+    if cfg.unroll_taps == -(-k // 2) and 4 * c <= cfg.tap_lanes:
+        candidates.append(Fold(k, node["padding"], shape, True, cfg.tap_lanes))
     best, steps = None, cfg.steps(k, stored(c))
-    for unroll in (False, True):
-        fold = Fold(k, node["padding"], tuple(in_shape), unroll)
+    for fold in candidates:
         ch, _, width = fold.folded_shape
         folded = cfg.steps(fold.folded_kernel, stored(ch))
         band = fold.side * width * cfg.chunks(stored(ch))
-        if folded < steps and width >= 1 and (not unroll or band <= cfg.act_buf_depth // 2):
+        if width >= 1 and (not fold.unroll or band <= cfg.act_buf_depth // 2) and (
+                folded < steps or (folded == steps and fold.lanes)):
             best, steps = fold, folded
     return best
+
+
+def unroll_columns(x: np.ndarray, taps: int, lanes: int | None = None) -> np.ndarray:
+    """``U[(b, c), y, x] = S[c, y, x + b]`` for ``b < taps`` of a (C, H, W) map ``S``: a
+    (``lanes * taps``, H, W - taps + 1) map, channel ``lanes * b + c`` (``lanes`` >= C; the
+    channels past C zero; ``lanes`` None: C)."""
+    c, h, w = x.shape
+    lanes = c if lanes is None else lanes
+    padded = np.zeros((lanes, h, w), x.dtype)
+    padded[:c] = x
+    width = w - taps + 1
+    return np.concatenate([padded[:, :, b:b + width] for b in range(taps)])
 
 
 def fold_input(x: np.ndarray, fold: Fold) -> np.ndarray:
     """The folded input of an image (C, H, W): ``S`` (4C, Hs, Ws), zero-padded by ``pad``
     (and one more row/column where the padded size is odd), then 2 x 2 blocks to channels
     ``4 * c + 2 * dy + dx``; unrolled, ``U`` (4C k', Hs, Ws - k' + 1) with channel
-    ``4C * b + c'`` holding ``S[c']`` shifted left by ``b`` columns."""
+    ``4C * b + c'`` holding ``S[c']`` shifted left by ``b`` columns (:func:`unroll_columns`);
+    where the engine unrolls (``lanes``), ``S`` on ``lanes`` channels."""
     c, h, w = fold.in_shape
     if tuple(x.shape) != (c, h, w):
         raise ValueError(f"input of shape {tuple(x.shape)}, the fold expects {(c, h, w)}")
@@ -117,15 +158,17 @@ def fold_input(x: np.ndarray, fold: Fold) -> np.ndarray:
     p = np.zeros((c, 2 * hs, 2 * ws), np.int64)
     p[:, fold.pad:fold.pad + h, fold.pad:fold.pad + w] = x
     s = p.reshape(c, hs, 2, ws, 2).transpose(0, 2, 4, 1, 3).reshape(4 * c, hs, ws)
+    if fold.lanes:
+        return unroll_columns(s, 1, fold.lanes)       # the channels zero-padded
     if not fold.unroll:
         return s
-    width = fold.folded_shape[2]
-    return np.concatenate([s[:, :, b:b + width] for b in range(fold.side)])
+    return unroll_columns(s, fold.side)
 
 
 def fold_weight(weight: np.ndarray, fold: Fold) -> np.ndarray:
     """The folded kernel of a (O, C, k, k) kernel, same dtype: (O, 4C, k', k'), or unrolled
-    (O, 4C k', k', 1) with channel ``4C * b + c'`` holding column ``b``."""
+    (O, L k', k', 1) with channel ``L * b + c'`` holding column ``b`` (``L``:
+    ``Fold.tap_channels``; the channels past 4C zero)."""
     o, c, k, _ = weight.shape
     kf = fold.side
     w8 = np.zeros((o, c, 2 * kf, 2 * kf), weight.dtype)
@@ -133,7 +176,10 @@ def fold_weight(weight: np.ndarray, fold: Fold) -> np.ndarray:
     wf = w8.reshape(o, c, kf, 2, kf, 2).transpose(0, 1, 3, 5, 2, 4).reshape(o, 4 * c, kf, kf)
     if not fold.unroll:
         return wf
-    return wf.transpose(0, 3, 1, 2).reshape(o, kf * 4 * c, kf, 1)
+    lanes = fold.tap_channels
+    wu = np.zeros((o, kf, lanes, kf), weight.dtype)
+    wu[:, :, :4 * c] = wf.transpose(0, 3, 1, 2)
+    return wu.reshape(o, kf * lanes, kf, 1)
 
 
 def split_channels(channels: int, cfg: HwConfig) -> int:

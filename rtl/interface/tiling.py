@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..config import HwConfig
-from .ddr import vector_words
+from .ddr import stored_input_words, vector_words
 from .descriptor import POOL_LEAD, POOL_TOP, Op, pack_descriptor
 
 __all__ = ["RowTile", "TilingError", "layer_descriptors", "plan_pooled_tiles",
@@ -187,7 +187,7 @@ def layer_descriptors(cfg: HwConfig, *, pad: int = 0, name: str = "layer",
     def row_bytes(width: int, channels: int, bits: int) -> int:
         return 8 * width * cfg.chunks(channels) * vector_words(cfg, bits, channels)
 
-    in_step = row_bytes(in_w, in_c, fields["in_bits"])
+    in_step = 8 * stored_input_words(cfg, {**fields, "in_h": 1})
     if fields.get("pool"):           # out_addr is the pooled map's, out_h/out_w the conv's
         if op != Op.CONV or fields["pool"] != POOL_TOP:
             raise ValueError(f"{name}: a pooled layer is an Op.CONV with pool=POOL_TOP, not "
