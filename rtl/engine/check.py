@@ -186,8 +186,8 @@ class DescriptorCheck(wiring.Component):
         pass_words = out("pass_words", pass_block_words(cfg, 0) + d.steps * row_words(cfg))
         # Stage 2.
         in_vecs = out("in_vecs", in_pixels * chunks_in)
-        read_vecs = reg(Mux(is_unroll, in_pixels + row_extra, in_pixels * chunks_in), 40,
-                        "read_vecs")
+        read_vecs = (reg(Mux(is_unroll, in_pixels + row_extra, in_pixels * chunks_in), 40,
+                         "read_vecs") if taps else in_vecs)
         out_vecs = reg(out_pixels * chunks_out, 40, "out_vecs")
         # The write-back's pixels and words come a stage later (its out_end one stage before
         # the window verdicts), from registered pooled sizes: no adder in front of a

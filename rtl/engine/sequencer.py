@@ -858,9 +858,11 @@ class Engine(wiring.Component):
         n_in_vecs = reg(nd.in_h * row_stride, 48, "next_in_vecs")
         n_small = reg(n_in_vecs <= depth, 1, "next_small")
         # Its words: an unrolled map's rows are T - 1 pixels longer in DDR than in the buffer.
-        read_stride = reg(row_stride + Mux(chk.is_unroll, max(cfg.unroll_taps - 1, 0), 0),
-                          len(row_stride) + 1, "read_stride")
-        n_read_vecs = reg(nd.in_h * read_stride, 48, "next_read_vecs")
+        n_read_vecs = n_in_vecs
+        if cfg.tap_lanes:
+            read_stride = reg(row_stride + Mux(chk.is_unroll, cfg.unroll_taps - 1, 0),
+                              len(row_stride) + 1, "read_stride")
+            n_read_vecs = reg(nd.in_h * read_stride, 48, "next_read_vecs")
         n_in_words = reg(n_read_vecs * wpv_in, 48, "next_in_words")
         n_in_end = reg(nd.in_addr + n_in_words * 8, cfg.axi_addr_width + 20, "next_in_end")
 
