@@ -121,7 +121,8 @@ def plan_network(model: QModel, cfg: HwConfig, *, base: int, size: int,
     # A stride-2 first layer on few channels runs folded (rtl.interface.stem): the host writes
     # the folded image, and the layer's weights are folded to match.
     readers = [n for n in model.nodes if "input" in n["inputs"]]
-    fold = (fold_plan(readers[0], info["input"].shape, cfg) if len(readers) == 1 else None)
+    fold = (fold_plan(readers[0], info["input"].shape, cfg, info["input"].ttype.bits)
+            if len(readers) == 1 else None)
     shape = fold.stored_shape if fold else info["input"].shape
     # On a split_input build the pixels go into the arrays as nibbles: the input map holds
     # their low and high nibbles in chunks of their own (check_fits: only convs read it).

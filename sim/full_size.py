@@ -51,27 +51,34 @@ IMAGE = 224
 def layer_model(name: str, ratio: tuple[int, int, int], *, seed: int = 0
                 ) -> tuple[QModel, np.ndarray]:
     """A one-layer model of ResNet-18's conv ``name`` at full size (random weights with
-    ``ratio``'s filter mix, calibrated requantization) and a random input for it."""
+    ``ratio``'s filter mix, calibrated requantization) and a random input for it: the
+    layer's activations, or for the stem (``conv1``) 8-bit pixels, which the firmware
+    folds (``rtl.interface.stem``); the stem with its max-pool, which runs in its
+    write-back where that pays (zc706)."""
     nodes = resnet18_nodes(width=1.0, num_classes=1000, in_channels=3, small_stem=False)
     shapes = layer_shapes(nodes, IMAGE, 3)
     node = dict(next(n for n in nodes if n["name"] == name))
     if node["op"] != "conv":
         raise ValueError(f"{name} is a {node['op']}, not a conv")
     in_shape = shapes[node["inputs"][0]]
-    node["inputs"] = ["input"]
     act_bits = 4
+    bits = 8 if node["inputs"] == ["input"] else act_bits
+    node["inputs"] = ["input"]
     rng = np.random.default_rng(seed)
     _, _, params, _ = random_conv_layer(
         rng, cin=node["in_channels"], cout=node["out_channels"], kernel=node["kernel"],
         stride=node["stride"], pad=node["padding"], size=in_shape[1], ratio=ratio,
-        relu=node["relu"], in_bits=act_bits, act_bits=act_bits)
+        relu=node["relu"], in_bits=bits, act_bits=act_bits)
+    layer = [node]
+    if name == "conv1":
+        layer.append(next(n for n in nodes if n["op"] == "maxpool"))
     manifest = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "act_bits": act_bits,
-                "input_bits": act_bits, "input_shape": list(in_shape), "output": name,
-                "nodes": [node], "meta": {"generator": "sim.full_size", "seed": seed,
-                                          "ratio": list(ratio)}}
+                "input_bits": bits, "input_shape": list(in_shape), "output": layer[-1]["name"],
+                "nodes": layer, "meta": {"generator": "sim.full_size", "seed": seed,
+                                         "ratio": list(ratio)}}
     model = QModel(manifest, {f"{name}.{k}": v for k, v in params.items()})
     model.validate()
-    image = random_images(rng, 1, in_shape, bits=act_bits)[0]
+    image = random_images(rng, 1, in_shape, bits=bits)[0]
     return model, image
 
 

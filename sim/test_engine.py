@@ -96,10 +96,10 @@ def test_engine_stem_cycles_match_the_model() -> None:
 
 #: The zc706 preset's vector width (64 lanes: a 4-bit vector is 4 bus words, a signed 5-bit
 #: one 5, an 8-bit input pixel 8) on small arrays: the unpackers, packers and buffers at that
-#: width, with maps of one and two chunks.
+#: width, with maps of one and two chunks; its unroller as zc706's (4 taps of 16 lanes).
 CFG_WIDE = CFG.replace(name="engine-wide", pot_rows=2, pot_cols=64, dsp_rows=3, dsp_cols=64,
                        dsp_pack=3,
-                       max_reduction=3 * 3 * 128, max_channels=128)
+                       max_reduction=3 * 3 * 128, max_channels=128, unroll_taps=4)
 WIDE_CASES = [
     dict(cin=70, cout=7, k=3, s=1, p=1, size=5, ratio=[60, 35, 5], relu=True, in_bits=4),
     dict(cin=12, cout=6, k=4, s=1, p=0, size=7, ratio=[60, 35, 5], relu=True, in_bits=8),
@@ -108,10 +108,13 @@ WIDE_CASES = [
     dict(cin=10, cout=20, k=3, s=1, p=1, size=20, ratio=[60, 35, 5], relu=True, in_bits=4),
     dict(cin=100, cout=6, k=1, s=1, p=0, size=1, ratio=[65, 30, 5], relu=False, in_bits=4,
          fc=True),
-    # The stem as zc706 runs it: folded and unrolled (48 of the 64 lanes), and a conv whose
-    # max-pool runs in its write-back.
+    # The stem folded and unrolled by the host (48 of the 64 lanes), and as zc706 runs it,
+    # unrolled by the engine (4 taps of 16 lanes, the folded map's 2 words a pixel); a conv
+    # whose max-pool runs in its write-back.
     dict(cin=3, cout=6, k=7, s=2, p=3, size=13, ratio=[60, 35, 5], relu=True, in_bits=8,
          unroll=True),
+    dict(cin=3, cout=6, k=7, s=2, p=3, size=21, ratio=[60, 35, 5], relu=True, in_bits=8,
+         unroll="engine"),
     dict(cin=6, cout=6, k=3, s=1, p=1, size=14, ratio=[60, 35, 5], relu=True, in_bits=4,
          pool=True),
 ]

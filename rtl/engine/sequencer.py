@@ -855,19 +855,25 @@ class Engine(wiring.Component):
         depth = cfg.act_buf_depth
         # A pipeline of registers behind ndesc, as behind desc: ELIG waits ELIG_CYCLES for it.
         dp = _bits(depth) + 2                    # the act-buffer counts' low bits compared
-        n_in_vecs = reg(nd.in_h * row_stride, 48, "next_in_vecs")
+        # Narrow enough for a descriptor the check accepts (rows at most max_spatial < 2**16,
+        # byte ends at most the window's limit, ``ew`` bits): the next descriptor is only
+        # looked at here; one that these widths wrap fails its check when the engine takes it,
+        # and its band, read from wherever, is never used.
+        ew = cfg.axi_addr_width + 2
+        n_in_vecs = reg(nd.in_h[:16] * row_stride, 16 + len(row_stride), "next_in_vecs")
         n_small = reg(n_in_vecs <= depth, 1, "next_small")
         # Its words: an unrolled map's rows are T - 1 pixels longer in DDR than in the buffer.
         n_read_vecs = n_in_vecs
         if cfg.tap_lanes:
             read_stride = reg(row_stride + Mux(chk.is_unroll, cfg.unroll_taps - 1, 0),
                               len(row_stride) + 1, "read_stride")
-            n_read_vecs = reg(nd.in_h * read_stride, 48, "next_read_vecs")
-        n_in_words = reg(n_read_vecs * wpv_in, 48, "next_in_words")
-        n_in_end = reg(nd.in_addr + n_in_words * 8, cfg.axi_addr_width + 20, "next_in_end")
+            n_read_vecs = reg(nd.in_h[:16] * read_stride, 16 + len(read_stride),
+                              "next_read_vecs")
+        n_in_words = reg(n_read_vecs * wpv_in, len(n_read_vecs) + 8, "next_in_words")
+        n_in_end = reg(nd.in_addr + n_in_words * 8, ew, "next_in_end")
 
         def clear_of(lo, hi):
-            return (nd.in_addr >= hi) | (n_in_end <= lo)
+            return (nd.in_addr >= hi[:ew]) | (n_in_end <= lo[:ew])
 
         # Its terms as registers of their own, ANDed after them: each a shallow tree.
         # (Without an unroller, ``unroll`` is 0 in every descriptor the check lets run.)
@@ -883,10 +889,10 @@ class Engine(wiring.Component):
         # The next band begins inside this one (or where it ends) and ends at or after it:
         # only its part past this one is read, and only if that part is whole vectors (the
         # map reader says so once it is in) is the band used.
-        overlap = (reg((nd.in_addr >= d.in_addr) & (nd.in_addr <= in_end), 1, "ovl_begin")
-                   & reg(n_in_end >= in_end, 1, "ovl_end"))
+        overlap = (reg((nd.in_addr >= d.in_addr) & (nd.in_addr <= in_end[:ew]), 1, "ovl_begin")
+                   & reg(n_in_end >= in_end[:ew], 1, "ovl_end"))
         # ... and ends where this one does: all of it is in the buffer already.
-        within = reg(n_in_end == in_end, 1, "ovl_within")
+        within = reg(n_in_end == in_end[:ew], 1, "ovl_within")
         pre_ovl = Signal()             # the prefetch reads the part past this band
         # A conv whose band is the first rows of this conv's (the same map from the same
         # address: ResNet's downsample after its block's first conv, firmware's run order)

@@ -238,16 +238,21 @@ class Writer(wiring.Component):
         # registers of those states, so the buffer's handshake, which loads its wide
         # payload, never passes through the state's decoding.
         m.d.comb += pooled.ready.eq((walk | streaming) & free)
+        # The row's end is a register too (``row_step``): the frees follow a cycle later still,
+        # so that the output's ready, through ``free``, reaches only the column counters.
         row_done = Signal()
         row_free = Signal.like(idx)
-        m.d.sync += row_done.eq(0)
+        row_step = Signal()
+        m.d.sync += [row_done.eq(0), row_step.eq(0)]
         with m.If(pooled.valid & free & walk):
             m.d.sync += p_ch.eq(p_ch + 1)
             with m.If(p_ch == ch_end):
                 m.d.sync += [p_ch.eq(0), p_col.eq(p_col + 1)]
                 with m.If(p_col == col_end):
-                    m.d.sync += [p_col.eq(0), nxt.eq(nxt + (win.row_stride << 1)),
-                                 row_done.eq(1), row_free.eq(Mux(nxt > last, last + 1, nxt))]
+                    m.d.sync += [p_col.eq(0), row_step.eq(1)]
+        with m.If(row_step):
+            m.d.sync += [nxt.eq(nxt + (win.row_stride << 1)), row_done.eq(1),
+                         row_free.eq(Mux(nxt > last, last + 1, nxt))]
         with m.FSM(name="writeback"):
             with m.State("IDLE"):
                 with m.If(self.i.valid & self.i.ready):

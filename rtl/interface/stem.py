@@ -46,6 +46,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..config import NIBBLE_BITS, HwConfig
+from .descriptor import PIXEL_BITS
 
 __all__ = ["Fold", "fold_input", "fold_plan", "fold_weight", "split_channels",
            "split_pixels", "split_weight", "unroll_columns"]
@@ -102,7 +103,8 @@ class Fold:
         return self.folded_shape
 
 
-def fold_plan(node: dict, in_shape: tuple[int, int, int], cfg: HwConfig) -> Fold | None:
+def fold_plan(node: dict, in_shape: tuple[int, int, int], cfg: HwConfig,
+              in_bits: int = PIXEL_BITS) -> Fold | None:
     """The :class:`Fold` (unrolled or not) that takes the fewest weight rows per output pixel
     on ``cfg`` if ``node`` is a stride-2 conv that folding makes cheaper, else None. Between
     equal counts the fold with the fewest bytes to read wins: the plain fold before the host's
@@ -110,7 +112,8 @@ def fold_plan(node: dict, in_shape: tuple[int, int, int], cfg: HwConfig) -> Fold
     folded channels within ``tap_lanes``) before either. An unrolled fold is taken only
     where the input band of one output row fits half the act buffer, so that the engine can
     still load a band while it computes the one before (``rtl.interface.tiling``). On a
-    ``split_input`` build the counts are those of the split map."""
+    ``split_input`` build the counts are those of the split map. ``in_bits``: the input's
+    storage width; the engine unrolls only 8-bit pixels."""
     if node.get("op") != "conv" or node.get("stride") != 2:
         return None
 
@@ -120,7 +123,7 @@ def fold_plan(node: dict, in_shape: tuple[int, int, int], cfg: HwConfig) -> Fold
     k, c = node["kernel"], in_shape[0]
     shape = tuple(in_shape)
     candidates = [Fold(k, node["padding"], shape, unroll) for unroll in (False, True)]
-    if cfg.unroll_taps == -(-k // 2) and 4 * c <= cfg.tap_lanes:
+    if cfg.unroll_taps == -(-k // 2) and 4 * c <= cfg.tap_lanes and in_bits == PIXEL_BITS:
         candidates.append(Fold(k, node["padding"], shape, True, cfg.tap_lanes))
     best, steps = None, cfg.steps(k, stored(c))
     for fold in candidates:
