@@ -200,8 +200,9 @@ def _out_words(cfg: HwConfig, d: dict[str, int]) -> int:
 
 
 #: Cycles from a pooled write-back's job to its max-pool's first read, and from a pooled
-#: vector's last read to its last word leaving.
-POOL_START, POOL_TAIL = 2, 3
+#: vector's last read to its last word leaving; from a pooled row's last read to the rows
+#: it frees (the row's end, then the free, registers).
+POOL_START, POOL_TAIL, POOL_ROW = 2, 3, 3
 
 
 def _pool_write(cfg: HwConfig, d: dict[str, int], t: DdrTiming) -> int:
@@ -268,6 +269,8 @@ def _schedule(cfg: HwConfig, descs: list[dict[str, int]], t: DdrTiming,
     phases = dict.fromkeys(PHASES, 0)
     now = 0                 # the cycle the descriptor's fetch starts
     free = 0                # the first cycle the last write-back is done
+    first_free = 0          # the cycle it frees its first out-buffer vectors (a pooled one
+                            # only once its first pooled row is out)
     written = (0, 0)        # the bytes it writes
     prefetched = None       # (the cycle the prefetch is ready, with the band; the cycle it
                             # has looked at the descriptor)
@@ -369,7 +372,12 @@ def _schedule(cfg: HwConfig, descs: list[dict[str, int]], t: DdrTiming,
                     finish += waits
                 if p == 0:
                     # Results wait for the previous write-back to have read their vectors:
-                    # a pass that outruns it ends as it ends.
+                    # the first stalls the pass until the first are free (a pooled
+                    # write-back frees none before its first pooled row is out), and a pass
+                    # that outruns it ends as it ends.
+                    lead = (max(d["steps"], pass_beats[0])
+                            + max(pot_latency(cfg), dsp_latency(cfg)) + PostProc.LATENCY)
+                    finish += max(0, first_free - (start + lead))
                     finish = max(finish, free - t.write_latency)
                 done.append(finish)
                 ungated = max(loaded[g], ungated) + computes[p] + (waits if p == 0 else 0)
@@ -453,10 +461,15 @@ def _schedule(cfg: HwConfig, descs: list[dict[str, int]], t: DdrTiming,
             early = max(last_start + first, free, end)
             if early >= handoff:
                 early = None
+        first_free = 0
         if op == Op.CONV_ADD:
             free = max(streamed + 1 + wb + 1, handoff + FUSE_TAIL + wpv_out + t.write_latency)
         elif early is None:
             free = handoff + 1 + 1 + wb + 1
+            if d.get("pool"):
+                _, pw = pooled_size(d["out_h"], d["out_w"], d["pool"])
+                first_free = (handoff + 2 + POOL_START + pw * cfg.chunks(d["out_c"])
+                              * max(9, wpv_out) + POOL_ROW)
         else:
             free = max(early + 1 + wb + 1,
                        handoff + EARLY_TAIL + t.write_latency + chunks_out * wpv_out)
