@@ -157,7 +157,7 @@ class DescriptorCheck(wiring.Component):
         # in the words of tap_lanes channels.
         taps = cfg.unroll_taps if cfg.tap_lanes else 0
         is_unroll = out("is_unroll", (d.unroll == 1) if taps else 0)
-        row_extra = reg(d.in_h * max(taps - 1, 0), 32, "row_extra")
+        row_extra = reg(d.in_h * (taps - 1), 32, "row_extra") if taps else 0
         # A pooled band: its size, and the pixels the write-back writes.
         is_pool = out("is_pool", d.pool != 0)
         top = d.pool == POOL_TOP
