@@ -123,8 +123,8 @@ def main() -> None:
               "residual add runs inside the conv before it (its row in the per-layer table",
               "is 0). Still exposed: a conv-add's second input and write-back (after its",
               "passes), the weights of layer4 and fc (more bytes than their compute",
-              "hides over three ports), the stem's bands (8 bus words a pixel over one",
-              "port); the passes",
+              "hides over three ports), the stem's bands on pynq-z2 (the host-unrolled fold,",
+              "6 bus words a pixel over one port; zc706's engine unrolls it: 2); the passes",
               "leave rows of the arrays idle when a layer's filters are not a multiple of them;",
               "the max-pool reads each window element once (9 cycles per output vector).", ""]
     for board, facts in BOARDS.items():
