@@ -185,9 +185,8 @@ def plan_network(model: QModel, cfg: HwConfig, *, base: int, size: int,
             if fold and node is readers[0]:
                 weight = fold_weight(weight, fold)
                 conv = {"stride": 1, "padding": 0}
-                if fold.lanes:       # the engine unrolls the folded map it reads
-                    c, _, w = fold.folded_shape
-                    fields.update(in_c=c, in_w=w, unroll=1)
+                if fold.lanes:       # the engine unrolls the stored map it reads
+                    fields.update(fold.input_fields)
             if plan.split and node["inputs"][0] == "input":
                 weight = split_weight(weight, cfg)
                 fields["split"] = 1

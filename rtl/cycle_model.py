@@ -609,7 +609,7 @@ def resnet18_cycles(cfg: HwConfig, ratio: str | tuple[int, int, int], *, image: 
             if fold:                     # as firmware.network runs it: space-to-depth
                 (ci, hi, wi), kernel, stride, pad = (fold.folded_shape, fold.folded_kernel,
                                                      1, 0)
-                fields.update(in_c=ci, in_h=hi, in_w=wi, unroll=int(fold.lanes > 0))
+                fields.update(fold.input_fields)
             if src == "input" and cfg.split_input:      # low and high nibbles in turn
                 ci = split_channels(ci, cfg)
                 fields.update(in_c=ci, split=1)

@@ -94,6 +94,13 @@ class Fold:
         return 4 * c, hs, ws
 
     @property
+    def input_fields(self) -> dict[str, int]:
+        """The descriptor fields of the folded layer's input: the map the engine's conv runs
+        on, and ``unroll`` where the engine unrolls the stored map into it."""
+        c, h, w = self.folded_shape
+        return {"in_c": c, "in_h": h, "in_w": w, "unroll": int(self.lanes > 0)}
+
+    @property
     def stored_shape(self) -> tuple[int, int, int]:
         """The shape of the map the host writes: the folded map, or where the engine unrolls
         it, the folded map before unrolling on ``lanes`` channels."""
