@@ -34,6 +34,7 @@ from rtl.interface.descriptor import (
     DESC_MAGIC,
     IN_BITS,
     MAX_KERNEL,
+    MAX_PASSES,
     PIXEL_BITS,
     POOL_LEAD,
     POOL_TOP,
@@ -133,7 +134,7 @@ def _check_shape(d: dict[str, int], cfg) -> None:
               and d["in_bits"] in (act, NIBBLE_BITS if cfg.split_input else 8)
               and d["out_bits"] == _mode_bits(d["mode"], cfg)
               and d["steps"] == cfg.steps((d["kernel_h"], d["kernel_w"]), d["in_c"])
-              and 0 < d["passes"] <= 4096)
+              and 0 < d["passes"] <= MAX_PASSES)
         if op == Op.CONV_ADD:
             ok = ok and d["mode"] <= PostMode.SIGNED and d["in2_bits"] in (act, sgn)
     elif op == Op.ADD:

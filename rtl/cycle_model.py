@@ -440,9 +440,11 @@ def _schedule(cfg: HwConfig, descs: list[dict[str, int]], t: DdrTiming,
         else:
             # The average pool reads a chunk's pixels a cycle each; a chunk's sums go
             # through its one requantizer a lane a cycle, and its collector takes a cycle to
-            # hand on each vector: after the first chunk, each takes the longer of the two.
+            # hand on each vector: after the first chunk, each takes the longer of the two;
+            # the last chunk's lanes, then the requantizer's pipeline.
             pixels = d["in_h"] * d["in_w"]
-            own["vector units"] = 2 + pixels + (chunks_in - 1) * max(pixels, v + 1) + v + 3
+            own["vector units"] = (2 + pixels + (chunks_in - 1) * max(pixels, v + 1) + v
+                                   + PostProc.LATENCY - 1)
             body = max(gate, 0) + own["vector units"]
         handoff = end + body
         # One output word a cycle: the out buffer reads the next vector as the last word of

@@ -378,10 +378,10 @@ class AvgPool(wiring.Component):
 
     Cycles: ``chunks * pixels`` read cycles when ``pixels > vec_len`` and ``o`` does not stall
     (ResNet-18: 7 x 7 = 49 pixels); smaller maps wait for the requantization, about
-    ``vec_len + 1`` cycles per chunk. The last chunk's result is on ``o`` ``vec_len + 6``
-    cycles after the last read, ``done`` one cycle after it is taken. The sums need
-    ``bit_length((2**lane_bits - 1) * act_buf_depth)`` bits (20 for pynq-z2), since a map in
-    the buffer has at most ``act_buf_depth`` vectors.
+    ``vec_len + 1`` cycles per chunk. The last chunk's result is on ``o``
+    ``vec_len + PostProc.LATENCY + 2`` cycles after the last read, ``done`` one cycle after
+    it is taken. The sums need ``bit_length((2**lane_bits - 1) * act_buf_depth)`` bits (20
+    for pynq-z2), since a map in the buffer has at most ``act_buf_depth`` vectors.
 
     Parameters
     ----------

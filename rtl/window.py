@@ -15,7 +15,7 @@ from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from .common import index_bits
+from .common import index_bits, stage
 from .config import HwConfig
 from .interface.descriptor import MAX_KERNEL
 
@@ -127,10 +127,8 @@ class WindowGen(wiring.Component):
             return Mux(pad[0], value, 0) + Mux(pad[1], value << 1, 0)
 
         iy, ix = iy0 + ky, ix0 + kx
-        # The last indices are registers (the layer holds still from ``start`` on, and the
-        # first step comes a cycle after it), and so are the values before the last (a bit
-        # wider: -1 for a counter of one value, which it never holds), so that "the next
-        # value is the last" is a comparison of registers.
+        # What the counters are compared with are registers (the layer holds still from
+        # ``start`` on, and the first step comes a cycle after it).
         counters = ((L.kernel_w, kx, "kernel_w"), (L.kernel_h, ky, "kernel_h"),
                     (L.chunks, ch, "chunks"), (L.out_w, ox, "out_w"), (L.out_h, oy, "out_h"))
 
@@ -139,17 +137,23 @@ class WindowGen(wiring.Component):
             m.d.sync += sig.eq(value - n)
             return sig
 
-        kw_last, kh_last, ch_last, ox_last, oy_last = (
-            minus(value, like, 1, f"{name}_last") for value, like, name in counters)
-        kw_pen, kh_pen, ch_pen, ox_pen, oy_pen = (
-            minus(value, like, 2, f"{name}_pen") for value, like, name in counters)
+        # Three below the count: the value two before the last, two bits wider, so that a
+        # counter of one or two values never equals it.
+        pres = [minus(value, like, 3, f"{name}_pre") for value, like, name in counters]
+        # Counts of one and of two values: the last is 0 (the value before it is).
+        ones = [stage(m, value == 1, 1, f"{name}_one") for value, _, name in counters]
+        twos = [stage(m, value == 2, 1, f"{name}_two") for value, _, name in counters]
         # Whether each counter is at its last value (``at_*``), and whether it and every
         # counter inside it are (``end_*``: the next step carries past it), are registers set
         # with the counters: a step's enable goes only to clock enables, and what the
         # counters load comes from flip-flops.
+        # ``near_*``: whether the counter is at the value before its last, also a register,
+        # so that what a step makes of ``at_*`` is a choice between registers: the
+        # comparisons with the counters feed only ``near_*``, not the ``end_*`` behind them.
         last_kx, last_ky = Signal(name="at_last_kx"), Signal(name="at_last_ky")
         last_ch = Signal(name="at_last_ch")
         last_ox, last_oy = Signal(name="at_last_ox"), Signal(name="at_last_oy")
+        nears = [Signal(name=f"near_last_{name}") for name in ("kx", "ky", "ch", "ox", "oy")]
         end_ky, end_ch = Signal(name="end_ky"), Signal(name="end_ch")
         end_ox, end_oy = Signal(name="end_ox"), Signal(name="end_oy")
         end_kx = last_kx
@@ -186,11 +190,14 @@ class WindowGen(wiring.Component):
             m.d.sync += [need.eq(first_need), rows_in.eq(first_need <= self.rows)]
             set_ends(L.kernel_w == 1, L.kernel_h == 1, L.chunks == 1, L.out_w == 1,
                      L.out_h == 1)
+            m.d.sync += [near.eq(c[0] == 2) for near, c in zip(nears, counters, strict=True)]
 
-        def step(count, at_last, last, pen, inner_end, own_end):
+        def step(k, count, at_last, inner_end, own_end):
             # A counter inside which every counter ends steps: to 0 past its last value.
+            near, pre, one, two = nears[k], pres[k], ones[k], twos[k]
+            m.d.sync += near.eq(Mux(inner_end, Mux(own_end, two, count == pre), near))
             return (Mux(inner_end, Mux(own_end, 0, count + 1), count),
-                    Mux(inner_end, Mux(own_end, last == 0, count == pen), at_last))
+                    Mux(inner_end, Mux(own_end, one, near), at_last))
 
         step_en = running & rows_in & self.adv
         with m.If(running):
@@ -200,11 +207,11 @@ class WindowGen(wiring.Component):
                          rows_in.eq(Mux(row_step, need + L.stride <= self.rows,
                                         need <= self.rows))]
         with m.If(step_en):
-            kx_n, kx_at = step(kx, last_kx, kw_last, kw_pen, 1, end_kx)
-            ky_n, ky_at = step(ky, last_ky, kh_last, kh_pen, end_kx, end_ky)
-            ch_n, ch_at = step(ch, last_ch, ch_last, ch_pen, end_ky, end_ch)
-            ox_n, ox_at = step(ox, last_ox, ox_last, ox_pen, end_ch, end_ox)
-            oy_n, oy_at = step(oy, last_oy, oy_last, oy_pen, end_ox, end_oy)
+            kx_n, kx_at = step(0, kx, last_kx, 1, end_kx)
+            ky_n, ky_at = step(1, ky, last_ky, end_kx, end_ky)
+            ch_n, ch_at = step(2, ch, last_ch, end_ky, end_ch)
+            ox_n, ox_at = step(3, ox, last_ox, end_ch, end_ox)
+            oy_n, oy_at = step(4, oy, last_oy, end_ox, end_oy)
             m.d.sync += [kx.eq(kx_n), ky.eq(ky_n), ch.eq(ch_n), ox.eq(ox_n), oy.eq(oy_n)]
             set_ends(kx_at, ky_at, ch_at, ox_at, oy_at)
             next_col_ox = col_ox + stride_cols

@@ -13,6 +13,7 @@ from quant import contract as C
 from quant import golden
 from rtl.config import HwConfig, preset
 from rtl.interface.tiling import row_tile
+from rtl.postproc import PostProc
 from rtl.vector_units import (
     AddUnit,
     AvgPool,
@@ -317,7 +318,7 @@ def test_avgpool_cycles():
     layer = _avg_layer(x, *C.quantize_multiplier(1 / 15))
     (out, cycles), = run_pool(AvgPool(cfg=CFG), CFG, x, [layer], stall=0.0)
     _check_avgpool(x, layer, out)
-    assert cycles == layer["chunks"] * layer["pixels"] + CFG.vec_len + 7
+    assert cycles == layer["chunks"] * layer["pixels"] + CFG.vec_len + PostProc.LATENCY + 3
 
 
 def test_pools_on_preset():

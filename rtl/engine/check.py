@@ -24,6 +24,7 @@ from ..interface.descriptor import (
     DESC_MAGIC,
     IN_BITS,
     MAX_KERNEL,
+    MAX_PASSES,
     OUT_BITS,
     PIXEL_BITS,
     POOL_LEAD,
@@ -195,7 +196,11 @@ class DescriptorCheck(wiring.Component):
         wb_pixels = reg(Mux(is_pool, pool_h * pool_w, out_pixels), 32, "wb_pixels")
         out("out_row", d.out_w * chunks_out)
         steps_calc = reg(kk * chunks_in, 24, "steps_calc")
-        weight_words = reg(d.passes * pass_words, 48, "weight_words")
+        # Of a descriptor whose steps and passes are in range (else size_ok or shape_ok
+        # refuses it first): narrow enough for one DSP48E1, no adder behind its product.
+        pw_bits = (pass_block_words(cfg, 0) + cfg.weight_buf_depth * row_words(cfg)).bit_length()
+        weight_words = reg(d.passes[:MAX_PASSES.bit_length()] * pass_words[:pw_bits],
+                           MAX_PASSES.bit_length() + pw_bits, "weight_words")
         out("row_stride", d.in_w * chunks_in)
         # Stage 3.
         in_words = out("in_words", read_vecs * wpv_in)
@@ -213,8 +218,14 @@ class DescriptorCheck(wiring.Component):
         base = self.window_base
         limit = out("window_limit", base + self.window_size)
 
-        def inside_end(addr, end, words):
-            return (addr >= base) & (end <= limit) & (words != 0)
+        def inside_end(addr, end, words, name):
+            # Each test a register of its own a stage before the verdict (the start's
+            # comparison from stage 1 on): the verdict is an AND of registers and of the
+            # write-back end's comparison, whose end comes last.
+            starts = reg(addr >= base, 1, f"{name}_start_ok")
+            if name == "out":
+                return starts & reg(words != 0, 1, f"{name}_words_ok") & (end <= limit)
+            return reg(starts & (end <= limit) & (words != 0), 1, f"{name}_ok")
 
         # Expected output size from the input size (stride 1 or 2).
         span_h = d.in_h + d.pad_top + d.pad_bottom - d.kernel_h
@@ -266,7 +277,7 @@ class DescriptorCheck(wiring.Component):
                     | ((d.mode <= PostMode.SIGNED)
                        & ((d.in2_bits == act) | (d.in2_bits == sgn))))
         conv_desc = reg(kernel_ok & (d.mode <= PostMode.LOGITS) & pixels_ok
-                        & (d.passes != 0) & (d.passes <= 4096) & fused_ok, 1, "conv_desc")
+                        & (d.passes != 0) & (d.passes <= MAX_PASSES) & fused_ok, 1, "conv_desc")
         conv_split = reg(split_ok, 1, "conv_split")
         bits_ok = reg(d.out_bits == mode_bits, 1, "bits_ok")
         steps_ok = reg(d.steps == steps_calc, 1, "steps_ok")
@@ -302,8 +313,8 @@ class DescriptorCheck(wiring.Component):
                            & (d.steps * v <= cfg.max_reduction + v - 1))))
         out("aligned", (d.in_addr[:3] == 0) & (d.out_addr[:3] == 0)
             & (~is_conv | (d.weight_addr[:3] == 0)) & (~reads2 | (d.in2_addr[:3] == 0)))
-        out("window_ok", inside_end(d.in_addr, in_end, in_words)
-            & inside_end(d.out_addr, out_end, out_words)
-            & (~is_conv | inside_end(d.weight_addr, w_end, weight_words))
-            & (~reads2 | inside_end(d.in2_addr, in2_end, in2_words)))
+        out("window_ok", inside_end(d.in_addr, in_end, in_words, "in")
+            & inside_end(d.out_addr, out_end, out_words, "out")
+            & (~is_conv | inside_end(d.weight_addr, w_end, weight_words, "weight"))
+            & (~reads2 | inside_end(d.in2_addr, in2_end, in2_words, "in2")))
         return m

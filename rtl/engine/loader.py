@@ -142,6 +142,10 @@ class WeightLoader(wiring.Component):
 
         load_idx = Signal(16)          # the pass it fetches next
         load_more = Signal()           # load_idx != passes (registered)
+        # passes - 1, a register (the fields hold still from before a start or a follow, and
+        # the first pass ends cycles later): load_more compares it with load_idx, no adder.
+        # For passes = 0 it is -1, which no load_idx equals.
+        passes_m1 = stage(m, self.passes - 1, len(self.passes) + 1, "passes_m1")
         odd = Signal()                 # the passes being loaded are odd in number
         full, bank0, code = self.full, self.bank0, self.code
         # Where each weight port reads its share of the next pass block.
@@ -306,5 +310,5 @@ class WeightLoader(wiring.Component):
                     with m.Else():
                         m.d.sync += [full.bit_select(load_idx[0] ^ bank0, 1).eq(1),
                                      load_idx.eq(load_idx + 1),
-                                     load_more.eq(load_idx + 1 != self.passes)]
+                                     load_more.eq(load_idx != passes_m1)]
         return m

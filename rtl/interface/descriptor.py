@@ -18,6 +18,7 @@ __all__ = [
     "FIELDS",
     "IN_BITS",
     "MAX_KERNEL",
+    "MAX_PASSES",
     "OUT_BITS",
     "POOL_LEAD",
     "POOL_TOP",
@@ -108,6 +109,8 @@ def pooled_size(out_h: int, out_w: int, pool: int) -> tuple[int, int]:
 
 #: Largest window side (``kernel_h``, ``kernel_w``) the engine runs: the stem's 7 x 7.
 MAX_KERNEL = 7
+#: Most conv passes of one descriptor (``passes``).
+MAX_PASSES = 4096
 #: Storage width of the image's pixels (and of its fold): the only 8-bit maps, which only the
 #: host writes; a conv reads them (``rtl.interface.ddr.vector_words``).
 PIXEL_BITS = 8
