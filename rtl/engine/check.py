@@ -294,10 +294,13 @@ class DescriptorCheck(wiring.Component):
         magic_ok = reg(d.magic == DESC_MAGIC, 1, "magic_ok")
         # An unrolled map: a conv's 8-bit pixels, V channels in T taps, a k x 1 kernel over
         # whole rows.
-        unroll_ok = reg((d.unroll == 0) | (
-            (d.unroll == 1) & bool(taps) & ((d.op == Op.CONV) | (d.op == Op.CONV_ADD))
-            & (d.in_c == v) & (d.in_bits == PIXEL_BITS) & (d.kernel_w == 1) & (d.stride == 1)
-            & (d.pad_left == 0) & (d.pad_right == 0)), 1, "unroll_ok")
+        # (Two stages: the descriptor's comparisons, then their AND.)
+        unroll_terms = reg(Cat(
+            d.unroll == 0, (d.unroll == 1) & bool(taps),
+            (d.op == Op.CONV) | (d.op == Op.CONV_ADD), d.in_c == v, d.in_bits == PIXEL_BITS,
+            (d.kernel_w == 1) & (d.stride == 1), (d.pad_left == 0) & (d.pad_right == 0)),
+            7, "unroll_terms")
+        unroll_ok = reg(unroll_terms[0] | unroll_terms[1:].all(), 1, "unroll_ok")
         conv_ok = conv_desc & conv_split & window_geom & bits_ok & steps_ok
         add_ok = same_map & add_desc & bits_ok & ins_ok & unsplit
         max_ok = kernel_r & window_geom & same_c & acts_ok & unsplit
