@@ -131,6 +131,40 @@ def test_timing_of_a_hand_made_path() -> None:
     assert rep.fmax_mhz == pytest.approx(1000 / want)
 
 
+def test_timing_through_distributed_ram() -> None:
+    """A RAM32M is a start (its write clock to DOA), a read (ADDRA to DOA, like a LUT) and an
+    end (data, write address and write enable set up to its clock)."""
+    ram_ports = {"WCLK": [1], "WE": ["1"], "DIA": [2, 2], "ADDRA": [4, 4, 4, 4, 4],
+                 "ADDRD": [20, 20, 20, 20, 20]}
+    ram = _cell("RAM32M", ram_ports, {"DOA": [5, 6]})
+    cells = {
+        "a": _cell("FDRE", {"C": [1], "D": [9]}, {"Q": [2]}),       # data into the RAM
+        "addr": _cell("FDRE", {"C": [1], "D": [9]}, {"Q": [4]}),    # its read address
+        "ram": ram,
+        "dst": _cell("FDRE", {"C": [1], "D": [5]}, {"Q": [9]}),
+    }
+    model = TIMING_MODELS["xc7z020clg400-1"]
+    d = XC7_1_DELAYS
+    # FF -> net -> ADDRA -> DOA -> net -> FF beats the RAM's own clock-to-out and the data's
+    # setup.
+    rep = estimate_timing(_netlist(cells), "top", model)
+    assert rep.period_ns == pytest.approx(d["ff_cko"] + 0.5 + d["lutram_read"] + 0.5)
+    assert [kind for kind, _, _ in rep.path] == ["FDRE", "RAM32M", "FDRE"]
+    assert rep.lut_levels == 1
+    # Without the read-address register the RAM's clock-to-out starts the worst path.
+    del cells["addr"]
+    rep = estimate_timing(_netlist(cells), "top", model)
+    assert rep.period_ns == pytest.approx(d["lutram_cko"] + 0.5)
+    assert rep.path[0][:2] == ("RAM32M", "ram") and rep.path[-1][0] == "FDRE"
+    # A write enable through a LUT: that path ends at the RAM.
+    cells["we"] = _cell("LUT1", {"I0": [2]}, {"O": [3]})
+    ram["connections"]["WE"] = [3]
+    rep = estimate_timing(_netlist(cells), "top", model)
+    assert rep.period_ns == pytest.approx(d["ff_cko"] + 0.5 + d["lut"] + 0.5
+                                          + d["lutram_setup_we"])
+    assert [kind for kind, _, _ in rep.path] == ["FDRE", "LUT1", "RAM32M"]
+
+
 def test_timing_counts_fanout_and_caps_at_dsp_fmax() -> None:
     # One FF driving 64 LUTs: two doublings beyond 16 add 2 * 0.15 ns to that net.
     cells = {"src": _cell("FDRE", {"C": [1], "D": [500]}, {"Q": [2]})}

@@ -288,6 +288,11 @@ XC7_1_DELAYS: dict[str, float] = {
     "dsp_b_breg": 0.324, "dsp_b_mreg": 1.285, "dsp_c_creg": 0.168, "dsp_c_preg": 1.244,
     "dsp_d_dreg": 0.248, "dsp_d_adreg": 1.195, "dsp_d_mreg": 2.310, "dsp_pcin": 1.025,
     "dsp_ctrl": 0.404, "bram_cko": 2.454, "bram_cko_reg": 0.882, "bram_setup": 0.566,
+    # Distributed RAM (RAM32M, RAM64M, RAMnnX1D/S): the write clock to the outputs and the
+    # setups of data, write address and write enable (the largest of the listed pins); a
+    # read address to the output is a LUT's input-to-output delay (the mean of 0.642 to 0.238).
+    "lutram_cko": 1.190, "lutram_read": 0.478, "lutram_setup_d": 0.461,
+    "lutram_setup_a": 0.362, "lutram_setup_we": 0.654,
 }
 
 
@@ -371,6 +376,33 @@ class TimingReport:
 
 
 _SEQ_PREFIX = ("FD", "SRL", "DSP48E1", "RAMB")
+
+
+def _is_lutram(kind: str) -> bool:
+    """Distributed RAM: a clocked write, an asynchronous read through LUTs."""
+    return kind.startswith("RAM") and not kind.startswith("RAMB")
+
+
+def _lutram_read_ports(cell: dict, out_port: str) -> list[str]:
+    """The read-address inputs of a distributed RAM output: ``ADDRx`` for ``DOx`` (RAM32M,
+    RAM64M), ``DPRA*`` for ``DPO``, the ``A*`` pins (also the write address) otherwise."""
+    ins = [p for p, d in cell.get("port_directions", {}).items() if d == "input"]
+    if out_port.startswith("DO"):
+        return [p for p in ins if p == "ADDR" + out_port[2:]]
+    if out_port == "DPO":
+        return [p for p in ins if p.startswith("DPRA")]
+    return [p for p in ins if p == "A" or (p.startswith("A") and p[1:].isdigit())]
+
+
+def _lutram_setup(model: TimingModel, port: str) -> float | None:
+    """Setup of a distributed RAM input to its write clock (None: a read address only)."""
+    if port == "WE":
+        return model.delay("lutram_setup_we")
+    if port == "D" or port.startswith("DI"):
+        return model.delay("lutram_setup_d")
+    if port == "ADDRD" or port == "A" or (port.startswith("A") and port[1:].isdigit()):
+        return model.delay("lutram_setup_a")
+    return None
 #: Worst paths ending at distinct cells that a :class:`TimingReport` lists (``worst``).
 WORST_ENDPOINTS = 5
 
@@ -428,6 +460,8 @@ def _endpoint_setup(model: TimingModel, cell: dict, port: str) -> float | None:
         return _dsp_setup(model, cell, port)
     if kind.startswith("RAMB"):
         return None if port.startswith("CLK") else model.delay("bram_setup")
+    if _is_lutram(kind):
+        return _lutram_setup(model, port)
     return None
 
 
@@ -449,10 +483,11 @@ def _start_arrival(model: TimingModel, cell: dict, port: str) -> float:
 def estimate_timing(netlist: dict[str, Any], top: str, model: TimingModel) -> TimingReport:
     """Worst register-to-register path of a ``synth_xilinx`` netlist (Yosys ``write_json``).
 
-    Paths start at flip-flop, SRL, DSP48E1 and block RAM outputs and end at their data, enable
-    and reset inputs; paths from or to the design's ports are not counted (they belong to the
-    circuit around it). Every cell and net is priced by ``model``. One clock domain is assumed
-    (the arrays and the core have one).
+    Paths start at flip-flop, SRL, DSP48E1, block RAM and distributed RAM outputs (a
+    distributed RAM's read also passes its read address through) and end at their data,
+    enable, reset and write-address inputs; paths from or to the design's ports are not
+    counted (they belong to the circuit around it). Every cell and net is priced by
+    ``model``. One clock domain is assumed (the arrays and the core have one).
     """
     import math
     from collections import Counter
@@ -500,6 +535,15 @@ def estimate_timing(netlist: dict[str, Any], top: str, model: TimingModel) -> Ti
         kind = cell["type"]
         if kind.startswith(_SEQ_PREFIX):
             result = (_start_arrival(model, cell, src[1]), 0, 0, 0, None)
+        elif _is_lutram(kind):
+            # Written at the clock edge, read through a LUT from its address.
+            result = (model.delay("lutram_cko"), 0, 0, 0, None)
+            for port in _lutram_read_ports(cell, src[1]):
+                for b in cell["connections"][port]:
+                    t, lut, mux, c4, _ = arrive(b)
+                    total = t + model.delay("lutram_read") + net_delay(b)
+                    if t != -math.inf and total > result[0]:
+                        result = (total, lut + 1, mux, c4, b)
         elif kind.startswith(("LUT", "MUXF", "CARRY4", "INV")):
             best = none
             for port, bits in cell["connections"].items():
@@ -537,7 +581,7 @@ def estimate_timing(netlist: dict[str, Any], top: str, model: TimingModel) -> Ti
     sys.setrecursionlimit(max(sys.getrecursionlimit(), 100_000))
     ends: list[tuple[float, str, int]] = []
     for name, cell in cells.items():
-        if not cell["type"].startswith(_SEQ_PREFIX):
+        if not cell["type"].startswith(_SEQ_PREFIX) and not _is_lutram(cell["type"]):
             continue
         best_end: tuple[float, int] | None = None
         for port, bits in cell["connections"].items():
@@ -566,8 +610,8 @@ def estimate_timing(netlist: dict[str, Any], top: str, model: TimingModel) -> Ti
         t, _, _, _, prev = arrival[bit]
         src = driver[bit]
         kind = cells[src[0]]["type"]
-        path.append((kind, _register(src[0]) if kind.startswith(_SEQ_PREFIX)
-                     else names.get(bit, src[0]), round(t, 3)))
+        path.append((kind, _register(src[0]) if kind.startswith(_SEQ_PREFIX) or (
+            _is_lutram(kind) and prev is None) else names.get(bit, src[0]), round(t, 3)))
         bit = prev
     path.reverse()  # start register first, endpoint last
     _, lut, mux, c4, _ = arrival[end_bit]
