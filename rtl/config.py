@@ -479,11 +479,11 @@ def _check_int(name: str, value: Any, *, lo: int | None = None, hi: int | None =
 # 28 rows and 22 lanes would model 34.55 ms but leave 15.6 % of the LUTs for routing and
 # 3.6 % of the BRAM, the least on either preset.
 # Clocks (docs/engine.md, "Timing"): the fastest the timing estimate of every part supports
-# and the board makes. pynq-z2: 1000/9 MHz, FCLK0 straight from the PS's 1000 MHz IO PLL
-# (/ 3 / 3; the next, 125 MHz, is past the estimate); zc706: 150 MHz from an MMCM.
+# and the board makes. pynq-z2: 125 MHz, FCLK0 straight from the PS's 1000 MHz IO PLL (/ 8
+# / 1; the next, 1000/7 = 142.9 MHz, is past the estimate); zc706: 150 MHz from an MMCM.
 PRESETS: dict[str, HwConfig] = {
     cfg.name: cfg for cfg in (
-        HwConfig(name="pynq-z2", part=BOARDS["pynq-z2"].part.name, clock_mhz=1000 / 9,
+        HwConfig(name="pynq-z2", part=BOARDS["pynq-z2"].part.name, clock_mhz=125.0,
                  pot_rows=26, pot_cols=16, dsp_rows=20, dsp_cols=16, dsp_pack=3,
                  act_buf_depth=4096, weight_buf_depth=512, out_buf_depth=2048,
                  result_lanes=4),

@@ -50,7 +50,9 @@ def result_layout(cfg: HwConfig) -> data.StructLayout:
     lane whether it holds a result, its original channel and its value. The valid lanes of
     one beat never share ``channel % vec_len``. ``base`` is ``pixel * out_chunks`` (the
     pixel's first vector in the out buffer) and ``end`` ``base + out_chunks``, counted as
-    the pixels go so that no multiplier sits on the result path."""
+    the pixels go so that no multiplier sits on the result path; ``addr``: each lane's
+    out-buffer vector, ``base + channel // vec_len`` (modulo the buffer's depth), summed before
+    the requantizer so that no adder sits behind the result's valid."""
     lanes = cfg.result_lanes
     vec_bits = index_bits(cfg.out_buf_depth + 1) + 1
     return data.StructLayout({
@@ -60,6 +62,7 @@ def result_layout(cfg: HwConfig) -> data.StructLayout:
         "valid": data.ArrayLayout(unsigned(1), lanes),
         "channel": data.ArrayLayout(unsigned(index_bits(cfg.max_channels)), lanes),
         "value": data.ArrayLayout(signed(OUT_BITS), lanes),
+        "addr": data.ArrayLayout(unsigned(index_bits(cfg.out_buf_depth)), lanes),
     })
 
 
@@ -74,8 +77,9 @@ class WeightBanks(wiring.Component):
     two valid slots of that group share an output-buffer lane (``channel % vec_len``), from a
     register that follows the slots a cycle after they are written; ``peek_valid`` and
     ``peek_conflict``: the valid flags and the conflict of group ``peek``, ``first_valid`` and
-    ``first_conflict`` those of group 0. Its own
-    component so that the build's estimate can scale it with the array rows.
+    ``first_conflict`` those of group 0. The slots' fields but their valid flags are in
+    distributed RAM, one memory per result lane. Its own component so that the build's
+    estimate can count it for the array rows (the whole banks less the core's rows).
     """
 
     def __init__(self, *, cfg: HwConfig, rows: int, fixed8_pairs: int) -> None:
@@ -110,31 +114,53 @@ class WeightBanks(wiring.Component):
         m.d.comb += [wr.en.eq(self.w_we), wr.addr.eq(Cat(self.w_waddr, self.w_bank)),
                      wr.data.eq(self.w_wdata), rd.en.eq(self.rd_en),
                      rd.addr.eq(Cat(self.rd_addr, self.rd_bank)), self.rd_data.eq(rd.data)]
-        lanes = self._cfg.result_lanes
-        group = data.ArrayLayout(slot_layout(self._cfg), lanes)
-        slots = Signal(data.ArrayLayout(data.ArrayLayout(group, self._groups), 2))
+        # A slot's fields but its valid flag live in distributed RAM, one memory per lane of
+        # a group (word ``bank * 2**gbits + group``), read asynchronously like the registers
+        # they replace: a read is a LUT level where a register file was a wide multiplexer
+        # of every group of both banks. The valid flags and the channels' out-buffer lanes
+        # stay in registers: the conflicts and the peeks read them all.
+        cfg = self._cfg
+        lanes, groups = cfg.result_lanes, self._groups
         lane_bits = (lanes - 1).bit_length()
+        gbits = index_bits(groups)
+        fields = {name: shape for name, shape in slot_layout(cfg).members.items()
+                  if name != "valid"}
+        payload = data.StructLayout(fields)
+        w_lane = self.slot_waddr[:lane_bits] if lane_bits else 0
+        w_group = self.slot_waddr[lane_bits:]
+        for i in range(lanes):
+            mem = Memory(shape=payload, depth=2 << gbits, init=[])
+            m.submodules[f"slot_mem{i}"] = mem
+            wr, rd = mem.write_port(), mem.read_port(domain="comb")
+            m.d.comb += [wr.en.eq(self.slot_we & (w_lane == i)),
+                         wr.addr.eq(Cat(w_group[:gbits], self.w_bank)),
+                         wr.data.eq(Cat(*[getattr(self.slot_wdata, n) for n in fields])),
+                         rd.addr.eq(Cat(self.group[:gbits], self.rd_bank))]
+            for n in fields:
+                m.d.comb += getattr(self.slots[i], n).eq(getattr(rd.data, n))
+        lane_bits_v = (cfg.vec_len - 1).bit_length()
+        flag = data.StructLayout({"valid": unsigned(1), "lane": unsigned(lane_bits_v)})
+        flags = Signal(data.ArrayLayout(data.ArrayLayout(data.ArrayLayout(flag, lanes),
+                                                         groups), 2))
         with m.If(self.slot_we):
-            m.d.sync += slots[self.w_bank][self.slot_waddr >> lane_bits][
-                self.slot_waddr[:lane_bits] if lane_bits else 0].eq(self.slot_wdata)
-        m.d.comb += self.slots.eq(slots[self.rd_bank][self.group])
-        conflicts = Signal(data.ArrayLayout(data.ArrayLayout(unsigned(1), self._groups), 2))
-        lane_bits_v = (self._cfg.vec_len - 1).bit_length()
+            m.d.sync += flags[self.w_bank][w_group][w_lane].eq(
+                Cat(self.slot_wdata.valid, self.slot_wdata.channel[:lane_bits_v]))
+        for i in range(lanes):
+            m.d.comb += self.slots[i].valid.eq(flags[self.rd_bank][self.group][i].valid)
+        conflicts = Signal(data.ArrayLayout(data.ArrayLayout(unsigned(1), groups), 2))
         for b in range(2):
-            for gi in range(self._groups):
-                grp = slots[b][gi]
+            for gi in range(groups):
+                grp = flags[b][gi]
                 hit = 0
                 for i in range(lanes):
                     for k in range(i + 1, lanes):
-                        hit = hit | (grp[i].valid & grp[k].valid
-                                     & (grp[i].channel[:lane_bits_v]
-                                        == grp[k].channel[:lane_bits_v]))
+                        hit = hit | (grp[i].valid & grp[k].valid & (grp[i].lane == grp[k].lane))
                 m.d.sync += conflicts[b][gi].eq(hit)
         m.d.comb += self.conflict.eq(conflicts[self.rd_bank][self.group])
-        peeked = slots[self.rd_bank][self.peek]
+        peeked = flags[self.rd_bank][self.peek]
         m.d.comb += [self.peek_valid.eq(Cat(*[peeked[i].valid for i in range(lanes)])),
                      self.peek_conflict.eq(conflicts[self.rd_bank][self.peek])]
-        first = slots[self.rd_bank][0]
+        first = flags[self.rd_bank][0]
         m.d.comb += [self.first_valid.eq(Cat(*[first[i].valid for i in range(lanes)])),
                      self.first_conflict.eq(conflicts[self.rd_bank][0])]
         if self._pairs:
@@ -206,9 +232,11 @@ class ConvCore(wiring.Component):
         m.submodules.dsp = dsp = DspArray(cfg=cfg)
         ch_bits, pix_bits = index_bits(cfg.max_channels), 2 * index_bits(cfg.max_spatial + 1)
         vec_bits = len(self.o.payload.base)
+        addr_bits = index_bits(cfg.out_buf_depth)
+        logv = index_bits(v) if v > 1 else 0
         m.submodules.post = post = PostProc(
             cfg=cfg, lanes=cfg.result_lanes,
-            tag_bits=pix_bits + 2 * vec_bits + cfg.result_lanes * (ch_bits + 1))
+            tag_bits=pix_bits + 2 * vec_bits + cfg.result_lanes * (ch_bits + 1 + addr_bits))
         m.submodules.window = gen = WindowGen(cfg=cfg)
         for name in window_layout(cfg).members:
             m.d.comb += getattr(gen.layer, name).eq(getattr(L, name))
@@ -356,8 +384,11 @@ class ConvCore(wiring.Component):
             beat_state(g0_valid, g0_conflict, 0, groups == 1)
 
         m.d.comb += [post.i.valid.eq(ser_busy & ~none_enabled), post.i.payload.mode.eq(L.mode),
-                     post.i.payload.tag.eq(Cat(pixel, pix_base, pix_end, enable,
-                                               *[slot[i].channel for i in range(lanes)]))]
+                     post.i.payload.tag.eq(Cat(
+                         pixel, pix_base, pix_end, enable,
+                         *[slot[i].channel for i in range(lanes)],
+                         *[(pix_base + (slot[i].channel >> logv))[:addr_bits]
+                           for i in range(lanes)]))]
         for i in range(lanes):
             m.d.comb += [post.i.payload.acc[i].eq(res[g][i]),
                          post.i.payload.bias[i].eq(slot[i].bias),
@@ -371,21 +402,14 @@ class ConvCore(wiring.Component):
                      out.valid.eq(tag[at:at + lanes])]
         for i in range(lanes):
             base = at + lanes + i * ch_bits
+            addr = at + lanes * (1 + ch_bits) + i * addr_bits
             m.d.comb += [out.value[i].eq(post.o.payload.value[i]),
-                         out.channel[i].eq(tag[base:base + ch_bits])]
-        # A skid register between the requantizer and ``o``: the requantizer's stall comes
-        # from a flip-flop, not from ``o.ready``. A result waits in it while ``o`` stalls;
-        # a result leaves ``o`` no later than it would without it.
-        skid_valid = Signal()
-        skid = Signal.like(self.o.payload)
-        m.d.comb += [self.o.valid.eq(skid_valid | post.o.valid),
-                     self.o.payload.eq(Mux(skid_valid, skid, out)),
-                     post.o.ready.eq(~skid_valid)]
-        with m.If(skid_valid):
-            with m.If(self.o.ready):
-                m.d.sync += skid_valid.eq(0)
-        with m.Elif(post.o.valid & ~self.o.ready):
-            m.d.sync += [skid_valid.eq(1), skid.eq(out)]
+                         out.channel[i].eq(tag[base:base + ch_bits]),
+                         out.addr[i].eq(tag[addr:addr + addr_bits])]
+        # The requantizer's output is a two-entry buffer of registers: its stall comes from a
+        # flip-flop, not from ``o.ready``, and ``o`` is a register (no multiplexer behind it).
+        m.d.comb += [self.o.valid.eq(post.o.valid), self.o.payload.eq(out),
+                     post.o.ready.eq(self.o.ready)]
 
         # ---- completion ---------------------------------------------------------------------
         inflight = Signal(4)
@@ -412,7 +436,7 @@ class ConvCore(wiring.Component):
         with m.Elif(dec & ~inc):
             m.d.sync += [owed.eq(owed - 1), none_owed.eq(one_owed), one_owed.eq(owed == 2)]
         finished = gen.done & none_owed & ~ser_busy & (inflight == 0) & \
-            ~valid1 & ~pot.o.valid & ~dsp.o.valid & ~pot_full & ~dsp_full & ~skid_valid
+            ~valid1 & ~pot.o.valid & ~dsp.o.valid & ~pot_full & ~dsp_full
         with m.If(self.start & ~busy):
             m.d.sync += busy.eq(1)
         with m.Elif(busy & finished):

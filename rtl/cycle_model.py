@@ -305,6 +305,8 @@ def _schedule(cfg: HwConfig, descs: list[dict[str, int]], t: DdrTiming,
             own["maps in"] = act
             if _overlap(in_addr, in_addr + 8 * in_words, *written):
                 band = max(band, free)
+            band += 1           # the read is asked a state after the waits (ACT_GO)
+            own["maps in"] += 1
             end = band + act    # the input band is in
             if d["op"] in is_conv:
                 stream = band

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from quant import contract as C
 
+from .common import skid_output
 from .config import HwConfig
 from .interface.descriptor import PostMode
 
@@ -46,14 +47,19 @@ def postproc_output_layout(lanes: int, tag_bits: int = 0) -> data.StructLayout:
 class PostProc(wiring.Component):
     """``lanes`` channels per cycle of ``clamp(requantize(acc + bias, mult, shift))``.
 
-    A four-stage pipeline: add the bias; multiply by the unsigned multiplier (inferred
-    multipliers: DSP48E1s after synthesis) and add ``2**(shift-1)``; shift right
-    arithmetically (round half up); clamp by ``mode``. Results equal
+    A five-stage pipeline: add the bias; multiply by the unsigned multiplier and add
+    ``2**(shift-1)``, as two products that each fit one DSP48E1 (the sum's low
+    ``LOW_BITS`` bits, unsigned, with the rounding in the DSP48E1's post-adder, and its high
+    bits, signed) with the DSP48E1's output registers; add the two products; shift right
+    arithmetically (round half up); clamp by ``mode``. A sum narrow enough for one DSP48E1
+    (the average pool's) is one product, and the third stage only registers it. Results equal
     ``quant.contract.activation`` / ``quant.contract.logits`` bit for bit.
 
-    Timing: a vector accepted in cycle ``t`` leaves on ``o`` in cycle ``t + 4`` when ``o`` is
-    not stalled; backpressure stalls the whole pipeline (``i.ready = ~o.valid | o.ready``), so
-    one vector per cycle is taken otherwise. ``o`` holds still while stalled.
+    Timing: a vector accepted in cycle ``t`` leaves on ``o`` in cycle ``t + 5`` when ``o`` is
+    not stalled. The last stage is a two-entry output buffer (:func:`~rtl.common.skid_output`):
+    the pipeline runs while its second entry is free, so ``i.ready`` and the pipeline's enable
+    are a register (no path from ``o.ready`` into them); one vector per cycle is taken while
+    ``o`` does not stall. ``o`` holds still while stalled.
 
     Parameters
     ----------
@@ -79,7 +85,13 @@ class PostProc(wiring.Component):
         If ``cfg`` is not a HwConfig or ``lanes`` is not a positive integer.
     """
 
-    LATENCY = 4
+    LATENCY = 5
+    #: The low part of a sum too wide for one DSP48E1 multiplier input (25 bits signed):
+    #: 17 unsigned bits, so that both products fit a DSP48E1's 25 x 18 multiplier, the
+    #: multiplier (16 bits unsigned) on its 18-bit input.
+    LOW_BITS = 17
+    #: The widest sum that one DSP48E1 multiplies (its signed 25-bit input).
+    DSP_A_BITS = 25
 
     def __init__(self, *, cfg: HwConfig, lanes: int, tag_bits: int = 0,
                  acc_bits: int | None = None) -> None:
@@ -111,36 +123,46 @@ class PostProc(wiring.Component):
         m = Module()
         cfg, lanes = self._cfg, self._lanes
         en = Signal()
-        m.d.comb += [en.eq(~self.o.valid | self.o.ready), self.i.ready.eq(en)]
         p = self.i.payload
 
-        valid = [Signal(name=f"valid_s{k}") for k in range(self.LATENCY)]
-        mode = [Signal(2, name=f"mode_s{k}") for k in range(self.LATENCY)]
-        tag = [Signal(self._tag_bits, name=f"tag_s{k}") for k in range(self.LATENCY)]
+        # Stages 1 to 4 here; stage 5 is the two-entry output buffer's first entry.
+        stages = self.LATENCY - 1
+        valid = [Signal(name=f"valid_s{k}") for k in range(stages)]
+        mode = [Signal(2, name=f"mode_s{k}") for k in range(stages)]
+        tag = [Signal(self._tag_bits, name=f"tag_s{k}") for k in range(stages)]
+        result = Signal(postproc_output_layout(lanes, self._tag_bits))
+        # The pipeline's enable and i.ready are registers: o.ready reaches only the buffer,
+        # and o is a register (no multiplexer behind it).
+        m.d.comb += [en.eq(skid_output(m, self.o, valid[-1], result, ready=self.i.ready)),
+                     result.tag.eq(tag[-1])]
         with m.If(en):
             m.d.sync += [valid[0].eq(self.i.valid), mode[0].eq(p.mode), tag[0].eq(p.tag)]
-            for k in range(1, self.LATENCY):
+            for k in range(1, stages):
                 m.d.sync += [valid[k].eq(valid[k - 1]), mode[k].eq(mode[k - 1]),
                              tag[k].eq(tag[k - 1])]
 
         sum_bits = self._acc_bits + 1
         # |acc + bias| <= 2 * max_abs_dot < 2**(acc_bits - 1), times mult < 2**16.
         prod_bits = sum_bits + C.MULT_BITS
+        split = sum_bits > self.DSP_A_BITS
         act_hi = (1 << cfg.act_bits) - 1
-        # The clamp happens on stage 3's input, so it uses the mode travelling with stage 2.
-        clamp_lo = Mux(mode[2] == PostMode.RELU, 0,
-                       Mux(mode[2] == PostMode.SIGNED, -(act_hi + 1), -(1 << (OUT_BITS - 1))))
-        clamp_hi = Mux(mode[2] == PostMode.LOGITS, (1 << (OUT_BITS - 1)) - 1, act_hi)
+        # The clamp is stage 5's input, so it uses the mode travelling with stage 4.
+        clamp_lo = Mux(mode[3] == PostMode.RELU, 0,
+                       Mux(mode[3] == PostMode.SIGNED, -(act_hi + 1), -(1 << (OUT_BITS - 1))))
+        clamp_hi = Mux(mode[3] == PostMode.LOGITS, (1 << (OUT_BITS - 1)) - 1, act_hi)
         for lane in range(lanes):
             total = Signal(signed(sum_bits), name=f"sum_{lane}")
             mult = Signal(C.MULT_BITS, name=f"mult_{lane}")
             shift1 = Signal(SHIFT_BITS, name=f"shift1_{lane}")
-            prod = Signal(signed(prod_bits + 1), name=f"prod_{lane}")   # plus rounding
+            # Stage 2: total * mult + rounding, as low + high products when total is wider
+            # than a DSP48E1 input: total = (high << LOW_BITS) + low, low unsigned.
+            low = Signal(signed(prod_bits + 1), name=f"prod_lo_{lane}")
             shift2 = Signal(SHIFT_BITS, name=f"shift2_{lane}")
+            prod = Signal(signed(prod_bits + 1), name=f"prod_{lane}")   # plus rounding
+            shift3 = Signal(SHIFT_BITS, name=f"shift3_{lane}")
             rounded = Signal(signed(prod_bits + 1), name=f"rounded_{lane}")
-            out = Signal(signed(OUT_BITS), name=f"out_{lane}")
-            # Half of the shift's unit, a register beside total (stage 1): the product takes it
-            # in (a DSP48E1's post-adder where the product fits one), so stage 3 only shifts.
+            # Half of the shift's unit, a register beside total (stage 1): the low product
+            # takes it in (the DSP48E1's post-adder), so stage 4 only shifts.
             rounding = Signal(prod_bits + 1, name=f"rounding_{lane}")
             with m.If(en):
                 m.d.sync += [
@@ -148,12 +170,25 @@ class PostProc(wiring.Component):
                     mult.eq(p.mult[lane]),
                     shift1.eq(p.shift[lane]),
                     rounding.eq((Const(1, prod_bits + 1) << p.shift[lane]) >> 1),
-                    prod.eq(total * mult + rounding),
                     shift2.eq(shift1),
-                    rounded.eq(prod >> shift2),
-                    out.eq(Mux(rounded < clamp_lo, clamp_lo,
-                               Mux(rounded > clamp_hi, clamp_hi, rounded))),
+                    shift3.eq(shift2),
+                    rounded.eq(prod >> shift3),
                 ]
-            m.d.comb += self.o.payload.value[lane].eq(out)
-        m.d.comb += [self.o.valid.eq(valid[3]), self.o.payload.tag.eq(tag[3])]
+                if split:
+                    # Stage 3: the high product plus the low one's bits from LOW_BITS up, in
+                    # the second DSP48E1's post-adder (C input, or its cascade): no adder in
+                    # the fabric. prod = (high * mult + (low >> L)) << L | low[:L], exactly,
+                    # as low = total[:L] * mult + rounding >= 0.
+                    high = Signal(signed(sum_bits - self.LOW_BITS), name=f"sum_hi_{lane}")
+                    mult2 = Signal(C.MULT_BITS, name=f"mult2_{lane}")
+                    m.d.sync += [
+                        low.eq(total[:self.LOW_BITS] * mult + rounding),
+                        high.eq(total[self.LOW_BITS:].as_signed()), mult2.eq(mult),
+                        prod.eq(Cat(low[:self.LOW_BITS],
+                                    high * mult2 + (low >> self.LOW_BITS))),
+                    ]
+                else:
+                    m.d.sync += [low.eq(total * mult + rounding), prod.eq(low)]
+            m.d.comb += result.value[lane].eq(Mux(rounded < clamp_lo, clamp_lo,
+                                                  Mux(rounded > clamp_hi, clamp_hi, rounded)))
         return m

@@ -19,7 +19,7 @@ DATA = Path(__file__).parent / "data"
 
 #: A config with tiny arrays, so that real Yosys runs take seconds; 6 rows, so that the
 #: arrays are estimated from slices of 2 and 4 rows.
-# 100 MHz, FCLK0 (the preset's 1000/9 MHz is too; tests/test_vivado.py checks it).
+# 100 MHz, FCLK0 (the preset's 125 MHz is too; tests/test_vivado.py checks it).
 TINY = preset("pynq-z2").replace(name="tiny", pot_rows=6, pot_cols=4, dsp_rows=6, dsp_cols=4,
                                  clock_mhz=100.0)
 
@@ -416,13 +416,15 @@ def _check_package(outdir: Path, cfg: HwConfig, board: str) -> dict:
     assert json.loads((outdir / "regmap.json").read_text())["config_hash"] == cfg.config_hash
     assert "module accel_top(" in (outdir / "project/accel_top.v").read_text()
     assert not (outdir / "rtl").exists()
-    # The estimate synthesized RTLIL: the core, and the arrays' slices only.
+    # The estimate synthesized RTLIL: the core, and the arrays' slices only (the weight
+    # banks' at the core's 4 rows and at all rows).
     work = outdir / "work"
     assert (work / "parts/accel_core.il").is_file()
     pack = cfg.dsp_pack
+    rows = cfg.pot_rows + cfg.dsp_rows
     assert sorted(p.name for p in (work / "slices").iterdir()) == sorted(
-        [f"{name}_r{rows}.il" for name in ("pot_array", "weight_banks") for rows in (2, 4)]
-        + [f"dsp_array_r{rows}.il" for rows in (pack, 2 * pack)])
+        [f"pot_array_r{n}.il" for n in (2, 4)] + [f"weight_banks_r{n}.il" for n in (4, rows)]
+        + [f"dsp_array_r{n}.il" for n in (pack, 2 * pack)])
     assert not (work / "parts/pot_array.il").exists()
     manifest = json.loads((outdir / "package.json").read_text())
     assert (manifest["board"], manifest["config_hash"], manifest["bitstream"]) == (
@@ -440,10 +442,9 @@ def _check_package(outdir: Path, cfg: HwConfig, board: str) -> dict:
     assert util["parts"]["dsp_array"]["method"] == (
         f"rows 3 to {cfg.dsp_rows} (the core part holds the first 2), extrapolated from slices "
         f"of {pack} and {2 * pack} rows, in whole groups of {pack}")
-    rows = cfg.pot_rows + cfg.dsp_rows
     assert util["parts"]["weight_banks"]["method"] == (
-        f"rows 5 to {rows} (the core part holds the first 4), extrapolated from slices "
-        f"of 2 and 4 rows")
+        f"rows 5 to {rows} (the core part holds the first 4), all {rows} rows less the "
+        f"core's 4")
     assert util["parts"]["pot_array"]["DSP48E1"] == 0
     assert all(util["parts"][p]["LUT"] > 0 and util["parts"][p]["FF"] > 0 for p in util["parts"])
     report = (outdir / "build-report.md").read_text()

@@ -59,7 +59,7 @@ def test_postproc_latency_and_throughput():
     rng = np.random.default_rng(0)
     vectors = _vectors(rng, 50)
     dut = PostProc(cfg=CFG, lanes=LANES, tag_bits=6)
-    assert dut.LATENCY == 4
+    assert dut.LATENCY == 5
     got, cycles = run_stream(dut, vectors, len(vectors),
                              max_cycles=len(vectors) + dut.LATENCY + 2)
     assert cycles == len(vectors) + dut.LATENCY

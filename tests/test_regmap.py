@@ -72,7 +72,7 @@ def test_constants_describe_the_config(board: str) -> None:
                                        | cfg.acc_bits << 24 | cfg.split_input << 30)
     assert regmap["HW_BUS"].reset == (cfg.axi_data_width | cfg.axi_addr_width << 8
                                       | 0b111 << 16)
-    assert regmap["HW_CLOCK"].reset == {"pynq-z2": 111_111, "zc706": 150_000}[board]
+    assert regmap["HW_CLOCK"].reset == {"pynq-z2": 125_000, "zc706": 150_000}[board]
     assert regmap["HW_DATA"].unpack(regmap["HW_DATA"].reset) == {
         "vec_len": cfg.vec_len, "act_bits": cfg.act_bits, "input_bits": cfg.input_bits,
         "acc_bits": cfg.acc_bits, "split_input": int(cfg.split_input)}

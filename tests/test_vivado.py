@@ -89,8 +89,8 @@ def test_zc706_clock_from_an_mmcm():
 
 def test_pynq_z2_clock_from_the_ps():
     clock = fabric_clock("pynq-z2", preset("pynq-z2"))
-    assert (clock.clock_mhz, clock.fclk0_mhz, clock.mmcm) == (1000 / 9, 1000 / 9, None)
-    assert clock.fclk0_divisors[0] * clock.fclk0_divisors[1] == 9      # the 1000 MHz IO PLL / 9
+    assert (clock.clock_mhz, clock.fclk0_mhz, clock.mmcm) == (125.0, 125.0, None)
+    assert clock.fclk0_divisors[0] * clock.fclk0_divisors[1] == 8      # the 1000 MHz IO PLL / 8
     assert "clk_wiz" not in build_tcl("pynq-z2", preset("pynq-z2"), DESIGN)
 
 

@@ -101,8 +101,8 @@ def test_package_has_what_the_firmware_reads(tmp_path, quick_parts, monkeypatch,
         assert ("- clock: 150 MHz fabric clock (an MMCM makes it from FCLK0 = 100 MHz, which "
                 "the PS cannot set to 150 MHz); the estimate and timing use it") in report
     else:
-        assert ("- clock: 111.111 MHz fabric clock (FCLK0 of the processing system (IO PLL / "
-                "3 / 3)); the estimate and timing use it") in report
+        assert ("- clock: 125 MHz fabric clock (FCLK0 of the processing system (IO PLL / "
+                "4 / 2)); the estimate and timing use it") in report
     assert "- `accel.bin`: the bitstream for the Linux FPGA manager (byte-swapped)" in report
 
 

@@ -684,8 +684,10 @@ def step_synthesize(ctx: BuildContext, cfg: HwConfig) -> None:
             if start:
                 below = extrapolate(small, large, start, (a, b), unit)
                 counts = {k: max(0, counts[k] - below[k]) for k in RESOURCES}
+                how = (f"all {b} rows less the core's {a}" if (a, b) == (start, part["rows"])
+                       else f"extrapolated from slices of {a} and {b} rows")
                 method = (f"rows {start + 1} to {part['rows']} (the core part holds the first "
-                          f"{start}), extrapolated from slices of {a} and {b} rows")
+                          f"{start}), {how}")
             if unit > 1:
                 method += f", in whole groups of {unit}"
             record_parts[name] = {

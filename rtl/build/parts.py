@@ -180,13 +180,18 @@ def accelerator_parts(cfg: HwConfig) -> list[AcceleratorPart]:
             slice_rows=SLICE_ROWS if unit == 1 else (unit, 2 * unit),
             row_slice=lambda n, name=name, array=array, rows=rows: to_rtlil(
                 array(cfg=cfg.replace(**{rows: n})), name)))
+    # The banks' result slots live in one distributed RAM per result lane, whatever the
+    # rows: two small slices would not scale linearly, so they are sliced at the core's rows
+    # and at all rows (the estimate is then their difference, exactly).
     rows = cfg.slots
+    core_rows = core_cfg.pot_rows + core_cfg.dsp_rows
     parts.append(_part(
         "weight_banks",
         f"double-buffered weight banks: 2 x {cfg.weight_buf_depth} rows of "
         f"{4 * cfg.vec_len * rows} bits, 2 x {rows} result slots",
         WeightBanks(cfg=cfg, rows=rows, fixed8_pairs=0),
-        rows=rows, counted_from=core_cfg.pot_rows + core_cfg.dsp_rows,
+        rows=rows, counted_from=core_rows,
+        slice_rows=(core_rows, rows) if rows > core_rows else SLICE_ROWS,
         row_slice=lambda r: to_rtlil(WeightBanks(cfg=cfg, rows=r, fixed8_pairs=0),
                                      "weight_banks")))
     return parts

@@ -13,6 +13,8 @@ and its band loaded into the other half of the act buffer (docs/engine.md, "Over
 
 from __future__ import annotations
 
+import functools
+import operator
 from types import SimpleNamespace
 
 from amaranth.hdl import Cat, Module, Mux, Signal, signed
@@ -48,6 +50,12 @@ AHEAD_CYCLES = 5
 #: Sums of a conv-add on their way from the adder's input to its write-back: the FIFO between
 #: them holds this many (more than the round trip of a sum, so one flows every cycle).
 FUSE_DEPTH = 8
+
+
+def _pick(hits: list, values: list):
+    """The value whose hit is set (at most one is): an OR of ANDs."""
+    return functools.reduce(operator.or_, [Mux(h, x, 0) for h, x in zip(hits, values,
+                                                                          strict=True)])
 
 
 def weight_buses(cfg: HwConfig) -> dict[str, wiring.Member]:
@@ -91,7 +99,6 @@ class Engine(wiring.Component):
     def elaborate(self, platform: object) -> Module:
         m = Module()
         cfg, regs, v = self._cfg, self.regs, self._cfg.vec_len
-        logv = _bits(v) if v > 1 else 0
         lb = lane_bits(cfg)
         word = word_bits(cfg)
 
@@ -222,14 +229,19 @@ class Engine(wiring.Component):
         conv_end = Signal(len(conv_base) + 1)
         m.d.comb += conv_end.eq(r.end)
         fusing = Signal()              # a conv-add's residual add runs on the out buffer
+        conv_fire = core.o.valid & core.o.ready
         for lane, wr in enumerate(out_wrs):
+            # The core never puts two valid results for one lane in a beat, and it sums each
+            # result's address itself: the lane takes the one result whose channel is its
+            # own, as an OR of ANDs, not a chain of priorities.
+            hits = [r.valid[i] & ((r.channel[i] & (v - 1)) == lane)
+                    for i in range(cfg.result_lanes)]
             with m.If(is_conv):            # (a conv-add's sums go to its write-back)
-                # The core never puts two valid results for one lane in a beat.
-                for i in range(cfg.result_lanes):
-                    with m.If(r.valid[i] & ((r.channel[i] & (v - 1)) == lane)):
-                        m.d.comb += [wr.en.eq(core.o.valid & core.o.ready),
-                                     wr.addr.eq(conv_base + (r.channel[i] >> logv)),
-                                     wr.data.eq(r.value[i])]
+                m.d.comb += [wr.en.eq(conv_fire & Cat(*hits).any()),
+                             wr.addr.eq(_pick(hits, [r.addr[i] for i in
+                                                     range(cfg.result_lanes)])),
+                             wr.data.eq(_pick(hits, [r.value[i].as_unsigned() for i in
+                                                     range(cfg.result_lanes)]))]
             with m.Else():
                 m.d.comb += [wr.en.eq(vec_en), wr.addr.eq(vec_addr), wr.data.eq(vec_data[lane])]
         # ---- control state ----------------------------------------------------------------
@@ -482,7 +494,10 @@ class Engine(wiring.Component):
         fuse_go = Signal()
         m.d.sync += fuse_go.eq(fuse_wait & hold_r & ~fuse_go & ~abort & ~wb_err & ~wb_busy
                                & ~loader_busy & wdmas[0].cmd.ready & writer.i.ready)
-        fuse_start = fuse_go & fuse_wait
+        # (Not once the run is finishing: an error clears ``fuse_wait`` there, a cycle after
+        # it is found, so that the flag waits on no error condition.)
+        finishing = Signal()
+        fuse_start = fuse_go & fuse_wait & ~finishing
         fuse_pop = fuse_fifo.r_rdy & fuse_fifo.r_en
         m.d.sync += fuse_ahead.eq(fuse_ahead + (add_in & fusing) - fuse_pop)
         # The loader holds off weight port 0 from then until the adds are over.
@@ -559,7 +574,7 @@ class Engine(wiring.Component):
             m.d.sync += [b_fin.eq(1), b_err.eq(wdmas[0].error)]
 
         def fail(error: ErrorCode) -> None:
-            m.d.sync += [code.eq(error), fuse_wait.eq(0)]
+            m.d.sync += code.eq(error)
             m.next = "FINISH"
 
         def advance() -> None:
@@ -657,6 +672,18 @@ class Engine(wiring.Component):
                 with m.Elif(is_add & ~wdmas[0].cmd.ready):
                     m.d.sync += stalls.eq(stalls + 1)
                 with m.Else():
+                    m.next = "ACT_GO"
+            with m.State("ACT_GO"):
+                # The band's read is asked in a state of its own, a cycle after the waits
+                # above: the read command, the loader's start and an add's second input then
+                # wait on the reader's ready and abort, not on a chain of every condition.
+                # The band's row counters start here whatever the reader says (no band of the
+                # engine streams now), so their next value waits on no handshake.
+                m.d.sync += [band_rows.eq(0), row_left.eq(row_stride - 1),
+                             row_end.eq(row_stride == 1)]
+                with m.If(is_add & ~wdmas[0].cmd.ready):
+                    m.d.sync += stalls.eq(stalls + 1)
+                with m.Else():
                     m.d.sync += [act_base.eq(0), run_bank0.eq(Mux(carried, loader.bank0, 0))]
                     with m.If(abort):
                         fail(ErrorCode.ABORTED)
@@ -664,8 +691,7 @@ class Engine(wiring.Component):
                         band_read(0)
                         with m.If(dma.rd_cmd.ready & is_conv):
                             # The passes start while the band streams in.
-                            m.d.sync += [live.eq(1), band_rows.eq(0), row_left.eq(row_stride - 1),
-                                         row_end.eq(row_stride == 1), conv_over.eq(0),
+                            m.d.sync += [live.eq(1), conv_over.eq(0),
                                          run_idx.eq(0), run_last.eq(d.passes == 1),
                                          running.eq(0)]
                             m.next = "CONV"
@@ -794,7 +820,10 @@ class Engine(wiring.Component):
                 with m.Else():
                     m.d.sync += stalls.eq(stalls + 1)
             with m.State("FINISH"):
-                # The run ends when the last write-back has drained.
+                # The run ends when the last write-back has drained. A conv-add's second input
+                # that had yet to start never does.
+                m.d.comb += finishing.eq(1)
+                m.d.sync += fuse_wait.eq(0)
                 final = Mux(code != ErrorCode.NONE, code,
                             Mux(wb_err, ErrorCode.AXI_RESPONSE, ErrorCode.NONE))
                 m.d.comb += stop_loader.eq(1)
@@ -906,8 +935,11 @@ class Engine(wiring.Component):
         pre_words = Signal.like(dma.rd_cmd.payload.words)
         after = Signal.like(act_base)            # the first vector after this band
         m.d.sync += after.eq(act_base + in_vecs)
-        same_weights = reg((nd.weight_addr == d.weight_addr) & (nd.passes == d.passes)
-                           & (nd.steps == d.steps), 1, "same_weights")
+        # (Two stages: the address's comparison, then the AND; read only once the prefetch
+        # knows the next descriptor, ELIG_CYCLES after it came.)
+        same_weights = reg(reg(nd.weight_addr == d.weight_addr, 1, "same_waddr")
+                           & reg((nd.passes == d.passes) & (nd.steps == d.steps), 1,
+                                 "same_wshape"), 1, "same_weights")
         # Whether the loader may go on with the next descriptor's passes: a conv whose passes
         # fit the banks (its other faults are the check's to report when it runs; an error of
         # its passes is reported there too).

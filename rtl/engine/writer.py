@@ -148,6 +148,7 @@ class Writer(wiring.Component):
         pend = Signal()                          # which has not gone into sr yet
         more = Signal()                          # ridx != last: a vector follows ridx
         last_m1 = Signal.like(last)              # last - 1, to compare ridx with
+        idx_last = Signal()                      # idx == last, a register (read-back jobs)
         pool_done = Signal()                     # the max-pool has sent its last vector
         streaming = Signal()                     # a stream job: its vectors come on vin
         # All of a stream job's vectors have been taken (a cycle behind idx; 0 in the job's
@@ -257,7 +258,7 @@ class Writer(wiring.Component):
             with m.State("IDLE"):
                 with m.If(self.i.valid & self.i.ready):
                     m.d.sync += [busy.eq(1), idx.eq(0), last.eq(job.last),
-                                 last_m1.eq(job.last - 1),
+                                 last_m1.eq(job.last - 1), idx_last.eq(job.last == 0),
                                  last_mark.eq(Const(1, most) << (job.wpv - 1)[:8]),
                                  *[width_is[b].eq(job.bits == b) for b in OUT_BITS],
                                  pooling.eq(job.pool | job.stream), streaming.eq(job.stream),
@@ -290,9 +291,11 @@ class Writer(wiring.Component):
                 with m.If(take_read):
                     m.d.comb += self.rd_en.eq(more)
                     m.d.sync += [ridx.eq(ridx + 1), pend.eq(more), more.eq(ridx != last_m1)]
+                # Whether idx is the job's last vector is a register set with idx (idx + 1
+                # == last as idx == last - 1), so the state waits on no comparison.
                 with m.If(last_send):
-                    m.d.sync += idx.eq(idx + 1)
-                    with m.If(idx == last):
+                    m.d.sync += [idx.eq(idx + 1), idx_last.eq(idx == last_m1)]
+                    with m.If(idx_last):
                         m.next = "WAIT"
             with m.State("POOL_GO"):
                 m.d.comb += pool.start.eq(1)
