@@ -234,9 +234,9 @@ def synthesize(design: Elaboratable | str | os.PathLike | Sequence[str | os.Path
     script.write_text("".join(_read_command(name) for name in names)
                       # Amaranth gives every state machine's register (``<name>_state``) an
                       # initial value, the state its reset also sets; Yosys's ``fsm`` pass
-                      # leaves such registers binary, where Vivado's synthesis recodes state
-                      # machines (one-hot) whatever their initial value. Without the initial
-                      # value Yosys recodes them too, as the build will be synthesized.
+                      # leaves such registers binary, where Vivado's synthesis extracts state
+                      # machines and chooses their encoding (-fsm_extraction auto). Without
+                      # the initial value Yosys recodes them too (one-hot).
                       + "setattr -unset init w:*_state\n"
                       + f"synth_xilinx -family {family} -top {top} -flatten -noiopad "
                         f"-run :map_luts\n"
