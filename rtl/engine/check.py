@@ -218,12 +218,12 @@ class DescriptorCheck(wiring.Component):
         base = self.window_base
         limit = out("window_limit", base + self.window_size)
 
-        def inside_end(addr, end, words, name):
+        def inside_end(addr, end, words, name, *, late_end=False):
             # Each test a register of its own a stage before the verdict (the start's
-            # comparison from stage 1 on): the verdict is an AND of registers and of the
-            # write-back end's comparison, whose end comes last.
+            # comparison from stage 1 on): the verdict is an AND of registers and, for an
+            # end that comes last (``late_end``: the write-back's), of its comparison.
             starts = reg(addr >= base, 1, f"{name}_start_ok")
-            if name == "out":
+            if late_end:
                 return starts & reg(words != 0, 1, f"{name}_words_ok") & (end <= limit)
             return reg(starts & (end <= limit) & (words != 0), 1, f"{name}_ok")
 
@@ -317,7 +317,7 @@ class DescriptorCheck(wiring.Component):
         out("aligned", (d.in_addr[:3] == 0) & (d.out_addr[:3] == 0)
             & (~is_conv | (d.weight_addr[:3] == 0)) & (~reads2 | (d.in2_addr[:3] == 0)))
         out("window_ok", inside_end(d.in_addr, in_end, in_words, "in")
-            & inside_end(d.out_addr, out_end, out_words, "out")
+            & inside_end(d.out_addr, out_end, out_words, "out", late_end=True)
             & (~is_conv | inside_end(d.weight_addr, w_end, weight_words, "weight"))
             & (~reads2 | inside_end(d.in2_addr, in2_end, in2_words, "in2")))
         return m
