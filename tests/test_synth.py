@@ -165,6 +165,28 @@ def test_timing_through_distributed_ram() -> None:
     assert [kind for kind, _, _ in rep.path] == ["FDRE", "LUT1", "RAM32M"]
 
 
+def test_timing_through_a_one_bit_distributed_ram() -> None:
+    """RAM64X1D: DPO is read through DPRA*, SPO through the A* pins (also the write address,
+    set up to the clock as an end)."""
+    ram = _cell("RAM64X1D", {"WCLK": [1], "WE": ["1"], "D": ["0"], "A0": [2], "A1": ["0"],
+                             "DPRA0": [3], "DPRA1": ["0"]}, {"SPO": [4], "DPO": [5]})
+    cells = {
+        "wa": _cell("FDRE", {"C": [1], "D": [9]}, {"Q": [2]}),      # write / SPO address
+        "ra": _cell("FDRE", {"C": [1], "D": [9]}, {"Q": [3]}),      # DPO address
+        "ram": ram,
+        "dst": _cell("FDRE", {"C": [1], "D": [5]}, {"Q": [9]}),     # takes DPO only
+    }
+    model = TIMING_MODELS["xc7z020clg400-1"]
+    d = XC7_1_DELAYS
+    rep = estimate_timing(_netlist(cells), "top", model)
+    assert rep.period_ns == pytest.approx(d["ff_cko"] + 0.5 + d["lutram_read"] + 0.5)
+    assert rep.path[0][:2] == ("FDRE", "ra")
+    # SPO instead: its address is the A pins', from "wa".
+    cells["dst"]["connections"]["D"] = [4]
+    rep = estimate_timing(_netlist(cells), "top", model)
+    assert rep.path[0][:2] == ("FDRE", "wa")
+
+
 def test_timing_counts_fanout_and_caps_at_dsp_fmax() -> None:
     # One FF driving 64 LUTs: two doublings beyond 16 add 2 * 0.15 ns to that net.
     cells = {"src": _cell("FDRE", {"C": [1], "D": [500]}, {"Q": [2]})}

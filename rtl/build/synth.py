@@ -389,15 +389,21 @@ def _is_lutram(kind: str) -> bool:
     return kind.startswith("RAM") and not kind.startswith("RAMB")
 
 
+def _is_lutram_address(port: str) -> bool:
+    """The ``A`` pins of a one-bit distributed RAM (``A``, ``A0`` ..): its write address and
+    its ``SPO`` / ``O`` read address."""
+    return port == "A" or (port.startswith("A") and port[1:].isdigit())
+
+
 def _lutram_read_ports(cell: dict, out_port: str) -> list[str]:
     """The read-address inputs of a distributed RAM output: ``ADDRx`` for ``DOx`` (RAM32M,
-    RAM64M), ``DPRA*`` for ``DPO``, the ``A*`` pins (also the write address) otherwise."""
+    RAM64M), ``DPRA*`` for ``DPO``, the ``A*`` pins otherwise."""
     ins = [p for p, d in cell.get("port_directions", {}).items() if d == "input"]
     if out_port.startswith("DO"):
         return [p for p in ins if p == "ADDR" + out_port[2:]]
     if out_port == "DPO":
         return [p for p in ins if p.startswith("DPRA")]
-    return [p for p in ins if p == "A" or (p.startswith("A") and p[1:].isdigit())]
+    return [p for p in ins if _is_lutram_address(p)]
 
 
 def _lutram_setup(model: TimingModel, port: str) -> float | None:
@@ -406,9 +412,11 @@ def _lutram_setup(model: TimingModel, port: str) -> float | None:
         return model.delay("lutram_setup_we")
     if port == "D" or port.startswith("DI"):
         return model.delay("lutram_setup_d")
-    if port == "ADDRD" or port == "A" or (port.startswith("A") and port[1:].isdigit()):
+    if port == "ADDRD" or _is_lutram_address(port):
         return model.delay("lutram_setup_a")
     return None
+
+
 #: Worst paths ending at distinct cells that a :class:`TimingReport` lists (``worst``).
 WORST_ENDPOINTS = 5
 
