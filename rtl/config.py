@@ -263,6 +263,16 @@ class HwConfig:
             else 0
 
     @property
+    def add_lanes(self) -> int:
+        """Lanes the residual adder (``rtl.vector_units.AddUnit``) requantizes per cycle: as
+        many as one bus word brings of the narrowest second input the engine unpacks, so a
+        vector takes the adder no more cycles (``vec_len / add_lanes``) than its second input
+        takes to come (16 on a 64-bit bus: pynq-z2's 16 lanes in one cycle, zc706's 64 in
+        four)."""
+        from .interface.descriptor import IN_BITS
+        return min(self.vec_len, self.axi_data_width // min(IN_BITS))
+
+    @property
     def pot_macs(self) -> int:
         """PoT multiply-accumulates per cycle (shift-add units in LUT fabric)."""
         return self.pot_rows * self.pot_cols

@@ -63,6 +63,7 @@ from .interface.stem import fold_plan, split_channels
 from .interface.tiling import layer_descriptors, pool_fusion_pays
 from .postproc import PostProc
 from .pot_array import pot_latency
+from .vector_units import AddUnit
 
 __all__ = ["PHASES", "DdrTiming", "LayerCycles", "chain_cycles", "chain_phases",
            "descriptor_cycles", "descriptor_phases", "main", "markdown", "phase_markdown",
@@ -177,8 +178,16 @@ def _overlap(lo: int, hi: int, lo2: int, hi2: int) -> bool:
 
 
 #: Cycles from an add's last vector in to its write-back, and from the write-back under way
-#: to the add's last vector when that write-back is the slower.
+#: to the add's last vector when that write-back is the slower (an adder that takes a vector
+#: in one cycle; :func:`_add_tail` adds the groups of one that takes it in several).
 ADD_TAIL, ADD_WAIT = 2, 0
+
+
+def _add_tail(cfg: HwConfig) -> int:
+    """:data:`ADD_TAIL` of ``cfg``'s adder: its last vector, complete, takes the adder a cycle
+    per lane group (``AddUnit.groups``) and its pipeline ``AddUnit.latency``. The groups cost
+    nothing before: the second input comes no faster than a vector in that many cycles."""
+    return ADD_TAIL + AddUnit.groups(cfg) - 1 + AddUnit.latency(cfg) - AddUnit.LATENCY
 #: Cycles from a conv-add's last pass start to its second input's read (the add starts while
 #: that pass runs, once the write-back before has drained); from the last pass's end to the
 #: adder taking the last vector when the pass is the slower (its last pixel marked final, the
@@ -423,8 +432,8 @@ def _schedule(cfg: HwConfig, descs: list[dict[str, int]], t: DdrTiming,
                         fuse = (start, max(start + second, done[-1] + FUSE_LAST))
             if fuse is not None:        # only what the adds outlast the conv is exposed
                 own["maps in"] += max(0, fuse[1] - max(done[-1] + 1, end))
-                own["vector units"] = ADD_TAIL
-                body = max(fuse[1], done[-1] + 1, end) - end + ADD_TAIL
+                own["vector units"] = _add_tail(cfg)
+                body = max(fuse[1], done[-1] + 1, end) - end + _add_tail(cfg)
                 hold = fuse
                 streamed = fuse[0]
         elif op == Op.ADD:
@@ -433,8 +442,8 @@ def _schedule(cfg: HwConfig, descs: list[dict[str, int]], t: DdrTiming,
             # out buffer), then drains.
             second = 1 + _read(in_vecs * words_per_vector(cfg, d["in2_bits"]), t)
             own["maps in"] += max(0, second - act)
-            own["vector units"] = ADD_TAIL
-            body = max(second - act, 0, gate - t.write_latency + ADD_WAIT) + ADD_TAIL
+            own["vector units"] = _add_tail(cfg)
+            body = max(second - act, 0, gate - t.write_latency + ADD_WAIT) + _add_tail(cfg)
         elif op == Op.MAXPOOL:
             # Its results wait until the write-back under way has read their vectors.
             own["vector units"] = 2 + out_vecs * d["kernel_h"] * d["kernel_w"] + 3

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import ReadPort
 from amaranth.lib.wiring import In, Out
@@ -96,15 +96,20 @@ class AddUnit(wiring.Component):
     as unsigned), requantized with its own ``(mult, shift)`` (round half up), the two are
     added and clamped to ``u{act_bits}`` (``layer.relu``) or ``s{act_bits+1}``.
 
-    A three-stage pipeline: multiply (a ``(act_bits+2)``-bit signed lane by the 16-bit
-    multiplier: ``2 * vec_len`` small multipliers, which Yosys ``synth_xilinx`` infers as one
-    DSP48E1 each, 32 for pynq-z2; docs/engine.md lists the counts); round and shift (a
-    shift beyond the product's ``act_bits + 17`` bits gives 0 either way, so the shifter is
-    only that wide); add and clamp.
+    The unit requantizes ``cfg.add_lanes`` lanes a cycle: a vector takes ``G = vec_len /
+    add_lanes`` cycles, lane group ``g`` (lanes ``g * add_lanes`` on) in its ``g``-th, read
+    from ``i.payload``, which the stream holds while ``i.valid`` waits; ``i.ready`` rises with
+    the last group. A pipeline per lane of a group: (where ``G > 1``, register the group's
+    lanes;) multiply (a ``(act_bits+2)``-bit signed lane by the 16-bit multiplier: ``2 *
+    add_lanes`` small multipliers, which Yosys ``synth_xilinx`` infers as one DSP48E1 each,
+    32 for pynq-z2 and zc706; docs/engine.md lists the counts); round and shift (a shift
+    beyond the product's ``act_bits + 17`` bits gives 0 either way, so the shifter is only
+    that wide); add and clamp into the group's lanes of the output register.
 
-    Timing: a vector accepted in cycle ``t`` leaves on ``o`` in cycle ``t + 3`` when ``o`` is
-    not stalled; one vector per cycle. Backpressure stalls the whole pipeline
-    (``i.ready = ~o.valid | o.ready``); ``o`` holds still while stalled.
+    Timing: a vector accepted in cycle ``t`` (its last group) leaves on ``o`` in cycle ``t +
+    latency(cfg)`` (:data:`LATENCY`, one more where ``G > 1``) when ``o`` is not stalled; a
+    vector every ``G`` cycles. Backpressure stalls the whole pipeline (``en = ~o.valid |
+    o.ready``); ``o`` holds still while stalled.
 
     Parameters
     ----------
@@ -125,7 +130,21 @@ class AddUnit(wiring.Component):
         If ``cfg`` is not a HwConfig or ``tag_bits`` not a non-negative integer.
     """
 
+    #: Latency of a unit that takes a vector in one cycle (``groups`` 1): multiply, round and
+    #: shift, add and clamp.
     LATENCY = 3
+
+    @staticmethod
+    def groups(cfg: HwConfig) -> int:
+        """Cycles a vector takes the unit: ``vec_len / add_lanes``."""
+        return cfg.vec_len // cfg.add_lanes
+
+    @classmethod
+    def latency(cls, cfg: HwConfig) -> int:
+        """Cycles from a vector's acceptance (with its last group) to its leaving on ``o``:
+        :data:`LATENCY`, and where the lanes come in groups, the register that picks the
+        group's lanes first."""
+        return cls.LATENCY + (cls.groups(cfg) > 1)
 
     def __init__(self, *, cfg: HwConfig, tag_bits: int = 0) -> None:
         self._MustUse__silence = True  # a rejected object is never elaborated; don't warn
@@ -143,15 +162,33 @@ class AddUnit(wiring.Component):
         cfg, L, p = self._cfg, self.layer, self.i.payload
         a_bits = cfg.act_bits
         prod_bits = a_bits + 17     # s{a_bits+1} times u16: |product| <= 2**a_bits * 65535
+        q, n_groups = cfg.add_lanes, self.groups(cfg)
+        grouped = n_groups > 1
+        depth = self.latency(cfg)
         en = Signal()
-        m.d.comb += [en.eq(~self.o.valid | self.o.ready), self.i.ready.eq(en)]
+        m.d.comb += en.eq(~self.o.valid | self.o.ready)
 
-        valid = [Signal(name=f"valid_s{k}") for k in range(self.LATENCY)]
-        tag = [Signal(self._tag_bits, name=f"tag_s{k}") for k in range(self.LATENCY)]
+        # The group the input presents now; the vector is taken with its last.
+        group = Signal(range(n_groups), name="group")
+        last = Signal(name="last_group")
+        m.d.comb += [last.eq(group == n_groups - 1), self.i.ready.eq(en & last)]
+        with m.If(en & self.i.valid):
+            m.d.sync += group.eq(Mux(last, 0, group + 1))
+
+        # Per stage: a group in it, and that group's index and vector's tag; the last stage
+        # is the output register, whose valid is the vector's completion.
+        valid = [Signal(name=f"valid_s{k}") for k in range(depth)]
+        gidx = [Signal(range(n_groups), name=f"group_s{k}") for k in range(depth)]
+        tag = [Signal(self._tag_bits, name=f"tag_s{k}") for k in range(depth)]
         with m.If(en):
-            m.d.sync += [valid[0].eq(self.i.valid), tag[0].eq(p.tag)]
-            for k in range(1, self.LATENCY):
-                m.d.sync += [valid[k].eq(valid[k - 1]), tag[k].eq(tag[k - 1])]
+            m.d.sync += [valid[0].eq(self.i.valid & (last | grouped)), gidx[0].eq(group),
+                         tag[0].eq(p.tag)]
+            for k in range(1, depth):
+                m.d.sync += [valid[k].eq(valid[k - 1]), gidx[k].eq(gidx[k - 1]),
+                             tag[k].eq(tag[k - 1])]
+        done = Signal()
+        with m.If(en):
+            m.d.sync += done.eq(valid[-2] & (gidx[-2] == n_groups - 1))
 
         # Per-layer constants. For shift >= prod_bits, |prod| <= 2**(prod_bits-1) gives
         # 0 <= prod + 2**(shift-1) < 2**shift, so the result is 0, as it is at prod_bits.
@@ -168,26 +205,39 @@ class AddUnit(wiring.Component):
         hi = (1 << a_bits) - 1
         lo = Mux(L.relu, 0, -(hi + 1))
 
-        def requant(lane: Value, is_signed: Value, mult: Value, s: Value, rnd: Value,
+        def pick(vec: Value, lane: int) -> Value:
+            """Lane ``lane`` of the group the input presents."""
+            if not grouped:
+                return vec[lane]
+            return Array(vec[g * q + lane] for g in range(n_groups))[group]
+
+        def requant(raw: Value, is_signed: Value, mult: Value, s: Value, rnd: Value,
                     name: str) -> Signal:
             x = Signal(signed(a_bits + 2), name=f"x_{name}")
-            m.d.comb += x.eq(Mux(is_signed, lane[:a_bits + 1].as_signed(), lane[:a_bits]))
+            ext = Mux(is_signed, raw[:a_bits + 1].as_signed(), raw[:a_bits])
+            if grouped:
+                with m.If(en):
+                    m.d.sync += x.eq(ext)
+            else:
+                m.d.comb += x.eq(ext)
             prod = Signal(signed(prod_bits), name=f"prod_{name}")
             r = Signal(signed(prod_bits), name=f"r_{name}")
             with m.If(en):
                 m.d.sync += [prod.eq(x * mult), r.eq((prod + rnd) >> s)]
             return r
 
-        for lane in range(cfg.vec_len):
-            ra = requant(p.a[lane], L.signed_a, L.mult_a, sa, rnd_a, f"a{lane}")
-            rb = requant(p.b[lane], L.signed_b, L.mult_b, sb, rnd_b, f"b{lane}")
+        for lane in range(q):
+            ra = requant(pick(p.a, lane), L.signed_a, L.mult_a, sa, rnd_a, f"a{lane}")
+            rb = requant(pick(p.b, lane), L.signed_b, L.mult_b, sb, rnd_b, f"b{lane}")
             total = Signal(signed(prod_bits + 1), name=f"sum_{lane}")
             m.d.comb += total.eq(ra + rb)
-            out = Signal(signed(lane_bits(cfg)), name=f"out_{lane}")
-            with m.If(en):
-                m.d.sync += out.eq(Mux(total < lo, lo, Mux(total > hi, hi, total)))
-            m.d.comb += self.o.payload.value[lane].eq(out)
-        m.d.comb += [self.o.valid.eq(valid[-1]), self.o.payload.tag.eq(tag[-1])]
+            clamped = Mux(total < lo, lo, Mux(total > hi, hi, total))
+            for g in range(n_groups):
+                out = Signal(signed(lane_bits(cfg)), name=f"out_{g * q + lane}")
+                with m.If(en & (gidx[-2] == g)):
+                    m.d.sync += out.eq(clamped)
+                m.d.comb += self.o.payload.value[g * q + lane].eq(out)
+        m.d.comb += [self.o.valid.eq(done), self.o.payload.tag.eq(tag[-1])]
         return m
 
 

@@ -133,10 +133,58 @@ def test_add_unit_latency_and_throughput():
     rng = np.random.default_rng(3)
     a = _elements(rng, 50, CFG.vec_len, 1, True)
     b = _elements(rng, 50, CFG.vec_len, 0, True)
-    assert AddUnit.LATENCY == 3
+    assert AddUnit.LATENCY == 3 and AddUnit.latency(CFG) == 3 and AddUnit.groups(CFG) == 1
     # One vector per cycle: the whole stream drains in n + latency cycles (+1 to sample).
     got = run_add(CFG, a, b, layer, gap=0.0, stall=0.0, max_cycles=50 + AddUnit.LATENCY + 2)
     np.testing.assert_array_equal(got, _expected_add(a, b, layer))
+
+
+#: 32 lanes, requantized 16 a cycle (``add_lanes``): a vector in two groups.
+WIDE = CFG.replace(pot_cols=32, dsp_cols=32)
+
+
+@pytest.mark.parametrize("case", sorted(ADD_CASES))
+def test_grouped_add_unit_matches_golden(case):
+    """Lanes in groups: every case, with gaps and stalls that fall between a vector's
+    groups."""
+    assert WIDE.add_lanes == 16 and AddUnit.groups(WIDE) == 2
+    layer = ADD_CASES[case]
+    rng = np.random.default_rng(100 + len(case))
+    a = _elements(rng, 60, WIDE.vec_len, layer["signed_a"], True)
+    b = _elements(rng, 60, WIDE.vec_len, layer["signed_b"], True)
+    got = run_add(WIDE, a, b, layer, seed=len(case), gap=0.4, stall=0.4)
+    np.testing.assert_array_equal(got, _expected_add(a, b, layer))
+
+
+def test_grouped_add_unit_on_zc706():
+    """zc706's 64 lanes in four groups of 16, random scales."""
+    cfg = preset("zc706")
+    assert AddUnit.groups(cfg) == 4 and AddUnit.latency(cfg) == AddUnit.LATENCY + 1
+    rng = np.random.default_rng(11)
+    layer = dict(mult_a=int(rng.integers(0, C.MULT_MAX + 1)), shift_a=16, signed_a=1,
+                 mult_b=int(rng.integers(0, C.MULT_MAX + 1)), shift_b=17, signed_b=0, relu=1)
+    a = _elements(rng, 24, cfg.vec_len, 1, True)
+    b = _elements(rng, 24, cfg.vec_len, 0, True)
+    got = run_add(cfg, a, b, layer, seed=5, gap=0.3, stall=0.3)
+    np.testing.assert_array_equal(got, _expected_add(a, b, layer))
+
+
+@pytest.mark.parametrize("slack", [0, -1])
+def test_grouped_add_unit_throughput(slack):
+    """A vector every two cycles: n vectors drain in 2 n + latency cycles; one cycle fewer
+    is not enough."""
+    layer = ADD_CASES["block"]
+    rng = np.random.default_rng(4)
+    n = 30
+    a = _elements(rng, n, WIDE.vec_len, 1, True)
+    b = _elements(rng, n, WIDE.vec_len, 0, True)
+    limit = 2 * n + AddUnit.latency(WIDE) + 1 + slack     # cycles < limit
+    if slack:
+        with pytest.raises(AssertionError):
+            run_add(WIDE, a, b, layer, gap=0.0, stall=0.0, max_cycles=limit)
+    else:
+        got = run_add(WIDE, a, b, layer, gap=0.0, stall=0.0, max_cycles=limit)
+        np.testing.assert_array_equal(got, _expected_add(a, b, layer))
 
 
 # ---- pools ----------------------------------------------------------------------------------
