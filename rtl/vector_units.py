@@ -175,20 +175,19 @@ class AddUnit(wiring.Component):
         with m.If(en & self.i.valid):
             m.d.sync += group.eq(Mux(last, 0, group + 1))
 
-        # Per stage: a group in it, and that group's index and vector's tag; the last stage
-        # is the output register, whose valid is the vector's completion.
-        valid = [Signal(name=f"valid_s{k}") for k in range(depth)]
-        gidx = [Signal(range(n_groups), name=f"group_s{k}") for k in range(depth)]
+        # Per stage before the output register: a group in it and its index; the vector's tag
+        # down to the output register, whose valid (``done``) is the vector's completion.
+        valid = [Signal(name=f"valid_s{k}") for k in range(depth - 1)]
+        gidx = [Signal(range(n_groups), name=f"group_s{k}") for k in range(depth - 1)]
         tag = [Signal(self._tag_bits, name=f"tag_s{k}") for k in range(depth)]
-        with m.If(en):
-            m.d.sync += [valid[0].eq(self.i.valid & (last | grouped)), gidx[0].eq(group),
-                         tag[0].eq(p.tag)]
-            for k in range(1, depth):
-                m.d.sync += [valid[k].eq(valid[k - 1]), gidx[k].eq(gidx[k - 1]),
-                             tag[k].eq(tag[k - 1])]
         done = Signal()
         with m.If(en):
-            m.d.sync += done.eq(valid[-2] & (gidx[-2] == n_groups - 1))
+            m.d.sync += [valid[0].eq(self.i.valid & (last | grouped)), gidx[0].eq(group),
+                         tag[0].eq(p.tag), done.eq(valid[-1] & (gidx[-1] == n_groups - 1))]
+            for k in range(1, depth - 1):
+                m.d.sync += [valid[k].eq(valid[k - 1]), gidx[k].eq(gidx[k - 1])]
+            for k in range(1, depth):
+                m.d.sync += tag[k].eq(tag[k - 1])
 
         # Per-layer constants. For shift >= prod_bits, |prod| <= 2**(prod_bits-1) gives
         # 0 <= prod + 2**(shift-1) < 2**shift, so the result is 0, as it is at prod_bits.
@@ -234,7 +233,7 @@ class AddUnit(wiring.Component):
             clamped = Mux(total < lo, lo, Mux(total > hi, hi, total))
             for g in range(n_groups):
                 out = Signal(signed(lane_bits(cfg)), name=f"out_{g * q + lane}")
-                with m.If(en & (gidx[-2] == g)):
+                with m.If(en & (gidx[-1] == g)):
                     m.d.sync += out.eq(clamped)
                 m.d.comb += self.o.payload.value[g * q + lane].eq(out)
         m.d.comb += [self.o.valid.eq(done), self.o.payload.tag.eq(tag[-1])]
