@@ -104,6 +104,14 @@ class HwConfig:
     #: each lane costs one requantization multiplier; beyond ``vec_len`` it gains nothing, as
     #: one beat writes distinct output-buffer lanes). Example: ``4``.
     result_lanes: int = 1
+    #: Most vector lanes the residual adder (``rtl.vector_units.AddUnit``) requantizes per
+    #: cycle, a power of two (:attr:`add_lanes`: at most ``vec_len``; a vector's lanes come in
+    #: ``vec_len / add_lanes`` groups, one a cycle). Each lane costs two small multipliers (two
+    #: DSP48E1). 16 is what one 64-bit bus word brings of the narrowest second input (4-bit
+    #: elements), so a standalone add's vectors take the adder no longer than their second
+    #: input takes to come; a conv-add (all of ResNet-18's residual adds) produces its vectors
+    #: slower than even a few lanes a cycle add them. Example: ``16``.
+    adder_lanes: int = 16
     #: Data width of the AXI4 masters to DDR (Zynq HP ports) in bits: 64, the width the DDR
     #: layouts are built for. Example: ``64``.
     axi_data_width: int = 64
@@ -181,6 +189,7 @@ class HwConfig:
                     f"HwConfig.{name} must be a power of two (BRAM depth), not "
                     f"{getattr(self, name)!r}")
         _check_int("result_lanes", self.result_lanes, choices=(1, 2, 4, 8, 16, 32, 64))
+        _check_int("adder_lanes", self.adder_lanes, choices=(1, 2, 4, 8, 16, 32, 64))
         if self.axi_data_width not in _AXI_DATA_WIDTHS:
             _check_int("axi_data_width", self.axi_data_width, lo=1, hi=1 << 10)
             raise ValueError(f"HwConfig.axi_data_width must be 64 (the DDR layouts are built "
@@ -264,13 +273,10 @@ class HwConfig:
 
     @property
     def add_lanes(self) -> int:
-        """Lanes the residual adder (``rtl.vector_units.AddUnit``) requantizes per cycle: as
-        many as one bus word brings of the narrowest second input the engine unpacks, so a
-        vector takes the adder no more cycles (``vec_len / add_lanes``) than its second input
-        takes to come (16 on a 64-bit bus: pynq-z2's 16 lanes in one cycle, zc706's 64 in
-        four)."""
-        from .interface.descriptor import IN_BITS
-        return min(self.vec_len, self.axi_data_width // min(IN_BITS))
+        """Lanes the residual adder (``rtl.vector_units.AddUnit``) requantizes per cycle:
+        :attr:`adder_lanes`, at most the vector's (pynq-z2's 16 lanes in one cycle, zc706's 64
+        in four groups of 16)."""
+        return min(self.vec_len, self.adder_lanes)
 
     @property
     def pot_macs(self) -> int:

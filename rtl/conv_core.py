@@ -324,7 +324,9 @@ class ConvCore(wiring.Component):
         res = Signal(data.ArrayLayout(data.ArrayLayout(acc, lanes), groups))
         ser_busy = Signal()
         g = Signal(index_bits(groups + 1))
-        sub = Signal(index_bits(lanes + 1))
+        # The slot of a conflicting group that the next beat sends (the beat's own, plus one):
+        # a register, so that the next beat's enables wait on no adder.
+        sub_next = Signal(index_bits(lanes + 1) + 1)
         pixel = Signal(pix_bits)
         pix_base = Signal(vec_bits)     # pixel * out_chunks
         pix_end = Signal(vec_bits)      # pix_base + out_chunks
@@ -339,7 +341,7 @@ class ConvCore(wiring.Component):
         m.d.comb += banks.peek.eq(g + 1)
         m.d.sync += [g0_valid.eq(banks.first_valid), g0_conflict.eq(banks.first_conflict)]
         # The slots that go in this beat (``enable``), whether there are none, and whether
-        # this is the group's or the pixel's last beat are registers too, set with sub,
+        # this is the group's or the pixel's last beat are registers too, set with sub_next,
         # cur_valid and cur_conflict: the beat's end then waits only on the requantizer's
         # ready.
         def enables(valid, conflict, sub_at):
@@ -369,18 +371,20 @@ class ConvCore(wiring.Component):
             m.d.sync += [res_dsp.eq(dsp.o.payload), dsp_full.eq(1)]
         with m.If(beat_done):
             with m.If(group_end):
-                m.d.sync += [sub.eq(0), g.eq(g + 1), cur_valid.eq(banks.peek_valid),
+                m.d.sync += [sub_next.eq(1), g.eq(g + 1),
+                             cur_valid.eq(banks.peek_valid),
                              cur_conflict.eq(banks.peek_conflict)]
                 beat_state(banks.peek_valid, banks.peek_conflict, 0, g == groups - 2)
             with m.Else():
-                m.d.sync += sub.eq(sub + 1)
-                beat_state(cur_valid, cur_conflict, sub + 1, g_last)
+                m.d.sync += sub_next.eq(sub_next + 1)
+                beat_state(cur_valid, cur_conflict, sub_next, g_last)
         with m.If(pixel_done):
             m.d.sync += [ser_busy.eq(0), pixel.eq(pixel + 1),
                          pix_base.eq(pix_end), pix_end.eq(pix_end + L.out_chunks)]
         with m.If(load):
-            m.d.sync += [res.eq(Cat(res_pot, res_dsp)), ser_busy.eq(1), g.eq(0), sub.eq(0),
-                         dsp_full.eq(0), cur_valid.eq(g0_valid), cur_conflict.eq(g0_conflict)]
+            m.d.sync += [res.eq(Cat(res_pot, res_dsp)), ser_busy.eq(1), g.eq(0),
+                         sub_next.eq(1), dsp_full.eq(0), cur_valid.eq(g0_valid),
+                         cur_conflict.eq(g0_conflict)]
             beat_state(g0_valid, g0_conflict, 0, groups == 1)
 
         m.d.comb += [post.i.valid.eq(ser_busy & ~none_enabled), post.i.payload.mode.eq(L.mode),

@@ -7,7 +7,7 @@ from amaranth.hdl import Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .common import skid_output
+from .common import any_bit, skid_output, stage
 from .config import HwConfig
 
 __all__ = ["MAX_BURST", "MAX_OUTSTANDING", "AxiSignature", "Dma", "DmaCommand", "DmaReader",
@@ -77,14 +77,24 @@ def _burst_len(m: Module, cfg: HwConfig, addr, remaining) -> Signal:
 
     A register, computed from ``addr`` and ``remaining`` of the cycle before: it holds the
     right length one cycle after they last changed, so the next address is ``addr`` plus a
-    register."""
+    register. ``addr`` is word aligned (the window check refuses others before any burst),
+    and MAX_BURST is a power of two that divides a page's words: the boundary is nearer
+    than MAX_BURST words only when the word's index in its page has all of its high bits set,
+    and it is then ``MAX_BURST`` minus the low bits away: no 12-bit subtraction before the
+    register, only whether ``remaining`` is below MAX_BURST (:func:`~rtl.common.any_bit` of
+    its high bits) and a comparison of two burst lengths."""
     wb = cfg.axi_data_width // 8
     shift = (wb - 1).bit_length()
-    to_boundary = Signal(range(_BOUNDARY // wb + 1), name="to_boundary")
-    m.d.comb += to_boundary.eq((_BOUNDARY - addr[:12]) >> shift)
+    low_bits = (MAX_BURST - 1).bit_length()
+    in_page = addr[shift:(_BOUNDARY - 1).bit_length()]   # the word's index in its page
+    low, high = in_page[:low_bits], in_page[low_bits:]
+    near = high == (1 << len(high)) - 1     # (low = 0 there: MAX_BURST away, not nearer)
+    to_boundary = Signal(range(MAX_BURST + 1), name="to_boundary")
+    m.d.comb += to_boundary.eq(MAX_BURST - low)
+    limit = Signal(range(MAX_BURST + 1), name="burst_limit")
+    m.d.comb += limit.eq(Mux(any_bit(remaining[low_bits:]), MAX_BURST, remaining))
     beats = Signal(range(MAX_BURST + 1), name="beats")
-    limit = Mux(remaining < MAX_BURST, remaining, MAX_BURST)
-    m.d.sync += beats.eq(Mux(to_boundary < limit, to_boundary, limit))
+    m.d.sync += beats.eq(Mux(near & (to_boundary < limit), to_boundary, limit))
     return beats
 
 
@@ -101,17 +111,16 @@ def _dma_members(cfg: HwConfig, data: str, flow) -> dict[str, wiring.Member]:
 
 class _Transfer:
     """Per-command state both directions use: address, words left, this burst's length and
-    the window check (``ok``) of ``checked``, an ``(addr, words)`` pair: by default the
-    transfer's own registers, so that ``ok`` holds for the command taken in the cycle
-    before."""
+    the window check (``ok``, combinational) of ``checked``, the ``(addr, words)`` pair of the
+    command as it is taken, which each direction registers."""
 
     def __init__(self, m: Module, unit: wiring.Component, cfg: HwConfig,
-                 checked: tuple | None = None) -> None:
+                 checked: tuple) -> None:
         self.wb = cfg.axi_data_width // 8
         self.addr = Signal(cfg.axi_addr_width)
         self.remaining = Signal(cfg.axi_addr_width)
         self.beats = _burst_len(m, cfg, self.addr, self.remaining)
-        self.ok = _window_ok(m, cfg, *(checked or (self.addr, self.remaining)),
+        self.ok = _window_ok(m, cfg, *checked,
                              unit.window_base, unit.window_size)
 
 
@@ -151,8 +160,14 @@ class DmaReader(wiring.Component):
     def elaborate(self, platform: object) -> Module:
         m = Module()
         cfg, bus = self._cfg, self.bus
-        t = _Transfer(m, self, cfg)
-        wb, addr, remaining, beats, ok = t.wb, t.addr, t.remaining, t.beats, t.ok
+        # The command is taken into registers of its own first (below); the window check of
+        # those, registered the cycle they move on into the transfer's, is what CHECK reads:
+        # its adder and comparisons end at a flip-flop, not at ``arvalid`` and the state.
+        cmd_addr = Signal(cfg.axi_addr_width)
+        cmd_words = Signal(cfg.axi_addr_width)
+        t = _Transfer(m, self, cfg, checked=(cmd_addr, cmd_words))
+        wb, addr, remaining, beats = t.wb, t.addr, t.remaining, t.beats
+        ok = stage(m, t.ok, 1, "cmd_ok")
         m.d.comb += [bus.arburst.eq(1), bus.arsize.eq((wb - 1).bit_length()),
                      bus.arcache.eq(0b0011), bus.arid.eq(0)]
         # Read data comes only in RUN (after an address, until the last burst's last beat),
@@ -188,7 +203,7 @@ class DmaReader(wiring.Component):
         # run out exactly when remaining is beats (a burst going out) or zero.
         low = (MAX_BURST).bit_length()
         rem_zero = Signal()
-        m.d.comb += rem_zero.eq((remaining[low:] == 0)
+        m.d.comb += rem_zero.eq(~any_bit(remaining[low:])
                                 & (remaining[:low] == Mux(ar_fire, beats, 0)))
         # The command is taken into registers of its own (which follow the payload while
         # idle, so that only the state waits for ``cmd.valid``), and into the transfer's
@@ -196,8 +211,6 @@ class DmaReader(wiring.Component):
         # ``cmd.ready`` is a register of its own, which falls as a command is taken: the
         # state moves on from it, not from ``cmd.valid``, and those who offer commands see a
         # flip-flop, not a decoded state.
-        cmd_addr = Signal.like(addr)
-        cmd_words = Signal.like(remaining)
         ready = Signal(init=1, name="cmd_ready")
         with m.FSM(name="dma_rd") as fsm:
             with m.State("IDLE"):
@@ -287,7 +300,7 @@ class DmaWriter(wiring.Component):
                 with m.If(fresh & ~ok):
                     m.d.sync += [self.error.eq(1), bready.eq(0)]
                     m.next = "DONE"
-                with m.Elif(remaining == 0):
+                with m.Elif(~any_bit(remaining)):
                     m.next = "RESP"
                 with m.Elif(waiting < MAX_OUTSTANDING):
                     m.d.sync += awvalid.eq(1)

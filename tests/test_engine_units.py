@@ -574,7 +574,9 @@ def test_writer_packs_as_the_host_unpacks(bits: int) -> None:
             await ctx.tick()
             ctx.set(dut.i.valid, 0)
             cleared = 0
-            while len(words[n]) < vecs * wpv:
+            for _ in range(20 * vecs * wpv + 100):
+                if len(words[n]) == vecs * wpv:
+                    break
                 ready = bool(rng.random() < 0.7)
                 ctx.set(dut.o.ready, ready)
                 # A vector that the writer has read may be overwritten at once.
@@ -588,6 +590,7 @@ def test_writer_packs_as_the_host_unpacks(bits: int) -> None:
                 _, _, valid, word = await ctx.tick().sample(dut.o.valid, dut.o.payload)
                 if valid and ready:
                     words[n].append(word)
+            assert len(words[n]) == vecs * wpv, f"{len(words[n])} of {vecs * wpv} words came"
             ctx.set(dut.o.ready, 0)
             ctx.set(tb.wr.en, 0)
             await ctx.tick().repeat(3)
@@ -608,16 +611,19 @@ def test_writer_packs_as_the_host_unpacks(bits: int) -> None:
 
 
 @pytest.mark.parametrize("every", [1, 3, 9])
-def test_writer_streams_behind_avail(every: int) -> None:
+@pytest.mark.parametrize("bits", [4, 32])
+def test_writer_streams_behind_avail(every: int, bits: int) -> None:
     """A write-back given while its vectors are still being computed (``avail`` grows, a
     vector every ``every`` cycles, each written into the out buffer over a garbage word two
     cycles before ``avail`` passes it, as the engine's registered writes land): the words are
-    the final vectors', so no vector was read before it was final."""
-    cfg, v, bits = CFG_32, CFG_32.vec_len, 4
-    rng = np.random.default_rng(every)
+    the final vectors', so no vector was read before it was final. 32-bit logits leave in
+    chunks of the read data, the next vector read after the last chunk."""
+    cfg, v = CFG_32, CFG_32.vec_len
+    rng = np.random.default_rng(every + bits)
     wpv, vecs = words_per_vector(cfg, bits), 40
-    final = [rng.integers(0, 16, v).tolist() for _ in range(vecs)]
-    garbage = [rng.integers(0, 16, v).tolist() for _ in range(cfg.out_buf_depth)]
+    lo, hi = (0, 16) if bits == 4 else (-(1 << 31), 1 << 31)
+    final = [rng.integers(lo, hi, v).tolist() for _ in range(vecs)]
+    garbage = [rng.integers(lo, hi, v).tolist() for _ in range(cfg.out_buf_depth)]
     tb = _WriterBench(cfg, [list(x) for x in garbage])
     dut = tb.writer
     words: list[int] = []
@@ -645,15 +651,19 @@ def test_writer_streams_behind_avail(every: int) -> None:
         ctx.set(dut.cmd.ready, 1)
         await ctx.tick()
         ctx.set(dut.i.valid, 0)
-        while len(words) < vecs * wpv:
+        for _ in range(20 * vecs * (wpv + every) + 100):
+            if len(words) == vecs * wpv:
+                break
             ready = bool(rng.random() < 0.8)
             ctx.set(dut.o.ready, ready)
             _, _, valid, word = await ctx.tick().sample(dut.o.valid, dut.o.payload)
             if valid and ready:
                 words.append(word)
+        assert len(words) == vecs * wpv, f"{len(words)} of {vecs * wpv} words came"
 
     _sim(tb, driver, producer)
-    np.testing.assert_array_equal(_vectors(words, wpv, bits, v, signed=False), np.array(final))
+    np.testing.assert_array_equal(_vectors(words, wpv, bits, v, signed=bits == 32),
+                                  np.array(final))
 
 
 @pytest.mark.parametrize("bits", [4, 5])

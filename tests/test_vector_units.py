@@ -169,6 +169,20 @@ def test_grouped_add_unit_on_zc706():
     np.testing.assert_array_equal(got, _expected_add(a, b, layer))
 
 
+def test_add_unit_with_fewer_lanes_than_the_bus_brings():
+    """``adder_lanes`` below 16: a 32-lane vector in eight groups of four, every case of a
+    layer, with gaps and stalls."""
+    cfg = WIDE.replace(adder_lanes=4)
+    assert cfg.add_lanes == 4 and AddUnit.groups(cfg) == 8
+    rng = np.random.default_rng(21)
+    for case in ("block", "saturate", "halves"):
+        layer = ADD_CASES[case]
+        a = _elements(rng, 20, cfg.vec_len, layer["signed_a"], True)
+        b = _elements(rng, 20, cfg.vec_len, layer["signed_b"], True)
+        got = run_add(cfg, a, b, layer, seed=3, gap=0.3, stall=0.3)
+        np.testing.assert_array_equal(got, _expected_add(a, b, layer))
+
+
 @pytest.mark.parametrize("slack", [0, -1])
 def test_grouped_add_unit_throughput(slack):
     """A vector every two cycles: n vectors drain in 2 n + latency cycles; one cycle fewer

@@ -165,8 +165,10 @@ class DescriptorCheck(wiring.Component):
         out("pool_top", top)
         pool_h = out("pool_h", (d.out_h + top) >> 1)
         pool_w = out("pool_w", (d.out_w + 1) >> 1)
+        # (out_h + top >= 2 without the adder.)
         pool_ok = reg((d.pool == 0) | ((d.pool <= POOL_LEAD) & (d.op == Op.CONV)
-                                       & (d.mode == PostMode.RELU) & (d.out_h + top >= 2)),
+                                       & (d.mode == PostMode.RELU)
+                                       & ((d.out_h[1:] != 0) | ((d.out_h == 1) & top))),
                       1, "pool_ok")
         kk = reg(d.kernel_h * d.kernel_w, 16, "kernel_taps")
 
@@ -178,14 +180,17 @@ class DescriptorCheck(wiring.Component):
         # A pixel map of at most V channels keeps only the words its channels fill
         # (``rtl.interface.ddr.vector_words``): ceil(in_c / per_word), per_word a power of 2.
         per_pixel_word = values_per_word(PIXEL_BITS, word_bits(cfg))
-        dense = (d.in_c + per_pixel_word - 1) >> (per_pixel_word.bit_length() - 1)
-        wpv_in = out("wpv_in", Mux(
-            d.unroll[0] & bool(taps), vector_words(cfg, PIXEL_BITS, max(cfg.tap_lanes, 1)),
-            Mux((d.in_bits == PIXEL_BITS) & (d.in_c <= v), dense, wpv(d.in_bits, IN_BITS))))
+        dense = reg((d.in_c + per_pixel_word - 1) >> (per_pixel_word.bit_length() - 1),
+                    len(d.in_c), "dense_words")
         wpv_in2 = out("wpv_in2", wpv(d.in2_bits, IN_BITS))
         wpv_out = out("wpv_out", wpv(d.out_bits, OUT_BITS))
         pass_words = out("pass_words", pass_block_words(cfg, 0) + d.steps * row_words(cfg))
         # Stage 2.
+        # (wpv_in from the registered dense count and test: in_words reads it at stage 3.)
+        wpv_in = out("wpv_in", Mux(
+            d.unroll[0] & bool(taps), vector_words(cfg, PIXEL_BITS, max(cfg.tap_lanes, 1)),
+            Mux(reg((d.in_bits == PIXEL_BITS) & (d.in_c <= v), 1, "dense_map"), dense,
+                wpv(d.in_bits, IN_BITS))))
         in_vecs = out("in_vecs", in_pixels * chunks_in)
         read_vecs = (reg(Mux(is_unroll, in_pixels + row_extra, in_pixels * chunks_in), 40,
                          "read_vecs") if taps else in_vecs)
@@ -228,10 +233,14 @@ class DescriptorCheck(wiring.Component):
             return reg(starts & (end <= limit) & (words != 0), 1, f"{name}_ok")
 
         # Expected output size from the input size (stride 1 or 2).
-        span_h = d.in_h + d.pad_top + d.pad_bottom - d.kernel_h
-        span_w = d.in_w + d.pad_left + d.pad_right - d.kernel_w
-        exp_h = Mux(d.stride == 2, span_h >> 1, span_h) + 1
-        exp_w = Mux(d.stride == 2, span_w >> 1, span_w) + 1
+        # The spans plus one and plus two, registered: (span >> 1) + 1 is (span + 2) >> 1, so
+        # the expected size is a choice between registers, with no carry chain behind it.
+        spans = [d.in_h + d.pad_top + d.pad_bottom - d.kernel_h,
+                 d.in_w + d.pad_left + d.pad_right - d.kernel_w]
+        plus1, plus2 = ([reg(x + k, (x + k).shape(), f"span{k}_{hw}")
+                         for x, hw in zip(spans, "hw", strict=True)] for k in (1, 2))
+        exp_h = Mux(d.stride == 2, plus2[0] >> 1, plus1[0])
+        exp_w = Mux(d.stride == 2, plus2[1] >> 1, plus1[1])
         act, sgn = cfg.act_bits, cfg.act_bits + 1
         mode_bits = Mux(d.mode == PostMode.RELU, act, Mux(d.mode == PostMode.SIGNED, sgn, 32))
 
@@ -240,7 +249,8 @@ class DescriptorCheck(wiring.Component):
         half_h, half_w = d.kernel_h >> 1, d.kernel_w >> 1
         pads_ok = ((d.pad_top <= half_h) & (d.pad_bottom <= half_h) & (d.pad_left <= half_w)
                    & (d.pad_right <= half_w))
-        # Two stages: the expected output size and the simple tests, then the comparison.
+        # Three stages: the spans, the expected output size and the simple tests, then the
+        # comparison (window_geom at stage 3, a stage before op_ok reads it).
         # The window fits the padded input: only read where the kernel is valid (kernel_ok,
         # at most MAX_KERNEL) and the pads are (pads_ok, at most half of it), so the sum
         # needs only their low bits and an input at least MAX_KERNEL + 1 tall always fits
@@ -276,8 +286,9 @@ class DescriptorCheck(wiring.Component):
         fused_ok = ((d.op != Op.CONV_ADD)
                     | ((d.mode <= PostMode.SIGNED)
                        & ((d.in2_bits == act) | (d.in2_bits == sgn))))
-        conv_desc = reg(kernel_ok & (d.mode <= PostMode.LOGITS) & pixels_ok
-                        & (d.passes != 0) & (d.passes <= MAX_PASSES) & fused_ok, 1, "conv_desc")
+        conv_desc = reg(Cat(kernel_ok & (d.mode <= PostMode.LOGITS) & pixels_ok,
+                            (d.passes != 0) & (d.passes <= MAX_PASSES) & fused_ok),
+                        2, "conv_desc").all()
         conv_split = reg(split_ok, 1, "conv_split")
         bits_ok = reg(d.out_bits == mode_bits, 1, "bits_ok")
         steps_ok = reg(d.steps == steps_calc, 1, "steps_ok")

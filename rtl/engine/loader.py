@@ -203,11 +203,12 @@ class WeightLoader(wiring.Component):
             ready = loading & ~(last[j] & blocked)
             m.d.comb += [p.data.ready.eq(ready), w_take[j].eq(p.data.valid & ready),
                          w_write[j].eq(w_take[j] & last[j])]
+            # The row register is a shift register of words: each word taken goes in at the
+            # top as the others move down one, so after a row's words word 0 is at the
+            # bottom, and the row with its last word is plain wiring (no multiplexer per bit,
+            # and every flip-flop loads a fixed neighbour).
             next_row = Signal.like(prow[j], name=f"port{j}_next_row")
-            m.d.comb += next_row.eq(prow[j])
-            for r in range(wpr):
-                with m.If(pk[j] == r):
-                    m.d.comb += next_row.word_select(r, word).eq(w_rd[j])
+            m.d.comb += next_row.eq(Cat(prow[j][word:], w_rd[j]))
             with m.If(w_take[j] & in_rows[j]):
                 m.d.sync += [prow[j].eq(next_row), pk[j].eq(Mux(last[j], 0, pk[j] + 1)),
                              at_last[j].eq(Mux(last[j], wpr == 1, pk[j] == wpr - 2))]

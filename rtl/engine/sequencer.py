@@ -18,14 +18,14 @@ import operator
 from types import SimpleNamespace
 
 from amaranth.hdl import Cat, Module, Mux, Signal, signed
-from amaranth.lib import data, wiring
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..axil import register_signature
 from ..common import index_bits as _bits
-from ..common import stage
+from ..common import skid_output, stage
 from ..config import HwConfig
 from ..conv_core import ConvCore
 from ..descriptor import descriptor_layout
@@ -245,8 +245,11 @@ class Engine(wiring.Component):
             with m.Else():
                 m.d.comb += [wr.en.eq(vec_en), wr.addr.eq(vec_addr), wr.data.eq(vec_data[lane])]
         # ---- control state ----------------------------------------------------------------
-        start = regs.ctrl.strobe & regs.ctrl.value.start
         busy = Signal()
+        # A start written while idle, registered: the write's decoding reaches a flip-flop,
+        # not the state logic (the run starts a cycle later; one written while busy is
+        # ignored, as the state would).
+        start = stage(m, regs.ctrl.strobe & regs.ctrl.value.start & ~busy, 1, "start")
         abort = Signal()               # soft reset asked: stop at the next safe point
         with m.If(regs.ctrl.strobe & regs.ctrl.value.soft_reset & busy):
             m.d.sync += abort.eq(1)
@@ -259,7 +262,7 @@ class Engine(wiring.Component):
         # The add's second input comes over weight port 0 while the first loads: each of its
         # vectors meets its partner in the act buffer once that has come.
         b_active = Signal()            # the second input streams
-        b_ready = Signal()             # weight port 0 may hand over a word of it
+        b_ready = Signal()             # weight port 0 may hand over a word of it (a register)
         b_idx = Signal.like(act_addr)  # second-input vectors completed
         b_tag = Signal.like(act_addr)  # the one waiting for the adder
         b_fin = Signal()               # all of it has come
@@ -279,6 +282,12 @@ class Engine(wiring.Component):
         run_idx = Signal(16)           # conv pass the core runs next
         run_last = Signal()            # run_idx + 1 == passes (registered)
         running = Signal()             # the core runs pass run_idx
+        # run_idx + 2 == passes, a register: a pass ends at least two cycles after run_idx
+        # last changed (start, then done) and long after the descriptor did (CHECK), so it is
+        # current by then and the adder and comparison reach no state logic.
+        # (As run_idx == passes - 2, the subtraction a register of its own.)
+        next_last = stage(m, run_idx == stage(m, d.passes - 2, len(d.passes), "passes_m2"), 1,
+                          "next_last")
         conv_go = Signal()             # starts the loader on this descriptor's passes
         # Pass p of a descriptor is in bank p[0] ^ (the bank of its pass 0): the loader
         # (its bank0) and the core (run_bank0) agree on it; after the last pass of a row tile
@@ -376,8 +385,10 @@ class Engine(wiring.Component):
         # START, and stays.)
         count_m1 = stage(m, regs.desc_count.value - 1, len(regs.desc_count.value), "count_m1")
         count_zero = stage(m, regs.desc_count.value == 0, 1, "count_zero")
-        m.d.sync += [next_bad.eq(desc_bad(desc_ptr + descriptor_bytes())),
-                     last_desc.eq(desc_idx == count_m1)]
+        # (Two stages: the next pointer, then its flags; they are read only at the next
+        # advance or prefetch, long after desc_ptr moved.)
+        next_ptr = stage(m, desc_ptr + descriptor_bytes(), len(desc_ptr) + 1, "next_ptr")
+        m.d.sync += [next_bad.eq(desc_bad(next_ptr)), last_desc.eq(desc_idx == count_m1)]
 
         # Layer parameters of the units come from the descriptor.
         window = Signal(window_layout(cfg))
@@ -396,10 +407,13 @@ class Engine(wiring.Component):
         m.d.comb += [ap.pixels.eq(in_pixels), ap.chunks.eq(chunks_in), ap.mult.eq(d.mult_a),
                      ap.shift.eq(d.shift_a)]
         ad = adder.layer
+        # (The adder's flags from registered comparisons of the descriptor's fields: they
+        # settle in CHECK, long before an add, and its data paths wait on no comparison.)
         m.d.comb += [ad.mult_a.eq(d.mult_a), ad.shift_a.eq(d.shift_a),
-                     ad.signed_a.eq(is_fused | (d.in_bits == sgn)), ad.mult_b.eq(d.mult_b),
-                     ad.shift_b.eq(d.shift_b), ad.signed_b.eq(d.in2_bits == sgn),
-                     ad.relu.eq(d.mode == PostMode.RELU)]
+                     ad.signed_a.eq(is_fused | stage(m, d.in_bits == sgn, 1, "add_signed_a")),
+                     ad.mult_b.eq(d.mult_b), ad.shift_b.eq(d.shift_b),
+                     ad.signed_b.eq(stage(m, d.in2_bits == sgn, 1, "add_signed_b")),
+                     ad.relu.eq(stage(m, d.mode == PostMode.RELU, 1, "add_relu"))]
 
         rd_word = dma.rd_data.payload
         # The engine's and the prefetch's data states cover every transfer of the reader
@@ -502,7 +516,18 @@ class Engine(wiring.Component):
         m.d.sync += fuse_ahead.eq(fuse_ahead + (add_in & fusing) - fuse_pop)
         # The loader holds off weight port 0 from then until the adds are over.
         m.d.comb += hold_loader.eq(fuse_wait | fusing)
-        add_over = b_fin & ~b_pending & (adds_in_flight == 0) & ~adder.o.valid
+        # The second input's words come from weight port 0 through a two-entry buffer of their
+        # own, whose ready is a register: the partner and adder interlocks behind the map
+        # reader's ready reach the buffer, not the DMA reader's wide output register. (It
+        # takes words only while the second input streams; any left when it stops on an
+        # error are dropped.)
+        b_words = stream.Signature(word_bits(cfg)).create()
+        m.d.comb += b_ready.eq(skid_output(m, b_words, b_active & wdmas[0].o.valid,
+                                           wdmas[0].o.payload))
+        # (The DMA reader is done once its last word is in the second input's buffer: the
+        # buffer, emptied into the map reader, holds no word then either.)
+        add_over = (b_fin & ~b_words.valid & ~b_pending & (adds_in_flight == 0)
+                    & ~adder.o.valid)
         with m.If(fusing & add_over):
             m.d.sync += [b_active.eq(0), fusing.eq(0)]
         with m.If(fuse_start):
@@ -521,10 +546,10 @@ class Engine(wiring.Component):
         m.submodules.map_in2 = map_in2 = MapReader(cfg=cfg)
         m.d.comb += [
             map_in2.bits.eq(d.in2_bits), map_in2.words.eq(chk.wpv_in2),
-            map_in2.i.payload.eq(wdmas[0].o.payload),
-            map_in2.i.valid.eq(b_active & wdmas[0].o.valid),
+            map_in2.i.payload.eq(b_words.payload),
+            map_in2.i.valid.eq(b_active & b_words.valid),
+            b_words.ready.eq(~b_active | map_in2.i.ready),
             map_in2.o.ready.eq(partner_in & (~b_pending | add_in)),
-            b_ready.eq(b_active & map_in2.i.ready),
             adder.i.valid.eq(b_pending & add_clear),
         ]
         with m.If(fuse_start):
@@ -803,7 +828,7 @@ class Engine(wiring.Component):
                     m.d.sync += wb_hold.eq(0)
                     m.d.comb += [loader.release.eq(1), loader.release_bank.eq(bank)]
                     m.d.sync += [running.eq(0), run_idx.eq(run_idx + 1),
-                                 run_last.eq(run_idx + 2 == d.passes)]
+                                 run_last.eq(next_last)]
                     with m.If(run_last):
                         m.d.sync += conv_over.eq(1)
             # -- hand the out buffer to the write-back, then go on with the chain --
@@ -907,9 +932,10 @@ class Engine(wiring.Component):
         # Its terms as registers of their own, ANDed after them: each a shallow tree.
         # (Without an unroller, ``unroll`` is 0 in every descriptor the check lets run.)
         same_unroll = (nd.unroll == d.unroll) if cfg.tap_lanes else 1
-        same_rows = reg((nd.magic == DESC_MAGIC) & (nd.in_w == d.in_w) & (nd.in_c == d.in_c)
-                        & (nd.in_bits == d.in_bits) & same_unroll & (nd.in_h != 0),
-                        1, "elig_rows")
+        # (Wide comparisons: each a register, their AND the next stage.)
+        same_rows = reg(reg(Cat(nd.magic == DESC_MAGIC, nd.in_w == d.in_w, nd.in_c == d.in_c,
+                                (nd.in_bits == d.in_bits) & same_unroll, nd.in_h != 0),
+                            5, "elig_rows_terms").all(), 1, "elig_rows")
         clear = (reg(clear_of(d.out_addr, out_end), 1, "elig_clear")
                  & reg(~wb_busy | clear_of(wb_lo, wb_hi), 1, "elig_wb"))
         eligible = (same_rows & reg((nd.op == d.op) & (is_conv | is_max), 1, "elig_same")
@@ -927,9 +953,10 @@ class Engine(wiring.Component):
         # address: ResNet's downsample after its block's first conv, firmware's run order)
         # computes from this band as it stands in the act buffer: nothing is read.
         reuse = (same_rows & clear
-                 & reg(is_conv & ((nd.op == Op.CONV) | (nd.op == Op.CONV_ADD))
-                       & (nd.in_addr == d.in_addr) & (nd.split == d.split)
-                       & (nd.in_h[:16] <= d.in_h[:16]), 1, "elig_reuse"))
+                 & reg(reg(Cat(is_conv & ((nd.op == Op.CONV) | (nd.op == Op.CONV_ADD))
+                               & (nd.split == d.split), nd.in_addr == d.in_addr,
+                               nd.in_h[:16] <= d.in_h[:16]), 3, "elig_reuse_terms").all(),
+                       1, "elig_reuse"))
         # What the prefetch reads, and where the band begins in the ring.
         pre_addr = Signal(cfg.axi_addr_width)
         pre_words = Signal.like(dma.rd_cmd.payload.words)

@@ -3,6 +3,9 @@ the unroller: neighbouring pixels of a row side by side (``HwConfig.unroll_taps`
 
 from __future__ import annotations
 
+import functools
+import operator
+
 from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -88,18 +91,25 @@ class MapReader(wiring.Component):
         k_last = Signal()              # k is the vector's last word
         acc = Signal(vector_layout(cfg))
         vec = Signal(vector_layout(cfg))
-        m.d.comb += vec.eq(acc)
-        for bits in IN_BITS:
-            per = word // bits
-            with m.If(is_bits[bits]):
-                for lane in range(v):
-                    with m.If(k[lane // per]):
-                        field = self.i.payload[(lane % per) * bits:(lane % per + 1) * bits]
-                        m.d.comb += vec[lane].eq(field.as_signed() if bits == sgn else field)
-                    if bits == PIXEL_BITS and lane // per > 0:
-                        # A lane of a word past a pixel map's vector: zero.
-                        with m.If(~filled[lane // per]):
-                            m.d.comb += vec[lane].eq(0)
+        # Each lane an AND-OR of its sources (the widths are one-hot): this word's field when
+        # the lane is in it, zero when a pixel map's vector ends before the lane's word, else
+        # what the lane holds; a shallow tree, not a chain of choices, in front of ``acc``.
+        for lane in range(v):
+            sources, taken = [], []
+            for bits in IN_BITS:
+                per = word // bits
+                j = lane // per
+                field = self.i.payload[(lane % per) * bits:(lane % per + 1) * bits]
+                sel = is_bits[bits] & k[j]
+                if bits == PIXEL_BITS and j > 0:
+                    # A lane of a word past a pixel map's vector: zero.
+                    taken.append(is_bits[bits] & ~filled[j])
+                    sel = sel & filled[j]
+                taken.append(sel)
+                sources.append(Mux(sel, field.as_signed() if bits == sgn else field, 0))
+            keep = ~functools.reduce(operator.or_, taken)
+            m.d.comb += vec[lane].eq(functools.reduce(operator.or_, sources)
+                                     | Mux(keep, acc[lane], 0))
 
         m.d.comb += [self.whole.eq(k[0]), self.o.payload.eq(vec),
                      self.o.valid.eq(self.i.valid & k_last),

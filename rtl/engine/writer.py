@@ -138,13 +138,28 @@ class Writer(wiring.Component):
         cfg, v, word = self._cfg, self._cfg.vec_len, word_bits(self._cfg)
         job = self.i.payload
         last = Signal.like(job.last)             # the job's own copy of what it needs
-        most = max(words_per_vector(cfg, b) for b in OUT_BITS)
+        # A vector of the narrow widths goes into the shift register whole; a vector of the
+        # widest (32-bit logits) in chunks of as many words (``n_chunks`` of them, the last
+        # maybe shorter), taken one after the other from the same read data: the register
+        # is only as long as the narrow widths need.
+        wide = max(OUT_BITS)
+        most = max(words_per_vector(cfg, b) for b in OUT_BITS if b != wide)
+        wide_words = words_per_vector(cfg, wide)
+        n_chunks = -(-wide_words // most)
+        chunk = Signal(n_chunks)                 # the chunk taken next (one-hot)
+        chunk_last = Signal()                    # it is the vector's last (or not wide)
+        final = Signal()                         # the words in sr end a vector
+        mark_full = 1 << (most - 1)
+        mark_tail = 1 << (wide_words - (n_chunks - 1) * most - 1)
         last_mark = Signal(most)                 # one-hot: the vector's last word
         width_is = {b: Signal(name=f"width_is_{b}") for b in OUT_BITS}
         marks = Signal(most)                     # last_mark, moved on a bit per word sent
-        k_last = marks[0]                        # the word leaving is the vector's last
+        k_last = marks[0]                        # the word leaving is sr's last
         busy, idx = Signal(), Signal.like(self.idx)
         ridx = Signal.like(last)                 # the vector in the out buffer's read data
+        # ridx + 1 and ridx + 2, registers that move with it: the read address and the
+        # comparisons with ``avail`` wait on no adder.
+        ridx1, ridx2 = Signal(len(last) + 2), Signal(len(last) + 2)
         pend = Signal()                          # which has not gone into sr yet
         more = Signal()                          # ridx != last: a vector follows ridx
         last_m1 = Signal.like(last)              # last - 1, to compare ridx with
@@ -194,8 +209,13 @@ class Writer(wiring.Component):
             per = word // b
             words = [Cat(*[lanes[i][:b] for i in range(w * per, min(v, (w + 1) * per))])
                      for w in range(words_per_vector(cfg, b))]
-            layouts.append(Mux(width_is[b], Cat(*[Cat(x, Const(0, word - len(x)))
-                                                  for x in words]), 0))
+            words = [Cat(x, Const(0, word - len(x))) for x in words]
+            if b == wide:
+                # The chunk's words, picked by the one-hot chunk.
+                layouts += [Mux(width_is[b] & chunk[c], Cat(*words[c * most:(c + 1) * most]), 0)
+                            for c in range(n_chunks)]
+            else:
+                layouts.append(Mux(width_is[b], Cat(*words), 0))
         m.d.comb += packed.eq(reduce(operator.or_, layouts))
         sr = Signal(most * word)
         have = Signal()              # sr holds words of a vector still to leave
@@ -203,7 +223,7 @@ class Writer(wiring.Component):
         # control (``o_ready`` is a register), not the packing behind it.
         o_ready = skid_output(m, self.o, have, sr[:word])
         send = have & o_ready
-        last_send = send & k_last    # a vector's last word leaves
+        last_send = send & k_last & final    # a vector's last word leaves
         # sr is free for the next vector (and loads whatever is offered; ``have`` says whether
         # it was one): a signal of its own, so that its fan-out to all of sr stays off the
         # control's paths.
@@ -215,7 +235,8 @@ class Writer(wiring.Component):
             m.d.sync += sr.eq(sr[word:])
         take = Signal()              # the next vector (read, or pooled) goes into sr
         with m.If(take):
-            m.d.sync += [have.eq(1), marks.eq(last_mark)]
+            m.d.sync += [have.eq(1), marks.eq(Mux(chunk_last, last_mark, mark_full)),
+                         final.eq(chunk_last)]
         with m.Elif(send):
             m.d.sync += marks.eq(marks[1:])
             with m.If(k_last):
@@ -225,8 +246,12 @@ class Writer(wiring.Component):
         # that the next pooled row frees (the first: those above its windows).
         p_ch, p_col = Signal.like(win.chunks), Signal.like(win.out_w)
         nxt = Signal.like(idx)
-        # The last chunk and column of the pooled rows, registers set in POOL_GO.
-        ch_end, col_end = Signal.like(win.chunks), Signal.like(win.out_w)
+        # Whether they are the row's last chunk and column: registers set with them, from
+        # registers set in POOL_GO (whether there is one chunk or column, and the index before
+        # the last), so that the counters' step waits on no comparison.
+        ch_last, col_last = Signal(), Signal()
+        ch_one, col_one = Signal(), Signal()
+        ch_m2, col_m2 = Signal.like(win.chunks), Signal.like(win.out_w)
 
         with m.If(self.clear):
             m.d.sync += [self.err.eq(0), self.count.eq(0)]
@@ -246,11 +271,12 @@ class Writer(wiring.Component):
         row_step = Signal()
         m.d.sync += [row_done.eq(0), row_step.eq(0)]
         with m.If(pooled.valid & free & walk):
-            m.d.sync += p_ch.eq(p_ch + 1)
-            with m.If(p_ch == ch_end):
-                m.d.sync += [p_ch.eq(0), p_col.eq(p_col + 1)]
-                with m.If(p_col == col_end):
-                    m.d.sync += [p_col.eq(0), row_step.eq(1)]
+            m.d.sync += [p_ch.eq(p_ch + 1), ch_last.eq(p_ch == ch_m2)]
+            with m.If(ch_last):
+                m.d.sync += [p_ch.eq(0), ch_last.eq(ch_one),
+                             p_col.eq(p_col + 1), col_last.eq(p_col == col_m2)]
+                with m.If(col_last):
+                    m.d.sync += [p_col.eq(0), col_last.eq(col_one), row_step.eq(1)]
         with m.If(row_step):
             m.d.sync += [nxt.eq(nxt + (win.row_stride << 1)), row_done.eq(1),
                          row_free.eq(Mux(nxt > last, last + 1, nxt))]
@@ -259,7 +285,9 @@ class Writer(wiring.Component):
                 with m.If(self.i.valid & self.i.ready):
                     m.d.sync += [busy.eq(1), idx.eq(0), last.eq(job.last),
                                  last_m1.eq(job.last - 1), idx_last.eq(job.last == 0),
-                                 last_mark.eq(Const(1, most) << (job.wpv - 1)[:8]),
+                                 last_mark.eq(Mux(job.bits == wide, mark_tail,
+                                                  Const(1, most) << (job.wpv - 1)[:8])),
+                                 chunk.eq(1), chunk_last.eq((job.bits != wide) | (n_chunks == 1)),
                                  *[width_is[b].eq(job.bits == b) for b in OUT_BITS],
                                  pooling.eq(job.pool | job.stream), streaming.eq(job.stream),
                                  win.eq(job.window),
@@ -273,7 +301,8 @@ class Writer(wiring.Component):
                         m.next = "READ"
             with m.State("READ"):
                 m.d.comb += [self.rd_addr.eq(0), self.rd_en.eq(1)]
-                m.d.sync += [ridx.eq(0), pend.eq(1), more.eq(last != 0),
+                m.d.sync += [ridx.eq(0), ridx1.eq(1), ridx2.eq(2), pend.eq(1),
+                             more.eq(last != 0),
                              go.eq((self.avail > 1) | (last == 0))]
                 m.next = "DATA"
             with m.State("DATA"):
@@ -283,14 +312,22 @@ class Writer(wiring.Component):
                 # fans out to every block RAM of the out buffer, waits on no comparison;
                 # it is set by comparing registers (ridx + 1 != last as ridx != last - 1).
                 # (``take`` as this state drives it, not through the other states' terms.)
+                # A wide vector's chunks but its last leave the read data where it is: only
+                # the last chunk's take moves on to the next vector (``advance``); ``go``
+                # holds meanwhile (pend, ridx and more do, and avail only grows).
                 take_read = go & free
-                m.d.comb += [take.eq(take_read), self.rd_addr.eq(ridx + 1)]
-                m.d.sync += go.eq(Mux(take_read,
-                                      more & ((ridx + 2 < self.avail) | (ridx == last_m1)),
-                                      pend & ((ridx + 1 < self.avail) | ~more)))
-                with m.If(take_read):
+                advance = take_read & chunk_last
+                m.d.comb += [take.eq(take_read), self.rd_addr.eq(ridx1)]
+                m.d.sync += go.eq(Mux(advance,
+                                      more & ((ridx2 < self.avail) | (ridx == last_m1)),
+                                      pend & ((ridx1 < self.avail) | ~more)))
+                with m.If(take_read & width_is[wide]):
+                    m.d.sync += [chunk.eq(chunk.rotate_left(1)),
+                                 chunk_last.eq(chunk[n_chunks - 2] if n_chunks > 1 else 1)]
+                with m.If(advance):
                     m.d.comb += self.rd_en.eq(more)
-                    m.d.sync += [ridx.eq(ridx + 1), pend.eq(more), more.eq(ridx != last_m1)]
+                    m.d.sync += [ridx.eq(ridx1), ridx1.eq(ridx2), ridx2.eq(ridx2 + 1),
+                                 pend.eq(more), more.eq(ridx != last_m1)]
                 # Whether idx is the job's last vector is a register set with idx (idx + 1
                 # == last as idx == last - 1), so the state waits on no comparison.
                 with m.If(last_send):
@@ -300,7 +337,9 @@ class Writer(wiring.Component):
             with m.State("POOL_GO"):
                 m.d.comb += pool.start.eq(1)
                 m.d.sync += [nxt.eq(Mux(win.pad_top, win.row_stride, win.row_stride << 1)),
-                             ch_end.eq(win.chunks - 1), col_end.eq(win.out_w - 1),
+                             ch_m2.eq(win.chunks - 2), col_m2.eq(win.out_w - 2),
+                             ch_one.eq(win.chunks == 1), col_one.eq(win.out_w == 1),
+                             ch_last.eq(win.chunks == 1), col_last.eq(win.out_w == 1),
                              walk.eq(1)]
                 m.next = "POOL"
             with m.State("POOL"):
