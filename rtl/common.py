@@ -11,7 +11,6 @@ from .config import HwConfig
 __all__ = [
     "act_layout",
     "act_width",
-    "any_bit",
     "check_config",
     "delay",
     "index_bits",
@@ -76,15 +75,6 @@ def tree_level(terms: list[Value], carries: list[Value]) -> tuple[list[Value], l
 def index_bits(n: int) -> int:
     """Bits of an index below ``n`` (at least one)."""
     return max(1, (n - 1).bit_length())
-
-
-def any_bit(x: Value) -> Value:
-    """Whether any bit of ``x`` is set, as the carry out of ``x`` plus all ones: a carry
-    chain (four bits per CARRY4, about 0.1 ns each) rather than the tree or chain of LUTs that
-    Yosys makes of a wide OR, which ABC's area recovery may stretch to one LUT level per four
-    or five bits where the path has slack."""
-    x = Value.cast(x)
-    return (x + ((1 << len(x)) - 1))[len(x)]
 
 
 def stage(m: Module, value: Value, shape: object, name: str) -> Signal:

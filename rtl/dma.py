@@ -7,7 +7,7 @@ from amaranth.hdl import Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .common import any_bit, skid_output, stage
+from .common import skid_output, stage
 from .config import HwConfig
 
 __all__ = ["MAX_BURST", "MAX_OUTSTANDING", "AxiSignature", "Dma", "DmaCommand", "DmaReader",
@@ -81,8 +81,7 @@ def _burst_len(m: Module, cfg: HwConfig, addr, remaining) -> Signal:
     and MAX_BURST is a power of two that divides a page's words: the boundary is nearer
     than MAX_BURST words only when the word's index in its page has all of its high bits set,
     and it is then ``MAX_BURST`` minus the low bits away: no 12-bit subtraction before the
-    register, only whether ``remaining`` is below MAX_BURST (:func:`~rtl.common.any_bit` of
-    its high bits) and a comparison of two burst lengths."""
+    register."""
     wb = cfg.axi_data_width // 8
     shift = (wb - 1).bit_length()
     low_bits = (MAX_BURST - 1).bit_length()
@@ -92,7 +91,7 @@ def _burst_len(m: Module, cfg: HwConfig, addr, remaining) -> Signal:
     to_boundary = Signal(range(MAX_BURST + 1), name="to_boundary")
     m.d.comb += to_boundary.eq(MAX_BURST - low)
     limit = Signal(range(MAX_BURST + 1), name="burst_limit")
-    m.d.comb += limit.eq(Mux(any_bit(remaining[low_bits:]), MAX_BURST, remaining))
+    m.d.comb += limit.eq(Mux(remaining < MAX_BURST, remaining, MAX_BURST))
     beats = Signal(range(MAX_BURST + 1), name="beats")
     m.d.sync += beats.eq(Mux(near & (to_boundary < limit), to_boundary, limit))
     return beats
@@ -203,7 +202,7 @@ class DmaReader(wiring.Component):
         # run out exactly when remaining is beats (a burst going out) or zero.
         low = (MAX_BURST).bit_length()
         rem_zero = Signal()
-        m.d.comb += rem_zero.eq(~any_bit(remaining[low:])
+        m.d.comb += rem_zero.eq((remaining[low:] == 0)
                                 & (remaining[:low] == Mux(ar_fire, beats, 0)))
         # The command is taken into registers of its own (which follow the payload while
         # idle, so that only the state waits for ``cmd.valid``), and into the transfer's
@@ -300,7 +299,7 @@ class DmaWriter(wiring.Component):
                 with m.If(fresh & ~ok):
                     m.d.sync += [self.error.eq(1), bready.eq(0)]
                     m.next = "DONE"
-                with m.Elif(~any_bit(remaining)):
+                with m.Elif(remaining == 0):
                     m.next = "RESP"
                 with m.Elif(waiting < MAX_OUTSTANDING):
                     m.d.sync += awvalid.eq(1)

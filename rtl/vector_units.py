@@ -9,7 +9,7 @@ from amaranth.lib.wiring import In, Out
 
 from quant import contract as C
 
-from .common import check_config, index_bits, stage
+from .common import check_config, index_bits
 from .config import HwConfig
 from .interface.descriptor import PostMode
 from .postproc import SHIFT_BITS, PostProc
@@ -480,22 +480,16 @@ class AvgPool(wiring.Component):
         addr = Signal(index_bits(cfg.act_buf_depth) + 1, name="addr")
         issuing, issue_done = Signal(), Signal()
         # The last indices are registers (the layer holds still from ``start`` on).
-        ch_last = Signal.like(ch, name="ch_last")
-        m.d.sync += ch_last.eq(L.chunks - 1)
-        last_ch = ch == ch_last
-        # Whether px is the first and the last pixel: registers set with px (from a registered
-        # ``pixels - 2`` as it moves on), so the issue and the scan wait on no comparison.
-        # (At ``start`` the layer may be new: its own comparison there.)
-        px_m2 = stage(m, L.pixels - 2, len(px), "px_m2")
-        px_one = stage(m, L.pixels == 1, 1, "px_one")
-        first_px, last_px = Signal(name="first_px"), Signal(name="last_px")
+        px_last, ch_last = Signal.like(px, name="px_last"), Signal.like(ch, name="ch_last")
+        m.d.sync += [px_last.eq(L.pixels - 1), ch_last.eq(L.chunks - 1)]
+        last_px, last_ch = px == px_last, ch == ch_last
 
         # The slot is freed as its last lane enters PostProc.
         slot_valid = Signal(name="slot_valid")
         lane = Signal(range(v), name="lane")
         lane_last = Signal(name="lane_last", init=v == 1)   # lane == v - 1, a register
         slot_free = ~slot_valid | (post.i.ready & lane_last)
-        scan = _Scan(m, self.rd, issuing=issuing, addr=addr, inside=1, first=first_px,
+        scan = _Scan(m, self.rd, issuing=issuing, addr=addr, inside=1, first=px == 0,
                      last=last_px, tag=ch, slot_free=slot_free)
 
         # Stage 2: running sums; a chunk's last pixel moves them to the slot.
@@ -543,17 +537,14 @@ class AvgPool(wiring.Component):
         with m.FSM(name="issue"):
             with m.State("IDLE"):
                 with m.If(self.start):
-                    m.d.sync += [ch.eq(0), px.eq(0), addr.eq(0), issue_done.eq(0),
-                                 first_px.eq(1), last_px.eq(L.pixels == 1)]
+                    m.d.sync += [ch.eq(0), px.eq(0), addr.eq(0), issue_done.eq(0)]
                     m.next = "RUN"
             with m.State("RUN"):
                 m.d.comb += issuing.eq(1)
                 with m.If(scan.adv):
-                    m.d.sync += [px.eq(px + 1), addr.eq(addr + L.chunks), first_px.eq(0),
-                                 last_px.eq(px == px_m2)]
+                    m.d.sync += [px.eq(px + 1), addr.eq(addr + L.chunks)]
                     with m.If(last_px):
-                        m.d.sync += [px.eq(0), ch.eq(ch + 1), addr.eq(ch + 1),
-                                     first_px.eq(1), last_px.eq(px_one)]
+                        m.d.sync += [px.eq(0), ch.eq(ch + 1), addr.eq(ch + 1)]
                         with m.If(last_ch):
                             m.d.sync += issue_done.eq(1)
                             m.next = "IDLE"

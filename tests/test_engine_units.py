@@ -616,8 +616,8 @@ def test_writer_streams_behind_avail(every: int, bits: int) -> None:
     """A write-back given while its vectors are still being computed (``avail`` grows, a
     vector every ``every`` cycles, each written into the out buffer over a garbage word two
     cycles before ``avail`` passes it, as the engine's registered writes land): the words are
-    the final vectors', so no vector was read before it was final. 32-bit logits leave in
-    chunks of the read data, the next vector read after the last chunk."""
+    the final vectors', so no vector was read before it was final; as 4-bit values and as
+    32-bit logits (16 words a vector)."""
     cfg, v = CFG_32, CFG_32.vec_len
     rng = np.random.default_rng(every + bits)
     wpv, vecs = words_per_vector(cfg, bits), 40

@@ -245,11 +245,8 @@ class Engine(wiring.Component):
             with m.Else():
                 m.d.comb += [wr.en.eq(vec_en), wr.addr.eq(vec_addr), wr.data.eq(vec_data[lane])]
         # ---- control state ----------------------------------------------------------------
+        start = regs.ctrl.strobe & regs.ctrl.value.start
         busy = Signal()
-        # A start written while idle, registered: the write's decoding reaches a flip-flop,
-        # not the state logic (the run starts a cycle later; one written while busy is
-        # ignored, as the state would).
-        start = stage(m, regs.ctrl.strobe & regs.ctrl.value.start & ~busy, 1, "start")
         abort = Signal()               # soft reset asked: stop at the next safe point
         with m.If(regs.ctrl.strobe & regs.ctrl.value.soft_reset & busy):
             m.d.sync += abort.eq(1)
@@ -407,13 +404,10 @@ class Engine(wiring.Component):
         m.d.comb += [ap.pixels.eq(in_pixels), ap.chunks.eq(chunks_in), ap.mult.eq(d.mult_a),
                      ap.shift.eq(d.shift_a)]
         ad = adder.layer
-        # (The adder's flags from registered comparisons of the descriptor's fields: they
-        # settle in CHECK, long before an add, and its data paths wait on no comparison.)
         m.d.comb += [ad.mult_a.eq(d.mult_a), ad.shift_a.eq(d.shift_a),
-                     ad.signed_a.eq(is_fused | stage(m, d.in_bits == sgn, 1, "add_signed_a")),
-                     ad.mult_b.eq(d.mult_b), ad.shift_b.eq(d.shift_b),
-                     ad.signed_b.eq(stage(m, d.in2_bits == sgn, 1, "add_signed_b")),
-                     ad.relu.eq(stage(m, d.mode == PostMode.RELU, 1, "add_relu"))]
+                     ad.signed_a.eq(is_fused | (d.in_bits == sgn)), ad.mult_b.eq(d.mult_b),
+                     ad.shift_b.eq(d.shift_b), ad.signed_b.eq(d.in2_bits == sgn),
+                     ad.relu.eq(d.mode == PostMode.RELU)]
 
         rd_word = dma.rd_data.payload
         # The engine's and the prefetch's data states cover every transfer of the reader

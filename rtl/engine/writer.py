@@ -138,23 +138,11 @@ class Writer(wiring.Component):
         cfg, v, word = self._cfg, self._cfg.vec_len, word_bits(self._cfg)
         job = self.i.payload
         last = Signal.like(job.last)             # the job's own copy of what it needs
-        # A vector of the narrow widths goes into the shift register whole; a vector of the
-        # widest (32-bit logits) in chunks of as many words (``n_chunks`` of them, the last
-        # maybe shorter), taken one after the other from the same read data: the register
-        # is only as long as the narrow widths need.
-        wide = max(OUT_BITS)
-        most = max(words_per_vector(cfg, b) for b in OUT_BITS if b != wide)
-        wide_words = words_per_vector(cfg, wide)
-        n_chunks = -(-wide_words // most)
-        chunk = Signal(n_chunks)                 # the chunk taken next (one-hot)
-        chunk_last = Signal()                    # it is the vector's last (or not wide)
-        final = Signal()                         # the words in sr end a vector
-        mark_full = 1 << (most - 1)
-        mark_tail = 1 << (wide_words - (n_chunks - 1) * most - 1)
+        most = max(words_per_vector(cfg, b) for b in OUT_BITS)
         last_mark = Signal(most)                 # one-hot: the vector's last word
         width_is = {b: Signal(name=f"width_is_{b}") for b in OUT_BITS}
         marks = Signal(most)                     # last_mark, moved on a bit per word sent
-        k_last = marks[0]                        # the word leaving is sr's last
+        k_last = marks[0]                        # the word leaving is the vector's last
         busy, idx = Signal(), Signal.like(self.idx)
         ridx = Signal.like(last)                 # the vector in the out buffer's read data
         # ridx + 1 and ridx + 2, registers that move with it: the read address and the
@@ -209,13 +197,8 @@ class Writer(wiring.Component):
             per = word // b
             words = [Cat(*[lanes[i][:b] for i in range(w * per, min(v, (w + 1) * per))])
                      for w in range(words_per_vector(cfg, b))]
-            words = [Cat(x, Const(0, word - len(x))) for x in words]
-            if b == wide:
-                # The chunk's words, picked by the one-hot chunk.
-                layouts += [Mux(width_is[b] & chunk[c], Cat(*words[c * most:(c + 1) * most]), 0)
-                            for c in range(n_chunks)]
-            else:
-                layouts.append(Mux(width_is[b], Cat(*words), 0))
+            layouts.append(Mux(width_is[b], Cat(*[Cat(x, Const(0, word - len(x)))
+                                                  for x in words]), 0))
         m.d.comb += packed.eq(reduce(operator.or_, layouts))
         sr = Signal(most * word)
         have = Signal()              # sr holds words of a vector still to leave
@@ -223,7 +206,7 @@ class Writer(wiring.Component):
         # control (``o_ready`` is a register), not the packing behind it.
         o_ready = skid_output(m, self.o, have, sr[:word])
         send = have & o_ready
-        last_send = send & k_last & final    # a vector's last word leaves
+        last_send = send & k_last    # a vector's last word leaves
         # sr is free for the next vector (and loads whatever is offered; ``have`` says whether
         # it was one): a signal of its own, so that its fan-out to all of sr stays off the
         # control's paths.
@@ -235,8 +218,7 @@ class Writer(wiring.Component):
             m.d.sync += sr.eq(sr[word:])
         take = Signal()              # the next vector (read, or pooled) goes into sr
         with m.If(take):
-            m.d.sync += [have.eq(1), marks.eq(Mux(chunk_last, last_mark, mark_full)),
-                         final.eq(chunk_last)]
+            m.d.sync += [have.eq(1), marks.eq(last_mark)]
         with m.Elif(send):
             m.d.sync += marks.eq(marks[1:])
             with m.If(k_last):
@@ -285,9 +267,7 @@ class Writer(wiring.Component):
                 with m.If(self.i.valid & self.i.ready):
                     m.d.sync += [busy.eq(1), idx.eq(0), last.eq(job.last),
                                  last_m1.eq(job.last - 1), idx_last.eq(job.last == 0),
-                                 last_mark.eq(Mux(job.bits == wide, mark_tail,
-                                                  Const(1, most) << (job.wpv - 1)[:8])),
-                                 chunk.eq(1), chunk_last.eq((job.bits != wide) | (n_chunks == 1)),
+                                 last_mark.eq(Const(1, most) << (job.wpv - 1)[:8]),
                                  *[width_is[b].eq(job.bits == b) for b in OUT_BITS],
                                  pooling.eq(job.pool | job.stream), streaming.eq(job.stream),
                                  win.eq(job.window),
@@ -312,19 +292,12 @@ class Writer(wiring.Component):
                 # fans out to every block RAM of the out buffer, waits on no comparison;
                 # it is set by comparing registers (ridx + 1 != last as ridx != last - 1).
                 # (``take`` as this state drives it, not through the other states' terms.)
-                # A wide vector's chunks but its last leave the read data where it is: only
-                # the last chunk's take moves on to the next vector (``advance``); ``go``
-                # holds meanwhile (pend, ridx and more do, and avail only grows).
                 take_read = go & free
-                advance = take_read & chunk_last
                 m.d.comb += [take.eq(take_read), self.rd_addr.eq(ridx1)]
-                m.d.sync += go.eq(Mux(advance,
+                m.d.sync += go.eq(Mux(take_read,
                                       more & ((ridx2 < self.avail) | (ridx == last_m1)),
                                       pend & ((ridx1 < self.avail) | ~more)))
-                with m.If(take_read & width_is[wide]):
-                    m.d.sync += [chunk.eq(chunk.rotate_left(1)),
-                                 chunk_last.eq(chunk[n_chunks - 2] if n_chunks > 1 else 1)]
-                with m.If(advance):
+                with m.If(take_read):
                     m.d.comb += self.rd_en.eq(more)
                     m.d.sync += [ridx.eq(ridx1), ridx1.eq(ridx2), ridx2.eq(ridx2 + 1),
                                  pend.eq(more), more.eq(ridx != last_m1)]
