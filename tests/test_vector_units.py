@@ -170,8 +170,8 @@ def test_grouped_add_unit_on_zc706():
 
 
 def test_add_unit_with_fewer_lanes_than_the_bus_brings():
-    """``adder_lanes`` below 16: a 32-lane vector in eight groups of four, every case of a
-    layer, with gaps and stalls."""
+    """``adder_lanes`` below 16: a 32-lane vector in eight groups of four, three of the add
+    cases (signed and unsigned inputs, saturation), with gaps and stalls."""
     cfg = WIDE.replace(adder_lanes=4)
     assert cfg.add_lanes == 4 and AddUnit.groups(cfg) == 8
     rng = np.random.default_rng(21)
