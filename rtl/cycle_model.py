@@ -60,7 +60,7 @@ from .interface.descriptor import (
 )
 from .interface.passes import pass_count
 from .interface.stem import fold_plan, split_channels
-from .interface.tiling import layer_descriptors, pool_fusion_pays
+from .interface.tiling import TilingError, layer_descriptors, pool_fusion_pays
 from .postproc import PostProc
 from .pot_array import pot_latency
 from .vector_units import AddUnit
@@ -626,8 +626,14 @@ def resnet18_cycles(cfg: HwConfig, ratio: str | tuple[int, int, int], *, image: 
             if src == "input" and cfg.split_input:      # low and high nibbles in turn
                 ci = split_channels(ci, cfg)
                 fields.update(in_c=ci, split=1)
+            steps = cfg.steps(kernel, ci)
+            if steps > cfg.weight_buf_depth:     # the engine's check refuses such a pass
+                raise TilingError(
+                    f"{name}: a pass needs {steps} weight rows, the weight banks hold "
+                    f"{cfg.weight_buf_depth} (weight_buf_depth); raise weight_buf_depth to "
+                    f"{1 << (steps - 1).bit_length()} or widen the vectors")
             fields.update(op=Op.CONV, kernel_h=kernel[0], kernel_w=kernel[1], stride=stride,
-                          passes=_passes(cfg, co, ratio), steps=cfg.steps(kernel, ci))
+                          passes=_passes(cfg, co, ratio), steps=steps)
         elif op == "add":
             fields.update(op=Op.ADD, in2_addr=addr[node["inputs"][1]],
                           in2_bits=bits[node["inputs"][1]])
@@ -778,7 +784,12 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         parser.error(str(exc))
     timing = DdrTiming.zynq_hp()
-    layers, chain = resnet18_latency(cfg, ratio, image=args.image, timing=timing)
+    try:
+        layers, chain = resnet18_latency(cfg, ratio, image=args.image, timing=timing)
+    except TilingError as exc:
+        print(f"error: ResNet-18 at {args.image}x{args.image} cannot run on {cfg.name}: {exc}",
+              file=sys.stderr)
+        return 1
     mhz = cfg.clock_mhz
     total = sum(layer.cycles for layer in layers)
     if args.json:
