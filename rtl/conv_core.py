@@ -73,13 +73,13 @@ class WeightBanks(wiring.Component):
     Writes (``w_*``, ``slot_*``, ``fixed8_*``) go to bank ``w_bank``; reads come from bank
     ``rd_bank``: weight row ``rd_addr`` on ``rd_data`` a cycle after ``rd_en`` (held while
     ``rd_en`` is low), the ``result_lanes`` slots of group ``group`` (slots
-    ``group * result_lanes + i``) on ``slots`` at once, the flags on ``fixed8``; ``conflict``:
-    two valid slots of that group share an output-buffer lane (``channel % vec_len``), from a
-    register that follows the slots a cycle after they are written; ``peek_valid`` and
-    ``peek_conflict``: the valid flags and the conflict of group ``peek``, ``first_valid`` and
-    ``first_conflict`` those of group 0. The slots' fields but their valid flags are in
-    distributed RAM, one memory per result lane. Its own component so that the build's
-    estimate can count it for the array rows (the whole banks less the core's rows).
+    ``group * result_lanes + i``) on ``slots`` at once, the flags on ``fixed8``;
+    ``group_valid[k]``: the valid flags of every group ``k``'s slots, ``group_conflict[k]``:
+    two valid slots of group ``k`` share an output-buffer lane (``channel % vec_len``), from a
+    register that follows the slots a cycle after they are written. The slots' fields but
+    their valid flags are in distributed RAM, one memory per result lane. Its own component
+    so that the build's estimate can count it for the array rows (the whole banks less the
+    core's rows).
     """
 
     def __init__(self, *, cfg: HwConfig, rows: int, fixed8_pairs: int) -> None:
@@ -95,10 +95,8 @@ class WeightBanks(wiring.Component):
             "rd_bank": In(1), "rd_en": In(1), "rd_addr": In(addr), "rd_data": Out(self._wbits),
             "group": In(index_bits(self._groups + 1)),
             "slots": Out(data.ArrayLayout(slot_layout(cfg), cfg.result_lanes)),
-            "conflict": Out(1),
-            "peek": In(index_bits(self._groups + 1)),
-            "peek_valid": Out(cfg.result_lanes), "peek_conflict": Out(1),
-            "first_valid": Out(cfg.result_lanes), "first_conflict": Out(1),
+            "group_valid": Out(data.ArrayLayout(unsigned(cfg.result_lanes), self._groups)),
+            "group_conflict": Out(self._groups),
         }
         if fixed8_pairs:
             members["fixed8_we"] = In(1)
@@ -118,7 +116,7 @@ class WeightBanks(wiring.Component):
         # a group (word ``bank * 2**gbits + group``), read asynchronously like the registers
         # they replace: a read is a LUT level where a register file was a wide multiplexer
         # of every group of both banks. The valid flags and the channels' out-buffer lanes
-        # stay in registers: the conflicts and the peeks read them all.
+        # stay in registers: the conflicts and the serializer read them all.
         cfg = self._cfg
         lanes, groups = cfg.result_lanes, self._groups
         lane_bits = (lanes - 1).bit_length()
@@ -156,13 +154,11 @@ class WeightBanks(wiring.Component):
                     for k in range(i + 1, lanes):
                         hit = hit | (grp[i].valid & grp[k].valid & (grp[i].lane == grp[k].lane))
                 m.d.sync += conflicts[b][gi].eq(hit)
-        m.d.comb += self.conflict.eq(conflicts[self.rd_bank][self.group])
-        peeked = flags[self.rd_bank][self.peek]
-        m.d.comb += [self.peek_valid.eq(Cat(*[peeked[i].valid for i in range(lanes)])),
-                     self.peek_conflict.eq(conflicts[self.rd_bank][self.peek])]
-        first = flags[self.rd_bank][0]
-        m.d.comb += [self.first_valid.eq(Cat(*[first[i].valid for i in range(lanes)])),
-                     self.first_conflict.eq(conflicts[self.rd_bank][0])]
+        for gi in range(groups):
+            m.d.comb += [
+                self.group_valid[gi].eq(Cat(*[flags[self.rd_bank][gi][i].valid
+                                              for i in range(lanes)])),
+                self.group_conflict[gi].eq(conflicts[self.rd_bank][gi])]
         if self._pairs:
             flags = Signal(data.ArrayLayout(data.ArrayLayout(unsigned(1), self._pairs), 2))
             with m.If(self.fixed8_we):
@@ -321,6 +317,8 @@ class ConvCore(wiring.Component):
         res_dsp = Signal(data.ArrayLayout(acc, cfg.dsp_rows))
         dsp_full = Signal()
         m.d.comb += dsp.o.ready.eq(~dsp_full)
+        # A pixel's results, a shift register of groups: the serialized group is at its
+        # head (no multiplexer over the groups between it and the requantizer).
         res = Signal(data.ArrayLayout(data.ArrayLayout(acc, lanes), groups))
         ser_busy = Signal()
         g = Signal(index_bits(groups + 1))
@@ -334,12 +332,16 @@ class ConvCore(wiring.Component):
         m.d.comb += banks.group.eq(g)
         slot = banks.slots
         # The valid flags of group g's slots and whether they share a lane are registers here:
-        # group 0's follow the banks (the slots are written long before the pass reads them),
-        # the next group's are looked up from g + 1 while g is serialized.
+        # group 0's follow the banks (the slots are written long before the pass reads them);
+        # the later groups' are loaded with a pixel into a shift register that moves on a
+        # group at each group's end, so the next group's are always at its head (no
+        # multiplexer over the groups, which grow with the rows).
         cur_valid, cur_conflict = Signal(lanes), Signal()
         g0_valid, g0_conflict = Signal(lanes), Signal()
-        m.d.comb += banks.peek.eq(g + 1)
-        m.d.sync += [g0_valid.eq(banks.first_valid), g0_conflict.eq(banks.first_conflict)]
+        m.d.sync += [g0_valid.eq(banks.group_valid[0]), g0_conflict.eq(banks.group_conflict[0])]
+        later = max(groups - 1, 1)
+        ahead_valid = Signal(data.ArrayLayout(unsigned(lanes), later))
+        ahead_conflict = Signal(later)
         # The slots that go in this beat (``enable``), whether there are none, and whether
         # this is the group's or the pixel's last beat are registers too, set with sub_next,
         # cur_valid and cur_conflict: the beat's end then waits only on the requantizer's
@@ -372,9 +374,11 @@ class ConvCore(wiring.Component):
         with m.If(beat_done):
             with m.If(group_end):
                 m.d.sync += [sub_next.eq(1), g.eq(g + 1),
-                             cur_valid.eq(banks.peek_valid),
-                             cur_conflict.eq(banks.peek_conflict)]
-                beat_state(banks.peek_valid, banks.peek_conflict, 0, g == groups - 2)
+                             cur_valid.eq(ahead_valid[0]), cur_conflict.eq(ahead_conflict[0]),
+                             ahead_valid.eq(ahead_valid.as_value() >> lanes),
+                             ahead_conflict.eq(ahead_conflict >> 1),
+                             res.eq(res.as_value() >> (lanes * cfg.acc_bits))]
+                beat_state(ahead_valid[0], ahead_conflict[0], 0, g == groups - 2)
             with m.Else():
                 m.d.sync += sub_next.eq(sub_next + 1)
                 beat_state(cur_valid, cur_conflict, sub_next, g_last)
@@ -385,6 +389,10 @@ class ConvCore(wiring.Component):
             m.d.sync += [res.eq(Cat(res_pot, res_dsp)), ser_busy.eq(1), g.eq(0),
                          sub_next.eq(1), dsp_full.eq(0), cur_valid.eq(g0_valid),
                          cur_conflict.eq(g0_conflict)]
+            if groups > 1:
+                m.d.sync += [ahead_valid.eq(Cat(*[banks.group_valid[k]
+                                                  for k in range(1, groups)])),
+                             ahead_conflict.eq(banks.group_conflict[1:])]
             beat_state(g0_valid, g0_conflict, 0, groups == 1)
 
         m.d.comb += [post.i.valid.eq(ser_busy & ~none_enabled), post.i.payload.mode.eq(L.mode),
@@ -394,7 +402,7 @@ class ConvCore(wiring.Component):
                          *[(pix_base + (slot[i].channel >> logv))[:addr_bits]
                            for i in range(lanes)]))]
         for i in range(lanes):
-            m.d.comb += [post.i.payload.acc[i].eq(res[g][i]),
+            m.d.comb += [post.i.payload.acc[i].eq(res[0][i]),
                          post.i.payload.bias[i].eq(slot[i].bias),
                          post.i.payload.mult[i].eq(slot[i].mult),
                          post.i.payload.shift[i].eq(slot[i].shift)]

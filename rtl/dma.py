@@ -72,7 +72,7 @@ def _window_ok(m: Module, cfg: HwConfig, addr, words, base, size) -> Signal:
     return ok
 
 
-def _burst_len(m: Module, cfg: HwConfig, addr, remaining) -> Signal:
+def _burst_len(m: Module, cfg: HwConfig, addr, remaining, rem_big) -> Signal:
     """Beats of the next burst: at most MAX_BURST, the rest, and up to the 4 KiB boundary.
 
     A register, computed from ``addr`` and ``remaining`` of the cycle before: it holds the
@@ -81,7 +81,8 @@ def _burst_len(m: Module, cfg: HwConfig, addr, remaining) -> Signal:
     and MAX_BURST is a power of two that divides a page's words: the boundary is nearer
     than MAX_BURST words only when the word's index in its page has all of its high bits set,
     and it is then ``MAX_BURST`` minus the low bits away: no 12-bit subtraction before the
-    register."""
+    register. ``rem_big`` (``remaining >= MAX_BURST``) is a register kept beside
+    ``remaining`` (``_Transfer.set_remaining``): no wide zero test before it either."""
     wb = cfg.axi_data_width // 8
     shift = (wb - 1).bit_length()
     low_bits = (MAX_BURST - 1).bit_length()
@@ -91,7 +92,7 @@ def _burst_len(m: Module, cfg: HwConfig, addr, remaining) -> Signal:
     to_boundary = Signal(range(MAX_BURST + 1), name="to_boundary")
     m.d.comb += to_boundary.eq(MAX_BURST - low)
     limit = Signal(range(MAX_BURST + 1), name="burst_limit")
-    m.d.comb += limit.eq(Mux(remaining < MAX_BURST, remaining, MAX_BURST))
+    m.d.comb += limit.eq(Mux(rem_big, MAX_BURST, remaining[:low_bits]))
     beats = Signal(range(MAX_BURST + 1), name="beats")
     m.d.sync += beats.eq(Mux(near & (to_boundary < limit), to_boundary, limit))
     return beats
@@ -118,9 +119,19 @@ class _Transfer:
         self.wb = cfg.axi_data_width // 8
         self.addr = Signal(cfg.axi_addr_width)
         self.remaining = Signal(cfg.axi_addr_width)
-        self.beats = _burst_len(m, cfg, self.addr, self.remaining)
+        self.rem_big = Signal(name="rem_big")     # remaining >= MAX_BURST
+        self.beats = _burst_len(m, cfg, self.addr, self.remaining, self.rem_big)
         self.ok = _window_ok(m, cfg, *checked,
                              unit.window_base, unit.window_size)
+
+    @staticmethod
+    def big(value):
+        """Whether ``value`` words are at least a whole burst (``rem_big`` for them)."""
+        return value[(MAX_BURST - 1).bit_length():] != 0
+
+    def set_remaining(self, value) -> list:
+        """Statements that set ``remaining`` to ``value``, and ``rem_big`` with it."""
+        return [self.remaining.eq(value), self.rem_big.eq(self.big(value))]
 
 
 def _status(m: Module, fsm, unit: wiring.Component) -> None:
@@ -186,9 +197,14 @@ class DmaReader(wiring.Component):
         flying = Signal(MAX_OUTSTANDING + 1, name="flying", init=1)
         ar_fire = arvalid & bus.arready
         r_last = bus.rvalid & bus.rready & bus.rlast
+        # The words left after this burst, and whether a whole burst's worth remain, from
+        # registers only: the address handshake then only chooses (no carry chain behind
+        # ``arready``).
+        rem_after = Signal.like(remaining)
         rem_next = Signal.like(remaining)
         up, down = Signal(), Signal()
-        m.d.comb += [rem_next.eq(remaining - Mux(ar_fire, beats, 0)),
+        m.d.comb += [rem_after.eq(remaining - beats), rem_next.eq(Mux(ar_fire, rem_after,
+                                                                       remaining)),
                      up.eq(ar_fire & ~r_last), down.eq(r_last & ~ar_fire)]
         fly_next = Signal.like(flying)
         m.d.comb += fly_next.eq(Mux(up, flying << 1, Mux(down, flying >> 1, flying)))
@@ -214,7 +230,7 @@ class DmaReader(wiring.Component):
         with m.FSM(name="dma_rd") as fsm:
             with m.State("IDLE"):
                 with m.If(~ready):
-                    m.d.sync += [addr.eq(cmd_addr), remaining.eq(cmd_words), flying.eq(1)]
+                    m.d.sync += [addr.eq(cmd_addr), *t.set_remaining(cmd_words), flying.eq(1)]
                     m.next = "CHECK"
                 with m.Else():
                     m.d.sync += [cmd_addr.eq(self.cmd.payload.addr),
@@ -226,7 +242,8 @@ class DmaReader(wiring.Component):
                 with m.If(~ok):
                     m.next = "DONE"
             with m.State("RUN"):
-                m.d.sync += [flying.eq(fly_next), remaining.eq(rem_next)]
+                m.d.sync += [flying.eq(fly_next), remaining.eq(rem_next),
+                             t.rem_big.eq(Mux(ar_fire, t.big(rem_after), t.rem_big))]
                 with m.If(ar_fire):
                     m.d.sync += addr.eq(addr + beats * wb)
                 # An address stays offered until taken; the next one goes out while fewer
@@ -290,7 +307,8 @@ class DmaWriter(wiring.Component):
         with m.FSM(name="dma_wr") as fsm:
             with m.State("IDLE"):
                 m.d.sync += [addr.eq(self.cmd.payload.addr),
-                             remaining.eq(self.cmd.payload.words), fresh.eq(1), ok.eq(t.ok)]
+                             *t.set_remaining(self.cmd.payload.words), fresh.eq(1),
+                             ok.eq(t.ok)]
                 with m.If(self.cmd.valid):
                     m.d.sync += self.error.eq(0)
                     m.next = "NEXT"
@@ -306,7 +324,8 @@ class DmaWriter(wiring.Component):
                     m.next = "ADDR"
             with m.State("ADDR"):
                 with m.If(bus.awready):
-                    m.d.sync += [addr.eq(addr + beats * wb), remaining.eq(remaining - beats),
+                    m.d.sync += [addr.eq(addr + beats * wb),
+                                 *t.set_remaining(remaining - beats),
                                  left.eq(beats), awvalid.eq(0)]
                     m.next = "DATA"
             with m.State("DATA"):

@@ -13,7 +13,14 @@ from amaranth.sim import Simulator
 from firmware import emu
 from quant import golden
 from rtl.config import HwConfig
-from rtl.engine import CHECK_CYCLES, DescriptorCheck, MapReader, WeightLoader, Writer
+from rtl.engine import (
+    AHEAD_CYCLES,
+    CHECK_CYCLES,
+    DescriptorCheck,
+    MapReader,
+    WeightLoader,
+    Writer,
+)
 from rtl.engine.unpack import Unroller
 from rtl.engine.writer import out_vector_layout
 from rtl.interface.ddr import (
@@ -896,7 +903,8 @@ def _run_loader(cfg: HwConfig, words: list[int], passes: int, steps: int, *,
         ctx.set(dut.steps, steps)
         ctx.set(dut.passes, passes)
         ctx.set(dut.pass_words, pass_block_words(cfg, steps))
-        await ctx.tick().repeat(4)
+        # The rows per port settle in AHEAD_CYCLES, as the engine allows them.
+        await ctx.tick().repeat(AHEAD_CYCLES)
         ctx.set(dut.start, 1)
         await ctx.tick()
         ctx.set(dut.start, 0)

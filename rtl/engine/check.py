@@ -184,8 +184,12 @@ class DescriptorCheck(wiring.Component):
                     len(d.in_c), "dense_words")
         wpv_in2 = out("wpv_in2", wpv(d.in2_bits, IN_BITS))
         wpv_out = out("wpv_out", wpv(d.out_bits, OUT_BITS))
-        pass_words = out("pass_words", pass_block_words(cfg, 0) + d.steps * row_words(cfg))
+        # The steps' weight rows, a product (a DSP48E1 or a few adders) that ends at a
+        # register; the pass's words a stage later.
+        pw_bits = (pass_block_words(cfg, 0) + cfg.weight_buf_depth * row_words(cfg)).bit_length()
+        step_words = reg(d.steps * row_words(cfg), 32, "step_words")
         # Stage 2.
+        pass_words = out("pass_words", pass_block_words(cfg, 0) + step_words)
         # (wpv_in from the registered dense count and test: in_words reads it at stage 3.)
         wpv_in = out("wpv_in", Mux(
             d.unroll[0] & bool(taps), vector_words(cfg, PIXEL_BITS, max(cfg.tap_lanes, 1)),
@@ -201,13 +205,12 @@ class DescriptorCheck(wiring.Component):
         wb_pixels = reg(Mux(is_pool, pool_h * pool_w, out_pixels), 32, "wb_pixels")
         out("out_row", d.out_w * chunks_out)
         steps_calc = reg(kk * chunks_in, 24, "steps_calc")
-        # Of a descriptor whose steps and passes are in range (else size_ok or shape_ok
-        # refuses it first): narrow enough for one DSP48E1, no adder behind its product.
-        pw_bits = (pass_block_words(cfg, 0) + cfg.weight_buf_depth * row_words(cfg)).bit_length()
-        weight_words = reg(d.passes[:MAX_PASSES.bit_length()] * pass_words[:pw_bits],
-                           MAX_PASSES.bit_length() + pw_bits, "weight_words")
         out("row_stride", d.in_w * chunks_in)
         # Stage 3.
+        # Of a descriptor whose steps and passes are in range (else size_ok or shape_ok
+        # refuses it first): narrow enough for one DSP48E1, no adder behind its product.
+        weight_words = reg(d.passes[:MAX_PASSES.bit_length()] * pass_words[:pw_bits],
+                           MAX_PASSES.bit_length() + pw_bits, "weight_words")
         in_words = out("in_words", read_vecs * wpv_in)
         in2_words = out("in2_words", Mux(is_fused, out_vecs, in_vecs) * wpv_in2)
         wb_vecs = reg(wb_pixels * chunks_out, 40, "wb_vecs")

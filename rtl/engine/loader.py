@@ -75,7 +75,8 @@ class WeightLoader(wiring.Component):
     weight_addr : In(axi_addr_width)
         The first pass block (the descriptor's ``weight_addr``).
     steps : In(32)
-        Weight rows per pass. Both stable from 4 cycles before ``start`` to the last pass.
+        Weight rows per pass. Both stable from ``AHEAD_CYCLES`` (5) cycles before ``start``
+        to the last pass: the rows per port follow them through five registers.
     passes : In(16)
         Passes of the descriptor.
     pass_words : In(32)
@@ -85,8 +86,8 @@ class WeightLoader(wiring.Component):
     follow : In(1)
         The next descriptor is ready: load its passes after these, pass 0 in the bank after
         the last (taken while idle, once, without error). ``weight_addr``, ``steps``,
-        ``passes`` and ``pass_words`` are then the next descriptor's, from 4 cycles before
-        ``follow`` on (the same values, when it has the same weights).
+        ``passes`` and ``pass_words`` are then the next descriptor's, from ``AHEAD_CYCLES``
+        (5) cycles before ``follow`` on (the same values, when it has the same weights).
     stop : In(1)
         Issue no further pass (one under way finishes).
     hold : In(1)
@@ -161,7 +162,21 @@ class WeightLoader(wiring.Component):
         bias_bad = Signal()
         format_bad = Signal()
         w_rd = [p.data.payload for p in ports]
-        m.d.comb += banks.w_bank.eq(load_idx[0] ^ bank0)
+        # A finished row is written to the banks a cycle after its last word is taken, from
+        # registers: the write enable, address and bank reach every block RAM of the banks,
+        # and the data is the port's row register, which then holds exactly that row. The
+        # pass is complete only after its ports' registered ends, later than that write.
+        w_we_d = Signal()
+        w_addr_d = Signal(len(banks.w_waddr))
+        w_port_d = Signal(range(n_ports))
+        w_bank_d = Signal()
+        m.d.sync += [w_we_d.eq(0), w_bank_d.eq(load_idx[0] ^ bank0)]
+        m.d.comb += [banks.w_bank.eq(w_bank_d), banks.w_we.eq(w_we_d),
+                     banks.w_waddr.eq(w_addr_d),
+                     banks.w_wdata.eq(prow[0][:weight_row_bits(cfg)])]
+        for j in range(1, n_ports):
+            with m.If(w_port_d == j):
+                m.d.comb += banks.w_wdata.eq(prow[j][:weight_row_bits(cfg)])
 
         # Rows per port, from the steps (stable long before the loader): port j has
         # steps // P rows, one more when j < steps % P. The quotient is a product by the
@@ -175,10 +190,13 @@ class WeightLoader(wiring.Component):
             m.d.sync += rows_of[j].eq(steps_q + (steps_r > j))
         port_words = [Signal(32, name=f"port{j}_words") for j in range(n_ports)]
         port_off = [Signal(32, name=f"port{j}_offset") for j in range(n_ports)]
+        # (Their products end at registers of their own, the sums a cycle later.)
         for j in range(n_ports):
-            m.d.sync += [port_words[j].eq(rows_of[j] * wpr + (head if j == 0 else 0)),
-                         port_off[j].eq(0 if j == 0 else
-                                        head + sum(rows_of[i] for i in range(j)) * wpr)]
+            row_w = stage(m, rows_of[j] * wpr, 32, f"port{j}_row_words")
+            before = stage(m, sum(rows_of[i] for i in range(j)) * wpr, 32,
+                           f"port{j}_before_words") if j else 0
+            m.d.sync += [port_words[j].eq(row_w + (head if j == 0 else 0)),
+                         port_off[j].eq(0 if j == 0 else head + before)]
             # The commands' payloads are registers (a reader's registers follow them while
             # it is idle).
             m.d.comb += [ports[j].cmd.payload.addr.eq(port_addr[j]),
@@ -215,19 +233,23 @@ class WeightLoader(wiring.Component):
                 with m.If(last[j]):
                     m.d.sync += pidx[j].eq(pidx[j] + n_ports)
             with m.If(w_write[j]):
-                m.d.comb += [banks.w_we.eq(1), banks.w_waddr.eq(pidx[j]),
-                             banks.w_wdata.eq(next_row[:weight_row_bits(cfg)])]
+                m.d.sync += [w_we_d.eq(1), w_addr_d.eq(pidx[j]), w_port_d.eq(j)]
 
         # The header and the slots: two words a slot, its fields then its channel.
+        # The header's and the slots' writes go to the banks from registers too (their
+        # enables fan out to every slot's flags), a cycle after their words are taken.
+        fixed8_we, slot_we = Signal(), Signal()
+        m.d.sync += banks.slot_we.eq(slot_we)
         if "fixed8" in cfg.weight_formats:
-            m.d.comb += banks.fixed8_wdata.eq(w_rd[0][:cfg.dsp_rows // 2])
+            m.d.sync += [banks.fixed8_we.eq(fixed8_we),
+                         banks.fixed8_wdata.eq(w_rd[0][:cfg.dsp_rows // 2])]
 
         def slot_field(name: str):
             offset, width = SLOT_FIELDS[name]
             return slot_lo[offset:offset + width]
 
         slot_bias = slot_field("bias").as_signed()
-        m.d.comb += [
+        m.d.sync += [
             banks.slot_waddr.eq((hdr - PASS_HEADER_WORDS) // SLOT_WORDS),
             banks.slot_wdata.valid.eq(slot_field("valid")),
             banks.slot_wdata.bias.eq(slot_bias),
@@ -290,14 +312,14 @@ class WeightLoader(wiring.Component):
                     m.d.sync += [hdr.eq(hdr + 1), hdr_done.eq(hdr == head - 1)]
                     with m.If(hdr < PASS_HEADER_WORDS):
                         if "fixed8" in cfg.weight_formats:
-                            m.d.comb += banks.fixed8_we.eq(1)
+                            m.d.comb += fixed8_we.eq(1)
                         else:
                             with m.If(w_rd[0] != 0):     # Fixed-8 pairs the build lacks
                                 m.d.sync += format_bad.eq(1)
                     with m.Elif((hdr - PASS_HEADER_WORDS) % SLOT_WORDS == 0):
                         m.d.sync += slot_lo.eq(w_rd[0])
                     with m.Else():
-                        m.d.comb += banks.slot_we.eq(1)
+                        m.d.comb += slot_we.eq(1)
                         with m.If(slot_field("valid") & ~bias_fits):
                             m.d.sync += bias_bad.eq(1)
                 with m.If(still == 0):

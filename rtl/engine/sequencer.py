@@ -503,8 +503,11 @@ class Engine(wiring.Component):
         m.d.sync += fuse_go.eq(fuse_wait & hold_r & ~fuse_go & ~abort & ~wb_err & ~wb_busy
                                & ~loader_busy & wdmas[0].cmd.ready & writer.i.ready)
         # (Not once the run is finishing: an error clears ``fuse_wait`` there, a cycle after
-        # it is found, so that the flag waits on no error condition.)
+        # it is found, so that the flag waits on no error condition. ``finishing`` is the
+        # first cycle in FINISH, a register set as the state moves there; from the next cycle
+        # ``fuse_wait`` is low: no decoded state on the way to the writer's job.)
         finishing = Signal()
+        m.d.sync += finishing.eq(0)
         fuse_start = fuse_go & fuse_wait & ~finishing
         fuse_pop = fuse_fifo.r_rdy & fuse_fifo.r_en
         m.d.sync += fuse_ahead.eq(fuse_ahead + (add_in & fusing) - fuse_pop)
@@ -593,7 +596,7 @@ class Engine(wiring.Component):
             m.d.sync += [b_fin.eq(1), b_err.eq(wdmas[0].error)]
 
         def fail(error: ErrorCode) -> None:
-            m.d.sync += code.eq(error)
+            m.d.sync += [code.eq(error), finishing.eq(1)]
             m.next = "FINISH"
 
         def advance() -> None:
@@ -604,6 +607,7 @@ class Engine(wiring.Component):
                              desc_ptr.eq(desc_ptr + descriptor_bytes()), ptr_bad.eq(next_bad)]
                 m.next = "DESC_CMD"
             with m.Else():
+                m.d.sync += finishing.eq(1)
                 m.next = "FINISH"
 
         with m.FSM(name="engine") as engine_fsm:
@@ -841,7 +845,6 @@ class Engine(wiring.Component):
             with m.State("FINISH"):
                 # The run ends when the last write-back has drained. A conv-add's second input
                 # that had yet to start never does.
-                m.d.comb += finishing.eq(1)
                 m.d.sync += fuse_wait.eq(0)
                 final = Mux(code != ErrorCode.NONE, code,
                             Mux(wb_err, ErrorCode.AXI_RESPONSE, ErrorCode.NONE))
@@ -967,7 +970,9 @@ class Engine(wiring.Component):
         next_conv = reg(((nd.op == Op.CONV) | (nd.op == Op.CONV_ADD)) & (nd.magic == DESC_MAGIC)
                         & (nd.steps != 0) & (nd.steps <= cfg.weight_buf_depth)
                         & (nd.passes != 0) & (nd.weight_addr[:3] == 0), 1, "next_conv")
-        next_pass_words = reg(pass_block_words(cfg, 0) + nd.steps * row_words(cfg), 32,
+        # (Its product and its sum each end at a register: two of the ELIG_CYCLES.)
+        next_pass_words = reg(pass_block_words(cfg, 0)
+                              + reg(nd.steps * row_words(cfg), 32, "next_step_words"), 32,
                               "next_pass_words")
         elig_wait = Signal(range(ELIG_CYCLES + 1))
         with m.FSM(name="prefetch") as prefetch_fsm:
