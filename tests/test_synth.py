@@ -18,8 +18,10 @@ from rtl.build.synth import (
     SynthError,
     array_figures,
     estimate_timing,
+    main,
     parse_stat_json,
     synthesize,
+    whole_figures,
 )
 from rtl.config import preset
 from rtl.dsp_array import DspArray
@@ -284,3 +286,43 @@ def test_docs_figures_reproduce(array: str, board: str) -> None:
     # ABC's LUT mapping of the largest array varies by a few LUTs between runs (66310 and
     # 66323 seen for zc706's PoT array); the smaller ones reproduce exactly.
     assert abs(got["LUT"] - want["LUT"]) <= want["LUT"] // 1000
+
+
+_TOP_V = """
+module accel_top(input clk, input [15:0] a, input [15:0] b, output reg [16:0] s);
+  reg [15:0] ar, br;
+  always @(posedge clk) begin ar <= a; br <= b; s <= ar + br; end
+endmodule
+"""
+
+
+def test_whole_figures_of_a_given_top(tmp_path: Path) -> None:
+    """The whole-accelerator figures of a (tiny, hand-written) accel_top: counts against the
+    part, the fit verdict with the LUT limit, the timing estimate against the clock."""
+    src = tmp_path / "accel_top.v"
+    src.write_text(_TOP_V)
+    cfg = preset("pynq-z2")
+    fig = whole_figures(cfg, verilog=src, work_dir=tmp_path / "work")
+    assert fig["LUT"] > 0 and fig["DSP48E1"] == 0 and fig["BRAM36"] == 0 and fig["FF"] == 49
+    assert fig["FF_percent"] == round(100 * 49 / 106_400, 1)
+    assert fig["carry4"] > 0 and fig["fmax_MHz"] > 0
+    assert fig["fits"] is True and fig["target_MHz"] == cfg.clock_mhz
+    assert fig["meets"] == (fig["fmax_MHz"] >= cfg.clock_mhz)
+    assert (tmp_path / "work" / "netlist.json").is_file()     # kept for a look at the paths
+
+
+def test_whole_arguments(capsys, tmp_path: Path) -> None:
+    with pytest.raises(SystemExit):
+        main(["--verilog", str(tmp_path / "accel_top.v")])
+    assert "--verilog and --work go with --whole" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--whole", "--verilog", str(tmp_path / "nosuch.v")])
+    assert "nosuch.v: no such file (a build writes it as" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_whole_pynq_z2() -> None:
+    """The complete pynq-z2 accelerator in one Yosys run (about 6 minutes): it fits its part
+    with at most 85 % of the LUTs (docs/build.md gives the figures)."""
+    fig = whole_figures(preset("pynq-z2"))
+    assert fig["fits"], fig

@@ -34,7 +34,7 @@ from ..cycle_model import DdrTiming, resnet18_latency
 from ..interface.passes import pass_count
 from ..interface.tiling import TilingError
 from .parts import CORE_ROWS
-from .resources import RESOURCES, extrapolate
+from .resources import LUT_LIMIT, RESOURCES, extrapolate
 
 __all__ = [
     "RATIOS",
@@ -206,7 +206,7 @@ def _shapes(cal: Calibration, ratio: tuple[int, int, int], lut_limit: float
 
 def search(cals: Calibration | Sequence[Calibration], *,
            ratios: Iterable[tuple[int, int, int]] = RATIOS,
-           clocks: Sequence[float] | None = None, lut_limit: float = 0.85,
+           clocks: Sequence[float] | None = None, lut_limit: float = LUT_LIMIT,
            timing: DdrTiming | None = None) -> list[Candidate]:
     """Every fitting (columns, rows, clock, ratio) at the pass steps, fastest first; each
     calibration (a build) gives its column count."""
@@ -293,8 +293,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--top", type=int, default=5, metavar="N", help="configurations shown")
     parser.add_argument("--clock", metavar="MHZ[,MHZ...]",
                         help="clocks to try (default: the build's)")
-    parser.add_argument("--lut-limit", type=float, default=0.85, metavar="F",
-                        help="share of the part's LUTs a design may use (default 0.85)")
+    parser.add_argument("--lut-limit", type=float, default=LUT_LIMIT, metavar="F",
+                        help=f"share of the part's LUTs a design may use (default {LUT_LIMIT})")
     parser.add_argument("--plot", metavar="FILE",
                         help="latency against ratio (default: dse-<part>.png beside the "
                              "package)")

@@ -20,6 +20,11 @@ __all__ = ["RESOURCES", "SLICE_ROWS", "check_fit", "extrapolate", "fit_rows", "f
 #: since its lanes come in groups that share a DSP48E1.
 SLICE_ROWS = (2, 4)
 
+#: Share of a part's LUTs a design may fill: the rest is left for routing, the timing work
+#: and Vivado's own choices (the design-space search's default, the whole-accelerator
+#: estimate's verdict).
+LUT_LIMIT = 0.85
+
 #: Resources of the fit check, with the ``HwConfig.resources`` key each is compared to.
 RESOURCES: dict[str, str] = {"LUT": "lut", "FF": "ff", "DSP48E1": "dsp", "BRAM36": "bram36"}
 

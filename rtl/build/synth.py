@@ -689,6 +689,45 @@ def array_figures(cfg: Any, array: str, *, work_dir: str | os.PathLike | None = 
     return figures
 
 
+def whole_figures(cfg: Any, *, verilog: str | os.PathLike | None = None,
+                  work_dir: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Synthesize the complete accelerator of ``cfg`` in one Yosys run and return its figures:
+    resources against the part (every row of both arrays present, which the build's sliced
+    estimate extrapolates), whether it fits with at most ``LUT_LIMIT`` of the LUTs, and the
+    timing estimate of the whole netlist against the clock.
+
+    ``verilog`` is a build's ``project/accel_top.v`` of the same config; without it the top
+    is converted here first (as the build writes it for Vivado).
+    """
+    from . import parts as T
+    from .resources import LUT_LIMIT, fit_rows, resource_usage
+
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory() as tmp:
+        if verilog is None:
+            text = T.top_verilog(cfg)
+            if text is None:
+                raise SynthError("there is no complete accelerator top to synthesize")
+            verilog = Path(tmp) / T.TOP_FILE
+            verilog.write_text(text)
+        res = synthesize(verilog, top=T.TOP_NAME, work_dir=work_dir, timing=timing_model(cfg))
+    usage = resource_usage(res)
+    rows = fit_rows(usage, cfg)
+    figures: dict[str, Any] = {"config": cfg.name, "part": cfg.part}
+    for r in rows:
+        figures[r["resource"]] = r["needed"]
+        figures[f"{r['resource']}_percent"] = round(r["percent"], 1)
+    lut = next(r for r in rows if r["resource"] == "LUT")
+    figures["fits"] = all(r["fits"] for r in rows) and lut["percent"] <= 100 * LUT_LIMIT
+    if res.timing is None:
+        raise SynthError(f"Yosys wrote no netlist of {T.TOP_NAME} to estimate timing on")
+    figures.update(res.timing.summary())
+    figures["target_MHz"] = cfg.clock_mhz
+    figures["meets"] = res.timing.fmax_mhz >= cfg.clock_mhz
+    figures["seconds"] = round(time.monotonic() - started, 1)
+    return figures
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from ..config import HwConfig, preset, preset_names
 
@@ -701,8 +740,22 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "pot_rows=4 --set split_input=true")
     parser.add_argument("--timing", action="store_true",
                         help="also estimate the worst register-to-register path and clock")
+    parser.add_argument("--whole", action="store_true",
+                        help="synthesize the complete accelerator in one run (minutes: about 6 "
+                             "for pynq-z2) instead of an array: its resources with every row, "
+                             "the fit with at most 85%% of the LUTs, and its timing estimate")
+    parser.add_argument("--verilog", metavar="FILE",
+                        help="with --whole: a build's project/accel_top.v of the same config "
+                             "(saves converting the top again)")
+    parser.add_argument("--work", metavar="DIR",
+                        help="with --whole: keep Yosys's files and the mapped netlist here")
     parser.add_argument("--json", action="store_true", help="print figures as JSON lines")
     args = parser.parse_args(argv)
+    if (args.verilog or args.work) and not args.whole:
+        parser.error("--verilog and --work go with --whole")
+    if args.verilog and not Path(args.verilog).is_file():
+        parser.error(f"--verilog {args.verilog}: no such file (a build writes it as "
+                     f"build/<board>-<hash>/project/accel_top.v)")
     try:
         cfg = (HwConfig.load(args.config) if args.config.endswith(".json")
                else preset(args.config))
@@ -717,6 +770,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             changes[name] = int(value)
         if changes:
             cfg = cfg.replace(**changes)
+        if args.whole:
+            figures = whole_figures(cfg, verilog=args.verilog, work_dir=args.work)
+            if args.json:
+                print(json.dumps(figures))
+            else:
+                print(_whole_text(figures, cfg))
+            return 0
         arrays = ("pot", "dsp") if args.array == "both" else (args.array,)
         for array in arrays:
             figures = array_figures(cfg, array, timing=args.timing)
@@ -728,6 +788,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def _whole_text(figures: dict[str, Any], cfg: Any) -> str:
+    """The figures of :func:`whole_figures` as lines like the build's."""
+    from .resources import LUT_LIMIT, RESOURCES, fmt_count
+
+    avail = cfg.resources
+    lines = [f"complete accelerator of {cfg.name} ({cfg.part}), one Yosys run "
+             f"({figures['seconds']:.0f} s):"]
+    lines += [f"  {name:<8} {fmt_count(figures[name]):>9} of {fmt_count(avail[key]):>9}  "
+              f"({figures[name + '_percent']:5.1f}%)" for name, key in RESOURCES.items()]
+    lines.append(f"  fit: {'fits' if figures['fits'] else 'does NOT fit'} {cfg.part} with at "
+                 f"most {100 * LUT_LIMIT:.0f}% of its LUTs")
+    verdict = "supports" if figures["meets"] else "does NOT support"
+    lines.append(f"  timing estimate of the whole netlist: {figures['period_ns']:.2f} ns, "
+                 f"{figures['fmax_MHz']:.1f} MHz, which {verdict} the {cfg.clock_mhz:g} MHz "
+                 f"clock ({figures['lut_levels']} LUT levels, {figures['carry4']} CARRY4: "
+                 f"{figures['start']} -> {figures['end']})")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
