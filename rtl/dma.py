@@ -133,6 +133,15 @@ class _Transfer:
         """Statements that set ``remaining`` to ``value``, and ``rem_big`` with it."""
         return [self.remaining.eq(value), self.rem_big.eq(self.big(value))]
 
+    def big_after(self):
+        """``rem_big`` once this burst has gone: a comparison (one carry chain), not a
+        subtraction and then a wide zero test."""
+        return self.remaining >= self.beats + MAX_BURST
+
+    def after_burst(self) -> list:
+        """Statements that take this burst's beats off ``remaining`` (and set ``rem_big``)."""
+        return [self.remaining.eq(self.remaining - self.beats), self.rem_big.eq(self.big_after())]
+
 
 def _status(m: Module, fsm, unit: wiring.Component) -> None:
     """Command ready in IDLE, ``done`` for the DONE cycle, ``busy`` in between."""
@@ -243,7 +252,7 @@ class DmaReader(wiring.Component):
                     m.next = "DONE"
             with m.State("RUN"):
                 m.d.sync += [flying.eq(fly_next), remaining.eq(rem_next),
-                             t.rem_big.eq(Mux(ar_fire, t.big(rem_after), t.rem_big))]
+                             t.rem_big.eq(Mux(ar_fire, t.big_after(), t.rem_big))]
                 with m.If(ar_fire):
                     m.d.sync += addr.eq(addr + beats * wb)
                 # An address stays offered until taken; the next one goes out while fewer
@@ -325,7 +334,7 @@ class DmaWriter(wiring.Component):
             with m.State("ADDR"):
                 with m.If(bus.awready):
                     m.d.sync += [addr.eq(addr + beats * wb),
-                                 *t.set_remaining(remaining - beats),
+                                 *t.after_burst(),
                                  left.eq(beats), awvalid.eq(0)]
                     m.next = "DATA"
             with m.State("DATA"):
