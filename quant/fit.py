@@ -66,9 +66,9 @@ def check_fits(model: QModel, cfg: HwConfig) -> None:
                             f"{cfg.max_reduction}")
         kernel = p["weight"].shape[2] if p["weight"].ndim == 4 else 1
         steps = cfg.steps(kernel, p["weight"].shape[1])
-        if steps > cfg.weight_buf_depth:
-            problems.append(f"{name}: a pass needs {steps} weight rows, the weight buffer "
-                            f"holds {cfg.weight_buf_depth} (weight_buf_depth)")
+        problem = cfg.pass_rows_problem(steps)
+        if problem:
+            problems.append(f"{name}: {problem}")
         rows = len(p["bias"])
         cin = p["weight"].shape[1]
         if max(rows, cin) > cfg.max_channels:

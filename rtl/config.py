@@ -367,6 +367,15 @@ class HwConfig:
         kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
         return kh * kw * self.chunks(channels)
 
+    def pass_rows_problem(self, steps: int) -> str | None:
+        """Why a pass of ``steps`` weight rows does not fit the weight banks (the engine's
+        check refuses its descriptor), or None when it does."""
+        if steps <= self.weight_buf_depth:
+            return None
+        return (f"a pass needs {steps} weight rows, the weight buffer holds "
+                f"{self.weight_buf_depth} (weight_buf_depth); raise weight_buf_depth to "
+                f"{1 << (steps - 1).bit_length()} or widen the vectors")
+
     @property
     def max_chunks(self) -> int:
         """Chunks of the widest layer (``max_channels``)."""

@@ -627,11 +627,9 @@ def resnet18_cycles(cfg: HwConfig, ratio: str | tuple[int, int, int], *, image: 
                 ci = split_channels(ci, cfg)
                 fields.update(in_c=ci, split=1)
             steps = cfg.steps(kernel, ci)
-            if steps > cfg.weight_buf_depth:     # the engine's check refuses such a pass
-                raise TilingError(
-                    f"{name}: a pass needs {steps} weight rows, the weight banks hold "
-                    f"{cfg.weight_buf_depth} (weight_buf_depth); raise weight_buf_depth to "
-                    f"{1 << (steps - 1).bit_length()} or widen the vectors")
+            problem = cfg.pass_rows_problem(steps)
+            if problem:
+                raise TilingError(f"{name}: {problem}")
             fields.update(op=Op.CONV, kernel_h=kernel[0], kernel_w=kernel[1], stride=stride,
                           passes=_passes(cfg, co, ratio), steps=steps)
         elif op == "add":

@@ -174,7 +174,7 @@ def test_a_pass_longer_than_the_weight_banks_is_refused(capsys, monkeypatch):
 
     cfg = preset("pynq-z2").replace(weight_buf_depth=256)
     with pytest.raises(TilingError, match=r"layer4\.0\.conv2: a pass needs 288 weight rows, "
-                                          r"the weight banks hold 256 \(weight_buf_depth\); "
+                                          r"the weight buffer holds 256 \(weight_buf_depth\); "
                                           r"raise weight_buf_depth to 512"):
         resnet18_cycles(cfg, "60:35:5", timing=DdrTiming.zynq_hp())
     monkeypatch.setitem(rtl.config.PRESETS, "pynq-z2", cfg)
