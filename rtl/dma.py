@@ -124,14 +124,11 @@ class _Transfer:
         self.ok = _window_ok(m, cfg, *checked,
                              unit.window_base, unit.window_size)
 
-    @staticmethod
-    def big(value):
-        """Whether ``value`` words are at least a whole burst (``rem_big`` for them)."""
-        return value[(MAX_BURST - 1).bit_length():] != 0
-
     def set_remaining(self, value) -> list:
-        """Statements that set ``remaining`` to ``value``, and ``rem_big`` with it."""
-        return [self.remaining.eq(value), self.rem_big.eq(self.big(value))]
+        """Statements that set ``remaining`` to ``value`` (a command's words), and ``rem_big``
+        with it (whether they are at least a whole burst)."""
+        return [self.remaining.eq(value),
+                self.rem_big.eq(value[(MAX_BURST - 1).bit_length():] != 0)]
 
     def big_after(self):
         """``rem_big`` once this burst has gone: a comparison (one carry chain), not a
