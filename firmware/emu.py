@@ -167,7 +167,7 @@ def _check_shape(d: dict[str, int], cfg) -> None:
     if (max(d["in_h"], d["in_w"]) > cfg.max_spatial
             or max(d["in_c"], d["out_c"]) > cfg.max_channels
             or in_vecs > cfg.act_buf_depth or out_vecs > cfg.out_buf_depth
-            or (op in (Op.CONV, Op.CONV_ADD) and (d["steps"] > cfg.weight_buf_depth
+            or (op in (Op.CONV, Op.CONV_ADD) and (d["steps"] > cfg.max_pass_rows
                                    or d["steps"] * v > cfg.max_reduction + v - 1))):
         raise _Fault(ErrorCode.LAYER_TOO_LARGE)
 

@@ -96,7 +96,9 @@ class HwConfig:
     max_spatial: int = 1024
     #: Depth of the activation (input tile) buffer, in activation vectors. Example: ``4096``.
     act_buf_depth: int = 4096
-    #: Depth of each of the two (double-buffered) weight buffers, in weight rows. Example: ``1024``.
+    #: Depth of each of the two (double-buffered) weight buffers, in weight rows. A pass of
+    #: more rows than that, up to both banks' (:attr:`max_pass_rows`), spans the two banks
+    #: and runs without the next pass loading beside it. Example: ``1024``.
     weight_buf_depth: int = 1024
     #: Depth of the output buffer, in output vectors. Example: ``2048``.
     out_buf_depth: int = 2048
@@ -367,14 +369,27 @@ class HwConfig:
         kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
         return kh * kw * self.chunks(channels)
 
+    @property
+    def max_pass_rows(self) -> int:
+        """Most weight rows (steps) of one pass: both banks'. A pass of at most
+        ``weight_buf_depth`` rows fills one bank while the core runs the other's; a longer one
+        (a *long pass*) spans both, so the next pass loads only once it has run
+        (docs/engine.md, "Weight banks")."""
+        return 2 * self.weight_buf_depth
+
+    def long_pass(self, steps: int) -> bool:
+        """Whether a pass of ``steps`` weight rows spans both weight banks."""
+        return steps > self.weight_buf_depth
+
     def pass_rows_problem(self, steps: int) -> str | None:
         """Why a pass of ``steps`` weight rows does not fit the weight banks (the engine's
         check refuses its descriptor), or None when it does."""
-        if steps <= self.weight_buf_depth:
+        if steps <= self.max_pass_rows:
             return None
-        return (f"a pass needs {steps} weight rows, the weight buffer holds "
-                f"{self.weight_buf_depth} (weight_buf_depth); raise weight_buf_depth to "
-                f"{1 << (steps - 1).bit_length()} or widen the vectors")
+        return (f"a pass needs {steps} weight rows, the two weight banks hold "
+                f"{self.max_pass_rows} (2 x weight_buf_depth {self.weight_buf_depth}); raise "
+                f"weight_buf_depth to {1 << (-(-steps // 2) - 1).bit_length()} or widen the "
+                f"vectors")
 
     @property
     def max_chunks(self) -> int:

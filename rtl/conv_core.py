@@ -3,7 +3,7 @@ the requantization unit, results scattered by original output channel (docs/engi
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
@@ -72,7 +72,9 @@ class WeightBanks(wiring.Component):
 
     Writes (``w_*``, ``slot_*``, ``fixed8_*``) go to bank ``w_bank``; reads come from bank
     ``rd_bank``: weight row ``rd_addr`` on ``rd_data`` a cycle after ``rd_en`` (held while
-    ``rd_en`` is low), the ``result_lanes`` slots of group ``group`` (slots
+    ``rd_en`` is low). A row address reaches past the bank's depth into the other bank (row
+    ``weight_buf_depth + r`` of a pass in bank ``b`` is row ``r`` of bank ``1 - b``), so a long
+    pass (``HwConfig.long_pass``) spans both. The ``result_lanes`` slots of group ``group`` (slots
     ``group * result_lanes + i``) on ``slots`` at once, the flags on ``fixed8``;
     ``group_valid[k]``: the valid flags of every group ``k``'s slots, ``group_conflict[k]``:
     two valid slots of group ``k`` share an output-buffer lane (``channel % vec_len``), from a
@@ -86,7 +88,7 @@ class WeightBanks(wiring.Component):
         self._cfg, self._rows, self._pairs = cfg, rows, fixed8_pairs
         self._wbits = 4 * cfg.vec_len * rows
         self._groups = -(-rows // cfg.result_lanes)
-        addr = index_bits(cfg.weight_buf_depth)
+        addr = index_bits(cfg.max_pass_rows)
         members = {
             "w_bank": In(1),
             "w_we": In(1), "w_waddr": In(addr), "w_wdata": In(self._wbits),
@@ -109,9 +111,14 @@ class WeightBanks(wiring.Component):
         depth = self._cfg.weight_buf_depth
         m.submodules.w_mem = w_mem = Memory(shape=self._wbits, depth=2 * depth, init=[])
         wr, rd = w_mem.write_port(), w_mem.read_port()
-        m.d.comb += [wr.en.eq(self.w_we), wr.addr.eq(Cat(self.w_waddr, self.w_bank)),
+        abits = index_bits(depth)
+
+        def row(addr: Value, bank: Value) -> Value:     # a long pass's rows wrap to the other
+            return Cat(addr[:abits], bank ^ addr[abits])
+
+        m.d.comb += [wr.en.eq(self.w_we), wr.addr.eq(row(self.w_waddr, self.w_bank)),
                      wr.data.eq(self.w_wdata), rd.en.eq(self.rd_en),
-                     rd.addr.eq(Cat(self.rd_addr, self.rd_bank)), self.rd_data.eq(rd.data)]
+                     rd.addr.eq(row(self.rd_addr, self.rd_bank)), self.rd_data.eq(rd.data)]
         # A slot's fields but its valid flag live in distributed RAM, one memory per lane of
         # a group (word ``bank * 2**gbits + group``), read asynchronously like the registers
         # they replace: a read is a LUT level where a register file was a wide multiplexer
@@ -179,7 +186,9 @@ class ConvCore(wiring.Component):
     Weights are double-buffered: two banks, each holding one pass (weight rows ``w_*``, one
     per step, laid out as ``rtl.interface.ddr`` says; result slots ``slot_*``; Fixed-8 pair
     flags ``fixed8_*``), written into bank ``w_bank``. ``start`` runs the pass in bank ``bank``;
-    the other bank may be written meanwhile (writing the running bank is not allowed). The
+    the other bank may be written meanwhile (writing the running bank is not allowed); a long
+    pass (more steps than ``weight_buf_depth``) runs on into the other bank, which then stays
+    unwritten until it is done. The
     core issues one activation vector per cycle to both arrays (zeros in the padding), and
     every output pixel's ``pot_rows + dsp_rows`` dot products leave requantized on ``o``,
     ``result_lanes`` slots a beat (a group of slots whose channels share ``channel %
@@ -207,7 +216,7 @@ class ConvCore(wiring.Component):
             "done": Out(1),
             "rd": In(buffer_read_signature(cfg)),
             "w_bank": In(1),
-            "w_we": In(1), "w_waddr": In(index_bits(cfg.weight_buf_depth)),
+            "w_we": In(1), "w_waddr": In(index_bits(cfg.max_pass_rows)),
             "w_wdata": In(self._wbits),
             "slot_we": In(1), "slot_waddr": In(index_bits(self._slots)),
             "slot_wdata": In(slot_layout(cfg)),
@@ -239,7 +248,6 @@ class ConvCore(wiring.Component):
         m.d.comb += gen.rows.eq(self.rows)
 
         # ---- buffers: two banks of weight rows, slots and Fixed-8 flags --------------------
-        depth = cfg.weight_buf_depth
         pairs = cfg.dsp_rows // 2 if "fixed8" in cfg.weight_formats else 0
         m.submodules.banks = banks = WeightBanks(cfg=cfg, rows=self._slots, fixed8_pairs=pairs)
         names = ["w_bank", "w_we", "w_waddr", "w_wdata", "slot_we", "slot_waddr", "slot_wdata"]
@@ -255,7 +263,7 @@ class ConvCore(wiring.Component):
         m.d.comb += banks.rd_bank.eq(run_bank)
 
         # ---- issue: the window generator walks (oy, ox, chunk, ky, kx) --------------------
-        step = Signal(index_bits(depth + 1), name="step")
+        step = Signal(index_bits(cfg.max_pass_rows), name="step")
         first = gen.chunk_first & gen.win_first
         last = gen.chunk_last & gen.win_last
 
@@ -267,7 +275,7 @@ class ConvCore(wiring.Component):
         adv = ~valid1 | both_ready
         m.d.comb += [gen.start.eq(self.start & ~busy), gen.adv.eq(adv),
                      act_rd.en.eq(adv), banks.rd_en.eq(adv),
-                     act_rd.addr.eq(gen.addr), banks.rd_addr.eq(step[:index_bits(depth)])]
+                     act_rd.addr.eq(gen.addr), banks.rd_addr.eq(step)]
         with m.If(adv):
             m.d.sync += [valid1.eq(gen.valid), pad1.eq(~gen.inside), first1.eq(first),
                          last1.eq(last)]

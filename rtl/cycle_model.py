@@ -5,7 +5,8 @@ MAC-bound ideal.
 
 Per descriptor: fetch it, load the input band, then for a conv the passes (the loader
 streams pass 0 over the weight ports while the band loads, and pass ``p + 1`` into the free
-weight bank while the core computes pass ``p``, each port its share; a pass issues one
+weight bank while the core computes pass ``p``, each port its share, or after it where either
+spans both banks (a long pass); a pass issues one
 activation vector per cycle, and each output pixel's ``pot_rows + dsp_rows`` results leave
 in groups of ``result_lanes``, a group a beat, or one slot a beat for a group whose slots
 share an out-buffer lane (counted from the pass blocks' slots when the model is given the
@@ -358,8 +359,10 @@ def _schedule(cfg: HwConfig, descs: list[dict[str, int]], t: DdrTiming,
                         for beats in pass_beats]
             # Absolute times at which each pass is in its bank and done, numbered on while the
             # loader carries on from one row tile to the next. Two banks: pass g loads once
-            # pass g - 2 is done. A fresh loader starts a cycle after the input band's read
-            # command (its start is a register).
+            # pass g - 2 is done, and once pass g - 1 is where either spans both banks (a long
+            # pass). A fresh loader starts a cycle after the input band's read command (its
+            # start is a register).
+            long = cfg.long_pass(d["steps"])
             if not carried:
                 loaded, done = [end + 2 - act + load], []
             first = len(done)
@@ -371,7 +374,8 @@ def _schedule(cfg: HwConfig, descs: list[dict[str, int]], t: DdrTiming,
             for p in range(d["passes"]):
                 g = first + p
                 if g == len(loaded):
-                    issue = max(loaded[g - 1], done[g - 2] if g >= 2 else 0)
+                    issue = max(loaded[g - 1], done[g - 2] if g >= 2 else 0,
+                                done[g - 1] if long else 0)
                     if hold[0] <= issue < hold[1]:      # weight port 0 carried a second input
                         issue = hold[1]
                     loaded.append(issue + load)
@@ -411,7 +415,7 @@ def _schedule(cfg: HwConfig, descs: list[dict[str, int]], t: DdrTiming,
                 fuse = (start, max(start + second, done[-1] + FUSE_LAST))
             n = descs[i + 1] if prefetched is not None else None
             if n is not None and n["op"] in is_conv and \
-                    0 < n["steps"] <= cfg.weight_buf_depth and n["passes"] > 0:
+                    0 < n["steps"] <= cfg.max_pass_rows and n["passes"] > 0:
                 # The loader carries on with the next conv's passes once this one's are
                 # loaded and that one is fetched: at once when they are the same weights (the
                 # next row tile), else once it has taken the next one's fields; while this
@@ -424,7 +428,8 @@ def _schedule(cfg: HwConfig, descs: list[dict[str, int]], t: DdrTiming,
                     resume = max(resume, fuse[1] + 1)
                 if resume < done[-1]:
                     g = len(loaded)
-                    loaded.append(max(resume + 1, done[g - 2] if g >= 2 else 0)
+                    after = done[g - 1] if long or cfg.long_pass(n["steps"]) else 0
+                    loaded.append(max(resume + 1, done[g - 2] if g >= 2 else 0, after)
                                   + _pass_load(cfg, n["steps"], t))
                     carried = True
                     if fuse is not None and fuse[0] > resume:   # the carried load goes first

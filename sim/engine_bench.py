@@ -410,7 +410,7 @@ def random_case(rng: random.Random, cfg: HwConfig) -> tuple[str, dict]:
             chunks = -(-cin // v)
             out = (size + 2 * p - k) // s + 1
             # Larger maps are cut into row tiles; one output row must fit the buffers.
-            if (k * k * chunks <= cfg.weight_buf_depth
+            if (k * k * chunks <= cfg.max_pass_rows
                     and k * k * chunks * v < cfg.max_reduction + v
                     and min(k, size) * size * chunks <= cfg.act_buf_depth
                     and out * -(-cout // v) <= cfg.out_buf_depth):

@@ -92,6 +92,24 @@ def test_engine_stem_cycles_match_the_model() -> None:
          test_filter=r"engine_bench\.layers_match_golden$")
 
 
+#: Banks of 16 weight rows: passes of 17 to 32 steps span both (long passes, the loader
+#: fills no bank while one runs). A 3x3 conv on 3 chunks (27 steps, three passes), one on 2
+#: chunks in row tiles (18 steps; the next tile's passes follow on), the folded stem's shape
+#: (4x4 on 12 channels: 32 steps, both banks full); bit-exact, and within MODEL_TOLERANCE of
+#: the cycle model.
+CFG_LONG = CFG.replace(name="engine-long", weight_buf_depth=16)
+LONG_CASES = [
+    dict(cin=20, cout=19, k=3, s=1, p=1, size=5, ratio=[60, 35, 5], relu=True, in_bits=4),
+    dict(cin=10, cout=13, k=3, s=1, p=1, size=12, ratio=[60, 35, 5], relu=False, in_bits=4),
+    dict(cin=12, cout=10, k=4, s=1, p=0, size=11, ratio=[60, 35, 5], relu=True, in_bits=8),
+]
+
+
+def test_engine_long_passes() -> None:
+    _run(CFG_LONG, "engine-long", 7, LONG_CASES, [], 0, model_tolerance=MODEL_TOLERANCE,
+         test_filter=r"engine_bench\.layers_match_golden$")
+
+
 #: The zc706 preset's vector width (64 lanes: a 4-bit vector is 4 bus words, a signed 5-bit
 #: one 5, an 8-bit input pixel 8) on small arrays: the unpackers, packers and buffers at that
 #: width, with maps of one and two chunks; its unroller as zc706's (4 taps of 16 lanes).

@@ -165,17 +165,19 @@ def test_groups_that_share_a_lane_cost_a_beat_per_slot():
 
 
 def test_a_pass_longer_than_the_weight_banks_is_refused(capsys, monkeypatch):
-    """layer4's 3x3 convs reduce 512 x 9 = 4608 values, 288 weight rows of 16 lanes: banks of
-    256 rows cannot hold their passes (the engine's check refuses such a descriptor), so the
-    model refuses the network instead of timing it."""
+    """layer4's 3x3 convs reduce 512 x 9 = 4608 values, 288 weight rows of 16 lanes: two banks
+    of 128 rows cannot hold their passes, not even as long passes that span both (the engine's
+    check refuses such a descriptor), so the model refuses the network instead of timing
+    it."""
     import rtl.config
     from rtl.cycle_model import main
     from rtl.interface.tiling import TilingError
 
-    cfg = preset("pynq-z2").replace(weight_buf_depth=256)
+    cfg = preset("pynq-z2").replace(weight_buf_depth=128)
     with pytest.raises(TilingError, match=r"layer4\.0\.conv2: a pass needs 288 weight rows, "
-                                          r"the weight buffer holds 256 \(weight_buf_depth\); "
-                                          r"raise weight_buf_depth to 512"):
+                                          r"the two weight banks hold 256 \(2 x "
+                                          r"weight_buf_depth 128\); raise weight_buf_depth to "
+                                          r"256"):
         resnet18_cycles(cfg, "60:35:5", timing=DdrTiming.zynq_hp())
     monkeypatch.setitem(rtl.config.PRESETS, "pynq-z2", cfg)
     assert main(["--board", "pynq-z2"]) == 1

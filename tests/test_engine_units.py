@@ -67,6 +67,8 @@ CFG = HwConfig(name="units", part="xc7z020clg400-1", clock_mhz=100.0, pot_rows=4
 CFG_SPLIT = CFG.replace(name="units-split", split_input=True)
 #: The same build with a column unroller of 2 taps (``unroll`` descriptors on 4-lane pixels).
 CFG_UNROLL = CFG.replace(name="units-unroll", unroll_taps=2)
+#: Banks of 16 rows: passes of 17 to 32 steps are long passes (they span both banks).
+CFG_LONG = CFG.replace(name="units-long", weight_buf_depth=16)
 
 
 def _sim(dut, bench, background=None) -> None:
@@ -268,7 +270,8 @@ def _descriptor_cases(n: int, cfg: HwConfig) -> list[dict[str, int]]:
     return cases
 
 
-@pytest.mark.parametrize("cfg", [CFG, CFG_SPLIT, CFG_UNROLL], ids=["plain", "split", "unroll"])
+@pytest.mark.parametrize("cfg", [CFG, CFG_SPLIT, CFG_UNROLL, CFG_LONG],
+                         ids=["plain", "split", "unroll", "long"])
 def test_descriptor_check_matches_the_emulator(cfg: HwConfig) -> None:
     """Each verdict CHECK_CYCLES - 1 cycles after the descriptor, in the engine's order, is
     the emulator's error code; every code comes up; on a split build, split convs are run
@@ -844,7 +847,10 @@ def _run_loader(cfg: HwConfig, words: list[int], passes: int, steps: int, *,
     """Runs the loader over ``words`` at ``BASE`` with a DMA reader model behind each port
     (random gaps, ``done`` a cycle after the last word), ``tiles`` times over (the later
     ones through ``follow``), emptying each bank as its pass comes. Returns the banks'
-    contents per pass, the passes marked full, and the final (code, full)."""
+    contents per pass, the passes marked full, and the final (code, full). A long pass's
+    rows past ``weight_buf_depth`` are read from the other bank; no row may be written into
+    a bank whose pass has been marked full and not yet released (both banks, for a long
+    pass)."""
     base = 0x4000
     mem = dict(enumerate(words))
     dut = WeightLoader(cfg=cfg)
@@ -853,6 +859,8 @@ def _run_loader(cfg: HwConfig, words: list[int], passes: int, steps: int, *,
                                                                "flags": None}}
     got: list[dict] = []
     end = {}
+    held: set[int] = set()               # banks of passes marked full, not yet released
+    depth = cfg.weight_buf_depth
     fixed8 = "fixed8" in cfg.weight_formats
     names = ["w_we", "w_bank", "w_waddr", "w_wdata", "slot_we", "slot_waddr"]
     names += ["fixed8_we", "fixed8_wdata"] if fixed8 else []
@@ -892,7 +900,9 @@ def _run_loader(cfg: HwConfig, words: list[int], passes: int, steps: int, *,
                                                 for f in fields])
             s = dict(zip(names + fields, sampled[2:], strict=True))
             if s["w_we"]:
-                banks[s["w_bank"]]["rows"][s["w_waddr"]] = s["w_wdata"]
+                bank, row = s["w_bank"] ^ (s["w_waddr"] >= depth), s["w_waddr"] % depth
+                assert bank not in held, f"row {s['w_waddr']} written into held bank {bank}"
+                banks[bank]["rows"][row] = s["w_wdata"]
             if s["slot_we"]:
                 banks[s["w_bank"]]["slots"][s["slot_waddr"]] = {f: s[f] for f in fields}
             if fixed8 and s["fixed8_we"]:
@@ -919,9 +929,14 @@ def _run_loader(cfg: HwConfig, words: list[int], passes: int, steps: int, *,
                 if not ctx.get(dut.full) >> bank & 1:
                     break
                 b = banks[bank]
-                got.append({"rows": [b["rows"].get(r) for r in range(steps)],
+                spans = {bank, bank ^ 1} if steps > depth else {bank}
+                held.update(spans)
+                got.append({"rows": [banks[bank ^ (r >= depth)]["rows"].get(r % depth)
+                                     for r in range(steps)],
                             "slots": [b["slots"].get(s) for s in range(cfg.slots)],
                             "flags": b["flags"] if fixed8 else 0, "bank": bank})
+                for k in spans:
+                    banks[k]["rows"] = {}
                 banks[bank] = {"rows": {}, "slots": {}, "flags": None}
                 if tile + 1 < tiles and p == passes - 1:
                     # The next tile's passes follow on once this one's are all loaded.
@@ -929,10 +944,14 @@ def _run_loader(cfg: HwConfig, words: list[int], passes: int, steps: int, *,
                     await ctx.tick().until(dut.carried)
                     ctx.set(dut.follow, 0)
                     bank0 ^= passes & 1
+                # The core runs the pass a while: the loader fills the free bank meanwhile,
+                # and must not touch a held one.
+                await ctx.tick().repeat(1 + int(rng.integers(0, 2 * steps)))
                 ctx.set(dut.release, 1)
                 ctx.set(dut.release_bank, bank)
                 await ctx.tick()
                 ctx.set(dut.release, 0)
+                held.difference_update(spans)
             ctx.set(dut.clear, 1)
             await ctx.tick()
             ctx.set(dut.clear, 0)
@@ -950,12 +969,14 @@ def _run_loader(cfg: HwConfig, words: list[int], passes: int, steps: int, *,
     return got, end
 
 
-@pytest.mark.parametrize("steps", [1, 2, 10])
-def test_weight_loader_fills_the_banks(steps: int) -> None:
+@pytest.mark.parametrize(("cfg", "steps"), [(CFG, 1), (CFG, 2), (CFG, 10), (CFG_LONG, 16),
+                                            (CFG_LONG, 17), (CFG_LONG, 32)])
+def test_weight_loader_fills_the_banks(cfg: HwConfig, steps: int) -> None:
     """Three passes of random rows, slots and flags over three weight ports, twice (the
     second tile through ``follow``): each pass lands whole in its bank, pass 0 of the second
-    tile in the bank after the first tile's last."""
-    cfg, passes = CFG, 3
+    tile in the bank after the first tile's last; a long pass's later rows in the other
+    bank, which no pass is loaded into until it is released."""
+    passes = 3
     words, want = _pass_blocks(cfg, np.random.default_rng(steps), passes, steps, flags=0b10)
     got, end = _run_loader(cfg, words, passes, steps, tiles=2, seed=steps)
     assert len(got) == 2 * passes

@@ -274,9 +274,10 @@ def test_misfit_models_are_rejected_with_reasons():
     with pytest.raises(ModelMismatchError, match=r"uses fixed8 weights, which the hardware does "
                                                  r"not implement"):
         check_fits(_single_conv_model(4, 1, 0), cfg.replace(weight_formats=("pot4", "fixed4")))
-    with pytest.raises(ModelMismatchError, match=r"a pass needs 288 weight rows, the weight "
-                                                 r"buffer holds 256 \(weight_buf_depth\)"):
-        check_fits(_single_conv_model(512, 1, 0), cfg.replace(weight_buf_depth=256))
+    with pytest.raises(ModelMismatchError, match=r"a pass needs 288 weight rows, the two "
+                                                 r"weight banks hold 256 \(2 x "
+                                                 r"weight_buf_depth 128\)"):
+        check_fits(_single_conv_model(512, 1, 0), cfg.replace(weight_buf_depth=128))
     model = _single_conv_model(4, 1, 0)
     model.manifest = copy.deepcopy(model.manifest)
     model.manifest["act_bits"] = 5

@@ -186,7 +186,7 @@ class DescriptorCheck(wiring.Component):
         wpv_out = out("wpv_out", wpv(d.out_bits, OUT_BITS))
         # The steps' weight rows, a product (a DSP48E1 or a few adders) that ends at a
         # register; the pass's words a stage later.
-        pw_bits = (pass_block_words(cfg, 0) + cfg.weight_buf_depth * row_words(cfg)).bit_length()
+        pw_bits = (pass_block_words(cfg, 0) + cfg.max_pass_rows * row_words(cfg)).bit_length()
         step_words = reg(d.steps * row_words(cfg), 32, "step_words")
         # Stage 2.
         pass_words = out("pass_words", pass_block_words(cfg, 0) + step_words)
@@ -326,7 +326,7 @@ class DescriptorCheck(wiring.Component):
         out("size_ok", (d.in_h <= cfg.max_spatial) & (d.in_w <= cfg.max_spatial)
             & (d.in_c <= cfg.max_channels) & (d.out_c <= cfg.max_channels)
             & (in_vecs <= cfg.act_buf_depth) & (out_vecs <= cfg.out_buf_depth)
-            & (~is_conv | ((d.steps <= cfg.weight_buf_depth)
+            & (~is_conv | ((d.steps <= cfg.max_pass_rows)
                            & (d.steps * v <= cfg.max_reduction + v - 1))))
         out("aligned", (d.in_addr[:3] == 0) & (d.out_addr[:3] == 0)
             & (~is_conv | (d.weight_addr[:3] == 0)) & (~reads2 | (d.in2_addr[:3] == 0)))

@@ -38,7 +38,7 @@ def bank_write_signature(cfg: HwConfig) -> wiring.Signature:
     of the same names): weight rows, result slots and, with Fixed-8, its pair flags."""
     members = {
         "w_bank": Out(1),
-        "w_we": Out(1), "w_waddr": Out(index_bits(cfg.weight_buf_depth)),
+        "w_we": Out(1), "w_waddr": Out(index_bits(cfg.max_pass_rows)),
         "w_wdata": Out(weight_row_bits(cfg)),
         "slot_we": Out(1), "slot_waddr": Out(index_bits(cfg.slots)),
         "slot_wdata": Out(slot_layout(cfg)),
@@ -60,7 +60,9 @@ class WeightLoader(wiring.Component):
     ports finish a row in one cycle, the higher-numbered waits a cycle. Pass ``p`` goes to
     bank ``p[0] ^ bank0``; a pass is issued once its bank is empty (``full``), the ports'
     readers are all idle and ``hold`` is low, and it marks its bank full when all its shares
-    are in. A pass whose read came back with an error, whose header asks for Fixed-8 pairs
+    are in. A long pass (more steps than ``weight_buf_depth``: its rows run on into the other
+    bank) is issued only once both banks are empty, and no pass after it until the core has
+    released it. A pass whose read came back with an error, whose header asks for Fixed-8 pairs
     that the build lacks, or whose valid slot has a bias beyond ``acc_bits`` stops the loader
     with ``code`` AXI_RESPONSE, UNSUPPORTED_FORMAT or BAD_DESCRIPTOR (in that order) and is
     not marked full.
@@ -139,7 +141,7 @@ class WeightLoader(wiring.Component):
         n_ports, wpr, word = cfg.weight_ports, row_words(cfg), word_bits(cfg)
         ports = [getattr(self, f"port{j}") for j in range(n_ports)]
         head = PASS_HEADER_WORDS + SLOT_WORDS * cfg.slots
-        rows_bits = index_bits(cfg.weight_buf_depth) + 1
+        rows_bits = index_bits(cfg.max_pass_rows) + 1
 
         load_idx = Signal(16)          # the pass it fetches next
         load_more = Signal()           # load_idx != passes (registered)
@@ -148,6 +150,10 @@ class WeightLoader(wiring.Component):
         # For passes = 0 it is -1, which no load_idx equals.
         passes_m1 = stage(m, self.passes - 1, len(self.passes) + 1, "passes_m1")
         odd = Signal()                 # the passes being loaded are odd in number
+        # The passes being loaded span both banks (a register: the steps hold still from
+        # before a start or a follow); one such is in the banks and not yet released.
+        long = stage(m, self.steps > cfg.weight_buf_depth, 1, "long")
+        long_in = Signal()
         full, bank0, code = self.full, self.bank0, self.code
         # Where each weight port reads its share of the next pass block.
         port_addr = [Signal(cfg.axi_addr_width, name=f"port{j}_addr") for j in range(n_ports)]
@@ -261,7 +267,7 @@ class WeightLoader(wiring.Component):
                      & (slot_bias < (1 << (cfg.acc_bits - 1))))
 
         with m.If(self.release):
-            m.d.sync += full.bit_select(self.release_bank, 1).eq(0)
+            m.d.sync += [full.bit_select(self.release_bank, 1).eq(0), long_in.eq(0)]
         with m.If(self.clear):
             m.d.sync += self.carried.eq(0)
         all_ready = Const(1)
@@ -282,8 +288,8 @@ class WeightLoader(wiring.Component):
                 m.d.sync += [port_addr[j].eq(self.weight_addr + port_off[j] * 8)
                              for j in range(n_ports)]
                 with m.If(self.start):
-                    m.d.sync += [full.eq(0), code.eq(ErrorCode.NONE), bank0.eq(0),
-                                 odd.eq(self.passes[0])]
+                    m.d.sync += [full.eq(0), long_in.eq(0), code.eq(ErrorCode.NONE),
+                                 bank0.eq(0), odd.eq(self.passes[0])]
                     m.next = "CMD"
                 with m.Elif(self.follow & ~self.carried & (code == ErrorCode.NONE)):
                     m.d.sync += [self.carried.eq(1), bank0.eq(bank0 ^ odd),
@@ -292,7 +298,9 @@ class WeightLoader(wiring.Component):
             with m.State("CMD"):
                 with m.If(~load_more | (code != ErrorCode.NONE) | self.stop):
                     m.next = "IDLE"
-                with m.Elif(~full.bit_select(load_idx[0] ^ bank0, 1) & all_ready & ~self.hold):
+                with m.Elif(~full.bit_select(load_idx[0] ^ bank0, 1) & ~long_in
+                            & (~long | (full == 0)) & all_ready & ~self.hold):
+                    m.d.sync += long_in.eq(long)
                     for j, p in enumerate(ports):
                         active = 1 if j == 0 else rows_of[j] != 0
                         m.d.comb += p.cmd.valid.eq(active)

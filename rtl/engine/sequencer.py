@@ -968,7 +968,7 @@ class Engine(wiring.Component):
         # fit the banks (its other faults are the check's to report when it runs; an error of
         # its passes is reported there too).
         next_conv = reg(((nd.op == Op.CONV) | (nd.op == Op.CONV_ADD)) & (nd.magic == DESC_MAGIC)
-                        & (nd.steps != 0) & (nd.steps <= cfg.weight_buf_depth)
+                        & (nd.steps != 0) & (nd.steps <= cfg.max_pass_rows)
                         & (nd.passes != 0) & (nd.weight_addr[:3] == 0), 1, "next_conv")
         # (Its product and its sum each end at a register: two of the ELIG_CYCLES.)
         next_pass_words = reg(pass_block_words(cfg, 0)
