@@ -21,7 +21,7 @@ from rtl.interface.ddr import (
     feature_map_words,
     pack_feature_map,
     pass_block_words,
-    pass_row_order,
+    pass_word_order,
     row_words,
     stored_input,
     stored_input_words,
@@ -209,9 +209,9 @@ def _decode_pass(block: np.ndarray, steps: int, kernel: tuple[int, int], in_c: i
         raise _Fault(ErrorCode.UNSUPPORTED_FORMAT)
     wpr = row_words(cfg)
     first_row = PASS_HEADER_WORDS + SLOT_WORDS * rows
-    row_ints = np.empty((steps, wpr), np.uint64)      # rows in DDR are in port order
-    row_ints[pass_row_order(cfg, steps)] = block[first_row:first_row + steps * wpr].reshape(
-        steps, wpr)
+    row_ints = np.empty(steps * wpr, np.uint64)       # rows' words in DDR are in port order
+    row_ints[pass_word_order(cfg, steps)] = block[first_row:first_row + steps * wpr]
+    row_ints = row_ints.reshape(steps, wpr)
     # Nibble n of a weight row: word n // 16, bits 4 * (n % 16); rows hold (row * V + col).
     nib = (row_ints[:, :, None] >> (np.arange(16, dtype=np.uint64) * np.uint64(4))) & np.uint64(15)
     nib = nib.reshape(steps, -1)[:, :rows * v].reshape(steps, rows, v).astype(np.int64)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rtl.config import HwConfig
-from rtl.interface.ddr import SLOT_WORDS, pack_slot, pass_row_order, row_words, word_bits
+from rtl.interface.ddr import SLOT_WORDS, pack_slot, pass_word_order, row_words, word_bits
 from rtl.interface.descriptor import POOL_TOP, Op
 from rtl.interface.tiling import layer_descriptors
 
@@ -55,7 +55,7 @@ def prepare_conv(weight: np.ndarray, scheme: np.ndarray, bias: np.ndarray, mult:
     Block of one pass (:func:`pass_block_words` words): a word of Fixed-8 pair flags; per
     result slot two words (the fields of ``SLOT_FIELDS``, then the original channel); then
     the weight rows, each :func:`row_words` words, low word first, in the order of
-    :func:`pass_row_order` (dealt to the engine's weight ports in turn).
+    :func:`pass_word_order` (a segment of every row for each of the engine's weight ports).
     """
     w = np.asarray(weight)
     if w.ndim == 2:
@@ -74,6 +74,6 @@ def prepare_conv(weight: np.ndarray, scheme: np.ndarray, bias: np.ndarray, mult:
                                    shift=slot.shift)
         rows = weight_rows(w, scheme, plan, cfg)
         steps = len(rows)
-        for r in pass_row_order(cfg, steps):
-            words += [(rows[r] >> (word * i)) & ((1 << word) - 1) for i in range(wpr)]
+        flat = [(row >> (word * i)) & ((1 << word) - 1) for row in rows for i in range(wpr)]
+        words += [flat[k] for k in pass_word_order(cfg, steps)]
     return ConvLayer(np.array(words, np.uint64), len(plans), steps, tuple(w.shape[2:]), cfg)

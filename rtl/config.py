@@ -121,8 +121,8 @@ class HwConfig:
     axi_addr_width: int = 32
     #: AXI4 masters that only load conv weights, each for its own HP port, besides the master
     #: for descriptors and feature maps (1 to 3: a Zynq-7000 has four HP ports). The weight
-    #: rows of a pass are dealt to them in turn (``rtl.interface.ddr.pass_row_order``), so
-    #: they load a pass ``weight_ports`` words a cycle. Example: ``3``.
+    #: rows of a pass are cut into a segment per port (``rtl.interface.ddr.pass_word_order``),
+    #: so they load a pass ``weight_ports`` words a cycle. Example: ``3``.
     weight_ports: int = 1
     #: Taps of the engine's column unroller (0: none; else a power of two from 2 to
     #: ``vec_len``): a conv with ``unroll`` set reads a pixel map of ``vec_len / unroll_taps``

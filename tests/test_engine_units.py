@@ -30,7 +30,7 @@ from rtl.interface.ddr import (
     feature_map_words,
     pack_slot,
     pass_block_words,
-    pass_row_order,
+    pass_word_order,
     row_words,
     stored_input_words,
     unpack_values,
@@ -835,8 +835,8 @@ def _pass_blocks(cfg: HwConfig, rng: np.random.Generator, passes: int, steps: in
             # The bank keeps the bias's low acc_bits bits (all of a valid slot's).
             kept = (bias + half) % (2 * half) - half
             slots.append({**fields, "bias": kept, "channel": channel})
-        for r in pass_row_order(cfg, steps):
-            words += [(rows[r] >> (word * i)) & ((1 << word) - 1) for i in range(wpr)]
+        flat = [(row >> (word * i)) & ((1 << word) - 1) for row in rows for i in range(wpr)]
+        words += [flat[k] for k in pass_word_order(cfg, steps)]
         want.append({"rows": [r & ((1 << weight_row_bits(cfg)) - 1) for r in rows],
                      "slots": slots, "flags": flags & ((1 << (cfg.dsp_rows // 2)) - 1)})
     return words, want

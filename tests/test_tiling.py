@@ -159,29 +159,38 @@ def test_untileable_layers_say_what_to_change():
 @pytest.mark.parametrize("ports", [1, 2, 3])
 @pytest.mark.parametrize("steps", [1, 2, 3, 4, 7, 144])
 def test_weight_ports_read_contiguous_shares_of_a_pass(ports, steps):
-    """Every row of a pass block belongs to exactly one weight port, in one contiguous run
-    per port, port 0's run first with the header and slots."""
+    """Every word of every row of a pass block belongs to exactly one weight port: each port
+    the same contiguous segment of every row (sizes differing by at most one word, covering
+    the row in port order), in one contiguous run per port, port 0's run first with the
+    header and slots."""
     from rtl.interface.ddr import (
         PASS_HEADER_WORDS,
         SLOT_WORDS,
         pass_block_words,
-        pass_row_order,
-        port_rows,
+        pass_word_order,
+        port_row_words,
         port_span,
         row_words,
     )
 
     cfg = CFG.replace(weight_ports=ports)
-    order = pass_row_order(cfg, steps)
-    assert sorted(order) == list(range(steps))
+    wpr = row_words(cfg)
+    order = pass_word_order(cfg, steps)
+    assert sorted(order) == list(range(steps * wpr))
+    segments = [port_row_words(cfg, port) for port in range(ports)]
+    assert [first for first, _ in segments] == [sum(w for _, w in segments[:j])
+                                                for j in range(ports)]
+    assert sum(w for _, w in segments) == wpr
+    assert max(w for _, w in segments) - min(w for _, w in segments) <= 1
     head = PASS_HEADER_WORDS + SLOT_WORDS * (cfg.pot_rows + cfg.dsp_rows)
-    wpr, at = row_words(cfg), 0
-    for port in range(ports):
+    at = 0
+    for port, (seg_first, seg_words) in enumerate(segments):
         first, words = port_span(cfg, steps, port)
-        assert first == at and words == port_rows(cfg, steps, port) * wpr + (
-            head if port == 0 else 0)
-        rows = order[(first - (0 if port == 0 else head)) // wpr:][:port_rows(cfg, steps, port)]
-        assert rows == list(range(port, steps, ports))
+        assert first == at and words == steps * seg_words + (head if port == 0 else 0)
+        start = first - (0 if port == 0 else head)
+        run = order[start:start + steps * seg_words]
+        assert list(run) == [r * wpr + seg_first + k for r in range(steps)
+                             for k in range(seg_words)]
         at = first + words
     assert at == pass_block_words(cfg, steps)
 

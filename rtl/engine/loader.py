@@ -14,7 +14,7 @@ from ..interface.ddr import (
     PASS_HEADER_WORDS,
     SLOT_FIELDS,
     SLOT_WORDS,
-    row_words,
+    port_row_words,
     weight_row_bits,
     word_bits,
 )
@@ -54,10 +54,12 @@ class WeightLoader(wiring.Component):
     weight ports at once.
 
     A pass block (``rtl.interface.ddr``) is read in ``P = weight_ports`` shares
-    (``port_span``): port 0 the header (Fixed-8 pair flags), the result slots and rows
-    ``0, P, 2P, ...``; port ``j`` rows ``j, j + P, ...``. Each port fills its own row register
-    and writes a finished row into the bank with its last word (in the same cycle); when two
-    ports finish a row in one cycle, the higher-numbered waits a cycle. Pass ``p`` goes to
+    (``port_span``): port 0 the header (Fixed-8 pair flags), the result slots and its
+    segment of every row; port ``j`` its segment of every row (``port_row_words``: each row's
+    words cut into ``P`` contiguous pieces). Each port shifts its segment of the row into its
+    own register; the row is those registers side by side, written into the bank a cycle after
+    the last segment is in, from registers, while a port that is done with its segment waits
+    for the others (they pace one another row by row). Pass ``p`` goes to
     bank ``p[0] ^ bank0``; a pass is issued once its bank is empty (``full``), the ports'
     readers are all idle and ``hold`` is low, and it marks its bank full when all its shares
     are in. A long pass (more steps than ``weight_buf_depth``: its rows run on into the other
@@ -78,7 +80,7 @@ class WeightLoader(wiring.Component):
         The first pass block (the descriptor's ``weight_addr``).
     steps : In(32)
         Weight rows per pass. Both stable from ``AHEAD_CYCLES`` (5) cycles before ``start``
-        to the last pass: the rows per port follow them through five registers.
+        to the last pass: the ports' words follow them through registers.
     passes : In(16)
         Passes of the descriptor.
     pass_words : In(32)
@@ -138,10 +140,14 @@ class WeightLoader(wiring.Component):
     def elaborate(self, platform: object) -> Module:
         m = Module()
         cfg, banks = self._cfg, self.banks
-        n_ports, wpr, word = cfg.weight_ports, row_words(cfg), word_bits(cfg)
+        n_ports, word = cfg.weight_ports, word_bits(cfg)
         ports = [getattr(self, f"port{j}") for j in range(n_ports)]
         head = PASS_HEADER_WORDS + SLOT_WORDS * cfg.slots
         rows_bits = index_bits(cfg.max_pass_rows) + 1
+        # Each port's segment of a row: (first word, words); a port past the row's words
+        # (rows of fewer words than ports) loads nothing.
+        segs = [port_row_words(cfg, j) for j in range(n_ports)]
+        used = [j for j in range(n_ports) if segs[j][1]]
 
         load_idx = Signal(16)          # the pass it fetches next
         load_more = Signal()           # load_idx != passes (registered)
@@ -161,85 +167,73 @@ class WeightLoader(wiring.Component):
         hdr = Signal(range(head + 1))  # header and slot words port 0 has taken
         pending = Signal(n_ports)      # ports whose share of the pass is still coming
         port_err = Signal()            # a port's read came with an error response
-        rows_of = [Signal(rows_bits, name=f"port{j}_rows") for j in range(n_ports)]
-        prow = [Signal(wpr * word, name=f"port{j}_row") for j in range(n_ports)]
-        pk = [Signal(range(wpr), name=f"port{j}_k") for j in range(n_ports)]
-        pidx = [Signal(rows_bits, name=f"port{j}_idx") for j in range(n_ports)]
+        prow = [Signal(max(segs[j][1], 1) * word, name=f"port{j}_row") for j in range(n_ports)]
+        pk = [Signal(range(max(segs[j][1], 1)), name=f"port{j}_k") for j in range(n_ports)]
+        row_idx = Signal(rows_bits)    # the row being put together
         bias_bad = Signal()
         format_bad = Signal()
         w_rd = [p.data.payload for p in ports]
-        # A finished row is written to the banks a cycle after its last word is taken, from
-        # registers: the write enable, address and bank reach every block RAM of the banks,
-        # and the data is the port's row register, which then holds exactly that row. The
-        # pass is complete only after its ports' registered ends, later than that write.
+        # The row is the ports' segment registers side by side; it is written to the banks
+        # from registers (the write enable and address reach every block RAM of the banks)
+        # a cycle after its last segment is in, and the ports take the next row's words from
+        # that cycle on. The pass is complete only after its ports' registered ends, later
+        # than that write.
         w_we_d = Signal()
-        w_addr_d = Signal(len(banks.w_waddr))
-        w_port_d = Signal(range(n_ports))
         w_bank_d = Signal()
-        m.d.sync += [w_we_d.eq(0), w_bank_d.eq(load_idx[0] ^ bank0)]
+        m.d.sync += w_bank_d.eq(load_idx[0] ^ bank0)
         m.d.comb += [banks.w_bank.eq(w_bank_d), banks.w_we.eq(w_we_d),
-                     banks.w_waddr.eq(w_addr_d),
-                     banks.w_wdata.eq(prow[0][:weight_row_bits(cfg)])]
-        for j in range(1, n_ports):
-            with m.If(w_port_d == j):
-                m.d.comb += banks.w_wdata.eq(prow[j][:weight_row_bits(cfg)])
+                     banks.w_waddr.eq(row_idx),
+                     banks.w_wdata.eq(Cat(*[prow[j] for j in used])[:weight_row_bits(cfg)])]
+        with m.If(w_we_d):
+            m.d.sync += row_idx.eq(row_idx + 1)
 
-        # Rows per port, from the steps (stable long before the loader): port j has
-        # steps // P rows, one more when j < steps % P. The quotient is a product by the
-        # reciprocal (exact below 2**rows_bits), the remainder and the rows registers after it.
+        # Port j's words: port 0 the header and slots, then steps segments; port j its steps
+        # segments after those of the ports before it. The products end at registers of their
+        # own, the sums a cycle later.
         steps_w = self.steps[:rows_bits]
-        shift = rows_bits + (n_ports - 1).bit_length()
-        recip = -(-(1 << shift) // n_ports)
-        steps_q = stage(m, (steps_w * recip) >> shift, rows_bits, "steps_q")
-        steps_r = stage(m, steps_w - steps_q * n_ports, index_bits(n_ports), "steps_r")
-        for j in range(n_ports):
-            m.d.sync += rows_of[j].eq(steps_q + (steps_r > j))
         port_words = [Signal(32, name=f"port{j}_words") for j in range(n_ports)]
         port_off = [Signal(32, name=f"port{j}_offset") for j in range(n_ports)]
-        # (Their products end at registers of their own, the sums a cycle later.)
-        for j in range(n_ports):
-            row_w = stage(m, rows_of[j] * wpr, 32, f"port{j}_row_words")
-            before = stage(m, sum(rows_of[i] for i in range(j)) * wpr, 32,
-                           f"port{j}_before_words") if j else 0
-            m.d.sync += [port_words[j].eq(row_w + (head if j == 0 else 0)),
+        for j in used:
+            seg_w = stage(m, steps_w * segs[j][1], 32, f"port{j}_seg_words")
+            before = stage(m, steps_w * segs[j][0], 32, f"port{j}_before_words") if j else 0
+            m.d.sync += [port_words[j].eq(seg_w + (head if j == 0 else 0)),
                          port_off[j].eq(0 if j == 0 else head + before)]
+        for j in range(n_ports):
             # The commands' payloads are registers (a reader's registers follow them while
             # it is idle).
             m.d.comb += [ports[j].cmd.payload.addr.eq(port_addr[j]),
                          ports[j].cmd.payload.words.eq(port_words[j])]
 
-        # Assembling rows: whether port 0 is past the header and slots, and whether each
-        # port is at its row's last word, are registers kept beside hdr and the word counters.
+        # Assembling rows: whether port 0 is past the header and slots, whether each port is
+        # at its segment's last word and whether its segment of the row is in (waiting for
+        # the write) are registers.
         hdr_done = Signal()            # hdr == head
-        at_last = [Signal(name=f"port{j}_at_last") for j in range(n_ports)]  # pk == wpr - 1
+        at_last = [Signal(name=f"port{j}_at_last") for j in range(n_ports)]  # pk == seg - 1
+        have = [Signal(name=f"port{j}_have") for j in range(n_ports)]
         in_rows = [hdr_done] + [Const(1)] * (n_ports - 1)
-        last = [in_rows[j] & at_last[j] for j in range(n_ports)]
         w_take = [Signal(name=f"port{j}_take") for j in range(n_ports)]
-        w_write = [Signal(name=f"port{j}_write") for j in range(n_ports)]
         loading = Signal()             # in DATA
-        for j, p in enumerate(ports):
-            # A lower-numbered port offering its row's last word blocks this port's last
-            # word, whether or not that one is taken this cycle: no chain through the ports'
-            # readies.
-            blocked = Const(0)
-            for i in range(j):
-                blocked = blocked | (last[i] & ports[i].data.valid)
-            ready = loading & ~(last[j] & blocked)
-            m.d.comb += [p.data.ready.eq(ready), w_take[j].eq(p.data.valid & ready),
-                         w_write[j].eq(w_take[j] & last[j])]
-            # The row register is a shift register of words: each word taken goes in at the
-            # top as the others move down one, so after a row's words word 0 is at the
-            # bottom, and the row with its last word is plain wiring (no multiplexer per bit,
-            # and every flip-flop loads a fixed neighbour).
-            next_row = Signal.like(prow[j], name=f"port{j}_next_row")
-            m.d.comb += next_row.eq(Cat(prow[j][word:], w_rd[j]))
+        have_next = []
+        for j in used:
+            p, seg = ports[j], segs[j][1]
+            # After a failed read the words are taken and dropped, so that every reader ends.
+            ready = loading & (~in_rows[j] | ~have[j] | w_we_d | port_err)
+            m.d.comb += [p.data.ready.eq(ready), w_take[j].eq(p.data.valid & ready)]
+            seg_in = w_take[j] & in_rows[j] & at_last[j]
+            # The segment register is a shift register of words: each word taken goes in at
+            # the top as the others move down one, so after the segment's words its first is
+            # at the bottom, and the row is plain wiring (no multiplexer per bit, and every
+            # flip-flop loads a fixed neighbour).
             with m.If(w_take[j] & in_rows[j]):
-                m.d.sync += [prow[j].eq(next_row), pk[j].eq(Mux(last[j], 0, pk[j] + 1)),
-                             at_last[j].eq(Mux(last[j], wpr == 1, pk[j] == wpr - 2))]
-                with m.If(last[j]):
-                    m.d.sync += pidx[j].eq(pidx[j] + n_ports)
-            with m.If(w_write[j]):
-                m.d.sync += [w_we_d.eq(1), w_addr_d.eq(pidx[j]), w_port_d.eq(j)]
+                m.d.sync += [prow[j].eq(Cat(prow[j][word:], w_rd[j])),
+                             pk[j].eq(Mux(at_last[j], 0, pk[j] + 1)),
+                             at_last[j].eq(Mux(at_last[j], seg == 1, pk[j] == seg - 2))]
+            have_next.append(Mux(w_we_d, 0, have[j]) | seg_in)
+            m.d.sync += have[j].eq(have_next[-1])
+        all_in = Const(1)
+        for h in have_next:
+            all_in = all_in & h
+        m.d.sync += w_we_d.eq(all_in & ~port_err)
 
         # The header and the slots: two words a slot, its fields then its channel.
         # The header's and the slots' writes go to the banks from registers too (their
@@ -301,13 +295,12 @@ class WeightLoader(wiring.Component):
                 with m.Elif(~full.bit_select(load_idx[0] ^ bank0, 1) & ~long_in
                             & (~long | (full == 0)) & all_ready & ~self.hold):
                     m.d.sync += long_in.eq(long)
-                    for j, p in enumerate(ports):
-                        active = 1 if j == 0 else rows_of[j] != 0
-                        m.d.comb += p.cmd.valid.eq(active)
-                        m.d.sync += [pk[j].eq(0), at_last[j].eq(wpr == 1), pidx[j].eq(j),
-                                     pending[j].eq(active)]
+                    for j in used:
+                        m.d.comb += ports[j].cmd.valid.eq(1)
+                        m.d.sync += [pk[j].eq(0), at_last[j].eq(segs[j][1] == 1),
+                                     have[j].eq(0), pending[j].eq(1)]
                     m.d.sync += [hdr.eq(0), hdr_done.eq(0), bias_bad.eq(0), format_bad.eq(0),
-                                 port_err.eq(0)]
+                                 port_err.eq(0), row_idx.eq(0)]
                     m.d.sync += [port_addr[j].eq(port_addr[j] + self.pass_words * 8)
                                  for j in range(n_ports)]
                     m.next = "DATA"

@@ -16,8 +16,8 @@ from ..config import HwConfig
 from .descriptor import PIXEL_BITS
 
 __all__ = ["PASS_HEADER_WORDS", "SLOT_FIELDS", "SLOT_WORDS", "feature_map_words",
-           "pack_feature_map", "pack_slot", "pack_values", "pass_block_words", "pass_row_order",
-           "port_rows", "port_span", "row_words", "stored_input",
+           "pack_feature_map", "pack_slot", "pack_values", "pass_block_words",
+           "pass_word_order", "port_row_words", "port_span", "row_words", "stored_input",
            "stored_input_words", "unpack_feature_map", "unpack_slot",
            "unpack_values", "values_per_word", "vector_words", "weight_row_bits", "word_bits",
            "words_per_vector"]
@@ -171,32 +171,41 @@ def row_words(cfg: HwConfig) -> int:
 
 def pass_block_words(cfg: HwConfig, steps: int) -> int:
     """DDR words of one conv pass block (header, slots, ``steps`` weight rows in the order of
-    :func:`pass_row_order`)."""
+    :func:`pass_word_order`)."""
     return (PASS_HEADER_WORDS + SLOT_WORDS * cfg.slots
             + steps * row_words(cfg))
 
 
-def port_rows(cfg: HwConfig, steps: int, port: int) -> int:
-    """Weight rows of a ``steps``-row pass that weight port ``port`` loads: rows ``port``,
-    ``port + weight_ports``, ... (``HwConfig.weight_ports``)."""
-    return max(0, -(-(steps - port) // cfg.weight_ports))
+def port_row_words(cfg: HwConfig, port: int) -> tuple[int, int]:
+    """(first word, words) of every weight row that weight port ``port`` loads: the row's
+    words are cut into ``weight_ports`` contiguous segments, the first ``row_words %
+    weight_ports`` a word longer, so that the engine's loader puts a row together from the
+    ports' segments side by side (no multiplexer over the ports). A port past the row's
+    words loads nothing."""
+    p, wpr = cfg.weight_ports, row_words(cfg)
+    sizes = [wpr // p + (j < wpr % p) for j in range(p)]
+    return sum(sizes[:port]), sizes[port]
 
 
-def pass_row_order(cfg: HwConfig, steps: int) -> list[int]:
-    """The weight rows of a pass block in DDR order: port 0's rows (0, P, 2P, ...), then port
-    1's (1, P + 1, ...), and so on, P = ``HwConfig.weight_ports``, so that each port reads
-    one contiguous run. With one port, rows are in order."""
-    p = cfg.weight_ports
-    return [r for port in range(p) for r in range(port, steps, p)]
+def pass_word_order(cfg: HwConfig, steps: int) -> np.ndarray:
+    """The words of a pass block's ``steps`` weight rows in DDR order, as indices into the
+    rows' words row by row (``row * row_words + word``): port 0's segment of every row
+    (:func:`port_row_words`), then port 1's, and so on, so that each port reads one
+    contiguous run. With one port, the rows' words are in order."""
+    wpr = row_words(cfg)
+    runs = []
+    for port in range(cfg.weight_ports):
+        first, words = port_row_words(cfg, port)
+        runs.append((np.arange(steps)[:, None] * wpr + first + np.arange(words)).ravel())
+    return np.concatenate(runs)
 
 
 def port_span(cfg: HwConfig, steps: int, port: int) -> tuple[int, int]:
     """(first word, words) of the pass block that weight port ``port`` reads: port 0 the
-    header, the slots and its rows; every other port its rows."""
+    header, the slots and its segments of the rows; every other port its segments."""
     head = PASS_HEADER_WORDS + SLOT_WORDS * cfg.slots
-    before = sum(port_rows(cfg, steps, q) for q in range(port)) * row_words(cfg)
-    rows = port_rows(cfg, steps, port) * row_words(cfg)
-    return (0, head + rows) if port == 0 else (head + before, rows)
+    first, words = port_row_words(cfg, port)
+    return (0, head + steps * words) if port == 0 else (head + steps * first, steps * words)
 
 
 # ---- feature maps -------------------------------------------------------------------------------
