@@ -514,19 +514,24 @@ def _check_int(name: str, value: Any, *, lo: int | None = None, hi: int | None =
 # 7.05 ms modelled (one chain), against 8.95 ms for 32 columns with 52 rows and 32 lanes,
 # which ran the 64-filter layers in one pass with 80 % of their rows busy but the 56x56 maps
 # in two chunks.
-# pynq-z2 at 60:35:5: 26 PoT rows (39 / 77 / 154 / 307 filters in 2 / 3 / 6 / 12 passes) and
-# 20 DSP lanes: 34.78 ms, against 38.23 ms for 24 rows and 18 lanes (2 / 4 / 7 / 13 passes);
-# 28 rows and 22 lanes would model 34.55 ms but leave 15.6 % of the LUTs for routing and
-# 3.6 % of the BRAM, the least on either preset.
+# pynq-z2 at 60:35:5: 39 PoT rows (the 38 / 77 / 154 / 307 PoT-4 filters of the 64- to
+# 512-filter layers in 1 / 2 / 4 / 8 passes) and 29 DSP lanes (their 28 / 57 / 116 / 231
+# Fixed-4 lanes and Fixed-8 pairs likewise), on 4-bit arrays (``split_input``: the stem's
+# pixels as nibbles, four lanes per DSP48E1) with two weight ports and 4 adder lanes:
+# 19.89 ms modelled at 125 MHz, against 25.96 ms for the 26 + 20 layout on 8-bit arrays
+# before. Its weight banks are 256 rows deep, all the BRAM allows for 68 rows (layer4's
+# 288-row passes span both: long passes), and its act buffer 8192 vectors, so that the
+# split stem's host-unrolled 4 x 1 fold (24 steps a pixel instead of 32) keeps its one-row
+# band within half of it (docs/dse.md, "20 ms on the XC7Z020").
 # Clocks (docs/engine.md, "Timing"): the fastest the timing estimate of every part supports
 # and the board makes. pynq-z2: 125 MHz, FCLK0 straight from the PS's 1000 MHz IO PLL (/ 8
 # / 1; the next, 1000/7 = 142.9 MHz, is past the estimate); zc706: 150 MHz from an MMCM.
 PRESETS: dict[str, HwConfig] = {
     cfg.name: cfg for cfg in (
         HwConfig(name="pynq-z2", part=BOARDS["pynq-z2"].part.name, clock_mhz=125.0,
-                 pot_rows=26, pot_cols=16, dsp_rows=20, dsp_cols=16, dsp_pack=3,
-                 act_buf_depth=4096, weight_buf_depth=512, out_buf_depth=2048,
-                 result_lanes=4),
+                 split_input=True, pot_rows=39, pot_cols=16, dsp_rows=29, dsp_cols=16,
+                 dsp_pack=4, act_buf_depth=8192, weight_buf_depth=256, out_buf_depth=2048,
+                 result_lanes=4, adder_lanes=4, weight_ports=2),
         HwConfig(name="zc706", part=BOARDS["zc706"].part.name, clock_mhz=150.0,
                  pot_rows=42, pot_cols=64, dsp_rows=26, dsp_cols=64, dsp_pack=3,
                  act_buf_depth=4096, weight_buf_depth=256, out_buf_depth=2048,

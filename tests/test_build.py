@@ -20,8 +20,11 @@ DATA = Path(__file__).parent / "data"
 #: A config with tiny arrays, so that real Yosys runs take seconds; 6 rows, so that the
 #: arrays are estimated from slices of 2 and 4 rows.
 # 100 MHz, FCLK0 (the preset's 125 MHz is too; tests/test_vivado.py checks it).
+# 8-bit arrays, one weight port, 16 adder lanes: the pynq-z2 layout before 2026-12-05.
 TINY = preset("pynq-z2").replace(name="tiny", pot_rows=6, pot_cols=4, dsp_rows=6, dsp_cols=4,
-                                 clock_mhz=100.0)
+                                 clock_mhz=100.0, split_input=False, dsp_pack=3,
+                                 act_buf_depth=4096, weight_buf_depth=512, weight_ports=1,
+                                 adder_lanes=16)
 
 
 def _write(path: Path, cfg: HwConfig) -> str:
@@ -228,7 +231,7 @@ def test_non_fitting_config(capsys, tmp_path, fake_tools):
     assert rc == 1
     assert err == (
         f"error: {tmp_path / 'big.json'}: config 'big' does not fit xc7z020clg400-1: its arrays "
-        f"and buffers alone need 67,200 LUT (20 per PoT MAC and 10 per DSP lane at least), the "
+        f"and buffers alone need 68,640 LUT (20 per PoT MAC and 10 per DSP lane at least), the "
         f"part has 53,200; reduce pot_rows, dsp_rows or the columns\n")
     assert out == "" and fake_tools.calls == []
     assert list(tmp_path.iterdir()) == [tmp_path / "big.json"]      # nothing built

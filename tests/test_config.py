@@ -164,8 +164,9 @@ def test_hash_is_sha256_of_canonical_json_and_stable_across_processes():
 def test_hash_changes_with_every_field():
     cfg = preset("pynq-z2")
     hashes = {cfg.config_hash}
-    for change in (dict(pot_rows=cfg.pot_rows + 2), dict(clock_mhz=100.0), dict(act_bits=5),
-                   dict(axi_addr_width=30), dict(name="other"), dict(dsp_rows=cfg.dsp_rows - 2)):
+    for change in (dict(pot_rows=cfg.pot_rows + 2), dict(clock_mhz=100.0),
+                   dict(act_bits=5, dsp_pack=3), dict(axi_addr_width=30), dict(name="other"),
+                   dict(dsp_rows=cfg.dsp_rows - 2)):
         hashes.add(cfg.replace(**change).config_hash)
     assert len(hashes) == 7
 

@@ -19,19 +19,20 @@ _BRAM = -(-(16 * 5 * P.act_buf_depth + 16 * 32 * P.out_buf_depth
 @pytest.mark.parametrize("changes, message", [
     (dict(pot_rows=200),
      r"^config 'pynq-z2' does not fit xc7z020clg400-1: its arrays and buffers alone need "
-     r"67,200 LUT \(20 per PoT MAC and 10 per DSP lane at least\), the part has 53,200; reduce "
+     r"68,640 LUT \(20 per PoT MAC and 10 per DSP lane at least\), the part has 53,200; reduce "
      r"pot_rows, dsp_rows or the columns$"),
     (dict(dsp_rows=60),
-     r"^config 'pynq-z2' does not fit xc7z020clg400-1: its arrays and buffers alone need 320 "
-     r"DSP48E1 \(one per 3 DSP lanes and column\), the part has 220; reduce dsp_rows or "
+     r"^config 'pynq-z2' does not fit xc7z020clg400-1: its arrays and buffers alone need 240 "
+     r"DSP48E1 \(one per 4 DSP lanes and column\), the part has 220; reduce dsp_rows or "
      r"dsp_cols, or raise dsp_pack$"),
     (dict(weight_buf_depth=4096),
      rf"^config 'pynq-z2' does not fit xc7z020clg400-1: its arrays and buffers alone need "
-     rf"{_BRAM} BRAM36 \(act, out and two weight buffers at least\), the part has 140; reduce "
+     rf"{_BRAM:,} BRAM36 \(act, out and two weight buffers at least\), the part has 140; reduce "
      rf"the buffer depths$"),
 ])
 def test_refused_before_anything_is_built(changes, message) -> None:
-    assert (P.vec_len, P.act_bits, P.dsp_pack) == (16, 4, 3)      # what the numbers assume
+    # What the numbers assume: 20 x 200 x 16 + 10 x 29 x 16 LUT; ceil(60 / 4) x 16 DSP48E1.
+    assert (P.vec_len, P.act_bits, P.dsp_pack, P.dsp_rows) == (16, 4, 4, 29)
     started = time.monotonic()
     with pytest.raises(PartTooSmallError, match=message):
         P.replace(**changes)

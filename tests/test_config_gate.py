@@ -11,7 +11,8 @@ from amaranth.back import rtlil
 from rtl.config import preset
 from rtl.top import flat_accelerator
 
-TINY = preset("pynq-z2").replace(name="tiny", pot_rows=2, pot_cols=4, dsp_rows=2, dsp_cols=4,
+TINY = preset("pynq-z2").replace(name="tiny", split_input=False, dsp_pack=3, pot_rows=2,
+                                 pot_cols=4, dsp_rows=2, dsp_cols=4,
                                  act_buf_depth=256, weight_buf_depth=64, out_buf_depth=256,
                                  result_lanes=1)
 

@@ -41,8 +41,8 @@ def _conv(cfg, *, passes, steps, pixels):
 def test_weights_load_while_the_core_computes():
     """Double-buffered weights: a pass's load hides behind the previous pass's compute,
     so each extra pass costs the longer of the two, not their sum."""
-    cfg = preset("pynq-z2")
-    steps = 16                    # more than the 11 result beats of a pixel (42 slots / 4)
+    cfg = preset("pynq-z2").replace(weight_ports=1)     # a pass loads a word a cycle
+    steps = 20                    # more than the 17 result beats of a pixel (68 slots / 4)
     load = pass_block_words(cfg, steps)
     compute_bound = _conv(cfg, passes=1, steps=steps, pixels=load)
     one = descriptor_cycles(cfg, compute_bound)

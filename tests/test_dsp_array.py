@@ -14,7 +14,9 @@ from sim.array_jobs import Job, dsp_job, dsp_jobs, expected
 from tests.arrays_tb import _payloads, run_jobs
 from tests.stream_tb import run_stream
 
-BASE = preset("pynq-z2")
+#: pynq-z2's array shape on 8-bit activations (the preset itself splits its first layer's
+#: pixels into nibbles: 4-bit arrays, four lanes per DSP48E1; those are tested below).
+BASE = preset("pynq-z2").replace(split_input=False, dsp_pack=3)
 pytestmark = pytest.mark.filterwarnings("ignore:.*created but never used")
 
 
@@ -92,18 +94,20 @@ def test_fixed8_high_lane_eight() -> None:
 
 def test_lane_field_and_offsets_of_presets() -> None:
     # 2**(f + 1) >= 8 * a_max + 2: 2042 <= 2048 for 8-bit activations, 122 <= 128 for 4-bit.
-    assert preset("pynq-z2").dsp_lane_field == 10
+    assert BASE.dsp_lane_field == 10
+    assert preset("pynq-z2").dsp_lane_field == 6         # split_input: 4-bit activations
     assert BASE.replace(act_bits=4, input_bits=4).dsp_lane_field == 6
     assert BASE.replace(act_bits=5, input_bits=5).dsp_lane_field == 7
-    assert preset("pynq-z2").dsp_max_pack == preset("zc706").dsp_max_pack == 3
+    assert BASE.dsp_max_pack == preset("zc706").dsp_max_pack == 3
+    assert preset("pynq-z2").dsp_max_pack == 4
     assert BASE.replace(act_bits=5, input_bits=5).dsp_max_pack == 3
     assert BASE.replace(act_bits=4, input_bits=4).dsp_max_pack == 4
     assert lane_offsets(preset("zc706")) == (0, 10, 20)
 
 
 def test_dsp_count_and_latency() -> None:
-    # ceil(20 / 3) * 16 and ceil(26 / 3) * 64 DSP48E1
-    assert DspArray(cfg=preset("pynq-z2")).dsp_count == 112 == preset("pynq-z2").dsp_count
+    # ceil(29 / 4) * 16 and ceil(26 / 3) * 64 DSP48E1
+    assert DspArray(cfg=preset("pynq-z2")).dsp_count == 128 == preset("pynq-z2").dsp_count
     assert DspArray(cfg=preset("zc706")).dsp_count == 576 == preset("zc706").dsp_count
     assert DspArray(cfg=preset("pynq-z2")).latency == 10
     assert DspArray(cfg=preset("zc706")).latency == 12  # a tree level more for 64 columns
@@ -197,7 +201,7 @@ def test_split_ports_and_latency() -> None:
     """``hi`` exists only with ``split_input``; the layout without it is unchanged (field
     offsets below), the latency does not change, and four lanes fit a DSP48E1."""
     for board in ("pynq-z2", "zc706"):
-        cfg = preset(board)
+        cfg = preset(board).replace(split_input=False, dsp_pack=3)   # pynq-z2 splits its own
         split = cfg.replace(split_input=True, dsp_pack=4)
         plain = dsp_input_layout(cfg)
         assert "hi" not in plain.members

@@ -91,10 +91,15 @@ def test_fold_plan_counts_the_split_chunks() -> None:
     # zc706: 48 unrolled channels split into 2 chunks of 64: 4 x 2 rows a pixel.
     zc = preset("zc706").replace(split_input=True, dsp_pack=4)
     assert fold_plan(stem, (3, 224, 224), zc) == Fold(7, 3, (3, 224, 224), unroll=True)
-    # pynq-z2: unrolled, one output row's band of 4 x 112 pixels of 6 chunks passes half the
-    # act buffer, so the plain fold (12 channels: 2 chunks, 16 taps) runs.
-    pz = preset("pynq-z2").replace(split_input=True, dsp_pack=4)
-    assert fold_plan(stem, (3, 224, 224), pz) == Fold(7, 3, (3, 224, 224))
+    # pynq-z2 (an act buffer of 8192): unrolled, 4 x 6 rows a pixel, one output row's band of
+    # 4 x 112 pixels of 6 chunks (2688 vectors) within half the act buffer.
+    pz = preset("pynq-z2")
+    assert pz.split_input
+    assert fold_plan(stem, (3, 224, 224), pz) == Fold(7, 3, (3, 224, 224), unroll=True)
+    # With 4096 that band passes half of it, so the plain fold (12 channels: 2 chunks, 16
+    # taps) runs.
+    half = pz.replace(act_buf_depth=4096)
+    assert fold_plan(stem, (3, 224, 224), half) == Fold(7, 3, (3, 224, 224))
 
 
 def _model():

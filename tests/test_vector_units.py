@@ -449,5 +449,6 @@ def test_units_reject_bad_arguments():
 
 
 def test_lane_bits():
-    assert lane_bits(preset("pynq-z2")) == 8
+    assert lane_bits(preset("zc706")) == 8
+    assert lane_bits(preset("pynq-z2")) == 5          # split_input: nibbles, s5 pre-add room
     assert lane_bits(CFG.replace(input_bits=4)) == 5   # room for s5 pre-add values

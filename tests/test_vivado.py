@@ -209,7 +209,7 @@ def _attrs(verilog: str) -> dict[str, dict[str, str]]:
 @pytest.fixture(scope="module")
 def tiny_top():
     return T.top_verilog(preset("pynq-z2").replace(name="tiny", pot_rows=2, pot_cols=4,
-                                                    dsp_rows=2, dsp_cols=4))
+                                                    dsp_rows=2, dsp_cols=4, weight_ports=1))
 
 
 def test_top_interface_attributes(tiny_top):
@@ -246,7 +246,7 @@ def test_vivado_design_follows_the_top():
     assert (design.top, design.sources, design.slave, design.masters) == (
         "accel_top", ("accel_top.v",), "s_axil", ("m_axi",))
     # A config's weight masters follow the feature-map master, one HP port each.
-    assert T.vivado_design(preset("pynq-z2")).masters == ("m_axi", "m_axi_w0")
+    assert T.vivado_design(preset("pynq-z2")).masters == ("m_axi", "m_axi_w0", "m_axi_w1")
     assert T.vivado_design(preset("zc706")).masters == (
         "m_axi", "m_axi_w0", "m_axi_w1", "m_axi_w2")
 
