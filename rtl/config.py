@@ -515,10 +515,11 @@ def _check_int(name: str, value: Any, *, lo: int | None = None, hi: int | None =
 # which ran the 64-filter layers in one pass with 80 % of their rows busy but the 56x56 maps
 # in two chunks.
 # pynq-z2 at 60:35:5: 39 PoT rows (the 38 / 77 / 154 / 307 PoT-4 filters of the 64- to
-# 512-filter layers in 1 / 2 / 4 / 8 passes) and 29 DSP lanes (their 28 / 57 / 116 / 231
-# Fixed-4 lanes and Fixed-8 pairs likewise), on 4-bit arrays (``split_input``: the stem's
-# pixels as nibbles, four lanes per DSP48E1) with two weight ports and 4 adder lanes:
-# 19.89 ms modelled at 125 MHz, against 25.96 ms for the 26 + 20 layout on 8-bit arrays
+# 512-filter layers in 1 / 2 / 4 / 8 passes) and 30 DSP lanes (their Fixed-4 lanes and
+# Fixed-8 pairs likewise, with room for the pairs' alignment), on 4-bit arrays
+# (``split_input``: the stem's pixels as nibbles, four lanes per DSP48E1: 30 lanes take the
+# 128 DSP48E1 that 29 do) with two weight ports and 4 adder lanes: 19.34 ms modelled at
+# 125 MHz (29 lanes: 19.89), against 25.96 ms for the 26 + 20 layout on 8-bit arrays
 # before. Its weight banks are 256 rows deep, all the BRAM allows for 68 rows (layer4's
 # 288-row passes span both: long passes), and its act buffer 8192 vectors, so that the
 # split stem's host-unrolled 4 x 1 fold (24 steps a pixel instead of 32) keeps its one-row
@@ -529,7 +530,7 @@ def _check_int(name: str, value: Any, *, lo: int | None = None, hi: int | None =
 PRESETS: dict[str, HwConfig] = {
     cfg.name: cfg for cfg in (
         HwConfig(name="pynq-z2", part=BOARDS["pynq-z2"].part.name, clock_mhz=125.0,
-                 split_input=True, pot_rows=39, pot_cols=16, dsp_rows=29, dsp_cols=16,
+                 split_input=True, pot_rows=39, pot_cols=16, dsp_rows=30, dsp_cols=16,
                  dsp_pack=4, act_buf_depth=8192, weight_buf_depth=256, out_buf_depth=2048,
                  result_lanes=4, adder_lanes=4, weight_ports=2),
         HwConfig(name="zc706", part=BOARDS["zc706"].part.name, clock_mhz=150.0,

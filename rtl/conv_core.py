@@ -267,18 +267,25 @@ class ConvCore(wiring.Component):
         first = gen.chunk_first & gen.win_first
         last = gen.chunk_last & gen.win_last
 
-        # Stage 1: memory data for the vector issued the cycle before. A split input's odd
-        # chunks hold high nibbles: the arrays take their products times 16 (``hi``).
+        # Stage 1: the act buffer's data for the vector issued the cycle before. Stage 2: that
+        # vector from a register (the act buffer's block RAMs, and the multiplexer after them
+        # where it is deeper than one, end there rather than in the arrays' first adders),
+        # beside its weight row, read from the banks as the vector enters stage 2. A split
+        # input's odd chunks hold high nibbles: the arrays take their products times 16
+        # (``hi``).
         valid1, pad1, first1, last1 = Signal(), Signal(), Signal(), Signal()
-        hi1 = Signal()
+        valid2, first2, last2 = Signal(), Signal(), Signal()
+        hi1, hi2 = Signal(), Signal()
+        step1 = Signal.like(step)
         both_ready = pot.i.ready & dsp.i.ready
-        adv = ~valid1 | both_ready
+        adv2 = ~valid2 | both_ready
+        adv = ~valid1 | adv2
         m.d.comb += [gen.start.eq(self.start & ~busy), gen.adv.eq(adv),
-                     act_rd.en.eq(adv), banks.rd_en.eq(adv),
-                     act_rd.addr.eq(gen.addr), banks.rd_addr.eq(step)]
+                     act_rd.en.eq(adv), banks.rd_en.eq(adv2),
+                     act_rd.addr.eq(gen.addr), banks.rd_addr.eq(step1)]
         with m.If(adv):
             m.d.sync += [valid1.eq(gen.valid), pad1.eq(~gen.inside), first1.eq(first),
-                         last1.eq(last)]
+                         last1.eq(last), step1.eq(step)]
             if cfg.split_input:
                 m.d.sync += hi1.eq(L.split & gen.chunk_odd)
         with m.If(~busy):
@@ -289,21 +296,23 @@ class ConvCore(wiring.Component):
         # Buffer lanes are lane_bits wide; activations into a conv are unsigned act_width.
         lb = lane_bits(cfg)
         act_vec = Signal(v * aw)
-        m.d.comb += act_vec.eq(Mux(pad1, 0, Cat(*[act_rd.data[i * lb:i * lb + aw]
-                                                  for i in range(v)])))
+        with m.If(adv2):
+            m.d.sync += [valid2.eq(valid1), first2.eq(first1), last2.eq(last1), hi2.eq(hi1),
+                         act_vec.eq(Mux(pad1, 0, Cat(*[act_rd.data[i * lb:i * lb + aw]
+                                                       for i in range(v)])))]
         pot_bits = 4 * v * cfg.pot_rows
         m.d.comb += [
-            pot.i.valid.eq(valid1 & both_ready), dsp.i.valid.eq(valid1 & both_ready),
+            pot.i.valid.eq(valid2 & both_ready), dsp.i.valid.eq(valid2 & both_ready),
             pot.i.payload.act.eq(act_vec), dsp.i.payload.act.eq(act_vec),
             pot.i.payload.weight.eq(banks.rd_data[:pot_bits]),
             dsp.i.payload.weight.eq(banks.rd_data[pot_bits:]),
-            pot.i.payload.first.eq(first1), pot.i.payload.last.eq(last1),
-            dsp.i.payload.first.eq(first1), dsp.i.payload.last.eq(last1),
+            pot.i.payload.first.eq(first2), pot.i.payload.last.eq(last2),
+            dsp.i.payload.first.eq(first2), dsp.i.payload.last.eq(last2),
         ]
         if pairs:
             m.d.comb += dsp.i.payload.fixed8.eq(banks.fixed8)
         if cfg.split_input:
-            m.d.comb += [pot.i.payload.hi.eq(hi1), dsp.i.payload.hi.eq(hi1)]
+            m.d.comb += [pot.i.payload.hi.eq(hi2), dsp.i.payload.hi.eq(hi2)]
 
         # ---- results: each array's output is taken as soon as it comes (the two latencies
         # differ), a pixel's results are joined, then requantized ``result_lanes`` slots a
@@ -439,11 +448,11 @@ class ConvCore(wiring.Component):
         # Output pixels the generator has finished and the serializer not yet (``owed``),
         # with whether there are none or one as registers. A pixel is owed from its last
         # beat's issue until the serializer has sent it; meanwhile that beat holds one of the
-        # DSP side's places: stage 1, the DSP array's pipeline (``latency`` stages and the
-        # second entry of its two-entry output buffer), ``res_dsp``, the serializer. The
+        # DSP side's places: stages 1 and 2, the DSP array's pipeline (``latency`` stages and
+        # the second entry of its two-entry output buffer), ``res_dsp``, the serializer. The
         # counter is as wide as that bound needs (not as wide as a layer's pixel count), so
         # its carry chain stays short behind the arrays' ready.
-        owed_max = 1 + dsp.latency + 1 + 1 + 1
+        owed_max = 2 + dsp.latency + 1 + 1 + 1
         owed = Signal(range(owed_max + 1))
         none_owed, one_owed = Signal(), Signal()
         self._owed, self._owed_max = owed, owed_max     # for the bench that checks the bound
@@ -456,7 +465,7 @@ class ConvCore(wiring.Component):
         with m.Elif(dec & ~inc):
             m.d.sync += [owed.eq(owed - 1), none_owed.eq(one_owed), one_owed.eq(owed == 2)]
         finished = gen.done & none_owed & ~ser_busy & (inflight == 0) & \
-            ~valid1 & ~pot.o.valid & ~dsp.o.valid & ~pot_full & ~dsp_full
+            ~valid1 & ~valid2 & ~pot.o.valid & ~dsp.o.valid & ~pot_full & ~dsp_full
         with m.If(self.start & ~busy):
             m.d.sync += busy.eq(1)
         with m.Elif(busy & finished):

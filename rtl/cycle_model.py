@@ -166,8 +166,13 @@ def _pass_cycles(cfg: HwConfig, pixels: int, steps: int, beats: int | None = Non
     (``beats`` cycles a pixel, :func:`result_beats`; ``result_groups`` unless given) is
     slower; then the array, requantization and completion latency."""
     beats = cfg.result_groups if beats is None else beats
-    array_latency = max(pot_latency(cfg), dsp_latency(cfg))
-    return pixels * max(steps, beats) + array_latency + PostProc.LATENCY + 4
+    return pixels * max(steps, beats) + _array_latency(cfg) + PostProc.LATENCY + 4
+
+
+def _array_latency(cfg: HwConfig) -> int:
+    """Cycles from a vector's act-buffer data to its results: the register that the conv
+    core puts it in (stage 2), then the slower array."""
+    return 1 + max(pot_latency(cfg), dsp_latency(cfg))
 
 
 #: Where a descriptor's cycles go (:func:`descriptor_phases`).
@@ -391,7 +396,7 @@ def _schedule(cfg: HwConfig, descs: list[dict[str, int]], t: DdrTiming,
                     # write-back frees none before its first pooled row is out), and a pass
                     # that outruns it ends as it ends.
                     lead = (max(d["steps"], pass_beats[0])
-                            + max(pot_latency(cfg), dsp_latency(cfg)) + PostProc.LATENCY)
+                            + _array_latency(cfg) + PostProc.LATENCY)
                     finish += max(0, first_free - (start + lead))
                     finish = max(finish, free - t.write_latency)
                 done.append(finish)
@@ -474,7 +479,7 @@ def _schedule(cfg: HwConfig, descs: list[dict[str, int]], t: DdrTiming,
             # A plain conv's write-back starts while its last pass runs, once the write-back
             # before has drained, the band is in and the first pixel's results are final,
             # and follows the pass pixel by pixel.
-            first = (max(d["steps"], pass_beats[-1]) + max(pot_latency(cfg), dsp_latency(cfg))
+            first = (max(d["steps"], pass_beats[-1]) + _array_latency(cfg)
                      + PostProc.LATENCY + EARLY_WB)
             early = max(last_start + first, free, end)
             if early >= handoff:

@@ -231,7 +231,7 @@ def test_non_fitting_config(capsys, tmp_path, fake_tools):
     assert rc == 1
     assert err == (
         f"error: {tmp_path / 'big.json'}: config 'big' does not fit xc7z020clg400-1: its arrays "
-        f"and buffers alone need 68,640 LUT (20 per PoT MAC and 10 per DSP lane at least), the "
+        f"and buffers alone need 68,800 LUT (20 per PoT MAC and 10 per DSP lane at least), the "
         f"part has 53,200; reduce pot_rows, dsp_rows or the columns\n")
     assert out == "" and fake_tools.calls == []
     assert list(tmp_path.iterdir()) == [tmp_path / "big.json"]      # nothing built

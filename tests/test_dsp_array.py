@@ -106,7 +106,7 @@ def test_lane_field_and_offsets_of_presets() -> None:
 
 
 def test_dsp_count_and_latency() -> None:
-    # ceil(29 / 4) * 16 and ceil(26 / 3) * 64 DSP48E1
+    # ceil(30 / 4) * 16 and ceil(26 / 3) * 64 DSP48E1
     assert DspArray(cfg=preset("pynq-z2")).dsp_count == 128 == preset("pynq-z2").dsp_count
     assert DspArray(cfg=preset("zc706")).dsp_count == 576 == preset("zc706").dsp_count
     assert DspArray(cfg=preset("pynq-z2")).latency == 10
