@@ -279,7 +279,7 @@ class ConvCore(wiring.Component):
         step1 = Signal.like(step)
         both_ready = pot.i.ready & dsp.i.ready
         adv2 = ~valid2 | both_ready
-        adv = ~valid1 | adv2
+        adv = ~valid1 | ~valid2 | both_ready     # ~valid1 | adv2, one level from the readies
         m.d.comb += [gen.start.eq(self.start & ~busy), gen.adv.eq(adv),
                      act_rd.en.eq(adv), banks.rd_en.eq(adv2),
                      act_rd.addr.eq(gen.addr), banks.rd_addr.eq(step1)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import operator
 
-from amaranth.hdl import Cat, Module, Mux
+from amaranth.hdl import Cat, Const, Module, Mux
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -269,8 +269,16 @@ class DescriptorCheck(wiring.Component):
                       & fits(d.in_w, d.pad_left, d.pad_right, d.kernel_w), 1, "geom_ok")
         exp_h_r = reg(exp_h, len(d.out_h) + 2, "exp_h")
         exp_w_r = reg(exp_w, len(d.out_w) + 2, "exp_w")
-        window_geom = reg(geom_ok & (d.out_h == exp_h_r) & (d.out_w == exp_w_r), 1,
-                          "window_geom")
+        # The comparisons end at registers in pieces of 12 bits (two LUT levels each), the
+        # AND of the pieces is op_ok's to take: no long chain of equalities in one stage.
+        pieces = []
+        for field, exp, hw in ((d.out_h, exp_h_r, "h"), (d.out_w, exp_w_r, "w")):
+            wide = Cat(field, Const(0, len(exp) - len(field)))
+            for lo in range(0, len(exp), 12):
+                pieces.append(reg(wide[lo:lo + 12] == exp[lo:lo + 12], 1, f"eq_{hw}{lo}"))
+        window_geom = geom_ok
+        for piece in pieces:
+            window_geom = window_geom & piece
         kernel_ok = ((d.kernel_h >= 1) & (d.kernel_h <= MAX_KERNEL) & (d.kernel_w >= 1)
                      & (d.kernel_w <= MAX_KERNEL))
         # A conv reads act_bits maps, and the first layer's pixels: 8-bit, or on a split_input
