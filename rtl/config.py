@@ -374,7 +374,7 @@ class HwConfig:
         """Most weight rows (steps) of one pass: both banks'. A pass of at most
         ``weight_buf_depth`` rows fills one bank while the core runs the other's; a longer one
         (a *long pass*) spans both, so the next pass loads only once it has run
-        (docs/engine.md, "Weight banks")."""
+        (docs/engine.md, "Long passes")."""
         return 2 * self.weight_buf_depth
 
     def long_pass(self, steps: int) -> bool:
