@@ -107,7 +107,7 @@ def delay(m: Module, en: Value, value: Value, stages: int, name: str, *,
 
 
 def skid_output(m: Module, o: object, push: Value, result: Value, *,
-                ready: Signal | None = None) -> Signal:
+                ready: Signal | None = None, ready_next: Signal | None = None) -> Signal:
     """Drive stream ``o`` from a pipeline through a two-entry output buffer; return the
     pipeline's enable, a register.
 
@@ -123,6 +123,8 @@ def skid_output(m: Module, o: object, push: Value, result: Value, *,
     ``ready``, when given, is driven with the enable's value for the pipeline's input stream,
     from ``skid_valid`` (inverted), not from the enable: whatever waits on the input's ready
     then sees a flip-flop of a few loads, not one that drives every pipeline register.
+    ``ready_next``, when given, is driven with the value ``ready`` takes in the next cycle, for
+    a user that keeps a register of its own that depends on it.
     """
     en = Signal(init=1, name="pipe_en")
     skid = Signal(o.payload.shape(), name="skid", reset_less=True)
@@ -148,4 +150,6 @@ def skid_output(m: Module, o: object, push: Value, result: Value, *,
     m.d.sync += [skid_valid.eq(skid_next), en.eq(~skid_next)]
     if ready is not None:
         m.d.comb += ready.eq(~skid_valid)
+    if ready_next is not None:
+        m.d.comb += ready_next.eq(~skid_next)
     return en

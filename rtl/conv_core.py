@@ -280,7 +280,13 @@ class ConvCore(wiring.Component):
         both_ready = pot.i.ready & dsp.i.ready
         adv2 = ~valid2 | both_ready
         adv = ~valid1 | ~valid2 | both_ready     # ~valid1 | adv2, one level from the readies
-        m.d.comb += [gen.start.eq(self.start & ~busy), gen.adv.eq(adv),
+        # The window generator steps on a register that always equals ``adv``, computed from
+        # the next values of what ``adv`` is made of: its counters' clock enables then wait on
+        # one flip-flop, not on the arrays' readies through the issue's bubbles.
+        adv_reg = Signal(init=1, name="adv_reg")
+        m.d.sync += adv_reg.eq(~Mux(adv, gen.valid, valid1) | ~Mux(adv2, valid1, valid2)
+                               | (pot.ready_next & dsp.ready_next))
+        m.d.comb += [gen.start.eq(self.start & ~busy), gen.adv.eq(adv_reg),
                      act_rd.en.eq(adv), banks.rd_en.eq(adv2),
                      act_rd.addr.eq(gen.addr), banks.rd_addr.eq(step1)]
         with m.If(adv):

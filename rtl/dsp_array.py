@@ -124,6 +124,9 @@ class DspArray(wiring.Component):
         with split_input).
     o : Out(stream.Signature(ArrayLayout(signed(acc_bits), dsp_rows)))
         One dot product per lane, once per ``last`` vector.
+    ready_next : Out(1)
+        The value ``i.ready`` takes in the next cycle (a user's register copy of it is then
+        exact).
 
     Raises
     ------
@@ -140,6 +143,7 @@ class DspArray(wiring.Component):
         super().__init__({
             "i": In(stream.Signature(dsp_input_layout(cfg))),
             "o": Out(stream.Signature(result_layout(cfg, cfg.dsp_rows))),
+            "ready_next": Out(1),
         })
 
     @property
@@ -297,5 +301,6 @@ class DspArray(wiring.Component):
             m.d.comb += result[j].eq(nxt)
             with m.If(en & valid):
                 m.d.sync += acc[j].eq(nxt)
-        m.d.comb += en.eq(skid_output(m, self.o, valid & last, result, ready=self.i.ready))
+        m.d.comb += en.eq(skid_output(m, self.o, valid & last, result, ready=self.i.ready,
+                                       ready_next=self.ready_next))
         return m

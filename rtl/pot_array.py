@@ -134,6 +134,9 @@ class PotArray(wiring.Component):
         Activation vector, weight codes, first/last flags (and ``hi`` with split_input).
     o : Out(stream.Signature(ArrayLayout(signed(acc_bits), pot_rows)))
         One dot product per filter, once per ``last`` vector.
+    ready_next : Out(1)
+        The value ``i.ready`` takes in the next cycle (a user's register copy of it is then
+        exact).
 
     Raises
     ------
@@ -151,6 +154,7 @@ class PotArray(wiring.Component):
         super().__init__({
             "i": In(stream.Signature(pot_input_layout(cfg))),
             "o": Out(stream.Signature(result_layout(cfg, cfg.pot_rows))),
+            "ready_next": Out(1),
         })
 
     @property
@@ -275,5 +279,6 @@ class PotArray(wiring.Component):
                 m.d.sync += acc[r].eq(nxt)
             with m.If(en & valid_in & first_in):
                 m.d.sync += acc[r].eq(0)
-        m.d.comb += en.eq(skid_output(m, self.o, valid & last, result, ready=self.i.ready))
+        m.d.comb += en.eq(skid_output(m, self.o, valid & last, result, ready=self.i.ready,
+                                       ready_next=self.ready_next))
         return m
