@@ -15,6 +15,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from rtl.build import native_yosys
+from rtl.build import parts as T
 from rtl.build import synth as synth_module
 from rtl.build.synth import (
     TIMING_MODELS,
@@ -358,10 +359,37 @@ def test_whole_figures_of_a_given_top(tmp_path: Path) -> None:
 def test_whole_arguments(capsys, tmp_path: Path) -> None:
     with pytest.raises(SystemExit):
         main(["--verilog", str(tmp_path / "accel_top.v")])
-    assert "--verilog and --work go with --whole" in capsys.readouterr().err
+    assert "--verilog, --rtlil and --work go with --whole" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--rtlil"])
+    assert "--verilog, --rtlil and --work go with --whole" in capsys.readouterr().err
+    src = tmp_path / "accel_top.v"
+    src.write_text(_TOP_V)
+    with pytest.raises(SystemExit):
+        main(["--whole", "--rtlil", "--verilog", str(src)])
+    assert "--rtlil converts the top itself" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["--whole", "--verilog", str(tmp_path / "nosuch.v")])
     assert "nosuch.v: no such file (a build writes it as" in capsys.readouterr().err
+
+
+def test_top_rtlil_is_the_vivado_top() -> None:
+    """What the whole estimate reads with --rtlil is the top Vivado gets (Verilog): the same
+    module with the same ports."""
+    cfg = preset("pynq-z2").replace(name="tiny", pot_rows=2, pot_cols=4, dsp_rows=2,
+                                    dsp_cols=4, weight_ports=1)
+    il, v = T.top_rtlil(cfg), T.top_verilog(cfg)
+    il_top = il[il.index("module \\accel_top\n"):]
+    il_top = il_top[:il_top.index("\nend\n")]
+    v_top = v[v.index("module accel_top("):]
+    v_top = v_top[:v_top.index("endmodule")]
+    il_ports = re.findall(r"^\s*wire (?:width (\d+) )?(input|output) \d+\s+\\(\S+)$", il_top,
+                          re.M)
+    v_ports = re.findall(r"^\s*(input|output)\s+(?:wire\s+)?(?:\[(\d+):0\]\s+)?(\w+);", v_top,
+                         re.M)
+    assert len(il_ports) > 50
+    assert ({(d, int(w or 1), n) for w, d, n in il_ports}
+            == {(d, int(hi) + 1 if hi else 1, n) for d, hi, n in v_ports})
 
 
 @pytest.mark.slow

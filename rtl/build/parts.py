@@ -29,7 +29,7 @@ from .resources import SLICE_ROWS
 from .vivado import VivadoDesign
 
 __all__ = ["CORE_ROWS", "TOP_FILE", "TOP_NAME", "AcceleratorPart", "accelerator_parts",
-           "faster_netlists", "top_verilog", "vivado_design"]
+           "faster_netlists", "top_rtlil", "top_verilog", "vivado_design"]
 
 #: Verilog module name of the complete accelerator (the block design's RTL module reference).
 TOP_NAME = "accel_top"
@@ -203,6 +203,17 @@ def top_verilog(cfg: HwConfig) -> str | None:
     top = top_module(cfg)
     with faster_netlists():
         return top.annotate(verilog.convert(top, name=TOP_NAME), TOP_NAME)
+
+
+def top_rtlil(cfg: HwConfig) -> str | None:
+    """RTLIL of ``accel_top``, the design of :func:`top_verilog` before Yosys writes it as
+    Verilog, or None while there is no complete top: what ``python -m rtl.build.synth --whole
+    --rtlil`` reads, far faster than the Verilog (docs/build.md)."""
+    top = top_module(cfg)
+    if top is None:
+        return None
+    with faster_netlists():
+        return to_rtlil(top, TOP_NAME)
 
 
 def vivado_design(cfg: HwConfig | None = None) -> VivadoDesign:

@@ -705,27 +705,33 @@ def array_figures(cfg: Any, array: str, *, work_dir: str | os.PathLike | None = 
 
 
 def whole_figures(cfg: Any, *, verilog: str | os.PathLike | None = None,
-                  work_dir: str | os.PathLike | None = None) -> dict[str, Any]:
+                  work_dir: str | os.PathLike | None = None,
+                  rtlil: bool = False) -> dict[str, Any]:
     """Synthesize the complete accelerator of ``cfg`` in one Yosys run and return its figures:
     resources against the part (every row of both arrays present, which the build's sliced
     estimate extrapolates), whether it fits with at most ``LUT_LIMIT`` of the LUTs, and the
     timing estimate of the whole netlist against the clock.
 
     ``verilog`` is a build's ``project/accel_top.v`` of the same config; without it the top
-    is converted here first (as the build writes it for Vivado).
+    is converted here first (as the build writes it for Vivado). With ``rtlil`` the top is
+    read as RTLIL instead (:func:`~rtl.build.parts.top_rtlil`): the same design, which Yosys
+    reads far faster (zc706's Verilog kept it in ``proc`` and ``flatten`` for over half an
+    hour), but mapped with more LUTs than the Verilog (pynq-z2: 47,237 against 44,771, the same
+    timing estimate; docs/build.md).
     """
     from . import parts as T
     from .resources import LUT_LIMIT, fit_rows, resource_usage
 
     started = time.monotonic()
     with tempfile.TemporaryDirectory() as tmp:
-        if verilog is None:
-            text = T.top_verilog(cfg)
+        source = verilog
+        if source is None:
+            text = T.top_rtlil(cfg) if rtlil else T.top_verilog(cfg)
             if text is None:
                 raise SynthError("there is no complete accelerator top to synthesize")
-            verilog = Path(tmp) / T.TOP_FILE
-            verilog.write_text(text)
-        res = synthesize(verilog, top=T.TOP_NAME, work_dir=work_dir, timing=timing_model(cfg))
+            source = Path(tmp) / (f"{T.TOP_NAME}.il" if rtlil else T.TOP_FILE)
+            source.write_text(text)
+        res = synthesize(source, top=T.TOP_NAME, work_dir=work_dir, timing=timing_model(cfg))
     usage = resource_usage(res)
     rows = fit_rows(usage, cfg)
     figures: dict[str, Any] = {"config": cfg.name, "part": cfg.part}
@@ -762,12 +768,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--verilog", metavar="FILE",
                         help="with --whole: a build's project/accel_top.v of the same config "
                              "(saves converting the top again)")
+    parser.add_argument("--rtlil", action="store_true",
+                        help="with --whole: read the top as RTLIL, far faster for zc706 but "
+                             "mapped with more LUTs than the Verilog Vivado gets (docs/build.md)")
     parser.add_argument("--work", metavar="DIR",
                         help="with --whole: keep Yosys's files and the mapped netlist here")
     parser.add_argument("--json", action="store_true", help="print figures as JSON lines")
     args = parser.parse_args(argv)
-    if (args.verilog or args.work) and not args.whole:
-        parser.error("--verilog and --work go with --whole")
+    if (args.verilog or args.work or args.rtlil) and not args.whole:
+        parser.error("--verilog, --rtlil and --work go with --whole")
+    if args.verilog and args.rtlil:
+        parser.error("--rtlil converts the top itself; it does not go with --verilog")
     if args.verilog and not Path(args.verilog).is_file():
         parser.error(f"--verilog {args.verilog}: no such file (a build writes it as "
                      f"build/<board>-<hash>/project/accel_top.v)")
@@ -786,7 +797,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if changes:
             cfg = cfg.replace(**changes)
         if args.whole:
-            figures = whole_figures(cfg, verilog=args.verilog, work_dir=args.work)
+            figures = whole_figures(cfg, verilog=args.verilog, work_dir=args.work,
+                                    rtlil=args.rtlil)
             if args.json:
                 print(json.dumps(figures))
             else:
