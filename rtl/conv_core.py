@@ -3,7 +3,7 @@ the requantization unit, results scattered by original output channel (docs/engi
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Mux, Signal, Value, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
@@ -15,6 +15,7 @@ from .common import act_width, check_config, index_bits
 from .config import HwConfig
 from .dsp_array import DspArray
 from .interface.ddr import weight_row_bits
+from .interface.descriptor import PostMode
 from .postproc import OUT_BITS, SHIFT_BITS, PostProc
 from .pot_array import PotArray
 from .vector_units import buffer_read_signature, lane_bits
@@ -48,7 +49,9 @@ def slot_layout(cfg: HwConfig) -> data.StructLayout:
 def result_layout(cfg: HwConfig) -> data.StructLayout:
     """Up to ``result_lanes`` output elements of one pixel (index ``oy * out_w + ox``): per
     lane whether it holds a result, its original channel and its value. The valid lanes of
-    one beat never share ``channel % vec_len``. ``base`` is ``pixel * out_chunks`` (the
+    one beat never share ``channel % vec_len``, and a logits layer's beats (mode ``LOGITS``)
+    hold one valid lane each; in other modes every value fits ``act_bits + 1`` bits,
+    signed. ``base`` is ``pixel * out_chunks`` (the
     pixel's first vector in the out buffer) and ``end`` ``base + out_chunks``, counted as
     the pixels go so that no multiplier sits on the result path; ``addr``: each lane's
     out-buffer vector, ``base + channel // vec_len`` (modulo the buffer's depth), summed before
@@ -78,7 +81,9 @@ class WeightBanks(wiring.Component):
     ``group * result_lanes + i``) on ``slots`` at once, the flags on ``fixed8``;
     ``group_valid[k]``: the valid flags of every group ``k``'s slots, ``group_conflict[k]``:
     two valid slots of group ``k`` share an output-buffer lane (``channel % vec_len``), from a
-    register that follows the slots a cycle after they are written. The slots' fields but
+    register set as the slots are written: a pass writes every slot of a group in order, its
+    slot 0 first (as ``rtl.engine.loader`` does), and the flag holds a cycle after the
+    group's last slot is written. The slots' fields but
     their valid flags are in distributed RAM, one memory per result lane. Its own component
     so that the build's estimate can count it for the array rows (the whole banks less the
     core's rows).
@@ -131,7 +136,7 @@ class WeightBanks(wiring.Component):
         fields = {name: shape for name, shape in slot_layout(cfg).members.items()
                   if name != "valid"}
         payload = data.StructLayout(fields)
-        w_lane = self.slot_waddr[:lane_bits] if lane_bits else 0
+        w_lane = self.slot_waddr[:lane_bits] if lane_bits else Const(0)
         w_group = self.slot_waddr[lane_bits:]
         for i in range(lanes):
             mem = Memory(shape=payload, depth=2 << gbits, init=[])
@@ -152,15 +157,21 @@ class WeightBanks(wiring.Component):
                 Cat(self.slot_wdata.valid, self.slot_wdata.channel[:lane_bits_v]))
         for i in range(lanes):
             m.d.comb += self.slots[i].valid.eq(flags[self.rd_bank][self.group][i].valid)
+        # A group's conflict flag is found as its slots are written, in order: a valid slot
+        # is compared with the group's earlier slots in that bank (one group's flags through
+        # a multiplexer, ``lanes - 1`` comparators), and writing a group's first slot starts
+        # the flag afresh. Comparing every pair of every group of both banks in every cycle
+        # cost 500 LUTs a group on zc706, and was its second-longest path.
         conflicts = Signal(data.ArrayLayout(data.ArrayLayout(unsigned(1), groups), 2))
-        for b in range(2):
-            for gi in range(groups):
-                grp = flags[b][gi]
-                hit = 0
-                for i in range(lanes):
-                    for k in range(i + 1, lanes):
-                        hit = hit | (grp[i].valid & grp[k].valid & (grp[i].lane == grp[k].lane))
-                m.d.sync += conflicts[b][gi].eq(hit)
+        w_flags = Signal(data.ArrayLayout(flag, lanes))
+        m.d.comb += w_flags.eq(flags[self.w_bank][w_group])
+        new_lane = self.slot_wdata.channel[:lane_bits_v]
+        earlier = Cat(*[(w_lane > k) & w_flags[k].valid & (w_flags[k].lane == new_lane)
+                        for k in range(lanes - 1)])
+        hit = self.slot_wdata.valid & earlier.any()
+        with m.If(self.slot_we):
+            m.d.sync += conflicts[self.w_bank][w_group].eq(
+                Mux(w_lane == 0, 0, conflicts[self.w_bank][w_group]) | hit)
         for gi in range(groups):
             m.d.comb += [
                 self.group_valid[gi].eq(Cat(*[flags[self.rd_bank][gi][i].valid
@@ -192,15 +203,16 @@ class ConvCore(wiring.Component):
     core issues one activation vector per cycle to both arrays (zeros in the padding), and
     every output pixel's ``pot_rows + dsp_rows`` dot products leave requantized on ``o``,
     ``result_lanes`` slots a beat (a group of slots whose channels share ``channel %
-    vec_len``, i.e. an output-buffer lane, goes one slot a beat), tagged with pixel and
+    vec_len``, i.e. an output-buffer lane, and every group of a logits layer go one slot a
+    beat), tagged with pixel and
     original channels. ``done`` pulses when the last result has been taken; the bank is free
     from then on.
 
     The pass takes ``out_h * out_w * kernel_h * kernel_w * chunks`` issue cycles when neither the
     arrays nor ``o`` stall; the result path stalls the arrays on layers with fewer steps per
     pixel than its beats per pixel: ``ceil((pot_rows + dsp_rows) / result_lanes)``, plus
-    ``result_lanes - 1`` for each group whose slots share an output-buffer lane
-    (``rtl.cycle_model.result_beats``).
+    ``result_lanes - 1`` for each group whose slots share an output-buffer lane, or for every
+    group of a logits layer (``rtl.cycle_model.result_beats``).
     """
 
     def __init__(self, *, cfg: HwConfig) -> None:
@@ -359,9 +371,15 @@ class ConvCore(wiring.Component):
         # the later groups' are loaded with a pixel into a shift register that moves on a
         # group at each group's end, so the next group's are always at its head (no
         # multiplexer over the groups, which grow with the rows).
+        # A logits layer (mode LOGITS) sends every group one slot a beat, as if its slots
+        # shared a lane: the out buffer's lanes then take a result's bits above the
+        # activations' from one shared multiplexer (``rtl.engine.sequencer``).
+        one_a_beat = Signal(groups)
+        m.d.comb += one_a_beat.eq(banks.group_conflict
+                                  | (L.mode == PostMode.LOGITS).replicate(groups))
         cur_valid, cur_conflict = Signal(lanes), Signal()
         g0_valid, g0_conflict = Signal(lanes), Signal()
-        m.d.sync += [g0_valid.eq(banks.group_valid[0]), g0_conflict.eq(banks.group_conflict[0])]
+        m.d.sync += [g0_valid.eq(banks.group_valid[0]), g0_conflict.eq(one_a_beat[0])]
         later = max(groups - 1, 1)
         ahead_valid = Signal(data.ArrayLayout(unsigned(lanes), later))
         ahead_conflict = Signal(later)
@@ -415,7 +433,7 @@ class ConvCore(wiring.Component):
             if groups > 1:
                 m.d.sync += [ahead_valid.eq(Cat(*[banks.group_valid[k]
                                                   for k in range(1, groups)])),
-                             ahead_conflict.eq(banks.group_conflict[1:])]
+                             ahead_conflict.eq(one_a_beat[1:])]
             beat_state(g0_valid, g0_conflict, 0, groups == 1)
 
         m.d.comb += [post.i.valid.eq(ser_busy & ~none_enabled), post.i.payload.mode.eq(L.mode),
@@ -451,25 +469,26 @@ class ConvCore(wiring.Component):
         fire_in = post.i.valid & post.i.ready
         fire_out = post.o.valid & post.o.ready
         m.d.sync += inflight.eq(inflight + fire_in - fire_out)
-        # Output pixels the generator has finished and the serializer not yet (``owed``),
-        # with whether there are none or one as registers. A pixel is owed from its last
-        # beat's issue until the serializer has sent it; meanwhile that beat holds one of the
-        # DSP side's places: stages 1 and 2, the DSP array's pipeline (``latency`` stages and
-        # the second entry of its two-entry output buffer), ``res_dsp``, the serializer. The
-        # counter is as wide as that bound needs (not as wide as a layer's pixel count), so
-        # its carry chain stays short behind the arrays' ready.
+        # Output pixels the generator has finished and the serializer not yet (``owed``), in
+        # thermometer code (``owed_t[k]``: more than ``k`` owed), so that a step is a shift
+        # behind the arrays' ready, with no adder, and "none owed" is a flip-flop. A pixel is
+        # owed from its last beat's issue until the serializer has sent it; meanwhile that
+        # beat holds one of the DSP side's places: stages 1 and 2, the DSP array's pipeline
+        # (``latency`` stages and the second entry of its two-entry output buffer),
+        # ``res_dsp``, the serializer: that bounds the code's length.
         owed_max = 2 + dsp.latency + 1 + 1 + 1
-        owed = Signal(range(owed_max + 1))
-        none_owed, one_owed = Signal(), Signal()
-        self._owed, self._owed_max = owed, owed_max     # for the bench that checks the bound
+        owed_t = Signal(owed_max)
+        none_owed = ~owed_t[0]
+        owed = Signal(range(owed_max + 1))      # the count, for the bench that checks the bound
+        m.d.comb += owed.eq(sum(owed_t[k] for k in range(owed_max)))
+        self._owed, self._owed_max = owed, owed_max
         inc, dec = gen.valid & adv & last, pixel_done
         with m.If(~busy):
-            m.d.sync += [pixel.eq(0), owed.eq(0), none_owed.eq(1), one_owed.eq(0),
-                         pix_base.eq(0), pix_end.eq(L.out_chunks)]
+            m.d.sync += [pixel.eq(0), owed_t.eq(0), pix_base.eq(0), pix_end.eq(L.out_chunks)]
         with m.Elif(inc & ~dec):
-            m.d.sync += [owed.eq(owed + 1), none_owed.eq(0), one_owed.eq(none_owed)]
+            m.d.sync += owed_t.eq(Cat(1, owed_t[:-1]))
         with m.Elif(dec & ~inc):
-            m.d.sync += [owed.eq(owed - 1), none_owed.eq(one_owed), one_owed.eq(owed == 2)]
+            m.d.sync += owed_t.eq(owed_t[1:])
         finished = gen.done & none_owed & ~ser_busy & (inflight == 0) & \
             ~valid1 & ~valid2 & ~pot.o.valid & ~dsp.o.valid & ~pot_full & ~dsp_full
         with m.If(self.start & ~busy):

@@ -9,14 +9,14 @@ weight bank while the core computes pass ``p``, each port its share, or after it
 spans both banks (a long pass); a pass issues one
 activation vector per cycle, and each output pixel's ``pot_rows + dsp_rows`` results leave
 in groups of ``result_lanes``, a group a beat, or one slot a beat for a group whose slots
-share an out-buffer lane (counted from the pass blocks' slots when the model is given the
-DDR image), so a pixel costs ``max(steps, beats)`` cycles), for an add
-the second input (over a weight port, beside the first), for a pool the scan; then hand the
-output band to the write-back. A chain overlaps its descriptors as the engine does: the
-write-back drains while the next descriptor runs, and while a conv or max-pool computes, the
-next row tile's descriptor, band and (same weights) first passes are loaded. DDR is a port
-that moves one bus word per cycle after ``read_latency`` / ``write_latency`` cycles, with up
-to ``rtl.dma.MAX_OUTSTANDING`` bursts in flight.
+share an out-buffer lane and for every group of a logits layer (counted from the pass blocks'
+slots when the model is given the DDR image), so a pixel costs ``max(steps, beats)``
+cycles), for an add the second input (over a weight port, beside the first), for a pool the
+scan; then hand the output band to the write-back. A chain overlaps its descriptors as the
+engine does: the write-back drains while the next descriptor runs, and while a conv or
+max-pool computes, the next row tile's descriptor, band and (same weights) first passes are
+loaded. DDR is a port that moves one bus word per cycle after ``read_latency`` /
+``write_latency`` cycles, with up to ``rtl.dma.MAX_OUTSTANDING`` bursts in flight.
 
 The model is checked against the cycles the RTL reports for every layer of the
 whole-network bench (``sim/test_network.py``); the tolerance there is what it is worth.
@@ -52,6 +52,7 @@ from .interface.ddr import (
 from .interface.descriptor import (
     POOL_TOP,
     Op,
+    PostMode,
     descriptor_bytes,
     fusable_adds,
     fusable_pools,
@@ -112,18 +113,19 @@ def _write(addr: int, words: int, t: DdrTiming) -> int:
     return 3 + words + 2 * (_bursts(addr, words) - 1) + t.write_latency
 
 
-def result_beats(cfg: HwConfig, channels: Sequence[int | None]) -> int:
+def result_beats(cfg: HwConfig, channels: Sequence[int | None], *,
+                 logits: bool = False) -> int:
     """Cycles the conv core (``rtl.conv_core``) takes to send one output pixel's results of a
     pass, ``channels`` the original channel of each of its ``slots`` result slots (None: no
     result there). The slots go in groups of ``result_lanes``, one group a beat; a group
-    whose valid slots share an out-buffer lane (``channel % vec_len``) goes one slot a beat,
-    ``result_lanes`` beats, its empty slots included. A pass without such a group takes
-    ``result_groups`` beats."""
+    whose valid slots share an out-buffer lane (``channel % vec_len``), and every group of
+    a logits layer (``logits``: mode LOGITS), goes one slot a beat, ``result_lanes`` beats,
+    its empty slots included. A pass without such a group takes ``result_groups`` beats."""
     lanes, v = cfg.result_lanes, cfg.vec_len
     beats = 0
     for g in range(0, cfg.slots, lanes):
         used = [c % v for c in channels[g:g + lanes] if c is not None]
-        beats += lanes if len(set(used)) < len(used) else 1
+        beats += lanes if logits or len(set(used)) < len(used) else 1
     return beats
 
 
@@ -147,9 +149,11 @@ def _memory_reader(memory: Iterable[tuple[int, Any]]) -> Reader:
 
 def _pass_beats(cfg: HwConfig, d: dict[str, int], read: Reader | None) -> list[int]:
     """Result beats of each pass of a conv descriptor (:func:`result_beats`), from the slots of
-    its pass blocks in DDR (``read``); without them, ``result_groups`` each."""
+    its pass blocks in DDR (``read``); without them, ``result_groups`` each (a logits
+    layer's: ``result_lanes`` times as many)."""
+    logits = d.get("mode", 0) == PostMode.LOGITS
     if read is None:
-        return [cfg.result_groups] * d["passes"]
+        return [cfg.result_groups * (cfg.result_lanes if logits else 1)] * d["passes"]
     block = 8 * pass_block_words(cfg, d["steps"])
     beats = []
     for p in range(d["passes"]):
@@ -157,7 +161,8 @@ def _pass_beats(cfg: HwConfig, d: dict[str, int], read: Reader | None) -> list[i
         words = np.frombuffer(read(at, 8 * SLOT_WORDS * cfg.slots), "<u8")
         slots = [unpack_slot(words[SLOT_WORDS * j:SLOT_WORDS * (j + 1)])
                  for j in range(cfg.slots)]
-        beats.append(result_beats(cfg, [None if s is None else s["channel"] for s in slots]))
+        beats.append(result_beats(cfg, [None if s is None else s["channel"] for s in slots],
+                                  logits=logits))
     return beats
 
 

@@ -323,3 +323,50 @@ def test_owed_pixel_count_stays_within_its_bound():
     np.testing.assert_array_equal(got, golden.conv(x, node, params, CFG.act_bits))
     bound = 2 + dsp_latency(CFG) + 1 + 2
     assert max(seen) == bound, (max(seen), bound)
+
+
+@pytest.mark.parametrize("lanes", [4, 16])
+def test_weight_banks_conflict_flags(lanes):
+    """``group_conflict`` of each bank's groups, found as a pass's slots are written in order,
+    equals the definition (two valid slots of a group share ``channel % vec_len``) for
+    random passes written into both banks in turn, partial last groups and channels that
+    collide often included."""
+    from rtl.conv_core import WeightBanks
+    cfg = CFG.replace(result_lanes=lanes, max_channels=64)
+    rows = 2 * lanes + 3                        # a partial last group
+    dut = WeightBanks(cfg=cfg, rows=rows, fixed8_pairs=0)
+    groups = -(-rows // lanes)
+    rng = np.random.default_rng(lanes)
+    v = cfg.vec_len
+    checked = []
+
+    async def bench(ctx):
+        expected = [[0] * groups, [0] * groups]
+        for trial in range(40):
+            bank = trial % 2
+            spread = int(rng.choice([v, 2 * v, 64]))       # few lanes used: many conflicts
+            slots = [(int(rng.integers(0, 2)), int(rng.integers(0, spread)))
+                     for _ in range(rows)]
+            ctx.set(dut.w_bank, bank)
+            for j, (valid, channel) in enumerate(slots):
+                ctx.set(dut.slot_we, 1)
+                ctx.set(dut.slot_waddr, j)
+                ctx.set(dut.slot_wdata, {"valid": valid, "channel": channel, "bias": 0,
+                                         "mult": 0, "shift": 0})
+                await ctx.tick()
+            ctx.set(dut.slot_we, 0)
+            await ctx.tick()
+            for g in range(groups):
+                used = [c % v for ok, c in slots[g * lanes:(g + 1) * lanes] if ok]
+                expected[bank][g] = int(len(set(used)) < len(used))
+            for b in range(2):
+                ctx.set(dut.rd_bank, b)
+                got = [ctx.get(dut.group_conflict[g]) for g in range(groups)]
+                assert got == expected[b], (trial, b)
+            checked.append(sum(expected[bank]))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert 0 < sum(checked) < 40 * groups          # both outcomes were seen

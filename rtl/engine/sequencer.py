@@ -230,18 +230,29 @@ class Engine(wiring.Component):
         m.d.comb += conv_end.eq(r.end)
         fusing = Signal()              # a conv-add's residual add runs on the out buffer
         conv_fire = core.o.valid & core.o.ready
+        # A result's value fits ``act_bits + 1`` bits, signed, but on a logits layer, whose
+        # beats hold one result each (``rtl.conv_core.result_layout``): the lanes pick only
+        # those low bits from the beat's results, and a logits value's high bits come from
+        # one multiplexer shared by every lane. A full-width pick per lane was 64 x 32 bits
+        # of 16-way multiplexers on zc706.
+        low = cfg.act_bits + 1
+        wide = stage(m, core.layer.mode == PostMode.LOGITS, 1, "out_wide")
+        high = Signal(len(out_wrs[0].data) - low)
+        m.d.comb += high.eq(_pick([r.valid[i] for i in range(cfg.result_lanes)],
+                                  [r.value[i][low:] for i in range(cfg.result_lanes)]))
         for lane, wr in enumerate(out_wrs):
             # The core never puts two valid results for one lane in a beat, and it sums each
             # result's address itself: the lane takes the one result whose channel is its
             # own, as an OR of ANDs, not a chain of priorities.
             hits = [r.valid[i] & ((r.channel[i] & (v - 1)) == lane)
                     for i in range(cfg.result_lanes)]
+            value = _pick(hits, [r.value[i][:low] for i in range(cfg.result_lanes)])
             with m.If(is_conv):            # (a conv-add's sums go to its write-back)
                 m.d.comb += [wr.en.eq(conv_fire & Cat(*hits).any()),
                              wr.addr.eq(_pick(hits, [r.addr[i] for i in
                                                      range(cfg.result_lanes)])),
-                             wr.data.eq(_pick(hits, [r.value[i].as_unsigned() for i in
-                                                     range(cfg.result_lanes)]))]
+                             wr.data.eq(Cat(value, Mux(wide, high,
+                                                       value[-1].replicate(len(high)))))]
             with m.Else():
                 m.d.comb += [wr.en.eq(vec_en), wr.addr.eq(vec_addr), wr.data.eq(vec_data[lane])]
         # ---- control state ----------------------------------------------------------------
