@@ -61,7 +61,7 @@ def _act_words(x, rows, cfg):
 
 
 def run_core(x, schemes, params, node, *, seed=0, stall=0.0, tile=None, cfg=CFG,
-             pass_cycles=None, owed=None, stream=0):
+             pass_cycles=None, owed=None, stream=0, mode=None):
     """Load buffers the way the engine does, run every pass, gather the outputs.
 
     ``stream``: the input rows are written while the first pass runs, a vector every
@@ -72,7 +72,8 @@ def run_core(x, schemes, params, node, *, seed=0, stall=0.0, tile=None, cfg=CFG,
     idle bank while pass ``p`` runs. ``tile`` (a ``rtl.interface.tiling.RowTile``) runs only that
     band of output rows from its input rows; the result then holds the band. Each pass's
     cycles from ``start`` to ``done`` are appended to ``pass_cycles`` when given, and the core's
-    count of owed pixels every cycle to ``owed``.
+    count of owed pixels every cycle to ``owed``. ``mode``: the layer's ``PostMode`` (by
+    default RELU or SIGNED, as ``node["relu"]`` says).
     """
     w, bias, mult, shift = params["weight"], params["bias"], params["mult"], params["shift"]
     cout, cin, kh, kw = w.shape
@@ -92,7 +93,8 @@ def run_core(x, schemes, params, node, *, seed=0, stall=0.0, tile=None, cfg=CFG,
                else None)
     harness = Harness(cfg, garbage)
     dut = harness.core
-    mode = PostMode.RELU if node["relu"] else PostMode.SIGNED
+    if mode is None:
+        mode = PostMode.RELU if node["relu"] else PostMode.SIGNED
 
     def pass_writes(plan, bank):
         """(signal, value) groups, one group per cycle, that load ``plan`` into ``bank``."""
@@ -167,6 +169,7 @@ def run_core(x, schemes, params, node, *, seed=0, stall=0.0, tile=None, cfg=CFG,
                     lanes = [int(payload.channel[i]) % cfg.vec_len
                              for i in range(cfg.result_lanes) if payload.valid[i]]
                     assert lanes and len(set(lanes)) == len(lanes), "lanes collide in a beat"
+                    assert mode != PostMode.LOGITS or len(lanes) == 1, "logits: one a beat"
                     for i in range(cfg.result_lanes):
                         if payload.valid[i]:
                             ch = int(payload.channel[i])
@@ -306,6 +309,32 @@ def test_pass_cycles_follow_the_cycle_model():
     assert max(beats) > CFG.result_groups == CFG.steps(1, 8)     # a shared lane: it stalls
     want = [_pass_cycles(CFG, 25, CFG.steps(1, 8), b) for b in beats]
     assert all(abs(g - w) <= 1 for g, w in zip(cycles, want, strict=True)), (cycles, want)
+
+
+def test_logits_go_one_slot_a_beat():
+    """A logits layer (mode LOGITS; here a 1 x 1 conv, an fc at every pixel) leaves one slot
+    a beat, every group ``result_lanes`` beats, with the golden model's logits, in the
+    cycles the model gives it (``result_beats(..., logits=True)``)."""
+    from rtl.cycle_model import _pass_cycles, result_beats
+
+    rng = np.random.default_rng(11)
+    x, schemes, params, node = random_conv_layer(
+        rng, cin=8, cout=19, kernel=1, stride=1, pad=0, size=4, ratio=(60, 35, 5), relu=False,
+        in_bits=4, act_bits=CFG.act_bits)
+    cycles: list[int] = []
+    got = run_core(x, schemes, params, node, pass_cycles=cycles, mode=PostMode.LOGITS)
+    fc = {**params, "weight": params["weight"].reshape(19, -1)}
+    want = np.stack([np.stack([golden.fc(x[:, :, i:i + 1, j:j + 1], fc)[0] for j in range(4)],
+                              axis=-1) for i in range(4)], axis=-2)
+    np.testing.assert_array_equal(got[0], want)
+    assert np.abs(want).max() >= 1 << CFG.act_bits           # beyond an activation's bits
+    beats = [result_beats(CFG, [None if s is None else s.channel
+                                for s in plan.slots(params["bias"], params["mult"],
+                                                    params["shift"])], logits=True)
+             for plan in plan_passes(schemes, CFG)]
+    assert beats == [CFG.result_groups * CFG.result_lanes] * len(beats)
+    expect = [_pass_cycles(CFG, 16, CFG.steps(1, 8), b) for b in beats]
+    assert all(abs(g - w) <= 2 for g, w in zip(cycles, expect, strict=True)), (cycles, expect)
 
 
 def test_owed_pixel_count_stays_within_its_bound():

@@ -143,6 +143,9 @@ def test_groups_that_share_a_lane_cost_a_beat_per_slot():
     two = list(distinct)
     two[0], two[4] = 2 * v + 1, 3 * v + 5   # lanes 1 and 5: shared in groups 0 and 1
     assert result_beats(cfg, two) == groups + 2 * (lanes - 1)
+    # A logits layer sends every group one slot a beat, its empty groups included.
+    assert result_beats(cfg, distinct, logits=True) == groups * lanes
+    assert result_beats(cfg, [None] * cfg.slots, logits=True) == groups * lanes
 
     pixels, weight_addr = 64, 0x1000
     desc = pack_descriptor(op=Op.CONV, in_c=v, in_h=1, in_w=pixels, out_c=v, out_h=1,
