@@ -55,7 +55,10 @@ def result_layout(cfg: HwConfig) -> data.StructLayout:
     pixel's first vector in the out buffer) and ``end`` ``base + out_chunks``, counted as
     the pixels go so that no multiplier sits on the result path; ``addr``: each lane's
     out-buffer vector, ``base + channel // vec_len`` (modulo the buffer's depth), summed before
-    the requantizer so that no adder sits behind the result's valid."""
+    the requantizer so that no adder sits behind the result's valid; ``hit[L]``: a valid lane
+    of the beat goes to out-buffer lane ``L`` (``channel % vec_len == L``), ``src[L]`` which
+    one, matched before the requantizer so that each out-buffer lane only selects by a
+    register."""
     lanes = cfg.result_lanes
     vec_bits = index_bits(cfg.out_buf_depth + 1) + 1
     return data.StructLayout({
@@ -66,6 +69,8 @@ def result_layout(cfg: HwConfig) -> data.StructLayout:
         "channel": data.ArrayLayout(unsigned(index_bits(cfg.max_channels)), lanes),
         "value": data.ArrayLayout(signed(OUT_BITS), lanes),
         "addr": data.ArrayLayout(unsigned(index_bits(cfg.out_buf_depth)), lanes),
+        "hit": unsigned(cfg.vec_len),
+        "src": data.ArrayLayout(unsigned(index_bits(lanes)), cfg.vec_len),
     })
 
 
@@ -81,9 +86,9 @@ class WeightBanks(wiring.Component):
     ``group * result_lanes + i``) on ``slots`` at once, the flags on ``fixed8``;
     ``group_valid[k]``: the valid flags of every group ``k``'s slots, ``group_conflict[k]``:
     two valid slots of group ``k`` share an output-buffer lane (``channel % vec_len``), from a
-    register set as the slots are written: a pass writes every slot of a group in order, its
-    slot 0 first (as ``rtl.engine.loader`` does), and the flag holds a cycle after the
-    group's last slot is written. The slots' fields but
+    register set as the slots are written: a pass writes the slots of a group one after
+    another, its slot 0 first (as ``rtl.engine.loader`` does: every slot, in order), and the
+    flag holds two cycles after the group's last slot is written. The slots' fields but
     their valid flags are in distributed RAM, one memory per result lane. Its own component
     so that the build's estimate can count it for the array rows (the whole banks less the
     core's rows).
@@ -149,33 +154,37 @@ class WeightBanks(wiring.Component):
             for n in fields:
                 m.d.comb += getattr(self.slots[i], n).eq(getattr(rd.data, n))
         lane_bits_v = (cfg.vec_len - 1).bit_length()
-        flag = data.StructLayout({"valid": unsigned(1), "lane": unsigned(lane_bits_v)})
-        flags = Signal(data.ArrayLayout(data.ArrayLayout(data.ArrayLayout(flag, lanes),
+        valid = Signal(data.ArrayLayout(data.ArrayLayout(data.ArrayLayout(unsigned(1), lanes),
                                                          groups), 2))
         with m.If(self.slot_we):
-            m.d.sync += flags[self.w_bank][w_group][w_lane].eq(
-                Cat(self.slot_wdata.valid, self.slot_wdata.channel[:lane_bits_v]))
-        for i in range(lanes):
-            m.d.comb += self.slots[i].valid.eq(flags[self.rd_bank][self.group][i].valid)
-        # A group's conflict flag is found as its slots are written, in order: a valid slot
-        # is compared with the group's earlier slots in that bank (one group's flags through
-        # a multiplexer, ``lanes - 1`` comparators), and writing a group's first slot starts
-        # the flag afresh. Comparing every pair of every group of both banks in every cycle
-        # cost 500 LUTs a group on zc706, and was its second-longest path.
-        conflicts = Signal(data.ArrayLayout(data.ArrayLayout(unsigned(1), groups), 2))
-        w_flags = Signal(data.ArrayLayout(flag, lanes))
-        m.d.comb += w_flags.eq(flags[self.w_bank][w_group])
+            m.d.sync += valid[self.w_bank][w_group][w_lane].eq(self.slot_wdata.valid)
+        # A group's conflict flag is found as its slots are written: a pass writes a group's
+        # slots one after another, slot 0 first, so each valid slot is compared with the
+        # out-buffer lanes of the slots before it in the group, kept in registers of their
+        # own (``written``, no multiplexer over the groups and banks); the flag is updated a
+        # cycle later from registers. Comparing every pair of every group of both banks in
+        # every cycle cost 500 LUTs a group on zc706, and was its second-longest path.
+        flag = data.StructLayout({"valid": unsigned(1), "lane": unsigned(lane_bits_v)})
+        written = Signal(data.ArrayLayout(flag, lanes))
         new_lane = self.slot_wdata.channel[:lane_bits_v]
-        earlier = Cat(*[(w_lane > k) & w_flags[k].valid & (w_flags[k].lane == new_lane)
+        earlier = Cat(*[(w_lane > k) & written[k].valid & (written[k].lane == new_lane)
                         for k in range(lanes - 1)])
-        hit = self.slot_wdata.valid & earlier.any()
+        conflicts = Signal(data.ArrayLayout(data.ArrayLayout(unsigned(1), groups), 2))
+        upd, hit, first = Signal(), Signal(), Signal()
+        upd_bank, upd_group = Signal(), Signal.like(w_group)
+        m.d.sync += upd.eq(self.slot_we)
         with m.If(self.slot_we):
-            m.d.sync += conflicts[self.w_bank][w_group].eq(
-                Mux(w_lane == 0, 0, conflicts[self.w_bank][w_group]) | hit)
+            m.d.sync += [written[w_lane].eq(Cat(self.slot_wdata.valid, new_lane)),
+                         hit.eq(self.slot_wdata.valid & earlier.any()), first.eq(w_lane == 0),
+                         upd_bank.eq(self.w_bank), upd_group.eq(w_group)]
+        with m.If(upd):
+            m.d.sync += conflicts[upd_bank][upd_group].eq(
+                Mux(first, 0, conflicts[upd_bank][upd_group]) | hit)
+        for i in range(lanes):
+            m.d.comb += self.slots[i].valid.eq(valid[self.rd_bank][self.group][i])
         for gi in range(groups):
             m.d.comb += [
-                self.group_valid[gi].eq(Cat(*[flags[self.rd_bank][gi][i].valid
-                                              for i in range(lanes)])),
+                self.group_valid[gi].eq(valid[self.rd_bank][gi].as_value()),
                 self.group_conflict[gi].eq(conflicts[self.rd_bank][gi])]
         if self._pairs:
             flags = Signal(data.ArrayLayout(data.ArrayLayout(unsigned(1), self._pairs), 2))
@@ -253,7 +262,8 @@ class ConvCore(wiring.Component):
         logv = index_bits(v) if v > 1 else 0
         m.submodules.post = post = PostProc(
             cfg=cfg, lanes=cfg.result_lanes,
-            tag_bits=pix_bits + 2 * vec_bits + cfg.result_lanes * (ch_bits + 1 + addr_bits))
+            tag_bits=pix_bits + 2 * vec_bits + cfg.result_lanes * (ch_bits + 1 + addr_bits)
+            + v * (1 + index_bits(cfg.result_lanes)))
         m.submodules.window = gen = WindowGen(cfg=cfg)
         for name in window_layout(cfg).members:
             m.d.comb += getattr(gen.layer, name).eq(getattr(L, name))
@@ -436,12 +446,22 @@ class ConvCore(wiring.Component):
                              ahead_conflict.eq(one_a_beat[1:])]
             beat_state(g0_valid, g0_conflict, 0, groups == 1)
 
+        # Which slot of the beat goes to each out-buffer lane (the beat's valid slots have
+        # distinct lanes): an OR of the matches per lane, and per bit of its index.
+        sbits = index_bits(lanes)
+        hit, src = [], []
+        for lane in range(v):
+            match = [enable[i] & ((slot[i].channel & (v - 1)) == lane) for i in range(lanes)]
+            hit.append(Cat(*match).any())
+            src.append(Cat(*[Cat(*[match[i] for i in range(lanes) if i >> b & 1]).any()
+                             for b in range(sbits)]))
         m.d.comb += [post.i.valid.eq(ser_busy & ~none_enabled), post.i.payload.mode.eq(L.mode),
                      post.i.payload.tag.eq(Cat(
                          pixel, pix_base, pix_end, enable,
                          *[slot[i].channel for i in range(lanes)],
                          *[(pix_base + (slot[i].channel >> logv))[:addr_bits]
-                           for i in range(lanes)]))]
+                           for i in range(lanes)],
+                         *hit, *src))]
         for i in range(lanes):
             m.d.comb += [post.i.payload.acc[i].eq(res[0][i]),
                          post.i.payload.bias[i].eq(slot[i].bias),
@@ -459,6 +479,10 @@ class ConvCore(wiring.Component):
             m.d.comb += [out.value[i].eq(post.o.payload.value[i]),
                          out.channel[i].eq(tag[base:base + ch_bits]),
                          out.addr[i].eq(tag[addr:addr + addr_bits])]
+        at += lanes * (1 + ch_bits + addr_bits)
+        m.d.comb += out.hit.eq(tag[at:at + v])
+        for lane in range(v):
+            m.d.comb += out.src[lane].eq(tag[at + v + lane * sbits:at + v + (lane + 1) * sbits])
         # The requantizer's output is a two-entry buffer of registers: its stall comes from a
         # flip-flop, not from ``o.ready``, and ``o`` is a register (no multiplexer behind it).
         m.d.comb += [self.o.valid.eq(post.o.valid), self.o.payload.eq(out),

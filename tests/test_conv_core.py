@@ -170,6 +170,11 @@ def run_core(x, schemes, params, node, *, seed=0, stall=0.0, tile=None, cfg=CFG,
                              for i in range(cfg.result_lanes) if payload.valid[i]]
                     assert lanes and len(set(lanes)) == len(lanes), "lanes collide in a beat"
                     assert mode != PostMode.LOGITS or len(lanes) == 1, "logits: one a beat"
+                    src = {int(payload.channel[i]) % cfg.vec_len: i
+                           for i in range(cfg.result_lanes) if payload.valid[i]}
+                    assert [int(payload.hit) >> j & 1 for j in range(cfg.vec_len)] == \
+                        [int(j in src) for j in range(cfg.vec_len)], "hit"
+                    assert all(int(payload.src[j]) == i for j, i in src.items()), "src"
                     for i in range(cfg.result_lanes):
                         if payload.valid[i]:
                             ch = int(payload.channel[i])

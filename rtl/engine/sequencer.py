@@ -241,16 +241,14 @@ class Engine(wiring.Component):
         m.d.comb += high.eq(_pick([r.valid[i] for i in range(cfg.result_lanes)],
                                   [r.value[i][low:] for i in range(cfg.result_lanes)]))
         for lane, wr in enumerate(out_wrs):
-            # The core never puts two valid results for one lane in a beat, and it sums each
-            # result's address itself: the lane takes the one result whose channel is its
-            # own, as an OR of ANDs, not a chain of priorities.
-            hits = [r.valid[i] & ((r.channel[i] & (v - 1)) == lane)
-                    for i in range(cfg.result_lanes)]
-            value = _pick(hits, [r.value[i][:low] for i in range(cfg.result_lanes)])
+            # The core never puts two valid results for one lane in a beat, sums each
+            # result's address and tells each lane which result is its own (``hit``, ``src``,
+            # registers): the lane selects by that index.
+            value = r.value.as_value().word_select(r.src[lane], len(r.value[0]))[:low]
             with m.If(is_conv):            # (a conv-add's sums go to its write-back)
-                m.d.comb += [wr.en.eq(conv_fire & Cat(*hits).any()),
-                             wr.addr.eq(_pick(hits, [r.addr[i] for i in
-                                                     range(cfg.result_lanes)])),
+                m.d.comb += [wr.en.eq(conv_fire & r.hit[lane]),
+                             wr.addr.eq(r.addr.as_value().word_select(r.src[lane],
+                                                                      len(r.addr[0]))),
                              wr.data.eq(Cat(value, Mux(wide, high,
                                                        value[-1].replicate(len(high)))))]
             with m.Else():
