@@ -54,11 +54,11 @@ def result_layout(cfg: HwConfig) -> data.StructLayout:
     signed. ``base`` is ``pixel * out_chunks`` (the
     pixel's first vector in the out buffer) and ``end`` ``base + out_chunks``, counted as
     the pixels go so that no multiplier sits on the result path; ``addr``: each lane's
-    out-buffer vector, ``base + channel // vec_len`` (modulo the buffer's depth), summed before
-    the requantizer so that no adder sits behind the result's valid; ``hit[L]``: a valid lane
-    of the beat goes to out-buffer lane ``L`` (``channel % vec_len == L``), ``src[L]`` which
-    one, matched before the requantizer so that each out-buffer lane only selects by a
-    register."""
+    out-buffer vector, ``base + channel // vec_len`` (modulo the buffer's depth); ``hit[L]``:
+    a valid lane of the beat goes to out-buffer lane ``L`` (``channel % vec_len == L``),
+    ``src[L]`` which one. The addresses and the matching are worked out beside the
+    requantizer's arithmetic (its second stage), so that no adder sits behind the result's
+    valid and each out-buffer lane only selects by a register."""
     lanes = cfg.result_lanes
     vec_bits = index_bits(cfg.out_buf_depth + 1) + 1
     return data.StructLayout({
@@ -256,14 +256,36 @@ class ConvCore(wiring.Component):
 
         m.submodules.pot = pot = PotArray(cfg=cfg)
         m.submodules.dsp = dsp = DspArray(cfg=cfg)
-        ch_bits, pix_bits = index_bits(cfg.max_channels), 2 * index_bits(cfg.max_spatial + 1)
+        pix_bits = 2 * index_bits(cfg.max_spatial + 1)
         vec_bits = len(self.o.payload.base)
         addr_bits = index_bits(cfg.out_buf_depth)
         logv = index_bits(v) if v > 1 else 0
-        m.submodules.post = post = PostProc(
-            cfg=cfg, lanes=cfg.result_lanes,
-            tag_bits=pix_bits + 2 * vec_bits + cfg.result_lanes * (ch_bits + 1 + addr_bits)
-            + v * (1 + index_bits(cfg.result_lanes)))
+        lanes = cfg.result_lanes
+        sbits = index_bits(lanes)
+        # The requantizer carries a beat's result fields but the values (``tag``). The
+        # serializer gives their pixel, slots and channels; the out-buffer addresses and which
+        # slot goes to each out-buffer lane are worked out from those in the requantizer's
+        # second stage (``place``), from registers: straight from the slots' distributed RAM
+        # the lane matching was the core's longest path.
+        tag_layout = data.StructLayout({name: shape for name, shape
+                                        in result_layout(cfg).members.items() if name != "value"})
+
+        def place(tag: Value) -> Value:
+            t = data.View(tag_layout, tag)
+            addr = [(t.base + (t.channel[i] >> logv))[:addr_bits] for i in range(lanes)]
+            # Which slot of the beat goes to each out-buffer lane (the beat's valid slots
+            # have distinct lanes): an OR of the matches per lane, and per bit of its index.
+            hit, src = [], []
+            for lane in range(v):
+                match = [t.valid[i] & ((t.channel[i] & (v - 1)) == lane) for i in range(lanes)]
+                hit.append(Cat(*match).any())
+                src.append(Cat(*[Cat(*[match[i] for i in range(lanes) if i >> b & 1]).any()
+                                 for b in range(sbits)]))
+            fields = {"addr": Cat(*addr), "hit": Cat(*hit), "src": Cat(*src)}
+            return Cat(*[fields.get(name, t[name]) for name in tag_layout.members])
+
+        m.submodules.post = post = PostProc(cfg=cfg, lanes=lanes, tag_bits=tag_layout.size,
+                                            tag_map=place)
         m.submodules.window = gen = WindowGen(cfg=cfg)
         for name in window_layout(cfg).members:
             m.d.comb += getattr(gen.layer, name).eq(getattr(L, name))
@@ -345,7 +367,6 @@ class ConvCore(wiring.Component):
         # ---- results: each array's output is taken as soon as it comes (the two latencies
         # differ), a pixel's results are joined, then requantized ``result_lanes`` slots a
         # beat; a group whose valid slots share an output-buffer lane goes one slot a beat.
-        lanes = cfg.result_lanes
         groups = -(-self._slots // lanes)
         acc = signed(cfg.acc_bits)
         # The PoT array is faster: its results wait in a FIFO deep enough for the latency
@@ -446,43 +467,22 @@ class ConvCore(wiring.Component):
                              ahead_conflict.eq(one_a_beat[1:])]
             beat_state(g0_valid, g0_conflict, 0, groups == 1)
 
-        # Which slot of the beat goes to each out-buffer lane (the beat's valid slots have
-        # distinct lanes): an OR of the matches per lane, and per bit of its index.
-        sbits = index_bits(lanes)
-        hit, src = [], []
-        for lane in range(v):
-            match = [enable[i] & ((slot[i].channel & (v - 1)) == lane) for i in range(lanes)]
-            hit.append(Cat(*match).any())
-            src.append(Cat(*[Cat(*[match[i] for i in range(lanes) if i >> b & 1]).any()
-                             for b in range(sbits)]))
+        tag_in = Signal(tag_layout)
+        m.d.comb += [tag_in.pixel.eq(pixel), tag_in.base.eq(pix_base), tag_in.end.eq(pix_end),
+                     tag_in.valid.eq(enable),
+                     *[tag_in.channel[i].eq(slot[i].channel) for i in range(lanes)]]
         m.d.comb += [post.i.valid.eq(ser_busy & ~none_enabled), post.i.payload.mode.eq(L.mode),
-                     post.i.payload.tag.eq(Cat(
-                         pixel, pix_base, pix_end, enable,
-                         *[slot[i].channel for i in range(lanes)],
-                         *[(pix_base + (slot[i].channel >> logv))[:addr_bits]
-                           for i in range(lanes)],
-                         *hit, *src))]
+                     post.i.payload.tag.eq(tag_in)]
         for i in range(lanes):
             m.d.comb += [post.i.payload.acc[i].eq(res[0][i]),
                          post.i.payload.bias[i].eq(slot[i].bias),
                          post.i.payload.mult[i].eq(slot[i].mult),
                          post.i.payload.shift[i].eq(slot[i].shift)]
-        tag = post.o.payload.tag
         out = Signal.like(self.o.payload)
-        at = pix_bits + 2 * vec_bits
-        m.d.comb += [out.pixel.eq(tag[:pix_bits]), out.base.eq(tag[pix_bits:pix_bits + vec_bits]),
-                     out.end.eq(tag[pix_bits + vec_bits:at]),
-                     out.valid.eq(tag[at:at + lanes])]
+        tag_out = data.View(tag_layout, post.o.payload.tag)
+        m.d.comb += [getattr(out, name).eq(tag_out[name]) for name in tag_layout.members]
         for i in range(lanes):
-            base = at + lanes + i * ch_bits
-            addr = at + lanes * (1 + ch_bits) + i * addr_bits
-            m.d.comb += [out.value[i].eq(post.o.payload.value[i]),
-                         out.channel[i].eq(tag[base:base + ch_bits]),
-                         out.addr[i].eq(tag[addr:addr + addr_bits])]
-        at += lanes * (1 + ch_bits + addr_bits)
-        m.d.comb += out.hit.eq(tag[at:at + v])
-        for lane in range(v):
-            m.d.comb += out.src[lane].eq(tag[at + v + lane * sbits:at + v + (lane + 1) * sbits])
+            m.d.comb += out.value[i].eq(post.o.payload.value[i])
         # The requantizer's output is a two-entry buffer of registers: its stall comes from a
         # flip-flop, not from ``o.ready``, and ``o`` is a register (no multiplexer behind it).
         m.d.comb += [self.o.valid.eq(post.o.valid), self.o.payload.eq(out),

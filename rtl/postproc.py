@@ -69,6 +69,11 @@ class PostProc(wiring.Component):
         Channels processed per cycle.
     tag_bits : int
         Width of a side-band tag that travels with each vector (0: none).
+    tag_map : callable, optional
+        A function of the tag (a ``tag_bits``-wide value) giving a value of the same width
+        that the tag becomes between the first and the second stage: logic that a user
+        needs only with the results (the out-buffer lane a result goes to) then works from
+        registers, in a cycle of its own, instead of lengthening the path into the pipeline.
     acc_bits : int, optional
         Width of the accumulators and biases, ``cfg.acc_bits`` by default; a user whose
         values are narrower (the average pool's sums) gives its own, so the product fits
@@ -94,7 +99,7 @@ class PostProc(wiring.Component):
     DSP_A_BITS = 25
 
     def __init__(self, *, cfg: HwConfig, lanes: int, tag_bits: int = 0,
-                 acc_bits: int | None = None) -> None:
+                 acc_bits: int | None = None, tag_map=None) -> None:
         self._MustUse__silence = True  # a rejected object is never elaborated; don't warn
         if not isinstance(cfg, HwConfig):
             raise TypeError(f"PostProc configuration must be a HwConfig, not {cfg!r}")
@@ -102,6 +107,8 @@ class PostProc(wiring.Component):
             raise TypeError(f"PostProc lanes must be a positive integer, not {lanes!r}")
         if isinstance(tag_bits, bool) or not isinstance(tag_bits, int) or tag_bits < 0:
             raise TypeError(f"PostProc tag_bits must be a non-negative integer, not {tag_bits!r}")
+        if tag_map is not None and not callable(tag_map):
+            raise TypeError(f"PostProc tag_map must be callable, not {tag_map!r}")
         if acc_bits is None:
             acc_bits = cfg.acc_bits
         if isinstance(acc_bits, bool) or not isinstance(acc_bits, int) or acc_bits < 2:
@@ -109,6 +116,7 @@ class PostProc(wiring.Component):
                             f"{acc_bits!r}")
         self._cfg, self._lanes, self._tag_bits = cfg, lanes, tag_bits
         self._acc_bits = acc_bits
+        self._tag_map = tag_map
         self._MustUse__silence = False
         super().__init__({
             "i": In(stream.Signature(postproc_input_layout(cfg, lanes, tag_bits, acc_bits))),
@@ -139,7 +147,8 @@ class PostProc(wiring.Component):
             m.d.sync += [valid[0].eq(self.i.valid), mode[0].eq(p.mode), tag[0].eq(p.tag)]
             for k in range(1, stages):
                 m.d.sync += [valid[k].eq(valid[k - 1]), mode[k].eq(mode[k - 1]),
-                             tag[k].eq(tag[k - 1])]
+                             tag[k].eq(tag[k - 1] if k > 1 or self._tag_map is None
+                                       else self._tag_map(tag[0]))]
 
         sum_bits = self._acc_bits + 1
         # |acc + bias| <= 2 * max_abs_dot < 2**(acc_bits - 1), times mult < 2**16.

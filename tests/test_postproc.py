@@ -66,8 +66,21 @@ def test_postproc_latency_and_throughput():
     assert got == [_expected(p) for p in vectors]
 
 
+@pytest.mark.parametrize(("gap", "stall"), [(0.0, 0.0), (0.3, 0.4)])
+def test_postproc_tag_map_travels_with_its_vector(gap, stall):
+    # The tag becomes tag_map(tag) on the way, and still leaves with its own vector when the
+    # pipeline stalls (the map works on the stage that holds it).
+    rng = np.random.default_rng(7)
+    vectors = _vectors(rng, 200)
+    dut = PostProc(cfg=CFG, lanes=LANES, tag_bits=6, tag_map=lambda t: (t * 5 + 3)[:6])
+    got, _ = run_stream(dut, vectors, len(vectors), seed=2, gap=gap, stall=stall)
+    assert got == [{"value": _values(p), "tag": (p["tag"] * 5 + 3) % 64} for p in vectors]
+
+
 def test_postproc_rejects_bad_arguments():
     with pytest.raises(TypeError, match=r"^PostProc lanes must be a positive integer, not 0$"):
         PostProc(cfg=CFG, lanes=0)
     with pytest.raises(TypeError, match=r"^PostProc configuration must be a HwConfig, not 3$"):
         PostProc(cfg=3, lanes=1)
+    with pytest.raises(TypeError, match=r"^PostProc tag_map must be callable, not 3$"):
+        PostProc(cfg=CFG, lanes=1, tag_map=3)
