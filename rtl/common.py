@@ -3,6 +3,9 @@ adder trees, registers."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from amaranth.hdl import Module, Signal, Value, signed, unsigned
 from amaranth.lib import data
 
@@ -155,12 +158,15 @@ def skid_output(m: Module, o: object, push: Value, result: Value, *,
     return en
 
 
-def one_hot(fsm: object) -> None:
-    """Asks synthesis to hold an ``m.FSM``'s state one-hot: the ``fsm_encoding`` attribute on
-    its state register, which both Vivado (``"one_hot"``) and Yosys (an encoding it does not
-    name maps to its ``auto``, one-hot for these sizes) take as an FSM to extract and recode.
-    Without it, Yosys keeps a state machine read from Verilog binary-coded (its detection
-    skips a register with an initial value), and a wide machine's next state then waits on
-    a decoder of the state. Call it after the ``with m.FSM()`` block, which creates the
-    register (Amaranth 0.5 keeps it in the FSM's private data)."""
-    fsm._data["signal"].attrs["fsm_encoding"] = "one_hot"
+
+@contextmanager
+def one_hot_fsm(m: Module, *, name: str) -> Iterator[object]:
+    """``m.FSM(name=name)`` whose state synthesis holds one-hot: the ``fsm_encoding``
+    attribute on its state register, which both Vivado (``"one_hot"``) and Yosys (an encoding
+    it does not name maps to its ``auto``, one-hot for these sizes) take as a state machine to
+    extract and recode. Without it Yosys keeps a state machine read from Verilog binary-coded
+    (its detection skips a register with an initial value, which Amaranth gives each), and a
+    wide machine's next state then waits on a decoder of the state."""
+    with m.FSM(name=name) as fsm:
+        yield fsm
+    fsm.state.attrs["fsm_encoding"] = "one_hot"

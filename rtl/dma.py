@@ -7,7 +7,7 @@ from amaranth.hdl import Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .common import skid_output, stage
+from .common import one_hot_fsm, skid_output, stage
 from .config import HwConfig
 
 __all__ = ["MAX_BURST", "MAX_OUTSTANDING", "AxiSignature", "Dma", "DmaCommand", "DmaReader",
@@ -233,7 +233,7 @@ class DmaReader(wiring.Component):
         # state moves on from it, not from ``cmd.valid``, and those who offer commands see a
         # flip-flop, not a decoded state.
         ready = Signal(init=1, name="cmd_ready")
-        with m.FSM(name="dma_rd") as fsm:
+        with one_hot_fsm(m, name="dma_rd") as fsm:
             with m.State("IDLE"):
                 with m.If(~ready):
                     m.d.sync += [addr.eq(cmd_addr), *t.set_remaining(cmd_words), flying.eq(1)]
@@ -310,7 +310,7 @@ class DmaWriter(wiring.Component):
         m.d.sync += waiting.eq(waiting + w_last - b_fire)
         with m.If(b_fire & (bus.bresp != 0)):
             m.d.sync += self.error.eq(1)
-        with m.FSM(name="dma_wr") as fsm:
+        with one_hot_fsm(m, name="dma_wr") as fsm:
             with m.State("IDLE"):
                 m.d.sync += [addr.eq(self.cmd.payload.addr),
                              *t.set_remaining(self.cmd.payload.words), fresh.eq(1),

@@ -10,6 +10,7 @@ import types
 from pathlib import Path
 
 import pytest
+from amaranth.back import verilog
 from amaranth.hdl import Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
@@ -28,6 +29,7 @@ from rtl.build.synth import (
     synthesize,
     whole_figures,
 )
+from rtl.common import one_hot_fsm
 from rtl.config import preset
 from rtl.dsp_array import DspArray
 from rtl.pot_array import PotArray
@@ -398,3 +400,38 @@ def test_whole_pynq_z2() -> None:
     with at most 85 % of the LUTs (docs/build.md gives the figures)."""
     fig = whole_figures(preset("pynq-z2"))
     assert fig["fits"], fig
+
+
+class _Walker(wiring.Component):
+    """Six states, each left on one of two conditions: a small stand-in for the engine's."""
+
+    def __init__(self, one_hot: bool) -> None:
+        self._one_hot = one_hot
+        super().__init__({"a": In(4), "o": Out(3)})
+
+    def elaborate(self, platform: object) -> Module:
+        m = Module()
+        fsm = one_hot_fsm(m, name="walk") if self._one_hot else m.FSM(name="walk")
+        with fsm:
+            for i in range(6):
+                with m.State(f"S{i}"):
+                    m.d.comb += self.o.eq(i)
+                    with m.If(self.a[i % 4]):
+                        m.next = f"S{(i + 1) % 6}"
+                    with m.Elif(self.a[(i + 1) % 4] & self.a[(i + 2) % 4]):
+                        m.next = f"S{(i + 3) % 6}"
+        return m
+
+
+@pytest.mark.parametrize("one_hot", [True, False])
+def test_one_hot_fsm_is_recoded_from_verilog(tmp_path: Path, one_hot: bool) -> None:
+    # From the Verilog (what Vivado and the whole-accelerator estimate read), Yosys extracts
+    # and recodes a state machine marked by one_hot_fsm, and leaves an unmarked one binary.
+    dut = _Walker(one_hot)
+    src = tmp_path / "walk.v"
+    src.write_text(verilog.convert(dut, name="walk_top"))
+    assert ('fsm_encoding = "one_hot"' in src.read_text()) == one_hot
+    res = synthesize(src, top="walk_top", work_dir=tmp_path / "work")
+    assert ("Extracting FSM `\\walk_state'" in res.log) == one_hot
+    assert ("mapping auto encoding to `one-hot`" in res.log) == one_hot
+    assert res.summary()["FF"] == (6 if one_hot else 3)

@@ -6,7 +6,7 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..common import check_config, index_bits, stage
+from ..common import check_config, index_bits, one_hot_fsm, stage
 from ..config import HwConfig
 from ..conv_core import slot_layout
 from ..dma import DmaCommand
@@ -273,7 +273,7 @@ class WeightLoader(wiring.Component):
         err_now = stage(m, Cat(*[p.done & p.error for p in ports]).any(), 1, "ports_err")
         still = Signal(n_ports)
         m.d.comb += still.eq(pending & ~done_now)
-        with m.FSM(name="loader"):
+        with one_hot_fsm(m, name="loader"):
             with m.State("IDLE"):
                 m.d.comb += self.idle.eq(1)
                 # Both starts begin at the descriptor's first pass: the pass counter and the

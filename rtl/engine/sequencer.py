@@ -25,7 +25,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..axil import register_signature
 from ..common import index_bits as _bits
-from ..common import one_hot, skid_output, stage
+from ..common import one_hot_fsm, skid_output, stage
 from ..config import HwConfig
 from ..conv_core import ConvCore
 from ..descriptor import descriptor_layout
@@ -619,7 +619,7 @@ class Engine(wiring.Component):
                 m.d.sync += finishing.eq(1)
                 m.next = "FINISH"
 
-        with m.FSM(name="engine") as engine_fsm:
+        with one_hot_fsm(m, name="engine") as engine_fsm:
             with m.State("IDLE"):
                 m.d.comb += [writer.clear.eq(start), loader.clear.eq(start)]
                 with m.If(start):
@@ -865,8 +865,6 @@ class Engine(wiring.Component):
                                  regs.irq_status.set.error.eq(final != ErrorCode.NONE)]
                     m.next = "IDLE"
 
-        one_hot(engine_fsm)
-
         # A max-pool result waits for the write-back under way to have read its vector: a
         # register, from the cycle before, that asks for the vector after it (which covers a
         # result taken in that cycle; the write-back only moves on meanwhile).
@@ -986,7 +984,7 @@ class Engine(wiring.Component):
                               + reg(nd.steps * row_words(cfg), 32, "next_step_words"), 32,
                               "next_pass_words")
         elig_wait = Signal(range(ELIG_CYCLES + 1))
-        with m.FSM(name="prefetch") as prefetch_fsm:
+        with one_hot_fsm(m, name="prefetch") as prefetch_fsm:
             with m.State("IDLE"):
                 with m.If(computing & armed & ~live & ~abort):
                     m.d.sync += [armed.eq(0), pre_ptr.eq(desc_ptr + descriptor_bytes()),
@@ -1058,7 +1056,6 @@ class Engine(wiring.Component):
                 m.d.comb += [pre_ready.eq(1), pre_known.eq(1)]
                 with m.If(pre_clear):
                     m.next = "IDLE"
-        one_hot(prefetch_fsm)
 
         # What the reader is asked for (see band_read): the prefetch asks only while it is
         # busy, and the engine only while it is not (DESC_CMD waits for it; ACT_CMD follows a

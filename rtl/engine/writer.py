@@ -10,7 +10,7 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..common import check_config, index_bits, skid_output, stage
+from ..common import check_config, index_bits, one_hot_fsm, skid_output, stage
 from ..config import HwConfig
 from ..dma import DmaCommand
 from ..interface.ddr import word_bits, words_per_vector
@@ -262,7 +262,7 @@ class Writer(wiring.Component):
         with m.If(row_step):
             m.d.sync += [nxt.eq(nxt + (win.row_stride << 1)), row_done.eq(1),
                          row_free.eq(Mux(nxt > last, last + 1, nxt))]
-        with m.FSM(name="writeback"):
+        with one_hot_fsm(m, name="writeback"):
             with m.State("IDLE"):
                 with m.If(self.i.valid & self.i.ready):
                     m.d.sync += [busy.eq(1), idx.eq(0), last.eq(job.last),
