@@ -241,11 +241,12 @@ def synthesize(design: Elaboratable | str | os.PathLike | Sequence[str | os.Path
                       # Amaranth gives every state machine's register (``<name>_state``) an
                       # initial value, the state its reset also sets; Yosys's ``fsm`` pass
                       # leaves such registers binary, where Vivado's synthesis extracts state
-                      # machines and chooses their encoding (-fsm_extraction auto). Without
-                      # the initial value Yosys recodes them too (one-hot). This reaches
-                      # RTLIL, where it is the register's attribute; Verilog (the whole
-                      # accelerator's top) sets it in an initial block that ``proc`` applies
-                      # later, so there they stay binary (docs/arrays.md).
+                      # machines and chooses their encoding (-fsm_extraction auto). The wide
+                      # ones carry fsm_encoding (``rtl.common.one_hot_fsm``), which both
+                      # tools follow from RTLIL and Verilog alike; for the others, without
+                      # the initial value Yosys may recode them too. This reaches RTLIL,
+                      # where it is the register's attribute; Verilog sets it in an initial
+                      # block that ``proc`` applies later (docs/arrays.md).
                       + "setattr -unset init w:*_state\n"
                       + f"synth_xilinx -family {family} -top {top} -flatten -noiopad "
                         f"-run :map_luts\n"
