@@ -17,7 +17,7 @@ import functools
 import operator
 from types import SimpleNamespace
 
-from amaranth.hdl import Cat, Module, Mux, Signal, Value, signed
+from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
@@ -604,17 +604,8 @@ class Engine(wiring.Component):
         with m.If(b_active & wdmas[0].done):
             m.d.sync += [b_fin.eq(1), b_err.eq(wdmas[0].error)]
 
-        # An error's code is set outside the state machine, from a flag raised in the branch
-        # that fails (``fail_hits``): at most one is raised (one state, one branch), so the
-        # code is an OR over them, not the end of a priority chain through every state's
-        # conditions (which was pynq-z2's longest path once the states were one-hot).
-        fail_hits: list[tuple[Signal, Value]] = []
-
-        def fail(error: ErrorCode | Value) -> None:
-            hit = Signal(name=f"fail_{len(fail_hits)}")
-            fail_hits.append((hit, Value.cast(error)))
-            m.d.comb += hit.eq(1)
-            m.d.sync += finishing.eq(1)
+        def fail(error: ErrorCode) -> None:
+            m.d.sync += [code.eq(error), finishing.eq(1)]
             m.next = "FINISH"
 
         def advance() -> None:
@@ -873,10 +864,6 @@ class Engine(wiring.Component):
                     m.d.comb += [regs.irq_status.set.done.eq(1),
                                  regs.irq_status.set.error.eq(final != ErrorCode.NONE)]
                     m.next = "IDLE"
-
-        # (After the state machine: a failing start in IDLE sets its code, not NONE.)
-        with m.If(Cat(*[h for h, _ in fail_hits]).any()):
-            m.d.sync += code.eq(_pick([h for h, _ in fail_hits], [e for _, e in fail_hits]))
 
         # A max-pool result waits for the write-back under way to have read its vector: a
         # register, from the cycle before, that asks for the vector after it (which covers a
