@@ -158,7 +158,6 @@ def skid_output(m: Module, o: object, push: Value, result: Value, *,
     return en
 
 
-
 @contextmanager
 def one_hot_fsm(m: Module, *, name: str) -> Iterator[object]:
     """``m.FSM(name=name)`` whose state synthesis holds one-hot: the ``fsm_encoding``

@@ -87,7 +87,8 @@ class PostProc(wiring.Component):
     Raises
     ------
     TypeError
-        If ``cfg`` is not a HwConfig or ``lanes`` is not a positive integer.
+        If ``cfg`` is not a HwConfig, ``lanes`` is not a positive integer or ``tag_map`` is
+        not callable.
     """
 
     LATENCY = 5
