@@ -3,6 +3,8 @@ adder trees, registers."""
 
 from __future__ import annotations
 
+import functools
+import operator
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -17,6 +19,7 @@ __all__ = [
     "check_config",
     "delay",
     "index_bits",
+    "ongoing_any",
     "register",
     "result_layout",
     "skid_output",
@@ -169,3 +172,14 @@ def one_hot_fsm(m: Module, *, name: str) -> Iterator[object]:
     with m.FSM(name=name) as fsm:
         yield fsm
     fsm.state.attrs["fsm_encoding"] = "one_hot"
+
+
+def ongoing_any(fsm: object, *names: str) -> Value:
+    """Whether ``fsm`` is in any of the states ``names``: an OR of ``fsm.ongoing``.
+
+    A flag that is a function of the state alone is best taken from here rather than set to
+    a constant inside the states: Yosys turns a switch over the state that only assigns
+    constants into a ROM read at the state (``proc_rom``), which keeps a binary copy of the
+    state register alive beside the one-hot machine it extracts, with the whole next-state
+    logic encoded into it. Comparisons of the state with constants become the one-hot bits."""
+    return functools.reduce(operator.or_, (fsm.ongoing(name) for name in names))

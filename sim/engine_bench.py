@@ -324,6 +324,30 @@ async def malformed_descriptors_set_error_codes(dut):
 
 
 @cocotb.test()
+async def error_responses_during_a_conv_end_it_with_axi_response(dut):
+    """A conv whose input band, or whose weights, the memory answers with error responses
+    (inside the window, which here reaches past the RAM, whose reads beyond its end come back
+    SLVERR): the run lets what runs finish and ends with AXI_RESPONSE, having written nothing,
+    and the same layer then runs right."""
+    tb = TB(dut)
+    await tb.reset()
+    size = descriptor_bytes()
+    staged = stage_conv(tb, tb.cases[0], np.random.default_rng(12))
+    first = unpack_descriptor(tb.ram.read(staged.desc_addr, size))
+    snapshot = tb.ram.read(0, RAM)
+    await tb.driver.set_window(BASE, RAM - BASE + (1 << 18))
+    for change in (dict(in_addr=RAM), dict(weight_addr=RAM)):
+        tb.ram.write(staged.desc_addr, pack_descriptor(**{**first, **change}))
+        got, _ = await tb.run_layer(staged.desc_addr, timeout=100_000)
+        assert got == ErrorCode.AXI_RESPONSE, f"{change}: error code {got}"
+        assert await tb.read_reg("DESC_DONE") == 0, change
+        tb.ram.write(staged.desc_addr, pack_descriptor(**first))
+        assert tb.ram.read(0, RAM) == snapshot, f"{change}: the failed conv wrote to memory"
+    await tb.driver.set_window(BASE, SIZE)
+    await run_staged(tb, staged, "the conv after error responses")
+
+
+@cocotb.test()
 async def a_bad_conv_after_a_good_one_fails_at_its_own_index(dut):
     """The loader goes on with the next conv's passes while a conv computes, before that one
     is checked: a next conv whose weights lie outside the window still fails with

@@ -29,7 +29,7 @@ from rtl.build.synth import (
     synthesize,
     whole_figures,
 )
-from rtl.common import one_hot_fsm
+from rtl.common import one_hot_fsm, ongoing_any
 from rtl.config import preset
 from rtl.dsp_array import DspArray
 from rtl.pot_array import PotArray
@@ -435,3 +435,45 @@ def test_one_hot_fsm_is_recoded_from_verilog(tmp_path: Path, one_hot: bool) -> N
     assert ("Extracting FSM `\\walk_state'" in res.log) == one_hot
     assert ("mapping auto encoding to `one-hot`" in res.log) == one_hot
     assert res.summary()["FF"] == (6 if one_hot else 3)
+
+
+class _Flagged(wiring.Component):
+    """Eight states in a ring, and a flag that is high in the last two: set inside those
+    states, or taken from the state with ``ongoing_any``."""
+
+    STATES = 8
+
+    def __init__(self, in_states: bool) -> None:
+        self._in_states = in_states
+        super().__init__({"a": In(4), "flag": Out(1)})
+
+    def elaborate(self, platform: object) -> Module:
+        m = Module()
+        n = self.STATES
+        with one_hot_fsm(m, name="ring") as fsm:
+            for i in range(n):
+                with m.State(f"S{i}"):
+                    if self._in_states and i >= n - 2:
+                        m.d.comb += self.flag.eq(1)
+                    with m.If(self.a[i % 4]):
+                        m.next = f"S{(i + 1) % n}"
+                    with m.Elif(self.a[(i + 1) % 4] & self.a[(i + 2) % 4]):
+                        m.next = f"S{(i + 3) % n}"
+        if not self._in_states:
+            m.d.comb += self.flag.eq(ongoing_any(fsm, f"S{n - 2}", f"S{n - 1}"))
+        return m
+
+
+@pytest.mark.parametrize("in_states", [True, False])
+def test_flags_of_the_state_alone_keep_the_machine_one_hot(tmp_path: Path,
+                                                           in_states: bool) -> None:
+    # A flag set to a constant inside the states becomes a ROM read at the binary state
+    # (Yosys's proc_rom), which keeps a binary copy of the state register beside the one-hot
+    # machine; taken with ongoing_any, the flag is an OR of one-hot bits and no copy is left.
+    dut = _Flagged(in_states)
+    src = tmp_path / "ring.v"
+    src.write_text(verilog.convert(dut, name="ring_top"))
+    res = synthesize(src, top="ring_top", work_dir=tmp_path / "work")
+    assert ("Converted 1 switch." in res.log) == in_states
+    assert ("mapping auto encoding to `one-hot`" in res.log)
+    assert (res.summary()["FF"] == _Flagged.STATES) != in_states

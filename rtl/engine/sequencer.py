@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import operator
+from contextlib import contextmanager
 from types import SimpleNamespace
 
 from amaranth.hdl import Cat, Module, Mux, Signal, signed
@@ -25,7 +26,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..axil import register_signature
 from ..common import index_bits as _bits
-from ..common import one_hot_fsm, skid_output, stage
+from ..common import one_hot_fsm, ongoing_any, skid_output, stage
 from ..config import HwConfig
 from ..conv_core import ConvCore
 from ..descriptor import descriptor_layout
@@ -513,10 +514,12 @@ class Engine(wiring.Component):
                                & ~loader_busy & wdmas[0].cmd.ready & writer.i.ready)
         # (Not once the run is finishing: an error clears ``fuse_wait`` there, a cycle after
         # it is found, so that the flag waits on no error condition. ``finishing`` is the
-        # first cycle in FINISH, a register set as the state moves there; from the next cycle
-        # ``fuse_wait`` is low: no decoded state on the way to the writer's job.)
+        # first cycle in FINISH, a register set as the state moves there (and the cycle before
+        # a conv leaves on an error); from the next cycle ``fuse_wait`` is low: no decoded
+        # state on the way to the writer's job.)
         finishing = Signal()
         m.d.sync += finishing.eq(0)
+        conv_fail = Signal()           # the conv leaves on an error next cycle (CONV, below)
         fuse_start = fuse_go & fuse_wait & ~finishing
         fuse_pop = fuse_fifo.r_rdy & fuse_fifo.r_en
         m.d.sync += fuse_ahead.eq(fuse_ahead + (add_in & fusing) - fuse_pop)
@@ -604,9 +607,25 @@ class Engine(wiring.Component):
         with m.If(b_active & wdmas[0].done):
             m.d.sync += [b_fin.eq(1), b_err.eq(wdmas[0].error)]
 
+        # The run ends in FINISH, or, on an error, in a copy of it of the state that found the
+        # error (``FAIL_<state>``: the same body, below). Each of these one-hot state bits then
+        # waits on one state's exit conditions, not on those of every state (whose union was
+        # the engine's deepest path).
+        here = SimpleNamespace(state="IDLE")
+        fail_states: list[str] = []
+
+        @contextmanager
+        def state(name: str):
+            here.state = name
+            with m.State(name):
+                yield
+
         def fail(error: ErrorCode) -> None:
             m.d.sync += [code.eq(error), finishing.eq(1)]
-            m.next = "FINISH"
+            exit_state = f"FAIL_{here.state}"
+            if exit_state not in fail_states:
+                fail_states.append(exit_state)
+            m.next = exit_state
 
         def advance() -> None:
             # The output is handed to the write-back: on to the next descriptor of the chain.
@@ -619,8 +638,21 @@ class Engine(wiring.Component):
                 m.d.sync += finishing.eq(1)
                 m.next = "FINISH"
 
+        def finish() -> None:
+            # The run ends when the last write-back has drained. A conv-add's second input that
+            # had yet to start never does.
+            m.d.sync += fuse_wait.eq(0)
+            final = Mux(code != ErrorCode.NONE, code,
+                        Mux(wb_err, ErrorCode.AXI_RESPONSE, ErrorCode.NONE))
+            with m.If(~wb_busy & ~pre_busy & ~loader_busy):
+                m.d.comb += pre_clear.eq(1)
+                m.d.sync += [busy.eq(0), done_flag.eq(1), code.eq(final)]
+                m.d.comb += [regs.irq_status.set.done.eq(1),
+                             regs.irq_status.set.error.eq(final != ErrorCode.NONE)]
+                m.next = "IDLE"
+
         with one_hot_fsm(m, name="engine") as engine_fsm:
-            with m.State("IDLE"):
+            with state("IDLE"):
                 m.d.comb += [writer.clear.eq(start), loader.clear.eq(start)]
                 with m.If(start):
                     m.d.sync += [busy.eq(1), done_flag.eq(0), code.eq(ErrorCode.NONE),
@@ -634,7 +666,7 @@ class Engine(wiring.Component):
                     m.next = "DESC_CMD"
                     with m.If(count_zero):
                         fail(ErrorCode.BAD_DESCRIPTOR)
-            with m.State("DESC_CMD"):
+            with state("DESC_CMD"):
                 with m.If(abort):
                     fail(ErrorCode.ABORTED)
                 with m.Elif(pre_busy):
@@ -653,7 +685,7 @@ class Engine(wiring.Component):
                     with m.If(dma.rd_cmd.ready):
                         m.d.sync += use_pre.eq(0)
                         m.next = "DESC_DATA"
-            with m.State("DESC_DATA"):
+            with state("DESC_DATA"):
                 m.d.sync += stalls.eq(stalls + 1)
                 desc_take(desc)
                 with m.If(dma.rd_done):
@@ -661,7 +693,7 @@ class Engine(wiring.Component):
                     m.next = "CHECK"
                     with m.If(dma.rd_error):
                         fail(ErrorCode.AXI_RESPONSE)
-            with m.State("CHECK"):
+            with state("CHECK"):
                 m.d.sync += check_wait.eq(check_wait + 1)
                 # An add's second-input state starts afresh (nothing streams now): here, not
                 # as it starts in ACT_CMD, so that the wide counter's reset waits on no more
@@ -680,7 +712,7 @@ class Engine(wiring.Component):
                     fail(ErrorCode.ADDR_OUT_OF_WINDOW)
                 with m.Else():
                     m.next = "ACT_CMD"
-            with m.State("ACT_CMD"):
+            with state("ACT_CMD"):
                 # The loader's fields are this descriptor's again (the same as the next's it
                 # may have taken: this is that one, checked).
                 m.d.sync += [act_bad.eq(0), ahead.eq(0)]
@@ -705,7 +737,7 @@ class Engine(wiring.Component):
                     m.d.sync += stalls.eq(stalls + 1)
                 with m.Else():
                     m.next = "ACT_GO"
-            with m.State("ACT_GO"):
+            with state("ACT_GO"):
                 # The band's read is asked in a state of its own, a cycle after the waits
                 # above: the read command, the loader's start and an add's second input then
                 # wait on the reader's ready and abort, not on a chain of every condition.
@@ -739,7 +771,7 @@ class Engine(wiring.Component):
                     with m.If(b_go):
                         m.d.comb += map_in2.start.eq(1)
                         m.d.sync += [b_active.eq(1), idx_in.eq(0), next_in.eq(0), took.eq(0)]
-            with m.State("ACT_DATA"):
+            with state("ACT_DATA"):
                 m.d.sync += stalls.eq(stalls + 1)
                 with m.If(dma.rd_done):
                     with m.If(is_add):
@@ -755,7 +787,7 @@ class Engine(wiring.Component):
             # drained) and weight port 0 is free, the second input streams in over it, each of
             # its vectors is added to the conv's result, and the sums go to the write-back,
             # whose job is taken at once --
-            with m.State("FUSE"):
+            with state("FUSE"):
                 with m.If(wb_own | fuse_start):     # (its commands and job: above)
                     m.next = "B_DRAIN"
                 with m.Elif(abort):
@@ -765,7 +797,7 @@ class Engine(wiring.Component):
                 with m.Else():
                     m.d.sync += stalls.eq(stalls + 1)
             # -- residual add: the rest of the second input, then the adder drains --
-            with m.State("B_DRAIN"):
+            with state("B_DRAIN"):
                 m.d.sync += stalls.eq(stalls + 1)
                 with m.If(add_over):
                     m.d.sync += [b_active.eq(0), fusing.eq(0)]
@@ -774,7 +806,7 @@ class Engine(wiring.Component):
                     with m.Else():
                         m.next = "OUT_CMD"
             # -- pools --
-            with m.State("POOL"):
+            with state("POOL"):
                 m.d.comb += computing.eq(is_max)
                 # The average pool writes the out buffer once the previous write-back is done
                 # (a max-pool's results wait until it has read their vectors).
@@ -785,13 +817,13 @@ class Engine(wiring.Component):
                 with m.Else():
                     m.d.comb += [maxpool.start.eq(is_max), avgpool.start.eq(is_avg)]
                     m.next = "POOL_WAIT"
-            with m.State("POOL_WAIT"):
+            with state("POOL_WAIT"):
                 m.d.comb += computing.eq(is_max)
                 with m.If((is_max & maxpool.done) | (is_avg & avgpool.done)):
                     m.next = "OUT_CMD"
             # -- convolution: the core runs the passes the loader has put in the banks --
-            with m.State("CONV"):
-                m.d.comb += [in_conv.eq(1), computing.eq(1)]
+            with state("CONV"):
+                m.d.comb += computing.eq(1)
                 bank = run_idx[0] ^ run_bank0
                 m.d.comb += core.bank.eq(bank)
                 with m.If(~core.busy):
@@ -817,17 +849,25 @@ class Engine(wiring.Component):
                           & ~wb_busy & ~abort & ~act_bad & ~wb_err
                           & (load_code == ErrorCode.NONE)):
                     m.d.sync += fuse_wait.eq(1)
-                with m.If(conv_over & ~live):
+                # An error (a loader error while it carries the next descriptor's passes is
+                # that one's) holds the conv here: what runs finishes, the loader ends its
+                # burst and the band comes, then it is reported. That verdict is a register
+                # (``conv_fail``, with ``finishing``, so that a conv-add's second input does
+                # not start meanwhile): the state leaves on it a cycle later, so the exits'
+                # logic waits on it instead of on every unit's busy flag. (Every error is
+                # sticky, and nothing starts once one stands.)
+                error = ((load_code != ErrorCode.NONE) & ~carried) | abort | act_bad | wb_err
+                with m.If(conv_over & ~live & ~error):
                     m.d.sync += conv_over.eq(0)
                     conv_next()
-                # A loader error while it carries the next descriptor's passes is that one's.
-                with m.If(((load_code != ErrorCode.NONE) & ~carried) | abort | act_bad | wb_err):
-                    # Finish what runs, let the loader end its burst and the band come, then
-                    # report.
+                with m.If(conv_fail):
+                    m.d.sync += conv_fail.eq(0)
+                    fail(Mux(abort, ErrorCode.ABORTED,
+                             Mux(act_bad | wb_err, ErrorCode.AXI_RESPONSE, load_code)))
+                with m.Elif(error):
                     with m.If(~running & ~core.busy & ~loader_busy & ~live & ~fusing
                               & ~fuse_start):
-                        fail(Mux(abort, ErrorCode.ABORTED,
-                                 Mux(act_bad | wb_err, ErrorCode.AXI_RESPONSE, load_code)))
+                        m.d.sync += [conv_fail.eq(1), finishing.eq(1)]
                 with m.Elif(~running & ~conv_over & ~core.busy & full.bit_select(bank, 1)):
                     m.d.comb += core.start.eq(1)
                     m.d.sync += [running.eq(1), wb_hold.eq(run_last)]
@@ -839,7 +879,7 @@ class Engine(wiring.Component):
                     with m.If(run_last):
                         m.d.sync += conv_over.eq(1)
             # -- hand the out buffer to the write-back, then go on with the chain --
-            with m.State("OUT_CMD"):
+            with state("OUT_CMD"):
                 with m.If(out_go):       # the job is given (below)
                     m.d.sync += [wb_lo.eq(d.out_addr), wb_hi.eq(out_end)]
                     advance()
@@ -851,19 +891,11 @@ class Engine(wiring.Component):
                     advance()            # its write-back is under way
                 with m.Else():
                     m.d.sync += stalls.eq(stalls + 1)
-            with m.State("FINISH"):
-                # The run ends when the last write-back has drained. A conv-add's second input
-                # that had yet to start never does.
-                m.d.sync += fuse_wait.eq(0)
-                final = Mux(code != ErrorCode.NONE, code,
-                            Mux(wb_err, ErrorCode.AXI_RESPONSE, ErrorCode.NONE))
-                m.d.comb += stop_loader.eq(1)
-                with m.If(~wb_busy & ~pre_busy & ~loader_busy):
-                    m.d.comb += pre_clear.eq(1)
-                    m.d.sync += [busy.eq(0), done_flag.eq(1), code.eq(final)]
-                    m.d.comb += [regs.irq_status.set.done.eq(1),
-                                 regs.irq_status.set.error.eq(final != ErrorCode.NONE)]
-                    m.next = "IDLE"
+            for name in ["FINISH", *fail_states]:
+                with m.State(name):
+                    finish()
+        m.d.comb += [in_conv.eq(engine_fsm.ongoing("CONV")),
+                     stop_loader.eq(ongoing_any(engine_fsm, "FINISH", *fail_states))]
 
         # A max-pool result waits for the write-back under way to have read its vector: a
         # register, from the cycle before, that asks for the vector after it (which covers a
@@ -992,7 +1024,6 @@ class Engine(wiring.Component):
                                  pre_have.eq(0), pre_band.eq(0), pre_bad.eq(0)]
                     m.next = "DESC_CMD"
             with m.State("DESC_CMD"):
-                m.d.comb += pre_busy.eq(1)
                 with m.If(abort | (pre_ptr_bad != 0)):
                     m.next = "READY"       # the engine fetches it itself and reports
                 with m.Else():
@@ -1000,13 +1031,11 @@ class Engine(wiring.Component):
                     with m.If(dma.rd_cmd.ready):
                         m.next = "DESC_DATA"
             with m.State("DESC_DATA"):
-                m.d.comb += pre_busy.eq(1)
                 desc_take(nd)
                 with m.If(dma.rd_done):
                     m.d.sync += [pre_have.eq(~dma.rd_error), elig_wait.eq(0)]
                     m.next = "ELIG"
             with m.State("ELIG"):
-                m.d.comb += pre_busy.eq(1)
                 m.d.sync += elig_wait.eq(elig_wait + 1)
                 with m.If(elig_wait != ELIG_CYCLES - 1):
                     pass
@@ -1031,7 +1060,6 @@ class Engine(wiring.Component):
                 with m.Else():
                     m.next = "READY"
             with m.State("ACT_CMD"):
-                m.d.comb += [pre_busy.eq(1), pre_known.eq(1)]
                 with m.If(abort):
                     m.next = "READY"
                 with m.Else():
@@ -1039,7 +1067,6 @@ class Engine(wiring.Component):
                     with m.If(dma.rd_cmd.ready):
                         m.next = "ACT_DATA"
             with m.State("ACT_DATA"):
-                m.d.comb += [pre_busy.eq(1), pre_known.eq(1)]
                 with m.If(dma.rd_done):
                     m.d.sync += [pre_band.eq(~pre_ovl), pre_bad.eq(dma.rd_error)]
                     with m.If(pre_ovl):
@@ -1049,13 +1076,15 @@ class Engine(wiring.Component):
             with m.State("PLACE"):
                 # The part past this band is in (its last vector written): the band ends
                 # where the writes did. It is used only if that part was whole vectors.
-                m.d.comb += [pre_busy.eq(1), pre_known.eq(1)]
                 m.d.sync += [pre_band.eq(map_in.whole), pre_base.eq(act_addr - n_in_vecs)]
                 m.next = "READY"
             with m.State("READY"):
-                m.d.comb += [pre_ready.eq(1), pre_known.eq(1)]
                 with m.If(pre_clear):
                     m.next = "IDLE"
+        m.d.comb += [pre_ready.eq(prefetch_fsm.ongoing("READY")),
+                     pre_known.eq(ongoing_any(prefetch_fsm, "ACT_CMD", "ACT_DATA", "PLACE",
+                                              "READY")),
+                     pre_busy.eq(~ongoing_any(prefetch_fsm, "IDLE", "READY"))]
 
         # What the reader is asked for (see band_read): the prefetch asks only while it is
         # busy, and the engine only while it is not (DESC_CMD waits for it; ACT_CMD follows a
