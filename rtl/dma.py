@@ -120,24 +120,32 @@ class _Transfer:
         self.addr = Signal(cfg.axi_addr_width)
         self.remaining = Signal(cfg.axi_addr_width)
         self.rem_big = Signal(name="rem_big")     # remaining >= MAX_BURST
+        self.rem_over = Signal(name="rem_over")   # remaining > MAX_BURST
         self.beats = _burst_len(m, cfg, self.addr, self.remaining, self.rem_big)
         self.ok = _window_ok(m, cfg, *checked,
                              unit.window_base, unit.window_size)
 
     def set_remaining(self, value) -> list:
         """Statements that set ``remaining`` to ``value`` (a command's words), and ``rem_big``
-        with it (whether they are at least a whole burst)."""
+        and ``rem_over`` with it (whether they are at least, and more than, a whole burst)."""
         return [self.remaining.eq(value),
-                self.rem_big.eq(value[(MAX_BURST - 1).bit_length():] != 0)]
+                self.rem_big.eq(value[(MAX_BURST - 1).bit_length():] != 0),
+                self.rem_over.eq(value > MAX_BURST)]
 
     def big_after(self):
         """``rem_big`` once this burst has gone: a comparison (one carry chain), not a
         subtraction and then a wide zero test."""
         return self.remaining >= self.beats + MAX_BURST
 
+    def over_after(self):
+        """``rem_over`` once this burst has gone (likewise)."""
+        return self.remaining > self.beats + MAX_BURST
+
     def after_burst(self) -> list:
-        """Statements that take this burst's beats off ``remaining`` (and set ``rem_big``)."""
-        return [self.remaining.eq(self.remaining - self.beats), self.rem_big.eq(self.big_after())]
+        """Statements that take this burst's beats off ``remaining`` (and set ``rem_big`` and
+        ``rem_over``)."""
+        return [self.remaining.eq(self.remaining - self.beats), self.rem_big.eq(self.big_after()),
+                self.rem_over.eq(self.over_after())]
 
 
 def _status(m: Module, fsm, unit: wiring.Component) -> None:
@@ -221,11 +229,12 @@ class DmaReader(wiring.Component):
                      below_max.eq(~Mux(up, flying[MAX_OUTSTANDING - 1],
                                        ~down & flying[MAX_OUTSTANDING]))]
         # rem_next == 0 without the subtraction: beats never exceeds remaining, so the words
-        # run out exactly when remaining is beats (a burst going out) or zero.
+        # run out exactly when remaining is beats (a burst going out) or zero; and never while
+        # more than a burst remains (``rem_over``, a register), so only the low bits that
+        # hold MAX_BURST are compared (no wide zero test in front of the state).
         low = (MAX_BURST).bit_length()
         rem_zero = Signal()
-        m.d.comb += rem_zero.eq((remaining[low:] == 0)
-                                & (remaining[:low] == Mux(ar_fire, beats, 0)))
+        m.d.comb += rem_zero.eq(~t.rem_over & (remaining[:low] == Mux(ar_fire, beats, 0)))
         # The command is taken into registers of its own (which follow the payload while
         # idle, so that only the state waits for ``cmd.valid``), and into the transfer's
         # registers a cycle later: the path from whatever chooses the command ends at them.
@@ -249,7 +258,8 @@ class DmaReader(wiring.Component):
                     m.next = "DONE"
             with m.State("RUN"):
                 m.d.sync += [flying.eq(fly_next), remaining.eq(rem_next),
-                             t.rem_big.eq(Mux(ar_fire, t.big_after(), t.rem_big))]
+                             t.rem_big.eq(Mux(ar_fire, t.big_after(), t.rem_big)),
+                             t.rem_over.eq(Mux(ar_fire, t.over_after(), t.rem_over))]
                 with m.If(ar_fire):
                     m.d.sync += addr.eq(addr + beats * wb)
                 # An address stays offered until taken; the next one goes out while fewer
