@@ -388,9 +388,12 @@ class ConvCore(wiring.Component):
         res = Signal(data.ArrayLayout(data.ArrayLayout(acc, lanes), groups))
         ser_busy = Signal()
         g = Signal(index_bits(groups + 1))
-        # The slot of a conflicting group that the next beat sends (the beat's own, plus one):
-        # a register, so that the next beat's enables wait on no adder.
-        sub_next = Signal(index_bits(lanes + 1) + 1)
+        # The slot of a conflicting group that the next beat sends (the beat's own, plus one),
+        # one-hot (bit i: slot i; none once past the last): a register that shifts, so that
+        # the next beat's enables wait on no adder and no comparison.
+        sub_next = Signal(lanes + 1)
+        first = Const(1, lanes + 1)             # slot 0: a group's first beat
+        first_next = Const(0b10, lanes + 1)     # slot 1: the beat after it
         pixel = Signal(pix_bits)
         pix_base = Signal(vec_bits)     # pixel * out_chunks
         pix_end = Signal(vec_bits)      # pix_base + out_chunks
@@ -419,10 +422,10 @@ class ConvCore(wiring.Component):
         # cur_valid and cur_conflict: the beat's end then waits only on the requantizer's
         # ready.
         def enables(valid, conflict, sub_at):
-            return Cat(*[valid[i] & (~conflict | (sub_at == i)) for i in range(lanes)])
+            return Cat(*[valid[i] & (~conflict | sub_at[i]) for i in range(lanes)])
 
         def last_beat(conflict, sub_at):
-            return ~conflict | (sub_at == lanes - 1)
+            return ~conflict | sub_at[lanes - 1]
 
         enable = Signal(lanes)
         none_enabled = Signal()          # enable == 0
@@ -445,27 +448,27 @@ class ConvCore(wiring.Component):
             m.d.sync += [res_dsp.eq(dsp.o.payload), dsp_full.eq(1)]
         with m.If(beat_done):
             with m.If(group_end):
-                m.d.sync += [sub_next.eq(1), g.eq(g + 1),
+                m.d.sync += [sub_next.eq(first_next), g.eq(g + 1),
                              cur_valid.eq(ahead_valid[0]), cur_conflict.eq(ahead_conflict[0]),
                              ahead_valid.eq(ahead_valid.as_value() >> lanes),
                              ahead_conflict.eq(ahead_conflict >> 1),
                              res.eq(res.as_value() >> (lanes * cfg.acc_bits))]
-                beat_state(ahead_valid[0], ahead_conflict[0], 0, g == groups - 2)
+                beat_state(ahead_valid[0], ahead_conflict[0], first, g == groups - 2)
             with m.Else():
-                m.d.sync += sub_next.eq(sub_next + 1)
+                m.d.sync += sub_next.eq(sub_next << 1)
                 beat_state(cur_valid, cur_conflict, sub_next, g_last)
         with m.If(pixel_done):
             m.d.sync += [ser_busy.eq(0), pixel.eq(pixel + 1),
                          pix_base.eq(pix_end), pix_end.eq(pix_end + L.out_chunks)]
         with m.If(load):
             m.d.sync += [res.eq(Cat(res_pot, res_dsp)), ser_busy.eq(1), g.eq(0),
-                         sub_next.eq(1), dsp_full.eq(0), cur_valid.eq(g0_valid),
+                         sub_next.eq(first_next), dsp_full.eq(0), cur_valid.eq(g0_valid),
                          cur_conflict.eq(g0_conflict)]
             if groups > 1:
                 m.d.sync += [ahead_valid.eq(Cat(*[banks.group_valid[k]
                                                   for k in range(1, groups)])),
                              ahead_conflict.eq(one_a_beat[1:])]
-            beat_state(g0_valid, g0_conflict, 0, groups == 1)
+            beat_state(g0_valid, g0_conflict, first, groups == 1)
 
         tag_in = Signal(tag_layout)
         m.d.comb += [tag_in.pixel.eq(pixel), tag_in.base.eq(pix_base), tag_in.end.eq(pix_end),
